@@ -1,0 +1,1 @@
+//! FedState API types.

@@ -1,0 +1,1 @@
+//! fedstate-scheduler: placement engine and Karmada scheduler extension.

@@ -1,1 +1,25 @@
-//! FedState API types.
+//! The FedState API: what every other crate of ours agrees on.
+//!
+//! * [`v1alpha1`]: the `MultiCloudMongoDB` (Karmada control plane) and `MongoDB` (member cluster)
+//!   custom resources of group `middleware.fedstate.io`, compatible with FedState's Go API.
+//! * [`scheduler_result`]: the `schedulerResult` annotation, the scheduler → manager contract.
+//! * [`condition`]: Kubernetes-style conditions and the helper that sets them.
+//! * [`karmada`]: the few Karmada types we read and write (`Cluster`, affinity, spread constraints).
+//! * [`names`]: object names and labels shared by the scheduler, manager and agent.
+//!
+//! This crate depends on nothing of ours and does no I/O.
+
+pub mod condition;
+pub mod karmada;
+pub mod names;
+pub mod scheduler_result;
+pub mod v1alpha1;
+
+pub use condition::{Condition, ConditionStatus};
+pub use scheduler_result::{ClusterWithReplicaset, SchedulerResult, SchedulerResultError};
+pub use v1alpha1::{MongoDB, MultiCloudMongoDB};
+
+/// The API group of both our kinds.
+pub const GROUP: &str = "middleware.fedstate.io";
+/// The only API version so far.
+pub const VERSION: &str = "v1alpha1";

@@ -1,0 +1,13 @@
+//! The Karmada types FedState reads or embeds. Only the fields we use are modelled; serde ignores
+//! the rest, so newer Karmada versions keep working.
+
+pub mod cluster;
+pub mod policy;
+
+pub use cluster::{Cluster, ClusterSpec, ClusterStatus, NodeSummary, ResourceSummary};
+pub use policy::{ClusterAffinity, FieldSelector, SpreadConstraint, SpreadField};
+
+/// Taint Karmada puts on a Cluster whose Ready condition is False.
+pub const TAINT_NOT_READY: &str = "cluster.karmada.io/not-ready";
+/// Taint Karmada puts on a Cluster whose Ready condition is Unknown.
+pub const TAINT_UNREACHABLE: &str = "cluster.karmada.io/unreachable";

@@ -1,0 +1,255 @@
+//! `MongoDB`: the members one cluster runs (created by the manager through Karmada, or by a user
+//! for a single-cluster replica set).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, PodSecurityContext, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{ImagePullSecret, SecretKeyRef};
+use super::multicloud_mongodb::PullPolicy;
+use crate::condition::Condition;
+
+/// MongoDB replica-set members in one cluster.
+#[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "middleware.fedstate.io",
+    version = "v1alpha1",
+    kind = "MongoDB",
+    plural = "mongodbs",
+    shortname = "mdb",
+    category = "fedstate",
+    namespaced,
+    status = "MongoDBStatus",
+    printcolumn(name = "STATE", type_ = "string", json_path = ".status.state"),
+    printcolumn(
+        name = "MEMBERS",
+        type_ = "integer",
+        json_path = ".spec.members",
+        description = "data-bearing members in this cluster"
+    ),
+    printcolumn(
+        name = "READY",
+        type_ = "integer",
+        json_path = ".status.currentInfo.members",
+        description = "members running"
+    ),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    cel
+)]
+#[x_kube(validation = Rule::new("!(has(self.rootPassword) && has(self.rootPasswordSecretRef))").message("spec: set either rootPassword or rootPasswordSecretRef, not both (prefer rootPasswordSecretRef)"))]
+#[x_kube(validation = Rule::new("!has(self.memberRoles) || size(self.memberRoles) == self.members").message("spec.memberRoles must list exactly spec.members entries, one per data member"))]
+#[serde(rename_all = "camelCase")]
+pub struct MongoDBSpec {
+    /// Data-bearing members in this cluster (0 to 50).
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 50").message("spec.members must be between 0 and 50 (MongoDB allows at most 50 members)"))]
+    pub members: i32,
+    /// MongoDB image, 4.4 to 8.0; defaults to `mongo:7.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<ImagePullSecret>,
+    /// mongod settings as name/value pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<Vec<ConfigVar>>,
+    /// ConfigMap (key `mongod.yaml`) with the user's mongod configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_config_ref: Option<String>,
+    /// Plain-text root password, accepted for FedState compatibility; prefer
+    /// `rootPasswordSecretRef`. The manager never writes this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_password_secret_ref: Option<SecretKeyRef>,
+    /// Secret with the replica-set keyfile (key `keyfile`); generated when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyfile_secret_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<PersistenceSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_exporter_spec: Option<MetricsExporterSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_spec: Option<PodSpec>,
+    /// ConfigMap with the desired member list of the whole set (`<name>-hostconf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_config_ref: Option<String>,
+    /// Run an arbiter in this cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arbiter: Option<bool>,
+    /// This cluster initiates the replica set (exactly one cluster of a set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rs_init: Option<bool>,
+    /// Stop all changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<bool>,
+    /// `ReplicaSet` (the only type).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// FedState's database user settings (kept for compatibility).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_user_spec: Option<DbUserSpec>,
+    /// Replica set name; defaults to the object name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repl_set_name: Option<String>,
+    /// Stable identity, votes and priority of each data member, set by the manager; without it
+    /// members are numbered 0.. and all vote (single-cluster use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_roles: Option<Vec<MemberRole>>,
+}
+
+/// The identity and voting role of one data member.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRole {
+    /// Set-wide, stable index: the member's Service is `<name>-mongodb-<memberIndex>`.
+    #[schemars(range(min = 0, max = 49))]
+    pub member_index: i32,
+    /// 0 or 1.
+    #[schemars(range(min = 0, max = 1))]
+    pub votes: i32,
+    /// 0 for non-voters.
+    #[schemars(range(min = 0, max = 1000))]
+    pub priority: i32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigVar {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistenceSpec {
+    /// PVC size of each member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// StorageClass; empty uses the cluster default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsExporterSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// The pod-level settings FedState copied from `corev1.PodSpec`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DbUserSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Accepted for compatibility and never echoed anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable: Option<bool>,
+}
+
+/// `Running`, `Pause`, `Reconciling`, `Error`, `Unknown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum MongoState {
+    Running,
+    Pause,
+    Reconciling,
+    Error,
+    Unknown,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MongoDBStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<MongoState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_address: Option<String>,
+    /// Members as `replSetGetStatus` reports them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replset: Vec<ReplSetMemberStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_info: Option<CurrentInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One entry of `replSetGetStatus.members`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplSetMemberStatus {
+    #[serde(rename = "_id")]
+    pub id: i32,
+    /// `host:port`.
+    pub name: String,
+    /// 1 up, 0 down.
+    #[serde(default)]
+    pub health: i32,
+    /// MongoDB's numeric state (1 PRIMARY, 2 SECONDARY, 7 ARBITER, …).
+    #[serde(default)]
+    pub state: i32,
+    #[serde(default)]
+    pub state_str: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_source_host: Option<String>,
+    /// Pre-4.4 name of `syncSourceHost`, kept for FedState objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syncing_to: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrentInfo {
+    /// Members running now.
+    #[serde(default)]
+    pub members: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_config: Option<String>,
+}

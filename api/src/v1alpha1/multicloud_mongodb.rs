@@ -1,0 +1,361 @@
+//! `MultiCloudMongoDB`: one replica set spread over Karmada member clusters.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration, TopologySpreadConstraint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{ImagePullSecret, SecretKeyRef};
+use crate::condition::Condition;
+use crate::karmada::{ClusterAffinity, SpreadConstraint};
+use crate::scheduler_result::ClusterWithReplicaset;
+
+/// A MongoDB replica set across the member clusters of a Karmada federation.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "middleware.fedstate.io",
+    version = "v1alpha1",
+    kind = "MultiCloudMongoDB",
+    plural = "multicloudmongodbs",
+    shortname = "mcm",
+    category = "fedstate",
+    namespaced,
+    status = "MultiCloudMongoDBStatus",
+    printcolumn(
+        name = "STATE",
+        type_ = "string",
+        json_path = ".status.state",
+        description = "Health, SubHealth, UnHealth or UnKnown"
+    ),
+    printcolumn(
+        name = "SIZE",
+        type_ = "integer",
+        json_path = ".spec.replicaset",
+        description = "data-bearing members"
+    ),
+    printcolumn(
+        name = "PLACEMENT",
+        type_ = "string",
+        json_path = ".status.placement.summary",
+        description = "data members per cluster"
+    ),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    cel
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiCloudMongoDBSpec {
+    /// Number of data-bearing members (1 to 50, MongoDB's limit).
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 50").message("spec.replicaset must be between 1 and 50 (MongoDB allows at most 50 members); set it to the number of data-bearing members"))]
+    pub replicaset: i32,
+
+    /// Requests and limits of each member's mongod container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m", "memory": "512Mi"}}))]
+    pub resource: Option<ResourceRequirements>,
+
+    /// Root password: prefer `rootPasswordSecretRef`; when neither is set a strong one is generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSetting>,
+
+    /// FedState's member settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<MemberSetting>,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_setting: Option<ImageSetting>,
+
+    /// Persistent volume of each data member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSetting>,
+
+    /// MongoDB exporter sidecar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportSetting>,
+
+    /// Arbiter, user ConfigMap and mongod settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigSetting>,
+
+    /// Which scheduler places this object and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SchedulerSetting>,
+
+    /// Cluster spread constraints and member pod placement inside each cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread_constraints: Option<SpreadConstraints>,
+}
+
+/// Root credentials.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[x_kube(validation = Rule::new("!(has(self.rootPasswd) && has(self.rootPasswordSecretRef))").message("spec.auth: set either rootPasswd or rootPasswordSecretRef, not both (prefer rootPasswordSecretRef)"))]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSetting {
+    /// Plain-text root password, accepted for FedState compatibility. It never leaves this object:
+    /// the manager moves it into a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_passwd: Option<String>,
+    /// Secret key holding the root password (preferred).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_password_secret_ref: Option<SecretKeyRef>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberSetting {
+    /// Name of the host-list ConfigMap; defaults to `<name>-hostconf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_config_ref: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSetting {
+    /// MongoDB image, 4.4 to 8.0; defaults to `mongo:7.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<ImagePullSecret>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSetting {
+    /// StorageClass of each member's PVC; empty means the cluster default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// Size of each member's PVC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "2Gi"))]
+    pub storage_size: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportSetting {
+    /// Run the MongoDB exporter sidecar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<ResourceRequirements>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigSetting {
+    /// Add an arbiter (votes, holds no data) in a cluster without a voting majority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arbiter: Option<bool>,
+    /// ConfigMap (key `mongod.yaml`) propagated to every member cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_ref: Option<String>,
+    /// mongod settings merged into the configuration, e.g. `net.maxIncomingConnections: "2000"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_set: Option<BTreeMap<String, String>>,
+}
+
+/// How members are spread over clusters (spec/03).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum SchedulerMode {
+    /// As even as possible over the chosen clusters.
+    #[default]
+    Uniform,
+    /// Proportional to each cluster's available capacity.
+    Weighting,
+    /// The fewest clusters that keep the quorum safe.
+    Aggregated,
+}
+
+/// What to do when no placement survives the loss of any one cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum QuorumPolicy {
+    /// Refuse such placements (`Scheduled=False`, reason `QuorumUnsatisfiable`).
+    Required,
+    /// Place anyway and set `QuorumAtRisk`.
+    #[default]
+    Preferred,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchedulerSetting {
+    /// Only objects naming our scheduler are placed by it; defaults to
+    /// `multicloud-middleware-scheduler`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "multicloud-middleware-scheduler"))]
+    pub scheduler_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler_mode: Option<SchedulerMode>,
+    /// Karmada cluster affinity: label selector, cluster names, exclusions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<ClusterAffinity>,
+    /// Cluster taints this object tolerates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Clusters that should host the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_preference: Option<PrimaryPreference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_policy: Option<QuorumPolicy>,
+}
+
+/// Ordered cluster names, or a label selector, for the clusters that should host the primary.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrimaryPreference {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<LabelSelector>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpreadConstraints {
+    /// Karmada spread constraints over cluster / region / zone / provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread_constraints: Option<Vec<SpreadConstraint>>,
+    /// nodeSelector of every member pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_select: Option<BTreeMap<String, String>>,
+    /// Topology spread of member pods inside each cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    /// FedState field, kept for compatibility; has no effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_dynamic_scheduler: Option<bool>,
+}
+
+/// `Health`, `SubHealth`, `UnHealth`, `UnKnown` (FedState's values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ServiceState {
+    /// Serving, and what runs is what was asked for.
+    Health,
+    /// Serving, but not everything asked for runs.
+    SubHealth,
+    /// Not serving.
+    UnHealth,
+    UnKnown,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiCloudMongoDBStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ServiceState>,
+    /// Comma-joined `host:port` of every member, arbiter included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_addr: Option<String>,
+    /// Per-cluster topology.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub result: Vec<ServiceTopology>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// What is placed now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementStatus>,
+}
+
+/// One cluster's part of the replica set, as FedState reported it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceTopology {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicaset_spec: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicaset_status: Option<i32>,
+    /// `"vip:port"` → `PRIMARY`, `SECONDARY`, `ARBITER`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_addr_with_role: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<bool>,
+}
+
+/// The placement in force, with votes and priorities.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementStatus {
+    /// e.g. `a:2,b:2,c:1+arbiter`.
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<ClusterWithReplicaset>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_safe: Option<bool>,
+}
+
+impl MultiCloudMongoDBSpec {
+    /// The scheduler this object asks for (FedState's default when unset).
+    pub fn scheduler_name(&self) -> &str {
+        self.scheduler
+            .as_ref()
+            .and_then(|s| s.scheduler_name.as_deref())
+            .unwrap_or(crate::names::DEFAULT_SCHEDULER_NAME)
+    }
+
+    pub fn scheduler_mode(&self) -> SchedulerMode {
+        self.scheduler
+            .as_ref()
+            .and_then(|s| s.scheduler_mode)
+            .unwrap_or_default()
+    }
+
+    pub fn quorum_policy(&self) -> QuorumPolicy {
+        self.scheduler
+            .as_ref()
+            .and_then(|s| s.quorum_policy)
+            .unwrap_or_default()
+    }
+
+    pub fn arbiter(&self) -> bool {
+        self.config
+            .as_ref()
+            .and_then(|c| c.arbiter)
+            .unwrap_or(false)
+    }
+
+    /// The image to run (`mongo:7.0` when unset).
+    pub fn image(&self) -> &str {
+        self.image_setting
+            .as_ref()
+            .and_then(|i| i.image.as_deref())
+            .filter(|i| !i.is_empty())
+            .unwrap_or(super::DEFAULT_IMAGE)
+    }
+}

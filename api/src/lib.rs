@@ -6,12 +6,14 @@
 //! * [`condition`]: Kubernetes-style conditions and the helper that sets them.
 //! * [`karmada`]: the few Karmada types we read and write (`Cluster`, affinity, spread constraints).
 //! * [`names`]: object names and labels shared by the scheduler, manager and agent.
+//! * [`quantity`]: Kubernetes resource quantities as exact milli-unit integers.
 //!
 //! This crate depends on nothing of ours and does no I/O.
 
 pub mod condition;
 pub mod karmada;
 pub mod names;
+pub mod quantity;
 pub mod scheduler_result;
 pub mod v1alpha1;
 

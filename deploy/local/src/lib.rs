@@ -1,0 +1,43 @@
+//! `fedstate-local`: real Kubernetes and Karmada processes on one machine, no containers
+//! (the local federation of `spec/06-testbed.md`).
+//!
+//! The library brings the federation up for the e2e tests; the `fedstate-local` binary wraps it
+//! as a CLI (`up`, `status`, `down`, `kill-member`, `restore-member`, `build`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), fedstate_local::Error> {
+//! use fedstate_local::{Federation, Options};
+//! let fed = Federation::up(Options { members: 3, ..Options::default() }).await?;
+//! let karmada = fed.karmada_client().await?;
+//! fed.kill_member(2)?;
+//! fed.restore_member(2).await?;
+//! fed.down()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: [`layout`] (ports, run directory), [`capacity`] (the fake nodes' capacity),
+//! [`binaries`] (the pinned Go binaries), [`pki`] and [`kubeconfig`] (generated at `up`),
+//! [`components`] (command lines), [`bootstrap`] (objects installed at `up`), [`process`]
+//! (start/stop), [`probe`] (health checks), [`federation`] (the whole).
+
+pub mod binaries;
+pub mod bootstrap;
+pub mod capacity;
+pub mod components;
+pub mod error;
+pub mod federation;
+pub mod kubeconfig;
+pub mod layout;
+pub mod pki;
+pub mod probe;
+pub mod process;
+
+pub use error::{Error, Result};
+pub use federation::{
+    ClusterStatus, ComponentStatus, EstimatorTls, Federation, FederationStatus, Options, VIP_LABEL,
+};
+pub use layout::{PortPlan, RunLayout, member_name, member_vip};
+
+/// Port the estimator Services in the Karmada apiserver expose (karmada-scheduler's
+/// `--scheduler-estimator-port`, Karmada's default); their `targetPort` is the real loopback port.
+pub const ESTIMATOR_SERVICE_PORT: u16 = 10352;

@@ -312,7 +312,7 @@ fn schemas_refuse_bad_input_naming_the_field() {
         ),
         (
             with(minimal.clone(), "/spec/replicas", json!(3)),
-            "replicas",
+            "'replicas' was unexpected",
         ),
         (
             with(

@@ -1,1 +1,2 @@
-//! Placeholder; see the crate description.
+pub mod proto;
+pub mod shape;

@@ -5,12 +5,14 @@
 //! * [`scheduler_result`]: the `schedulerResult` annotation, the scheduler → manager contract.
 //! * [`condition`]: Kubernetes-style conditions and the helper that sets them.
 //! * [`karmada`]: the few Karmada types we read and write (`Cluster`, affinity, spread constraints).
+//! * [`hostconf`]: the `<name>-hostconf` ConfigMap, the desired member list (manager → agents).
 //! * [`names`]: object names and labels shared by the scheduler, manager and agent.
 //! * [`quantity`]: Kubernetes resource quantities as exact milli-unit integers.
 //!
 //! This crate depends on nothing of ours and does no I/O.
 
 pub mod condition;
+pub mod hostconf;
 pub mod karmada;
 pub mod names;
 pub mod quantity;

@@ -1,8 +1,11 @@
 //! The Karmada types FedState reads or embeds. Only the fields we use are modelled; serde ignores
 //! the rest, so newer Karmada versions keep working.
 
+pub mod binding_status;
 pub mod cluster;
+pub mod override_policy;
 pub mod policy;
+pub mod propagation;
 
 pub use cluster::{Cluster, ClusterSpec, ClusterStatus, NodeSummary, ResourceSummary};
 pub use policy::{ClusterAffinity, FieldSelector, SpreadConstraint, SpreadField};

@@ -16,8 +16,13 @@ pub const LEGACY_REPLSET_NAME: &str = "replset-0";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
 pub const MANAGED_BY: &str = "fedstate";
-/// Field manager of every server-side apply we do.
+/// Field manager of every server-side apply we do (the manager's).
 pub const FIELD_MANAGER: &str = "fedstate";
+/// Field manager of the scheduler: it owns the annotation, `status.placement` and the
+/// `Scheduled`, `ServerScheduledResult` and `QuorumAtRisk` conditions.
+pub const FIELD_MANAGER_SCHEDULER: &str = "fedstate-scheduler";
+/// Field manager of the mongo-agent in member clusters.
+pub const FIELD_MANAGER_AGENT: &str = "fedstate-mongo-agent";
 
 /// The VIP of a cluster from its labels: `vip` wins over `VIP`; empty values do not count.
 pub fn cluster_vip(labels: &BTreeMap<String, String>) -> Option<&str> {

@@ -213,7 +213,9 @@ pub struct MongoDBStatus {
     pub current_revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_info: Option<CurrentInfo>,
+    /// Keyed by `type`, so each component server-side-applies only the conditions it owns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -276,7 +276,9 @@ pub struct MultiCloudMongoDBStatus {
     /// Per-cluster topology.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub result: Vec<ServiceTopology>,
+    /// Keyed by `type`, so each component server-side-applies only the conditions it owns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

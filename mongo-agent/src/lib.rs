@@ -1,0 +1,5 @@
+//! fedstate-mongo-agent: the data plane of FedState in each member cluster.
+//!
+//! * [`planner`]: the pure replica-set planner (initiate once, one voter per reconfig, never force
+//!   without the user's opt-in).
+pub mod planner;

@@ -1,0 +1,896 @@
+//! The replica-set planner: from what the set looks like now and what the host list wants, the one
+//! next step to take (spec/05, spec/03 "Failover and change plans"). Pure: no driver, no kube.
+//!
+//! The agent calls [`next_step`] again after every step (re-reading the set each time), so the plan
+//! is a sequence of single steps, each safe on its own:
+//! * non-voting changes (adding own ready members as `votes: 0, priority: 0`, priority changes,
+//!   removing non-voters) are batched, since MongoDB does not limit them;
+//! * at most one voting member is added, promoted, demoted or removed per reconfig, and only once
+//!   the previous config is committed;
+//! * adds and promotions come before removals, except when the set already has 7 voters;
+//! * the primary is stepped down before it is removed or demoted;
+//! * nothing changes without a primary; when the voting majority is unreachable the answer is
+//!   [`Step::QuorumLost`], and only the user's explicit opt-in turns it into [`Step::ForceReconfig`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fedstate_api::hostconf::{HostEntry, MAX_VOTERS};
+
+/// One member of a replica-set config (the fields we manage; the adapter keeps the others).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RsMember {
+    pub id: i32,
+    pub host: String,
+    pub votes: i32,
+    pub priority: i32,
+    pub arbiter_only: bool,
+}
+
+impl RsMember {
+    pub fn is_voter(&self) -> bool {
+        self.votes > 0
+    }
+}
+
+/// A replica-set config as far as the planner cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RsConfig {
+    pub name: String,
+    pub version: i64,
+    pub members: Vec<RsMember>,
+}
+
+impl RsConfig {
+    pub fn voters(&self) -> usize {
+        self.members.iter().filter(|m| m.is_voter()).count()
+    }
+    pub fn member(&self, host: &str) -> Option<&RsMember> {
+        self.members.iter().find(|m| m.host == host)
+    }
+    fn next_id(&self) -> i32 {
+        self.members.iter().map(|m| m.id + 1).max().unwrap_or(0)
+    }
+}
+
+/// MongoDB member states the planner distinguishes (`replSetGetStatus.members[].state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberState {
+    Primary,
+    Secondary,
+    Arbiter,
+    /// Starting, syncing, recovering, rolling back: up but not yet useful.
+    Syncing,
+    /// Unreachable (`health: 0`) or removed.
+    Down,
+}
+
+impl MemberState {
+    /// From MongoDB's numeric state and health.
+    pub fn from_status(state: i32, health: i32) -> Self {
+        if health == 0 {
+            return Self::Down;
+        }
+        match state {
+            1 => Self::Primary,
+            2 => Self::Secondary,
+            7 => Self::Arbiter,
+            8 | 10 => Self::Down,
+            _ => Self::Syncing,
+        }
+    }
+    pub fn is_up(self) -> bool {
+        self != Self::Down
+    }
+}
+
+/// What the agent saw of the replica set.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// The config (from any reachable member); `None` when no desired host is in a set.
+    pub config: Option<RsConfig>,
+    /// Whether that config is committed (majority-replicated): `replSetGetConfig` with
+    /// `commitmentStatus: true`.
+    pub committed: bool,
+    /// State of each config member by host; hosts missing here count as down.
+    pub states: BTreeMap<String, MemberState>,
+}
+
+impl Observed {
+    pub fn state(&self, host: &str) -> MemberState {
+        self.states.get(host).copied().unwrap_or(MemberState::Down)
+    }
+    pub fn primary(&self) -> Option<&str> {
+        self.states
+            .iter()
+            .find(|(_, s)| **s == MemberState::Primary)
+            .map(|(h, _)| h.as_str())
+    }
+}
+
+/// What the host list and this agent's own cluster want.
+#[derive(Clone, Debug, Default)]
+pub struct Desired {
+    /// The whole set's desired members (the hostconf list).
+    pub hosts: Vec<HostEntry>,
+    /// Every address this agent's members answer on, desired or not (so it can remove its own
+    /// members the list dropped).
+    pub own: BTreeSet<String>,
+    /// Own members whose pod is ready.
+    pub ready: BTreeSet<String>,
+}
+
+impl Desired {
+    fn entry(&self, host: &str) -> Option<&HostEntry> {
+        self.hosts.iter().find(|h| h.host == host)
+    }
+}
+
+/// The one next thing to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to change (this agent's part is done; other agents may still have work).
+    Done,
+    /// Wait and look again; the reason is for the log and status.
+    Wait(String),
+    /// Apply this config with a normal `replSetReconfig`.
+    Reconfig { config: RsConfig, reason: String },
+    /// Step this primary down first (it is about to be removed or demoted).
+    StepDown { host: String },
+    /// The voting majority is unreachable: no automatic change is possible.
+    QuorumLost {
+        reachable_voters: usize,
+        voters: usize,
+    },
+    /// The user opted in: `replSetReconfig` with `force: true` on a reachable member, keeping
+    /// only reachable members.
+    ForceReconfig { config: RsConfig, on: String },
+}
+
+/// Whether the user opted into a forced reconfig for the generation being reconciled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForceOptIn(pub bool);
+
+/// The next step for an initiated set. `observed.config` must be `Some`.
+pub fn next_step(desired: &Desired, observed: &Observed, force: ForceOptIn) -> Step {
+    let Some(config) = &observed.config else {
+        return Step::Wait("the replica set is not initiated yet".into());
+    };
+    let voters: Vec<&RsMember> = config.members.iter().filter(|m| m.is_voter()).collect();
+    let reachable = voters
+        .iter()
+        .filter(|m| observed.state(&m.host).is_up())
+        .count();
+    let majority = voters.len() / 2 + 1;
+    let Some(primary) = observed.primary() else {
+        if reachable >= majority {
+            return Step::Wait("no primary yet; an election is under way".into());
+        }
+        if force.0 {
+            return force_step(config, observed);
+        }
+        return Step::QuorumLost {
+            reachable_voters: reachable,
+            voters: voters.len(),
+        };
+    };
+    if !observed.committed {
+        return Step::Wait(format!(
+            "config version {} is not committed to a majority yet",
+            config.version
+        ));
+    }
+
+    // 1. Changes without a voting change, batched.
+    let mut next = config.clone();
+    let mut reasons = Vec::new();
+    for h in &desired.hosts {
+        if h.arbiter_only || !desired.own.contains(&h.host) || config.member(&h.host).is_some() {
+            continue;
+        }
+        if desired.ready.contains(&h.host) {
+            let id = next.next_id();
+            next.members.push(RsMember {
+                id,
+                host: h.host.clone(),
+                votes: 0,
+                priority: 0,
+                arbiter_only: false,
+            });
+            reasons.push(format!("add {} as non-voting", h.host));
+        }
+    }
+    for m in next.members.iter_mut() {
+        if let Some(h) = desired.entry(&m.host)
+            && m.votes == 1
+            && h.votes == 1
+            && m.priority != h.priority
+            && !m.arbiter_only
+        {
+            reasons.push(format!(
+                "priority of {} {} -> {}",
+                m.host, m.priority, h.priority
+            ));
+            m.priority = h.priority;
+        }
+    }
+    let removable = |m: &RsMember| {
+        desired.entry(&m.host).is_none()
+            && (desired.own.contains(&m.host) || !observed.state(&m.host).is_up())
+    };
+    let before = next.members.len();
+    next.members.retain(|m| m.is_voter() || !removable(m));
+    if next.members.len() != before {
+        reasons.push(format!("remove {} non-voting", before - next.members.len()));
+    }
+    if !reasons.is_empty() {
+        next.version += 1;
+        return Step::Reconfig {
+            config: next,
+            reason: reasons.join(", "),
+        };
+    }
+
+    // 2. One voting change.
+    let promotion = config.members.iter().find(|m| {
+        !m.is_voter()
+            && desired.own.contains(&m.host)
+            && desired.entry(&m.host).is_some_and(|h| h.votes == 1)
+            && observed.state(&m.host) == MemberState::Secondary
+    });
+    let arbiter_add = desired.hosts.iter().find(|h| {
+        h.arbiter_only
+            && desired.own.contains(&h.host)
+            && desired.ready.contains(&h.host)
+            && config.member(&h.host).is_none()
+    });
+    // A voter to drop: not desired (removed) or desired as non-voter (demoted).
+    let drop = config.members.iter().find(|m| {
+        m.is_voter()
+            && match desired.entry(&m.host) {
+                None => removable(m),
+                Some(h) => h.votes == 0 && desired.own.contains(&m.host),
+            }
+    });
+    let room = config.voters() < MAX_VOTERS;
+    if room && let Some(m) = promotion {
+        let h = desired.entry(&m.host).map(|h| h.priority).unwrap_or(1);
+        let mut next = config.clone();
+        if let Some(n) = next.members.iter_mut().find(|n| n.id == m.id) {
+            n.votes = 1;
+            n.priority = h;
+        }
+        next.version += 1;
+        return Step::Reconfig {
+            config: next,
+            reason: format!("promote {} to voting", m.host),
+        };
+    }
+    if room && let Some(h) = arbiter_add {
+        let mut next = config.clone();
+        let id = next.next_id();
+        next.members.push(RsMember {
+            id,
+            host: h.host.clone(),
+            votes: 1,
+            priority: 0,
+            arbiter_only: true,
+        });
+        next.version += 1;
+        return Step::Reconfig {
+            config: next,
+            reason: format!("add arbiter {}", h.host),
+        };
+    }
+    // Adds before removes: while an own member is still catching up to be promoted, wait.
+    let catching_up = config.members.iter().find(|m| {
+        !m.is_voter()
+            && desired.own.contains(&m.host)
+            && desired.entry(&m.host).is_some_and(|h| h.votes == 1)
+            && observed.state(&m.host) == MemberState::Syncing
+    });
+    if let (Some(_), Some(c), true) = (drop, catching_up, room) {
+        return Step::Wait(format!(
+            "{} is catching up; it is promoted before a voter is removed",
+            c.host
+        ));
+    }
+    if let Some(m) = drop {
+        if m.host == primary {
+            // replSetStepDown fails without an electable secondary; wait for one.
+            let electable = config.members.iter().any(|n| {
+                n.host != m.host
+                    && n.is_voter()
+                    && n.priority > 0
+                    && observed.state(&n.host) == MemberState::Secondary
+            });
+            if !electable {
+                return Step::Wait(format!(
+                    "primary {} is to be removed but no other member can take over yet",
+                    m.host
+                ));
+            }
+            return Step::StepDown {
+                host: m.host.clone(),
+            };
+        }
+        let mut next = config.clone();
+        let removing = desired.entry(&m.host).is_none();
+        if removing {
+            next.members.retain(|n| n.id != m.id);
+        } else if let Some(n) = next.members.iter_mut().find(|n| n.id == m.id) {
+            n.votes = 0;
+            n.priority = 0;
+        }
+        // MongoDB refuses a config whose voting majority cannot be reached.
+        let new_voters: Vec<&RsMember> = next.members.iter().filter(|n| n.is_voter()).collect();
+        let up = new_voters
+            .iter()
+            .filter(|n| observed.state(&n.host).is_up())
+            .count();
+        if up < new_voters.len() / 2 + 1 {
+            return Step::Wait(format!(
+                "removing {} would leave {up} of {} voters reachable",
+                m.host,
+                new_voters.len()
+            ));
+        }
+        next.version += 1;
+        return Step::Reconfig {
+            config: next,
+            reason: format!(
+                "{} voting member {}",
+                if removing { "remove" } else { "demote" },
+                m.host
+            ),
+        };
+    }
+    if !room && promotion.is_some() {
+        return Step::Wait("7 voters already; waiting for a voter to be removed".into());
+    }
+    let pending = desired
+        .hosts
+        .iter()
+        .filter(|h| desired.own.contains(&h.host))
+        .find(|h| {
+            config
+                .member(&h.host)
+                .is_none_or(|m| m.votes != h.votes || m.priority != h.priority)
+        });
+    match pending {
+        Some(h) => Step::Wait(format!("waiting for {} to be ready and SECONDARY", h.host)),
+        None => Step::Done,
+    }
+}
+
+fn force_step(config: &RsConfig, observed: &Observed) -> Step {
+    let mut next = config.clone();
+    next.members.retain(|m| observed.state(&m.host).is_up());
+    let Some(on) = next
+        .members
+        .iter()
+        .find(|m| !m.arbiter_only)
+        .map(|m| m.host.clone())
+    else {
+        return Step::QuorumLost {
+            reachable_voters: 0,
+            voters: config.voters(),
+        };
+    };
+    next.version += 1;
+    Step::ForceReconfig { config: next, on }
+}
+
+/// What `hello` said about one desired host before initiating.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostProbe {
+    Unreachable,
+    /// Up, started with `--replSet`, not in any config yet.
+    Uninitiated,
+    /// Already a member of the named set.
+    InSet {
+        set_name: String,
+    },
+}
+
+/// Whether to initiate, join or wait (spec/05: initiate exactly once, only after checking that no
+/// desired host already belongs to a set).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InitDecision {
+    /// Initiate on `on` with this config.
+    Initiate {
+        on: String,
+        config: RsConfig,
+    },
+    /// A desired host already belongs to the set: join it through the normal planner.
+    Join {
+        via: String,
+    },
+    /// A desired host belongs to a different set: refuse, the user must look.
+    ForeignSet {
+        host: String,
+        set_name: String,
+    },
+    Wait(String),
+}
+
+/// Decide initiation. `rs_init` is this cluster's duty to initiate (set by the manager on exactly
+/// one cluster; always true for single-cluster use).
+pub fn decide_init(
+    set_name: &str,
+    rs_init: bool,
+    desired: &Desired,
+    probes: &BTreeMap<String, HostProbe>,
+) -> InitDecision {
+    for (host, p) in probes {
+        if let HostProbe::InSet { set_name: s } = p {
+            if s == set_name {
+                return InitDecision::Join { via: host.clone() };
+            }
+            return InitDecision::ForeignSet {
+                host: host.clone(),
+                set_name: s.clone(),
+            };
+        }
+    }
+    if !rs_init {
+        return InitDecision::Wait("another cluster initiates the replica set".into());
+    }
+    let unprobed: Vec<&str> = desired
+        .hosts
+        .iter()
+        .map(|h| h.host.as_str())
+        .filter(|h| !probes.contains_key(*h))
+        .collect();
+    if !unprobed.is_empty() {
+        return InitDecision::Wait(format!("not yet checked: {}", unprobed.join(", ")));
+    }
+    // The first member: our lowest-index ready data-bearing voter.
+    let mut own: Vec<&HostEntry> = desired
+        .hosts
+        .iter()
+        .filter(|h| {
+            !h.arbiter_only
+                && h.votes == 1
+                && desired.own.contains(&h.host)
+                && desired.ready.contains(&h.host)
+                && probes.get(&h.host) == Some(&HostProbe::Uninitiated)
+        })
+        .collect();
+    own.sort_by_key(|h| h.member_index);
+    // Every other desired host must be answering too, or we cannot tell it is not in a set.
+    let silent: Vec<&str> = desired
+        .hosts
+        .iter()
+        .filter(|h| probes.get(&h.host) == Some(&HostProbe::Unreachable))
+        .filter(|h| !desired.own.contains(&h.host) || desired.ready.contains(&h.host))
+        .map(|h| h.host.as_str())
+        .collect();
+    match own.first() {
+        None => InitDecision::Wait("no own voting member is ready to initiate on".into()),
+        Some(_) if !silent.is_empty() => InitDecision::Wait(format!(
+            "cannot check that these hosts are in no replica set yet: {}",
+            silent.join(", ")
+        )),
+        Some(first) => InitDecision::Initiate {
+            on: first.host.clone(),
+            config: RsConfig {
+                name: set_name.to_owned(),
+                version: 1,
+                members: vec![RsMember {
+                    id: 0,
+                    host: first.host.clone(),
+                    votes: 1,
+                    priority: first.priority.max(1),
+                    arbiter_only: false,
+                }],
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry(i: i32, votes: i32, priority: i32, cluster: &str) -> HostEntry {
+        HostEntry {
+            host: host(i),
+            member_index: i,
+            votes,
+            priority,
+            arbiter_only: false,
+            cluster: cluster.into(),
+        }
+    }
+    fn host(i: i32) -> String {
+        format!("127.0.1.1:{}", 30000 + i)
+    }
+    fn voter(id: i32, i: i32) -> RsMember {
+        RsMember {
+            id,
+            host: host(i),
+            votes: 1,
+            priority: 1,
+            arbiter_only: false,
+        }
+    }
+    fn all_own(hosts: &[HostEntry], extra: &[i32]) -> Desired {
+        let mut own: BTreeSet<String> = hosts.iter().map(|h| h.host.clone()).collect();
+        own.extend(extra.iter().map(|i| host(*i)));
+        Desired {
+            hosts: hosts.to_vec(),
+            ready: own.clone(),
+            own,
+        }
+    }
+    fn observed(config: RsConfig, primary: i32) -> Observed {
+        let states = config
+            .members
+            .iter()
+            .map(|m| {
+                let s = if m.host == host(primary) {
+                    MemberState::Primary
+                } else {
+                    MemberState::Secondary
+                };
+                (m.host.clone(), s)
+            })
+            .collect();
+        Observed {
+            config: Some(config),
+            committed: true,
+            states,
+        }
+    }
+    fn voting_diff(a: &RsConfig, b: &RsConfig) -> usize {
+        let va: BTreeSet<&str> = a
+            .members
+            .iter()
+            .filter(|m| m.is_voter())
+            .map(|m| m.host.as_str())
+            .collect();
+        let vb: BTreeSet<&str> = b
+            .members
+            .iter()
+            .filter(|m| m.is_voter())
+            .map(|m| m.host.as_str())
+            .collect();
+        va.symmetric_difference(&vb).count()
+    }
+
+    #[test]
+    fn new_members_join_non_voting_then_get_promoted_one_at_a_time() {
+        let three = RsConfig {
+            name: "rs".into(),
+            version: 3,
+            members: vec![voter(0, 0), voter(1, 1), voter(2, 2)],
+        };
+        let desired = all_own(
+            &(0..5).map(|i| entry(i, 1, 1, "a")).collect::<Vec<_>>(),
+            &[],
+        );
+        let Step::Reconfig { config, .. } =
+            next_step(&desired, &observed(three.clone(), 0), ForceOptIn(false))
+        else {
+            panic!("expected a reconfig")
+        };
+        assert_eq!(config.version, 4);
+        let added: Vec<_> = config.members[3..].iter().collect();
+        assert_eq!(added.len(), 2);
+        assert!(added.iter().all(|m| m.votes == 0 && m.priority == 0));
+        assert_eq!(voting_diff(&three, &config), 0);
+
+        // Until they are SECONDARY nothing is promoted.
+        let mut obs = observed(config.clone(), 0);
+        obs.states.insert(host(3), MemberState::Syncing);
+        obs.states.insert(host(4), MemberState::Syncing);
+        assert!(matches!(
+            next_step(&desired, &obs, ForceOptIn(false)),
+            Step::Wait(_)
+        ));
+        obs.states.insert(host(3), MemberState::Secondary);
+        obs.states.insert(host(4), MemberState::Secondary);
+        let Step::Reconfig { config: c5, .. } = next_step(&desired, &obs, ForceOptIn(false)) else {
+            panic!("expected a promotion")
+        };
+        assert_eq!(voting_diff(&config, &c5), 1);
+        assert_eq!(c5.member(&host(3)).unwrap().votes, 1);
+        assert_eq!(c5.member(&host(4)).unwrap().votes, 0);
+    }
+
+    #[test]
+    fn nothing_changes_while_the_previous_config_is_uncommitted() {
+        let c = RsConfig {
+            name: "rs".into(),
+            version: 3,
+            members: vec![voter(0, 0)],
+        };
+        let mut obs = observed(c, 0);
+        obs.committed = false;
+        let desired = all_own(&[entry(0, 1, 1, "a"), entry(1, 1, 1, "a")], &[]);
+        assert!(matches!(
+            next_step(&desired, &obs, ForceOptIn(false)),
+            Step::Wait(m) if m.contains("not committed")
+        ));
+    }
+
+    #[test]
+    fn the_primary_is_stepped_down_before_it_is_removed() {
+        let c = RsConfig {
+            name: "rs".into(),
+            version: 3,
+            members: vec![voter(0, 0), voter(1, 1), voter(2, 2)],
+        };
+        let desired = all_own(&[entry(1, 1, 1, "a"), entry(2, 1, 1, "a")], &[0]);
+        assert_eq!(
+            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(false)),
+            Step::StepDown { host: host(0) }
+        );
+        let Step::Reconfig { config, .. } =
+            next_step(&desired, &observed(c.clone(), 1), ForceOptIn(false))
+        else {
+            panic!("expected a removal")
+        };
+        assert!(config.member(&host(0)).is_none());
+        assert_eq!(voting_diff(&c, &config), 1);
+    }
+
+    #[test]
+    fn other_clusters_reachable_members_are_left_to_their_agent() {
+        let c = RsConfig {
+            name: "rs".into(),
+            version: 3,
+            members: vec![voter(0, 0), voter(1, 1), voter(2, 2)],
+        };
+        // Member 2 is no longer desired, belongs to another cluster and is up: not ours.
+        let desired = Desired {
+            hosts: vec![entry(0, 1, 1, "a"), entry(1, 1, 1, "a")],
+            own: [host(0), host(1)].into(),
+            ready: [host(0), host(1)].into(),
+        };
+        assert_eq!(
+            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(false)),
+            Step::Done
+        );
+        // Once its cluster is gone (unreachable), any surviving agent removes it.
+        let mut obs = observed(c, 0);
+        obs.states.insert(host(2), MemberState::Down);
+        let Step::Reconfig { config, .. } = next_step(&desired, &obs, ForceOptIn(false)) else {
+            panic!("expected a removal")
+        };
+        assert!(config.member(&host(2)).is_none());
+    }
+
+    #[test]
+    fn lost_majority_is_reported_and_forced_only_with_the_opt_in() {
+        let c = RsConfig {
+            name: "rs".into(),
+            version: 3,
+            members: vec![voter(0, 0), voter(1, 1), voter(2, 2)],
+        };
+        let desired = all_own(&[entry(0, 1, 1, "a")], &[]);
+        let obs = Observed {
+            config: Some(c),
+            committed: true,
+            states: [(host(0), MemberState::Secondary)].into(),
+        };
+        assert_eq!(
+            next_step(&desired, &obs, ForceOptIn(false)),
+            Step::QuorumLost {
+                reachable_voters: 1,
+                voters: 3
+            }
+        );
+        let Step::ForceReconfig { config, on } = next_step(&desired, &obs, ForceOptIn(true)) else {
+            panic!("expected a forced reconfig")
+        };
+        assert_eq!(on, host(0));
+        assert_eq!(config.members.len(), 1);
+        // With a reachable majority and no primary, we only wait, even with the opt-in.
+        let c = RsConfig {
+            name: "rs".into(),
+            version: 3,
+            members: vec![voter(0, 0), voter(1, 1), voter(2, 2)],
+        };
+        let obs = Observed {
+            config: Some(c),
+            committed: true,
+            states: [
+                (host(0), MemberState::Secondary),
+                (host(1), MemberState::Secondary),
+            ]
+            .into(),
+        };
+        assert!(matches!(
+            next_step(&desired, &obs, ForceOptIn(true)),
+            Step::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn at_seven_voters_a_removal_comes_before_a_promotion() {
+        let mut members: Vec<RsMember> = (0..7).map(|i| voter(i, i)).collect();
+        members.push(RsMember {
+            votes: 0,
+            priority: 0,
+            ..voter(7, 7)
+        });
+        let c = RsConfig {
+            name: "rs".into(),
+            version: 9,
+            members,
+        };
+        let mut hosts: Vec<HostEntry> = (1..8).map(|i| entry(i, 1, 1, "a")).collect();
+        hosts.push(entry(8, 0, 0, "a"));
+        let desired = all_own(&hosts, &[0]);
+        let Step::Reconfig { config, .. } =
+            next_step(&desired, &observed(c.clone(), 3), ForceOptIn(false))
+        else {
+            panic!("expected a reconfig")
+        };
+        // First the non-voting add of member 8, then the voter swap.
+        assert!(config.member(&host(8)).is_some());
+        let obs = observed(config.clone(), 3);
+        let Step::Reconfig { config: c2, .. } = next_step(&desired, &obs, ForceOptIn(false)) else {
+            panic!("expected a removal")
+        };
+        assert!(c2.member(&host(0)).is_none());
+        assert_eq!(c2.voters(), 6);
+    }
+
+    #[test]
+    fn initiates_once_and_joins_an_existing_set_instead() {
+        let desired = Desired {
+            hosts: vec![entry(0, 1, 2, "a"), entry(1, 1, 1, "b")],
+            own: [host(0)].into(),
+            ready: [host(0)].into(),
+        };
+        let fresh: BTreeMap<String, HostProbe> = [
+            (host(0), HostProbe::Uninitiated),
+            (host(1), HostProbe::Uninitiated),
+        ]
+        .into();
+        let InitDecision::Initiate { on, config } = decide_init("rs", true, &desired, &fresh)
+        else {
+            panic!("expected initiate")
+        };
+        assert_eq!(on, host(0));
+        assert_eq!(config.members.len(), 1);
+        assert_eq!(config.members[0].priority, 2);
+        assert!(matches!(
+            decide_init("rs", false, &desired, &fresh),
+            InitDecision::Wait(_)
+        ));
+        let joined: BTreeMap<String, HostProbe> = [
+            (host(0), HostProbe::Uninitiated),
+            (
+                host(1),
+                HostProbe::InSet {
+                    set_name: "rs".into(),
+                },
+            ),
+        ]
+        .into();
+        assert_eq!(
+            decide_init("rs", true, &desired, &joined),
+            InitDecision::Join { via: host(1) }
+        );
+        let foreign: BTreeMap<String, HostProbe> = [
+            (host(0), HostProbe::Uninitiated),
+            (
+                host(1),
+                HostProbe::InSet {
+                    set_name: "other".into(),
+                },
+            ),
+        ]
+        .into();
+        assert!(matches!(
+            decide_init("rs", true, &desired, &foreign),
+            InitDecision::ForeignSet { .. }
+        ));
+        let silent: BTreeMap<String, HostProbe> = [
+            (host(0), HostProbe::Uninitiated),
+            (host(1), HostProbe::Unreachable),
+        ]
+        .into();
+        assert!(matches!(
+            decide_init("rs", true, &desired, &silent),
+            InitDecision::Wait(m) if m.contains(&host(1))
+        ));
+    }
+
+    /// A toy set that applies every step instantly: new members become SECONDARY after one step,
+    /// step-down hands the primary to the highest-priority other voter.
+    fn drive(mut config: RsConfig, desired: &Desired) -> (RsConfig, Vec<RsConfig>) {
+        let mut history = vec![config.clone()];
+        let mut primary = config.members[0].host.clone();
+        let mut syncing: BTreeSet<String> = BTreeSet::new();
+        for _ in 0..64 {
+            let states = config
+                .members
+                .iter()
+                .map(|m| {
+                    let s = if m.host == primary {
+                        MemberState::Primary
+                    } else if syncing.contains(&m.host) {
+                        MemberState::Syncing
+                    } else {
+                        MemberState::Secondary
+                    };
+                    (m.host.clone(), s)
+                })
+                .collect();
+            syncing.clear();
+            let obs = Observed {
+                config: Some(config.clone()),
+                committed: true,
+                states,
+            };
+            match next_step(desired, &obs, ForceOptIn(false)) {
+                Step::Done => return (config, history),
+                Step::Reconfig { config: next, .. } => {
+                    for m in &next.members {
+                        if config.member(&m.host).is_none() {
+                            syncing.insert(m.host.clone());
+                        }
+                    }
+                    config = next;
+                    history.push(config.clone());
+                }
+                Step::StepDown { host } => {
+                    primary = config
+                        .members
+                        .iter()
+                        .filter(|m| m.host != host && m.is_voter() && m.priority > 0)
+                        .max_by_key(|m| m.priority)
+                        .map(|m| m.host.clone())
+                        .unwrap();
+                }
+                Step::Wait(_) => {}
+                other => panic!("unexpected step {other:?}"),
+            }
+        }
+        panic!("no convergence: {config:?}")
+    }
+
+    proptest! {
+        /// spec/03: every intermediate config keeps ≤ 7 voters, changes ≤ 1 voter from its
+        /// predecessor, and the plan ends at the target.
+        #[test]
+        fn any_change_plan_is_one_voter_at_a_time_and_ends_at_the_target(
+            start in 1usize..=7,
+            target in proptest::collection::vec((0i32..12, 1i32..4), 1..10),
+        ) {
+            let config = RsConfig {
+                name: "rs".into(),
+                version: 1,
+                members: (0..start as i32).map(|i| RsMember { priority: 2, ..voter(i, i) }).collect(),
+            };
+            let mut seen = BTreeSet::new();
+            let mut hosts = Vec::new();
+            let mut voters = 0;
+            for (i, p) in target {
+                if seen.insert(i) {
+                    let votes = if voters < 7 { voters += 1; 1 } else { 0 };
+                    hosts.push(entry(i, votes, if votes == 1 { p } else { 0 }, "a"));
+                }
+            }
+            // Keep at least one old voter with priority so the primary can be handed over.
+            let desired = all_own(&hosts, &(0..start as i32).collect::<Vec<_>>());
+            let (end, history) = drive(config, &desired);
+            for pair in history.windows(2) {
+                prop_assert!(voting_diff(&pair[0], &pair[1]) <= 1);
+                prop_assert!(pair[1].voters() <= 7);
+                prop_assert!(pair[1].version > pair[0].version);
+            }
+            let got: BTreeSet<(String, i32, i32)> =
+                end.members.iter().map(|m| (m.host.clone(), m.votes, m.priority)).collect();
+            let want: BTreeSet<(String, i32, i32)> =
+                hosts.iter().map(|h| (h.host.clone(), h.votes, h.priority)).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The Karmada types FedState reads or embeds. Only the fields we use are modelled; serde ignores
 //! the rest, so newer Karmada versions keep working.
 
+pub mod binding;
 pub mod binding_status;
 pub mod cluster;
 pub mod override_policy;

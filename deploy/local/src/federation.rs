@@ -580,11 +580,11 @@ impl Federation {
             self.start(c.member_estimator(i))?;
         }
 
-        let webhook = loopback(self.ports.webhook_health());
-        self.wait_until("karmada-webhook ready", long, || {
-            probe::http_ok(webhook, "/readyz")
-        })
-        .await?;
+        // karmada-webhook serves readiness only on its TLS port; accepting TLS connections
+        // there means its certificate loaded and handlers are registered.
+        let webhook = loopback(self.ports.webhook());
+        self.wait_until("karmada-webhook serving", long, || probe::tcp(webhook))
+            .await?;
         bootstrap::install_webhook_configurations(
             &karmada,
             &bins.karmada_module,
@@ -783,7 +783,7 @@ impl Federation {
                 )
             }
             "karmada-kube-controller-manager" => tcp(ports.karmada_kube_controller_manager()).await,
-            "karmada-webhook" => http(ports.webhook_health(), "/readyz").await,
+            "karmada-webhook" => tcp(ports.webhook()).await,
             "karmada-controller-manager" => {
                 http(ports.controller_manager_health(), "/healthz").await
             }

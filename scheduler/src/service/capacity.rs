@@ -1,0 +1,81 @@
+//! The bridge from the estimator chain to the engine's candidates: per-member shapes of our
+//! objects and of Karmada bindings, and a capacity for every cluster.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use fedstate_api::MultiCloudMongoDB;
+use fedstate_api::karmada::Cluster;
+use fedstate_api::karmada::binding::ResourceBinding;
+use fedstate_estimator_client::{CapacityEstimator, CapacityQuery, ClusterRef, MemberRequirements, MemberShape};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::adapter::candidate_with_capacity;
+use crate::placement::ClusterCandidate;
+
+/// Requests of one member as the estimators must see them: mongod's requests (the CRD defaults
+/// when unset) plus the exporter sidecar's when enabled, the pod nodeSelector, the namespace.
+pub fn mcm_shape(obj: &MultiCloudMongoDB) -> MemberShape {
+    let spec = &obj.spec;
+    let mut requests: BTreeMap<String, i128> = BTreeMap::new();
+    let mongod = spec.resource.as_ref().and_then(|r| r.requests.clone()).unwrap_or_else(|| {
+        BTreeMap::from([("cpu".to_owned(), Quantity("500m".into())), ("memory".to_owned(), Quantity("512Mi".into()))])
+    });
+    add_requests(&mut requests, &mongod);
+    if let Some(export) = spec.export.as_ref().filter(|e| e.enable.unwrap_or(false)) {
+        if let Some(r) = export.resource.as_ref().and_then(|r| r.requests.as_ref()) {
+            add_requests(&mut requests, r);
+        }
+    }
+    let node_selector = spec.spread_constraints.as_ref().and_then(|s| s.node_select.clone()).unwrap_or_default();
+    MemberShape::new(MemberRequirements {
+        resource_request: requests.into_iter().map(|(k, millis)| (k, Quantity(format!("{millis}m")))).collect(),
+        node_selector,
+        namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
+/// Sum quantities in milli-units; one that does not parse is left out (the CRD schema and the
+/// engine's own request check report it with the field name).
+fn add_requests(into: &mut BTreeMap<String, i128>, requests: &BTreeMap<String, Quantity>) {
+    for (name, q) in requests {
+        if let Ok(millis) = fedstate_api::quantity::parse_quantity(q) {
+            *into.entry(name.clone()).or_default() += millis;
+        }
+    }
+}
+
+/// One replica of a Karmada binding, from its `replicaRequirements`.
+pub fn binding_shape(rb: &ResourceBinding) -> MemberShape {
+    let req = rb.spec.replica_requirements.clone().unwrap_or_default();
+    let claim = req.node_claim.unwrap_or_default();
+    MemberShape::new(MemberRequirements {
+        resource_request: req.resource_request,
+        node_selector: claim.node_selector,
+        node_affinity: claim.hard_node_affinity,
+        tolerations: claim.tolerations,
+        namespace: req.namespace.or_else(|| rb.metadata.namespace.clone()).unwrap_or_default(),
+        priority_class_name: req.priority_class_name.unwrap_or_default(),
+    })
+}
+
+/// Candidates for every cluster in `clusters`, with capacity from the estimator chain.
+/// `hosted`: members of this object each cluster already runs; the engine counts them as room.
+pub async fn candidates(
+    estimator: &CapacityEstimator,
+    clusters: &[Arc<Cluster>],
+    shape: &MemberShape,
+    object: &str,
+    hosted: &HashMap<&str, u32>,
+) -> Vec<ClusterCandidate> {
+    let refs: Vec<ClusterRef> = clusters.iter().map(|c| ClusterRef::new(Cluster::clone(c))).collect();
+    let query = CapacityQuery { object: Some(object), hosted: hosted.clone() };
+    let caps = estimator.capacities(&refs, shape, &query).await;
+    clusters
+        .iter()
+        .zip(caps)
+        // No plugin had an opinion: nothing known bounds this cluster.
+        .map(|(c, cap)| candidate_with_capacity(c, cap.capacity.replicas.unwrap_or(u32::MAX / 4)))
+        .collect()
+}

@@ -1,0 +1,435 @@
+//! `MultiCloudMongoDB` objects that name us: place them and write the placement as the
+//! `schedulerResult` annotation (the manager's input), with the `Scheduled`,
+//! `ServerScheduledResult` and `QuorumAtRisk` conditions and `status.placement`.
+//!
+//! [`decide`] is pure: the object, what the engine said, and the clock in; what to write out.
+//! [`reconcile`] gathers the inputs (cluster store, capacities) and applies the decision with at
+//! most two writes: a merge patch of the annotation, a server-side apply of our status fields.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fedstate_api::condition::{Condition, ConditionStatus, set_condition, types};
+use fedstate_api::names::{FIELD_MANAGER_SCHEDULER, SCHEDULER_RESULT_ANNOTATION};
+use fedstate_api::scheduler_result::{SchedulerResult, summary};
+use fedstate_api::v1alpha1::PlacementStatus;
+use fedstate_api::{MultiCloudMongoDB, SchedulerResultError};
+use jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::metrics::{self, AttemptResult};
+use super::{Context, Error};
+use crate::adapter::placement_request;
+use crate::placement::{self, ClusterCandidate, PlacementError, PlacementPlan, PreviousPlacement, QuorumStatus, Verdict};
+
+/// How soon to look again at an object we could not place: capacity can appear without any
+/// Cluster event (pods ending in a member cluster).
+pub const RETRY_UNSCHEDULABLE: Duration = Duration::from_secs(30);
+
+/// What the engine made of the object.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A plan, and the clusters of the previous placement that are gone or no longer eligible.
+    Placed { plan: PlacementPlan, lost: Vec<String> },
+    /// The spec cannot be turned into a request (bad selector, quantity, …).
+    InvalidSpec(String),
+    Unplaceable(PlacementError),
+}
+
+/// What to write.
+#[derive(Debug, Default, PartialEq)]
+pub struct Decision {
+    /// A new annotation value, when the placement or its generation changed.
+    pub annotation: Option<String>,
+    /// Our conditions and `status.placement`, when they changed.
+    pub status: Option<serde_json::Value>,
+    /// An event for `kubectl describe`.
+    pub event: Option<(EventType, &'static str, String)>,
+    pub result: Option<AttemptResult>,
+    pub requeue: Option<Duration>,
+}
+
+/// The annotation in force, if it parses. A broken one is reported and replaced.
+pub fn previous(obj: &MultiCloudMongoDB) -> (Option<SchedulerResult>, Option<SchedulerResultError>) {
+    match obj.annotations().get(SCHEDULER_RESULT_ANNOTATION) {
+        None => (None, None),
+        Some(raw) => match SchedulerResult::parse(raw) {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(e)),
+        },
+    }
+}
+
+/// Why the placement moved, for the condition reason and the event.
+fn change_reason(before: Option<&SchedulerResult>, plan: &PlacementPlan, lost: &[String]) -> &'static str {
+    match before {
+        None => "Scheduled",
+        Some(_) if !lost.is_empty() => "Failover",
+        Some(b) if b.total_data_members() != i64::from(plan.replicas) => "Rescaled",
+        Some(_) => "Rescheduled",
+    }
+}
+
+/// Clusters of the previous placement that are gone from `candidates` or were filtered out.
+pub fn lost_clusters(before: Option<&SchedulerResult>, plan: &PlacementPlan, candidates: &[ClusterCandidate]) -> Vec<String> {
+    let Some(before) = before else { return Vec::new() };
+    let filtered: HashSet<&str> = plan
+        .explanation
+        .clusters
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Filtered(_)))
+        .filter_map(|r| candidates.get(r.index as usize).map(|c| c.name.as_str()))
+        .collect();
+    before
+        .clusters
+        .iter()
+        .filter(|c| c.replicaset > 0 || c.has_arbiter())
+        .filter(|c| filtered.contains(c.cluster.as_str()) || !candidates.iter().any(|k| k.name == c.cluster))
+        .map(|c| c.cluster.clone())
+        .collect()
+}
+
+/// The pure heart of the reconcile.
+pub fn decide(obj: &MultiCloudMongoDB, outcome: Outcome, now: Timestamp) -> Decision {
+    let generation = obj.metadata.generation;
+    let (before, broken) = previous(obj);
+    let mut conditions = obj.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let mut decision = Decision::default();
+    let placement_status;
+    match outcome {
+        Outcome::Placed { plan, lost } => {
+            let result = plan.to_scheduler_result(generation);
+            let changed = before.as_ref().is_none_or(|b| *b != result);
+            let summary_text = summary(&result.clusters);
+            let reason = change_reason(before.as_ref(), &plan, &lost);
+            if changed {
+                decision.annotation = Some(result.to_annotation());
+                let placement_changed = before.as_ref().is_none_or(|b| b.clusters != result.clusters);
+                if placement_changed {
+                    let note = if lost.is_empty() {
+                        format!("placed {} members: {summary_text}", plan.replicas)
+                    } else {
+                        format!("clusters {} lost; members moved: {summary_text}", lost.join(", "))
+                    };
+                    decision.event = Some((EventType::Normal, reason, note));
+                }
+                decision.result = Some(AttemptResult::Scheduled);
+            } else {
+                decision.result = Some(AttemptResult::Unchanged);
+            }
+            let message = format!(
+                "{summary_text} ({} voters, mode {}){}",
+                plan.voters,
+                plan.mode.as_str(),
+                broken.as_ref().map(|e| format!("; replaced an invalid annotation: {e}")).unwrap_or_default()
+            );
+            set_condition(&mut conditions, Condition::new(types::SCHEDULED, ConditionStatus::True, reason, message, generation), now);
+            set_condition(
+                &mut conditions,
+                Condition::new(
+                    types::SERVER_SCHEDULED_RESULT,
+                    ConditionStatus::True,
+                    "GetSchedulerSuccess",
+                    format!("scheduler result for generation {}: {}", generation.unwrap_or(0), result.to_annotation()),
+                    generation,
+                ),
+                now,
+            );
+            let risk = match &plan.quorum {
+                QuorumStatus::AtRisk { missing } => {
+                    Condition::new(types::QUORUM_AT_RISK, ConditionStatus::True, "QuorumAtRisk", format!("losing one cluster can lose the voting majority: {missing}"), generation)
+                }
+                _ => Condition::new(types::QUORUM_AT_RISK, ConditionStatus::False, "QuorumSafe", "every cluster holds less than half of the votes", generation),
+            };
+            set_condition(&mut conditions, risk, now);
+            placement_status = Some(PlacementStatus {
+                summary: summary_text,
+                clusters: result.clusters.clone(),
+                generation,
+                quorum_safe: result.quorum_safe,
+            });
+        }
+        Outcome::InvalidSpec(message) | Outcome::Unplaceable(PlacementError::InvalidRequest(message)) => {
+            decision.result = Some(AttemptResult::Unschedulable);
+            let c = Condition::new(types::SCHEDULED, ConditionStatus::False, "InvalidSpec", message.clone(), generation);
+            if set_condition(&mut conditions, c, now) {
+                decision.event = Some((EventType::Warning, "InvalidSpec", message));
+            }
+            placement_status = obj.status.as_ref().and_then(|s| s.placement.clone());
+        }
+        Outcome::Unplaceable(err) => {
+            // Keep the placement in force: members keep running where they are.
+            decision.result = Some(AttemptResult::Unschedulable);
+            decision.requeue = Some(RETRY_UNSCHEDULABLE);
+            let kept = if before.is_some() { " The current placement stays in force." } else { "" };
+            let message = format!("{err}.{kept}");
+            let c = Condition::new(types::SCHEDULED, ConditionStatus::False, err.reason(), message.clone(), generation);
+            if set_condition(&mut conditions, c, now) {
+                decision.event = Some((EventType::Warning, err.reason(), message));
+            }
+            placement_status = obj.status.as_ref().and_then(|s| s.placement.clone());
+        }
+    }
+    let ours = |c: &&Condition| {
+        [types::SCHEDULED, types::SERVER_SCHEDULED_RESULT, types::QUORUM_AT_RISK].contains(&c.type_.as_str())
+    };
+    let old_ours: Vec<&Condition> = obj.status.as_ref().map(|s| s.conditions.iter().filter(ours).collect()).unwrap_or_default();
+    let new_ours: Vec<&Condition> = conditions.iter().filter(ours).collect();
+    let old_placement = obj.status.as_ref().and_then(|s| s.placement.as_ref());
+    if old_ours != new_ours || old_placement != placement_status.as_ref() {
+        let mut status = json!({ "conditions": new_ours });
+        if let Some(p) = placement_status {
+            status["placement"] = serde_json::to_value(p).expect("placement status serializes");
+        }
+        decision.status = Some(status);
+    }
+    decision
+}
+
+fn ledger_key(obj: &MultiCloudMongoDB) -> String {
+    format!("mcm/{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+pub async fn reconcile(obj: Arc<MultiCloudMongoDB>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if obj.spec.scheduler_name() != ctx.scheduler_name {
+        return Ok(Action::await_change());
+    }
+    if obj.meta().deletion_timestamp.is_some() {
+        ctx.estimator.release(&ledger_key(&obj));
+        return Ok(Action::await_change());
+    }
+    let _in_flight = metrics::InFlight::start("multicloudmongodb");
+    let started = Instant::now();
+    let outcome = match placement_request(&obj) {
+        Err(e) => Outcome::InvalidSpec(e.to_string()),
+        Ok(request) => {
+            let (before, _) = previous(&obj);
+            let previous_placement = before.as_ref().map(PreviousPlacement::from);
+            let hosted: HashMap<&str, u32> = before
+                .iter()
+                .flat_map(|b| b.clusters.iter())
+                .map(|c| (c.cluster.as_str(), u32::try_from(c.replicaset).unwrap_or(0)))
+                .collect();
+            let clusters = ctx.clusters.state();
+            let shape = super::capacity::mcm_shape(&obj);
+            let estimate_started = Instant::now();
+            let candidates = super::capacity::candidates(&ctx.estimator, &clusters, &shape, &ledger_key(&obj), &hosted).await;
+            metrics::step("estimate", estimate_started);
+            let place_started = Instant::now();
+            let placed = placement::place(&request, &candidates, previous_placement.as_ref());
+            metrics::step("place", place_started);
+            if let Ok(plan) = &placed {
+                for c in &plan.clusters {
+                    let before_here = hosted.get(c.cluster.as_str()).copied().unwrap_or(0);
+                    if c.data > before_here {
+                        ctx.estimator.assume(&ledger_key(&obj), &c.cluster, &shape, c.data - before_here);
+                    }
+                }
+            }
+            match placed {
+                Ok(plan) => {
+                    let lost = lost_clusters(before.as_ref(), &plan, &candidates);
+                    Outcome::Placed { plan, lost }
+                }
+                Err(e) => Outcome::Unplaceable(e),
+            }
+        }
+    };
+    let decision = decide(&obj, outcome, Timestamp::now());
+    let result = apply(&obj, &ctx, &decision).await;
+    let attempt = if result.is_err() { AttemptResult::Error } else { decision.result.unwrap_or(AttemptResult::Unchanged) };
+    metrics::attempt("MultiCloudMongoDB", attempt, started);
+    result?;
+    Ok(decision.requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+async fn apply(obj: &MultiCloudMongoDB, ctx: &Context, decision: &Decision) -> Result<(), Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let api: Api<MultiCloudMongoDB> = Api::namespaced(ctx.client.clone(), &ns);
+    if let Some(value) = &decision.annotation {
+        // Guarded by resourceVersion: a placement computed from a stale object is retried, never
+        // written over a newer spec.
+        let patch = json!({"metadata": {
+            "resourceVersion": obj.resource_version(),
+            "annotations": {SCHEDULER_RESULT_ANNOTATION: value}
+        }});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| Error::Write { what: "schedulerResult annotation", object: format!("{ns}/{name}"), source })?;
+        metrics::write("MultiCloudMongoDB", "patch");
+    }
+    if let Some(status) = &decision.status {
+        let apply = json!({
+            "apiVersion": "middleware.fedstate.io/v1alpha1",
+            "kind": "MultiCloudMongoDB",
+            "status": status,
+        });
+        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER_SCHEDULER).force(), &Patch::Apply(&apply))
+            .await
+            .map_err(|source| Error::Write { what: "status", object: format!("{ns}/{name}"), source })?;
+        metrics::write("MultiCloudMongoDB", "apply-status");
+    }
+    if let Some((type_, reason, note)) = &decision.event {
+        let event = Event { type_: *type_, reason: (*reason).to_owned(), note: Some(note.clone()), action: "Scheduling".into(), secondary: None };
+        // An event that cannot be written is not worth failing the placement for.
+        if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(object = %format!("{ns}/{name}"), error = %e, "cannot publish event");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::placement::PlacementRequest;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    fn object(replicas: i32, annotation: Option<&str>) -> MultiCloudMongoDB {
+        let mut obj: MultiCloudMongoDB = serde_yaml::from_str(&std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/samples/seed/multicloudmongodb-minimal.yaml"
+        )).unwrap()).unwrap();
+        obj.spec.replicaset = replicas;
+        obj.metadata.generation = Some(3);
+        obj.metadata.uid = Some("uid-1".into());
+        if let Some(a) = annotation {
+            obj.metadata.annotations = Some([(SCHEDULER_RESULT_ANNOTATION.to_owned(), a.to_owned())].into());
+        }
+        obj
+    }
+
+    fn cluster(name: &str, capacity: u32) -> ClusterCandidate {
+        ClusterCandidate {
+            name: name.into(),
+            labels: [("vip".to_owned(), format!("10.0.0.{}", name.len()))].into(),
+            ready: true,
+            has_vip: true,
+            capacity,
+            ..Default::default()
+        }
+    }
+
+    fn plan(obj: &MultiCloudMongoDB, clusters: &[ClusterCandidate]) -> Outcome {
+        let req: PlacementRequest = placement_request(obj).unwrap();
+        let (before, _) = previous(obj);
+        match placement::place(&req, clusters, before.as_ref().map(PreviousPlacement::from).as_ref()) {
+            Ok(plan) => Outcome::Placed { lost: lost_clusters(before.as_ref(), &plan, clusters), plan },
+            Err(e) => Outcome::Unplaceable(e),
+        }
+    }
+
+    fn with_status(mut obj: MultiCloudMongoDB, d: &Decision) -> MultiCloudMongoDB {
+        if let Some(a) = &d.annotation {
+            obj.metadata.annotations = Some([(SCHEDULER_RESULT_ANNOTATION.to_owned(), a.clone())].into());
+        }
+        if let Some(s) = &d.status {
+            obj.status = Some(serde_json::from_value(s.clone()).unwrap());
+        }
+        obj
+    }
+
+    #[test]
+    fn first_placement_writes_annotation_status_and_event() {
+        let obj = object(5, None);
+        let clusters = [cluster("a", 10), cluster("b", 10), cluster("c", 10)];
+        let d = decide(&obj, plan(&obj, &clusters), t(100));
+        let written = SchedulerResult::parse(d.annotation.as_deref().unwrap()).unwrap();
+        assert_eq!(written.total_data_members(), 5);
+        assert_eq!(written.generation, Some(3));
+        assert_eq!(written.quorum_safe, Some(true));
+        assert!(written.clusters.iter().all(|c| c.votes.unwrap() <= 2), "{written:?}");
+        let status = d.status.as_ref().unwrap();
+        assert_eq!(status["placement"]["summary"], json!(summary(&written.clusters)));
+        let conds = status["conditions"].as_array().unwrap();
+        assert!(conds.iter().any(|c| c["type"] == "Scheduled" && c["status"] == "True"));
+        assert!(conds.iter().any(|c| c["type"] == "QuorumAtRisk" && c["status"] == "False"));
+        assert_eq!(d.event.as_ref().unwrap().1, "Scheduled");
+        assert_eq!(d.result, Some(AttemptResult::Scheduled));
+    }
+
+    #[test]
+    fn replanning_an_unchanged_object_writes_nothing() {
+        let obj = object(3, None);
+        let clusters = [cluster("a", 10), cluster("b", 10), cluster("c", 10)];
+        let first = decide(&obj, plan(&obj, &clusters), t(100));
+        let placed = with_status(obj, &first);
+        let again = decide(&placed, plan(&placed, &clusters), t(200));
+        assert_eq!(again, Decision { result: Some(AttemptResult::Unchanged), ..Default::default() });
+    }
+
+    #[test]
+    fn a_lost_cluster_is_a_failover_that_moves_only_its_members() {
+        let obj = object(5, None);
+        let mut clusters = vec![cluster("a", 10), cluster("b", 10), cluster("c", 10), cluster("d", 10)];
+        let placed = with_status(obj.clone(), &decide(&obj, plan(&obj, &clusters), t(1)));
+        let before = previous(&placed).0.unwrap();
+        let victim = before.clusters.iter().find(|c| c.replicaset > 0).unwrap().cluster.clone();
+        clusters.iter_mut().find(|c| c.name == victim).unwrap().ready = false;
+        let d = decide(&placed, plan(&placed, &clusters), t(2));
+        let after = SchedulerResult::parse(d.annotation.as_deref().unwrap()).unwrap();
+        assert_eq!(after.total_data_members(), 5);
+        assert!(after.clusters.iter().all(|c| c.cluster != victim || c.replicaset == 0));
+        // Survivors keep at least what they had.
+        for c in &before.clusters {
+            if c.cluster != victim {
+                let now = after.clusters.iter().find(|a| a.cluster == c.cluster).map_or(0, |a| a.replicaset);
+                assert!(now >= c.replicaset, "{} lost members: {before:?} -> {after:?}", c.cluster);
+            }
+        }
+        let (kind, reason, note) = d.event.unwrap();
+        assert_eq!((kind, reason), (EventType::Normal, "Failover"));
+        assert!(note.contains(&victim));
+    }
+
+    #[test]
+    fn unplaceable_keeps_the_placement_and_says_why() {
+        let obj = object(3, None);
+        let clusters = [cluster("a", 10), cluster("b", 10), cluster("c", 10)];
+        let placed = with_status(obj.clone(), &decide(&obj, plan(&obj, &clusters), t(1)));
+        let mut bigger = placed.clone();
+        bigger.spec.replicaset = 40;
+        bigger.metadata.generation = Some(4);
+        let d = decide(&bigger, plan(&bigger, &clusters), t(2));
+        assert_eq!(d.annotation, None, "the placement in force must stay");
+        assert_eq!(d.result, Some(AttemptResult::Unschedulable));
+        assert_eq!(d.requeue, Some(RETRY_UNSCHEDULABLE));
+        let conds = &d.status.unwrap()["conditions"];
+        let scheduled = conds.as_array().unwrap().iter().find(|c| c["type"] == "Scheduled").unwrap();
+        assert_eq!(scheduled["status"], "False");
+        assert_eq!(scheduled["reason"], "InsufficientCapacity");
+        assert!(scheduled["message"].as_str().unwrap().contains("stays in force"), "{scheduled}");
+        assert_eq!(d.event.unwrap().0, EventType::Warning);
+    }
+
+    #[test]
+    fn a_broken_annotation_is_replaced_and_reported() {
+        let obj = object(3, Some("{not json"));
+        let clusters = [cluster("a", 10), cluster("b", 10), cluster("c", 10)];
+        let d = decide(&obj, plan(&obj, &clusters), t(1));
+        assert!(SchedulerResult::parse(d.annotation.as_deref().unwrap()).is_ok());
+        let conds = &d.status.unwrap()["conditions"];
+        let scheduled = conds.as_array().unwrap().iter().find(|c| c["type"] == "Scheduled").unwrap();
+        assert!(scheduled["message"].as_str().unwrap().contains("replaced an invalid annotation"));
+    }
+
+    #[test]
+    fn a_two_cluster_placement_sets_quorum_at_risk() {
+        let obj = object(5, None);
+        let clusters = [cluster("a", 10), cluster("b", 10)];
+        let d = decide(&obj, plan(&obj, &clusters), t(1));
+        let conds = &d.status.unwrap()["conditions"];
+        let risk = conds.as_array().unwrap().iter().find(|c| c["type"] == "QuorumAtRisk").unwrap();
+        assert_eq!(risk["status"], "True", "{risk}");
+    }
+}

@@ -1,0 +1,84 @@
+//! Scheduler metrics, named after Karmada's scheduler metrics (`karmada_scheduler_*`, `spec/04`
+//! §7) under our prefix, so existing dashboards translate one to one.
+
+/// Counter `{result, schedule_type}`: every decision, by outcome.
+pub const SCHEDULE_ATTEMPTS: &str = "fedstate_scheduler_schedule_attempts_total";
+/// Histogram `{result, schedule_type}`: from reconcile start to the last write, seconds.
+pub const E2E_DURATION: &str = "fedstate_scheduler_e2e_scheduling_duration_seconds";
+/// Histogram `{schedule_step}`: time in one step (`estimate`, `place`), seconds.
+pub const ALGORITHM_DURATION: &str = "fedstate_scheduler_scheduling_algorithm_duration_seconds";
+/// Counter `{event}`: triggers that put objects in the queue.
+pub const QUEUE_INCOMING: &str = "fedstate_scheduler_queue_incoming_bindings_total";
+/// Gauge `{queue}`: reconciles in flight.
+pub const PENDING: &str = "fedstate_scheduler_pending_bindings";
+/// Counter `{kind, verb}`: writes to the apiserver, to check "≤ 2 writes per decision".
+pub const API_WRITES: &str = "fedstate_scheduler_api_writes_total";
+
+/// What a scheduling attempt ended in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// A new or changed placement was written.
+    Scheduled,
+    /// The placement in force is still right; nothing written.
+    Unchanged,
+    /// No placement satisfies the constraints; the object says why.
+    Unschedulable,
+    /// An API or estimator error; retried with backoff.
+    Error,
+}
+
+impl AttemptResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Unchanged => "unchanged",
+            Self::Unschedulable => "unschedulable",
+            Self::Error => "error",
+        }
+    }
+}
+
+pub fn describe() {
+    metrics::describe_counter!(SCHEDULE_ATTEMPTS, "Scheduling attempts by result and schedule type");
+    metrics::describe_histogram!(E2E_DURATION, metrics::Unit::Seconds, "Reconcile start to the last write");
+    metrics::describe_histogram!(ALGORITHM_DURATION, metrics::Unit::Seconds, "Time per scheduling step");
+    metrics::describe_counter!(QUEUE_INCOMING, "Triggers that queued an object, by event");
+    metrics::describe_gauge!(PENDING, "Reconciles in flight");
+    metrics::describe_counter!(API_WRITES, "Writes to the apiserver by kind and verb");
+}
+
+/// Record one finished attempt.
+pub fn attempt(schedule_type: &'static str, result: AttemptResult, started: std::time::Instant) {
+    metrics::counter!(SCHEDULE_ATTEMPTS, "result" => result.as_str(), "schedule_type" => schedule_type).increment(1);
+    metrics::histogram!(E2E_DURATION, "result" => result.as_str(), "schedule_type" => schedule_type)
+        .record(started.elapsed().as_secs_f64());
+}
+
+pub fn step(step: &'static str, started: std::time::Instant) {
+    metrics::histogram!(ALGORITHM_DURATION, "schedule_step" => step).record(started.elapsed().as_secs_f64());
+}
+
+/// A trigger that queued work, by what happened (`ClusterChanged`, `SpecChanged`, …).
+pub fn counter_incoming(event: &'static str) {
+    metrics::counter!(QUEUE_INCOMING, "event" => event).increment(1);
+}
+
+pub fn write(kind: &'static str, verb: &'static str) {
+    metrics::counter!(API_WRITES, "kind" => kind, "verb" => verb).increment(1);
+}
+
+/// Counts a reconcile in flight for as long as it lives.
+pub struct InFlight(&'static str);
+
+impl InFlight {
+    pub fn start(queue: &'static str) -> Self {
+        metrics::gauge!(PENDING, "queue" => queue).increment(1.0);
+        Self(queue)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(PENDING, "queue" => self.0).decrement(1.0);
+    }
+}

@@ -1,0 +1,278 @@
+//! The `fedstate-scheduler run` service: watch-driven controllers on the Karmada apiserver.
+//!
+//! * One shared reflector of Karmada `Cluster`s feeds the candidate list and triggers re-placement
+//!   of the objects a cluster change can affect ([`triggers`]).
+//! * [`mcm`]: `MultiCloudMongoDB`s that name us get a `schedulerResult` annotation.
+//! * [`binding`]: `ResourceBinding`s whose policy names us get `spec.clusters`.
+//! * Capacity comes from the estimator chain ([`capacity`]); only the Lease holder writes.
+
+pub mod binding;
+pub mod capacity;
+pub mod mcm;
+pub mod metrics;
+pub mod triggers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fedstate_api::MultiCloudMongoDB;
+use fedstate_api::karmada::Cluster;
+use fedstate_api::karmada::binding::ResourceBinding;
+use fedstate_estimator_client::{
+    CapacityEstimator, ChannelConfig, ChannelFactory, DiscoveryConfig, EstimatorConfig, EstimatorRegistry,
+    GeneralEstimate, KarmadaAccurate, NodeSpread, TlsOptions,
+};
+use fedstate_runtime::{CommonArgs, admin, leader};
+use futures::StreamExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+
+/// `fedstate-scheduler run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Objects (`spec.scheduler.schedulerName`) and policies (`spec.schedulerName`) naming this
+    /// scheduler are placed by this process.
+    #[arg(long, default_value = fedstate_api::names::DEFAULT_SCHEDULER_NAME)]
+    pub scheduler_name: String,
+
+    /// Also place Karmada ResourceBindings whose PropagationPolicy names this scheduler.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub schedule_bindings: bool,
+
+    /// Reconciles in flight per controller.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: u16,
+
+    #[command(flatten)]
+    pub estimator: EstimatorArgs,
+}
+
+/// Estimator flags, named like karmada-scheduler's.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EstimatorArgs {
+    /// Ask each member's karmada-scheduler-estimator over gRPC (otherwise only the Cluster's
+    /// resourceSummary and node spread bound capacity).
+    #[arg(long = "enable-scheduler-estimator", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable: bool,
+    /// Namespace of the estimator Services in the Karmada apiserver.
+    #[arg(long = "scheduler-estimator-namespace", default_value = "karmada-system")]
+    pub namespace: String,
+    /// Estimator Service name prefix: `<prefix>-<cluster>` (FedState's deployment used `grpc-estimator`).
+    #[arg(long = "scheduler-estimator-service-prefix", default_value = "karmada-scheduler-estimator")]
+    pub service_prefix: String,
+    #[arg(long = "scheduler-estimator-port", default_value_t = 10352)]
+    pub port: i32,
+    /// Deadline for one cluster's answer; a slower cluster falls back to the general estimate.
+    #[arg(long = "scheduler-estimator-timeout", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Time budget for asking all clusters of one decision.
+    #[arg(long = "scheduler-estimator-budget", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub budget: Duration,
+    /// Estimator answers younger than this are served from memory without asking again.
+    #[arg(long = "capacity-cache-ttl", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub cache_ttl: Duration,
+    /// CA bundle (PEM) to verify estimators' serving certificates; enables TLS.
+    #[arg(long = "scheduler-estimator-ca-file")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for estimators that require mTLS.
+    #[arg(long = "scheduler-estimator-cert-file")]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// Client key (PEM) for estimators that require mTLS.
+    #[arg(long = "scheduler-estimator-key-file")]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Use TLS without verifying the estimators' certificates (testing only).
+    #[arg(long = "scheduler-estimator-insecure-skip-tls-verify", default_value_t = false)]
+    pub insecure_skip_verify: bool,
+}
+
+/// What every reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub scheduler_name: String,
+    pub clusters: Store<Cluster>,
+    pub estimator: CapacityEstimator,
+    pub recorder: Recorder,
+}
+
+/// Why a reconcile failed; retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing the {what} of {object}: {source}")]
+    Write { what: &'static str, object: String, source: kube::Error },
+}
+
+/// Why the service could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Client(#[from] fedstate_runtime::ClientError),
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
+    #[error(transparent)]
+    Leader(#[from] leader::LeaderError),
+    #[error("estimator channels: {0}")]
+    Tls(#[from] fedstate_estimator_client::TlsError),
+}
+
+fn estimator(args: &EstimatorArgs, client: &Client, stop: &CancellationToken) -> Result<CapacityEstimator, ServiceError> {
+    let config = EstimatorConfig {
+        per_cluster_deadline: args.timeout,
+        budget: args.budget,
+        cache: fedstate_estimator_client::cache::CacheConfig { fresh_for: args.cache_ttl, ..Default::default() },
+        ..Default::default()
+    };
+    let mut plugins: Vec<Arc<dyn fedstate_estimator_client::CapacityPlugin>> = vec![Arc::new(GeneralEstimate), Arc::new(NodeSpread)];
+    let registry = if args.enable {
+        let tls = TlsOptions {
+            ca_file: args.ca_file.clone(),
+            cert_file: args.cert_file.clone(),
+            key_file: args.key_file.clone(),
+            insecure_skip_verify: args.insecure_skip_verify,
+        };
+        let factory = ChannelFactory::new(&ChannelConfig { tls, ..Default::default() })?;
+        let discovery = DiscoveryConfig { namespace: args.namespace.clone(), service_prefix: args.service_prefix.clone(), port: args.port };
+        let registry = EstimatorRegistry::new(discovery, factory);
+        plugins.insert(0, Arc::new(KarmadaAccurate::new(registry.clone())));
+        Some(registry)
+    } else {
+        None
+    };
+    let estimator = CapacityEstimator::new(plugins, config);
+    if let Some(registry) = registry {
+        let (client, on_change, stop) = (client.clone(), estimator.clone(), stop.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                r = fedstate_estimator_client::discovery::watch(client, registry, move |c| on_change.cluster_changed(c)) => {
+                    if let Err(e) = r { tracing::error!(error = %e, "estimator discovery stopped"); }
+                }
+            }
+        });
+    }
+    Ok(estimator)
+}
+
+/// Run until SIGTERM: admin server always, controllers while we lead.
+pub async fn run(args: RunArgs) -> Result<(), ServiceError> {
+    let stop = fedstate_runtime::shutdown::signal();
+    let client = fedstate_runtime::client(&args.common).await?;
+    let prometheus = admin::install_metrics_recorder()?;
+    metrics::describe();
+    let health = admin::Health::default();
+    let (listener, addr) = admin::bind(args.common.admin_addr).await?;
+    tracing::info!(%addr, scheduler = %args.scheduler_name, "admin server listening");
+    let admin_task = tokio::spawn(admin::serve(listener, health.clone(), Some(prometheus), stop.clone()));
+
+    let work = |term: CancellationToken| {
+        let (client, args, health) = (client.clone(), args.clone(), health.clone());
+        async move {
+            if let Err(e) = controllers(client, &args, health.clone(), term).await {
+                tracing::error!(error = %e, "scheduler controllers stopped");
+            }
+            health.set_ready(false);
+        }
+    };
+    if args.common.leader_elect {
+        let options = leader::LeaderOptions::new(&args.common.lease_namespace, "fedstate-scheduler");
+        leader::run_as_leader(client.clone(), options, stop.clone(), work).await?;
+    } else {
+        work(stop.clone()).await;
+    }
+    stop.cancel();
+    if let Ok(Err(e)) = admin_task.await {
+        tracing::warn!(error = %e, "admin server");
+    }
+    Ok(())
+}
+
+/// Both controllers over one shared Cluster reflector, until `stop`.
+pub async fn controllers(client: Client, args: &RunArgs, health: admin::Health, stop: CancellationToken) -> Result<(), ServiceError> {
+    let (clusters, writer) = reflector::store_shared::<Cluster>(1024);
+    let cluster_events_mcm = writer.subscribe().expect("shared store");
+    let cluster_events_rb = writer.subscribe().expect("shared store");
+    let cluster_watch = watcher(Api::<Cluster>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect_shared(writer)
+        .for_each(|e| async move {
+            if let Err(e) = e {
+                tracing::warn!(error = %e, "Cluster watch");
+            }
+        });
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        scheduler_name: args.scheduler_name.clone(),
+        clusters: clusters.clone(),
+        estimator: estimator(&args.estimator, &client, &stop)?,
+        recorder: Recorder::new(client.clone(), Reporter { controller: "fedstate-scheduler".into(), instance: std::env::var("POD_NAME").ok() }),
+    });
+
+    let config = kube::runtime::controller::Config::default().concurrency(args.concurrency);
+    let mcm_controller = Controller::new(Api::<MultiCloudMongoDB>::all(client.clone()), watcher::Config::default())
+        .with_config(config.clone());
+    let mcm_store = mcm_controller.store();
+    let mcm_trigger = triggers::ClusterTrigger::default();
+    let clusters_for_mcm = clusters.clone();
+    let stop_mcm = stop.clone();
+    let mcm = mcm_controller
+        .watches_shared_stream(cluster_events_mcm, move |c| mcm_trigger.affected_objects(&c, &clusters_for_mcm, &mcm_store))
+        .graceful_shutdown_on(async move { stop_mcm.cancelled().await })
+        .run(mcm::reconcile, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "MultiCloudMongoDB reconcile");
+            }
+        });
+
+    let rb = async {
+        if !args.schedule_bindings {
+            return;
+        }
+        let rb_controller = Controller::new(Api::<ResourceBinding>::all(client.clone()), watcher::Config::default())
+            .with_config(config.clone());
+        let rb_store = rb_controller.store();
+        let rb_trigger = triggers::ClusterTrigger::default();
+        let clusters_for_rb = clusters.clone();
+        let stop_rb = stop.clone();
+        rb_controller
+            .watches_shared_stream(cluster_events_rb, move |c| rb_trigger.affected_bindings(&c, &clusters_for_rb, &rb_store))
+            .graceful_shutdown_on(async move { stop_rb.cancelled().await })
+            .run(binding::reconcile, error_policy, ctx.clone())
+            .for_each(|r| async move {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "ResourceBinding reconcile");
+                }
+            })
+            .await;
+    };
+
+    let ready = async {
+        if clusters.wait_until_ready().await.is_ok() {
+            health.set_ready(true);
+            tracing::info!(clusters = clusters.state().len(), "cluster cache synced; scheduling");
+        }
+    };
+    tokio::select! {
+        _ = cluster_watch => {}
+        _ = async { tokio::join!(mcm, rb, ready) } => {}
+        _ = stop.cancelled() => {}
+    }
+    Ok(())
+}
+
+fn error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "reconcile failed; retrying");
+    let Error::Write { source, .. } = error;
+    match source {
+        // Someone else changed the object since we read it: the new version is on its way.
+        kube::Error::Api(s) if s.code == 409 => Action::requeue(Duration::from_secs(1)),
+        _ => Action::requeue(Duration::from_secs(10)),
+    }
+}

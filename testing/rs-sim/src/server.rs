@@ -1,0 +1,195 @@
+//! The network side: one TCP listener per served member endpoint, all sharing one [`World`].
+//! A member is reachable exactly while it is served; [`Simulator::stop`] closes its listener and
+//! every open connection, like a pod going away.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::wire;
+use crate::world::{Session, Settings, World};
+
+/// Why a member could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("member address {0:?} is not <ip>:<port>")]
+    Address(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct Shared {
+    world: Mutex<World>,
+    served: Mutex<BTreeMap<String, CancellationToken>>,
+    connection_ids: AtomicI32,
+}
+
+/// A running simulator. Dropping it stops every listener, connection and the clock.
+pub struct Simulator {
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("served", &self.served())
+            .finish()
+    }
+}
+
+impl Simulator {
+    /// Start the clock (one [`World::tick`] per `tick`). Must run inside a tokio runtime.
+    pub fn start(settings: Settings, tick: Duration) -> Self {
+        let shared = Arc::new(Shared {
+            world: Mutex::new(World::new(settings)),
+            served: Mutex::new(BTreeMap::new()),
+            connection_ids: AtomicI32::new(1),
+        });
+        let shutdown = CancellationToken::new();
+        let (s, stop) = (shared.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = interval.tick() => lock(&s.world).tick(),
+                }
+            }
+        });
+        Self { shared, shutdown }
+    }
+
+    /// Look at or change the world directly (tests, the federation bridge).
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        lock(&self.shared.world)
+    }
+
+    /// The endpoints served now.
+    pub fn served(&self) -> Vec<String> {
+        lock(&self.shared.served).keys().cloned().collect()
+    }
+
+    /// Serve member `host` (`<ip>:<port>`); a no-op when it is served already.
+    pub async fn serve(&self, host: &str) -> Result<(), ServeError> {
+        if lock(&self.shared.served).contains_key(host) {
+            return Ok(());
+        }
+        let addr: SocketAddr = host
+            .parse()
+            .map_err(|_| ServeError::Address(host.to_owned()))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: host.to_owned(),
+                source,
+            })?;
+        self.run(host.to_owned(), listener);
+        Ok(())
+    }
+
+    /// Serve a new member on a free port of `ip`; returns its `<ip>:<port>`.
+    pub async fn serve_new(&self, ip: &str) -> Result<String, ServeError> {
+        let listener = TcpListener::bind((ip, 0))
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: ip.to_owned(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: ip.to_owned(),
+            source,
+        })?;
+        let host = addr.to_string();
+        self.run(host.clone(), listener);
+        Ok(host)
+    }
+
+    fn run(&self, host: String, listener: TcpListener) {
+        let token = self.shutdown.child_token();
+        lock(&self.shared.served).insert(host.clone(), token.clone());
+        self.world().set_up(&host, true);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, peer)) => {
+                            let id = shared.connection_ids.fetch_add(1, Ordering::Relaxed);
+                            tokio::spawn(connection(shared.clone(), host.clone(), stream, peer, id, token.clone()));
+                        }
+                        Err(e) => tracing::debug!(%host, error = %e, "accept failed"),
+                    },
+                }
+            }
+        });
+    }
+
+    /// Stop serving `host`: the listener and its open connections close, and the member counts
+    /// as unreachable (it keeps its data, as a pod's PVC does).
+    pub fn stop(&self, host: &str) {
+        if let Some(token) = lock(&self.shared.served).remove(host) {
+            token.cancel();
+        }
+        self.world().set_up(host, false);
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    host: String,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: i32,
+    token: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut r, mut w) = stream.into_split();
+    let mut session = Session::new(peer.ip().is_loopback(), id);
+    let mut reply_id = 1;
+    loop {
+        let req = tokio::select! {
+            _ = token.cancelled() => return,
+            req = wire::read_request(&mut r) => req,
+        };
+        let req = match req {
+            Ok(Some(req)) => req,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(%host, error = %e, "closing connection");
+                return;
+            }
+        };
+        let reply = lock(&shared.world).handle(&host, &mut session, &req.command);
+        if req.more_to_come {
+            continue;
+        }
+        reply_id += 1;
+        if wire::write_reply(&mut w, reply_id, req.request_id, &reply)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}

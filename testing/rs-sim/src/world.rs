@@ -1,0 +1,1168 @@
+//! The simulated replica-set world: every member endpoint ("node"), which are up, the replica sets
+//! they form, their configs, elections and users, and the answer to each command. Synchronous and
+//! deterministic; time moves only through [`World::tick`].
+//!
+//! Each rule cites the MongoDB behaviour it reproduces (manual, "Replica Set Configuration",
+//! `replSetInitiate`, `replSetReconfig`, `replSetStepDown`, `hello`, "Localhost Exception").
+
+use std::collections::BTreeMap;
+
+use bson::{Bson, Document, doc, oid::ObjectId, spec::BinarySubtype};
+
+use crate::scram::{self, Conversation, Credential};
+
+/// How fast simulated time moves.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Ticks a newly added member spends in STARTUP2 (initial sync) before it is SECONDARY.
+    pub sync_ticks: u64,
+    /// Ticks a stepped-down primary may not stand for election (`replSetStepDown` seconds).
+    pub stepdown_ticks: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            sync_ticks: 2,
+            stepdown_ticks: 20,
+        }
+    }
+}
+
+// MongoDB error codes (src/mongo/base/error_codes.yml).
+pub const BAD_VALUE: i32 = 2;
+pub const UNAUTHORIZED: i32 = 13;
+pub const USER_NOT_FOUND: i32 = 11;
+pub const AUTHENTICATION_FAILED: i32 = 18;
+pub const ALREADY_INITIALIZED: i32 = 23;
+pub const COMMAND_NOT_FOUND: i32 = 59;
+pub const NODE_NOT_FOUND: i32 = 74;
+pub const INVALID_REPLICA_SET_CONFIG: i32 = 93;
+pub const NOT_YET_INITIALIZED: i32 = 94;
+pub const NEW_CONFIG_INCOMPATIBLE: i32 = 103;
+pub const CONFIGURATION_IN_PROGRESS: i32 = 109;
+pub const NOT_WRITABLE_PRIMARY: i32 = 10107;
+pub const EXCEEDED_TIME_LIMIT: i32 = 262;
+pub const MECHANISM_UNAVAILABLE: i32 = 334;
+pub const USER_ALREADY_EXISTS: i32 = 51003;
+
+fn code_name(code: i32) -> &'static str {
+    match code {
+        BAD_VALUE => "BadValue",
+        UNAUTHORIZED => "Unauthorized",
+        USER_NOT_FOUND => "UserNotFound",
+        AUTHENTICATION_FAILED => "AuthenticationFailed",
+        ALREADY_INITIALIZED => "AlreadyInitialized",
+        COMMAND_NOT_FOUND => "CommandNotFound",
+        NODE_NOT_FOUND => "NodeNotFound",
+        INVALID_REPLICA_SET_CONFIG => "InvalidReplicaSetConfig",
+        NOT_YET_INITIALIZED => "NotYetInitialized",
+        NEW_CONFIG_INCOMPATIBLE => "NewReplicaSetConfigurationIncompatible",
+        CONFIGURATION_IN_PROGRESS => "ConfigurationInProgress",
+        NOT_WRITABLE_PRIMARY => "NotWritablePrimary",
+        EXCEEDED_TIME_LIMIT => "ExceededTimeLimit",
+        MECHANISM_UNAVAILABLE => "MechanismUnavailable",
+        USER_ALREADY_EXISTS => "Location51003",
+        _ => "UnknownError",
+    }
+}
+
+/// A command error as MongoDB sends it: `{ok: 0, errmsg, code, codeName}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandError {
+    pub code: i32,
+    pub message: String,
+}
+
+fn err(code: i32, message: impl Into<String>) -> CommandError {
+    CommandError {
+        code,
+        message: message.into(),
+    }
+}
+
+impl CommandError {
+    pub fn to_document(&self) -> Document {
+        doc! {"ok": 0.0, "errmsg": &self.message, "code": self.code, "codeName": code_name(self.code)}
+    }
+}
+
+type Reply = Result<Document, CommandError>;
+
+pub const PRIMARY: i32 = 1;
+pub const SECONDARY: i32 = 2;
+pub const STARTUP2: i32 = 5;
+pub const ARBITER: i32 = 7;
+pub const DOWN: i32 = 8;
+
+fn state_str(state: i32) -> &'static str {
+    match state {
+        PRIMARY => "PRIMARY",
+        SECONDARY => "SECONDARY",
+        STARTUP2 => "STARTUP2",
+        ARBITER => "ARBITER",
+        DOWN => "(not reachable/healthy)",
+        _ => "UNKNOWN",
+    }
+}
+
+/// One member of a config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    pub id: i32,
+    pub host: String,
+    pub votes: i32,
+    pub priority: f64,
+    pub arbiter_only: bool,
+    pub hidden: bool,
+    pub tags: Document,
+}
+
+impl Member {
+    fn electable(&self) -> bool {
+        self.votes > 0 && self.priority > 0.0 && !self.arbiter_only && !self.hidden
+    }
+    fn to_document(&self) -> Document {
+        doc! {
+            "_id": self.id, "host": &self.host, "arbiterOnly": self.arbiter_only,
+            "buildIndexes": true, "hidden": self.hidden, "priority": self.priority,
+            "tags": self.tags.clone(), "secondaryDelaySecs": 0i64, "votes": self.votes,
+        }
+    }
+}
+
+/// A parsed, validated config.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub name: String,
+    pub version: i64,
+    pub members: Vec<Member>,
+    pub settings: Document,
+}
+
+impl Config {
+    fn voters(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(|m| m.votes > 0)
+    }
+    pub fn member(&self, host: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.host == host)
+    }
+}
+
+fn number(d: &Document, key: &str) -> Option<f64> {
+    match d.get(key)? {
+        Bson::Int32(i) => Some(f64::from(*i)),
+        Bson::Int64(i) => Some(*i as f64),
+        Bson::Double(f) => Some(*f),
+        Bson::Boolean(b) => Some(if *b { 1.0 } else { 0.0 }),
+        _ => None,
+    }
+}
+
+fn truthy(d: &Document, key: &str) -> bool {
+    number(d, key).is_some_and(|n| n != 0.0)
+}
+
+/// Parse and validate a config document ("Replica Set Configuration" and the validation in
+/// `ReplSetConfig::validate`).
+pub fn parse_config(d: &Document) -> Result<Config, CommandError> {
+    let invalid = |m: String| err(INVALID_REPLICA_SET_CONFIG, m);
+    let name = d
+        .get_str("_id")
+        .map_err(|_| invalid("Missing expected field \"_id\"".into()))?
+        .to_owned();
+    let version = number(d, "version").unwrap_or(1.0) as i64;
+    let raw = d
+        .get_array("members")
+        .map_err(|_| invalid("Missing expected field \"members\"".into()))?;
+    let mut members = Vec::new();
+    for m in raw {
+        let Bson::Document(m) = m else {
+            return Err(invalid("members entries must be documents".into()));
+        };
+        let id =
+            number(m, "_id").ok_or_else(|| invalid("member is missing \"_id\"".into()))? as i32;
+        let host = m
+            .get_str("host")
+            .map_err(|_| invalid(format!("member {id} is missing \"host\"")))?
+            .to_owned();
+        if host
+            .rsplit_once(':')
+            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+        {
+            return Err(invalid(format!(
+                "member {id}: host {host:?} is not host:port"
+            )));
+        }
+        let arbiter_only = truthy(m, "arbiterOnly");
+        let votes = number(m, "votes").unwrap_or(1.0) as i32;
+        let priority = number(m, "priority").unwrap_or(if arbiter_only { 0.0 } else { 1.0 });
+        let hidden = truthy(m, "hidden");
+        if votes != 0 && votes != 1 {
+            return Err(invalid(format!(
+                "votes field value is {votes} but must be 0 or 1"
+            )));
+        }
+        if !(0.0..=1000.0).contains(&priority) {
+            return Err(invalid(format!(
+                "priority field value of {priority} is out of range"
+            )));
+        }
+        if votes == 0 && priority != 0.0 {
+            return Err(invalid(
+                "priority must be 0 when non-voting (votes:0)".into(),
+            ));
+        }
+        if arbiter_only && priority != 0.0 {
+            return Err(invalid("priority must be 0 when arbiterOnly=true".into()));
+        }
+        if hidden && priority != 0.0 {
+            return Err(invalid("priority must be 0 when hidden=true".into()));
+        }
+        let tags = m.get_document("tags").cloned().unwrap_or_default();
+        members.push(Member {
+            id,
+            host,
+            votes,
+            priority,
+            arbiter_only,
+            hidden,
+            tags,
+        });
+    }
+    for (i, a) in members.iter().enumerate() {
+        for b in &members[i + 1..] {
+            if a.id == b.id {
+                return Err(invalid(format!(
+                    "Found two member configurations with same _id field, members.{}._id == {}",
+                    i, a.id
+                )));
+            }
+            if a.host == b.host {
+                return Err(invalid(format!(
+                    "Found two member configurations with same host field, host == {}",
+                    a.host
+                )));
+            }
+        }
+    }
+    if members.is_empty() || members.len() > 50 {
+        return Err(invalid(format!(
+            "Replica set configuration contains {} members, but must be at least 1 and no more than 50",
+            members.len()
+        )));
+    }
+    let voters = members.iter().filter(|m| m.votes > 0).count();
+    if !(1..=7).contains(&voters) {
+        return Err(invalid(format!(
+            "Replica set configuration contains {voters} voting members, but must be at least 1 and no more than 7"
+        )));
+    }
+    if !members.iter().any(Member::electable) {
+        return Err(invalid(
+            "No electable nodes in replica set configuration".into(),
+        ));
+    }
+    let settings = d.get_document("settings").cloned().unwrap_or_else(|_| {
+        doc! {"chainingAllowed": true, "heartbeatIntervalMillis": 2000, "electionTimeoutMillis": 10000}
+    });
+    Ok(Config {
+        name,
+        version,
+        members,
+        settings,
+    })
+}
+
+#[derive(Clone, Debug)]
+struct Runtime {
+    state: i32,
+    synced_at: u64,
+    barred_until: u64,
+}
+
+#[derive(Clone, Debug)]
+struct User {
+    db: String,
+    name: String,
+    roles: Vec<(String, String)>,
+    credential: Credential,
+}
+
+/// One replica set.
+#[derive(Clone, Debug)]
+pub struct ReplSet {
+    pub config: Config,
+    pub term: i64,
+    pub primary: Option<String>,
+    /// Whether the current config is committed (majority of its voters up).
+    pub committed: bool,
+    /// How many forced reconfigs were applied (what the e2e tier checks stays 0).
+    pub forced_reconfigs: u32,
+    runtime: BTreeMap<String, Runtime>,
+    users: BTreeMap<String, User>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Node {
+    up: bool,
+    set: Option<String>,
+}
+
+/// Per-connection state: authentication and an open SCRAM conversation.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// Connection from a loopback address (the localhost exception applies).
+    pub loopback: bool,
+    /// `(db, user)` once authenticated.
+    pub user: Option<(String, String)>,
+    conversation: Option<(String, Conversation)>,
+    pub connection_id: i32,
+}
+
+impl Session {
+    pub fn new(loopback: bool, connection_id: i32) -> Self {
+        Self {
+            loopback,
+            connection_id,
+            ..Default::default()
+        }
+    }
+}
+
+/// Every node and set the simulator knows.
+#[derive(Debug, Default)]
+pub struct World {
+    settings: Settings,
+    nodes: BTreeMap<String, Node>,
+    sets: BTreeMap<String, ReplSet>,
+    now: u64,
+}
+
+fn user_key(db: &str, name: &str) -> String {
+    format!("{db}.{name}")
+}
+
+impl World {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            ..Default::default()
+        }
+    }
+
+    /// Bring a node up (its pod Running and its cluster up). A node keeps its data (set
+    /// membership) while down, like a pod whose PVC survives.
+    pub fn set_up(&mut self, host: &str, up: bool) {
+        self.nodes.entry(host.to_owned()).or_default().up = up;
+        self.recompute();
+    }
+
+    pub fn is_up(&self, host: &str) -> bool {
+        self.nodes.get(host).is_some_and(|n| n.up)
+    }
+
+    /// The set a node belongs to.
+    pub fn set_of(&self, host: &str) -> Option<&ReplSet> {
+        let name = self.nodes.get(host)?.set.as_ref()?;
+        self.sets.get(name)
+    }
+
+    pub fn set(&self, name: &str) -> Option<&ReplSet> {
+        self.sets.get(name)
+    }
+
+    /// Advance time one tick: initial syncs finish, elections happen.
+    pub fn tick(&mut self) {
+        self.now += 1;
+        let now = self.now;
+        for set in self.sets.values_mut() {
+            for m in &set.config.members {
+                let up = self.nodes.get(&m.host).is_some_and(|n| n.up);
+                if let Some(rt) = set.runtime.get_mut(&m.host)
+                    && rt.state == STARTUP2
+                    && up
+                    && now >= rt.synced_at
+                {
+                    rt.state = if m.arbiter_only { ARBITER } else { SECONDARY };
+                }
+            }
+        }
+        self.recompute();
+    }
+
+    /// Elections ("Replica Set Elections"): a primary needs a majority of voting members up; the
+    /// reachable electable SECONDARY with the highest priority wins, and a higher-priority member
+    /// takes over from a lower-priority primary ("priority takeover").
+    fn recompute(&mut self) {
+        let now = self.now;
+        for set in self.sets.values_mut() {
+            let up = |h: &str| self.nodes.get(h).is_some_and(|n| n.up);
+            let voters: Vec<&Member> = set.config.voters().collect();
+            let majority = voters.len() / 2 + 1;
+            let reachable = voters.iter().filter(|m| up(&m.host)).count();
+            if reachable >= majority {
+                set.committed = true;
+            }
+            if let Some(p) = set.primary.clone() {
+                let still = up(&p)
+                    && reachable >= majority
+                    && set.config.member(&p).is_some_and(Member::electable);
+                if !still {
+                    if let Some(rt) = set.runtime.get_mut(&p) {
+                        rt.state = SECONDARY;
+                    }
+                    set.primary = None;
+                }
+            }
+            if reachable < majority {
+                continue;
+            }
+            let best = set
+                .config
+                .members
+                .iter()
+                .filter(|m| m.electable() && up(&m.host))
+                .filter(|m| {
+                    set.runtime.get(&m.host).is_some_and(|rt| {
+                        matches!(rt.state, SECONDARY | PRIMARY) && now >= rt.barred_until
+                    })
+                })
+                .max_by(|a, b| {
+                    a.priority
+                        .total_cmp(&b.priority)
+                        .then_with(|| b.id.cmp(&a.id))
+                })
+                .cloned();
+            let current_priority = set
+                .primary
+                .as_ref()
+                .and_then(|p| set.config.member(p))
+                .map(|m| m.priority);
+            if let Some(best) = best {
+                let takeover = match current_priority {
+                    None => true,
+                    Some(p) => best.priority > p,
+                };
+                if takeover {
+                    if let Some(old) = set.primary.take()
+                        && let Some(rt) = set.runtime.get_mut(&old)
+                    {
+                        rt.state = SECONDARY;
+                    }
+                    set.term += 1;
+                    if let Some(rt) = set.runtime.get_mut(&best.host) {
+                        rt.state = PRIMARY;
+                    }
+                    set.primary = Some(best.host.clone());
+                }
+            }
+        }
+    }
+
+    /// Answer one command sent to `node` on a connection with `session`.
+    pub fn handle(&mut self, node: &str, session: &mut Session, cmd: &Document) -> Document {
+        let name = cmd.keys().next().cloned().unwrap_or_default();
+        let result = self
+            .authorize(node, session, &name)
+            .and_then(|()| self.dispatch(node, session, &name, cmd));
+        match result {
+            Ok(mut d) => {
+                d.insert("ok", 1.0);
+                d
+            }
+            Err(e) => e.to_document(),
+        }
+    }
+
+    fn users_of(&self, node: &str) -> Option<&BTreeMap<String, User>> {
+        self.set_of(node).map(|s| &s.users)
+    }
+
+    /// Access control with the localhost exception: while no user exists, a loopback connection
+    /// may do anything (MongoDB: "Localhost Exception"); once the first user exists it closes,
+    /// even for connections opened before.
+    fn authorize(&self, node: &str, session: &Session, name: &str) -> Result<(), CommandError> {
+        const OPEN: &[&str] = &[
+            "hello",
+            "isMaster",
+            "ismaster",
+            "ping",
+            "buildInfo",
+            "buildinfo",
+            "saslStart",
+            "saslContinue",
+            "endSessions",
+            "logout",
+        ];
+        if OPEN.contains(&name) {
+            return Ok(());
+        }
+        let users = self.users_of(node);
+        if users.is_none_or(BTreeMap::is_empty) && session.loopback {
+            return Ok(());
+        }
+        let deny = || {
+            err(
+                UNAUTHORIZED,
+                format!("Command {name} requires authentication"),
+            )
+        };
+        let (db, user) = session.user.as_ref().ok_or_else(deny)?;
+        let user = users
+            .and_then(|u| u.get(&user_key(db, user)))
+            .ok_or_else(deny)?;
+        let allowed = user.roles.iter().any(|(role, _)| match role.as_str() {
+            "root" => true,
+            "clusterAdmin" => name.starts_with("replSet") || name == "serverStatus",
+            "clusterMonitor" => {
+                matches!(
+                    name,
+                    "replSetGetStatus" | "replSetGetConfig" | "serverStatus"
+                )
+            }
+            "userAdminAnyDatabase" | "userAdmin" => {
+                matches!(name, "createUser" | "updateUser" | "usersInfo" | "dropUser")
+            }
+            _ => false,
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(err(
+                UNAUTHORIZED,
+                format!("not authorized on admin to execute command {{ {name} }}"),
+            ))
+        }
+    }
+
+    fn dispatch(&mut self, node: &str, session: &mut Session, name: &str, cmd: &Document) -> Reply {
+        match name {
+            "hello" | "isMaster" | "ismaster" => Ok(self.hello(node, session, name, cmd)),
+            "ping" | "endSessions" | "logout" => Ok(Document::new()),
+            "buildInfo" | "buildinfo" => {
+                Ok(doc! {"version": "7.0.0-fedstate-sim", "versionArray": [7, 0, 0, 0]})
+            }
+            "saslStart" => self.sasl_start(node, session, cmd),
+            "saslContinue" => self.sasl_continue(session, cmd),
+            "replSetInitiate" => self.initiate(node, cmd),
+            "replSetGetConfig" => self.get_config(node, cmd),
+            "replSetGetStatus" => self.get_status(node),
+            "replSetReconfig" => self.reconfig(node, cmd),
+            "replSetStepDown" => self.step_down(node, cmd),
+            "createUser" => self.create_user(node, cmd),
+            "updateUser" => self.update_user(node, cmd),
+            "usersInfo" => self.users_info(node, cmd),
+            "serverStatus" => Ok(doc! {"host": node, "process": "mongod"}),
+            other => Err(err(
+                COMMAND_NOT_FOUND,
+                format!("no such command: '{other}'"),
+            )),
+        }
+    }
+
+    /// `hello` ("hello" reference page): replica-set fields only once the node has a config;
+    /// `hosts` lists electable members, `passives` priority-0 ones, `arbiters` arbiters.
+    fn hello(&self, node: &str, session: &Session, name: &str, cmd: &Document) -> Document {
+        let writable_field = if name == "hello" {
+            "isWritablePrimary"
+        } else {
+            "ismaster"
+        };
+        let mut d = doc! {
+            "topologyVersion_omitted": Bson::Null,
+            "maxBsonObjectSize": 16_777_216,
+            "maxMessageSizeBytes": 48_000_000,
+            "maxWriteBatchSize": 100_000,
+            "localTime": bson::DateTime::now(),
+            "logicalSessionTimeoutMinutes": 30,
+            "connectionId": session.connection_id,
+            "minWireVersion": 0,
+            "maxWireVersion": 21,
+            "readOnly": false,
+        };
+        d.remove("topologyVersion_omitted");
+        if cmd.contains_key("helloOk") {
+            d.insert("helloOk", true);
+        }
+        if let Ok(who) = cmd.get_str("saslSupportedMechs")
+            && let Some((db, user)) = who.split_once('.')
+            && self
+                .users_of(node)
+                .is_some_and(|u| u.contains_key(&user_key(db, user)))
+        {
+            d.insert("saslSupportedMechs", vec!["SCRAM-SHA-256"]);
+        }
+        match self.set_of(node) {
+            None => {
+                d.insert(writable_field, false);
+                d.insert("secondary", false);
+                d.insert("isreplicaset", true);
+                d.insert("info", "Does not have a valid replica set config");
+            }
+            Some(set) => {
+                let state = set.runtime.get(node).map_or(STARTUP2, |r| r.state);
+                let list = |f: &dyn Fn(&Member) -> bool| -> Vec<String> {
+                    set.config
+                        .members
+                        .iter()
+                        .filter(|m| f(m))
+                        .map(|m| m.host.clone())
+                        .collect()
+                };
+                d.insert(writable_field, state == PRIMARY);
+                d.insert("secondary", state == SECONDARY);
+                d.insert("setName", &set.config.name);
+                d.insert("setVersion", set.config.version);
+                d.insert(
+                    "hosts",
+                    list(&|m| !m.arbiter_only && !m.hidden && m.priority > 0.0),
+                );
+                let passives = list(&|m| !m.arbiter_only && !m.hidden && m.priority == 0.0);
+                if !passives.is_empty() {
+                    d.insert("passives", passives);
+                }
+                let arbiters = list(&|m| m.arbiter_only);
+                if !arbiters.is_empty() {
+                    d.insert("arbiters", arbiters);
+                }
+                if let Some(p) = &set.primary {
+                    d.insert("primary", p);
+                }
+                if state == PRIMARY {
+                    let mut bytes = [0u8; 12];
+                    bytes[..4].copy_from_slice(&0x7fff_ffffu32.to_be_bytes());
+                    bytes[4..].copy_from_slice(&(set.term as u64).to_be_bytes());
+                    d.insert("electionId", ObjectId::from_bytes(bytes));
+                }
+                if state == ARBITER {
+                    d.insert("arbiterOnly", true);
+                }
+                d.insert("me", node);
+            }
+        }
+        d
+    }
+
+    fn sasl_start(&mut self, node: &str, session: &mut Session, cmd: &Document) -> Reply {
+        let mechanism = cmd.get_str("mechanism").unwrap_or_default();
+        if mechanism != "SCRAM-SHA-256" {
+            return Err(err(
+                MECHANISM_UNAVAILABLE,
+                format!("Received authentication for mechanism {mechanism} which is not enabled"),
+            ));
+        }
+        let db = cmd.get_str("$db").unwrap_or("admin").to_owned();
+        let payload = cmd
+            .get_binary_generic("payload")
+            .map_err(|_| err(BAD_VALUE, "saslStart: payload must be binary"))?;
+        let failed = || err(AUTHENTICATION_FAILED, "Authentication failed.");
+        let user = scram::client_first_user(payload).map_err(|_| failed())?;
+        let credential = self
+            .users_of(node)
+            .and_then(|u| u.get(&user_key(&db, &user)))
+            .map(|u| u.credential.clone())
+            .ok_or_else(failed)?;
+        let (conv, reply) = scram::server_first(payload, &credential).map_err(|_| failed())?;
+        session.conversation = Some((db, conv));
+        Ok(doc! {
+            "conversationId": 1,
+            "done": false,
+            "payload": bson::Binary { subtype: BinarySubtype::Generic, bytes: reply },
+        })
+    }
+
+    fn sasl_continue(&mut self, session: &mut Session, cmd: &Document) -> Reply {
+        let failed = || err(AUTHENTICATION_FAILED, "Authentication failed.");
+        let (db, conv) = session.conversation.take().ok_or_else(failed)?;
+        let payload = cmd.get_binary_generic("payload").map_err(|_| failed())?;
+        let reply = scram::server_final(&conv, payload).map_err(|_| failed())?;
+        session.user = Some((db, conv.user.clone()));
+        Ok(doc! {
+            "conversationId": 1,
+            "done": true,
+            "payload": bson::Binary { subtype: BinarySubtype::Generic, bytes: reply },
+        })
+    }
+
+    /// `replSetInitiate`: refused when this node already has a config (`AlreadyInitialized`);
+    /// the config must name this node, and every member must answer and be in no set yet (the
+    /// quorum check of initiate needs all members).
+    fn initiate(&mut self, node: &str, cmd: &Document) -> Reply {
+        if self.set_of(node).is_some() {
+            return Err(err(ALREADY_INITIALIZED, "already initialized"));
+        }
+        let d = cmd.get_document("replSetInitiate").map_err(|_| {
+            err(
+                INVALID_REPLICA_SET_CONFIG,
+                "replSetInitiate needs a config document",
+            )
+        })?;
+        let mut config = parse_config(d)?;
+        if config.member(node).is_none() {
+            return Err(err(
+                INVALID_REPLICA_SET_CONFIG,
+                format!(
+                    "No host described in new configuration with {{version: {}, term: 0}} for replica set {} maps to this node",
+                    config.version, config.name
+                ),
+            ));
+        }
+        if self.sets.contains_key(&config.name) {
+            return Err(err(
+                NODE_NOT_FOUND,
+                format!(
+                    "replSetInitiate quorum check failed: a replica set named {} already exists among the members",
+                    config.name
+                ),
+            ));
+        }
+        for m in &config.members {
+            let n = self.nodes.get(&m.host);
+            if !n.is_some_and(|n| n.up) {
+                return Err(err(
+                    NODE_NOT_FOUND,
+                    format!(
+                        "replSetInitiate quorum check failed because not all proposed set members responded affirmatively: {} failed with Connection refused",
+                        m.host
+                    ),
+                ));
+            }
+            if n.is_some_and(|n| n.set.is_some()) {
+                return Err(err(
+                    NODE_NOT_FOUND,
+                    format!(
+                        "replSetInitiate quorum check failed because not all proposed set members responded affirmatively: {} has data already, cannot initiate set",
+                        m.host
+                    ),
+                ));
+            }
+        }
+        config.version = 1;
+        let mut runtime = BTreeMap::new();
+        for m in &config.members {
+            let state = if m.host == node {
+                if m.arbiter_only { ARBITER } else { SECONDARY }
+            } else {
+                STARTUP2
+            };
+            runtime.insert(
+                m.host.clone(),
+                Runtime {
+                    state,
+                    synced_at: self.now + self.settings.sync_ticks,
+                    barred_until: 0,
+                },
+            );
+            if let Some(n) = self.nodes.get_mut(&m.host) {
+                n.set = Some(config.name.clone());
+            }
+        }
+        self.sets.insert(
+            config.name.clone(),
+            ReplSet {
+                config,
+                term: 0,
+                primary: None,
+                committed: true,
+                forced_reconfigs: 0,
+                runtime,
+                users: BTreeMap::new(),
+            },
+        );
+        self.recompute();
+        Ok(Document::new())
+    }
+
+    fn config_document(set: &ReplSet) -> Document {
+        doc! {
+            "_id": &set.config.name,
+            "version": set.config.version as i32,
+            "term": set.term,
+            "protocolVersion": 1i64,
+            "writeConcernMajorityJournalDefault": true,
+            "members": set.config.members.iter().map(|m| Bson::Document(m.to_document())).collect::<Vec<_>>(),
+            "settings": set.config.settings.clone(),
+        }
+    }
+
+    fn need_set(&self, node: &str) -> Result<&ReplSet, CommandError> {
+        self.set_of(node)
+            .ok_or_else(|| err(NOT_YET_INITIALIZED, "no replset config has been received"))
+    }
+
+    /// `replSetGetConfig`; `commitmentStatus: true` is answered on the primary only.
+    fn get_config(&self, node: &str, cmd: &Document) -> Reply {
+        let set = self.need_set(node)?;
+        let mut d = doc! {"config": Self::config_document(set)};
+        if truthy(cmd, "commitmentStatus") {
+            if set.primary.as_deref() != Some(node) {
+                return Err(err(
+                    NOT_WRITABLE_PRIMARY,
+                    "commitmentStatus is only supported on primary.",
+                ));
+            }
+            d.insert("commitmentStatus", set.committed);
+        }
+        Ok(d)
+    }
+
+    fn get_status(&self, node: &str) -> Reply {
+        let set = self.need_set(node)?;
+        let state_of = |h: &str| {
+            if !self.is_up(h) {
+                DOWN
+            } else {
+                set.runtime.get(h).map_or(STARTUP2, |r| r.state)
+            }
+        };
+        let voters = set.config.voters().count() as i32;
+        let members: Vec<Bson> = set
+            .config
+            .members
+            .iter()
+            .map(|m| {
+                let state = state_of(&m.host);
+                let sync = match (&set.primary, state) {
+                    (Some(p), SECONDARY | STARTUP2) => p.clone(),
+                    _ => String::new(),
+                };
+                let mut d = doc! {
+                    "_id": m.id,
+                    "name": &m.host,
+                    "health": if state == DOWN { 0.0 } else { 1.0 },
+                    "state": state,
+                    "stateStr": state_str(state),
+                    "syncSourceHost": sync,
+                    "configVersion": set.config.version as i32,
+                };
+                if m.host == node {
+                    d.insert("self", true);
+                }
+                Bson::Document(d)
+            })
+            .collect();
+        Ok(doc! {
+            "set": &set.config.name,
+            "date": bson::DateTime::now(),
+            "myState": state_of(node),
+            "term": set.term,
+            "heartbeatIntervalMillis": 2000i64,
+            "majorityVoteCount": voters / 2 + 1,
+            "writeMajorityCount": voters / 2 + 1,
+            "votingMembersCount": voters,
+            "members": members,
+        })
+    }
+
+    /// `replSetReconfig`. Without `force`: only on the primary, the previous config must be
+    /// committed, the version must grow, a host keeps its `_id`, at most one voting member may be
+    /// added or removed ("Reconfiguration Can Add or Remove No More than One Voting Member at a
+    /// Time", 4.4+), the primary must stay electable, and a majority of the new config's voters
+    /// must answer (quorum check). With `force`: on any member of the set, none of those checks,
+    /// and the version jumps by a large random amount as MongoDB does.
+    fn reconfig(&mut self, node: &str, cmd: &Document) -> Reply {
+        let force = truthy(cmd, "force");
+        let d = cmd.get_document("replSetReconfig").map_err(|_| {
+            err(
+                INVALID_REPLICA_SET_CONFIG,
+                "replSetReconfig needs a config document",
+            )
+        })?;
+        let set_name = self
+            .set_of(node)
+            .map(|s| s.config.name.clone())
+            .ok_or_else(|| err(NOT_YET_INITIALIZED, "no replset config has been received"))?;
+        let mut new = parse_config(d)?;
+        let up = |w: &World, h: &str| w.is_up(h);
+        let set = &self.sets[&set_name];
+        if new.name != set.config.name {
+            return Err(err(
+                INVALID_REPLICA_SET_CONFIG,
+                format!(
+                    "Attempting to reconfigure a replica set with name {}, but command line reports {}; rejecting",
+                    new.name, set.config.name
+                ),
+            ));
+        }
+        if new.member(node).is_none() {
+            return Err(err(
+                NODE_NOT_FOUND,
+                format!(
+                    "No host described in new configuration with {{version: {}}} for replica set {} maps to this node",
+                    new.version, new.name
+                ),
+            ));
+        }
+        if !force {
+            if set.primary.as_deref() != Some(node) {
+                return Err(err(
+                    NOT_WRITABLE_PRIMARY,
+                    "New config is rejected :: caused by :: replSetReconfig should only be run on a writable PRIMARY. Current state SECONDARY; use the \"force\" argument to override",
+                ));
+            }
+            if !set.committed {
+                return Err(err(
+                    CONFIGURATION_IN_PROGRESS,
+                    format!(
+                        "Cannot run replSetReconfig because the current config: {{version: {}}} is not yet committed",
+                        set.config.version
+                    ),
+                ));
+            }
+            if new.version <= set.config.version {
+                return Err(err(
+                    NEW_CONFIG_INCOMPATIBLE,
+                    format!(
+                        "New replica set configuration version must be greater than old, but {} is not greater than {} for replica set {}",
+                        new.version, set.config.version, new.name
+                    ),
+                ));
+            }
+            for m in &new.members {
+                if let Some(old) = set.config.member(&m.host)
+                    && old.id != m.id
+                {
+                    return Err(err(
+                        NEW_CONFIG_INCOMPATIBLE,
+                        format!(
+                            "New and old configurations both have members with host of {} but in the new configuration the _id field is {} and in the old configuration it is {} for replica set {}",
+                            m.host, m.id, old.id, new.name
+                        ),
+                    ));
+                }
+            }
+            let was_voter = |h: &str| set.config.member(h).is_some_and(|m| m.votes > 0);
+            let is_voter = |h: &str| new.member(h).is_some_and(|m| m.votes > 0);
+            let mut hosts: Vec<&str> = set.config.members.iter().map(|m| m.host.as_str()).collect();
+            hosts.extend(new.members.iter().map(|m| m.host.as_str()));
+            hosts.sort_unstable();
+            hosts.dedup();
+            let changes = hosts.iter().filter(|h| was_voter(h) != is_voter(h)).count();
+            if changes > 1 {
+                return Err(err(
+                    NEW_CONFIG_INCOMPATIBLE,
+                    "Non-force replica set reconfig can only add or remove at most 1 voting member.",
+                ));
+            }
+            if !new.member(node).is_some_and(Member::electable) {
+                return Err(err(
+                    NEW_CONFIG_INCOMPATIBLE,
+                    format!(
+                        "This node, {node}, is not electable under the new configuration with {{version: {}}} for replica set {}",
+                        new.version, new.name
+                    ),
+                ));
+            }
+            let voters: Vec<&Member> = new.voters().collect();
+            let responded: Vec<&str> = voters
+                .iter()
+                .filter(|m| up(self, &m.host))
+                .map(|m| m.host.as_str())
+                .collect();
+            let required = voters.len() / 2 + 1;
+            if responded.len() < required {
+                return Err(err(
+                    NODE_NOT_FOUND,
+                    format!(
+                        "Quorum check failed because not enough voting nodes responded; required {required} but only the following {} voting nodes responded: {}",
+                        responded.len(),
+                        responded.join(", ")
+                    ),
+                ));
+            }
+        } else {
+            new.version = set.config.version + 10_000 + i64::from(rand::random::<u16>());
+        }
+        self.apply_config(&set_name, new, force);
+        Ok(Document::new())
+    }
+
+    fn apply_config(&mut self, set_name: &str, new: Config, forced: bool) {
+        let Some(set) = self.sets.get_mut(set_name) else {
+            return;
+        };
+        let removed: Vec<String> = set
+            .config
+            .members
+            .iter()
+            .filter(|m| new.member(&m.host).is_none())
+            .map(|m| m.host.clone())
+            .collect();
+        for h in &removed {
+            set.runtime.remove(h);
+            if let Some(n) = self.nodes.get_mut(h) {
+                n.set = None;
+            }
+            if set.primary.as_deref() == Some(h.as_str()) {
+                set.primary = None;
+            }
+        }
+        for m in &new.members {
+            if !set.runtime.contains_key(&m.host) {
+                set.runtime.insert(
+                    m.host.clone(),
+                    Runtime {
+                        state: STARTUP2,
+                        synced_at: self.now + self.settings.sync_ticks,
+                        barred_until: 0,
+                    },
+                );
+            }
+            self.nodes.entry(m.host.clone()).or_default().set = Some(set_name.to_owned());
+        }
+        set.config = new;
+        set.committed = false;
+        if forced {
+            set.forced_reconfigs += 1;
+        }
+        self.recompute();
+    }
+
+    /// `replSetStepDown`: only on the primary; refused when no electable secondary is caught up
+    /// unless `force`; the old primary may not stand for election for the step-down period.
+    fn step_down(&mut self, node: &str, cmd: &Document) -> Reply {
+        let now = self.now;
+        let bar = self.settings.stepdown_ticks;
+        let force = truthy(cmd, "force");
+        let nodes = &self.nodes;
+        let set_name = self
+            .set_of(node)
+            .map(|s| s.config.name.clone())
+            .ok_or_else(|| err(NOT_WRITABLE_PRIMARY, "not primary so can't step down"))?;
+        let set = self
+            .sets
+            .get_mut(&set_name)
+            .ok_or_else(|| err(NOT_WRITABLE_PRIMARY, "not primary so can't step down"))?;
+        if set.primary.as_deref() != Some(node) {
+            return Err(err(NOT_WRITABLE_PRIMARY, "not primary so can't step down"));
+        }
+        let electable = set.config.members.iter().any(|m| {
+            m.host != node
+                && m.electable()
+                && nodes.get(&m.host).is_some_and(|n| n.up)
+                && set
+                    .runtime
+                    .get(&m.host)
+                    .is_some_and(|r| r.state == SECONDARY)
+        });
+        if !electable && !force {
+            return Err(err(
+                EXCEEDED_TIME_LIMIT,
+                "No electable secondaries caught up as of now. Please use the replSetStepDown command with the argument {force: true} to force node to step down.",
+            ));
+        }
+        if let Some(rt) = set.runtime.get_mut(node) {
+            rt.state = SECONDARY;
+            rt.barred_until = now + bar;
+        }
+        set.primary = None;
+        self.recompute();
+        Ok(Document::new())
+    }
+
+    fn roles(cmd: &Document, db: &str) -> Vec<(String, String)> {
+        cmd.get_array("roles")
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| match r {
+                        Bson::String(s) => Some((s.clone(), db.to_owned())),
+                        Bson::Document(d) => Some((
+                            d.get_str("role").ok()?.to_owned(),
+                            d.get_str("db").unwrap_or(db).to_owned(),
+                        )),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn writable_set(&mut self, node: &str) -> Result<&mut ReplSet, CommandError> {
+        let name = self
+            .set_of(node)
+            .filter(|s| s.primary.as_deref() == Some(node))
+            .map(|s| s.config.name.clone())
+            .ok_or_else(|| err(NOT_WRITABLE_PRIMARY, "not primary"))?;
+        self.sets
+            .get_mut(&name)
+            .ok_or_else(|| err(NOT_WRITABLE_PRIMARY, "not primary"))
+    }
+
+    /// `createUser` (a write: primary only). The password is never echoed back.
+    fn create_user(&mut self, node: &str, cmd: &Document) -> Reply {
+        let db = cmd.get_str("$db").unwrap_or("admin").to_owned();
+        let name = cmd
+            .get_str("createUser")
+            .map_err(|_| err(BAD_VALUE, "createUser must be a string"))?
+            .to_owned();
+        let pwd = cmd.get_str("pwd").map_err(|_| {
+            err(
+                BAD_VALUE,
+                "Must provide a 'pwd' field for all user documents",
+            )
+        })?;
+        let roles = Self::roles(cmd, &db);
+        let set = self.writable_set(node)?;
+        let key = user_key(&db, &name);
+        if set.users.contains_key(&key) {
+            return Err(err(
+                USER_ALREADY_EXISTS,
+                format!("User \"{name}@{db}\" already exists"),
+            ));
+        }
+        set.users.insert(
+            key,
+            User {
+                db,
+                name,
+                roles,
+                credential: Credential::new(pwd),
+            },
+        );
+        Ok(Document::new())
+    }
+
+    /// `updateUser`: new password and/or roles.
+    fn update_user(&mut self, node: &str, cmd: &Document) -> Reply {
+        let db = cmd.get_str("$db").unwrap_or("admin").to_owned();
+        let name = cmd
+            .get_str("updateUser")
+            .map_err(|_| err(BAD_VALUE, "updateUser must be a string"))?
+            .to_owned();
+        let roles = cmd.contains_key("roles").then(|| Self::roles(cmd, &db));
+        let pwd = cmd.get_str("pwd").ok().map(str::to_owned);
+        let set = self.writable_set(node)?;
+        let user = set
+            .users
+            .get_mut(&user_key(&db, &name))
+            .ok_or_else(|| err(USER_NOT_FOUND, format!("User {name}@{db} not found")))?;
+        if let Some(pwd) = pwd {
+            user.credential = Credential::new(&pwd);
+        }
+        if let Some(roles) = roles {
+            user.roles = roles;
+        }
+        Ok(Document::new())
+    }
+
+    fn users_info(&self, node: &str, cmd: &Document) -> Reply {
+        let db = cmd.get_str("$db").unwrap_or("admin");
+        let wanted = cmd.get_str("usersInfo").ok();
+        let users: Vec<Bson> = self
+            .users_of(node)
+            .into_iter()
+            .flat_map(|u| u.values())
+            .filter(|u| u.db == db && wanted.is_none_or(|w| w == u.name))
+            .map(|u| {
+                let roles: Vec<Bson> = u
+                    .roles
+                    .iter()
+                    .map(|(r, d)| Bson::Document(doc! {"role": r, "db": d}))
+                    .collect();
+                Bson::Document(doc! {"_id": user_key(&u.db, &u.name), "user": &u.name, "db": &u.db, "roles": roles, "mechanisms": ["SCRAM-SHA-256"]})
+            })
+            .collect();
+        Ok(doc! {"users": users})
+    }
+}

@@ -1,0 +1,145 @@
+//! The real `mongodb` driver against the simulator: handshake, commands, SCRAM-SHA-256.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use fedstate_rs_sim::{Settings, Simulator};
+use mongodb::Client;
+use mongodb::bson::{Document, doc};
+use mongodb::options::{ClientOptions, Credential};
+
+/// A clock that never ticks by itself: tests move time with `world().tick()`.
+fn manual() -> Simulator {
+    Simulator::start(
+        Settings {
+            sync_ticks: 1,
+            stepdown_ticks: 5,
+        },
+        Duration::from_secs(3600),
+    )
+}
+
+async fn direct(host: &str, cred: Option<(&str, &str)>) -> Client {
+    let mut opts = ClientOptions::parse(format!(
+        "mongodb://{host}/?directConnection=true&serverSelectionTimeoutMS=2000"
+    ))
+    .await
+    .unwrap();
+    if let Some((user, pwd)) = cred {
+        opts.credential = Some(
+            Credential::builder()
+                .username(user.to_owned())
+                .password(pwd.to_owned())
+                .source("admin".to_owned())
+                .build(),
+        );
+    }
+    Client::with_options(opts).unwrap()
+}
+
+async fn run(c: &Client, cmd: Document) -> mongodb::error::Result<Document> {
+    c.database("admin").run_command(cmd).await
+}
+
+fn code(e: &mongodb::error::Error) -> Option<i32> {
+    match e.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(c) => Some(c.code),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn the_driver_initiates_a_set_and_authenticates_with_scram_sha_256() {
+    let sim = manual();
+    let a = sim.serve_new("127.0.0.1").await.unwrap();
+    let b = sim.serve_new("127.0.0.1").await.unwrap();
+
+    let ca = direct(&a, None).await;
+    // An uninitiated member answers the handshake and says it wants a config.
+    let hello = run(&ca, doc! {"hello": 1}).await.unwrap();
+    assert_eq!(hello.get_bool("isreplicaset").unwrap(), true);
+    assert!(hello.get_str("setName").is_err());
+
+    run(
+        &ca,
+        doc! {"replSetInitiate": {"_id": "rs", "members": [
+            {"_id": 0, "host": &a, "priority": 2},
+            {"_id": 1, "host": &b},
+        ]}},
+    )
+    .await
+    .unwrap();
+    sim.world().tick();
+    let hello = run(&ca, doc! {"hello": 1}).await.unwrap();
+    assert_eq!(hello.get_str("setName").unwrap(), "rs");
+    assert_eq!(hello.get_str("primary").unwrap(), a);
+    assert_eq!(hello.get_str("me").unwrap(), a);
+    assert!(hello.get_bool("isWritablePrimary").unwrap());
+
+    // Localhost exception: the first user is created without credentials...
+    run(
+        &ca,
+        doc! {"createUser": "root", "pwd": "Sim-Root-Pass-1", "roles": ["root"]},
+    )
+    .await
+    .unwrap();
+    // ...and then it is closed, also on this connection.
+    let denied = run(&ca, doc! {"replSetGetStatus": 1}).await.unwrap_err();
+    assert_eq!(code(&denied), Some(13));
+
+    let root = direct(&a, Some(("root", "Sim-Root-Pass-1"))).await;
+    let status = run(&root, doc! {"replSetGetStatus": 1}).await.unwrap();
+    assert_eq!(status.get_array("members").unwrap().len(), 2);
+
+    let wrong = direct(&a, Some(("root", "not-the-password"))).await;
+    let e = run(&wrong, doc! {"replSetGetStatus": 1}).await.unwrap_err();
+    assert!(
+        matches!(
+            e.kind.as_ref(),
+            mongodb::error::ErrorKind::Authentication { .. }
+        ),
+        "{e}"
+    );
+
+    // updateUser rotates the password: the old one stops working.
+    run(&root, doc! {"updateUser": "root", "pwd": "Sim-Root-Pass-2"})
+        .await
+        .unwrap();
+    let old = direct(&a, Some(("root", "Sim-Root-Pass-1"))).await;
+    assert!(run(&old, doc! {"replSetGetStatus": 1}).await.is_err());
+    let new = direct(&a, Some(("root", "Sim-Root-Pass-2"))).await;
+    run(&new, doc! {"replSetGetStatus": 1}).await.unwrap();
+
+    // A replica-set connection finds the primary by itself.
+    let mut opts = ClientOptions::parse(format!(
+        "mongodb://{a},{b}/?replicaSet=rs&serverSelectionTimeoutMS=3000"
+    ))
+    .await
+    .unwrap();
+    opts.credential = Some(
+        Credential::builder()
+            .username("root".to_owned())
+            .password("Sim-Root-Pass-2".to_owned())
+            .build(),
+    );
+    let rs = Client::with_options(opts).unwrap();
+    let cfg = run(&rs, doc! {"replSetGetConfig": 1}).await.unwrap();
+    assert_eq!(
+        cfg.get_document("config").unwrap().get_str("_id").unwrap(),
+        "rs"
+    );
+    sim.stop(&a);
+    sim.stop(&b);
+    assert!(sim.served().is_empty());
+}
+
+#[tokio::test]
+async fn a_stopped_member_refuses_connections() {
+    let sim = manual();
+    let a = sim.serve_new("127.0.0.1").await.unwrap();
+    let c = direct(&a, None).await;
+    run(&c, doc! {"ping": 1}).await.unwrap();
+    sim.stop(&a);
+    let fresh = direct(&a, None).await;
+    assert!(run(&fresh, doc! {"ping": 1}).await.is_err());
+}

@@ -1,0 +1,499 @@
+//! [`CapacityEstimator`]: what the scheduler calls. It asks the plugin chain for every cluster
+//! whose cached answers are missing or expired — all clusters at once, each plugin of each cluster
+//! bounded by a per-cluster deadline inside one overall budget — and merges the answers with the
+//! ledger. A failing or hung plugin affects only its cluster (Karmada drops every accurate answer
+//! when one cluster fails, issue #6815).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::cache::{CacheConfig, CapacityCache, Freshness, Slot, classify};
+use crate::ledger::AssumedLedger;
+use crate::metrics::{CACHE_ENTRY_AGE, CACHE_HITS, CACHE_MISSES, PLUGIN_FAILURES};
+use crate::plugin::{Capacity, CapacityPlugin, ClusterRef, Estimate, PluginAnswer, merge};
+use crate::shape::MemberShape;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EstimatorConfig {
+    /// How long one cluster's plugins may take.
+    pub per_cluster_deadline: Duration,
+    /// How long one fan-out may take in all (Karmada: 3 s for everything).
+    pub budget: Duration,
+    pub cache: CacheConfig,
+    /// How long a placement stays in the ledger unless released.
+    pub ledger_ttl: Duration,
+}
+
+impl Default for EstimatorConfig {
+    fn default() -> Self {
+        Self {
+            per_cluster_deadline: Duration::from_secs(1),
+            budget: Duration::from_secs(3),
+            cache: CacheConfig::default(),
+            ledger_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where a capacity came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A fresh cache entry: no RPC.
+    Cache,
+    /// A stale cache entry, refreshing in the background.
+    StaleCache,
+    /// Asked the plugins during this call.
+    Fetched,
+}
+
+/// One cluster's capacity for one shape, with the answers behind it (for explanations).
+#[derive(Clone, Debug)]
+pub struct ClusterCapacity {
+    pub cluster: Arc<str>,
+    pub capacity: Capacity,
+    pub answers: Arc<[PluginAnswer]>,
+    pub source: Source,
+    pub age: Duration,
+}
+
+/// Per-request inputs: members of this object already in each cluster, and the object's ledger
+/// key (so its own assumed members are not subtracted twice).
+#[derive(Clone, Debug, Default)]
+pub struct CapacityQuery<'a> {
+    pub object: Option<&'a str>,
+    pub hosted: HashMap<&'a str, u32>,
+}
+
+/// The plugin chain, its cache and the ledger. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct CapacityEstimator {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    plugins: Arc<[Arc<dyn CapacityPlugin>]>,
+    cache: CapacityCache,
+    ledger: AssumedLedger,
+    config: EstimatorConfig,
+}
+
+/// Asks every plugin about one cluster, concurrently, each bounded by `deadline`.
+pub async fn ask_plugins(
+    plugins: &[Arc<dyn CapacityPlugin>],
+    cluster: &ClusterRef,
+    shape: &MemberShape,
+    deadline: Instant,
+) -> Vec<PluginAnswer> {
+    let asks = plugins.iter().map(|p| async move {
+        let estimate = match tokio::time::timeout_at(deadline, p.estimate(cluster, shape, deadline))
+            .await
+        {
+            Ok(e) => e,
+            Err(_) => Estimate::Failed(format!(
+                "plugin {} for cluster {} missed its deadline",
+                p.name(),
+                cluster.name
+            )),
+        };
+        if let Estimate::Failed(reason) = &estimate {
+            tracing::debug!(cluster = %cluster.name, plugin = p.name(), %reason, "capacity plugin failed");
+            metrics::counter!(PLUGIN_FAILURES, "cluster" => cluster.name.to_string(), "plugin" => p.name())
+                .increment(1);
+        }
+        PluginAnswer {
+            plugin: p.name(),
+            estimate,
+            counts_hosted_members: p.counts_hosted_members(),
+        }
+    });
+    futures::future::join_all(asks).await
+}
+
+impl CapacityEstimator {
+    pub fn new(plugins: Vec<Arc<dyn CapacityPlugin>>, config: EstimatorConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                plugins: plugins.into(),
+                cache: CapacityCache::new(),
+                ledger: AssumedLedger::new(config.ledger_ttl),
+                config,
+            }),
+        }
+    }
+
+    pub fn ledger(&self) -> &AssumedLedger {
+        &self.inner.ledger
+    }
+
+    pub fn cache(&self) -> &CapacityCache {
+        &self.inner.cache
+    }
+
+    /// The hot path: the capacity from a servable cache entry, or `None` (then call
+    /// [`Self::capacities`]). A stale entry is returned and refreshed in the background.
+    pub fn cached(
+        &self,
+        cluster: &ClusterRef,
+        shape: &MemberShape,
+        query: &CapacityQuery<'_>,
+    ) -> Option<ClusterCapacity> {
+        let Some(slot) = self.inner.cache.get(&cluster.name, shape.id()) else {
+            metrics::counter!(CACHE_MISSES, "reason" => "missing").increment(1);
+            return None;
+        };
+        let age = slot.fetched_at.elapsed();
+        let source = match classify(age, slot.is_marked_stale(), &self.inner.config.cache) {
+            Freshness::Fresh => {
+                metrics::counter!(CACHE_HITS).increment(1);
+                Source::Cache
+            }
+            Freshness::Stale => {
+                metrics::counter!(CACHE_MISSES, "reason" => "stale").increment(1);
+                if slot.claim_refresh() {
+                    self.spawn_refresh(cluster.clone(), shape.clone());
+                }
+                Source::StaleCache
+            }
+            Freshness::Expired => {
+                metrics::counter!(CACHE_MISSES, "reason" => "expired").increment(1);
+                return None;
+            }
+        };
+        metrics::histogram!(CACHE_ENTRY_AGE).record(age.as_secs_f64());
+        Some(self.finish(cluster, shape, query, slot.answers.clone(), source, age))
+    }
+
+    /// Capacities of `clusters` for `shape`, in the same order. Clusters with servable cache
+    /// entries cost no RPC; the others are asked concurrently, each within the per-cluster
+    /// deadline and all within the budget.
+    pub async fn capacities(
+        &self,
+        clusters: &[ClusterRef],
+        shape: &MemberShape,
+        query: &CapacityQuery<'_>,
+    ) -> Vec<ClusterCapacity> {
+        let mut out: Vec<Option<ClusterCapacity>> = clusters
+            .iter()
+            .map(|c| self.cached(c, shape, query))
+            .collect();
+        let budget_end = Instant::now() + self.inner.config.budget;
+        let mut tasks = JoinSet::new();
+        for (i, c) in clusters.iter().enumerate() {
+            if out[i].is_some() {
+                continue;
+            }
+            let (this, c, shape) = (self.clone(), c.clone(), shape.clone());
+            tasks.spawn(async move {
+                let answers = this.fetch(&c, &shape, budget_end).await;
+                (i, answers)
+            });
+        }
+        // Every task ends by its deadline (≤ budget_end); the outer bound is a safety net.
+        let grace = budget_end + Duration::from_millis(50);
+        while let Ok(Some(joined)) = tokio::time::timeout_at(grace, tasks.join_next()).await {
+            if let Ok((i, answers)) = joined {
+                out[i] = Some(self.finish(
+                    &clusters[i],
+                    shape,
+                    query,
+                    answers,
+                    Source::Fetched,
+                    Duration::ZERO,
+                ));
+            }
+        }
+        tasks.abort_all();
+        out.into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                c.unwrap_or_else(|| {
+                    let answers: Arc<[PluginAnswer]> = Arc::from([PluginAnswer {
+                        plugin: "chain",
+                        estimate: Estimate::Failed("estimation budget exhausted".into()),
+                        counts_hosted_members: false,
+                    }]);
+                    self.finish(
+                        &clusters[i],
+                        shape,
+                        query,
+                        answers,
+                        Source::Fetched,
+                        Duration::ZERO,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Asks the plugins for one cluster and caches the answers. Answers with a failure are
+    /// cached marked stale: served at once next time, and retried in the background.
+    async fn fetch(
+        &self,
+        cluster: &ClusterRef,
+        shape: &MemberShape,
+        budget_end: Instant,
+    ) -> Arc<[PluginAnswer]> {
+        let deadline = (Instant::now() + self.inner.config.per_cluster_deadline).min(budget_end);
+        let answers: Arc<[PluginAnswer]> =
+            ask_plugins(&self.inner.plugins, cluster, shape, deadline)
+                .await
+                .into();
+        let failed = answers
+            .iter()
+            .any(|a| matches!(a.estimate, Estimate::Failed(_)));
+        self.inner.cache.insert(
+            &cluster.name,
+            shape.id(),
+            Slot::new(answers.clone(), Instant::now(), failed),
+        );
+        answers
+    }
+
+    fn spawn_refresh(&self, cluster: ClusterRef, shape: MemberShape) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let this = self.clone();
+        handle.spawn(async move {
+            let budget_end = Instant::now() + this.inner.config.budget;
+            this.fetch(&cluster, &shape, budget_end).await;
+        });
+    }
+
+    fn finish(
+        &self,
+        cluster: &ClusterRef,
+        shape: &MemberShape,
+        query: &CapacityQuery<'_>,
+        answers: Arc<[PluginAnswer]>,
+        source: Source,
+        age: Duration,
+    ) -> ClusterCapacity {
+        let hosted = query.hosted.get(&*cluster.name).copied().unwrap_or(0);
+        let assumed = self
+            .inner
+            .ledger
+            .assumed_on(&cluster.name, shape, query.object);
+        ClusterCapacity {
+            cluster: cluster.name.clone(),
+            capacity: merge(&answers, hosted, assumed),
+            answers,
+            source,
+            age,
+        }
+    }
+
+    /// The Cluster object changed (status, taints, re-join): refresh its answers in the
+    /// background; they are still served meanwhile.
+    pub fn cluster_changed(&self, cluster: &str) {
+        self.inner.cache.mark_cluster_stale(cluster);
+    }
+
+    /// The Cluster is gone.
+    pub fn cluster_deleted(&self, cluster: &str) {
+        self.inner.cache.remove_cluster(cluster);
+    }
+
+    /// We placed `members` members of `object` on `cluster`: subtract them until released, and
+    /// refresh the cluster's answers.
+    pub fn assume(&self, object: &str, cluster: &str, shape: &MemberShape, members: u32) {
+        self.inner.ledger.assume(object, cluster, shape, members);
+        self.inner.cache.mark_cluster_stale(cluster);
+    }
+
+    /// `object`'s members are visible to the estimators now (or it was deleted): stop
+    /// subtracting them, and drop the answers of its clusters that predate them.
+    pub fn release(&self, object: &str) {
+        for cluster in self.inner.ledger.release(object) {
+            self.inner.cache.remove_cluster(&cluster);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use fedstate_api::karmada::Cluster;
+    use futures::future::BoxFuture;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Answers from a script: per cluster a value, `None` = hang forever.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        answers: HashMap<String, Option<u32>>,
+        calls: AtomicU32,
+    }
+
+    impl CapacityPlugin for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn estimate<'a>(
+            &'a self,
+            cluster: &'a ClusterRef,
+            _shape: &'a MemberShape,
+            _deadline: Instant,
+        ) -> BoxFuture<'a, Estimate> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let a = self.answers.get(&*cluster.name).copied();
+            Box::pin(async move {
+                match a {
+                    Some(Some(n)) => Estimate::Replicas(n),
+                    Some(None) => futures::future::pending().await,
+                    None => Estimate::NoOpinion,
+                }
+            })
+        }
+    }
+
+    #[derive(Debug)]
+    struct Fallback(u32);
+    impl CapacityPlugin for Fallback {
+        fn name(&self) -> &'static str {
+            "fallback"
+        }
+        fn estimate<'a>(
+            &'a self,
+            _c: &'a ClusterRef,
+            _s: &'a MemberShape,
+            _d: Instant,
+        ) -> BoxFuture<'a, Estimate> {
+            Box::pin(std::future::ready(Estimate::Replicas(self.0)))
+        }
+    }
+
+    fn clusters(names: &[&str]) -> Vec<ClusterRef> {
+        names
+            .iter()
+            .map(|n| ClusterRef::new(Cluster::new(n, Default::default())))
+            .collect()
+    }
+
+    fn estimator(scripted: Arc<Scripted>, config: EstimatorConfig) -> CapacityEstimator {
+        CapacityEstimator::new(vec![scripted, Arc::new(Fallback(100))], config)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_cluster_gets_the_fallback_and_the_others_their_answers() {
+        let scripted = Arc::new(Scripted {
+            answers: [
+                ("a".into(), Some(3)),
+                ("hung".into(), None),
+                ("c".into(), Some(5)),
+            ]
+            .into(),
+            ..Scripted::default()
+        });
+        let est = estimator(
+            scripted,
+            EstimatorConfig {
+                per_cluster_deadline: Duration::from_millis(300),
+                ..EstimatorConfig::default()
+            },
+        );
+        let cs = clusters(&["a", "hung", "c"]);
+        let shape = MemberShape::from_requests([("cpu", "1")]);
+        let started = Instant::now();
+        let caps = est.capacities(&cs, &shape, &CapacityQuery::default()).await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let got: Vec<_> = caps.iter().map(|c| c.capacity.replicas).collect();
+        assert_eq!(got, [Some(3), Some(100), Some(5)]);
+        assert_eq!(caps[1].capacity.decided_by, Some("fallback"));
+        assert!(matches!(caps[1].answers[0].estimate, Estimate::Failed(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fresh_answers_cost_no_plugin_call_and_stale_ones_refresh_in_background() {
+        let scripted = Arc::new(Scripted {
+            answers: [("a".into(), Some(3))].into(),
+            ..Scripted::default()
+        });
+        let est = estimator(scripted.clone(), EstimatorConfig::default());
+        let cs = clusters(&["a"]);
+        let shape = MemberShape::from_requests([("cpu", "1")]);
+        let q = CapacityQuery::default();
+        est.capacities(&cs, &shape, &q).await;
+        assert_eq!(scripted.calls.load(Ordering::Relaxed), 1);
+        let hit = est.cached(&cs[0], &shape, &q).unwrap();
+        assert_eq!(
+            (hit.source, hit.capacity.replicas),
+            (Source::Cache, Some(3))
+        );
+        est.capacities(&cs, &shape, &q).await;
+        assert_eq!(scripted.calls.load(Ordering::Relaxed), 1);
+        // A Cluster change: served stale once, refreshed in the background.
+        est.cluster_changed("a");
+        let stale = est.cached(&cs[0], &shape, &q).unwrap();
+        assert_eq!(stale.source, Source::StaleCache);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(scripted.calls.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            est.cached(&cs[0], &shape, &q).unwrap().source,
+            Source::Cache
+        );
+        // Past max_stale, nothing is served.
+        tokio::time::advance(Duration::from_secs(1000)).await;
+        assert!(est.cached(&cs[0], &shape, &q).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn our_own_placements_are_subtracted_until_released() {
+        let scripted = Arc::new(Scripted {
+            answers: [("a".into(), Some(3))].into(),
+            ..Scripted::default()
+        });
+        let est = estimator(scripted, EstimatorConfig::default());
+        let cs = clusters(&["a"]);
+        let shape = MemberShape::from_requests([("cpu", "1")]);
+        let q = CapacityQuery::default();
+        est.capacities(&cs, &shape, &q).await;
+        est.assume("db/first", "a", &shape, 2);
+        let after = est.capacities(&cs, &shape, &q).await;
+        assert_eq!(after[0].capacity.replicas, Some(1));
+        assert_eq!(after[0].capacity.assumed, 2);
+        // The object itself, re-planned, does not see its own members subtracted.
+        let own = CapacityQuery {
+            object: Some("db/first"),
+            ..CapacityQuery::default()
+        };
+        assert_eq!(
+            est.capacities(&cs, &shape, &own).await[0].capacity.replicas,
+            Some(3)
+        );
+        est.release("db/first");
+        assert!(est.ledger().is_empty());
+        assert_eq!(
+            est.capacities(&cs, &shape, &q).await[0].capacity.replicas,
+            Some(3)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_bounds_the_whole_fan_out() {
+        let scripted = Arc::new(Scripted {
+            answers: (0..50).map(|i| (format!("c{i}"), None)).collect(),
+            ..Scripted::default()
+        });
+        let est = estimator(
+            scripted,
+            EstimatorConfig {
+                per_cluster_deadline: Duration::from_secs(30),
+                budget: Duration::from_millis(300),
+                ..EstimatorConfig::default()
+            },
+        );
+        let names: Vec<String> = (0..50).map(|i| format!("c{i}")).collect();
+        let cs = clusters(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        let shape = MemberShape::from_requests([("cpu", "1")]);
+        let started = Instant::now();
+        let caps = est.capacities(&cs, &shape, &CapacityQuery::default()).await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(caps.iter().all(|c| c.capacity.replicas == Some(100)));
+    }
+}

@@ -1,0 +1,204 @@
+//! The assumed-workload ledger: members we placed that the estimators cannot see yet are
+//! subtracted from capacity, so two objects scheduled back to back cannot both take the last room
+//! (Karmada issues #6783, #1385).
+//!
+//! An entry lives until [`AssumedLedger::release`] (the caller saw the members created) or its
+//! time to live passes, whichever comes first. Until then it is subtracted even if the estimator
+//! already counts the members: erring towards "full" is the safe side.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use fedstate_api::quantity::parse_quantity;
+use tokio::time::Instant;
+
+use crate::metrics::LEDGER_ENTRIES;
+use crate::shape::{MemberShape, ShapeId};
+
+#[derive(Clone, Debug)]
+struct Assumed {
+    object: String,
+    shape: ShapeId,
+    /// Requests in milli-units (unparseable ones are left out).
+    requests: BTreeMap<String, i128>,
+    members: u32,
+    expires: Instant,
+}
+
+/// Placements not yet visible to the estimators, per cluster. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AssumedLedger {
+    entries: Arc<DashMap<Arc<str>, Vec<Assumed>>>,
+    ttl: Duration,
+}
+
+fn millis(shape: &MemberShape) -> BTreeMap<String, i128> {
+    shape
+        .requirements()
+        .resource_request
+        .iter()
+        .filter_map(|(k, q)| Some((k.clone(), parse_quantity(q).ok()?)))
+        .collect()
+}
+
+/// How many members of shape `to` the `members` members of shape `from` take the room of:
+/// exactly `members` for the same shape, else the most over `to`'s requested resources, rounded
+/// up (never fewer than `members`: each takes a pod slot).
+pub fn displaced(members: u32, from: &BTreeMap<String, i128>, to: &BTreeMap<String, i128>) -> u32 {
+    let mut most = u128::from(members);
+    for (resource, &want) in to {
+        let Some(&used) = from.get(resource) else {
+            continue;
+        };
+        if want <= 0 || used <= 0 {
+            continue;
+        }
+        let total = i128::from(members) * used;
+        let n = (total + want - 1) / want;
+        most = most.max(n.unsigned_abs());
+    }
+    u32::try_from(most).unwrap_or(u32::MAX)
+}
+
+impl AssumedLedger {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            entries: Arc::new(DashMap::new()),
+            ttl,
+        }
+    }
+
+    /// Records that `members` members of `object` of `shape` were placed on `cluster`
+    /// (replacing what was recorded for that object and cluster).
+    pub fn assume(&self, object: &str, cluster: &str, shape: &MemberShape, members: u32) {
+        let entry = Assumed {
+            object: object.to_owned(),
+            shape: shape.id(),
+            requests: millis(shape),
+            members,
+            expires: Instant::now() + self.ttl,
+        };
+        let mut list = self.entries.entry(Arc::from(cluster)).or_default();
+        list.retain(|a| a.object != object);
+        if members > 0 {
+            list.push(entry);
+        }
+        drop(list);
+        self.publish();
+    }
+
+    /// The members of `object` are visible to the estimators now (or it was deleted). Returns
+    /// the clusters it had entries in.
+    pub fn release(&self, object: &str) -> Vec<Arc<str>> {
+        let mut clusters = Vec::new();
+        for mut e in self.entries.iter_mut() {
+            let before = e.len();
+            e.retain(|a| a.object != object);
+            if e.len() != before {
+                clusters.push(e.key().clone());
+            }
+        }
+        self.entries.retain(|_, v| !v.is_empty());
+        self.publish();
+        clusters
+    }
+
+    /// Members of `shape` to subtract on `cluster`, leaving out `object`'s own entries (its
+    /// members count as hosted when it is re-planned).
+    pub fn assumed_on(&self, cluster: &str, shape: &MemberShape, object: Option<&str>) -> u32 {
+        let Some(list) = self.entries.get(cluster) else {
+            return 0;
+        };
+        let now = Instant::now();
+        let mut to: Option<BTreeMap<String, i128>> = None;
+        let mut sum = 0u32;
+        for a in list.iter() {
+            if a.expires <= now || Some(a.object.as_str()) == object {
+                continue;
+            }
+            let n = if a.shape == shape.id() {
+                a.members
+            } else {
+                let to = to.get_or_insert_with(|| millis(shape));
+                displaced(a.members, &a.requests, to)
+            };
+            sum = sum.saturating_add(n);
+        }
+        sum
+    }
+
+    /// Drops expired entries; returns how many are left.
+    pub fn expire(&self) -> usize {
+        let now = Instant::now();
+        for mut e in self.entries.iter_mut() {
+            e.retain(|a| a.expires > now);
+        }
+        self.entries.retain(|_, v| !v.is_empty());
+        self.publish()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.iter().map(|e| e.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn publish(&self) -> usize {
+        let n = self.len();
+        metrics::gauge!(LEDGER_ENTRIES).set(n as f64);
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displacement_of_other_shapes_rounds_up_per_resource() {
+        let m = |v: &[(&str, i128)]| v.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+        // Two 2-CPU members take the room of four 1-CPU members.
+        assert_eq!(displaced(2, &m(&[("cpu", 2000)]), &m(&[("cpu", 1000)])), 4);
+        // One 500m member still takes one 1-CPU slot (rounded up; and one pod).
+        assert_eq!(displaced(1, &m(&[("cpu", 500)]), &m(&[("cpu", 1000)])), 1);
+        // Memory decides when it is the tighter one.
+        assert_eq!(
+            displaced(
+                1,
+                &m(&[("cpu", 1000), ("memory", 8 << 30)]),
+                &m(&[("cpu", 1000), ("memory", 2 << 30)])
+            ),
+            4
+        );
+        // Nothing in common: still one pod each.
+        assert_eq!(displaced(3, &m(&[("gpu", 1000)]), &m(&[("cpu", 1000)])), 3);
+    }
+
+    #[tokio::test]
+    async fn placements_are_subtracted_until_released_or_expired() {
+        let ledger = AssumedLedger::new(Duration::from_secs(60));
+        let small = MemberShape::from_requests([("cpu", "1")]);
+        let big = MemberShape::from_requests([("cpu", "2")]);
+        ledger.assume("db/a", "m1", &small, 2);
+        ledger.assume("db/b", "m1", &big, 1);
+        assert_eq!(ledger.assumed_on("m1", &small, None), 4);
+        assert_eq!(ledger.assumed_on("m2", &small, None), 0);
+        // An object's own entries are not subtracted from its own capacity.
+        assert_eq!(ledger.assumed_on("m1", &small, Some("db/a")), 2);
+        // Re-assuming replaces.
+        ledger.assume("db/a", "m1", &small, 1);
+        assert_eq!(ledger.assumed_on("m1", &small, None), 3);
+        assert_eq!(ledger.release("db/b"), vec![Arc::<str>::from("m1")]);
+        assert_eq!(ledger.assumed_on("m1", &small, None), 1);
+        assert_eq!(ledger.len(), 1);
+
+        let short = AssumedLedger::new(Duration::ZERO);
+        short.assume("db/a", "m1", &small, 2);
+        assert_eq!(short.assumed_on("m1", &small, None), 0);
+        assert_eq!(short.expire(), 0);
+    }
+}

@@ -451,11 +451,7 @@ mod tests {
                 .unwrap()
                 .is_true()
         );
-        assert!(
-            !find_condition(&o.conditions, types::QUORUM_AT_RISK)
-                .unwrap()
-                .is_true()
-        );
+        assert!(find_condition(&o.conditions, types::QUORUM_AT_RISK).is_none());
         assert_eq!(o.status.observed_generation, Some(3));
     }
 

@@ -89,7 +89,7 @@ pub struct Conversation {
     credential: Credential,
 }
 
-fn attr<'a>(part: &'a str, key: char) -> Result<&'a str, ScramError> {
+fn attr(part: &str, key: char) -> Result<&str, ScramError> {
     part.strip_prefix(key)
         .and_then(|p| p.strip_prefix('='))
         .ok_or(ScramError::Malformed)

@@ -1166,3 +1166,498 @@ impl World {
         Ok(doc! {"users": users})
     }
 }
+
+#[cfg(test)]
+mod rule_tests {
+    //! Each test names the MongoDB behaviour it reproduces (MongoDB manual, 7.0).
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn h(i: u16) -> String {
+        format!("127.0.0.1:{}", 27000 + i)
+    }
+
+    fn world(n: u16) -> (World, Session) {
+        let mut w = World::new(Settings {
+            sync_ticks: 1,
+            stepdown_ticks: 3,
+        });
+        for i in 0..n {
+            w.set_up(&h(i), true);
+        }
+        (w, Session::new(true, 1))
+    }
+
+    fn member(i: u16, votes: i32, priority: f64) -> Bson {
+        Bson::Document(
+            doc! {"_id": i32::from(i), "host": h(i), "votes": votes, "priority": priority},
+        )
+    }
+
+    fn code(d: &Document) -> Option<i32> {
+        d.get_i32("code").ok()
+    }
+
+    fn ok(d: &Document) -> bool {
+        d.get_f64("ok").ok() == Some(1.0)
+    }
+
+    /// Initiate members 0..n as voters with priority 1 on node 0, sync, elect.
+    fn initiated(n: u16) -> (World, Session) {
+        let (mut w, mut s) = world(n);
+        let members: Vec<Bson> = (0..n).map(|i| member(i, 1, 1.0)).collect();
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetInitiate": {"_id": "rs", "members": members}},
+        );
+        assert!(ok(&r), "{r}");
+        w.tick();
+        (w, s)
+    }
+
+    fn reconfig(
+        w: &mut World,
+        s: &mut Session,
+        on: u16,
+        version: i64,
+        members: Vec<Bson>,
+    ) -> Document {
+        w.handle(
+            &h(on),
+            s,
+            &doc! {"replSetReconfig": {"_id": "rs", "version": version, "members": members}},
+        )
+    }
+
+    fn version(w: &World) -> i64 {
+        w.set("rs").unwrap().config.version
+    }
+
+    /// replSetInitiate: "Initiates a replica set" once; on an initiated node MongoDB answers
+    /// AlreadyInitialized (23).
+    #[test]
+    fn initiate_twice_is_already_initialized() {
+        let (mut w, mut s) = initiated(1);
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetInitiate": {"_id": "rs", "members": [member(0, 1, 1.0)]}},
+        );
+        assert_eq!(code(&r), Some(ALREADY_INITIALIZED));
+    }
+
+    /// replSetInitiate runs a quorum check that needs every proposed member to respond, and a
+    /// member that already has a config ("has data already") refuses.
+    #[test]
+    fn initiate_needs_every_member_up_and_in_no_set() {
+        let (mut w, mut s) = world(2);
+        w.set_up(&h(1), false);
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetInitiate": {"_id": "rs", "members": [member(0, 1, 1.0), member(1, 1, 1.0)]}},
+        );
+        assert_eq!(code(&r), Some(NODE_NOT_FOUND));
+        assert!(w.set("rs").is_none());
+        // Node 1 joins another set; initiating a set that lists it must fail.
+        w.set_up(&h(1), true);
+        let r = w.handle(
+            &h(1),
+            &mut s,
+            &doc! {"replSetInitiate": {"_id": "other", "members": [member(1, 1, 1.0)]}},
+        );
+        assert!(ok(&r));
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetInitiate": {"_id": "rs", "members": [member(0, 1, 1.0), member(1, 1, 1.0)]}},
+        );
+        assert_eq!(code(&r), Some(NODE_NOT_FOUND));
+    }
+
+    /// hello: `setName`, `hosts`, `primary`, `me`, `isWritablePrimary`, `secondary`; priority-0
+    /// members are listed under `passives`, not `hosts`.
+    #[test]
+    fn hello_describes_the_set_from_each_member() {
+        let (mut w, mut s) = initiated(2);
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            2,
+            vec![member(0, 1, 1.0), member(1, 1, 1.0), member(2, 0, 0.0)],
+        );
+        assert_eq!(code(&r), None, "{r}");
+        w.set_up(&h(2), true);
+        w.tick();
+        let p = w.handle(&h(0), &mut s, &doc! {"hello": 1});
+        assert_eq!(p.get_str("setName").unwrap(), "rs");
+        assert!(p.get_bool("isWritablePrimary").unwrap());
+        assert_eq!(p.get_str("primary").unwrap(), h(0));
+        assert_eq!(p.get_str("me").unwrap(), h(0));
+        assert_eq!(p.get_array("hosts").unwrap().len(), 2);
+        assert_eq!(p.get_array("passives").unwrap().len(), 1);
+        let sec = w.handle(&h(1), &mut s, &doc! {"isMaster": 1, "helloOk": true});
+        assert!(!sec.get_bool("ismaster").unwrap());
+        assert!(sec.get_bool("secondary").unwrap());
+        assert!(sec.get_bool("helloOk").unwrap());
+        assert_eq!(sec.get_str("me").unwrap(), h(1));
+    }
+
+    /// replSetReconfig: "the new configuration version must be greater than the current one"
+    /// (NewReplicaSetConfigurationIncompatible, 103).
+    #[test]
+    fn reconfig_needs_a_greater_version() {
+        let (mut w, mut s) = initiated(2);
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            1,
+            vec![member(0, 1, 1.0), member(1, 1, 2.0)],
+        );
+        assert_eq!(code(&r), Some(NEW_CONFIG_INCOMPATIBLE));
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            2,
+            vec![member(0, 1, 1.0), member(1, 1, 2.0)],
+        );
+        assert!(ok(&r));
+    }
+
+    /// 4.4+: "replSetReconfig ... can add or remove no more than 1 voting member at a time";
+    /// adding two voters in one reconfig is rejected, one at a time succeeds.
+    #[test]
+    fn a_reconfig_adding_two_voters_is_rejected() {
+        let (mut w, mut s) = initiated(3);
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            2,
+            vec![
+                member(0, 1, 1.0),
+                member(1, 1, 1.0),
+                member(2, 1, 1.0),
+                member(3, 1, 1.0),
+                member(4, 1, 1.0),
+            ],
+        );
+        assert_eq!(code(&r), Some(NEW_CONFIG_INCOMPATIBLE));
+        assert!(
+            r.get_str("errmsg")
+                .unwrap()
+                .contains("at most 1 voting member")
+        );
+        assert_eq!(version(&w), 1);
+        // Adding both as non-voters is fine (no voting change), then one promotion.
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            2,
+            vec![
+                member(0, 1, 1.0),
+                member(1, 1, 1.0),
+                member(2, 1, 1.0),
+                member(3, 0, 0.0),
+                member(4, 0, 0.0),
+            ],
+        );
+        assert!(ok(&r), "{r}");
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            3,
+            vec![
+                member(0, 1, 1.0),
+                member(1, 1, 1.0),
+                member(2, 1, 1.0),
+                member(3, 1, 1.0),
+                member(4, 0, 0.0),
+            ],
+        );
+        assert!(ok(&r), "{r}");
+    }
+
+    /// Removing two voting members at once is the same voting change limit.
+    #[test]
+    fn a_reconfig_removing_two_voters_is_rejected() {
+        let (mut w, mut s) = initiated(3);
+        let r = reconfig(&mut w, &mut s, 0, 2, vec![member(0, 1, 1.0)]);
+        assert_eq!(code(&r), Some(NEW_CONFIG_INCOMPATIBLE));
+    }
+
+    /// "replSetReconfig ... must be run on the primary" unless force (NotWritablePrimary).
+    #[test]
+    fn reconfig_on_a_secondary_needs_force() {
+        let (mut w, mut s) = initiated(3);
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            1,
+            2,
+            vec![member(0, 1, 1.0), member(1, 1, 1.0), member(2, 1, 1.0)],
+        );
+        assert_eq!(code(&r), Some(NOT_WRITABLE_PRIMARY));
+    }
+
+    /// "Replica Set Configuration": at most 7 voting members; `priority` must be 0 when
+    /// `votes` is 0; arbiters have priority 0; member `_id`s and hosts are unique.
+    #[test]
+    fn invalid_configs_are_rejected_with_invalid_replica_set_config() {
+        let eight: Vec<Bson> = (0..8).map(|i| member(i, 1, 1.0)).collect();
+        let c = parse_config(&doc! {"_id": "rs", "members": eight}).unwrap_err();
+        assert_eq!(c.code, INVALID_REPLICA_SET_CONFIG);
+        assert!(c.message.contains("8 voting members"));
+        let c =
+            parse_config(&doc! {"_id": "rs", "members": [member(0, 1, 1.0), member(1, 0, 1.0)]})
+                .unwrap_err();
+        assert!(c.message.contains("priority must be 0 when non-voting"));
+        let c = parse_config(&doc! {"_id": "rs", "members": [member(0, 1, 1.0), {"_id": 1, "host": h(1), "arbiterOnly": true, "priority": 1}]})
+            .unwrap_err();
+        assert!(c.message.contains("arbiterOnly"));
+        let c = parse_config(
+            &doc! {"_id": "rs", "members": [member(0, 1, 1.0), {"_id": 0, "host": h(1)}]},
+        )
+        .unwrap_err();
+        assert!(c.message.contains("same _id"));
+    }
+
+    /// The quorum check of a reconfig: "a majority of the voting members" of the new config must
+    /// respond, else NodeNotFound (74) "Quorum check failed".
+    #[test]
+    fn reconfig_without_a_reachable_majority_is_refused_unless_forced() {
+        let (mut w, mut s) = initiated(3);
+        // Adding a non-voter keeps 3 voters; with 1 of them down there is still a majority.
+        w.set_up(&h(2), false);
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            2,
+            vec![
+                member(0, 1, 1.0),
+                member(1, 1, 1.0),
+                member(2, 1, 1.0),
+                member(3, 0, 0.0),
+            ],
+        );
+        assert!(ok(&r), "{r}");
+        // Promoting the down member 3 to voter: 4 voters, 2 up (0, 1), majority 3: refused.
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            3,
+            vec![
+                member(0, 1, 1.0),
+                member(1, 1, 1.0),
+                member(2, 1, 1.0),
+                member(3, 1, 1.0),
+            ],
+        );
+        assert_eq!(code(&r), Some(NODE_NOT_FOUND));
+        assert!(
+            r.get_str("errmsg")
+                .unwrap()
+                .starts_with("Quorum check failed")
+        );
+        // Losing the majority: no primary, a normal reconfig is impossible, force works on a
+        // secondary and bumps the version by a large amount.
+        w.set_up(&h(1), false);
+        assert!(w.set("rs").unwrap().primary.is_none());
+        let r = reconfig(&mut w, &mut s, 0, 3, vec![member(0, 1, 1.0)]);
+        assert_eq!(code(&r), Some(NOT_WRITABLE_PRIMARY));
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetReconfig": {"_id": "rs", "version": 3, "members": [member(0, 1, 1.0)]}, "force": true},
+        );
+        assert!(ok(&r), "{r}");
+        assert!(version(&w) > 10_000);
+        assert_eq!(w.set("rs").unwrap().forced_reconfigs, 1);
+        w.tick();
+        assert_eq!(w.set("rs").unwrap().primary.as_deref(), Some(h(0).as_str()));
+    }
+
+    /// 4.4+: a reconfig waits for the previous config to be committed (majority of voters):
+    /// ConfigurationInProgress (109) otherwise.
+    #[test]
+    fn reconfig_waits_for_the_previous_config_to_commit() {
+        let (mut w, mut s) = initiated(1);
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            2,
+            vec![member(0, 1, 1.0), member(1, 0, 0.0)],
+        );
+        assert!(ok(&r));
+        // Config version 2 has one voter (node 0) which is up: committed at once.
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetGetConfig": 1, "commitmentStatus": true},
+        );
+        assert!(r.get_bool("commitmentStatus").unwrap());
+        // Force the uncommitted state and check the refusal.
+        w.sets.get_mut("rs").unwrap().committed = false;
+        let r = reconfig(&mut w, &mut s, 0, 3, vec![member(0, 1, 1.0)]);
+        assert_eq!(code(&r), Some(CONFIGURATION_IN_PROGRESS));
+    }
+
+    /// A host keeps its member `_id` across reconfigs (103 otherwise).
+    #[test]
+    fn a_member_keeps_its_id() {
+        let (mut w, mut s) = initiated(2);
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            2,
+            vec![
+                member(0, 1, 1.0),
+                Bson::Document(doc! {"_id": 5, "host": h(1)}),
+            ],
+        );
+        assert_eq!(code(&r), Some(NEW_CONFIG_INCOMPATIBLE));
+    }
+
+    /// Elections: the electable member with the highest priority becomes primary, a primary
+    /// needs a majority of voters up, and a higher-priority member takes over ("priority
+    /// takeover").
+    #[test]
+    fn elections_follow_priority_and_majority() {
+        let (mut w, mut s) = initiated(3);
+        assert_eq!(w.set("rs").unwrap().primary.as_deref(), Some(h(0).as_str()));
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            2,
+            vec![member(0, 1, 1.0), member(1, 1, 5.0), member(2, 1, 1.0)],
+        );
+        assert!(ok(&r));
+        assert_eq!(w.set("rs").unwrap().primary.as_deref(), Some(h(1).as_str()));
+        let term = w.set("rs").unwrap().term;
+        w.set_up(&h(1), false);
+        assert_ne!(w.set("rs").unwrap().primary.as_deref(), Some(h(1).as_str()));
+        assert!(w.set("rs").unwrap().primary.is_some());
+        assert!(w.set("rs").unwrap().term > term);
+        w.set_up(&h(2), false);
+        assert!(
+            w.set("rs").unwrap().primary.is_none(),
+            "1 of 3 voters cannot elect"
+        );
+        let st = w.handle(&h(0), &mut s, &doc! {"replSetGetStatus": 1});
+        let down: Vec<_> = st
+            .get_array("members")
+            .unwrap()
+            .iter()
+            .filter_map(|m| m.as_document())
+            .filter(|m| m.get_i32("state").ok() == Some(DOWN))
+            .collect();
+        assert_eq!(down.len(), 2);
+        assert_eq!(down[0].get_f64("health").unwrap(), 0.0);
+    }
+
+    /// New members go through STARTUP2 (initial sync) before they are SECONDARY.
+    #[test]
+    fn new_members_sync_before_they_are_secondary() {
+        let (mut w, mut s) = initiated(1);
+        w.set_up(&h(1), true);
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            2,
+            vec![member(0, 1, 1.0), member(1, 0, 0.0)],
+        );
+        assert!(ok(&r));
+        let state = |w: &mut World, s: &mut Session| {
+            w.handle(&h(1), s, &doc! {"replSetGetStatus": 1})
+                .get_i32("myState")
+                .unwrap()
+        };
+        assert_eq!(state(&mut w, &mut s), STARTUP2);
+        w.tick();
+        assert_eq!(state(&mut w, &mut s), SECONDARY);
+    }
+
+    /// replSetStepDown: only on the primary; fails with no electable caught-up secondary; the old
+    /// primary is not re-elected during the step-down period.
+    #[test]
+    fn step_down_hands_over_and_bars_the_old_primary() {
+        let (mut w, mut s) = initiated(1);
+        let r = w.handle(&h(0), &mut s, &doc! {"replSetStepDown": 60});
+        assert_eq!(code(&r), Some(EXCEEDED_TIME_LIMIT));
+        let (mut w, mut s) = initiated(3);
+        let r = w.handle(&h(1), &mut s, &doc! {"replSetStepDown": 60});
+        assert_eq!(code(&r), Some(NOT_WRITABLE_PRIMARY));
+        let r = w.handle(&h(0), &mut s, &doc! {"replSetStepDown": 60});
+        assert!(ok(&r), "{r}");
+        let p = w.set("rs").unwrap().primary.clone().unwrap();
+        assert_ne!(p, h(0));
+        for _ in 0..2 {
+            w.tick();
+        }
+        assert_eq!(w.set("rs").unwrap().primary.as_deref(), Some(p.as_str()));
+    }
+
+    /// "Localhost Exception": with no user, a localhost connection may create the first user;
+    /// afterwards commands need authentication; users are written on the primary only.
+    #[test]
+    fn localhost_exception_and_user_writes() {
+        let (mut w, mut s) = initiated(2);
+        let r = w.handle(
+            &h(1),
+            &mut s,
+            &doc! {"createUser": "root", "pwd": "x-pass", "roles": ["root"]},
+        );
+        assert_eq!(code(&r), Some(NOT_WRITABLE_PRIMARY));
+        let mut remote = Session::new(false, 2);
+        let r = w.handle(&h(0), &mut remote, &doc! {"replSetGetStatus": 1});
+        assert_eq!(
+            code(&r),
+            Some(UNAUTHORIZED),
+            "no exception for remote connections"
+        );
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"createUser": "root", "pwd": "x-pass", "roles": ["root"]},
+        );
+        assert!(ok(&r));
+        assert!(!r.to_string().contains("x-pass"));
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"createUser": "other", "pwd": "y", "roles": ["root"]},
+        );
+        assert_eq!(code(&r), Some(UNAUTHORIZED));
+        let r = w.handle(&h(0), &mut s, &doc! {"hello": 1});
+        assert!(ok(&r), "hello needs no authentication");
+    }
+
+    /// Built-in roles: clusterMonitor may read the status but not reconfigure.
+    #[test]
+    fn cluster_monitor_reads_but_does_not_reconfigure() {
+        let (mut w, mut s) = initiated(1);
+        let r = w.handle(&h(0), &mut s, &doc! {"createUser": "mon", "pwd": "m", "roles": [{"role": "clusterMonitor", "db": "admin"}]});
+        assert!(ok(&r));
+        let mut mon = Session::new(true, 3);
+        mon.user = Some(("admin".into(), "mon".into()));
+        assert!(ok(&w.handle(
+            &h(0),
+            &mut mon,
+            &doc! {"replSetGetStatus": 1}
+        )));
+        let r = reconfig(&mut w, &mut mon, 0, 2, vec![member(0, 1, 2.0)]);
+        assert_eq!(code(&r), Some(UNAUTHORIZED));
+    }
+}

@@ -57,7 +57,7 @@ async fn the_driver_initiates_a_set_and_authenticates_with_scram_sha_256() {
     let ca = direct(&a, None).await;
     // An uninitiated member answers the handshake and says it wants a config.
     let hello = run(&ca, doc! {"hello": 1}).await.unwrap();
-    assert_eq!(hello.get_bool("isreplicaset").unwrap(), true);
+    assert!(hello.get_bool("isreplicaset").unwrap());
     assert!(hello.get_str("setName").is_err());
 
     run(

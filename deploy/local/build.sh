@@ -8,8 +8,8 @@
 #
 # Versions are pinned in versions.env. Binaries go to a per-machine cache outside the checkout:
 #   ${FEDSTATE_LOCAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fedstate-local}/<key>/bin/
-# where <key> names the pinned versions plus a hash of versions.env, the wrapper go.mod/go.sum
-# files and the Go version, so changing any pin builds into a fresh directory.
+# where <key> names the pinned versions plus a hash of this script (build flags), versions.env,
+# the wrapper go.mod/go.sum files and the Go version, so changing any pin builds afresh.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,7 +31,7 @@ cache_root="${FEDSTATE_LOCAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fedstate-loc
 
 cache_key() {
     local h
-    h="$( (cat "$here/versions.env" "$here"/go/*/go.mod "$here"/go/*/go.sum; go env GOVERSION GOOS GOARCH) |
+    h="$( (cat "$0" "$here/versions.env" "$here"/go/*/go.mod "$here"/go/*/go.sum; go env GOVERSION GOOS GOARCH) |
         sha256sum | cut -c1-12)"
     echo "k8s-${KUBERNETES_VERSION}_karmada-${KARMADA_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_${h}"
 }
@@ -203,8 +203,12 @@ cmd_build() {
     for t in "${karmada_tools[@]}"; do [[ -x "$bin_dir/$(karmada_bin "$t")" ]] || missing+=("$t"); done
     if ((${#missing[@]})); then
         local karmada_ldflags="-s -w -X github.com/karmada-io/karmada/pkg/version.gitVersion=$KARMADA_VERSION"
+        # As Karmada's hack/build.sh: static, and with the build tag that keeps the protobuf
+        # Message methods of k8s.io/api v0.35 types its estimator gRPC messages embed (without
+        # it karmada-scheduler panics on its first estimator call).
         run_with_progress karmada bash -c "cd '$here/go/karmada' && mkdir -p '$bin_dir/.karmada' && \
-            go build -mod=readonly -p $jobs -v -ldflags '$karmada_ldflags' -o '$bin_dir/.karmada/' \
+            CGO_ENABLED=0 go build -mod=readonly -p $jobs -v -tags kubernetes_protomessage_one_more_release \
+            -ldflags '$karmada_ldflags' -o '$bin_dir/.karmada/' \
             ${missing[*]/#/github.com/karmada-io/karmada/cmd/}"
         for t in "${missing[@]}"; do mv "$bin_dir/.karmada/$t" "$bin_dir/$(karmada_bin "$t")"; done
         rmdir "$bin_dir/.karmada"

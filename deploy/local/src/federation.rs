@@ -422,8 +422,25 @@ impl Federation {
 
     fn stop_everything(&self) {
         let mut procs = self.lock();
-        let records: Vec<ProcessRecord> = procs.iter().rev().map(|r| r.record.clone()).collect();
-        process::stop_all(&records.iter().collect::<Vec<_>>(), STOP_GRACE);
+        // Clients first, then the apiservers, then etcd: an apiserver whose etcd is gone takes
+        // long to shut down.
+        let tier = |name: &str| {
+            if name == "etcd" {
+                2
+            } else if name.ends_with("apiserver") && !name.contains("aggregated") {
+                1
+            } else {
+                0
+            }
+        };
+        for t in 0..=2 {
+            let records: Vec<ProcessRecord> = procs
+                .iter()
+                .filter(|r| tier(&r.record.spec.name) == t)
+                .map(|r| r.record.clone())
+                .collect();
+            process::stop_all(&records.iter().collect::<Vec<_>>(), STOP_GRACE);
+        }
         for r in procs.iter_mut() {
             r.stopped = true;
             if let Some(child) = r.child.as_mut() {

@@ -118,6 +118,7 @@ pub mod types {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn t(s: i64) -> Timestamp {

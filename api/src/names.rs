@@ -72,6 +72,7 @@ pub fn member_address(vip: &str, port: i32) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]

@@ -235,6 +235,7 @@ pub fn summary(clusters: &[ClusterWithReplicaset]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use proptest::prelude::*;
 

@@ -5,9 +5,9 @@
 //!   including the general capacity estimate from `status.resourceSummary`.
 //! * [`binding`]: Karmada ResourceBinding replica scheduling strategies through the engine.
 //! * [`plan`]: the offline `fedstate-scheduler plan` command (parse, place, render).
+//! * [`service`]: `fedstate-scheduler run`, the controllers on the Karmada apiserver.
 
 pub mod adapter;
 pub mod placement;
 pub mod plan;
-#[cfg(feature = "service")]
 pub mod service;

@@ -1,7 +1,6 @@
 //! fedstate-scheduler: placement engine and Karmada scheduler extension.
 //!
-//! Subcommands: `plan` (offline placement from files). The scheduler service (`run`) is added
-//! as another variant of [`Command`].
+//! Subcommands: `run` (the scheduler service) and `plan` (offline placement from files).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +9,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fedstate_scheduler::plan;
 
 #[derive(Parser, Debug)]
-#[command(name = "fedstate-scheduler", version, about = "FedState scheduler: places MongoDB replica-set members on Karmada member clusters")]
+#[command(
+    name = "fedstate-scheduler",
+    version,
+    about = "FedState scheduler: places MongoDB replica-set members on Karmada member clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,6 +21,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the scheduler against the Karmada apiserver: place MultiCloudMongoDBs and
+    /// ResourceBindings that name this scheduler, asking member estimators for capacity.
+    ///
+    /// Example: fedstate-scheduler run --kubeconfig karmada.config --admin-addr 127.0.0.1:8081
+    #[command(verbatim_doc_comment)]
+    Run(Box<fedstate_scheduler::service::RunArgs>),
     /// Compute a placement offline, exactly as the scheduler would, and explain it.
     ///
     /// Capacity comes from each Cluster's status.resourceSummary (allocatable − allocated −
@@ -60,6 +69,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plan(args) => run_plan(&args),
+        Command::Run(args) => run_service(*args),
+    }
+}
+
+fn run_service(args: fedstate_scheduler::service::RunArgs) -> ExitCode {
+    fedstate_runtime::telemetry::init(args.common.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fedstate-scheduler run: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fedstate_scheduler::service::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "fedstate-scheduler stopped");
+            eprintln!("fedstate-scheduler run: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

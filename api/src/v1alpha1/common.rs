@@ -147,6 +147,7 @@ pub fn check_image(field: &'static str, image: &str) -> Result<(), ImageError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]

@@ -1,6 +1,10 @@
 //! `MongoDB`: the members one cluster runs (created by the manager through Karmada, or by a user
 //! for a single-cluster replica set).
 
+// Each `printcolumn(...)` repeats `type_ = ...`; clippy's duplicated_attributes reads that as
+// one attribute given twice.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{

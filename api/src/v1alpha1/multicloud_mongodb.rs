@@ -1,5 +1,9 @@
 //! `MultiCloudMongoDB`: one replica set spread over Karmada member clusters.
 
+// Each `printcolumn(...)` repeats `type_ = ...`; clippy's duplicated_attributes reads that as
+// one attribute given twice.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration, TopologySpreadConstraint};

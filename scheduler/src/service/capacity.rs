@@ -7,7 +7,9 @@ use std::sync::Arc;
 use fedstate_api::MultiCloudMongoDB;
 use fedstate_api::karmada::Cluster;
 use fedstate_api::karmada::binding::ResourceBinding;
-use fedstate_estimator_client::{CapacityEstimator, CapacityQuery, ClusterRef, MemberRequirements, MemberShape};
+use fedstate_estimator_client::{
+    CapacityEstimator, CapacityQuery, ClusterRef, MemberRequirements, MemberShape,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::adapter::candidate_with_capacity;
@@ -18,18 +20,36 @@ use crate::placement::ClusterCandidate;
 pub fn mcm_shape(obj: &MultiCloudMongoDB) -> MemberShape {
     let spec = &obj.spec;
     let mut requests: BTreeMap<String, i128> = BTreeMap::new();
-    let mongod = spec.resource.as_ref().and_then(|r| r.requests.clone()).unwrap_or_else(|| {
-        BTreeMap::from([("cpu".to_owned(), Quantity("500m".into())), ("memory".to_owned(), Quantity("512Mi".into()))])
-    });
+    let mongod = spec
+        .resource
+        .as_ref()
+        .and_then(|r| r.requests.clone())
+        .unwrap_or_else(|| {
+            BTreeMap::from([
+                ("cpu".to_owned(), Quantity("500m".into())),
+                ("memory".to_owned(), Quantity("512Mi".into())),
+            ])
+        });
     add_requests(&mut requests, &mongod);
-    if let Some(export) = spec.export.as_ref().filter(|e| e.enable.unwrap_or(false)) {
-        if let Some(r) = export.resource.as_ref().and_then(|r| r.requests.as_ref()) {
-            add_requests(&mut requests, r);
-        }
+    let exporter = spec
+        .export
+        .as_ref()
+        .filter(|e| e.enable.unwrap_or(false))
+        .and_then(|e| e.resource.as_ref())
+        .and_then(|r| r.requests.as_ref());
+    if let Some(r) = exporter {
+        add_requests(&mut requests, r);
     }
-    let node_selector = spec.spread_constraints.as_ref().and_then(|s| s.node_select.clone()).unwrap_or_default();
+    let node_selector = spec
+        .spread_constraints
+        .as_ref()
+        .and_then(|s| s.node_select.clone())
+        .unwrap_or_default();
     MemberShape::new(MemberRequirements {
-        resource_request: requests.into_iter().map(|(k, millis)| (k, Quantity(format!("{millis}m")))).collect(),
+        resource_request: requests
+            .into_iter()
+            .map(|(k, millis)| (k, Quantity(format!("{millis}m"))))
+            .collect(),
         node_selector,
         namespace: obj.metadata.namespace.clone().unwrap_or_default(),
         ..Default::default()
@@ -55,7 +75,10 @@ pub fn binding_shape(rb: &ResourceBinding) -> MemberShape {
         node_selector: claim.node_selector,
         node_affinity: claim.hard_node_affinity,
         tolerations: claim.tolerations,
-        namespace: req.namespace.or_else(|| rb.metadata.namespace.clone()).unwrap_or_default(),
+        namespace: req
+            .namespace
+            .or_else(|| rb.metadata.namespace.clone())
+            .unwrap_or_default(),
         priority_class_name: req.priority_class_name.unwrap_or_default(),
     })
 }
@@ -69,8 +92,14 @@ pub async fn candidates(
     object: &str,
     hosted: &HashMap<&str, u32>,
 ) -> Vec<ClusterCandidate> {
-    let refs: Vec<ClusterRef> = clusters.iter().map(|c| ClusterRef::new(Cluster::clone(c))).collect();
-    let query = CapacityQuery { object: Some(object), hosted: hosted.clone() };
+    let refs: Vec<ClusterRef> = clusters
+        .iter()
+        .map(|c| ClusterRef::new(Cluster::clone(c)))
+        .collect();
+    let query = CapacityQuery {
+        object: Some(object),
+        hosted: hosted.clone(),
+    };
     let caps = estimator.capacities(&refs, shape, &query).await;
     clusters
         .iter()

@@ -25,7 +25,9 @@ use serde_json::json;
 use super::metrics::{self, AttemptResult};
 use super::{Context, Error};
 use crate::adapter::placement_request;
-use crate::placement::{self, ClusterCandidate, PlacementError, PlacementPlan, PreviousPlacement, QuorumStatus, Verdict};
+use crate::placement::{
+    self, ClusterCandidate, PlacementError, PlacementPlan, PreviousPlacement, QuorumStatus, Verdict,
+};
 
 /// How soon to look again at an object we could not place: capacity can appear without any
 /// Cluster event (pods ending in a member cluster).
@@ -35,7 +37,10 @@ pub const RETRY_UNSCHEDULABLE: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub enum Outcome {
     /// A plan, and the clusters of the previous placement that are gone or no longer eligible.
-    Placed { plan: PlacementPlan, lost: Vec<String> },
+    Placed {
+        plan: PlacementPlan,
+        lost: Vec<String>,
+    },
     /// The spec cannot be turned into a request (bad selector, quantity, …).
     InvalidSpec(String),
     Unplaceable(PlacementError),
@@ -49,13 +54,15 @@ pub struct Decision {
     /// Our conditions and `status.placement`, when they changed.
     pub status: Option<serde_json::Value>,
     /// An event for `kubectl describe`.
-    pub event: Option<(EventType, &'static str, String)>,
+    pub event: Option<(EventType, String, String)>,
     pub result: Option<AttemptResult>,
     pub requeue: Option<Duration>,
 }
 
 /// The annotation in force, if it parses. A broken one is reported and replaced.
-pub fn previous(obj: &MultiCloudMongoDB) -> (Option<SchedulerResult>, Option<SchedulerResultError>) {
+pub fn previous(
+    obj: &MultiCloudMongoDB,
+) -> (Option<SchedulerResult>, Option<SchedulerResultError>) {
     match obj.annotations().get(SCHEDULER_RESULT_ANNOTATION) {
         None => (None, None),
         Some(raw) => match SchedulerResult::parse(raw) {
@@ -66,7 +73,11 @@ pub fn previous(obj: &MultiCloudMongoDB) -> (Option<SchedulerResult>, Option<Sch
 }
 
 /// Why the placement moved, for the condition reason and the event.
-fn change_reason(before: Option<&SchedulerResult>, plan: &PlacementPlan, lost: &[String]) -> &'static str {
+fn change_reason(
+    before: Option<&SchedulerResult>,
+    plan: &PlacementPlan,
+    lost: &[String],
+) -> &'static str {
     match before {
         None => "Scheduled",
         Some(_) if !lost.is_empty() => "Failover",
@@ -76,8 +87,14 @@ fn change_reason(before: Option<&SchedulerResult>, plan: &PlacementPlan, lost: &
 }
 
 /// Clusters of the previous placement that are gone from `candidates` or were filtered out.
-pub fn lost_clusters(before: Option<&SchedulerResult>, plan: &PlacementPlan, candidates: &[ClusterCandidate]) -> Vec<String> {
-    let Some(before) = before else { return Vec::new() };
+pub fn lost_clusters(
+    before: Option<&SchedulerResult>,
+    plan: &PlacementPlan,
+    candidates: &[ClusterCandidate],
+) -> Vec<String> {
+    let Some(before) = before else {
+        return Vec::new();
+    };
     let filtered: HashSet<&str> = plan
         .explanation
         .clusters
@@ -89,7 +106,9 @@ pub fn lost_clusters(before: Option<&SchedulerResult>, plan: &PlacementPlan, can
         .clusters
         .iter()
         .filter(|c| c.replicaset > 0 || c.has_arbiter())
-        .filter(|c| filtered.contains(c.cluster.as_str()) || !candidates.iter().any(|k| k.name == c.cluster))
+        .filter(|c| {
+            filtered.contains(c.cluster.as_str()) || !candidates.iter().any(|k| k.name == c.cluster)
+        })
         .map(|c| c.cluster.clone())
         .collect()
 }
@@ -98,7 +117,11 @@ pub fn lost_clusters(before: Option<&SchedulerResult>, plan: &PlacementPlan, can
 pub fn decide(obj: &MultiCloudMongoDB, outcome: Outcome, now: Timestamp) -> Decision {
     let generation = obj.metadata.generation;
     let (before, broken) = previous(obj);
-    let mut conditions = obj.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let mut conditions = obj
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
     let mut decision = Decision::default();
     let placement_status;
     match outcome {
@@ -106,17 +129,35 @@ pub fn decide(obj: &MultiCloudMongoDB, outcome: Outcome, now: Timestamp) -> Deci
             let result = plan.to_scheduler_result(generation);
             let changed = before.as_ref().is_none_or(|b| *b != result);
             let summary_text = summary(&result.clusters);
-            let reason = change_reason(before.as_ref(), &plan, &lost);
+            // The reason tells what the last change was; a re-plan that changes nothing keeps it.
+            let kept_reason = obj
+                .status
+                .as_ref()
+                .and_then(|s| {
+                    fedstate_api::condition::find_condition(&s.conditions, types::SCHEDULED)
+                })
+                .filter(|c| c.is_true())
+                .and_then(|c| c.reason.clone());
+            let reason: String = match (changed, kept_reason) {
+                (false, Some(r)) => r,
+                _ => change_reason(before.as_ref(), &plan, &lost).to_owned(),
+            };
+            let reason = reason.as_str();
             if changed {
                 decision.annotation = Some(result.to_annotation());
-                let placement_changed = before.as_ref().is_none_or(|b| b.clusters != result.clusters);
+                let placement_changed = before
+                    .as_ref()
+                    .is_none_or(|b| b.clusters != result.clusters);
                 if placement_changed {
                     let note = if lost.is_empty() {
                         format!("placed {} members: {summary_text}", plan.replicas)
                     } else {
-                        format!("clusters {} lost; members moved: {summary_text}", lost.join(", "))
+                        format!(
+                            "clusters {} lost; members moved: {summary_text}",
+                            lost.join(", ")
+                        )
                     };
-                    decision.event = Some((EventType::Normal, reason, note));
+                    decision.event = Some((EventType::Normal, reason.to_owned(), note));
                 }
                 decision.result = Some(AttemptResult::Scheduled);
             } else {
@@ -126,25 +167,52 @@ pub fn decide(obj: &MultiCloudMongoDB, outcome: Outcome, now: Timestamp) -> Deci
                 "{summary_text} ({} voters, mode {}){}",
                 plan.voters,
                 plan.mode.as_str(),
-                broken.as_ref().map(|e| format!("; replaced an invalid annotation: {e}")).unwrap_or_default()
+                broken
+                    .as_ref()
+                    .map(|e| format!("; replaced an invalid annotation: {e}"))
+                    .unwrap_or_default()
             );
-            set_condition(&mut conditions, Condition::new(types::SCHEDULED, ConditionStatus::True, reason, message, generation), now);
+            set_condition(
+                &mut conditions,
+                Condition::new(
+                    types::SCHEDULED,
+                    ConditionStatus::True,
+                    reason,
+                    message,
+                    generation,
+                ),
+                now,
+            );
             set_condition(
                 &mut conditions,
                 Condition::new(
                     types::SERVER_SCHEDULED_RESULT,
                     ConditionStatus::True,
                     "GetSchedulerSuccess",
-                    format!("scheduler result for generation {}: {}", generation.unwrap_or(0), result.to_annotation()),
+                    format!(
+                        "scheduler result for generation {}: {}",
+                        generation.unwrap_or(0),
+                        result.to_annotation()
+                    ),
                     generation,
                 ),
                 now,
             );
             let risk = match &plan.quorum {
-                QuorumStatus::AtRisk { missing } => {
-                    Condition::new(types::QUORUM_AT_RISK, ConditionStatus::True, "QuorumAtRisk", format!("losing one cluster can lose the voting majority: {missing}"), generation)
-                }
-                _ => Condition::new(types::QUORUM_AT_RISK, ConditionStatus::False, "QuorumSafe", "every cluster holds less than half of the votes", generation),
+                QuorumStatus::AtRisk { missing } => Condition::new(
+                    types::QUORUM_AT_RISK,
+                    ConditionStatus::True,
+                    "QuorumAtRisk",
+                    format!("losing one cluster can lose the voting majority: {missing}"),
+                    generation,
+                ),
+                _ => Condition::new(
+                    types::QUORUM_AT_RISK,
+                    ConditionStatus::False,
+                    "QuorumSafe",
+                    "every cluster holds less than half of the votes",
+                    generation,
+                ),
             };
             set_condition(&mut conditions, risk, now);
             placement_status = Some(PlacementStatus {
@@ -154,11 +222,18 @@ pub fn decide(obj: &MultiCloudMongoDB, outcome: Outcome, now: Timestamp) -> Deci
                 quorum_safe: result.quorum_safe,
             });
         }
-        Outcome::InvalidSpec(message) | Outcome::Unplaceable(PlacementError::InvalidRequest(message)) => {
+        Outcome::InvalidSpec(message)
+        | Outcome::Unplaceable(PlacementError::InvalidRequest(message)) => {
             decision.result = Some(AttemptResult::Unschedulable);
-            let c = Condition::new(types::SCHEDULED, ConditionStatus::False, "InvalidSpec", message.clone(), generation);
+            let c = Condition::new(
+                types::SCHEDULED,
+                ConditionStatus::False,
+                "InvalidSpec",
+                message.clone(),
+                generation,
+            );
             if set_condition(&mut conditions, c, now) {
-                decision.event = Some((EventType::Warning, "InvalidSpec", message));
+                decision.event = Some((EventType::Warning, "InvalidSpec".to_owned(), message));
             }
             placement_status = obj.status.as_ref().and_then(|s| s.placement.clone());
         }
@@ -166,19 +241,38 @@ pub fn decide(obj: &MultiCloudMongoDB, outcome: Outcome, now: Timestamp) -> Deci
             // Keep the placement in force: members keep running where they are.
             decision.result = Some(AttemptResult::Unschedulable);
             decision.requeue = Some(RETRY_UNSCHEDULABLE);
-            let kept = if before.is_some() { " The current placement stays in force." } else { "" };
+            let kept = if before.is_some() {
+                " The current placement stays in force."
+            } else {
+                ""
+            };
             let message = format!("{err}.{kept}");
-            let c = Condition::new(types::SCHEDULED, ConditionStatus::False, err.reason(), message.clone(), generation);
+            let c = Condition::new(
+                types::SCHEDULED,
+                ConditionStatus::False,
+                err.reason(),
+                message.clone(),
+                generation,
+            );
             if set_condition(&mut conditions, c, now) {
-                decision.event = Some((EventType::Warning, err.reason(), message));
+                decision.event = Some((EventType::Warning, err.reason().to_owned(), message));
             }
             placement_status = obj.status.as_ref().and_then(|s| s.placement.clone());
         }
     }
     let ours = |c: &&Condition| {
-        [types::SCHEDULED, types::SERVER_SCHEDULED_RESULT, types::QUORUM_AT_RISK].contains(&c.type_.as_str())
+        [
+            types::SCHEDULED,
+            types::SERVER_SCHEDULED_RESULT,
+            types::QUORUM_AT_RISK,
+        ]
+        .contains(&c.type_.as_str())
     };
-    let old_ours: Vec<&Condition> = obj.status.as_ref().map(|s| s.conditions.iter().filter(ours).collect()).unwrap_or_default();
+    let old_ours: Vec<&Condition> = obj
+        .status
+        .as_ref()
+        .map(|s| s.conditions.iter().filter(ours).collect())
+        .unwrap_or_default();
     let new_ours: Vec<&Condition> = conditions.iter().filter(ours).collect();
     let old_placement = obj.status.as_ref().and_then(|s| s.placement.as_ref());
     if old_ours != new_ours || old_placement != placement_status.as_ref() {
@@ -192,7 +286,11 @@ pub fn decide(obj: &MultiCloudMongoDB, outcome: Outcome, now: Timestamp) -> Deci
 }
 
 fn ledger_key(obj: &MultiCloudMongoDB) -> String {
-    format!("mcm/{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+    format!(
+        "mcm/{}/{}",
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
 }
 
 pub async fn reconcile(obj: Arc<MultiCloudMongoDB>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -218,7 +316,14 @@ pub async fn reconcile(obj: Arc<MultiCloudMongoDB>, ctx: Arc<Context>) -> Result
             let clusters = ctx.clusters.state();
             let shape = super::capacity::mcm_shape(&obj);
             let estimate_started = Instant::now();
-            let candidates = super::capacity::candidates(&ctx.estimator, &clusters, &shape, &ledger_key(&obj), &hosted).await;
+            let candidates = super::capacity::candidates(
+                &ctx.estimator,
+                &clusters,
+                &shape,
+                &ledger_key(&obj),
+                &hosted,
+            )
+            .await;
             metrics::step("estimate", estimate_started);
             let place_started = Instant::now();
             let placed = placement::place(&request, &candidates, previous_placement.as_ref());
@@ -227,7 +332,12 @@ pub async fn reconcile(obj: Arc<MultiCloudMongoDB>, ctx: Arc<Context>) -> Result
                 for c in &plan.clusters {
                     let before_here = hosted.get(c.cluster.as_str()).copied().unwrap_or(0);
                     if c.data > before_here {
-                        ctx.estimator.assume(&ledger_key(&obj), &c.cluster, &shape, c.data - before_here);
+                        ctx.estimator.assume(
+                            &ledger_key(&obj),
+                            &c.cluster,
+                            &shape,
+                            c.data - before_here,
+                        );
                     }
                 }
             }
@@ -242,10 +352,16 @@ pub async fn reconcile(obj: Arc<MultiCloudMongoDB>, ctx: Arc<Context>) -> Result
     };
     let decision = decide(&obj, outcome, Timestamp::now());
     let result = apply(&obj, &ctx, &decision).await;
-    let attempt = if result.is_err() { AttemptResult::Error } else { decision.result.unwrap_or(AttemptResult::Unchanged) };
+    let attempt = if result.is_err() {
+        AttemptResult::Error
+    } else {
+        decision.result.unwrap_or(AttemptResult::Unchanged)
+    };
     metrics::attempt("MultiCloudMongoDB", attempt, started);
     result?;
-    Ok(decision.requeue.map_or_else(Action::await_change, Action::requeue))
+    Ok(decision
+        .requeue
+        .map_or_else(Action::await_change, Action::requeue))
 }
 
 async fn apply(obj: &MultiCloudMongoDB, ctx: &Context, decision: &Decision) -> Result<(), Error> {
@@ -261,7 +377,11 @@ async fn apply(obj: &MultiCloudMongoDB, ctx: &Context, decision: &Decision) -> R
         }});
         api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|source| Error::Write { what: "schedulerResult annotation", object: format!("{ns}/{name}"), source })?;
+            .map_err(|source| Error::Write {
+                what: "schedulerResult annotation",
+                object: format!("{ns}/{name}"),
+                source,
+            })?;
         metrics::write("MultiCloudMongoDB", "patch");
     }
     if let Some(status) = &decision.status {
@@ -270,13 +390,27 @@ async fn apply(obj: &MultiCloudMongoDB, ctx: &Context, decision: &Decision) -> R
             "kind": "MultiCloudMongoDB",
             "status": status,
         });
-        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER_SCHEDULER).force(), &Patch::Apply(&apply))
-            .await
-            .map_err(|source| Error::Write { what: "status", object: format!("{ns}/{name}"), source })?;
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER_SCHEDULER).force(),
+            &Patch::Apply(&apply),
+        )
+        .await
+        .map_err(|source| Error::Write {
+            what: "status",
+            object: format!("{ns}/{name}"),
+            source,
+        })?;
         metrics::write("MultiCloudMongoDB", "apply-status");
     }
     if let Some((type_, reason, note)) = &decision.event {
-        let event = Event { type_: *type_, reason: (*reason).to_owned(), note: Some(note.clone()), action: "Scheduling".into(), secondary: None };
+        let event = Event {
+            type_: *type_,
+            reason: reason.clone(),
+            note: Some(note.clone()),
+            action: "Scheduling".into(),
+            secondary: None,
+        };
         // An event that cannot be written is not worth failing the placement for.
         if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
             tracing::warn!(object = %format!("{ns}/{name}"), error = %e, "cannot publish event");
@@ -296,15 +430,20 @@ mod tests {
     }
 
     fn object(replicas: i32, annotation: Option<&str>) -> MultiCloudMongoDB {
-        let mut obj: MultiCloudMongoDB = serde_yaml::from_str(&std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../deploy/samples/seed/multicloudmongodb-minimal.yaml"
-        )).unwrap()).unwrap();
+        let mut obj: MultiCloudMongoDB = serde_yaml::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../deploy/samples/seed/multicloudmongodb-minimal.yaml"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
         obj.spec.replicaset = replicas;
         obj.metadata.generation = Some(3);
         obj.metadata.uid = Some("uid-1".into());
         if let Some(a) = annotation {
-            obj.metadata.annotations = Some([(SCHEDULER_RESULT_ANNOTATION.to_owned(), a.to_owned())].into());
+            obj.metadata.annotations =
+                Some([(SCHEDULER_RESULT_ANNOTATION.to_owned(), a.to_owned())].into());
         }
         obj
     }
@@ -323,15 +462,23 @@ mod tests {
     fn plan(obj: &MultiCloudMongoDB, clusters: &[ClusterCandidate]) -> Outcome {
         let req: PlacementRequest = placement_request(obj).unwrap();
         let (before, _) = previous(obj);
-        match placement::place(&req, clusters, before.as_ref().map(PreviousPlacement::from).as_ref()) {
-            Ok(plan) => Outcome::Placed { lost: lost_clusters(before.as_ref(), &plan, clusters), plan },
+        match placement::place(
+            &req,
+            clusters,
+            before.as_ref().map(PreviousPlacement::from).as_ref(),
+        ) {
+            Ok(plan) => Outcome::Placed {
+                lost: lost_clusters(before.as_ref(), &plan, clusters),
+                plan,
+            },
             Err(e) => Outcome::Unplaceable(e),
         }
     }
 
     fn with_status(mut obj: MultiCloudMongoDB, d: &Decision) -> MultiCloudMongoDB {
         if let Some(a) = &d.annotation {
-            obj.metadata.annotations = Some([(SCHEDULER_RESULT_ANNOTATION.to_owned(), a.clone())].into());
+            obj.metadata.annotations =
+                Some([(SCHEDULER_RESULT_ANNOTATION.to_owned(), a.clone())].into());
         }
         if let Some(s) = &d.status {
             obj.status = Some(serde_json::from_value(s.clone()).unwrap());
@@ -348,12 +495,26 @@ mod tests {
         assert_eq!(written.total_data_members(), 5);
         assert_eq!(written.generation, Some(3));
         assert_eq!(written.quorum_safe, Some(true));
-        assert!(written.clusters.iter().all(|c| c.votes.unwrap() <= 2), "{written:?}");
+        assert!(
+            written.clusters.iter().all(|c| c.votes.unwrap() <= 2),
+            "{written:?}"
+        );
         let status = d.status.as_ref().unwrap();
-        assert_eq!(status["placement"]["summary"], json!(summary(&written.clusters)));
+        assert_eq!(
+            status["placement"]["summary"],
+            json!(summary(&written.clusters))
+        );
         let conds = status["conditions"].as_array().unwrap();
-        assert!(conds.iter().any(|c| c["type"] == "Scheduled" && c["status"] == "True"));
-        assert!(conds.iter().any(|c| c["type"] == "QuorumAtRisk" && c["status"] == "False"));
+        assert!(
+            conds
+                .iter()
+                .any(|c| c["type"] == "Scheduled" && c["status"] == "True")
+        );
+        assert!(
+            conds
+                .iter()
+                .any(|c| c["type"] == "QuorumAtRisk" && c["status"] == "False")
+        );
         assert_eq!(d.event.as_ref().unwrap().1, "Scheduled");
         assert_eq!(d.result, Some(AttemptResult::Scheduled));
     }
@@ -365,30 +526,64 @@ mod tests {
         let first = decide(&obj, plan(&obj, &clusters), t(100));
         let placed = with_status(obj, &first);
         let again = decide(&placed, plan(&placed, &clusters), t(200));
-        assert_eq!(again, Decision { result: Some(AttemptResult::Unchanged), ..Default::default() });
+        assert_eq!(
+            again,
+            Decision {
+                result: Some(AttemptResult::Unchanged),
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
     fn a_lost_cluster_is_a_failover_that_moves_only_its_members() {
         let obj = object(5, None);
-        let mut clusters = vec![cluster("a", 10), cluster("b", 10), cluster("c", 10), cluster("d", 10)];
+        let mut clusters = vec![
+            cluster("a", 10),
+            cluster("b", 10),
+            cluster("c", 10),
+            cluster("d", 10),
+        ];
         let placed = with_status(obj.clone(), &decide(&obj, plan(&obj, &clusters), t(1)));
         let before = previous(&placed).0.unwrap();
-        let victim = before.clusters.iter().find(|c| c.replicaset > 0).unwrap().cluster.clone();
-        clusters.iter_mut().find(|c| c.name == victim).unwrap().ready = false;
+        let victim = before
+            .clusters
+            .iter()
+            .find(|c| c.replicaset > 0)
+            .unwrap()
+            .cluster
+            .clone();
+        clusters
+            .iter_mut()
+            .find(|c| c.name == victim)
+            .unwrap()
+            .ready = false;
         let d = decide(&placed, plan(&placed, &clusters), t(2));
         let after = SchedulerResult::parse(d.annotation.as_deref().unwrap()).unwrap();
         assert_eq!(after.total_data_members(), 5);
-        assert!(after.clusters.iter().all(|c| c.cluster != victim || c.replicaset == 0));
+        assert!(
+            after
+                .clusters
+                .iter()
+                .all(|c| c.cluster != victim || c.replicaset == 0)
+        );
         // Survivors keep at least what they had.
         for c in &before.clusters {
             if c.cluster != victim {
-                let now = after.clusters.iter().find(|a| a.cluster == c.cluster).map_or(0, |a| a.replicaset);
-                assert!(now >= c.replicaset, "{} lost members: {before:?} -> {after:?}", c.cluster);
+                let now = after
+                    .clusters
+                    .iter()
+                    .find(|a| a.cluster == c.cluster)
+                    .map_or(0, |a| a.replicaset);
+                assert!(
+                    now >= c.replicaset,
+                    "{} lost members: {before:?} -> {after:?}",
+                    c.cluster
+                );
             }
         }
         let (kind, reason, note) = d.event.unwrap();
-        assert_eq!((kind, reason), (EventType::Normal, "Failover"));
+        assert_eq!((kind, reason.as_str()), (EventType::Normal, "Failover"));
         assert!(note.contains(&victim));
     }
 
@@ -405,10 +600,21 @@ mod tests {
         assert_eq!(d.result, Some(AttemptResult::Unschedulable));
         assert_eq!(d.requeue, Some(RETRY_UNSCHEDULABLE));
         let conds = &d.status.unwrap()["conditions"];
-        let scheduled = conds.as_array().unwrap().iter().find(|c| c["type"] == "Scheduled").unwrap();
+        let scheduled = conds
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Scheduled")
+            .unwrap();
         assert_eq!(scheduled["status"], "False");
         assert_eq!(scheduled["reason"], "InsufficientCapacity");
-        assert!(scheduled["message"].as_str().unwrap().contains("stays in force"), "{scheduled}");
+        assert!(
+            scheduled["message"]
+                .as_str()
+                .unwrap()
+                .contains("stays in force"),
+            "{scheduled}"
+        );
         assert_eq!(d.event.unwrap().0, EventType::Warning);
     }
 
@@ -419,8 +625,18 @@ mod tests {
         let d = decide(&obj, plan(&obj, &clusters), t(1));
         assert!(SchedulerResult::parse(d.annotation.as_deref().unwrap()).is_ok());
         let conds = &d.status.unwrap()["conditions"];
-        let scheduled = conds.as_array().unwrap().iter().find(|c| c["type"] == "Scheduled").unwrap();
-        assert!(scheduled["message"].as_str().unwrap().contains("replaced an invalid annotation"));
+        let scheduled = conds
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Scheduled")
+            .unwrap();
+        assert!(
+            scheduled["message"]
+                .as_str()
+                .unwrap()
+                .contains("replaced an invalid annotation")
+        );
     }
 
     #[test]
@@ -429,7 +645,12 @@ mod tests {
         let clusters = [cluster("a", 10), cluster("b", 10)];
         let d = decide(&obj, plan(&obj, &clusters), t(1));
         let conds = &d.status.unwrap()["conditions"];
-        let risk = conds.as_array().unwrap().iter().find(|c| c["type"] == "QuorumAtRisk").unwrap();
+        let risk = conds
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "QuorumAtRisk")
+            .unwrap();
         assert_eq!(risk["status"], "True", "{risk}");
     }
 }

@@ -39,9 +39,20 @@ impl AttemptResult {
 }
 
 pub fn describe() {
-    metrics::describe_counter!(SCHEDULE_ATTEMPTS, "Scheduling attempts by result and schedule type");
-    metrics::describe_histogram!(E2E_DURATION, metrics::Unit::Seconds, "Reconcile start to the last write");
-    metrics::describe_histogram!(ALGORITHM_DURATION, metrics::Unit::Seconds, "Time per scheduling step");
+    metrics::describe_counter!(
+        SCHEDULE_ATTEMPTS,
+        "Scheduling attempts by result and schedule type"
+    );
+    metrics::describe_histogram!(
+        E2E_DURATION,
+        metrics::Unit::Seconds,
+        "Reconcile start to the last write"
+    );
+    metrics::describe_histogram!(
+        ALGORITHM_DURATION,
+        metrics::Unit::Seconds,
+        "Time per scheduling step"
+    );
     metrics::describe_counter!(QUEUE_INCOMING, "Triggers that queued an object, by event");
     metrics::describe_gauge!(PENDING, "Reconciles in flight");
     metrics::describe_counter!(API_WRITES, "Writes to the apiserver by kind and verb");
@@ -55,7 +66,8 @@ pub fn attempt(schedule_type: &'static str, result: AttemptResult, started: std:
 }
 
 pub fn step(step: &'static str, started: std::time::Instant) {
-    metrics::histogram!(ALGORITHM_DURATION, "schedule_step" => step).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(ALGORITHM_DURATION, "schedule_step" => step)
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// A trigger that queued work, by what happened (`ClusterChanged`, `SpecChanged`, …).
@@ -68,6 +80,7 @@ pub fn write(kind: &'static str, verb: &'static str) {
 }
 
 /// Counts a reconcile in flight for as long as it lives.
+#[derive(Debug)]
 pub struct InFlight(&'static str);
 
 impl InFlight {

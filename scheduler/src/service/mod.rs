@@ -19,8 +19,8 @@ use fedstate_api::MultiCloudMongoDB;
 use fedstate_api::karmada::Cluster;
 use fedstate_api::karmada::binding::ResourceBinding;
 use fedstate_estimator_client::{
-    CapacityEstimator, ChannelConfig, ChannelFactory, DiscoveryConfig, EstimatorConfig, EstimatorRegistry,
-    GeneralEstimate, KarmadaAccurate, NodeSpread, TlsOptions,
+    CapacityEstimator, ChannelConfig, ChannelFactory, DiscoveryConfig, EstimatorConfig,
+    EstimatorRegistry, GeneralEstimate, KarmadaAccurate, NodeSpread, TlsOptions,
 };
 use fedstate_runtime::{CommonArgs, admin, leader};
 use futures::StreamExt;
@@ -62,10 +62,16 @@ pub struct EstimatorArgs {
     #[arg(long = "enable-scheduler-estimator", default_value_t = true, action = clap::ArgAction::Set)]
     pub enable: bool,
     /// Namespace of the estimator Services in the Karmada apiserver.
-    #[arg(long = "scheduler-estimator-namespace", default_value = "karmada-system")]
+    #[arg(
+        long = "scheduler-estimator-namespace",
+        default_value = "karmada-system"
+    )]
     pub namespace: String,
     /// Estimator Service name prefix: `<prefix>-<cluster>` (FedState's deployment used `grpc-estimator`).
-    #[arg(long = "scheduler-estimator-service-prefix", default_value = "karmada-scheduler-estimator")]
+    #[arg(
+        long = "scheduler-estimator-service-prefix",
+        default_value = "karmada-scheduler-estimator"
+    )]
     pub service_prefix: String,
     #[arg(long = "scheduler-estimator-port", default_value_t = 10352)]
     pub port: i32,
@@ -88,7 +94,10 @@ pub struct EstimatorArgs {
     #[arg(long = "scheduler-estimator-key-file")]
     pub key_file: Option<std::path::PathBuf>,
     /// Use TLS without verifying the estimators' certificates (testing only).
-    #[arg(long = "scheduler-estimator-insecure-skip-tls-verify", default_value_t = false)]
+    #[arg(
+        long = "scheduler-estimator-insecure-skip-tls-verify",
+        default_value_t = false
+    )]
     pub insecure_skip_verify: bool,
 }
 
@@ -101,11 +110,23 @@ pub struct Context {
     pub recorder: Recorder,
 }
 
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("scheduler_name", &self.scheduler_name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why a reconcile failed; retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("writing the {what} of {object}: {source}")]
-    Write { what: &'static str, object: String, source: kube::Error },
+    Write {
+        what: &'static str,
+        object: String,
+        source: kube::Error,
+    },
 }
 
 /// Why the service could not start or had to stop.
@@ -121,14 +142,22 @@ pub enum ServiceError {
     Tls(#[from] fedstate_estimator_client::TlsError),
 }
 
-fn estimator(args: &EstimatorArgs, client: &Client, stop: &CancellationToken) -> Result<CapacityEstimator, ServiceError> {
+fn estimator(
+    args: &EstimatorArgs,
+    client: &Client,
+    stop: &CancellationToken,
+) -> Result<CapacityEstimator, ServiceError> {
     let config = EstimatorConfig {
         per_cluster_deadline: args.timeout,
         budget: args.budget,
-        cache: fedstate_estimator_client::cache::CacheConfig { fresh_for: args.cache_ttl, ..Default::default() },
+        cache: fedstate_estimator_client::cache::CacheConfig {
+            fresh_for: args.cache_ttl,
+            ..Default::default()
+        },
         ..Default::default()
     };
-    let mut plugins: Vec<Arc<dyn fedstate_estimator_client::CapacityPlugin>> = vec![Arc::new(GeneralEstimate), Arc::new(NodeSpread)];
+    let mut plugins: Vec<Arc<dyn fedstate_estimator_client::CapacityPlugin>> =
+        vec![Arc::new(GeneralEstimate), Arc::new(NodeSpread)];
     let registry = if args.enable {
         let tls = TlsOptions {
             ca_file: args.ca_file.clone(),
@@ -136,8 +165,15 @@ fn estimator(args: &EstimatorArgs, client: &Client, stop: &CancellationToken) ->
             key_file: args.key_file.clone(),
             insecure_skip_verify: args.insecure_skip_verify,
         };
-        let factory = ChannelFactory::new(&ChannelConfig { tls, ..Default::default() })?;
-        let discovery = DiscoveryConfig { namespace: args.namespace.clone(), service_prefix: args.service_prefix.clone(), port: args.port };
+        let factory = ChannelFactory::new(&ChannelConfig {
+            tls,
+            ..Default::default()
+        })?;
+        let discovery = DiscoveryConfig {
+            namespace: args.namespace.clone(),
+            service_prefix: args.service_prefix.clone(),
+            port: args.port,
+        };
         let registry = EstimatorRegistry::new(discovery, factory);
         plugins.insert(0, Arc::new(KarmadaAccurate::new(registry.clone())));
         Some(registry)
@@ -168,7 +204,12 @@ pub async fn run(args: RunArgs) -> Result<(), ServiceError> {
     let health = admin::Health::default();
     let (listener, addr) = admin::bind(args.common.admin_addr).await?;
     tracing::info!(%addr, scheduler = %args.scheduler_name, "admin server listening");
-    let admin_task = tokio::spawn(admin::serve(listener, health.clone(), Some(prometheus), stop.clone()));
+    let admin_task = tokio::spawn(admin::serve(
+        listener,
+        health.clone(),
+        Some(prometheus),
+        stop.clone(),
+    ));
 
     let work = |term: CancellationToken| {
         let (client, args, health) = (client.clone(), args.clone(), health.clone());
@@ -180,7 +221,8 @@ pub async fn run(args: RunArgs) -> Result<(), ServiceError> {
         }
     };
     if args.common.leader_elect {
-        let options = leader::LeaderOptions::new(&args.common.lease_namespace, "fedstate-scheduler");
+        let options =
+            leader::LeaderOptions::new(&args.common.lease_namespace, "fedstate-scheduler");
         leader::run_as_leader(client.clone(), options, stop.clone(), work).await?;
     } else {
         work(stop.clone()).await;
@@ -193,36 +235,55 @@ pub async fn run(args: RunArgs) -> Result<(), ServiceError> {
 }
 
 /// Both controllers over one shared Cluster reflector, until `stop`.
-pub async fn controllers(client: Client, args: &RunArgs, health: admin::Health, stop: CancellationToken) -> Result<(), ServiceError> {
+pub async fn controllers(
+    client: Client,
+    args: &RunArgs,
+    health: admin::Health,
+    stop: CancellationToken,
+) -> Result<(), ServiceError> {
     let (clusters, writer) = reflector::store_shared::<Cluster>(1024);
     let cluster_events_mcm = writer.subscribe().expect("shared store");
     let cluster_events_rb = writer.subscribe().expect("shared store");
-    let cluster_watch = watcher(Api::<Cluster>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect_shared(writer)
-        .for_each(|e| async move {
-            if let Err(e) = e {
-                tracing::warn!(error = %e, "Cluster watch");
-            }
-        });
+    let cluster_watch = watcher(
+        Api::<Cluster>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect_shared(writer)
+    .for_each(|e| async move {
+        if let Err(e) = e {
+            tracing::warn!(error = %e, "Cluster watch");
+        }
+    });
 
     let ctx = Arc::new(Context {
         client: client.clone(),
         scheduler_name: args.scheduler_name.clone(),
         clusters: clusters.clone(),
         estimator: estimator(&args.estimator, &client, &stop)?,
-        recorder: Recorder::new(client.clone(), Reporter { controller: "fedstate-scheduler".into(), instance: std::env::var("POD_NAME").ok() }),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "fedstate-scheduler".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
     });
 
     let config = kube::runtime::controller::Config::default().concurrency(args.concurrency);
-    let mcm_controller = Controller::new(Api::<MultiCloudMongoDB>::all(client.clone()), watcher::Config::default())
-        .with_config(config.clone());
+    let mcm_controller = Controller::new(
+        Api::<MultiCloudMongoDB>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(config.clone());
     let mcm_store = mcm_controller.store();
     let mcm_trigger = triggers::ClusterTrigger::default();
     let clusters_for_mcm = clusters.clone();
     let stop_mcm = stop.clone();
     let mcm = mcm_controller
-        .watches_shared_stream(cluster_events_mcm, move |c| mcm_trigger.affected_objects(&c, &clusters_for_mcm, &mcm_store))
+        .watches_shared_stream(cluster_events_mcm, move |c| {
+            mcm_trigger.affected_objects(&c, &clusters_for_mcm, &mcm_store)
+        })
         .graceful_shutdown_on(async move { stop_mcm.cancelled().await })
         .run(mcm::reconcile, error_policy, ctx.clone())
         .for_each(|r| async move {
@@ -235,14 +296,19 @@ pub async fn controllers(client: Client, args: &RunArgs, health: admin::Health, 
         if !args.schedule_bindings {
             return;
         }
-        let rb_controller = Controller::new(Api::<ResourceBinding>::all(client.clone()), watcher::Config::default())
-            .with_config(config.clone());
+        let rb_controller = Controller::new(
+            Api::<ResourceBinding>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .with_config(config.clone());
         let rb_store = rb_controller.store();
         let rb_trigger = triggers::ClusterTrigger::default();
         let clusters_for_rb = clusters.clone();
         let stop_rb = stop.clone();
         rb_controller
-            .watches_shared_stream(cluster_events_rb, move |c| rb_trigger.affected_bindings(&c, &clusters_for_rb, &rb_store))
+            .watches_shared_stream(cluster_events_rb, move |c| {
+                rb_trigger.affected_bindings(&c, &clusters_for_rb, &rb_store)
+            })
             .graceful_shutdown_on(async move { stop_rb.cancelled().await })
             .run(binding::reconcile, error_policy, ctx.clone())
             .for_each(|r| async move {
@@ -256,7 +322,10 @@ pub async fn controllers(client: Client, args: &RunArgs, health: admin::Health, 
     let ready = async {
         if clusters.wait_until_ready().await.is_ok() {
             health.set_ready(true);
-            tracing::info!(clusters = clusters.state().len(), "cluster cache synced; scheduling");
+            tracing::info!(
+                clusters = clusters.state().len(),
+                "cluster cache synced; scheduling"
+            );
         }
     };
     tokio::select! {

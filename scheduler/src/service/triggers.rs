@@ -29,7 +29,9 @@ pub enum ClusterChange {
 
 fn digest<T: serde::Serialize>(value: &T) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_string(value).unwrap_or_default().hash(&mut h);
+    serde_json::to_string(value)
+        .unwrap_or_default()
+        .hash(&mut h);
     h.finish()
 }
 
@@ -59,7 +61,10 @@ impl ClusterTrigger {
             cluster.is_ready(),
             cluster.metadata.deletion_timestamp.is_some(),
         ));
-        let capacity = digest(&(status.and_then(|s| s.resource_summary.as_ref()), status.and_then(|s| s.node_summary.as_ref())));
+        let capacity = digest(&(
+            status.and_then(|s| s.resource_summary.as_ref()),
+            status.and_then(|s| s.node_summary.as_ref()),
+        ));
         match seen.insert(name, (scheduling, capacity)) {
             None => ClusterChange::Scheduling,
             Some((s, _)) if s != scheduling => ClusterChange::Scheduling,
@@ -69,23 +74,39 @@ impl ClusterTrigger {
     }
 
     /// `MultiCloudMongoDB`s to look at again after this Cluster event.
-    pub fn affected_objects(&self, cluster: &Cluster, clusters: &Store<Cluster>, objects: &Store<MultiCloudMongoDB>) -> Vec<ObjectRef<MultiCloudMongoDB>> {
+    pub fn affected_objects(
+        &self,
+        cluster: &Cluster,
+        clusters: &Store<Cluster>,
+        objects: &Store<MultiCloudMongoDB>,
+    ) -> Vec<ObjectRef<MultiCloudMongoDB>> {
         let name = cluster.name_any();
         let change = self.classify(cluster, clusters.get(&ObjectRef::new(&name)).is_some());
         if change == ClusterChange::Nothing {
             return Vec::new();
         }
-        super::metrics::counter_incoming(if change == ClusterChange::Scheduling { "ClusterChanged" } else { "CapacityChanged" });
+        super::metrics::counter_incoming(if change == ClusterChange::Scheduling {
+            "ClusterChanged"
+        } else {
+            "CapacityChanged"
+        });
         objects
             .state()
             .iter()
-            .filter(|o| change == ClusterChange::Scheduling || placed_on(o, &name) || !is_scheduled(o))
+            .filter(|o| {
+                change == ClusterChange::Scheduling || placed_on(o, &name) || !is_scheduled(o)
+            })
             .map(|o| ObjectRef::from_obj(o.as_ref()))
             .collect()
     }
 
     /// `ResourceBinding`s to look at again after this Cluster event.
-    pub fn affected_bindings(&self, cluster: &Cluster, clusters: &Store<Cluster>, bindings: &Store<ResourceBinding>) -> Vec<ObjectRef<ResourceBinding>> {
+    pub fn affected_bindings(
+        &self,
+        cluster: &Cluster,
+        clusters: &Store<Cluster>,
+        bindings: &Store<ResourceBinding>,
+    ) -> Vec<ObjectRef<ResourceBinding>> {
         let name = cluster.name_any();
         let change = self.classify(cluster, clusters.get(&ObjectRef::new(&name)).is_some());
         if change == ClusterChange::Nothing {
@@ -105,13 +126,19 @@ impl ClusterTrigger {
 }
 
 fn placed_on(obj: &MultiCloudMongoDB, cluster: &str) -> bool {
-    obj.annotations().get(SCHEDULER_RESULT_ANNOTATION).is_some_and(|a| {
-        fedstate_api::SchedulerResult::parse(a).is_ok_and(|r| r.clusters.iter().any(|c| c.cluster == cluster))
-    })
+    obj.annotations()
+        .get(SCHEDULER_RESULT_ANNOTATION)
+        .is_some_and(|a| {
+            fedstate_api::SchedulerResult::parse(a)
+                .is_ok_and(|r| r.clusters.iter().any(|c| c.cluster == cluster))
+        })
 }
 
 fn is_scheduled(obj: &MultiCloudMongoDB) -> bool {
-    obj.status.as_ref().and_then(|s| find_condition(&s.conditions, types::SCHEDULED)).is_some_and(|c| c.is_true())
+    obj.status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, types::SCHEDULED))
+        .is_some_and(|c| c.is_true())
 }
 
 #[cfg(test)]
@@ -136,10 +163,25 @@ mod tests {
     #[test]
     fn heartbeats_trigger_nothing_capacity_and_readiness_are_told_apart() {
         let t = ClusterTrigger::default();
-        assert_eq!(t.classify(&cluster(true, "8", "2026-01-01T00:00:00Z"), true), ClusterChange::Scheduling);
-        assert_eq!(t.classify(&cluster(true, "8", "2026-01-01T00:00:10Z"), true), ClusterChange::Nothing);
-        assert_eq!(t.classify(&cluster(true, "6", "2026-01-01T00:00:20Z"), true), ClusterChange::Capacity);
-        assert_eq!(t.classify(&cluster(false, "6", "2026-01-01T00:00:30Z"), true), ClusterChange::Scheduling);
-        assert_eq!(t.classify(&cluster(false, "6", "2026-01-01T00:00:30Z"), false), ClusterChange::Scheduling);
+        assert_eq!(
+            t.classify(&cluster(true, "8", "2026-01-01T00:00:00Z"), true),
+            ClusterChange::Scheduling
+        );
+        assert_eq!(
+            t.classify(&cluster(true, "8", "2026-01-01T00:00:10Z"), true),
+            ClusterChange::Nothing
+        );
+        assert_eq!(
+            t.classify(&cluster(true, "6", "2026-01-01T00:00:20Z"), true),
+            ClusterChange::Capacity
+        );
+        assert_eq!(
+            t.classify(&cluster(false, "6", "2026-01-01T00:00:30Z"), true),
+            ClusterChange::Scheduling
+        );
+        assert_eq!(
+            t.classify(&cluster(false, "6", "2026-01-01T00:00:30Z"), false),
+            ClusterChange::Scheduling
+        );
     }
 }

@@ -29,6 +29,10 @@ pub const VIP_LABEL: &str = "vip";
 /// How long processes get to exit on SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// `kill_member` simulates a failure: a short SIGTERM grace (kube-apiserver's graceful shutdown
+/// can take over 10 s while clients hold watches), then SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
 /// Options of [`Federation::up`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -253,7 +257,7 @@ impl Federation {
                 .filter(|r| targets.contains(&r.record.spec.name))
                 .map(|r| r.record.clone())
                 .collect();
-            process::stop_all(&records.iter().collect::<Vec<_>>(), STOP_GRACE);
+            process::stop_all(&records.iter().collect::<Vec<_>>(), KILL_GRACE);
             for r in procs
                 .iter_mut()
                 .filter(|r| targets.contains(&r.record.spec.name))

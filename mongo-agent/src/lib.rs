@@ -2,4 +2,6 @@
 //!
 //! * [`planner`]: the pure replica-set planner (initiate once, one voter per reconfig, never force
 //!   without the user's opt-in).
+pub mod converge;
 pub mod planner;
+pub mod replset;

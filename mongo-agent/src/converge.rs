@@ -1,0 +1,217 @@
+//! One step of replica-set management: observe through the adapter, ask the pure planner, apply
+//! its single step. The controller calls [`step`] on every reconcile and requeues until
+//! [`Outcome::Done`]; users and passwords are handled by [`ensure_users`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::planner::{self, Desired, ForceOptIn, InitDecision, Step};
+use crate::replset::{Login, Observation, ReplSetAdmin, ReplSetError};
+
+/// What one agent wants of its set.
+#[derive(Clone, Debug)]
+pub struct SetGoal {
+    pub set_name: String,
+    /// This cluster initiates the set (the manager sets it on exactly one cluster).
+    pub rs_init: bool,
+    pub desired: Desired,
+    pub force: ForceOptIn,
+}
+
+/// What the step did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Initiated {
+        on: String,
+    },
+    Reconfigured {
+        version: i64,
+        reason: String,
+    },
+    SteppedDown {
+        host: String,
+    },
+    ForcedReconfig {
+        on: String,
+        version: i64,
+    },
+    Waiting(String),
+    /// A desired host belongs to another replica set: nothing is done until the user looks.
+    ForeignSet {
+        host: String,
+        set_name: String,
+    },
+    QuorumLost {
+        reachable_voters: usize,
+        voters: usize,
+    },
+    Done,
+}
+
+impl Outcome {
+    /// Whether the set changed (so the caller should look again soon).
+    pub fn changed(&self) -> bool {
+        matches!(
+            self,
+            Self::Initiated { .. }
+                | Self::Reconfigured { .. }
+                | Self::SteppedDown { .. }
+                | Self::ForcedReconfig { .. }
+        )
+    }
+}
+
+/// Observe the set, then take the planner's one next step.
+pub async fn step(
+    admin: &ReplSetAdmin,
+    goal: &SetGoal,
+    known: &BTreeSet<String>,
+) -> Result<(Outcome, Observation), ReplSetError> {
+    let mut hosts: BTreeSet<String> = goal.desired.hosts.iter().map(|h| h.host.clone()).collect();
+    hosts.extend(goal.desired.own.iter().cloned());
+    hosts.extend(known.iter().cloned());
+    let obs = admin.observe(&goal.set_name, &hosts).await?;
+    let Some(config) = obs.observed.config.clone() else {
+        let mut probes = BTreeMap::new();
+        for h in goal.desired.hosts.iter().map(|h| &h.host) {
+            probes.insert(h.clone(), admin.probe(h).await);
+        }
+        let outcome =
+            match planner::decide_init(&goal.set_name, goal.rs_init, &goal.desired, &probes) {
+                InitDecision::Initiate { on, config } => {
+                    admin.initiate(&on, &config).await?;
+                    tracing::info!(set = %goal.set_name, %on, "initiated the replica set");
+                    Outcome::Initiated { on }
+                }
+                InitDecision::Join { via } => {
+                    Outcome::Waiting(format!("joining the set through {via}"))
+                }
+                InitDecision::ForeignSet { host, set_name } => {
+                    Outcome::ForeignSet { host, set_name }
+                }
+                InitDecision::Wait(w) => Outcome::Waiting(w),
+            };
+        return Ok((outcome, obs));
+    };
+    let outcome = match planner::next_step(&goal.desired, &obs.observed, goal.force) {
+        Step::Done => Outcome::Done,
+        Step::Wait(w) => Outcome::Waiting(w),
+        Step::QuorumLost {
+            reachable_voters,
+            voters,
+        } => Outcome::QuorumLost {
+            reachable_voters,
+            voters,
+        },
+        Step::Reconfig {
+            config: next,
+            reason,
+        } => {
+            let Some(primary) = obs.primary.clone() else {
+                return Ok((Outcome::Waiting("no primary".into()), obs));
+            };
+            admin
+                .reconfig(&primary, obs.raw_config.as_ref(), &next, false)
+                .await?;
+            tracing::info!(set = %goal.set_name, version = next.version, %reason, "reconfigured");
+            Outcome::Reconfigured {
+                version: next.version,
+                reason,
+            }
+        }
+        Step::StepDown { host } => {
+            admin.step_down(&host).await?;
+            tracing::info!(set = %goal.set_name, %host, "stepped the primary down");
+            Outcome::SteppedDown { host }
+        }
+        Step::ForceReconfig { config: next, on } => {
+            admin
+                .reconfig(&on, obs.raw_config.as_ref(), &next, true)
+                .await?;
+            tracing::warn!(set = %goal.set_name, %on, from = config.version, "forced reconfig by the user's opt-in");
+            Outcome::ForcedReconfig {
+                on,
+                version: next.version,
+            }
+        }
+    };
+    Ok((outcome, obs))
+}
+
+/// Built-in roles of the users the agent manages.
+pub const ROOT_ROLES: &[&str] = &["root"];
+/// The agent's own user: replica-set administration, and user administration for rotations.
+pub const CLUSTER_ADMIN_ROLES: &[&str] = &["clusterAdmin", "userAdminAnyDatabase"];
+/// The exporter's user.
+pub const CLUSTER_MONITOR_ROLES: &[&str] = &["clusterMonitor"];
+
+/// The three users of a set, with the passwords their Secrets hold now.
+#[derive(Clone, Debug)]
+pub struct Users {
+    pub root: Login,
+    pub cluster_admin: Login,
+    pub cluster_monitor: Login,
+}
+
+/// What [`ensure_users`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserChanges {
+    pub created: Vec<String>,
+    pub rotated: Vec<String>,
+}
+
+/// Make the users exist with the passwords of their Secrets, on the primary: root through the
+/// localhost exception when no user exists yet, the others with root or the cluster admin, and
+/// `updateUser` when a Secret's password changed (rotation).
+pub async fn ensure_users(
+    base: &ReplSetAdmin,
+    primary: &str,
+    users: &Users,
+) -> Result<UserChanges, ReplSetError> {
+    let mut changes = UserChanges::default();
+    let admin_ok = base.can_login(primary, &users.cluster_admin).await?;
+    let actor = if admin_ok {
+        users.cluster_admin.clone()
+    } else if base.can_login(primary, &users.root).await? {
+        users.root.clone()
+    } else {
+        // No login works: either no user exists yet (localhost exception), or root's password
+        // was rotated and the cluster admin's too (then only the user can help).
+        let anon = base.with_login(None);
+        match anon.user_exists(primary, &users.root.user).await {
+            Ok(false) => {
+                anon.create_user(primary, &users.root, ROOT_ROLES).await?;
+                changes.created.push(users.root.user.clone());
+                users.root.clone()
+            }
+            Ok(true) | Err(_) => {
+                return Err(ReplSetError::Auth {
+                    host: primary.to_owned(),
+                    command: "login",
+                    user: users.root.user.clone(),
+                });
+            }
+        }
+    };
+    let by = base.with_login(Some(actor.clone()));
+    for (login, roles) in [
+        (&users.cluster_admin, CLUSTER_ADMIN_ROLES),
+        (&users.cluster_monitor, CLUSTER_MONITOR_ROLES),
+        (&users.root, ROOT_ROLES),
+    ] {
+        if login.user == actor.user {
+            continue;
+        }
+        if !by.user_exists(primary, &login.user).await? {
+            match by.create_user(primary, login, roles).await {
+                Ok(()) => changes.created.push(login.user.clone()),
+                // Another agent was faster.
+                Err(e) if e.code() == Some(51003) => {}
+                Err(e) => return Err(e),
+            }
+        } else if !base.can_login(primary, login).await? {
+            by.set_password(primary, login).await?;
+            changes.rotated.push(login.user.clone());
+        }
+    }
+    Ok(changes)
+}

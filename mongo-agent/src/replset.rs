@@ -1,0 +1,545 @@
+//! The narrow adapter between the planner and MongoDB: every command the agent sends goes through
+//! [`ReplSetAdmin`], over the official `mongodb` driver, one `directConnection` client per member
+//! (the agent finds the primary itself with `hello`, so it never waits on the driver's topology
+//! monitoring to notice an election). No shell, no `kubectl exec`, no password on a command line.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use fedstate_api::v1alpha1::ReplSetMemberStatus;
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::options::{AuthMechanism, ClientOptions, Credential, ServerAddress};
+use mongodb::{Client, error::ErrorKind};
+use tokio::sync::Mutex;
+
+use crate::planner::{HostProbe, MemberState, Observed, RsConfig, RsMember};
+
+/// A password that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(p: impl Into<String>) -> Self {
+        Self(p.into())
+    }
+    /// The value, for the driver and for leak tests only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(redacted)")
+    }
+}
+
+/// A MongoDB user the agent logs in as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Login {
+    pub user: String,
+    pub password: Password,
+}
+
+/// Why a replica-set command failed. Messages carry the server's error code and name, never the
+/// command document (which may hold a password).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplSetError {
+    #[error("{host}: {command} failed: {code_name} ({code}): {message}")]
+    Command {
+        host: String,
+        command: &'static str,
+        code: i32,
+        code_name: String,
+        message: String,
+    },
+    #[error("{host}: {command}: authentication failed for user {user:?}")]
+    Auth {
+        host: String,
+        command: &'static str,
+        user: String,
+    },
+    #[error("{host}: {command}: {reason}")]
+    Unreachable {
+        host: String,
+        command: &'static str,
+        reason: String,
+    },
+    #[error("{host}: unexpected reply to {command}: {what}")]
+    Reply {
+        host: String,
+        command: &'static str,
+        what: String,
+    },
+}
+
+impl ReplSetError {
+    /// The server's error code, when the server answered.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            Self::Command { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+    pub fn is_unauthorized(&self) -> bool {
+        self.code() == Some(13) || matches!(self, Self::Auth { .. })
+    }
+}
+
+/// What `hello` says about one member.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hello {
+    pub set_name: Option<String>,
+    pub primary: Option<String>,
+    pub is_primary: bool,
+    pub me: Option<String>,
+}
+
+/// What the agent saw, with what the status needs.
+#[derive(Clone, Debug, Default)]
+pub struct Observation {
+    pub observed: Observed,
+    /// The raw config, so a reconfig keeps fields the planner does not manage.
+    pub raw_config: Option<Document>,
+    pub primary: Option<String>,
+    /// A reachable member of the set (where a forced reconfig or status read can run).
+    pub members: Vec<ReplSetMemberStatus>,
+}
+
+/// The adapter. Clients are cached per (member, credentials).
+#[derive(Debug)]
+pub struct ReplSetAdmin {
+    login: Option<Login>,
+    timeout: Duration,
+    clients: Mutex<HashMap<(String, Option<String>), Client>>,
+}
+
+fn number(d: &Document, key: &str) -> Option<f64> {
+    match d.get(key)? {
+        Bson::Int32(i) => Some(f64::from(*i)),
+        Bson::Int64(i) => Some(*i as f64),
+        Bson::Double(f) => Some(*f),
+        Bson::Boolean(b) => Some(if *b { 1.0 } else { 0.0 }),
+        _ => None,
+    }
+}
+
+impl ReplSetAdmin {
+    /// `login: None` uses the localhost exception (only valid before the first user exists).
+    pub fn new(login: Option<Login>, timeout: Duration) -> Self {
+        Self {
+            login,
+            timeout,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same adapter logged in as someone else.
+    pub fn with_login(&self, login: Option<Login>) -> Self {
+        Self::new(login, self.timeout)
+    }
+
+    pub fn login(&self) -> Option<&Login> {
+        self.login.as_ref()
+    }
+
+    async fn client(&self, host: &str, command: &'static str) -> Result<Client, ReplSetError> {
+        let key = (host.to_owned(), self.login.as_ref().map(|l| l.user.clone()));
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let address = ServerAddress::parse(host).map_err(|e| ReplSetError::Unreachable {
+            host: host.to_owned(),
+            command,
+            reason: format!("bad address: {e}"),
+        })?;
+        let mut options = ClientOptions::default();
+        options.hosts = vec![address];
+        options.direct_connection = Some(true);
+        options.server_selection_timeout = Some(self.timeout);
+        options.connect_timeout = Some(self.timeout);
+        options.app_name = Some("fedstate-mongo-agent".to_owned());
+        options.credential = self.login.as_ref().map(|l| {
+            Credential::builder()
+                .username(l.user.clone())
+                .password(l.password.expose().to_owned())
+                .source("admin".to_owned())
+                .mechanism(AuthMechanism::ScramSha256)
+                .build()
+        });
+        let client = Client::with_options(options).map_err(|e| ReplSetError::Unreachable {
+            host: host.to_owned(),
+            command,
+            reason: e.to_string(),
+        })?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Forget a member's clients (after a step-down or a restart closes their connections).
+    pub async fn forget(&self, host: &str) {
+        self.clients.lock().await.retain(|(h, _), _| h != host);
+    }
+
+    async fn run(
+        &self,
+        host: &str,
+        command: &'static str,
+        cmd: Document,
+    ) -> Result<Document, ReplSetError> {
+        let client = self.client(host, command).await?;
+        client
+            .database("admin")
+            .run_command(cmd)
+            .await
+            .map_err(|e| match e.kind.as_ref() {
+                ErrorKind::Command(c) => ReplSetError::Command {
+                    host: host.to_owned(),
+                    command,
+                    code: c.code,
+                    code_name: c.code_name.clone(),
+                    message: c.message.clone(),
+                },
+                ErrorKind::Authentication { .. } => ReplSetError::Auth {
+                    host: host.to_owned(),
+                    command,
+                    user: self
+                        .login
+                        .as_ref()
+                        .map(|l| l.user.clone())
+                        .unwrap_or_default(),
+                },
+                _ => ReplSetError::Unreachable {
+                    host: host.to_owned(),
+                    command,
+                    reason: e.to_string(),
+                },
+            })
+    }
+
+    /// `hello` on one member.
+    pub async fn hello(&self, host: &str) -> Result<Hello, ReplSetError> {
+        let d = self.run(host, "hello", doc! {"hello": 1}).await?;
+        Ok(Hello {
+            set_name: d.get_str("setName").ok().map(str::to_owned),
+            primary: d.get_str("primary").ok().map(str::to_owned),
+            is_primary: d.get_bool("isWritablePrimary").unwrap_or(false),
+            me: d.get_str("me").ok().map(str::to_owned),
+        })
+    }
+
+    /// What `hello` says about a host before initiating.
+    pub async fn probe(&self, host: &str) -> HostProbe {
+        match self.hello(host).await {
+            Ok(Hello {
+                set_name: Some(s), ..
+            }) => HostProbe::InSet { set_name: s },
+            Ok(_) => HostProbe::Uninitiated,
+            Err(_) => HostProbe::Unreachable,
+        }
+    }
+
+    /// Look at the set through any of `hosts` that belongs to `set_name`.
+    pub async fn observe(
+        &self,
+        set_name: &str,
+        hosts: &BTreeSet<String>,
+    ) -> Result<Observation, ReplSetError> {
+        let mut in_set = Vec::new();
+        let mut primary = None;
+        for h in hosts {
+            if let Ok(hello) = self.hello(h).await
+                && hello.set_name.as_deref() == Some(set_name)
+            {
+                if hello.is_primary {
+                    primary = Some(h.clone());
+                } else if primary.is_none() {
+                    primary = hello.primary.clone();
+                }
+                in_set.push(h.clone());
+            }
+        }
+        let Some(first) = in_set.first().cloned() else {
+            return Ok(Observation::default());
+        };
+        // Read from the primary when it answers; otherwise from any member.
+        let mut source = first;
+        let mut committed = false;
+        let mut raw = None;
+        if let Some(p) = &primary
+            && let Ok(d) = self
+                .run(
+                    p,
+                    "replSetGetConfig",
+                    doc! {"replSetGetConfig": 1, "commitmentStatus": true},
+                )
+                .await
+        {
+            committed = d.get_bool("commitmentStatus").unwrap_or(false);
+            raw = d.get_document("config").ok().cloned();
+            source = p.clone();
+        }
+        let raw = match raw {
+            Some(r) => r,
+            None => {
+                let d = self
+                    .run(&source, "replSetGetConfig", doc! {"replSetGetConfig": 1})
+                    .await?;
+                d.get_document("config")
+                    .cloned()
+                    .map_err(|_| ReplSetError::Reply {
+                        host: source.clone(),
+                        command: "replSetGetConfig",
+                        what: "no config document".into(),
+                    })?
+            }
+        };
+        let config = parse_config(&raw).ok_or_else(|| ReplSetError::Reply {
+            host: source.clone(),
+            command: "replSetGetConfig",
+            what: "config without _id, version or members".into(),
+        })?;
+        let status = self
+            .run(&source, "replSetGetStatus", doc! {"replSetGetStatus": 1})
+            .await?;
+        let members = parse_status(&status);
+        let states: BTreeMap<String, MemberState> = members
+            .iter()
+            .map(|m| (m.name.clone(), MemberState::from_status(m.state, m.health)))
+            .collect();
+        let primary = states
+            .iter()
+            .find(|(_, s)| **s == MemberState::Primary)
+            .map(|(h, _)| h.clone());
+        Ok(Observation {
+            observed: Observed {
+                config: Some(config),
+                committed,
+                states,
+            },
+            raw_config: Some(raw),
+            primary,
+            members,
+        })
+    }
+
+    /// `replSetInitiate` with `config` on `on`.
+    pub async fn initiate(&self, on: &str, config: &RsConfig) -> Result<(), ReplSetError> {
+        let cfg = render_config(None, config);
+        self.run(on, "replSetInitiate", doc! {"replSetInitiate": cfg})
+            .await
+            .map(drop)
+    }
+
+    /// `replSetReconfig` on `on` (the primary, or any member with `force`), keeping the fields
+    /// of `raw` the planner does not manage.
+    pub async fn reconfig(
+        &self,
+        on: &str,
+        raw: Option<&Document>,
+        config: &RsConfig,
+        force: bool,
+    ) -> Result<(), ReplSetError> {
+        let cfg = render_config(raw, config);
+        let mut cmd = doc! {"replSetReconfig": cfg};
+        if force {
+            cmd.insert("force", true);
+        }
+        self.run(on, "replSetReconfig", cmd).await.map(drop)
+    }
+
+    /// `replSetStepDown` on the primary. MongoDB may drop the connection while stepping down, so
+    /// a network error counts as done; the next observation tells.
+    pub async fn step_down(&self, primary: &str) -> Result<(), ReplSetError> {
+        let r = self
+            .run(
+                primary,
+                "replSetStepDown",
+                doc! {"replSetStepDown": 60, "secondaryCatchUpPeriodSecs": 10},
+            )
+            .await;
+        self.forget(primary).await;
+        match r {
+            Ok(_) | Err(ReplSetError::Unreachable { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `user` exists (`usersInfo` on the admin database).
+    pub async fn user_exists(&self, host: &str, user: &str) -> Result<bool, ReplSetError> {
+        let d = self
+            .run(host, "usersInfo", doc! {"usersInfo": user})
+            .await?;
+        Ok(d.get_array("users").is_ok_and(|u| !u.is_empty()))
+    }
+
+    /// `createUser` on the admin database; the password goes only into the command body.
+    pub async fn create_user(
+        &self,
+        primary: &str,
+        login: &Login,
+        roles: &[&str],
+    ) -> Result<(), ReplSetError> {
+        let roles: Vec<Bson> = roles
+            .iter()
+            .map(|r| Bson::Document(doc! {"role": *r, "db": "admin"}))
+            .collect();
+        self.run(
+            primary,
+            "createUser",
+            doc! {"createUser": &login.user, "pwd": login.password.expose(), "roles": roles, "mechanisms": ["SCRAM-SHA-256"]},
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `updateUser` with a new password (rotation).
+    pub async fn set_password(&self, primary: &str, login: &Login) -> Result<(), ReplSetError> {
+        self.run(
+            primary,
+            "updateUser",
+            doc! {"updateUser": &login.user, "pwd": login.password.expose(), "mechanisms": ["SCRAM-SHA-256"]},
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Whether `login` can authenticate on `host` right now.
+    pub async fn can_login(&self, host: &str, login: &Login) -> Result<bool, ReplSetError> {
+        let probe = self.with_login(Some(login.clone()));
+        match probe
+            .run(host, "replSetGetStatus", doc! {"replSetGetStatus": 1})
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ReplSetError::Auth { .. }) => Ok(false),
+            // Logged in but not allowed (e.g. a user without cluster roles): still a valid login.
+            Err(e) if e.code() == Some(13) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The planner's view of a raw config.
+pub fn parse_config(raw: &Document) -> Option<RsConfig> {
+    let name = raw.get_str("_id").ok()?.to_owned();
+    let version = number(raw, "version")? as i64;
+    let members = raw
+        .get_array("members")
+        .ok()?
+        .iter()
+        .filter_map(Bson::as_document)
+        .map(|m| {
+            let arbiter_only = m.get_bool("arbiterOnly").unwrap_or(false);
+            Some(RsMember {
+                id: number(m, "_id")? as i32,
+                host: m.get_str("host").ok()?.to_owned(),
+                votes: number(m, "votes").unwrap_or(1.0) as i32,
+                priority: number(m, "priority")
+                    .unwrap_or(if arbiter_only { 0.0 } else { 1.0 })
+                    .round() as i32,
+                arbiter_only,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(RsConfig {
+        name,
+        version,
+        members,
+    })
+}
+
+/// A config document for `config`, starting from `raw` (fields of unchanged members, settings).
+pub fn render_config(raw: Option<&Document>, config: &RsConfig) -> Document {
+    let old: BTreeMap<i32, Document> = raw
+        .and_then(|r| r.get_array("members").ok())
+        .into_iter()
+        .flatten()
+        .filter_map(Bson::as_document)
+        .filter_map(|m| Some((number(m, "_id")? as i32, m.clone())))
+        .collect();
+    let members: Vec<Bson> = config
+        .members
+        .iter()
+        .map(|m| {
+            let mut d = old.get(&m.id).cloned().unwrap_or_default();
+            d.insert("_id", m.id);
+            d.insert("host", &m.host);
+            d.insert("votes", m.votes);
+            d.insert("priority", m.priority);
+            d.insert("arbiterOnly", m.arbiter_only);
+            Bson::Document(d)
+        })
+        .collect();
+    let mut d = raw.cloned().unwrap_or_default();
+    // The server owns the term; a stale one would be refused.
+    d.remove("term");
+    d.insert("_id", &config.name);
+    d.insert("version", config.version);
+    d.insert("members", members);
+    d
+}
+
+/// `replSetGetStatus.members` in our status type.
+pub fn parse_status(status: &Document) -> Vec<ReplSetMemberStatus> {
+    status
+        .get_array("members")
+        .into_iter()
+        .flatten()
+        .filter_map(Bson::as_document)
+        .map(|m| ReplSetMemberStatus {
+            id: number(m, "_id").unwrap_or(0.0) as i32,
+            name: m.get_str("name").unwrap_or_default().to_owned(),
+            health: number(m, "health").unwrap_or(0.0) as i32,
+            state: number(m, "state").unwrap_or(0.0) as i32,
+            state_str: m.get_str("stateStr").unwrap_or_default().to_owned(),
+            sync_source_host: m.get_str("syncSourceHost").ok().map(str::to_owned),
+            syncing_to: None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn render_keeps_unmanaged_fields_and_drops_the_term() {
+        let raw = doc! {"_id": "rs", "version": 3, "term": 7i64, "settings": {"chainingAllowed": false},
+        "members": [{"_id": 0, "host": "a:1", "votes": 1, "priority": 1.0, "tags": {"dc": "x"}}]};
+        let mut cfg = parse_config(&raw).unwrap();
+        assert_eq!(cfg.members[0].priority, 1);
+        cfg.version = 4;
+        cfg.members[0].priority = 3;
+        cfg.members.push(RsMember {
+            id: 1,
+            host: "b:2".into(),
+            votes: 0,
+            priority: 0,
+            arbiter_only: false,
+        });
+        let out = render_config(Some(&raw), &cfg);
+        assert!(out.get("term").is_none());
+        assert!(
+            !out.get_document("settings")
+                .unwrap()
+                .get_bool("chainingAllowed")
+                .unwrap()
+        );
+        let m0 = out.get_array("members").unwrap()[0].as_document().unwrap();
+        assert_eq!(m0.get_document("tags").unwrap().get_str("dc").unwrap(), "x");
+        assert_eq!(m0.get_i32("priority").unwrap(), 3);
+        assert_eq!(out.get_array("members").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn passwords_never_print() {
+        let l = Login {
+            user: "root".into(),
+            password: Password::new("hunter2-very-secret"),
+        };
+        assert!(!format!("{l:?}").contains("hunter2"));
+    }
+}

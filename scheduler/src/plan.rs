@@ -86,7 +86,8 @@ pub fn read_clusters(
 ) -> Result<Vec<ClusterCandidate>, PlanError> {
     let text = read(path)?;
     let doc: serde_json::Value = parse_doc(path, &text)?;
-    let list: ListDoc = serde_json::from_value(doc.clone()).map_err(|e| invalid(path, "items", e))?;
+    let list: ListDoc =
+        serde_json::from_value(doc.clone()).map_err(|e| invalid(path, "items", e))?;
     let items = match (list.kind.as_deref(), list.items) {
         (_, Some(items)) => items,
         (Some("Cluster"), None) => vec![doc],
@@ -111,7 +112,11 @@ pub fn read_clusters(
         if let Some(kind) = item.get("kind").and_then(|k| k.as_str())
             && kind != "Cluster"
         {
-            return Err(invalid(path, format!("{field}.kind"), format!("expected Cluster, found {kind}")));
+            return Err(invalid(
+                path,
+                format!("{field}.kind"),
+                format!("expected Cluster, found {kind}"),
+            ));
         }
         let c: Cluster = serde_json::from_value(item).map_err(|e| invalid(path, &field, e))?;
         let name = c.metadata.name.clone().unwrap_or_default();
@@ -119,7 +124,11 @@ pub fn read_clusters(
             return Err(invalid(path, format!("{field}.metadata.name"), "missing"));
         }
         if !seen.insert(name.clone()) {
-            return Err(invalid(path, format!("{field}.metadata.name"), format!("cluster {name:?} is listed twice")));
+            return Err(invalid(
+                path,
+                format!("{field}.metadata.name"),
+                format!("cluster {name:?} is listed twice"),
+            ));
         }
         let candidate = cluster::candidate(&c, shape)
             .map_err(|e| invalid(path, format!("{field} ({name}).{}", e.field), e.source))?;
@@ -138,7 +147,10 @@ pub fn read_object(path: &Path) -> Result<MultiCloudMongoDB, PlanError> {
             return Err(invalid(
                 path,
                 "kind",
-                format!("expected MultiCloudMongoDB, found {}", other.unwrap_or("nothing")),
+                format!(
+                    "expected MultiCloudMongoDB, found {}",
+                    other.unwrap_or("nothing")
+                ),
             ));
         }
     }
@@ -152,13 +164,15 @@ pub fn load(
     previous: Option<&Path>,
 ) -> Result<(PlanInput, placement::PlacementRequest), PlanError> {
     let obj = read_object(object)?;
-    let shape = request::member_shape(&obj).map_err(|e| invalid(object, "spec.resource.requests", e))?;
+    let shape =
+        request::member_shape(&obj).map_err(|e| invalid(object, "spec.resource.requests", e))?;
     let req = request::placement_request(&obj).map_err(|e| invalid(object, "spec", e))?;
     let candidates = read_clusters(clusters, &shape)?;
     let previous = match previous {
         Some(p) => {
             let text = read(p)?;
-            let r = SchedulerResult::parse(text.trim()).map_err(|e| invalid(p, "schedulerResult", e))?;
+            let r = SchedulerResult::parse(text.trim())
+                .map_err(|e| invalid(p, "schedulerResult", e))?;
             Some(PreviousPlacement::from(&r))
         }
         // An object that was already placed carries its placement in the annotation.
@@ -212,7 +226,10 @@ pub struct JsonExplanation<'a> {
     pub decisions: &'a [String],
 }
 
-fn json_explanation<'a>(e: &'a Explanation, clusters: &'a [ClusterCandidate]) -> JsonExplanation<'a> {
+fn json_explanation<'a>(
+    e: &'a Explanation,
+    clusters: &'a [ClusterCandidate],
+) -> JsonExplanation<'a> {
     JsonExplanation {
         clusters: e.render(clusters),
         decisions: &e.decisions,
@@ -220,10 +237,7 @@ fn json_explanation<'a>(e: &'a Explanation, clusters: &'a [ClusterCandidate]) ->
 }
 
 /// `plan --output json` for a result of [`placement::place`].
-pub fn render_json(
-    input: &PlanInput,
-    result: &Result<PlacementPlan, PlacementError>,
-) -> String {
+pub fn render_json(input: &PlanInput, result: &Result<PlacementPlan, PlacementError>) -> String {
     let empty = Explanation::default();
     let out = match result {
         Ok(p) => JsonOutput {
@@ -251,10 +265,7 @@ pub fn render_json(
 }
 
 /// `plan --output text`: a table with the reasons.
-pub fn render_text(
-    input: &PlanInput,
-    result: &Result<PlacementPlan, PlacementError>,
-) -> String {
+pub fn render_text(input: &PlanInput, result: &Result<PlacementPlan, PlacementError>) -> String {
     let meta = &input.object.metadata;
     let mut s = String::new();
     let name = format!(
@@ -268,7 +279,11 @@ pub fn render_text(
             format!(
                 "{name}: {} data members{}, mode {}, {} voters, {}",
                 p.replicas,
-                if p.arbiter_cluster().is_some() { " + arbiter" } else { "" },
+                if p.arbiter_cluster().is_some() {
+                    " + arbiter"
+                } else {
+                    ""
+                },
                 p.mode.as_str(),
                 p.voters,
                 match &p.quorum {
@@ -285,14 +300,23 @@ pub fn render_text(
     };
     let _ = writeln!(s, "{header}\n");
     let rows = explanation.render(&input.clusters);
-    let w = rows.iter().map(|r| r.cluster.len()).max().unwrap_or(7).max(7);
+    let w = rows
+        .iter()
+        .map(|r| r.cluster.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
     let _ = writeln!(
         s,
         "{:<w$}  {:>8}  {:>8}  {:>4}  {:>5}  {:>8}  {:<7}  WHY",
         "CLUSTER", "CAPACITY", "PREVIOUS", "DATA", "VOTES", "PRIORITY", "ARBITER"
     );
     let priorities: std::collections::BTreeMap<&str, u32> = match result {
-        Ok(p) => p.clusters.iter().map(|c| (c.cluster.as_str(), c.priority)).collect(),
+        Ok(p) => p
+            .clusters
+            .iter()
+            .map(|c| (c.cluster.as_str(), c.priority))
+            .collect(),
         Err(_) => Default::default(),
     };
     for r in &rows {
@@ -304,7 +328,9 @@ pub fn render_text(
             r.record.previous,
             r.record.data,
             r.record.votes,
-            priorities.get(r.cluster).map_or("-".to_owned(), u32::to_string),
+            priorities
+                .get(r.cluster)
+                .map_or("-".to_owned(), u32::to_string),
             if r.record.arbiter { "yes" } else { "" },
             r.why
         );
@@ -319,7 +345,8 @@ pub fn render_text(
         let _ = writeln!(
             s,
             "\nschedulerResult: {}",
-            p.to_scheduler_result(Some(input.generation)).to_annotation()
+            p.to_scheduler_result(Some(input.generation))
+                .to_annotation()
         );
     }
     s

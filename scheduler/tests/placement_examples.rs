@@ -9,7 +9,12 @@ use pretty_assertions::assert_eq;
 
 #[test]
 fn three_members_on_three_clusters_is_one_each_and_safe() {
-    let p = place(&request(3, Distribution::Uniform), &clusters(&[10, 10, 10]), None).unwrap();
+    let p = place(
+        &request(3, Distribution::Uniform),
+        &clusters(&[10, 10, 10]),
+        None,
+    )
+    .unwrap();
     assert_eq!(layout(&p), "member1:1/1,member2:1/1,member3:1/1");
     assert!(p.quorum_safe());
     assert_eq!(p.voters, 3);
@@ -32,7 +37,11 @@ fn five_members_on_two_clusters_is_unsafe() {
     // Policy Required refuses it, saying what is missing.
     let e = place(&required(request(5, Distribution::Uniform)), &cs, None).unwrap_err();
     assert_eq!(e.reason(), "QuorumUnsatisfiable");
-    assert!(e.to_string().contains("3 eligible clusters needed, 2 found"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("3 eligible clusters needed, 2 found"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -56,7 +65,12 @@ fn an_arbiter_in_a_third_cluster_makes_two_data_clusters_safe() {
 
 #[test]
 fn five_members_on_three_clusters_is_two_two_one() {
-    let p = place(&request(5, Distribution::Uniform), &clusters(&[10, 10, 10]), None).unwrap();
+    let p = place(
+        &request(5, Distribution::Uniform),
+        &clusters(&[10, 10, 10]),
+        None,
+    )
+    .unwrap();
     let mut d: Vec<u32> = p.clusters.iter().map(|c| c.data).collect();
     d.sort_unstable();
     assert_eq!(d, vec![1, 2, 2]);
@@ -93,7 +107,12 @@ fn tainted_and_not_ready_clusters_are_filtered_unless_tolerated() {
     let mut req = request(2, Distribution::Uniform);
     let p = place(&req, &cs, None).unwrap();
     assert_eq!(layout(&p), "member4:2/1");
-    let why: Vec<String> = p.explanation.clusters.iter().map(ClusterRecord::why).collect();
+    let why: Vec<String> = p
+        .explanation
+        .clusters
+        .iter()
+        .map(ClusterRecord::why)
+        .collect();
     assert_eq!(why[0], "filtered: not Ready");
     assert_eq!(
         why[1],
@@ -116,7 +135,10 @@ fn clusters_without_a_vip_label_are_filtered_for_mongodb() {
     cs[0].has_vip = false;
     let p = place(&request(1, Distribution::Uniform), &cs, None).unwrap();
     assert_eq!(layout(&p), "member2:1/1");
-    assert_eq!(p.explanation.clusters[0].verdict, Verdict::Filtered(Filtered::NoVip));
+    assert_eq!(
+        p.explanation.clusters[0].verdict,
+        Verdict::Filtered(Filtered::NoVip)
+    );
 }
 
 #[test]
@@ -139,11 +161,21 @@ fn more_clusters_than_members_picks_by_capacity_and_preference() {
 
 #[test]
 fn seven_or_more_members_have_non_voters() {
-    let p = place(&request(9, Distribution::Uniform), &clusters(&[10, 10, 10]), None).unwrap();
+    let p = place(
+        &request(9, Distribution::Uniform),
+        &clusters(&[10, 10, 10]),
+        None,
+    )
+    .unwrap();
     assert_eq!(p.voters, 7);
     assert!(p.quorum_safe());
     assert!(p.clusters.iter().all(|c| c.data == 3 && c.votes <= 3));
-    let p = place(&request(50, Distribution::Uniform), &clusters(&[20, 20, 20]), None).unwrap();
+    let p = place(
+        &request(50, Distribution::Uniform),
+        &clusters(&[20, 20, 20]),
+        None,
+    )
+    .unwrap();
     assert_eq!(p.voters, 7);
     assert_eq!(p.clusters.iter().map(|c| c.data).sum::<u32>(), 50);
     assert!(p.quorum_safe());
@@ -153,10 +185,20 @@ fn seven_or_more_members_have_non_voters() {
 fn scale_three_five_three_moves_only_the_scaled_members() {
     let cs = clusters(&[10, 10, 10]);
     let p3 = place(&request(3, Distribution::Uniform), &cs, None).unwrap();
-    let p5 = place(&request(5, Distribution::Uniform), &cs, Some(&p3.as_previous())).unwrap();
+    let p5 = place(
+        &request(5, Distribution::Uniform),
+        &cs,
+        Some(&p3.as_previous()),
+    )
+    .unwrap();
     assert_eq!(moved(&p3, &p5), 2);
     assert!(p5.quorum_safe());
-    let back = place(&request(3, Distribution::Uniform), &cs, Some(&p5.as_previous())).unwrap();
+    let back = place(
+        &request(3, Distribution::Uniform),
+        &cs,
+        Some(&p5.as_previous()),
+    )
+    .unwrap();
     assert_eq!(moved(&p5, &back), 2);
     assert_eq!(layout(&back), layout(&p3));
 }
@@ -165,16 +207,31 @@ fn scale_three_five_three_moves_only_the_scaled_members() {
 fn losing_a_cluster_moves_only_its_members() {
     let cs = clusters(&[10, 10, 10, 10]);
     let p = place(&request(5, Distribution::Uniform), &cs, None).unwrap();
-    let lost = p.clusters.iter().max_by_key(|c| c.data).unwrap().cluster.clone();
+    let lost = p
+        .clusters
+        .iter()
+        .max_by_key(|c| c.data)
+        .unwrap()
+        .cluster
+        .clone();
     let lost_members = p.data_in(&lost);
     let mut after = cs.clone();
     after.iter_mut().find(|c| c.name == lost).unwrap().ready = false;
-    let q = place(&request(5, Distribution::Uniform), &after, Some(&p.as_previous())).unwrap();
+    let q = place(
+        &request(5, Distribution::Uniform),
+        &after,
+        Some(&p.as_previous()),
+    )
+    .unwrap();
     assert_eq!(q.data_in(&lost), 0);
     assert_eq!(moved(&p, &q), 2 * lost_members);
     for c in &p.clusters {
         if c.cluster != lost {
-            assert!(q.data_in(&c.cluster) >= c.data, "{} lost members", c.cluster);
+            assert!(
+                q.data_in(&c.cluster) >= c.data,
+                "{} lost members",
+                c.cluster
+            );
         }
     }
     assert!(q.quorum_safe());
@@ -183,7 +240,11 @@ fn losing_a_cluster_moves_only_its_members() {
 #[test]
 fn replanning_the_same_input_changes_nothing() {
     let cs = clusters(&[7, 3, 9, 4]);
-    for mode in [Distribution::Uniform, Distribution::Weighting, Distribution::Aggregated] {
+    for mode in [
+        Distribution::Uniform,
+        Distribution::Weighting,
+        Distribution::Aggregated,
+    ] {
         let p = place(&request(6, mode), &cs, None).unwrap();
         let q = place(&request(6, mode), &cs, Some(&p.as_previous())).unwrap();
         assert_eq!(p.clusters, q.clusters, "{mode:?}");
@@ -201,7 +262,12 @@ fn weighting_is_proportional_to_capacity() {
     assert_eq!(layout(&p), "member1:4/0,member2:2/0,member3:1/0");
     // For a replica set 4/2/1 cannot seat 7 voters at ≤ 3 per cluster; the largest safe V
     // wins over the exact proportion (rule 3 precedes rule 5): 3/3/1, 7 voters.
-    let p = place(&request(7, Distribution::Weighting), &clusters(&[60, 30, 10]), None).unwrap();
+    let p = place(
+        &request(7, Distribution::Weighting),
+        &clusters(&[60, 30, 10]),
+        None,
+    )
+    .unwrap();
     assert_eq!(layout(&p), "member1:3/3,member2:3/3,member3:1/1");
     assert!(p.quorum_safe());
 }
@@ -209,14 +275,24 @@ fn weighting_is_proportional_to_capacity() {
 #[test]
 fn weighting_bends_for_quorum_safety() {
     // Webster alone would give 3/2/0 for 100/100/1; safety needs the third cluster.
-    let p = place(&request(5, Distribution::Weighting), &clusters(&[100, 100, 1]), None).unwrap();
+    let p = place(
+        &request(5, Distribution::Weighting),
+        &clusters(&[100, 100, 1]),
+        None,
+    )
+    .unwrap();
     assert_eq!(p.data_in("member3"), 1);
     assert!(p.quorum_safe());
 }
 
 #[test]
 fn aggregated_uses_the_fewest_clusters_that_stay_safe() {
-    let p = place(&request(9, Distribution::Aggregated), &clusters(&[20, 20, 20, 20]), None).unwrap();
+    let p = place(
+        &request(9, Distribution::Aggregated),
+        &clusters(&[20, 20, 20, 20]),
+        None,
+    )
+    .unwrap();
     assert_eq!(p.clusters.len(), 3);
     let mut d: Vec<u32> = p.clusters.iter().map(|c| c.data).collect();
     d.sort_unstable();
@@ -231,7 +307,12 @@ fn aggregated_uses_the_fewest_clusters_that_stay_safe() {
 
 #[test]
 fn uneven_capacity_shrinks_the_voters_to_stay_safe() {
-    let p = place(&request(7, Distribution::Uniform), &clusters(&[5, 1, 1]), None).unwrap();
+    let p = place(
+        &request(7, Distribution::Uniform),
+        &clusters(&[5, 1, 1]),
+        None,
+    )
+    .unwrap();
     assert_eq!(layout(&p), "member1:5/1,member2:1/1,member3:1/1");
     assert_eq!(p.voters, 3);
     assert!(p.quorum_safe());
@@ -240,7 +321,12 @@ fn uneven_capacity_shrinks_the_voters_to_stay_safe() {
 
 #[test]
 fn not_enough_capacity_is_an_error() {
-    let e = place(&request(5, Distribution::Uniform), &clusters(&[1, 1, 1]), None).unwrap_err();
+    let e = place(
+        &request(5, Distribution::Uniform),
+        &clusters(&[1, 1, 1]),
+        None,
+    )
+    .unwrap_err();
     assert_eq!(
         e.to_string(),
         "not enough capacity: 5 members needed, the eligible clusters can take 3"
@@ -263,7 +349,13 @@ fn spread_constraints_bound_the_groups() {
     let regions: std::collections::BTreeSet<_> = p
         .clusters
         .iter()
-        .map(|c| cs.iter().find(|x| x.name == c.cluster).unwrap().region.clone())
+        .map(|c| {
+            cs.iter()
+                .find(|x| x.name == c.cluster)
+                .unwrap()
+                .region
+                .clone()
+        })
         .collect();
     assert_eq!(regions.len(), 1);
     req.spread[0] = SpreadRule {
@@ -289,7 +381,13 @@ fn no_eligible_cluster_lists_every_reason() {
         .iter()
         .map(ClusterRecord::why)
         .collect();
-    assert_eq!(why, vec!["filtered: not Ready", "filtered: no vip label (member addresses need it)"]);
+    assert_eq!(
+        why,
+        vec![
+            "filtered: not Ready",
+            "filtered: no vip label (member addresses need it)"
+        ]
+    );
 }
 
 #[test]

@@ -94,8 +94,11 @@ mod tests {
     }
 
     fn shape() -> MemberShape {
-        MemberShape::from_requests("spec.resource.requests", &q(&[("cpu", "1"), ("memory", "512Mi")]))
-            .unwrap()
+        MemberShape::from_requests(
+            "spec.resource.requests",
+            &q(&[("cpu", "1"), ("memory", "512Mi")]),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -139,6 +142,10 @@ mod tests {
             ..Default::default()
         };
         let e = general_estimate(Some(&s), &shape()).unwrap_err();
-        assert!(e.to_string().starts_with("status.resourceSummary.allocatable.cpu: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("status.resourceSummary.allocatable.cpu: "),
+            "{e}"
+        );
     }
 }

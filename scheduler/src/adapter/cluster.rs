@@ -33,7 +33,12 @@ pub fn candidate_with_capacity(c: &Cluster, capacity: u32) -> ClusterCandidate {
         labels: c.metadata.labels.clone().unwrap_or_default(),
         provider: c.spec.provider.clone(),
         region: c.spec.region.clone(),
-        zone: c.spec.zones.first().cloned().or_else(|| c.spec.zone.clone()),
+        zone: c
+            .spec
+            .zones
+            .first()
+            .cloned()
+            .or_else(|| c.spec.zone.clone()),
         taints,
         ready: c.is_ready(),
         has_vip: c.vip().is_some(),

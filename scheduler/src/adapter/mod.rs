@@ -7,3 +7,9 @@
 pub mod capacity;
 pub mod cluster;
 pub mod request;
+
+pub use capacity::{CapacityError, MemberShape, general_estimate};
+pub use cluster::{candidate, candidate_with_capacity};
+pub use request::{
+    RequestError, cluster_filter, member_shape, mode, placement_request, spread_rule, toleration,
+};

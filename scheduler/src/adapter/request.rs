@@ -35,10 +35,18 @@ pub fn member_shape(obj: &MultiCloudMongoDB) -> Result<MemberShape, RequestError
         .unwrap_or_else(|| {
             [("cpu", "500m"), ("memory", "512Mi")]
                 .into_iter()
-                .map(|(k, v)| (k.to_owned(), k8s_openapi::apimachinery::pkg::api::resource::Quantity(v.to_owned())))
+                .map(|(k, v)| {
+                    (
+                        k.to_owned(),
+                        k8s_openapi::apimachinery::pkg::api::resource::Quantity(v.to_owned()),
+                    )
+                })
                 .collect()
         });
-    Ok(MemberShape::from_requests("spec.resource.requests", &requests)?)
+    Ok(MemberShape::from_requests(
+        "spec.resource.requests",
+        &requests,
+    )?)
 }
 
 pub fn mode(m: SchedulerMode) -> Distribution {
@@ -145,7 +153,9 @@ pub fn toleration(field: &str, t: &K8sToleration) -> Result<Toleration, RequestE
         None | Some("") => None,
         Some(e) => Some(TaintEffect::parse(e).ok_or_else(|| RequestError::Field {
             field: format!("{field}.effect"),
-            problem: format!("unknown effect {e:?} (use NoSchedule, PreferNoSchedule or NoExecute)"),
+            problem: format!(
+                "unknown effect {e:?} (use NoSchedule, PreferNoSchedule or NoExecute)"
+            ),
         })?),
     };
     Ok(Toleration {

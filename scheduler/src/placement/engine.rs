@@ -107,12 +107,7 @@ pub fn place(
 
     // Previous members by cluster name, sorted for binary search (it is small).
     let mut prev_members: Vec<(&str, u32)> = previous
-        .map(|p| {
-            p.members
-                .iter()
-                .map(|(n, d)| (n.as_str(), *d))
-                .collect()
-        })
+        .map(|p| p.members.iter().map(|(n, d)| (n.as_str(), *d)).collect())
         .unwrap_or_default();
     prev_members.sort_unstable();
     prev_members.dedup_by(|a, b| a.0 == b.0);
@@ -166,9 +161,7 @@ pub fn place(
                 SpreadKey::Cluster => tiebreak::string_hash(&c.name),
                 SpreadKey::Region => tiebreak::string_hash(c.region.as_deref().unwrap_or("")),
                 SpreadKey::Zone => tiebreak::string_hash(c.zone.as_deref().unwrap_or("")),
-                SpreadKey::Provider => {
-                    tiebreak::string_hash(c.provider.as_deref().unwrap_or(""))
-                }
+                SpreadKey::Provider => tiebreak::string_hash(c.provider.as_deref().unwrap_or("")),
                 SpreadKey::Label(l) => {
                     tiebreak::string_hash(c.labels.get(l).map_or("", String::as_str))
                 }
@@ -408,7 +401,11 @@ pub fn place(
                 .map(|(s, quorum_kept)| {
                     // Credit a constraint only when it changed the mode's own choice.
                     let bent = Some(s) != free;
-                    (s, bent && quorum_kept && quorum_forced, bent && any_spread_forced)
+                    (
+                        s,
+                        bent && quorum_kept && quorum_forced,
+                        bent && any_spread_forced,
+                    )
                 })
         } else {
             free.map(|s| (s, false, false))
@@ -418,9 +415,10 @@ pub fn place(
             return Err(PlacementError::InsufficientCapacity {
                 needed: r,
                 available: within,
-                explanation: fail(records, vec![
-                    "spread constraints' maxGroups leave too little capacity".into(),
-                ]),
+                explanation: fail(
+                    records,
+                    vec!["spread constraints' maxGroups leave too little capacity".into()],
+                ),
             });
         };
         let slot = &mut slots[s];
@@ -456,7 +454,14 @@ pub fn place(
         (Some(rules), Some(vp)) => {
             let members: Vec<(u32, bool, u32, u32)> = placed
                 .iter()
-                .map(|&s| (slots[s].d, arbiter_slot == Some(s), slots[s].pref, slots[s].rank))
+                .map(|&s| {
+                    (
+                        slots[s].d,
+                        arbiter_slot == Some(s),
+                        slots[s].pref,
+                        slots[s].rank,
+                    )
+                })
                 .collect();
             let assigned = votes::assign(&members, vp.voters, vp.max_per_cluster);
             let safe = vp.voters >= 3
@@ -481,7 +486,8 @@ pub fn place(
                 ));
                 QuorumStatus::Safe
             } else {
-                let missing = votes::shortfall(r, arb, &slots.iter().map(|s| s.cap).collect::<Vec<_>>(), vp);
+                let missing =
+                    votes::shortfall(r, arb, &slots.iter().map(|s| s.cap).collect::<Vec<_>>(), vp);
                 if rules.quorum_policy == QuorumPolicy::Required {
                     return Err(PlacementError::QuorumUnsatisfiable {
                         missing,
@@ -529,12 +535,10 @@ pub fn place(
             Distribution::Duplicated => "duplicated",
             Distribution::StaticWeighted => "Webster share of static weight",
         };
-        if slot.d > 0 || rec.arbiter || slot.prev > 0 {
-            if slot.d > 0 || slot.prev > 0 {
-                rec.verdict = Verdict::Placed {
-                    count: std::mem::take(&mut slot.count),
-                };
-            }
+        if slot.d > 0 || slot.prev > 0 {
+            rec.verdict = Verdict::Placed {
+                count: std::mem::take(&mut slot.count),
+            };
         }
     }
     let voters = slot_votes.iter().sum();
@@ -564,10 +568,10 @@ fn filter(req: &PlacementRequest, c: &ClusterCandidate) -> Option<Filtered> {
         }
     }
     let f = &req.filter;
-    if !f.names.is_empty() && !f.names.iter().any(|n| *n == c.name) {
+    if !f.names.is_empty() && !f.names.contains(&c.name) {
         return Some(Filtered::NotInClusterNames);
     }
-    if f.exclude.iter().any(|n| *n == c.name) {
+    if f.exclude.contains(&c.name) {
         return Some(Filtered::Excluded);
     }
     if f.labels.as_ref().is_some_and(|m| !m.matches(&c.labels)) {
@@ -667,9 +671,9 @@ fn pick_removal(
             continue;
         }
         let hurts_quorum = slot.d <= m && useful <= target;
-        let hurts_spread = spreads.iter().any(|st| {
-            st.min > 0 && st.members_in(st.group[s]) == 1 && st.groups() <= st.min
-        });
+        let hurts_spread = spreads
+            .iter()
+            .any(|st| st.min > 0 && st.members_in(st.group[s]) == 1 && st.groups() <= st.min);
         if best_any.is_none_or(|b| worse(slot, &slots[b])) {
             best_any = Some(s);
         }
@@ -723,9 +727,9 @@ fn duplicated(
             records[slots[s].idx as usize].verdict = Verdict::NoCapacity;
             continue;
         }
-        let blocked = spreads.iter().any(|st| {
-            st.max > 0 && st.groups() >= st.max && st.members_in(st.group[s]) == 0
-        });
+        let blocked = spreads
+            .iter()
+            .any(|st| st.max > 0 && st.groups() >= st.max && st.members_in(st.group[s]) == 0);
         if blocked {
             continue;
         }

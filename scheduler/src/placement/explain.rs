@@ -55,7 +55,10 @@ impl std::fmt::Display for Filtered {
             }
             Self::NoVip => f.write_str("filtered: no vip label (member addresses need it)"),
             Self::MissingTopology { field } => {
-                write!(f, "filtered: no {field}, which a spread constraint groups by")
+                write!(
+                    f,
+                    "filtered: no {field}, which a spread constraint groups by"
+                )
             }
         }
     }
@@ -96,7 +99,9 @@ pub enum Verdict {
     /// constraint's `maxGroups` was reached.
     NotChosen,
     /// Hosts members; `count` says why this many.
-    Placed { count: CountReason },
+    Placed {
+        count: CountReason,
+    },
 }
 
 /// One record per input cluster, in input order.
@@ -157,7 +162,9 @@ impl ClusterRecord {
     pub fn why(&self) -> String {
         match &self.verdict {
             Verdict::Filtered(f) => f.to_string(),
-            Verdict::NoCapacity if self.arbiter => "no room for data members; hosts the arbiter".into(),
+            Verdict::NoCapacity if self.arbiter => {
+                "no room for data members; hosts the arbiter".into()
+            }
             Verdict::NoCapacity => "eligible, but no room for a member".into(),
             Verdict::NotChosen => {
                 "eligible, not needed (higher-ranked clusters took the members)".into()

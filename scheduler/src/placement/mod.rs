@@ -51,7 +51,9 @@ pub enum QuorumStatus {
     Safe,
     /// Placed anyway (policy `Preferred`); `missing` says what would make it safe. The
     /// scheduler sets condition `QuorumAtRisk` with it.
-    AtRisk { missing: String },
+    AtRisk {
+        missing: String,
+    },
     /// Not a replica set (Karmada workloads).
     NotApplicable,
 }

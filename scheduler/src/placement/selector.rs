@@ -112,7 +112,12 @@ impl FieldMatcher {
         Ok(Self { terms })
     }
 
-    pub fn matches(&self, provider: Option<&str>, region: Option<&str>, zone: Option<&str>) -> bool {
+    pub fn matches(
+        &self,
+        provider: Option<&str>,
+        region: Option<&str>,
+        zone: Option<&str>,
+    ) -> bool {
         self.terms.iter().all(|(f, op)| {
             op.matches(match f {
                 ClusterField::Provider => provider,

@@ -43,7 +43,7 @@ impl VotePlan {
 pub fn choose_voters(r: u32, arbiter: bool, caps: impl Iterator<Item = u32>) -> VotePlan {
     let members = r + u32::from(arbiter);
     let mut rule2 = members.min(MAX_VOTERS);
-    if rule2 % 2 == 0 {
+    if rule2.is_multiple_of(2) {
         rule2 -= 1;
     }
     // Σ min(cap, m) for m = 1, 2, 3, and whether a cluster with cap < m exists (the arbiter's
@@ -99,7 +99,8 @@ pub fn shortfall(r: u32, arbiter: bool, caps: &[u32], plan: VotePlan) -> String 
     if plan.feasible {
         return "the previous placement could not be made safe without moving more members".into();
     }
-    "the eligible clusters' capacity is too uneven to keep every cluster at a minority of the votes".into()
+    "the eligible clusters' capacity is too uneven to keep every cluster at a minority of the votes"
+        .into()
 }
 
 /// Votes and priorities per placed cluster.
@@ -207,14 +208,30 @@ mod tests {
     #[test]
     fn arbiter_votes_and_extra_data_members_do_not() {
         // 3 + 2 data, arbiter in a third cluster: 2/2/1.
-        let a = assign(&[(3, false, u32::MAX, 0), (2, false, u32::MAX, 1), (0, true, u32::MAX, 2)], 5, 2);
+        let a = assign(
+            &[
+                (3, false, u32::MAX, 0),
+                (2, false, u32::MAX, 1),
+                (0, true, u32::MAX, 2),
+            ],
+            5,
+            2,
+        );
         assert_eq!(a.votes, vec![2, 2, 1]);
         assert_eq!(a.priorities, vec![2, 1, 0]);
     }
 
     #[test]
     fn the_preferred_cluster_gets_priority_two() {
-        let a = assign(&[(2, false, u32::MAX, 0), (2, false, 0, 1), (1, false, u32::MAX, 2)], 5, 2);
+        let a = assign(
+            &[
+                (2, false, u32::MAX, 0),
+                (2, false, 0, 1),
+                (1, false, u32::MAX, 2),
+            ],
+            5,
+            2,
+        );
         assert_eq!(a.votes, vec![2, 2, 1]);
         assert_eq!(a.priorities, vec![1, 2, 1]);
     }

@@ -91,7 +91,10 @@ mod tests {
     #[test]
     fn textbook_example() {
         // Sainte-Laguë, 7 seats, votes 53/24/23: quotients give 4/2/1... (53, 17.7, 10.6 …)
-        assert_eq!(apportion(&[53, 24, 23], &[9, 9, 9], 7).unwrap(), vec![3, 2, 2]);
+        assert_eq!(
+            apportion(&[53, 24, 23], &[9, 9, 9], 7).unwrap(),
+            vec![3, 2, 2]
+        );
         assert_eq!(apportion(&[10, 10], &[1, 5], 4).unwrap(), vec![1, 3]);
         assert_eq!(apportion(&[1, 1], &[1, 1], 3), None);
     }

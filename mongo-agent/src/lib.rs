@@ -5,3 +5,4 @@
 pub mod converge;
 pub mod planner;
 pub mod replset;
+pub mod resources;

@@ -1,0 +1,653 @@
+//! The Kubernetes objects one `MongoDB` wants, computed purely from its spec.
+//!
+//! **One StatefulSet per member** (`<name>-mongodb-<memberIndex>`, one replica), each with its own
+//! PVC and its own NodePort Service of the same name. Why not one StatefulSet per cluster: member
+//! identities are set-wide and sparse (the manager may place members 0, 3, 4 in one cluster and
+//! move member 3 away on failover); a StatefulSet's ordinals are dense and per cluster, so scaling
+//! one down would always drop the highest ordinal, not the member the plan removes. One StatefulSet
+//! per member keeps `memberIndex` → Service → NodePort → replica-set host stable across restarts,
+//! rescheduling and scaling. Updates use `OnDelete`: the agent rolls pods itself, secondaries
+//! first and the primary last after a step-down ([`crate::rollout`]).
+//!
+//! Addresses are `<cluster VIP>:<nodePort>` ([`MemberAddressing`]); a LoadBalancer-per-member or
+//! mesh-DNS scheme would be another variant there.
+
+use std::collections::BTreeMap;
+
+use fedstate_api::names::{self, managed_labels};
+use fedstate_api::v1alpha1::{DEFAULT_IMAGE, ImagePullSecret, MongoDB, MongoDBSpec};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+
+/// Label carrying a pod's set-wide member index (`arbiter` for the arbiter).
+pub const MEMBER_LABEL: &str = "middleware.fedstate.io/member";
+/// Key of the mongod configuration in the rendered ConfigMap.
+pub const MONGOD_CONF_KEY: &str = "mongod.conf";
+/// Key of the user's configuration in `customConfigRef` (spec/02).
+pub const USER_CONFIG_KEY: &str = "mongod.yaml";
+/// Exporter image (the sidecar of `metricsExporterSpec`).
+pub const EXPORTER_IMAGE: &str = "percona/mongodb_exporter:0.40";
+pub const MONGOD_PORT: i32 = 27017;
+pub const EXPORTER_PORT: i32 = 9216;
+/// The user MongoDB's official image runs as.
+const MONGODB_UID: i64 = 999;
+
+/// Secret names shared with the manager (`manager::secrets`).
+pub fn keyfile_secret_name(name: &str) -> String {
+    format!("{name}-keyfile")
+}
+pub fn credentials_secret_name(name: &str) -> String {
+    format!("{name}-credentials")
+}
+pub const KEYFILE_KEY: &str = "keyfile";
+pub const ROOT_PASSWORD_KEY: &str = "password";
+pub const CLUSTER_ADMIN_PASSWORD_KEY: &str = "clusterAdminPassword";
+pub const CLUSTER_MONITOR_PASSWORD_KEY: &str = "clusterMonitorPassword";
+pub const ROOT_USER: &str = "root";
+pub const CLUSTER_ADMIN_USER: &str = "fedstate-cluster-admin";
+pub const CLUSTER_MONITOR_USER: &str = "fedstate-monitor";
+
+/// The ConfigMap holding the rendered mongod configuration.
+pub fn mongod_config_name(name: &str) -> String {
+    format!("{name}-mongod-config")
+}
+
+/// How members are addressed from other clusters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberAddressing {
+    /// FedState's model: `<cluster VIP>:<nodePort>`.
+    NodePort { vip: String },
+}
+
+impl MemberAddressing {
+    /// The address of a member whose Service got `node_port`.
+    pub fn address(&self, node_port: i32) -> String {
+        match self {
+            Self::NodePort { vip } => names::member_address(vip, node_port),
+        }
+    }
+}
+
+/// Why the objects cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("MongoDB {0} has no namespace or uid yet")]
+    Metadata(String),
+    #[error(
+        "spec.customConfigRef {name:?}: key {USER_CONFIG_KEY:?} is not a YAML mapping: {source}"
+    )]
+    UserConfig {
+        name: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{0}")]
+    Serde(#[from] serde_json::Error),
+}
+
+/// One data member this cluster runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalMember {
+    pub index: i32,
+    pub votes: i32,
+    pub priority: i32,
+}
+
+/// The data members this cluster runs: `memberRoles` from the manager, or 0..members (all voting
+/// up to 7) for single-cluster use.
+pub fn local_members(spec: &MongoDBSpec) -> Vec<LocalMember> {
+    match &spec.member_roles {
+        Some(roles) => roles
+            .iter()
+            .map(|r| LocalMember {
+                index: r.member_index,
+                votes: r.votes,
+                priority: r.priority,
+            })
+            .collect(),
+        None => (0..spec.members.max(0))
+            .map(|i| LocalMember {
+                index: i,
+                votes: i32::from(i < 7),
+                priority: i32::from(i < 7),
+            })
+            .collect(),
+    }
+}
+
+/// The replica set's name.
+pub fn set_name(mdb: &MongoDB) -> String {
+    mdb.spec
+        .repl_set_name
+        .clone()
+        .unwrap_or_else(|| mdb.name_any())
+}
+
+fn owner(mdb: &MongoDB) -> Result<OwnerReference, ResourceError> {
+    mdb.controller_owner_ref(&())
+        .ok_or_else(|| ResourceError::Metadata(mdb.name_any()))
+}
+
+fn meta(mdb: &MongoDB, name: &str, extra: &[(&str, &str)]) -> Result<Value, ResourceError> {
+    let mut labels = managed_labels(&mdb.name_any());
+    for (k, v) in extra {
+        labels.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Ok(json!({
+        "name": name,
+        "namespace": mdb.namespace().ok_or_else(|| ResourceError::Metadata(mdb.name_any()))?,
+        "labels": labels,
+        "ownerReferences": [owner(mdb)?],
+    }))
+}
+
+/// The mongod configuration: the user's `mongod.yaml`, then `spec.config` (dotted names are YAML
+/// paths), then what the agent must own (port, bind, replica-set name, keyfile, auth, dbPath).
+/// Returns the YAML and the `spec.config` names that were ignored (not dotted paths).
+pub fn mongod_config(
+    mdb: &MongoDB,
+    user_yaml: Option<&str>,
+) -> Result<(String, Vec<String>), ResourceError> {
+    let mut root: serde_yaml::Mapping = match user_yaml {
+        Some(y) if !y.trim().is_empty() => {
+            serde_yaml::from_str(y).map_err(|source| ResourceError::UserConfig {
+                name: mdb.spec.custom_config_ref.clone().unwrap_or_default(),
+                source,
+            })?
+        }
+        _ => serde_yaml::Mapping::new(),
+    };
+    let mut ignored = Vec::new();
+    for c in mdb.spec.config.iter().flatten() {
+        let (Some(name), Some(value)) = (&c.name, &c.value) else {
+            continue;
+        };
+        if !name.contains('.') {
+            ignored.push(name.clone());
+            continue;
+        }
+        let v: serde_yaml::Value =
+            serde_yaml::from_str(value).unwrap_or(serde_yaml::Value::String(value.clone()));
+        set_path(&mut root, name, v);
+    }
+    let owned = [
+        ("net.port", serde_yaml::Value::from(MONGOD_PORT)),
+        ("net.bindIpAll", serde_yaml::Value::from(true)),
+        (
+            "replication.replSetName",
+            serde_yaml::Value::from(set_name(mdb)),
+        ),
+        (
+            "security.keyFile",
+            serde_yaml::Value::from("/etc/mongod-keyfile/keyfile"),
+        ),
+        ("security.authorization", serde_yaml::Value::from("enabled")),
+        ("storage.dbPath", serde_yaml::Value::from("/data/db")),
+    ];
+    for (path, v) in owned {
+        set_path(&mut root, path, v);
+    }
+    let yaml = serde_yaml::to_string(&root).unwrap_or_default();
+    Ok((yaml, ignored))
+}
+
+fn set_path(root: &mut serde_yaml::Mapping, path: &str, value: serde_yaml::Value) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut cur = root;
+    for p in parts {
+        let key = serde_yaml::Value::from(p);
+        if !cur.get(&key).is_some_and(serde_yaml::Value::is_mapping) {
+            cur.insert(key.clone(), serde_yaml::Value::Mapping(Default::default()));
+        }
+        match cur.get_mut(&key) {
+            Some(serde_yaml::Value::Mapping(m)) => cur = m,
+            _ => return,
+        }
+    }
+    cur.insert(serde_yaml::Value::from(last), value);
+}
+
+/// The rendered mongod ConfigMap.
+pub fn config_map(mdb: &MongoDB, mongod_conf: &str) -> Result<ConfigMap, ResourceError> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": meta(mdb, &mongod_config_name(&mdb.name_any()), &[])?,
+        "data": {MONGOD_CONF_KEY: mongod_conf},
+    }))?)
+}
+
+/// The NodePort Service of one member (`index` `None` = the arbiter).
+pub fn member_service(mdb: &MongoDB, index: Option<i32>) -> Result<Service, ResourceError> {
+    let name = mdb.name_any();
+    let (svc, member) = member_names(&name, index);
+    let mut selector = managed_labels(&name);
+    selector.insert(MEMBER_LABEL.to_owned(), member.clone());
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": meta(mdb, &svc, &[(MEMBER_LABEL, &member)])?,
+        "spec": {
+            "type": "NodePort",
+            // Members must find each other before they are ready (initial sync, elections).
+            "publishNotReadyAddresses": true,
+            "selector": selector,
+            "ports": [{"name": "mongodb", "port": MONGOD_PORT, "targetPort": MONGOD_PORT, "protocol": "TCP"}],
+        },
+    }))?)
+}
+
+fn member_names(name: &str, index: Option<i32>) -> (String, String) {
+    match index {
+        Some(i) => (
+            names::member_service_name(name, i.max(0) as u32),
+            i.to_string(),
+        ),
+        None => (names::arbiter_service_name(name), "arbiter".to_owned()),
+    }
+}
+
+/// The StatefulSet of one member (`index` `None` = the arbiter, without PVC or exporter).
+pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulSet, ResourceError> {
+    let name = mdb.name_any();
+    let spec = &mdb.spec;
+    let (sts, member) = member_names(&name, index);
+    let mut labels = managed_labels(&name);
+    labels.insert(MEMBER_LABEL.to_owned(), member.clone());
+    let image = spec
+        .image
+        .clone()
+        .unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+    let pull_policy = spec
+        .image_pull_policy
+        .as_ref()
+        .and_then(|p| serde_json::to_value(p).ok())
+        .unwrap_or(json!("IfNotPresent"));
+    let creds = credentials_secret_name(&name);
+    let root_ref = spec.root_password_secret_ref.clone();
+    let (root_secret, root_key) = match &root_ref {
+        Some(r) => (r.name.clone(), r.key_or_default().to_owned()),
+        None => (creds.clone(), ROOT_PASSWORD_KEY.to_owned()),
+    };
+    let arbiter = index.is_none();
+    let mut mongod = json!({
+        "name": "mongod",
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        // The configuration file only: no password on the command line.
+        "args": ["--config", "/etc/mongod/mongod.conf"],
+        "ports": [{"name": "mongodb", "containerPort": MONGOD_PORT}],
+        "env": [
+            // The official image's entrypoint creates root through the localhost exception on
+            // first start; the password comes from the Secret, never from an argument.
+            {"name": "MONGO_INITDB_ROOT_USERNAME", "value": ROOT_USER},
+            {"name": "MONGO_INITDB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": root_secret, "key": root_key}}},
+        ],
+        "readinessProbe": {"tcpSocket": {"port": MONGOD_PORT}, "initialDelaySeconds": 5, "periodSeconds": 10},
+        "livenessProbe": {"tcpSocket": {"port": MONGOD_PORT}, "initialDelaySeconds": 30, "periodSeconds": 20, "failureThreshold": 6},
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": true,
+            "runAsUser": MONGODB_UID,
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/mongod", "readOnly": true},
+            {"name": "keyfile", "mountPath": "/etc/mongod-keyfile", "readOnly": true},
+            {"name": "data", "mountPath": "/data/db"},
+        ],
+    });
+    if let Some(r) = &spec.resources {
+        mongod["resources"] = serde_json::to_value(r)?;
+    }
+    let mut containers = vec![mongod];
+    let exporter = spec
+        .metrics_exporter_spec
+        .as_ref()
+        .is_none_or(|m| m.enable.unwrap_or(true));
+    if exporter && !arbiter {
+        let mut c = json!({
+            "name": "exporter",
+            "image": EXPORTER_IMAGE,
+            "args": ["--mongodb.uri=mongodb://127.0.0.1:27017/admin?directConnection=true", "--collect-all", "--compatible-mode"],
+            "env": [
+                {"name": "MONGODB_USER", "value": CLUSTER_MONITOR_USER},
+                {"name": "MONGODB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": creds, "key": CLUSTER_MONITOR_PASSWORD_KEY}}},
+            ],
+            "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT}],
+            "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": true, "runAsUser": 65534},
+        });
+        if let Some(r) = spec
+            .metrics_exporter_spec
+            .as_ref()
+            .and_then(|m| m.resources.as_ref())
+        {
+            c["resources"] = serde_json::to_value(r)?;
+        }
+        containers.push(c);
+    }
+    let pod_spec = spec.pod_spec.clone().unwrap_or_default();
+    let affinity = match &pod_spec.affinity {
+        Some(a) => serde_json::to_value(a)?,
+        // Members of one set on different nodes, preferably (kwok and small clusters may have few).
+        None => json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": {
+                "labelSelector": {"matchLabels": managed_labels(&name)},
+                "topologyKey": "kubernetes.io/hostname",
+            },
+        }]}}),
+    };
+    let security = match &pod_spec.security_context {
+        Some(s) => serde_json::to_value(s)?,
+        None => {
+            json!({"runAsNonRoot": true, "runAsUser": MONGODB_UID, "fsGroup": MONGODB_UID, "seccompProfile": {"type": "RuntimeDefault"}})
+        }
+    };
+    let mut pod = json!({
+        "containers": containers,
+        "affinity": affinity,
+        "securityContext": security,
+        "automountServiceAccountToken": false,
+        "terminationGracePeriodSeconds": 30,
+        "volumes": [
+            {"name": "config", "configMap": {"name": mongod_config_name(&name)}},
+            {"name": "keyfile", "secret": {"secretName": spec.keyfile_secret_ref.clone().unwrap_or_else(|| keyfile_secret_name(&name)), "defaultMode": 0o400}},
+        ],
+    });
+    if let Some(ns) = &pod_spec.node_selector {
+        pod["nodeSelector"] = serde_json::to_value(ns)?;
+    }
+    if let Some(t) = &pod_spec.tolerations {
+        pod["tolerations"] = serde_json::to_value(t)?;
+    }
+    if let Some(t) = &pod_spec.topology_spread_constraints {
+        pod["topologySpreadConstraints"] = serde_json::to_value(t)?;
+    }
+    if let Some(ImagePullSecret::Name(n)) = &spec.image_pull_secret
+        && !n.is_empty()
+    {
+        pod["imagePullSecrets"] = json!([{"name": n}]);
+    }
+    let mut sts_spec = json!({
+        "replicas": 1,
+        "serviceName": sts,
+        "selector": {"matchLabels": labels},
+        "updateStrategy": {"type": "OnDelete"},
+        "podManagementPolicy": "Parallel",
+        "template": {"metadata": {"labels": labels}, "spec": pod},
+    });
+    if arbiter {
+        sts_spec["template"]["spec"]["volumes"]
+            .as_array_mut()
+            .map(|v| v.push(json!({"name": "data", "emptyDir": {}})));
+    } else {
+        let persistence = spec.persistence.clone().unwrap_or_default();
+        let mut pvc = json!({
+            "metadata": {"name": "data", "labels": managed_labels(&name)},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": persistence.storage.clone().unwrap_or_else(|| "1Gi".to_owned())}},
+            },
+        });
+        if let Some(sc) = persistence.storage_class_name.filter(|s| !s.is_empty()) {
+            pvc["spec"]["storageClassName"] = json!(sc);
+        }
+        sts_spec["volumeClaimTemplates"] = json!([pvc]);
+        // A member removed by scale-down must not rejoin later with stale data.
+        sts_spec["persistentVolumeClaimRetentionPolicy"] =
+            json!({"whenDeleted": "Delete", "whenScaled": "Delete"});
+    }
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": meta(mdb, &sts, &[(MEMBER_LABEL, &member)])?,
+        "spec": sts_spec,
+    }))?)
+}
+
+/// Every object for `mdb`: the mongod ConfigMap, then per member a Service and a StatefulSet.
+#[derive(Clone, Debug)]
+pub struct DesiredObjects {
+    pub config_map: ConfigMap,
+    pub services: Vec<Service>,
+    pub statefulsets: Vec<StatefulSet>,
+    /// `spec.config` names that are not mongod YAML paths (reported in a condition).
+    pub ignored_config: Vec<String>,
+}
+
+pub fn desired_objects(
+    mdb: &MongoDB,
+    user_yaml: Option<&str>,
+) -> Result<DesiredObjects, ResourceError> {
+    let (conf, ignored_config) = mongod_config(mdb, user_yaml)?;
+    let mut indexes: Vec<Option<i32>> = local_members(&mdb.spec)
+        .into_iter()
+        .map(|m| Some(m.index))
+        .collect();
+    if mdb.spec.arbiter == Some(true) {
+        indexes.push(None);
+    }
+    Ok(DesiredObjects {
+        config_map: config_map(mdb, &conf)?,
+        services: indexes
+            .iter()
+            .map(|i| member_service(mdb, *i))
+            .collect::<Result<_, _>>()?,
+        statefulsets: indexes
+            .iter()
+            .map(|i| member_statefulset(mdb, *i))
+            .collect::<Result<_, _>>()?,
+        ignored_config,
+    })
+}
+
+/// The member index a managed object is for (`None` for the arbiter or foreign objects).
+pub fn member_index_of(labels: &BTreeMap<String, String>) -> Option<i32> {
+    labels.get(MEMBER_LABEL)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use fedstate_api::v1alpha1::MemberRole;
+
+    fn sample() -> MongoDB {
+        let yaml = include_str!("../../deploy/samples/seed/mongodb-single-cluster.yaml");
+        let mut m: MongoDB = serde_yaml::from_str(yaml).unwrap();
+        m.metadata.namespace = Some("demo".into());
+        m.metadata.uid = Some("u-1".into());
+        m
+    }
+
+    #[test]
+    fn the_seed_sample_gets_one_statefulset_and_nodeport_service_per_member() {
+        let mut m = sample();
+        m.spec.members = 3;
+        let d = desired_objects(&m, None).unwrap();
+        assert_eq!(d.statefulsets.len(), 3);
+        let names: Vec<String> = d.services.iter().map(|s| s.name_any()).collect();
+        assert_eq!(
+            names,
+            [
+                "mongodb-sample-mongodb-0",
+                "mongodb-sample-mongodb-1",
+                "mongodb-sample-mongodb-2"
+            ]
+        );
+        assert_eq!(
+            d.services[0].spec.as_ref().unwrap().type_.as_deref(),
+            Some("NodePort")
+        );
+        let sts = &d.statefulsets[1];
+        assert_eq!(sts.owner_references()[0].name, "mongodb-sample");
+        let spec = sts.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(
+            spec.update_strategy.as_ref().unwrap().type_.as_deref(),
+            Some("OnDelete")
+        );
+        let pod = spec.template.spec.as_ref().unwrap();
+        let mongod = &pod.containers[0];
+        assert_eq!(mongod.image.as_deref(), Some("mongo:3.6"));
+        assert_eq!(mongod.image_pull_policy.as_deref(), Some("Always"));
+        assert!(mongod.readiness_probe.is_some() && mongod.liveness_probe.is_some());
+        let limits = mongod.resources.as_ref().unwrap().limits.as_ref().unwrap();
+        assert_eq!(limits["memory"].0, "512Mi");
+        assert!(pod.affinity.as_ref().unwrap().pod_anti_affinity.is_some());
+        assert_eq!(
+            pod.containers.len(),
+            2,
+            "exporter sidecar enabled in the sample"
+        );
+        // Storage: size from the spec; an empty class means the cluster default (no field).
+        let pvc = &spec.volume_claim_templates.as_ref().unwrap()[0];
+        let pvc_spec = pvc.spec.as_ref().unwrap();
+        assert_eq!(
+            pvc_spec
+                .resources
+                .as_ref()
+                .unwrap()
+                .requests
+                .as_ref()
+                .unwrap()["storage"]
+                .0,
+            "1Gi"
+        );
+        assert_eq!(pvc_spec.storage_class_name, None);
+    }
+
+    #[test]
+    fn storage_class_reaches_the_pvc_and_member_roles_pick_the_indexes() {
+        let mut m = sample();
+        m.spec.persistence.as_mut().unwrap().storage_class_name = Some("fast".into());
+        m.spec.members = 2;
+        m.spec.member_roles = Some(vec![
+            MemberRole {
+                member_index: 3,
+                votes: 1,
+                priority: 2,
+            },
+            MemberRole {
+                member_index: 5,
+                votes: 0,
+                priority: 0,
+            },
+        ]);
+        let d = desired_objects(&m, None).unwrap();
+        let names: Vec<String> = d.statefulsets.iter().map(|s| s.name_any()).collect();
+        assert_eq!(
+            names,
+            ["mongodb-sample-mongodb-3", "mongodb-sample-mongodb-5"]
+        );
+        let pvc = &d.statefulsets[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .volume_claim_templates
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(
+            pvc.spec.as_ref().unwrap().storage_class_name.as_deref(),
+            Some("fast")
+        );
+        assert_eq!(member_index_of(d.services[1].labels()), Some(5));
+    }
+
+    #[test]
+    fn no_password_in_any_generated_object() {
+        let m = sample();
+        let d = desired_objects(&m, None).unwrap();
+        let all = serde_json::to_string(&(&d.config_map, &d.services, &d.statefulsets)).unwrap();
+        // The sample's rootPassword and pull-secret password.
+        assert!(!all.contains("123456"));
+        assert!(!all.contains("\"admin\""));
+        assert!(all.contains("MONGO_INITDB_ROOT_PASSWORD"));
+        assert!(all.contains("secretKeyRef"));
+        for sts in &d.statefulsets {
+            for c in &sts
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap()
+                .containers
+            {
+                for a in c.args.iter().flatten() {
+                    assert!(!a.to_lowercase().contains("password"), "{a}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mongod_config_merges_user_yaml_and_spec_but_keeps_what_the_agent_owns() {
+        let mut m = sample();
+        m.spec.config = Some(vec![
+            fedstate_api::v1alpha1::ConfigVar {
+                name: Some("operationProfiling.mode".into()),
+                value: Some("slowOp".into()),
+            },
+            fedstate_api::v1alpha1::ConfigVar {
+                name: Some("LOG_LEVEL".into()),
+                value: Some("info".into()),
+            },
+        ]);
+        let (yaml, ignored) = mongod_config(
+            &m,
+            Some("net:\n  port: 1234\n  maxIncomingConnections: 100\nreplication:\n  replSetName: evil\n"),
+        )
+        .unwrap();
+        let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(v["net"]["port"], serde_yaml::Value::from(27017));
+        assert_eq!(
+            v["net"]["maxIncomingConnections"],
+            serde_yaml::Value::from(100)
+        );
+        assert_eq!(
+            v["replication"]["replSetName"],
+            serde_yaml::Value::from("mongodb-sample")
+        );
+        assert_eq!(
+            v["operationProfiling"]["mode"],
+            serde_yaml::Value::from("slowOp")
+        );
+        assert_eq!(
+            v["security"]["authorization"],
+            serde_yaml::Value::from("enabled")
+        );
+        assert_eq!(ignored, ["LOG_LEVEL"]);
+        assert!(mongod_config(&m, Some("- not a map")).is_err());
+    }
+
+    #[test]
+    fn arbiter_has_no_volume_claim_and_single_cluster_votes_stop_at_seven() {
+        let mut m = sample();
+        m.spec.arbiter = Some(true);
+        m.spec.members = 9;
+        let d = desired_objects(&m, None).unwrap();
+        assert_eq!(
+            d.statefulsets.last().unwrap().name_any(),
+            "mongodb-sample-mongodb-arbiter"
+        );
+        assert!(
+            d.statefulsets
+                .last()
+                .unwrap()
+                .spec
+                .as_ref()
+                .unwrap()
+                .volume_claim_templates
+                .is_none()
+        );
+        let voters = local_members(&m.spec)
+            .iter()
+            .filter(|l| l.votes == 1)
+            .count();
+        assert_eq!(voters, 7);
+    }
+}

@@ -7,10 +7,12 @@
 //! * [`status`]: the binding's `aggregatedStatus` → our status and conditions (pure).
 //! * [`teardown`]: the ordered deletion steps (pure).
 //! * [`controller`]: the kube-runtime controller that gathers inputs and applies outputs.
+//! * [`service`]: flags, admin server (`/metrics`, `/healthz`, `/readyz`), leader election.
 
 pub mod controller;
 pub mod desired;
 pub mod members;
 pub mod secrets;
+pub mod service;
 pub mod status;
 pub mod teardown;

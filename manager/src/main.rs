@@ -1,1 +1,12 @@
-fn main() {}
+//! `fedstate-manager`: see `--help` and `manager/README.md`.
+
+use clap::Parser;
+use fedstate_manager::service::{Args, run};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    fedstate_runtime::telemetry::init(args.common.log_format);
+    run(args).await?;
+    Ok(())
+}

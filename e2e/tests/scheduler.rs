@@ -1,0 +1,545 @@
+//! End-to-end tests of `fedstate-scheduler` on the local federation (real Karmada apiserver,
+//! controller-manager, karmada-scheduler and one real karmada-scheduler-estimator per member;
+//! nodes faked by kwok). The scheduler runs in-process (its real controllers, dialing the real
+//! estimators over mTLS) so each scenario can stop it cleanly. Scenarios, in order:
+//!
+//! 1. FedState's own MultiCloudMongoDB sample applies unchanged and gets a quorum-safe placement
+//!    over three clusters from the estimators' capacity.
+//! 2. Scaling 3 → 5 → 3 changes exactly the added or removed members.
+//! 3. Karmada-native: a Deployment whose PropagationPolicy names our scheduler gets
+//!    `spec.clusters` from us (karmada-scheduler leaves it alone) and its pods run.
+//! 4. A member whose estimator cannot be reached falls back to the general estimate without
+//!    stalling the others.
+//! 5. Killing a member moves only that member's share to the survivors, with the Failover reason.
+//!
+//! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clap::Parser;
+use fedstate_api::scheduler_result::SchedulerResult;
+use fedstate_api::{MultiCloudMongoDB, names::SCHEDULER_RESULT_ANNOTATION};
+use fedstate_e2e::harness::{self, apply_json, eventually, propagation_policy_resource};
+use fedstate_local::{Federation, member_name};
+use fedstate_scheduler::service::{self, RunArgs};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams, PostParams};
+use kube::{CustomResourceExt, ResourceExt};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const NAMESPACE: &str = "fedstate-e2e-scheduler";
+const WAIT: Duration = Duration::from_secs(120);
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[test]
+fn scheduler_e2e() {
+    if let Some(why) = harness::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let fed = harness::federation().await;
+        let karmada = fed.karmada_client().await.expect("karmada client");
+        install_crds(&karmada).await;
+        create_namespace(&karmada).await;
+        label_nodes_for_the_sample(&fed).await;
+
+        let stop = CancellationToken::new();
+        let scheduler = start_scheduler(&fed, karmada.clone(), stop.clone());
+
+        eprintln!("scenario 1: the seed sample gets a quorum-safe placement");
+        let first = seed_sample_is_placed_quorum_safe(&karmada).await;
+        eprintln!("scenario 2: scale 3 -> 5 -> 3 moves exactly the difference");
+        scaling_changes_exactly_the_difference(&karmada).await;
+        eprintln!("scenario 3: Karmada-native scheduling of a Deployment");
+        deployment_naming_us_is_scheduled_by_us(&fed, &karmada).await;
+        eprintln!("scenario 4: an unreachable estimator falls back to the general estimate");
+        unreachable_estimator_falls_back(&fed, &karmada).await;
+        eprintln!("scenario 5: a lost member's share moves to the survivors");
+        lost_member_moves_only_its_share(&fed, &karmada, first).await;
+
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), scheduler).await;
+        fed.down().expect("down");
+    });
+}
+
+fn start_scheduler(
+    fed: &Federation,
+    client: kube::Client,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let tls = fed.estimator_tls();
+    let kubeconfig = fed.karmada_kubeconfig();
+    let cli = Cli::parse_from([
+        "fedstate-scheduler".to_owned(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--admin-addr=127.0.0.1:0".to_owned(),
+        format!("--scheduler-estimator-ca-file={}", tls.ca_cert.display()),
+        format!(
+            "--scheduler-estimator-cert-file={}",
+            tls.client_cert.display()
+        ),
+        format!(
+            "--scheduler-estimator-key-file={}",
+            tls.client_key.display()
+        ),
+        "--scheduler-estimator-timeout=2s".to_owned(),
+        "--scheduler-estimator-budget=4s".to_owned(),
+    ]);
+    tokio::spawn(async move {
+        let health = fedstate_runtime::admin::Health::default();
+        if let Err(e) = service::controllers(client, &cli.run, health, stop).await {
+            panic!("scheduler stopped: {e}");
+        }
+    })
+}
+
+async fn install_crds(karmada: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(karmada.clone());
+    for crd in [MultiCloudMongoDB::crd(), fedstate_api::MongoDB::crd()] {
+        // What ships in deploy/crds is what we install.
+        let name = crd.name_any();
+        crds.patch(
+            &name,
+            &PatchParams::apply(harness::FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("install CRD {name}: {e}"));
+    }
+    eventually("our CRDs are established", WAIT, || async {
+        let list = crds
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let established = list
+            .items
+            .iter()
+            .filter(|c| c.spec.group == fedstate_api::GROUP)
+            .filter(|c| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                    })
+            })
+            .count();
+        if established == 2 {
+            Ok(())
+        } else {
+            Err(format!("{established} of 2 established"))
+        }
+    })
+    .await;
+}
+
+async fn create_namespace(karmada: &kube::Client) {
+    let namespaces: Api<Namespace> = Api::all(karmada.clone());
+    if namespaces
+        .get_opt(NAMESPACE)
+        .await
+        .expect("get namespace")
+        .is_none()
+    {
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": NAMESPACE}})).expect("namespace");
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+    }
+}
+
+/// The seed sample selects nodes `deploy: mongo`; give every member's nodes that label so the
+/// estimators count them (a member without such nodes would rightly report 0).
+async fn label_nodes_for_the_sample(fed: &Federation) {
+    for i in 1..=fed.members() {
+        let client = fed.member_client(i).await.expect("member client");
+        let nodes: Api<Node> = Api::all(client);
+        for node in nodes
+            .list(&ListParams::default())
+            .await
+            .expect("list nodes")
+            .items
+        {
+            let patch = json!({"metadata": {"labels": {"deploy": "mongo"}}});
+            nodes
+                .patch(
+                    &node.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .expect("label node");
+        }
+    }
+}
+
+fn sample(file: &str, name: &str) -> serde_json::Value {
+    let path = fedstate_local::layout::repository_root()
+        .join("deploy/samples/seed")
+        .join(file);
+    let mut v: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("sample")).expect("yaml");
+    v["metadata"]["name"] = json!(name);
+    v["metadata"]["namespace"] = json!(NAMESPACE);
+    v
+}
+
+fn mcm_resource() -> ApiResource {
+    ApiResource::erase::<MultiCloudMongoDB>(&())
+}
+
+/// Waits until the object's annotation is a placement for its current generation.
+async fn placement_of(
+    karmada: &kube::Client,
+    name: &str,
+    what: &str,
+    accept: impl Fn(&SchedulerResult) -> bool,
+) -> (MultiCloudMongoDB, SchedulerResult) {
+    let api: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), NAMESPACE);
+    eventually(what, WAIT, || {
+        let api = api.clone();
+        let accept = &accept;
+        async move {
+            let obj = api.get(name).await.map_err(|e| e.to_string())?;
+            let raw = obj
+                .annotations()
+                .get(SCHEDULER_RESULT_ANNOTATION)
+                .cloned()
+                .ok_or("no schedulerResult yet")?;
+            let r = SchedulerResult::parse(&raw).map_err(|e| e.to_string())?;
+            if r.generation != obj.metadata.generation {
+                return Err(format!(
+                    "placement is for generation {:?}, object is at {:?}",
+                    r.generation, obj.metadata.generation
+                ));
+            }
+            if !accept(&r) {
+                return Err(format!("placement {raw} not accepted yet"));
+            }
+            Ok((obj, r))
+        }
+    })
+    .await
+}
+
+fn per_cluster(r: &SchedulerResult) -> BTreeMap<String, i32> {
+    r.clusters
+        .iter()
+        .filter(|c| c.replicaset > 0)
+        .map(|c| (c.cluster.clone(), c.replicaset))
+        .collect()
+}
+
+fn condition<'a>(obj: &'a MultiCloudMongoDB, type_: &str) -> Option<&'a fedstate_api::Condition> {
+    obj.status
+        .as_ref()
+        .and_then(|s| fedstate_api::condition::find_condition(&s.conditions, type_))
+}
+
+async fn seed_sample_is_placed_quorum_safe(karmada: &kube::Client) -> SchedulerResult {
+    apply_json(
+        karmada,
+        &mcm_resource(),
+        sample("multicloudmongodb-full.yaml", "seed-full"),
+    )
+    .await;
+    let (_, r) = placement_of(karmada, "seed-full", "the seed sample is placed", |_| true).await;
+    assert_eq!(r.total_data_members(), 5);
+    assert_eq!(
+        per_cluster(&r).len(),
+        3,
+        "5 members over 3 members clusters: {r:?}"
+    );
+    assert_eq!(r.quorum_safe, Some(true), "{r:?}");
+    assert!(
+        r.clusters.iter().all(|c| c.votes.unwrap_or(0) <= 2),
+        "no cluster may hold a voting majority: {r:?}"
+    );
+    // The status tells the same story.
+    let api: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), NAMESPACE);
+    let obj = eventually("status shows the placement", WAIT, || {
+        let api = api.clone();
+        async move {
+            let obj = api.get("seed-full").await.map_err(|e| e.to_string())?;
+            if obj
+                .status
+                .as_ref()
+                .and_then(|s| s.placement.as_ref())
+                .is_some()
+            {
+                Ok(obj)
+            } else {
+                Err("no status.placement".into())
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        condition(&obj, "Scheduled").map(|c| c.is_true()),
+        Some(true)
+    );
+    assert_eq!(
+        condition(&obj, "QuorumAtRisk").map(|c| c.is_true()),
+        Some(false)
+    );
+    assert_eq!(obj.status.unwrap().placement.unwrap().summary, r.summary());
+    r
+}
+
+async fn set_replicas(karmada: &kube::Client, name: &str, replicas: i32) {
+    let api: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), NAMESPACE);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"replicaset": replicas}})),
+    )
+    .await
+    .expect("scale");
+}
+
+fn moved(before: &BTreeMap<String, i32>, after: &BTreeMap<String, i32>) -> i32 {
+    let names: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    names
+        .into_iter()
+        .map(|n| (before.get(n).copied().unwrap_or(0) - after.get(n).copied().unwrap_or(0)).abs())
+        .sum()
+}
+
+async fn scaling_changes_exactly_the_difference(karmada: &kube::Client) {
+    let mut obj = sample("multicloudmongodb-minimal.yaml", "scaling");
+    obj["spec"]["replicaset"] = json!(3);
+    apply_json(karmada, &mcm_resource(), obj).await;
+    let (_, three) = placement_of(karmada, "scaling", "3 members placed", |r| {
+        r.total_data_members() == 3
+    })
+    .await;
+    set_replicas(karmada, "scaling", 5).await;
+    let (_, five) = placement_of(karmada, "scaling", "scaled to 5", |r| {
+        r.total_data_members() == 5
+    })
+    .await;
+    assert_eq!(
+        moved(&per_cluster(&three), &per_cluster(&five)),
+        2,
+        "3 -> 5 must add exactly 2: {three:?} -> {five:?}"
+    );
+    set_replicas(karmada, "scaling", 3).await;
+    let (_, back) = placement_of(karmada, "scaling", "scaled back to 3", |r| {
+        r.total_data_members() == 3
+    })
+    .await;
+    assert_eq!(
+        moved(&per_cluster(&five), &per_cluster(&back)),
+        2,
+        "5 -> 3 must remove exactly 2: {five:?} -> {back:?}"
+    );
+    assert_eq!(back.quorum_safe, Some(true));
+}
+
+async fn deployment_naming_us_is_scheduled_by_us(fed: &Federation, karmada: &kube::Client) {
+    let name = "native";
+    apply_json(karmada, &ApiResource::erase::<Deployment>(&()), json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app": name}},
+        "spec": {"replicas": 6, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "100m"}}}]}}}
+    }))
+    .await;
+    apply_json(karmada, &propagation_policy_resource(), json!({
+        "apiVersion": "policy.karmada.io/v1alpha1", "kind": "PropagationPolicy",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "schedulerName": fedstate_api::names::DEFAULT_SCHEDULER_NAME,
+            "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name}],
+            "placement": {"replicaScheduling": {"replicaSchedulingType": "Divided", "replicaDivisionPreference": "Weighted",
+                                                "weightPreference": {"staticWeightList": [
+                                                    {"targetCluster": {"clusterNames": [member_name(1)]}, "weight": 1},
+                                                    {"targetCluster": {"clusterNames": [member_name(2)]}, "weight": 2}]}}}
+        }
+    }))
+    .await;
+    let bindings: Api<fedstate_api::karmada::binding::ResourceBinding> =
+        Api::namespaced(karmada.clone(), NAMESPACE);
+    let rb = eventually("the binding is scheduled", WAIT, || {
+        let bindings = bindings.clone();
+        async move {
+            let rb = bindings
+                .get(&format!("{name}-deployment"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let scheduled = rb.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Scheduled" && c.status == "True")
+            });
+            if scheduled && !rb.spec.clusters.is_empty() {
+                Ok(rb)
+            } else {
+                Err(format!("clusters {:?}", rb.spec.clusters))
+            }
+        }
+    })
+    .await;
+    let got: BTreeMap<String, i32> = rb
+        .spec
+        .clusters
+        .iter()
+        .map(|c| (c.name.clone(), c.replicas))
+        .collect();
+    assert_eq!(
+        got,
+        BTreeMap::from([(member_name(1), 2), (member_name(2), 4)]),
+        "static weights 1:2 over 6 replicas"
+    );
+    let message = &rb
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Scheduled")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains(&format!("{}:2", member_name(1))),
+        "our scheduler wrote this condition: {message}"
+    );
+    assert!(
+        rb.annotations()
+            .contains_key(fedstate_api::karmada::binding::APPLIED_PLACEMENT_ANNOTATION)
+    );
+    // And the workload really lands: pods Running under kwok in member 2.
+    let pods: Api<Pod> = Api::namespaced(
+        fed.member_client(2).await.expect("member client"),
+        NAMESPACE,
+    );
+    eventually("4 pods run in member 2", WAIT, || {
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(&ListParams::default().labels(&format!("app={name}")))
+                .await
+                .map_err(|e| e.to_string())?;
+            let running = list
+                .items
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .count();
+            if running == 4 {
+                Ok(())
+            } else {
+                Err(format!("{running} running"))
+            }
+        }
+    })
+    .await;
+}
+
+async fn unreachable_estimator_falls_back(fed: &Federation, karmada: &kube::Client) {
+    let member = fed.members();
+    let services: Api<Service> = Api::namespaced(karmada.clone(), "karmada-system");
+    let svc_name = format!("karmada-scheduler-estimator-{}", member_name(member));
+    let port = fedstate_local::ESTIMATOR_SERVICE_PORT;
+    let break_it = json!({"spec": {"ports": [{"name": "grpc-or-https", "port": port, "protocol": "TCP", "targetPort": 9}]}});
+    services
+        .patch(&svc_name, &PatchParams::default(), &Patch::Merge(&break_it))
+        .await
+        .expect("break estimator service");
+
+    let mut obj = sample("multicloudmongodb-minimal.yaml", "fallback");
+    obj["spec"]["replicaset"] = json!(3);
+    let started = std::time::Instant::now();
+    apply_json(karmada, &mcm_resource(), obj).await;
+    let (_, r) = placement_of(
+        karmada,
+        "fallback",
+        "placed despite one unreachable estimator",
+        |_| true,
+    )
+    .await;
+    // The member without an accurate answer still counts (general estimate), so the placement
+    // stays quorum-safe over three clusters.
+    assert_eq!(per_cluster(&r).len(), 3, "{r:?}");
+    assert!(per_cluster(&r).contains_key(&member_name(member)), "{r:?}");
+    eprintln!(
+        "  placed {:.1}s after create with {} unreachable",
+        started.elapsed().as_secs_f32(),
+        member_name(member)
+    );
+
+    let restore = json!({"spec": {"ports": [{"name": "grpc-or-https", "port": port, "protocol": "TCP", "targetPort": fed.estimator_address(member).port()}]}});
+    services
+        .patch(&svc_name, &PatchParams::default(), &Patch::Merge(&restore))
+        .await
+        .expect("restore estimator service");
+}
+
+async fn lost_member_moves_only_its_share(
+    fed: &Federation,
+    karmada: &kube::Client,
+    before: SchedulerResult,
+) {
+    let before = per_cluster(&before);
+    let victim_index = (1..=fed.members())
+        .find(|i| before.contains_key(&member_name(*i)))
+        .expect("a member hosts members");
+    let victim = member_name(victim_index);
+    fed.kill_member(victim_index).expect("kill member");
+    let (obj, after) = placement_of(karmada, "seed-full", "the lost member's share moved", |r| {
+        r.clusters
+            .iter()
+            .all(|c| c.cluster != victim || c.replicaset == 0)
+    })
+    .await;
+    let after = per_cluster(&after);
+    assert_eq!(after.values().sum::<i32>(), 5);
+    for (cluster, n) in &before {
+        if *cluster != victim {
+            assert!(
+                after.get(cluster).copied().unwrap_or(0) >= *n,
+                "{cluster} lost members: {before:?} -> {after:?}"
+            );
+        }
+    }
+    assert_eq!(
+        moved(&before, &after),
+        2 * before[&victim],
+        "only the victim's members move: {before:?} -> {after:?}"
+    );
+    let api: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), NAMESPACE);
+    let name = obj.name_any();
+    let obj = eventually("the condition says Failover", WAIT, || {
+        let (api, name) = (api.clone(), name.clone());
+        async move {
+            let o = api.get(&name).await.map_err(|e| e.to_string())?;
+            match condition(&o, "Scheduled") {
+                Some(c) if c.reason.as_deref() == Some("Failover") => Ok(o),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    assert!(condition(&obj, "Scheduled").unwrap().is_true());
+    fed.restore_member(victim_index)
+        .await
+        .expect("restore member");
+}

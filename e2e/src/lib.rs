@@ -1,1 +1,7 @@
-//! Placeholder; see the crate description.
+//! Harness of FedState's end-to-end tests on the local federation (`deploy/local`).
+//!
+//! The e2e tier runs only when `FEDSTATE_E2E=1`; otherwise each test prints `skipped: <why>` and
+//! passes, so `cargo test --workspace` stays fast. With `FEDSTATE_E2E=1` a missing binary is a
+//! failure, not a skip. Build the binaries with `deploy/local/build.sh`.
+
+pub mod harness;

@@ -41,3 +41,7 @@ pub use layout::{PortPlan, RunLayout, member_name, member_vip};
 /// Port the estimator Services in the Karmada apiserver expose (karmada-scheduler's
 /// `--scheduler-estimator-port`, Karmada's default); their `targetPort` is the real loopback port.
 pub const ESTIMATOR_SERVICE_PORT: u16 = 10352;
+
+/// Default `RUST_LOG` filter of the CLI and the e2e harness: progress at info; kube-client's
+/// per-request errors (expected while apiservers start) silenced.
+pub const DEFAULT_LOG_FILTER: &str = "info,kube_client=off";

@@ -116,7 +116,6 @@ pub fn stop_all(records: &[&ProcessRecord], grace: Duration) {
         std::thread::sleep(Duration::from_millis(100));
     }
     for r in alive.iter().filter(|r| r.is_alive()) {
-        tracing::warn!(component = %r.spec.name, pid = r.pid, "did not stop on SIGTERM; killing");
         r.stop(Duration::ZERO);
     }
 }

@@ -6,3 +6,5 @@ pub mod converge;
 pub mod planner;
 pub mod replset;
 pub mod resources;
+pub mod rollout;
+pub mod status;

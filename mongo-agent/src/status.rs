@@ -1,0 +1,294 @@
+//! The `MongoDB` status, pure: `replset` from `replSetGetStatus`, `currentInfo`, state and
+//! conditions. One sick member makes the object `Degraded` (a condition), not `Error`.
+
+use fedstate_api::condition::{Condition, ConditionStatus, set_condition};
+use fedstate_api::v1alpha1::{CurrentInfo, MongoDBStatus, MongoState, ReplSetMemberStatus};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ResourceRequirements;
+
+use crate::converge::Outcome;
+
+/// The annotation naming the generation the user allows a forced reconfig for.
+pub const FORCE_RECONFIG_ANNOTATION: &str = "middleware.fedstate.io/force-reconfig-generation";
+
+pub const READY: &str = "ServerReady";
+pub const DEGRADED: &str = "Degraded";
+pub const QUORUM_LOST: &str = "QuorumLost";
+pub const SCALING: &str = "ScalingInProgress";
+pub const CONFIG_VALID: &str = "ConfigValid";
+
+/// What one reconcile learnt.
+#[derive(Clone, Debug, Default)]
+pub struct Observation<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub generation: Option<i64>,
+    pub paused: bool,
+    /// A spec problem the user must fix (unsupported image, bad user config).
+    pub spec_error: Option<String>,
+    /// Replica-set step result, or why it could not run.
+    pub outcome: Option<Result<Outcome, String>>,
+    pub members: &'a [ReplSetMemberStatus],
+    /// Own member pods running now.
+    pub running: i32,
+    pub resources: Option<ResourceRequirements>,
+    pub ignored_config: &'a [String],
+}
+
+fn cond(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    g: Option<i64>,
+) -> Condition {
+    Condition::new(type_, ConditionStatus::from_bool(ok), reason, message, g)
+}
+
+/// The message of `QuorumLost`: what happened and the exact opt-in.
+pub fn quorum_lost_message(
+    name: &str,
+    namespace: &str,
+    generation: Option<i64>,
+    reachable: usize,
+    voters: usize,
+) -> String {
+    format!(
+        "only {reachable} of {voters} voting members are reachable, so the replica set has no primary and cannot change its members; FedState never forces a reconfig on its own. If the lost members will not come back, allow a forced reconfig from the reachable members (writes they did not replicate may be lost): kubectl -n {namespace} annotate mongodb {name} {FORCE_RECONFIG_ANNOTATION}={} --overwrite",
+        generation.unwrap_or(0)
+    )
+}
+
+/// The new status from the previous one and this reconcile's observation.
+pub fn compute(
+    previous: Option<&MongoDBStatus>,
+    o: &Observation<'_>,
+    now: Timestamp,
+) -> MongoDBStatus {
+    let mut s = previous.cloned().unwrap_or_default();
+    let g = o.generation;
+    s.observed_generation = g;
+    if !o.members.is_empty() {
+        s.replset = o.members.to_vec();
+    }
+    s.current_info = Some(CurrentInfo {
+        members: o.running,
+        resources: o.resources.clone(),
+        custom_config: None,
+    });
+    let sick: Vec<&str> = o
+        .members
+        .iter()
+        .filter(|m| m.health == 0 || !matches!(m.state, 1 | 2 | 7))
+        .map(|m| m.name.as_str())
+        .collect();
+    let mut conds = std::mem::take(&mut s.conditions);
+    let mut set = |c: Condition| {
+        set_condition(&mut conds, c, now);
+    };
+    if !o.ignored_config.is_empty() {
+        set(cond(
+            CONFIG_VALID,
+            false,
+            "IgnoredConfig",
+            format!(
+                "spec.config: {} are not mongod configuration paths (use dotted names such as operationProfiling.mode) and were ignored",
+                o.ignored_config.join(", ")
+            ),
+            g,
+        ));
+    } else {
+        set(cond(CONFIG_VALID, true, "Valid", "", g));
+    }
+    let state = if o.paused {
+        set(cond(
+            READY,
+            false,
+            "Paused",
+            "spec.pause is true: the agent changes nothing",
+            g,
+        ));
+        MongoState::Pause
+    } else if let Some(e) = &o.spec_error {
+        set(cond(READY, false, "InvalidSpec", e.clone(), g));
+        MongoState::Error
+    } else {
+        match &o.outcome {
+            None => MongoState::Reconciling,
+            Some(Err(e)) => {
+                set(cond(READY, false, "ReplicaSetUnreachable", e.clone(), g));
+                MongoState::Reconciling
+            }
+            Some(Ok(outcome)) => {
+                let lost = matches!(outcome, Outcome::QuorumLost { .. });
+                match outcome {
+                    Outcome::QuorumLost {
+                        reachable_voters,
+                        voters,
+                    } => set(cond(
+                        QUORUM_LOST,
+                        true,
+                        "MajorityUnreachable",
+                        quorum_lost_message(o.name, o.namespace, g, *reachable_voters, *voters),
+                        g,
+                    )),
+                    _ => set(cond(QUORUM_LOST, false, "MajorityReachable", "", g)),
+                }
+                let done = *outcome == Outcome::Done;
+                set(cond(
+                    SCALING,
+                    !done && !lost,
+                    if done { "Converged" } else { "InProgress" },
+                    match outcome {
+                        Outcome::Waiting(w) => w.clone(),
+                        Outcome::Reconfigured { reason, version } => {
+                            format!("config version {version}: {reason}")
+                        }
+                        Outcome::Initiated { on } => format!("initiated on {on}"),
+                        Outcome::SteppedDown { host } => format!("stepped down {host}"),
+                        Outcome::ForcedReconfig { on, version } => {
+                            format!(
+                                "forced reconfig on {on} (version {version}) by the user's opt-in"
+                            )
+                        }
+                        Outcome::ForeignSet { host, set_name } => format!(
+                            "{host} already belongs to replica set {set_name}; FedState will not join or re-initiate it"
+                        ),
+                        _ => String::new(),
+                    },
+                    g,
+                ));
+                match outcome {
+                    Outcome::ForeignSet { .. } => {
+                        set(cond(
+                            READY,
+                            false,
+                            "ForeignReplicaSet",
+                            "a desired host belongs to another replica set",
+                            g,
+                        ));
+                        MongoState::Error
+                    }
+                    Outcome::QuorumLost { .. } => {
+                        set(cond(READY, false, "QuorumLost", "no primary", g));
+                        MongoState::Error
+                    }
+                    Outcome::Done => {
+                        set(cond(READY, true, "Running", "", g));
+                        MongoState::Running
+                    }
+                    _ => MongoState::Reconciling,
+                }
+            }
+        }
+    };
+    if sick.is_empty() {
+        set(cond(DEGRADED, false, "AllMembersHealthy", "", g));
+    } else {
+        set(cond(
+            DEGRADED,
+            true,
+            "MembersUnhealthy",
+            format!("not healthy: {}", sick.join(", ")),
+            g,
+        ));
+    }
+    s.conditions = conds;
+    s.state = Some(state);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn member(i: i32, health: i32, state: i32) -> ReplSetMemberStatus {
+        ReplSetMemberStatus {
+            id: i,
+            name: format!("127.0.1.{i}:30000"),
+            health,
+            state,
+            state_str: String::new(),
+            sync_source_host: None,
+            syncing_to: None,
+        }
+    }
+
+    fn find<'a>(s: &'a MongoDBStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn one_sick_member_is_degraded_not_error() {
+        let members = [member(0, 1, 1), member(1, 1, 2), member(2, 0, 8)];
+        let o = Observation {
+            name: "demo",
+            namespace: "ns",
+            generation: Some(3),
+            outcome: Some(Ok(Outcome::Done)),
+            members: &members,
+            running: 1,
+            ..Default::default()
+        };
+        let s = compute(None, &o, Timestamp::UNIX_EPOCH);
+        assert_eq!(s.state, Some(MongoState::Running));
+        assert!(find(&s, DEGRADED).is_true());
+        assert!(
+            find(&s, DEGRADED)
+                .message
+                .as_ref()
+                .unwrap()
+                .contains("127.0.1.2:30000")
+        );
+        assert_eq!(s.replset.len(), 3);
+        assert_eq!(s.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn quorum_lost_tells_the_exact_opt_in() {
+        let o = Observation {
+            name: "demo",
+            namespace: "ns",
+            generation: Some(7),
+            outcome: Some(Ok(Outcome::QuorumLost {
+                reachable_voters: 1,
+                voters: 3,
+            })),
+            ..Default::default()
+        };
+        let s = compute(None, &o, Timestamp::UNIX_EPOCH);
+        assert_eq!(s.state, Some(MongoState::Error));
+        let msg = find(&s, QUORUM_LOST).message.clone().unwrap();
+        assert!(msg.contains("kubectl -n ns annotate mongodb demo middleware.fedstate.io/force-reconfig-generation=7"), "{msg}");
+        assert!(msg.contains("1 of 3"));
+    }
+
+    #[test]
+    fn pause_and_spec_errors_win() {
+        let o = Observation {
+            name: "demo",
+            paused: true,
+            outcome: Some(Ok(Outcome::Done)),
+            ..Default::default()
+        };
+        assert_eq!(
+            compute(None, &o, Timestamp::UNIX_EPOCH).state,
+            Some(MongoState::Pause)
+        );
+        let o = Observation {
+            name: "demo",
+            spec_error: Some("spec.image: image \"mongo:3.6\" is MongoDB 3.6; supported versions are 4.4 to 8.0 (e.g. mongo:7.0)".into()),
+            ..Default::default()
+        };
+        let s = compute(None, &o, Timestamp::UNIX_EPOCH);
+        assert_eq!(s.state, Some(MongoState::Error));
+        assert!(
+            find(&s, READY)
+                .message
+                .as_ref()
+                .unwrap()
+                .contains("spec.image")
+        );
+    }
+}

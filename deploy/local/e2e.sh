@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The e2e tier: build (or reuse) the pinned Go binaries, run the e2e tests (each test binary
+# brings up its own local federation and tears it down), then check that no process of the e2e
+# federation is left. Extra arguments go to the test binaries (e.g. a test name filter).
+#
+#   deploy/local/e2e.sh                   # all e2e tests
+#   deploy/local/e2e.sh federation_smoke  # just the smoke tests
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+run_dir="${FEDSTATE_E2E_DIR:-$repo/.fedstate-local/e2e}"
+
+bin_dir="$("$here/build.sh" | tail -n 1)"
+export FEDSTATE_LOCAL_BIN_DIR="$bin_dir" FEDSTATE_E2E=1 FEDSTATE_E2E_DIR="$run_dir"
+
+status=0
+(cd "$repo" && cargo test -p fedstate-e2e -- --nocapture --test-threads=1 "$@") || status=$?
+
+# Processes of our binaries that still name the e2e run directory.
+left=()
+for p in /proc/[0-9]*; do
+    exe="$(readlink "$p/exe" 2>/dev/null || true)"
+    [[ "$exe" == "$bin_dir"/* ]] || continue
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$run_dir"; then
+        left+=("${p#/proc/} $(basename "$exe")")
+    fi
+done
+if ((${#left[@]})); then
+    echo "e2e: processes left behind (pid name): ${left[*]}" >&2
+    echo "e2e: logs in $run_dir/logs" >&2
+    exit 1
+fi
+if ((status != 0)); then
+    echo "e2e: tests failed; process logs of the last federation are in $run_dir/logs" >&2
+fi
+exit "$status"

@@ -163,6 +163,13 @@ impl Federation {
                 options.members
             )));
         }
+        let highest = u32::from(options.ports.base) + 100 * options.members + 19;
+        if options.ports.base == 0 || highest > u32::from(u16::MAX) {
+            return Err(Error::InvalidArgument(format!(
+                "port base {} leaves no room for {} members (highest port would be {highest})",
+                options.ports.base, options.members
+            )));
+        }
         let layout = RunLayout::new(&options.run_dir);
         if let Ok(state) = read_state(&layout)
             && state.processes.iter().any(ProcessRecord::is_alive)

@@ -13,7 +13,7 @@ use fedstate_local::{Federation, Options, PortPlan, RunLayout};
 /// Binaries come from `deploy/local/build.sh` (run `fedstate-local build` first). Admin
 /// kubeconfigs are written to <run-dir>/kubeconfig/, process logs to <run-dir>/logs/.
 #[derive(Debug, Parser)]
-#[command(name = "fedstate-local", version)]
+#[command(name = "fedstate-local", version, after_long_help = ENVIRONMENT)]
 struct Cli {
     /// Run directory (state, logs, certificates, kubeconfigs).
     /// Default: <repository>/.fedstate-local/run.
@@ -58,6 +58,23 @@ enum Command {
         index: u32,
     },
 }
+
+const ENVIRONMENT: &str = "\
+Environment:
+  FEDSTATE_LOCAL_DIR        run directory (default <repository>/.fedstate-local/run)
+  FEDSTATE_LOCAL_PORT_BASE  first port of the plan (default 31000)
+  FEDSTATE_LOCAL_BIN_DIR    use the Go binaries in this directory instead of build.sh's cache
+  FEDSTATE_LOCAL_CACHE      cache root of build.sh (default ~/.cache/fedstate-local)
+  RUST_LOG                  log filter (default info)
+
+Files (in the run directory):
+  kubeconfig/karmada.kubeconfig, kubeconfig/member<N>.kubeconfig   admin kubeconfigs
+  logs/<component>.log                                           one log per process
+  state.json                                                     what `up` started
+
+Ports (127.0.0.1): etcd base, Karmada apiserver base+10, member N apiserver base+100*N,
+member N estimator gRPC base+100*N+4 (TLS, client certificate required). See
+deploy/local/README.md for the full plan, node capacities and measured times.";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

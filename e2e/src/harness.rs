@@ -63,8 +63,20 @@ pub async fn federation() -> Federation {
         )
         .with_test_writer()
         .try_init();
+    let options = e2e_options();
+    // A test run killed before its teardown (CI timeout, SIGKILL) leaves its processes running;
+    // the e2e run directory is ours alone, so stop them rather than refuse to start.
+    if let Ok(stale) = Federation::attach(&options.run_dir) {
+        eprintln!(
+            "stopping a federation left running in {} by an earlier run",
+            options.run_dir.display()
+        );
+        if let Err(e) = stale.down() {
+            panic!("cannot stop the stale federation: {e}");
+        }
+    }
     let started = Instant::now();
-    match Federation::up(e2e_options()).await {
+    match Federation::up(options).await {
         Ok(fed) => {
             eprintln!(
                 "federation up in {}s; run directory {}",

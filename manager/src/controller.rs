@@ -189,15 +189,25 @@ pub async fn reconcile(mcm: Arc<MultiCloudMongoDB>, ctx: Arc<Context>) -> Result
     let started = Instant::now();
     let span = info_span!("reconcile", object = %format!("{ns}/{name}"), generation = ?mcm.metadata.generation);
     let api: Api<MultiCloudMongoDB> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, mcm, |event| async {
-        match event {
-            Finalizer::Apply(m) => apply_object(&m, &ctx).await,
-            Finalizer::Cleanup(m) => cleanup(&m, &ctx).await,
+    // kube's finalizer() releases the finalizer as soon as cleanup returns Ok, so the ordered
+    // teardown runs here, step by step, and finalizer() is only reached once it is done.
+    let deleting = mcm.metadata.deletion_timestamp.is_some()
+        && mcm.finalizers().iter().any(|f| f == FINALIZER);
+    let result = async {
+        if deleting && let Some(wait) = cleanup(&mcm, &ctx).await? {
+            return Ok(wait);
         }
-    })
+        finalizer(&api, FINALIZER, mcm, |event| async {
+            match event {
+                Finalizer::Apply(m) => apply_object(&m, &ctx).await,
+                Finalizer::Cleanup(_) => Ok(Action::await_change()),
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))
+    }
     .instrument(span)
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    .await;
     let outcome = if result.is_ok() { "ok" } else { "error" };
     metrics::counter!("fedstate_manager_reconcile_total", "result" => outcome).increment(1);
     metrics::histogram!("fedstate_manager_reconcile_duration_seconds")
@@ -748,8 +758,8 @@ async fn publish(
     }
 }
 
-/// Ordered teardown (see [`crate::teardown`]).
-async fn cleanup(mcm: &MultiCloudMongoDB, ctx: &Context) -> Result<Action> {
+/// Ordered teardown (see [`crate::teardown`]): one step per call; `None` once nothing is left.
+async fn cleanup(mcm: &MultiCloudMongoDB, ctx: &Context) -> Result<Option<Action>> {
     let ns = mcm.namespace().ok_or(Error::NotNamespaced)?;
     let name = mcm.name_any();
     let client = &ctx.client;
@@ -838,11 +848,11 @@ async fn cleanup(mcm: &MultiCloudMongoDB, ctx: &Context) -> Result<Action> {
             )
             .await;
             delete(&mdb_api, &name, "MongoDB", &ns).await?;
-            Ok(Action::requeue(Duration::from_secs(2)))
+            Ok(Some(Action::requeue(Duration::from_secs(2))))
         }
         TeardownStep::WaitForMembers { clusters } => {
             info!(?clusters, "waiting for the members to be gone");
-            Ok(Action::requeue(Duration::from_secs(3)))
+            Ok(Some(Action::requeue(Duration::from_secs(3))))
         }
         TeardownStep::DeleteOwned { .. } => {
             if !view.works_in_unreachable_clusters.is_empty() {
@@ -859,9 +869,9 @@ async fn cleanup(mcm: &MultiCloudMongoDB, ctx: &Context) -> Result<Action> {
                     _ => delete(&op_api, n, "OverridePolicy", &ns).await?,
                 }
             }
-            Ok(Action::requeue(Duration::from_secs(2)))
+            Ok(Some(Action::requeue(Duration::from_secs(2))))
         }
-        TeardownStep::Done => Ok(Action::await_change()),
+        TeardownStep::Done => Ok(None),
     }
 }
 

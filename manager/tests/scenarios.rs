@@ -1,0 +1,477 @@
+//! Mock-apiserver scenarios: the manager's reconcile against an in-memory Karmada apiserver
+//! (`fake_apiserver`), checking what a user would see: the objects that get created, the
+//! conditions and events, and what is *not* touched when the input is bad.
+
+#![allow(clippy::unwrap_used)]
+
+mod fake_apiserver;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use fake_apiserver::Fake;
+use fedstate_api::karmada::Cluster;
+use fedstate_api::{MultiCloudMongoDB, names};
+use fedstate_manager::controller::{Context, FINALIZER, Options, reconcile};
+use http::Method;
+use kube::runtime::reflector;
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+const NS: &str = "demo";
+const NAME: &str = "multicloudmongodb-sample";
+const MCM: &str = "middleware.fedstate.io/v1alpha1/multicloudmongodbs";
+const MONGODB: &str = "middleware.fedstate.io/v1alpha1/mongodbs";
+const SERVICES: &str = "v1/services";
+const CONFIGMAPS: &str = "v1/configmaps";
+const SECRETS: &str = "v1/secrets";
+const PPS: &str = "policy.karmada.io/v1alpha1/propagationpolicies";
+const OPS: &str = "policy.karmada.io/v1alpha1/overridepolicies";
+const RBS: &str = "work.karmada.io/v1alpha2/resourcebindings";
+const WORKS: &str = "work.karmada.io/v1alpha1/works";
+const EVENTS: &str = "events.k8s.io/v1/events";
+const SEED: &str = include_str!("../../deploy/samples/seed/multicloudmongodb-full.yaml");
+const PLAN: &str = r#"{"ClusterWithReplicaset":[{"cluster":"member1","replicaset":2,"votes":2,"priority":2},{"cluster":"member2","replicaset":2,"votes":2,"priority":1},{"cluster":"member3","replicaset":1,"votes":1,"priority":1}],"generation":1}"#;
+
+fn cluster(i: u32, ready: bool) -> Cluster {
+    serde_json::from_value(json!({
+        "apiVersion": "cluster.karmada.io/v1alpha1", "kind": "Cluster",
+        "metadata": {"name": format!("member{i}"), "labels": {"vip": format!("127.0.1.{i}")}},
+        "spec": {},
+        "status": {"conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"},
+            "reason": "x", "message": "x", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    }))
+    .unwrap()
+}
+
+/// The seed sample as a user applies it, with a supported image and the scheduler's annotation.
+fn seed_object(image: &str, annotation: Option<&str>) -> Value {
+    let mut v: Value = serde_yaml::from_str(SEED).unwrap();
+    v["metadata"]["namespace"] = json!(NS);
+    v["metadata"]["uid"] = json!("mcm-uid");
+    v["metadata"]["generation"] = json!(1);
+    v["metadata"]["finalizers"] = json!([FINALIZER]);
+    v["spec"]["imageSetting"]["image"] = json!(image);
+    if let Some(a) = annotation {
+        v["metadata"]["annotations"] = json!({ names::SCHEDULER_RESULT_ANNOTATION: a });
+    }
+    v
+}
+
+struct World {
+    fake: Fake,
+    ctx: Arc<Context>,
+}
+
+fn world(clusters: &[(u32, bool)]) -> World {
+    let fake = Fake::default();
+    let (store, mut writer) = reflector::store::<Cluster>();
+    for (i, ready) in clusters {
+        writer.apply_watcher_event(&watcher::Event::Apply(cluster(*i, *ready)));
+    }
+    let client = fake.client();
+    let ctx = Arc::new(Context::new(client, store, Options::default()));
+    World { fake, ctx }
+}
+
+impl World {
+    async fn reconcile(&self) -> Result<(), String> {
+        let obj: MultiCloudMongoDB =
+            serde_json::from_value(self.fake.get(MCM, NS, NAME).unwrap()).unwrap();
+        reconcile(Arc::new(obj), self.ctx.clone())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn status(&self) -> Value {
+        self.fake.get(MCM, NS, NAME).unwrap()["status"].clone()
+    }
+
+    fn condition(&self, t: &str) -> Value {
+        self.status()["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == t)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    fn applies(&self) -> Vec<String> {
+        self.fake
+            .requests()
+            .iter()
+            .filter(|r| r.method == Method::PATCH && !r.path.ends_with("/status"))
+            .map(|r| r.path.clone())
+            .collect()
+    }
+
+    fn events(&self) -> Vec<Value> {
+        self.fake.list(EVENTS)
+    }
+
+    /// Karmada creates the binding once the template's policy matches it.
+    fn karmada_creates_binding(&self) {
+        self.fake.put(
+            RBS,
+            json!({"apiVersion": "work.karmada.io/v1alpha2", "kind": "ResourceBinding",
+              "metadata": {"name": format!("{NAME}-mongodb"), "namespace": NS, "generation": 1},
+              "spec": {"resource": {"apiVersion": "middleware.fedstate.io/v1alpha1", "kind": "MongoDB",
+                                    "name": NAME, "namespace": NS}, "replicas": 5}}),
+        );
+    }
+
+    fn hosts(&self) -> Vec<String> {
+        let cm = self
+            .fake
+            .get(CONFIGMAPS, NS, &format!("{NAME}-hostconf"))
+            .unwrap();
+        let list: Vec<Value> =
+            serde_json::from_str(cm["data"]["hostconf.json"].as_str().unwrap()).unwrap();
+        list.iter()
+            .map(|h| h["host"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// What the members would report: a healthy set of exactly `hosts`.
+    fn members_report(&self, hosts: &[String], clusters: &[&str]) {
+        let mut rb = self.fake.get(RBS, NS, &format!("{NAME}-mongodb")).unwrap();
+        let replset: Vec<Value> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                json!({"_id": i, "name": h, "health": 1, "state": if i == 0 {1} else {2},
+                "stateStr": if i == 0 {"PRIMARY"} else {"SECONDARY"}})
+            })
+            .collect();
+        rb["status"]["aggregatedStatus"] = json!(
+            clusters
+                .iter()
+                .map(
+                    |c| json!({"clusterName": c, "applied": true, "health": "Healthy",
+                "status": {"state": "Running", "replset": replset, "currentInfo": {"members": 1}}})
+                )
+                .collect::<Vec<_>>()
+        );
+        self.fake.put(RBS, rb);
+    }
+}
+
+#[tokio::test]
+async fn the_seed_sample_as_written_is_refused_with_a_condition_and_nothing_applied() {
+    let w = world(&[(1, true), (2, true), (3, true)]);
+    w.fake.put(MCM, seed_object("mongo:3.6", Some(PLAN)));
+    w.reconcile().await.unwrap();
+    let c = w.condition("SpecValid");
+    assert_eq!(c["status"], "False");
+    let msg = c["message"].as_str().unwrap();
+    assert!(msg.contains("spec.imageSetting.image"), "{msg}");
+    assert!(msg.contains("4.4 to 8.0"), "{msg}");
+    assert_eq!(w.condition("ServerReady")["reason"], "UnsupportedImage");
+    assert!(w.applies().is_empty(), "nothing applied: {:?}", w.applies());
+    let ev = w.events();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0]["type"], "Warning");
+    assert_eq!(ev[0]["reason"], "UnsupportedImage");
+}
+
+#[tokio::test]
+async fn bad_annotations_name_the_problem_and_change_nothing() {
+    for (annotation, expect) in [
+        ("{not json", "schedulerResult annotation is not valid"),
+        (
+            r#"{"ClusterWithReplicaset":[{"cluster":"member9","replicaset":5}]}"#,
+            "names cluster \"member9\", which is not a Karmada member cluster",
+        ),
+        (
+            r#"{"ClusterWithReplicaset":[{"cluster":"member1","replicaset":4}]}"#,
+            "places 4 data members but spec.replicaset is 5",
+        ),
+        (
+            r#"{"ClusterWithReplicaset":[{"cluster":"member1","replicaset":5}],"generation":0}"#,
+            "computed for generation 0; waiting for the scheduler to place generation 1",
+        ),
+    ] {
+        let w = world(&[(1, true), (2, true), (3, true)]);
+        w.fake.put(MCM, seed_object("mongo:7.0", Some(annotation)));
+        w.reconcile().await.unwrap();
+        let c = w.condition("ServerReady");
+        assert_eq!(c["status"], "False");
+        assert!(
+            c["message"].as_str().unwrap().contains(expect),
+            "{annotation}: {c}"
+        );
+        assert!(w.applies().is_empty(), "{annotation}: {:?}", w.applies());
+    }
+}
+
+#[tokio::test]
+async fn without_a_placement_the_manager_waits() {
+    let w = world(&[(1, true)]);
+    w.fake.put(MCM, seed_object("mongo:7.0", None));
+    w.reconcile().await.unwrap();
+    let c = w.condition("ServerReady");
+    assert_eq!(c["reason"], "WaitingForPlacement");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains("multicloud-middleware-scheduler")
+    );
+    assert!(w.applies().is_empty());
+}
+
+#[tokio::test]
+async fn a_placed_object_becomes_members_services_host_list_and_policies() {
+    let w = world(&[(1, true), (2, true), (3, true)]);
+    w.fake.put(MCM, seed_object("mongo:7.0", Some(PLAN)));
+    w.reconcile().await.unwrap();
+
+    // The template carries the spec, by reference for secrets.
+    let t = w.fake.get(MONGODB, NS, NAME).unwrap();
+    assert_eq!(t["spec"]["image"], "mongo:7.0");
+    assert_eq!(
+        t["spec"]["persistence"]["storageClassName"],
+        "managed-nfs-storage"
+    );
+    assert_eq!(t["metadata"]["ownerReferences"][0]["uid"], "mcm-uid");
+    // Five NodePort Services, the host list names each at its cluster's VIP.
+    let svcs = w.fake.list(SERVICES);
+    assert_eq!(svcs.len(), 5);
+    let hosts = w.hosts();
+    assert_eq!(hosts.len(), 5);
+    for s in &svcs {
+        let port = s["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+        let cluster = s["metadata"]["labels"]["middleware.fedstate.io/cluster"]
+            .as_str()
+            .unwrap();
+        let vip = format!("127.0.1.{}", cluster.trim_start_matches("member"));
+        assert!(hosts.contains(&format!("{vip}:{port}")), "{hosts:?}");
+    }
+    // Policies: the template (scheduled by us), shared objects, one per cluster for Services.
+    let pps: Vec<String> = w
+        .fake
+        .list(PPS)
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pps.len(), 5, "{pps:?}");
+    assert_eq!(
+        w.fake.get(PPS, NS, NAME).unwrap()["spec"]["schedulerName"],
+        "fedstate-manager"
+    );
+    assert_eq!(
+        w.fake.get(OPS, NS, NAME).unwrap()["spec"]["overrideRules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // Secrets exist; the status says where things stand.
+    assert!(
+        w.fake
+            .get(SECRETS, NS, &format!("{NAME}-keyfile"))
+            .is_some()
+    );
+    assert!(
+        w.fake
+            .get(SECRETS, NS, &format!("{NAME}-credentials"))
+            .is_some()
+    );
+    assert_eq!(w.condition("SpecValid")["status"], "True");
+    assert_eq!(w.condition("ServerReady")["status"], "False");
+    assert_eq!(
+        w.status()["externalAddr"]
+            .as_str()
+            .unwrap()
+            .split(',')
+            .count(),
+        5
+    );
+
+    // Karmada creates the binding; the manager writes exactly the planned members per cluster.
+    w.karmada_creates_binding();
+    w.reconcile().await.unwrap();
+    let rb = w.fake.get(RBS, NS, &format!("{NAME}-mongodb")).unwrap();
+    assert_eq!(
+        rb["spec"]["clusters"],
+        json!([{"name": "member1", "replicas": 2}, {"name": "member2", "replicas": 2}, {"name": "member3", "replicas": 1}])
+    );
+    assert_eq!(rb["status"]["conditions"][0]["type"], "Scheduled");
+    assert!(w.events().iter().any(|e| e["reason"] == "PlacementApplied"));
+
+    // The members report a healthy set: Health, FedState's topology per cluster.
+    w.members_report(&hosts, &["member1", "member2", "member3"]);
+    w.fake.clear_requests();
+    w.reconcile().await.unwrap();
+    let st = w.status();
+    assert_eq!(st["state"], "Health");
+    assert_eq!(w.condition("ServerReady")["status"], "True");
+    assert_eq!(st["result"][0]["cluster"], "member1");
+    assert_eq!(st["result"][0]["replicasetSpec"], 2);
+    assert_eq!(st["result"][0]["connectAddrWithRole"][&hosts[0]], "PRIMARY");
+    assert_eq!(st["observedGeneration"], 1);
+    // Secrets are generated once: nothing rewrites them.
+    assert!(
+        !w.applies().iter().any(|p| p.contains("/secrets/")),
+        "{:?}",
+        w.applies()
+    );
+}
+
+#[tokio::test]
+async fn the_root_password_travels_only_inside_the_credentials_secret() {
+    let w = world(&[(1, true), (2, true), (3, true)]);
+    w.fake.put(MCM, seed_object("mongo:7.0", Some(PLAN)));
+    w.reconcile().await.unwrap();
+    w.karmada_creates_binding();
+    w.reconcile().await.unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode("mypasswd");
+    let credentials = format!("/secrets/{NAME}-credentials");
+    for r in w.fake.requests() {
+        if r.path.ends_with(&credentials) {
+            if r.method == Method::PATCH {
+                assert!(r.body.contains(&b64), "the Secret holds it");
+            }
+            continue;
+        }
+        assert!(
+            !r.body.contains("mypasswd") && !r.body.contains(&b64),
+            "password in {} {}",
+            r.method,
+            r.path
+        );
+    }
+}
+
+#[tokio::test]
+async fn scale_down_waits_for_the_agents_before_dropping_members() {
+    let w = world(&[(1, true), (2, true), (3, true)]);
+    w.fake.put(MCM, seed_object("mongo:7.0", Some(PLAN)));
+    w.reconcile().await.unwrap();
+    w.karmada_creates_binding();
+    w.reconcile().await.unwrap();
+    let five = w.hosts();
+    w.members_report(&five, &["member1", "member2", "member3"]);
+
+    // The user scales to 3; the scheduler places generation 2.
+    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
+    obj["spec"]["replicaset"] = json!(3);
+    obj["metadata"]["generation"] = json!(2);
+    obj["metadata"]["annotations"][names::SCHEDULER_RESULT_ANNOTATION] = json!(
+        r#"{"ClusterWithReplicaset":[{"cluster":"member1","replicaset":1},{"cluster":"member2","replicaset":1},{"cluster":"member3","replicaset":1}],"generation":2}"#
+    );
+    w.fake.put(MCM, obj);
+    w.reconcile().await.unwrap();
+    let three = w.hosts();
+    assert_eq!(three.len(), 3);
+    assert!(
+        three.iter().all(|h| five.contains(h)),
+        "kept members keep their address"
+    );
+    assert_eq!(
+        w.fake.list(SERVICES).len(),
+        5,
+        "leaving members keep their Service"
+    );
+    assert_eq!(
+        w.condition("ScalingInProgress")["reason"],
+        "RemovingMembers"
+    );
+
+    // The agents removed them from the set: now they go.
+    w.members_report(&three, &["member1", "member2", "member3"]);
+    w.reconcile().await.unwrap();
+    assert_eq!(w.fake.list(SERVICES).len(), 3);
+    let rb = w.fake.get(RBS, NS, &format!("{NAME}-mongodb")).unwrap();
+    assert_eq!(
+        rb["spec"]["clusters"],
+        json!([{"name": "member1", "replicas": 1}, {"name": "member2", "replicas": 1}, {"name": "member3", "replicas": 1}])
+    );
+    assert_eq!(w.condition("ScalingInProgress")["status"], "False");
+    assert_eq!(w.status()["state"], "Health");
+}
+
+#[tokio::test]
+async fn a_lost_clusters_members_leave_the_host_list_but_stay_tracked() {
+    let w = world(&[(1, true), (2, true), (3, false)]);
+    w.fake.put(MCM, seed_object("mongo:7.0", Some(PLAN)));
+    w.reconcile().await.unwrap();
+    w.karmada_creates_binding();
+    w.reconcile().await.unwrap();
+    let five = w.hosts();
+    w.members_report(&five, &["member1", "member2"]);
+    // member3 is lost; the scheduler moves its member to member1.
+    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
+    obj["metadata"]["generation"] = json!(2);
+    obj["metadata"]["annotations"][names::SCHEDULER_RESULT_ANNOTATION] = json!(
+        r#"{"ClusterWithReplicaset":[{"cluster":"member1","replicaset":3},{"cluster":"member2","replicaset":2}],"generation":2}"#
+    );
+    w.fake.put(MCM, obj);
+    w.reconcile().await.unwrap();
+    let hosts = w.hosts();
+    assert_eq!(hosts.len(), 5);
+    assert!(
+        !hosts.iter().any(|h| h.starts_with("127.0.1.3:")),
+        "{hosts:?}"
+    );
+    assert_eq!(w.condition("FailoverInProgress")["status"], "True");
+    // The lost cluster stays in the binding (its member is tracked) with the retiring member.
+    let rb = w.fake.get(RBS, NS, &format!("{NAME}-mongodb")).unwrap();
+    assert!(
+        rb["spec"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "member3")
+    );
+    assert_eq!(w.fake.list(SERVICES).len(), 6);
+}
+
+#[tokio::test]
+async fn deletion_waits_for_members_then_removes_everything() {
+    let w = world(&[(1, true), (2, true), (3, true)]);
+    w.fake.put(MCM, seed_object("mongo:7.0", Some(PLAN)));
+    w.reconcile().await.unwrap();
+    // Karmada has Works for the template in two clusters.
+    for c in ["member1", "member2"] {
+        w.fake.put(
+            WORKS,
+            json!({"apiVersion": "work.karmada.io/v1alpha1", "kind": "Work",
+                "metadata": {"name": format!("{NAME}-abc"), "namespace": format!("karmada-es-{c}"),
+                    "annotations": {"resourcebinding.karmada.io/name": format!("{NAME}-mongodb"),
+                                    "resourcebinding.karmada.io/namespace": NS}}}),
+        );
+    }
+    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    w.fake.put(MCM, obj);
+
+    w.reconcile().await.unwrap();
+    assert!(w.fake.get(MONGODB, NS, NAME).is_none(), "members go first");
+    w.reconcile().await.unwrap();
+    assert!(
+        !w.fake.list(SECRETS).is_empty(),
+        "Secrets stay while members tear down"
+    );
+    assert_eq!(
+        w.fake.get(MCM, NS, NAME).unwrap()["metadata"]["finalizers"],
+        json!([FINALIZER])
+    );
+    // Karmada removed the member objects.
+    w.fake
+        .remove(WORKS, "karmada-es-member1", &format!("{NAME}-abc"));
+    w.fake
+        .remove(WORKS, "karmada-es-member2", &format!("{NAME}-abc"));
+    w.reconcile().await.unwrap();
+    for c in [SERVICES, CONFIGMAPS, SECRETS, PPS, OPS] {
+        assert!(w.fake.list(c).is_empty(), "{c} left behind");
+    }
+    w.reconcile().await.unwrap();
+    assert_eq!(
+        w.fake.get(MCM, NS, NAME).unwrap()["metadata"]["finalizers"],
+        json!([]),
+        "finalizer released once nothing is left"
+    );
+}

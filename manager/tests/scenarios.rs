@@ -475,3 +475,79 @@ async fn deletion_waits_for_members_then_removes_everything() {
         "finalizer released once nothing is left"
     );
 }
+
+/// Every request the manager makes in a full life cycle is allowed by `deploy/manager/rbac.yaml`
+/// (and the ClusterRole grants nothing the controller's watches and applies do not need).
+#[tokio::test]
+async fn the_cluster_role_covers_every_request() {
+    let w = world(&[(1, true), (2, true), (3, true)]);
+    w.fake.put(MCM, seed_object("mongo:7.0", Some(PLAN)));
+    w.reconcile().await.unwrap();
+    w.karmada_creates_binding();
+    w.reconcile().await.unwrap();
+    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    w.fake.put(MCM, obj);
+    for _ in 0..4 {
+        w.reconcile().await.unwrap();
+    }
+    let rbac = include_str!("../../deploy/manager/rbac.yaml");
+    let role: Value = rbac
+        .split("\n---\n")
+        .map(|d| serde_yaml::from_str::<Value>(d).unwrap())
+        .find(|d| d["kind"] == "ClusterRole")
+        .unwrap();
+    let allowed = |group: &str, resource: &str, verb: &str| {
+        role["rules"].as_array().unwrap().iter().any(|r| {
+            r["apiGroups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g == group)
+                && r["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x == resource)
+                && r["verbs"].as_array().unwrap().iter().any(|v| v == verb)
+        })
+    };
+    for r in w.fake.requests() {
+        let parts: Vec<&str> = r.path.trim_start_matches('/').split('/').collect();
+        let (group, rest) = if parts[0] == "api" {
+            ("", &parts[2..])
+        } else {
+            (parts[1], &parts[3..])
+        };
+        let rest = if rest.first() == Some(&"namespaces") {
+            &rest[2..]
+        } else {
+            rest
+        };
+        let resource = match rest.get(2) {
+            Some(sub) => format!("{}/{sub}", rest[0]),
+            None => rest[0].to_owned(),
+        };
+        let verb = match (r.method.as_str(), rest.len()) {
+            ("GET", 1) => "list",
+            ("GET", _) => "get",
+            ("PATCH", _) => "patch",
+            ("POST", _) => "create",
+            ("DELETE", _) => "delete",
+            (m, _) => panic!("unexpected {m}"),
+        };
+        assert!(
+            allowed(group, &resource, verb),
+            "{verb} {group}/{resource} ({} {}) is not in deploy/manager/rbac.yaml",
+            r.method,
+            r.path
+        );
+        // Server-side apply may create: the role must allow that too.
+        if r.content_type.contains("apply-patch") && !resource.contains('/') {
+            assert!(
+                allowed(group, &resource, "create"),
+                "create {group}/{resource}"
+            );
+        }
+    }
+}

@@ -19,7 +19,7 @@ pub fn skip_reason() -> Option<String> {
     if std::env::var("FEDSTATE_E2E").is_ok_and(|v| v == "1") {
         return None;
     }
-    let binaries = match fedstate_local::binaries::Binaries::locate() {
+    let binaries = match fedstate_local::binaries::bin_dir() {
         Ok(_) => "binaries are built".to_string(),
         Err(e) => e.to_string(),
     };

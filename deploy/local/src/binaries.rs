@@ -76,35 +76,10 @@ pub struct Binaries {
 }
 
 impl Binaries {
-    /// Finds the binaries: `$FEDSTATE_LOCAL_BIN_DIR` if set, else the cache directory
-    /// `build.sh bin-dir` names. Fails with [`Error::BinariesMissing`] if any is absent.
+    /// Finds the binaries (see [`bin_dir`]) and the Go modules we read manifests from
+    /// (downloading them into the module cache if needed).
     pub fn locate() -> Result<Self> {
-        let dir = match std::env::var_os("FEDSTATE_LOCAL_BIN_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => {
-                let script = build_script();
-                let out = Command::new(&script)
-                    .arg("bin-dir")
-                    .stdin(Stdio::null())
-                    .stderr(Stdio::null())
-                    .output()
-                    .map_err(|e| Error::BinariesMissing {
-                        detail: format!("cannot run {}: {e}", script.display()),
-                    })?;
-                let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                if !out.status.success() || dir.is_empty() {
-                    return Err(Error::BinariesMissing {
-                        detail: format!("not all built in {dir}"),
-                    });
-                }
-                PathBuf::from(dir)
-            }
-        };
-        if let Some(missing) = ALL.iter().find(|b| !dir.join(b).is_file()) {
-            return Err(Error::BinariesMissing {
-                detail: format!("{} not in {}", missing, dir.display()),
-            });
-        }
+        let dir = bin_dir()?;
         Ok(Self {
             dir,
             karmada_module: module_dir(
@@ -118,6 +93,38 @@ impl Binaries {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+}
+
+/// The directory holding every binary: `$FEDSTATE_LOCAL_BIN_DIR` if set, else the cache
+/// directory `build.sh bin-dir` names. Fails with [`Error::BinariesMissing`] if any is absent.
+pub fn bin_dir() -> Result<PathBuf> {
+    let dir = match std::env::var_os("FEDSTATE_LOCAL_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let script = build_script();
+            let out = Command::new(&script)
+                .arg("bin-dir")
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .map_err(|e| Error::BinariesMissing {
+                    detail: format!("cannot run {}: {e}", script.display()),
+                })?;
+            let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !out.status.success() || dir.is_empty() {
+                return Err(Error::BinariesMissing {
+                    detail: format!("not all built in {dir}"),
+                });
+            }
+            PathBuf::from(dir)
+        }
+    };
+    if let Some(missing) = ALL.iter().find(|b| !dir.join(b).is_file()) {
+        return Err(Error::BinariesMissing {
+            detail: format!("{} not in {}", missing, dir.display()),
+        });
+    }
+    Ok(dir)
 }
 
 fn version(key: &str) -> Result<&'static str> {

@@ -1,10 +1,23 @@
 //! fedstate-mongo-agent: the data plane of FedState in each member cluster.
 //!
-//! * [`planner`]: the pure replica-set planner (initiate once, one voter per reconfig, never force
-//!   without the user's opt-in).
+//! Pure core:
+//! * [`planner`]: the replica-set planner (initiate once, non-voting adds then one voter per
+//!   reconfig, step-down before removal, never `force` without the user's opt-in).
+//! * [`rollout`]: rolling-restart order (secondaries first, primary last after a step-down).
+//! * [`resources`]: the Kubernetes objects a `MongoDB` wants (one StatefulSet and NodePort
+//!   Service per member; see the module docs for why).
+//! * [`status`]: the `MongoDB` status and conditions.
+//!
+//! Edges:
+//! * [`replset`]: the narrow adapter over the official `mongodb` driver.
+//! * [`converge`]: one observe → plan → apply step, and users/password rotation.
+//! * [`controller`]: the kube-runtime controller; [`service`]: the process.
+
+pub mod controller;
 pub mod converge;
 pub mod planner;
 pub mod replset;
 pub mod resources;
 pub mod rollout;
+pub mod service;
 pub mod status;

@@ -380,9 +380,9 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
         "template": {"metadata": {"labels": labels}, "spec": pod},
     });
     if arbiter {
-        sts_spec["template"]["spec"]["volumes"]
-            .as_array_mut()
-            .map(|v| v.push(json!({"name": "data", "emptyDir": {}})));
+        if let Some(v) = sts_spec["template"]["spec"]["volumes"].as_array_mut() {
+            v.push(json!({"name": "data", "emptyDir": {}}));
+        }
     } else {
         let persistence = spec.persistence.clone().unwrap_or_default();
         let mut pvc = json!({

@@ -41,6 +41,47 @@ fn federation_smoke() {
         killed_member_goes_not_ready_and_comes_back(&fed).await;
         fed.down().expect("down");
     });
+    eprintln!("scenario 4: a test that panics still tears its federation down");
+    panicking_test_leaves_no_process();
+}
+
+/// Brings up a one-member federation in a thread that then panics; once the thread is gone, no
+/// process of that federation may remain.
+fn panicking_test_leaves_no_process() {
+    let options = fedstate_local::Options {
+        members: 1,
+        ..harness::e2e_options()
+    };
+    let run_dir = options.run_dir.clone();
+    let bin_dir = fedstate_local::binaries::bin_dir().expect("binaries");
+    let outcome = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(async {
+            let fed = Federation::up(options).await.expect("up");
+            assert!(
+                !fedstate_local::process::strays(fed.bin_dir(), &run_dir.display().to_string())
+                    .is_empty(),
+                "the federation's processes should be visible while it runs"
+            );
+            panic!("deliberate panic with a running federation");
+        })
+    })
+    .join();
+    assert!(outcome.is_err(), "the thread was expected to panic");
+    let left = fedstate_local::process::strays(
+        &bin_dir,
+        &harness::e2e_options().run_dir.display().to_string(),
+    );
+    assert!(
+        left.is_empty(),
+        "processes left after a panic: {:?}",
+        left.iter()
+            .map(|p| (p.pid, &p.spec.name))
+            .collect::<Vec<_>>()
+    );
 }
 
 async fn create_namespace(karmada: &kube::Client) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use fedstate_api::hostconf::{HOSTCONF_KEY, HostConf, HostEntry};
-use fedstate_api::names::{FIELD_MANAGER_AGENT, LABEL_INSTANCE, hostconf_name, managed_labels};
+use fedstate_api::names::{FIELD_MANAGER_AGENT, LABEL_INSTANCE, managed_labels};
 use fedstate_api::v1alpha1::{DEFAULT_IMAGE, MongoDB, check_image};
 use futures::StreamExt;
 use k8s_openapi::ByteString;
@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::converge::{self, Outcome, SetGoal, Users};
 use crate::planner::{Desired, ForceOptIn, MemberState};
 use crate::replset::{Login, Password, ReplSetAdmin, ReplSetError};
-use crate::resources::{self, MemberAddressing, member_index_of};
+use crate::resources::{self, MemberAddressing, is_arbiter, member_index_of};
 use crate::rollout::{self, PodRollout, RolloutStep};
 use crate::status::{self, FORCE_RECONFIG_ANNOTATION};
 
@@ -211,6 +211,8 @@ async fn reconcile(obj: Arc<MongoDB>, ctx: Arc<Context>) -> Result<Action, Error
 struct Members {
     /// memberIndex → address, for own Services that have a NodePort.
     addresses: BTreeMap<i32, String>,
+    /// The arbiter's address, when this cluster runs it.
+    arbiter: Option<String>,
     /// Own members whose pod is ready.
     ready: BTreeSet<String>,
     running: i32,
@@ -234,6 +236,7 @@ async fn gather_members(mdb: &MongoDB, ctx: &Context) -> Result<Members, Error> 
         .map_err(kube_err("list", "Pods of", &name))?
         .items;
     let mut addresses = BTreeMap::new();
+    let mut arbiter = None;
     for s in &services {
         let port = s
             .spec
@@ -241,7 +244,10 @@ async fn gather_members(mdb: &MongoDB, ctx: &Context) -> Result<Members, Error> 
             .and_then(|sp| sp.ports.as_ref())
             .and_then(|p| p.first())
             .and_then(|p| p.node_port);
-        if let (Some(i), Some(port)) = (member_index_of(s.labels()), port) {
+        let Some(port) = port else { continue };
+        if is_arbiter(s.labels()) {
+            arbiter = Some(ctx.settings.addressing.address(port));
+        } else if let Some(i) = member_index_of(s.labels()) {
             addresses.insert(i, ctx.settings.addressing.address(port));
         }
     }
@@ -256,15 +262,21 @@ async fn gather_members(mdb: &MongoDB, ctx: &Context) -> Result<Members, Error> 
         if is_running {
             running += 1;
         }
+        let addr = if is_arbiter(p.labels()) {
+            arbiter.as_ref()
+        } else {
+            member_index_of(p.labels()).and_then(|i| addresses.get(&i))
+        };
         if (is_ready || is_running)
             && p.metadata.deletion_timestamp.is_none()
-            && let Some(addr) = member_index_of(p.labels()).and_then(|i| addresses.get(&i))
+            && let Some(addr) = addr
         {
             ready.insert(addr.clone());
         }
     }
     Ok(Members {
         addresses,
+        arbiter,
         ready,
         running,
         pods,
@@ -500,7 +512,10 @@ async fn apply(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
         .await
         .map_err(kube_err("apply", "ConfigMap", &cm.name_any()))?;
     let svc_api = Api::<Service>::namespaced(ctx.client.clone(), &ns);
-    for s in &desired.services {
+    // Federated sets: the manager propagates the member Services (NodePorts allocated once,
+    // federation-wide); the agent only reads them.
+    let own_services = mdb.spec.member_config_ref.is_none();
+    for s in desired.services.iter().filter(|_| own_services) {
         svc_api
             .patch(&s.name_any(), &ssa, &Patch::Apply(s))
             .await
@@ -519,7 +534,16 @@ async fn apply(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
     let users = read_users(mdb, ctx).await?;
     let key = format!("{ns}/{name}");
     let hosts = desired_hosts(mdb, ctx, &members).await;
-    let own: BTreeSet<String> = members.addresses.values().cloned().collect();
+    let mut own: BTreeSet<String> = members.addresses.values().cloned().collect();
+    own.extend(members.arbiter.clone());
+    if let (Ok(hosts), Some(cluster)) = (&hosts, &ctx.settings.cluster_name) {
+        own.extend(
+            hosts
+                .iter()
+                .filter(|h| &h.cluster == cluster)
+                .map(|h| h.host.clone()),
+        );
+    }
     let force = mdb
         .annotations()
         .get(FORCE_RECONFIG_ANNOTATION)
@@ -606,7 +630,9 @@ async fn apply(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
             tracing::info!(service = %sname, "member left the replica set; deleting its objects");
             let dp = DeleteParams::default();
             let _ = sts_api.delete(&sname, &dp).await;
-            let _ = svc_api.delete(&sname, &dp).await;
+            if own_services {
+                let _ = svc_api.delete(&sname, &dp).await;
+            }
         }
     }
 
@@ -772,7 +798,8 @@ async fn cleanup(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
     let ns = mdb.namespace().unwrap_or_default();
     let name = mdb.name_any();
     let members = gather_members(mdb, ctx).await?;
-    let own: BTreeSet<String> = members.addresses.values().cloned().collect();
+    let mut own: BTreeSet<String> = members.addresses.values().cloned().collect();
+    own.extend(members.arbiter.clone());
     let Ok(hosts) = desired_hosts(mdb, ctx, &members).await else {
         return Ok(Action::await_change());
     };
@@ -810,6 +837,5 @@ async fn cleanup(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
             }
         }
     }
-    let _ = hostconf_name(&name);
     Ok(Action::await_change())
 }

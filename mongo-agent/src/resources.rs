@@ -22,8 +22,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
-/// Label carrying a pod's set-wide member index (`arbiter` for the arbiter).
-pub const MEMBER_LABEL: &str = "middleware.fedstate.io/member";
+/// Label carrying a data member's set-wide index (the manager's Services select on it).
+pub const MEMBER_INDEX_LABEL: &str = "middleware.fedstate.io/member-index";
+/// Label `data` or `arbiter` (the manager's Services select on it).
+pub const MEMBER_ROLE_LABEL: &str = "middleware.fedstate.io/member-role";
 /// Key of the mongod configuration in the rendered ConfigMap.
 pub const MONGOD_CONF_KEY: &str = "mongod.conf";
 /// Key of the user's configuration in `customConfigRef` (spec/02).
@@ -223,12 +225,17 @@ pub fn config_map(mdb: &MongoDB, mongod_conf: &str) -> Result<ConfigMap, Resourc
 /// The NodePort Service of one member (`index` `None` = the arbiter).
 pub fn member_service(mdb: &MongoDB, index: Option<i32>) -> Result<Service, ResourceError> {
     let name = mdb.name_any();
-    let (svc, member) = member_names(&name, index);
+    let (svc, member_labels) = member_names(&name, index);
     let mut selector = managed_labels(&name);
-    selector.insert(MEMBER_LABEL.to_owned(), member.clone());
+    selector.remove(names::LABEL_MANAGED_BY);
+    selector.extend(member_labels.clone());
+    let extra: Vec<(&str, &str)> = member_labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     Ok(serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": meta(mdb, &svc, &[(MEMBER_LABEL, &member)])?,
+        "metadata": meta(mdb, &svc, &extra)?,
         "spec": {
             "type": "NodePort",
             // Members must find each other before they are ready (initial sync, elections).
@@ -239,13 +246,20 @@ pub fn member_service(mdb: &MongoDB, index: Option<i32>) -> Result<Service, Reso
     }))?)
 }
 
-fn member_names(name: &str, index: Option<i32>) -> (String, String) {
+/// The object name and the member labels of a data member (`Some(index)`) or the arbiter.
+fn member_names(name: &str, index: Option<i32>) -> (String, BTreeMap<String, String>) {
     match index {
         Some(i) => (
             names::member_service_name(name, i.max(0) as u32),
-            i.to_string(),
+            BTreeMap::from([
+                (MEMBER_ROLE_LABEL.to_owned(), "data".to_owned()),
+                (MEMBER_INDEX_LABEL.to_owned(), i.to_string()),
+            ]),
         ),
-        None => (names::arbiter_service_name(name), "arbiter".to_owned()),
+        None => (
+            names::arbiter_service_name(name),
+            BTreeMap::from([(MEMBER_ROLE_LABEL.to_owned(), "arbiter".to_owned())]),
+        ),
     }
 }
 
@@ -253,9 +267,9 @@ fn member_names(name: &str, index: Option<i32>) -> (String, String) {
 pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulSet, ResourceError> {
     let name = mdb.name_any();
     let spec = &mdb.spec;
-    let (sts, member) = member_names(&name, index);
+    let (sts, member_labels) = member_names(&name, index);
     let mut labels = managed_labels(&name);
-    labels.insert(MEMBER_LABEL.to_owned(), member.clone());
+    labels.extend(member_labels.clone());
     let image = spec
         .image
         .clone()
@@ -402,7 +416,7 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
     }
     Ok(serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": meta(mdb, &sts, &[(MEMBER_LABEL, &member)])?,
+        "metadata": meta(mdb, &sts, &member_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())?,
         "spec": sts_spec,
     }))?)
 }
@@ -445,7 +459,17 @@ pub fn desired_objects(
 
 /// The member index a managed object is for (`None` for the arbiter or foreign objects).
 pub fn member_index_of(labels: &BTreeMap<String, String>) -> Option<i32> {
-    labels.get(MEMBER_LABEL)?.parse().ok()
+    if is_arbiter(labels) {
+        return None;
+    }
+    labels.get(MEMBER_INDEX_LABEL)?.parse().ok()
+}
+
+/// Whether a managed object is for the arbiter.
+pub fn is_arbiter(labels: &BTreeMap<String, String>) -> bool {
+    labels
+        .get(MEMBER_ROLE_LABEL)
+        .is_some_and(|r| r == "arbiter")
 }
 
 #[cfg(test)]

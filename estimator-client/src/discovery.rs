@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use fedstate_api::karmada::Cluster;
-use futures::TryStreamExt;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -301,7 +301,8 @@ impl EstimatorRegistry {
 
 /// Watches the estimator Services (in `config.namespace` of the Karmada apiserver) and the
 /// Clusters, keeping `registry` current and calling `on_cluster` for every Cluster change or
-/// deletion (the capacity cache invalidates on it). Runs until the watches end.
+/// deletion (the capacity cache invalidates on it). Watch errors are logged and retried with
+/// backoff; this runs until the task is dropped.
 pub async fn watch(
     client: kube::Client,
     registry: EstimatorRegistry,
@@ -312,47 +313,42 @@ pub async fn watch(
     let svc_registry = registry.clone();
     let service_watch = watcher(services, watcher::Config::default())
         .default_backoff()
-        .map_err(|source| DiscoveryError::Watch {
-            what: "estimator Services",
-            source,
-        })
-        .try_for_each(move |event| {
+        // A watch error (the apiserver closing a long watch, a restart) is retried with backoff
+        // by the watcher; it must never end discovery.
+        .for_each(move |event| {
             match event {
-                watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+                Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
                     svc_registry.apply_service(&s)
                 }
-                watcher::Event::Delete(s) => svc_registry.delete_service(&s.name_any()),
-                watcher::Event::Init | watcher::Event::InitDone => {}
+                Ok(watcher::Event::Delete(s)) => svc_registry.delete_service(&s.name_any()),
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+                Err(source) => tracing::warn!(error = %DiscoveryError::Watch { what: "estimator Services", source }, "retrying"),
             }
-            futures::future::ready(Ok(()))
+            futures::future::ready(())
         });
     let cluster_watch = watcher(clusters, watcher::Config::default())
         .default_backoff()
-        .map_err(|source| DiscoveryError::Watch {
-            what: "Clusters",
-            source,
-        })
-        .try_for_each(move |event| {
+        .for_each(move |event| {
             match event {
-                watcher::Event::Apply(c) | watcher::Event::InitApply(c) => {
+                Ok(watcher::Event::Apply(c) | watcher::Event::InitApply(c)) => {
                     let name = c.name_any();
                     if let Err(e) = registry.refresh(&name, c.metadata.uid.as_deref()) {
                         tracing::warn!(cluster = %name, error = %e, "estimator discovery failed");
                     }
                     on_cluster(&name);
                 }
-                watcher::Event::Delete(c) => {
+                Ok(watcher::Event::Delete(c)) => {
                     let name = c.name_any();
                     registry.remove_cluster(&name);
                     on_cluster(&name);
                 }
-                watcher::Event::Init | watcher::Event::InitDone => {}
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+                Err(source) => tracing::warn!(error = %DiscoveryError::Watch { what: "Clusters", source }, "retrying"),
             }
-            futures::future::ready(Ok(()))
+            futures::future::ready(())
         });
-    futures::future::try_join(service_watch, cluster_watch)
-        .await
-        .map(|_| ())
+    futures::future::join(service_watch, cluster_watch).await;
+    Ok(())
 }
 
 #[cfg(test)]

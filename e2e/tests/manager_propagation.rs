@@ -1,0 +1,615 @@
+//! End-to-end tests of `fedstate-manager` on the local federation (real Karmada apiserver,
+//! controller-manager and webhook; member kube-apiservers; kwok nodes). The manager runs
+//! in-process (its real controller against the real Karmada apiserver); the placement annotation
+//! is written by the test, as the scheduler would. No agent runs, so members are checked as
+//! objects in each member cluster. Scenarios, in order:
+//!
+//! 0. The seed sample as written (mongo:3.6) is refused with a condition naming the field.
+//! 1. With a supported image and a placement (member1:2, member2:2, member3:1), every member cluster
+//!    gets its `MongoDB` with the planned members and identities and every seed field, its member
+//!    Services with the NodePorts the host list names, the host list, the Secrets and the user's
+//!    ConfigMap and pull Secret.
+//! 2. A spec change (image, resources) reaches every member.
+//! 3. Deleting the object removes everything from every cluster and from Karmada.
+//!
+//! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use fedstate_api::hostconf::{HOSTCONF_KEY, HostConf};
+use fedstate_api::{MongoDB, MultiCloudMongoDB, names};
+use fedstate_e2e::harness::{self, eventually};
+use fedstate_local::{Federation, member_name};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
+use kube::{CustomResourceExt, ResourceExt};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const NS: &str = "fedstate-e2e-manager";
+const NAME: &str = "multicloudmongodb-sample";
+const WAIT: Duration = Duration::from_secs(120);
+const SEED: &str = include_str!("../../deploy/samples/seed/multicloudmongodb-full.yaml");
+const INTERPRETER: &str = include_str!("../../deploy/karmada/resourceinterpreter-mongodb.yaml");
+const PLAN: [(&str, i32); 3] = [("member1", 2), ("member2", 2), ("member3", 1)];
+
+#[test]
+fn manager_e2e() {
+    if let Some(why) = harness::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let fed = harness::federation().await;
+        let karmada = fed.karmada_client().await.expect("karmada client");
+        install(&fed, &karmada).await;
+
+        let stop = CancellationToken::new();
+        let manager = {
+            let (client, stop) = (karmada.clone(), stop.clone());
+            tokio::spawn(async move {
+                let options = fedstate_manager::controller::Options {
+                    busy_requeue: Duration::from_secs(3),
+                    idle_requeue: Duration::from_secs(60),
+                };
+                fedstate_manager::controller::run(client, options, Default::default(), stop).await
+            })
+        };
+
+        eprintln!("scenario 0: the seed sample as written is refused with a clear condition");
+        seed_as_written_is_refused(&karmada).await;
+        eprintln!("scenario 1: a placed object reaches every member cluster");
+        let hosts = placed_object_reaches_every_member(&fed, &karmada).await;
+        eprintln!("scenario 2: a spec change reaches every member");
+        spec_change_reaches_every_member(&fed, &karmada, &hosts).await;
+        eprintln!("scenario 3: deletion cleans up every cluster");
+        deletion_cleans_up_every_cluster(&fed, &karmada).await;
+
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), manager).await;
+        fed.down().expect("down");
+    });
+}
+
+fn interpreter_resource() -> ApiResource {
+    ApiResource {
+        group: "config.karmada.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "config.karmada.io/v1alpha1".into(),
+        kind: "ResourceInterpreterCustomization".into(),
+        plural: "resourceinterpretercustomizations".into(),
+    }
+}
+
+async fn apply_crds(client: &kube::Client, what: &str) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [MultiCloudMongoDB::crd(), MongoDB::crd()] {
+        let name = crd.name_any();
+        crds.patch(
+            &name,
+            &PatchParams::apply(harness::FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("install CRD {name} in {what}: {e}"));
+    }
+    eventually(&format!("our CRDs established in {what}"), WAIT, || async {
+        let list = crds
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let n = list
+            .items
+            .iter()
+            .filter(|c| c.spec.group == fedstate_api::GROUP)
+            .filter(|c| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                    })
+            })
+            .count();
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} of 2"))
+        }
+    })
+    .await;
+}
+
+/// CRDs in Karmada and every member, the resource interpreter, the namespace, and the user's own
+/// ConfigMap and pull Secret the seed sample names.
+async fn install(fed: &Federation, karmada: &kube::Client) {
+    apply_crds(karmada, "karmada").await;
+    for i in 1..=fed.members() {
+        let member = fed.member_client(i).await.expect("member client");
+        apply_crds(&member, &member_name(i)).await;
+    }
+    let interpreter: Value = serde_yaml::from_str(INTERPRETER).expect("interpreter yaml");
+    harness::apply_json(karmada, &interpreter_resource(), interpreter).await;
+    let namespaces: Api<Namespace> = Api::all(karmada.clone());
+    if namespaces
+        .get_opt(NS)
+        .await
+        .expect("get namespace")
+        .is_none()
+    {
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}})).expect("ns");
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(karmada.clone(), NS);
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "my-custome-configmap", "namespace": NS},
+        "data": {"mongod.yaml": "net:\n  maxIncomingConnections: 2000\n"}
+    }))
+    .expect("cm");
+    cms.patch(
+        "my-custome-configmap",
+        &PatchParams::apply(harness::FIELD_MANAGER).force(),
+        &Patch::Apply(&cm),
+    )
+    .await
+    .expect("user ConfigMap");
+    let secrets: Api<Secret> = Api::namespaced(karmada.clone(), NS);
+    let pull: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "my-image-secret", "namespace": NS},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": "{\"auths\":{}}"}
+    }))
+    .expect("secret");
+    secrets
+        .patch(
+            "my-image-secret",
+            &PatchParams::apply(harness::FIELD_MANAGER).force(),
+            &Patch::Apply(&pull),
+        )
+        .await
+        .expect("user pull Secret");
+}
+
+fn mcm_api(karmada: &kube::Client) -> Api<MultiCloudMongoDB> {
+    Api::namespaced(karmada.clone(), NS)
+}
+
+fn plan_annotation(generation: i64) -> String {
+    let clusters: Vec<Value> = PLAN
+        .iter()
+        .map(|(c, n)| json!({"cluster": c, "replicaset": n}))
+        .collect();
+    json!({"ClusterWithReplicaset": clusters, "generation": generation}).to_string()
+}
+
+/// What the scheduler would do: write the placement for the object's current generation.
+async fn place(karmada: &kube::Client) {
+    let api = mcm_api(karmada);
+    let obj = api.get(NAME).await.expect("get object");
+    let generation = obj.metadata.generation.expect("generation");
+    api.patch(
+        NAME,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {names::SCHEDULER_RESULT_ANNOTATION: plan_annotation(generation)}}})),
+    )
+    .await
+    .expect("write schedulerResult");
+}
+
+fn condition(obj: &MultiCloudMongoDB, t: &str) -> Option<fedstate_api::Condition> {
+    obj.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .cloned()
+}
+
+async fn seed_as_written_is_refused(karmada: &kube::Client) {
+    let mut seed: Value = serde_yaml::from_str(SEED).expect("seed");
+    seed["metadata"]["namespace"] = json!(NS);
+    harness::apply_json(karmada, &ApiResource::erase::<MultiCloudMongoDB>(&()), seed).await;
+    place(karmada).await;
+    let api = mcm_api(karmada);
+    eventually(
+        "SpecValid=False naming spec.imageSetting.image",
+        WAIT,
+        || async {
+            let o = api.get(NAME).await.map_err(|e| e.to_string())?;
+            let c = condition(&o, "SpecValid").ok_or("no SpecValid yet")?;
+            let msg = c.message.unwrap_or_default();
+            if c.status == fedstate_api::ConditionStatus::False
+                && msg.contains("spec.imageSetting.image")
+                && msg.contains("4.4 to 8.0")
+            {
+                Ok(())
+            } else {
+                Err(msg)
+            }
+        },
+    )
+    .await;
+    let templates: Api<MongoDB> = Api::namespaced(karmada.clone(), NS);
+    assert!(
+        templates.get_opt(NAME).await.expect("get").is_none(),
+        "nothing applied for a refused spec"
+    );
+}
+
+fn ports_of(svc: &Service) -> i32 {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .and_then(|p| p.first())
+        .and_then(|p| p.node_port)
+        .unwrap_or(0)
+}
+
+/// Returns the host list.
+async fn placed_object_reaches_every_member(
+    fed: &Federation,
+    karmada: &kube::Client,
+) -> Vec<String> {
+    let api = mcm_api(karmada);
+    api.patch(
+        NAME,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"imageSetting": {"image": "mongo:7.0"}}})),
+    )
+    .await
+    .expect("supported image");
+    place(karmada).await;
+
+    let mut all_hosts: BTreeSet<String> = BTreeSet::new();
+    let mut init_clusters = Vec::new();
+    let mut indexes = BTreeSet::new();
+    for (i, (cluster, planned)) in (1..=fed.members()).zip(PLAN) {
+        assert_eq!(member_name(i), cluster);
+        let member = fed.member_client(i).await.expect("member client");
+        let mdbs: Api<MongoDB> = Api::namespaced(member.clone(), NS);
+        let m = eventually(
+            &format!("MongoDB in {cluster} with {planned} members"),
+            WAIT,
+            || async {
+                let m = mdbs
+                    .get_opt(NAME)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("not propagated yet")?;
+                if m.spec.members == planned
+                    && m.spec
+                        .member_roles
+                        .as_ref()
+                        .is_some_and(|r| r.len() == planned as usize)
+                {
+                    Ok(m)
+                } else {
+                    Err(format!(
+                        "members {} roles {:?}",
+                        m.spec.members, m.spec.member_roles
+                    ))
+                }
+            },
+        )
+        .await;
+        // Every field of the seed sample (image: the supported one we set; see scenario 0).
+        let v = serde_json::to_value(&m).expect("json");
+        let s = &v["spec"];
+        assert_eq!(s["image"], "mongo:7.0");
+        assert_eq!(s["imagePullPolicy"], "Always");
+        assert_eq!(s["imagePullSecret"], "my-image-secret");
+        assert_eq!(
+            s["resources"],
+            json!({"limits": {"cpu": "2", "memory": "512Mi"}, "requests": {"cpu": "1", "memory": "512Mi"}})
+        );
+        assert_eq!(
+            s["persistence"],
+            json!({"storage": "1Gi", "storageClassName": "managed-nfs-storage"})
+        );
+        assert_eq!(s["metricsExporterSpec"]["enable"], true);
+        assert_eq!(
+            s["metricsExporterSpec"]["resources"]["limits"],
+            json!({"cpu": "500m", "memory": "512Mi"})
+        );
+        assert_eq!(
+            s["metricsExporterSpec"]["resources"]["requests"],
+            json!({"cpu": "200m", "memory": "256Mi"})
+        );
+        assert_eq!(s["customConfigRef"], "my-custome-configmap");
+        assert_eq!(s["arbiter"], false);
+        assert_eq!(s["podSpec"]["nodeSelector"], json!({"deploy": "mongo"}));
+        assert_eq!(
+            s["rootPasswordSecretRef"]["name"],
+            format!("{NAME}-credentials")
+        );
+        assert!(
+            s.get("rootPassword").is_none(),
+            "no password in a member object"
+        );
+        assert!(!v.to_string().contains("mypasswd"));
+        assert_eq!(
+            m.labels()
+                .get("app.multicloudmongodb.io/vip")
+                .map(String::as_str),
+            Some(format!("127.0.1.{i}").as_str())
+        );
+        if m.spec.rs_init == Some(true) {
+            init_clusters.push(cluster);
+        }
+        for r in m.spec.member_roles.clone().unwrap_or_default() {
+            assert!(
+                indexes.insert(r.member_index),
+                "member index {} used twice",
+                r.member_index
+            );
+        }
+
+        // The host list, the Secrets, the user's ConfigMap and pull Secret are there.
+        let cms: Api<ConfigMap> = Api::namespaced(member.clone(), NS);
+        let hostconf = eventually(&format!("host list in {cluster}"), WAIT, || async {
+            let cm = cms
+                .get_opt(&names::hostconf_name(NAME))
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("no hostconf")?;
+            let json = cm
+                .data
+                .and_then(|d| d.get(HOSTCONF_KEY).cloned())
+                .ok_or("no key")?;
+            let conf = HostConf::parse(&json).map_err(|e| e.to_string())?;
+            if conf.hosts.len() == 5 {
+                Ok(conf)
+            } else {
+                Err(format!("{} hosts", conf.hosts.len()))
+            }
+        })
+        .await;
+        all_hosts.extend(hostconf.hosts.iter().map(|h| h.host.clone()));
+        eventually(&format!("user ConfigMap in {cluster}"), WAIT, || async {
+            cms.get_opt("my-custome-configmap")
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|_| ())
+                .ok_or_else(|| "missing".to_owned())
+        })
+        .await;
+        let secrets: Api<Secret> = Api::namespaced(member.clone(), NS);
+        for s in [
+            format!("{NAME}-keyfile"),
+            format!("{NAME}-credentials"),
+            "my-image-secret".to_owned(),
+        ] {
+            eventually(&format!("Secret {s} in {cluster}"), WAIT, || async {
+                secrets
+                    .get_opt(&s)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(|_| ())
+                    .ok_or_else(|| "missing".to_owned())
+            })
+            .await;
+        }
+
+        // This cluster's member Services, and only those, with the NodePorts the host list names.
+        let svcs: Api<Service> = Api::namespaced(member.clone(), NS);
+        let mine: BTreeMap<i32, String> = hostconf
+            .hosts
+            .iter()
+            .filter(|h| h.cluster == cluster)
+            .map(|h| (h.member_index, h.host.clone()))
+            .collect();
+        eventually(&format!("member Services in {cluster}"), WAIT, || async {
+            let list = svcs
+                .list(&ListParams::default().labels(&format!("{}={NAME}", names::LABEL_INSTANCE)))
+                .await
+                .map_err(|e| e.to_string())?;
+            let got: BTreeMap<i32, String> = list
+                .items
+                .iter()
+                .map(|s| {
+                    let idx = s
+                        .labels()
+                        .get("middleware.fedstate.io/member-index")
+                        .and_then(|i| i.parse().ok())
+                        .unwrap_or(-1);
+                    (
+                        idx,
+                        names::member_address(&format!("127.0.1.{i}"), ports_of(s)),
+                    )
+                })
+                .collect();
+            if got == mine {
+                Ok(())
+            } else {
+                Err(format!("have {got:?}, want {mine:?}"))
+            }
+        })
+        .await;
+    }
+    assert_eq!(all_hosts.len(), 5);
+    assert_eq!(
+        init_clusters.len(),
+        1,
+        "exactly one cluster initiates: {init_clusters:?}"
+    );
+    let o = api.get(NAME).await.expect("get");
+    let st = o.status.expect("status");
+    assert_eq!(
+        st.external_addr.as_deref().map(|a| a.split(',').count()),
+        Some(5)
+    );
+    all_hosts.into_iter().collect()
+}
+
+async fn spec_change_reaches_every_member(
+    fed: &Federation,
+    karmada: &kube::Client,
+    hosts: &[String],
+) {
+    let api = mcm_api(karmada);
+    api.patch(
+        NAME,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"imageSetting": {"image": "mongo:8.0"},
+            "resource": {"limits": {"cpu": "3", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}}})),
+    )
+    .await
+    .expect("change spec");
+    place(karmada).await;
+    for i in 1..=fed.members() {
+        let member = fed.member_client(i).await.expect("member client");
+        let mdbs: Api<MongoDB> = Api::namespaced(member.clone(), NS);
+        eventually(
+            &format!("image and resources updated in {}", member_name(i)),
+            WAIT,
+            || async {
+                let m = mdbs.get(NAME).await.map_err(|e| e.to_string())?;
+                let v = serde_json::to_value(&m.spec).map_err(|e| e.to_string())?;
+                if v["image"] == "mongo:8.0"
+                    && v["resources"]["limits"]["cpu"] == "3"
+                    && v["resources"]["limits"]["memory"] == "1Gi"
+                {
+                    Ok(())
+                } else {
+                    Err(format!("image {} resources {}", v["image"], v["resources"]))
+                }
+            },
+        )
+        .await;
+        // Identities survive the change: the host list is unchanged.
+        let cms: Api<ConfigMap> = Api::namespaced(member.clone(), NS);
+        let cm = cms
+            .get(&names::hostconf_name(NAME))
+            .await
+            .expect("hostconf");
+        let conf = HostConf::parse(&cm.data.expect("data")[HOSTCONF_KEY]).expect("parse");
+        let now: BTreeSet<String> = conf.hosts.into_iter().map(|h| h.host).collect();
+        assert_eq!(now, hosts.iter().cloned().collect::<BTreeSet<_>>());
+    }
+}
+
+async fn deletion_cleans_up_every_cluster(fed: &Federation, karmada: &kube::Client) {
+    let api = mcm_api(karmada);
+    api.delete(NAME, &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually(
+        "the MultiCloudMongoDB is gone from Karmada",
+        Duration::from_secs(180),
+        || async {
+            match api.get_opt(NAME).await.map_err(|e| e.to_string())? {
+                None => Ok(()),
+                Some(o) => Err(format!("still there, finalizers {:?}", o.finalizers())),
+            }
+        },
+    )
+    .await;
+    let selector = format!("{}={NAME}", names::LABEL_INSTANCE);
+    for i in 1..=fed.members() {
+        let member = fed.member_client(i).await.expect("member client");
+        let cluster = member_name(i);
+        eventually(
+            &format!("nothing of ours left in {cluster}"),
+            WAIT,
+            || async {
+                let mut left = Vec::new();
+                let mdbs: Api<MongoDB> = Api::namespaced(member.clone(), NS);
+                if mdbs
+                    .get_opt(NAME)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                {
+                    left.push("MongoDB".to_owned());
+                }
+                for (kind, plural) in [
+                    ("Service", "services"),
+                    ("ConfigMap", "configmaps"),
+                    ("Secret", "secrets"),
+                ] {
+                    let ar = ApiResource {
+                        group: String::new(),
+                        version: "v1".into(),
+                        api_version: "v1".into(),
+                        kind: kind.into(),
+                        plural: plural.into(),
+                    };
+                    let list: Api<DynamicObject> = Api::namespaced_with(member.clone(), NS, &ar);
+                    let items = list
+                        .list(&ListParams::default().labels(&selector))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    left.extend(
+                        items
+                            .items
+                            .iter()
+                            .map(|o| format!("{kind}/{}", o.name_any())),
+                    );
+                }
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{left:?}"))
+                }
+            },
+        )
+        .await;
+    }
+    // And nothing in Karmada either.
+    for (kind, group, version, plural) in [
+        ("Service", "", "v1", "services"),
+        ("ConfigMap", "", "v1", "configmaps"),
+        ("Secret", "", "v1", "secrets"),
+        (
+            "PropagationPolicy",
+            "policy.karmada.io",
+            "v1alpha1",
+            "propagationpolicies",
+        ),
+        (
+            "OverridePolicy",
+            "policy.karmada.io",
+            "v1alpha1",
+            "overridepolicies",
+        ),
+    ] {
+        let api_version = if group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{group}/{version}")
+        };
+        let ar = ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version,
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let list: Api<DynamicObject> = Api::namespaced_with(karmada.clone(), NS, &ar);
+        let items = list
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .expect("list");
+        assert!(
+            items.items.is_empty(),
+            "{kind} left in Karmada: {:?}",
+            items
+                .items
+                .iter()
+                .map(ResourceExt::name_any)
+                .collect::<Vec<_>>()
+        );
+    }
+}

@@ -131,6 +131,17 @@ fn version(key: &str) -> Result<&'static str> {
     pinned(key).ok_or_else(|| Error::InvalidArgument(format!("{key} missing from versions.env")))
 }
 
+/// Directory of the pinned `module` in the Go module cache, if it is there (no download).
+pub fn cached_module_dir(module: &str, version_key: &str) -> Option<PathBuf> {
+    let out = Command::new("go")
+        .args(["env", "GOMODCACHE"])
+        .output()
+        .ok()?;
+    let cache = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let dir = cache.join(format!("{module}@{}", pinned(version_key)?));
+    dir.is_dir().then_some(dir)
+}
+
 /// Directory of `module@version` in the Go module cache, downloading it if needed.
 fn module_dir(module: &str, version: &str) -> Result<PathBuf> {
     let err = |detail: String| Error::GoModule {

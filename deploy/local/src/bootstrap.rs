@@ -398,6 +398,76 @@ pub fn kwok_stages(kwok_module: &Path) -> Result<String> {
 mod tests {
     use super::*;
 
+    /// Karmada's manifests as `up` installs them; skipped when the pinned module is not in the Go
+    /// module cache (it is after `build.sh`).
+    #[test]
+    fn karmada_manifests_point_at_loopback() {
+        let Some(module) =
+            crate::binaries::cached_module_dir("github.com/karmada-io/karmada", "KARMADA_VERSION")
+        else {
+            eprintln!("skipped: Karmada module not in the Go module cache");
+            return;
+        };
+        let crds = karmada_crds(&module, 31012, "Q0E=").expect("crds");
+        let names: Vec<String> = crds
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
+        for expected in [
+            "propagationpolicies.policy.karmada.io",
+            "resourcebindings.work.karmada.io",
+            "works.work.karmada.io",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+        let rb = crds
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some("resourcebindings.work.karmada.io"))
+            .expect("resourcebindings");
+        let conversion = serde_json::to_value(&rb.spec.conversion).expect("json");
+        assert_eq!(conversion["strategy"], "Webhook");
+        assert_eq!(
+            conversion["webhook"]["clientConfig"]["url"],
+            "https://127.0.0.1:31012/convert"
+        );
+
+        let (mutating, validating) =
+            karmada_webhook_configurations(&module, 31012, "Q0E=").expect("webhooks");
+        assert!(!mutating.is_empty() && !validating.is_empty());
+        let text = serde_json::to_string(&(mutating, validating)).expect("json");
+        assert!(!text.contains(".svc"), "an in-cluster URL survived: {text}");
+        assert!(text.contains("https://127.0.0.1:31012/mutate-propagationpolicy"));
+    }
+
+    #[test]
+    fn kwok_stages_cover_nodes_and_pods() {
+        let Some(module) = crate::binaries::cached_module_dir("sigs.k8s.io/kwok", "KWOK_VERSION")
+        else {
+            eprintln!("skipped: kwok module not in the Go module cache");
+            return;
+        };
+        let stages =
+            yaml_documents("kwok.yaml", &kwok_stages(&module).expect("stages")).expect("yaml");
+        let names: Vec<&str> = stages
+            .iter()
+            .filter_map(|s| s["metadata"]["name"].as_str())
+            .collect();
+        for expected in [
+            "node-initialize",
+            "node-heartbeat-with-lease",
+            "pod-ready",
+            "pod-delete",
+        ] {
+            assert!(
+                names.contains(&expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+    }
+
     #[test]
     fn merge_replaces_and_adds_keys() {
         let mut a = json!({"spec": {"a": 1, "conversion": {"strategy": "None"}}});

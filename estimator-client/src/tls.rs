@@ -8,7 +8,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use http::Uri;
+use http::uri::Scheme;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -88,8 +92,10 @@ impl ChannelFactory {
 
     /// A lazily connecting channel to `host:port`. Nothing is dialled until the first RPC.
     pub fn channel(&self, address: &str) -> Result<Channel, TlsError> {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let uri = format!("{scheme}://{address}");
+        // Always an `http` URI: TLS is done by our connector ([`AlwaysTls`]). With an `https`
+        // URI, tonic refuses to connect ("Connecting to HTTPS without TLS enabled") whenever
+        // its own TLS feature is compiled into the binary by any other crate.
+        let uri = format!("http://{address}");
         let endpoint = Endpoint::from_shared(uri).map_err(|e| TlsError::Address {
             address: address.to_owned(),
             reason: e.to_string(),
@@ -110,9 +116,32 @@ impl ChannelFactory {
                     .https_only()
                     .enable_http2()
                     .wrap_connector(http);
-                endpoint.connect_with_connector_lazy(connector)
+                endpoint.connect_with_connector_lazy(AlwaysTls(connector))
             }
         })
+    }
+}
+
+/// Dials `connector` (HTTPS only) with the URI's scheme turned into `https`: the channel's URI
+/// stays `http` for tonic, the connection is TLS all the same.
+#[derive(Clone, Debug)]
+struct AlwaysTls<C>(C);
+
+impl<C: tower_service::Service<Uri>> tower_service::Service<Uri> for AlwaysTls<C> {
+    type Response = C::Response;
+    type Error = C::Error;
+    type Future = C::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let mut parts = uri.clone().into_parts();
+        parts.scheme = Some(Scheme::HTTPS);
+        // Cannot fail for a URI with an authority; else the HTTPS-only connector refuses it.
+        let uri = Uri::from_parts(parts).unwrap_or(uri);
+        self.0.call(uri)
     }
 }
 
@@ -148,7 +177,7 @@ fn client_config(opts: &TlsOptions) -> Result<ClientConfig, TlsError> {
         }
         builder.with_root_certificates(roots)
     };
-    let mut config = match (&opts.cert_file, &opts.key_file) {
+    let config = match (&opts.cert_file, &opts.key_file) {
         (Some(cert), Some(key)) => {
             let cert_pem = read(cert)?;
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
@@ -169,7 +198,8 @@ fn client_config(opts: &TlsOptions) -> Result<ClientConfig, TlsError> {
         }
         _ => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // No ALPN here: hyper-rustls sets it from the enabled protocols (HTTP/2) and panics when it
+    // is pre-defined.
     Ok(config)
 }
 

@@ -5,6 +5,8 @@
 //! returned while one background refresh runs; an entry older than [`CacheConfig::max_stale`] is
 //! not served. The policy is [`classify`], a pure function.
 
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -84,12 +86,98 @@ impl Slot {
     }
 }
 
-type ClusterSlots = DashMap<ShapeId, Arc<Slot>>;
+/// What [`CapacityCache::lookup`] found for a (cluster, shape).
+#[derive(Clone, Debug)]
+pub enum Lookup {
+    /// No entry.
+    Missing,
+    /// An entry too old to serve ([`Freshness::Expired`]).
+    Expired,
+    /// A servable entry: [`Freshness::Fresh`] or [`Freshness::Stale`]. `refresh` is true for the
+    /// one lookup that claimed the background refresh of a stale entry.
+    Servable {
+        answers: Arc<[PluginAnswer]>,
+        age: Duration,
+        freshness: Freshness,
+        refresh: bool,
+    },
+}
 
-/// `cluster → shape → slot`: two levels so that a Cluster change touches one map.
+/// The map key. Lookups borrow it as `dyn SlotKeyView` so that a `&str` cluster name needs no
+/// allocation or reference count.
+#[derive(Debug)]
+struct SlotKey {
+    cluster: Arc<str>,
+    shape: ShapeId,
+}
+
+trait SlotKeyView {
+    fn cluster(&self) -> &str;
+    fn shape(&self) -> ShapeId;
+}
+
+impl SlotKeyView for SlotKey {
+    fn cluster(&self) -> &str {
+        &self.cluster
+    }
+    fn shape(&self) -> ShapeId {
+        self.shape
+    }
+}
+
+impl SlotKeyView for (&str, ShapeId) {
+    fn cluster(&self) -> &str {
+        self.0
+    }
+    fn shape(&self) -> ShapeId {
+        self.1
+    }
+}
+
+impl<'a> Borrow<dyn SlotKeyView + 'a> for SlotKey {
+    fn borrow(&self) -> &(dyn SlotKeyView + 'a) {
+        self
+    }
+}
+
+// `SlotKey` and `dyn SlotKeyView` must hash and compare alike (the `Borrow` contract).
+impl Hash for dyn SlotKeyView + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.cluster().hash(state);
+        self.shape().hash(state);
+    }
+}
+
+impl PartialEq for dyn SlotKeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape() == other.shape() && self.cluster() == other.cluster()
+    }
+}
+
+impl Eq for dyn SlotKeyView + '_ {}
+
+impl Hash for SlotKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self as &dyn SlotKeyView).hash(state);
+    }
+}
+
+impl PartialEq for SlotKey {
+    fn eq(&self, other: &Self) -> bool {
+        (self as &dyn SlotKeyView) == (other as &dyn SlotKeyView)
+    }
+}
+
+impl Eq for SlotKey {}
+
+/// `(cluster, shape) → slot`, one level: the hot lookup is one hash of the pair and one shard
+/// read lock. Cluster-wide changes (stale, removed) walk the map; they are rare (a Cluster's
+/// status changes about every 10 s) and off the scheduling path.
 #[derive(Debug, Default)]
 pub struct CapacityCache {
-    clusters: DashMap<Arc<str>, Arc<ClusterSlots>>,
+    // Cluster names come from the Karmada apiserver, not from untrusted clients: a fast
+    // (still randomly seeded) hasher instead of SipHash.
+    slots: DashMap<SlotKey, Slot, foldhash::fast::RandomState>,
 }
 
 impl CapacityCache {
@@ -97,26 +185,41 @@ impl CapacityCache {
         Self::default()
     }
 
-    /// The slot for (cluster, shape), if any. No allocation, two hash lookups.
-    pub fn get(&self, cluster: &str, shape: ShapeId) -> Option<Arc<Slot>> {
-        let slots = self.clusters.get(cluster)?;
-        slots.get(&shape).map(|s| s.value().clone())
+    /// The entry for (cluster, shape) and what may be done with it under `config`, at `now`.
+    /// No allocation; one hash lookup; claims the background refresh of a stale entry.
+    pub fn lookup(&self, cluster: &str, shape: ShapeId, config: &CacheConfig) -> Lookup {
+        let Some(slot) = self.slots.get(&(cluster, shape) as &dyn SlotKeyView) else {
+            return Lookup::Missing;
+        };
+        let age = slot.fetched_at.elapsed();
+        let freshness = classify(age, slot.is_marked_stale(), config);
+        let refresh = match freshness {
+            Freshness::Fresh => false,
+            Freshness::Stale => slot.claim_refresh(),
+            Freshness::Expired => return Lookup::Expired,
+        };
+        Lookup::Servable {
+            answers: slot.answers.clone(),
+            age,
+            freshness,
+            refresh,
+        }
     }
 
     pub fn insert(&self, cluster: &Arc<str>, shape: ShapeId, slot: Slot) {
-        let slots = self
-            .clusters
-            .entry(cluster.clone())
-            .or_default()
-            .value()
-            .clone();
-        slots.insert(shape, Arc::new(slot));
+        self.slots.insert(
+            SlotKey {
+                cluster: cluster.clone(),
+                shape,
+            },
+            slot,
+        );
     }
 
     /// The cluster changed: its entries are served stale and refreshed in the background.
     pub fn mark_cluster_stale(&self, cluster: &str) {
-        if let Some(slots) = self.clusters.get(cluster) {
-            for s in slots.iter() {
+        for s in self.slots.iter() {
+            if &*s.key().cluster == cluster {
                 s.stale.store(true, Ordering::Relaxed);
             }
         }
@@ -124,15 +227,15 @@ impl CapacityCache {
 
     /// Forget the cluster (deleted, or answers known to be wrong).
     pub fn remove_cluster(&self, cluster: &str) {
-        self.clusters.remove(cluster);
+        self.slots.retain(|k, _| &*k.cluster != cluster);
     }
 
     pub fn len(&self) -> usize {
-        self.clusters.iter().map(|c| c.len()).sum()
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.slots.is_empty()
     }
 }
 
@@ -166,22 +269,77 @@ mod tests {
         );
     }
 
-    #[test]
-    fn cluster_changes_mark_only_that_cluster_and_one_refresh_is_claimed() {
+    fn freshness(l: &Lookup) -> Option<(Freshness, bool)> {
+        match l {
+            Lookup::Servable {
+                freshness, refresh, ..
+            } => Some((*freshness, *refresh)),
+            _ => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cluster_changes_mark_only_that_cluster_and_one_refresh_is_claimed() {
         let cache = CapacityCache::new();
+        let c = CacheConfig::default();
         let now = Instant::now();
-        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let (a, b, ab): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "ab".into());
         cache.insert(&a, ShapeId(1), Slot::new(Arc::from([]), now, false));
+        cache.insert(&a, ShapeId(2), Slot::new(Arc::from([]), now, false));
         cache.insert(&b, ShapeId(1), Slot::new(Arc::from([]), now, false));
+        cache.insert(&ab, ShapeId(1), Slot::new(Arc::from([]), now, false));
         cache.mark_cluster_stale("a");
-        assert!(cache.get("a", ShapeId(1)).unwrap().is_marked_stale());
-        assert!(!cache.get("b", ShapeId(1)).unwrap().is_marked_stale());
-        assert!(cache.get("a", ShapeId(2)).is_none());
-        let slot = cache.get("a", ShapeId(1)).unwrap();
-        assert!(slot.claim_refresh());
-        assert!(!slot.claim_refresh());
+        // The first lookup of the stale entry claims the refresh, later ones do not.
+        assert_eq!(
+            freshness(&cache.lookup("a", ShapeId(1), &c)),
+            Some((Freshness::Stale, true))
+        );
+        assert_eq!(
+            freshness(&cache.lookup("a", ShapeId(1), &c)),
+            Some((Freshness::Stale, false))
+        );
+        assert_eq!(
+            freshness(&cache.lookup("a", ShapeId(2), &c)),
+            Some((Freshness::Stale, true))
+        );
+        assert_eq!(
+            freshness(&cache.lookup("b", ShapeId(1), &c)),
+            Some((Freshness::Fresh, false))
+        );
+        assert_eq!(
+            freshness(&cache.lookup("ab", ShapeId(1), &c)),
+            Some((Freshness::Fresh, false))
+        );
+        assert!(matches!(cache.lookup("a", ShapeId(3), &c), Lookup::Missing));
         cache.remove_cluster("a");
-        assert!(cache.get("a", ShapeId(1)).is_none());
+        assert!(matches!(cache.lookup("a", ShapeId(1), &c), Lookup::Missing));
+        assert_eq!(cache.len(), 2);
+        // Too old to serve.
+        tokio::time::advance(c.max_stale + Duration::from_secs(1)).await;
+        assert!(matches!(cache.lookup("b", ShapeId(1), &c), Lookup::Expired));
+    }
+
+    #[test]
+    fn a_newer_answer_replaces_the_entry() {
+        let cache = CapacityCache::new();
+        let a: Arc<str> = "a".into();
+        let now = Instant::now();
+        cache.insert(&a, ShapeId(1), Slot::new(Arc::from([]), now, true));
+        let answers: Arc<[PluginAnswer]> = Arc::from([PluginAnswer {
+            plugin: "p",
+            estimate: crate::plugin::Estimate::Replicas(4),
+            counts_hosted_members: false,
+        }]);
+        cache.insert(&a, ShapeId(1), Slot::new(answers, now, false));
         assert_eq!(cache.len(), 1);
+        match cache.lookup("a", ShapeId(1), &CacheConfig::default()) {
+            Lookup::Servable {
+                answers, freshness, ..
+            } => {
+                assert_eq!(freshness, Freshness::Fresh);
+                assert_eq!(answers.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

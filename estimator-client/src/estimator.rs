@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::cache::{CacheConfig, CapacityCache, Freshness, Slot, classify};
+use crate::cache::{CacheConfig, CapacityCache, Freshness, Lookup, Slot};
 use crate::ledger::AssumedLedger;
 use crate::metrics::{CACHE_ENTRY_AGE, CACHE_HITS, CACHE_MISSES, PLUGIN_FAILURES};
 use crate::plugin::{Capacity, CapacityPlugin, ClusterRef, Estimate, PluginAnswer, merge};
@@ -80,6 +80,30 @@ struct Inner {
     cache: CapacityCache,
     ledger: AssumedLedger,
     config: EstimatorConfig,
+    metrics: CacheMetrics,
+}
+
+/// The cache metric handles, registered once: the lookup is too hot to resolve a metric key
+/// per call. They bind to the recorder installed when the estimator is created.
+#[derive(Debug)]
+struct CacheMetrics {
+    hits: metrics::Counter,
+    missing: metrics::Counter,
+    stale: metrics::Counter,
+    expired: metrics::Counter,
+    entry_age: metrics::Histogram,
+}
+
+impl CacheMetrics {
+    fn register() -> Self {
+        Self {
+            hits: metrics::counter!(CACHE_HITS),
+            missing: metrics::counter!(CACHE_MISSES, "reason" => "missing"),
+            stale: metrics::counter!(CACHE_MISSES, "reason" => "stale"),
+            expired: metrics::counter!(CACHE_MISSES, "reason" => "expired"),
+            entry_age: metrics::histogram!(CACHE_ENTRY_AGE),
+        }
+    }
 }
 
 /// Asks every plugin about one cluster, concurrently, each bounded by `deadline`.
@@ -115,6 +139,7 @@ pub async fn ask_plugins(
 }
 
 impl CapacityEstimator {
+    /// Install the metrics recorder first: the cache metric handles are registered here.
     pub fn new(plugins: Vec<Arc<dyn CapacityPlugin>>, config: EstimatorConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -122,6 +147,7 @@ impl CapacityEstimator {
                 cache: CapacityCache::new(),
                 ledger: AssumedLedger::new(config.ledger_ttl),
                 config,
+                metrics: CacheMetrics::register(),
             }),
         }
     }
@@ -142,30 +168,44 @@ impl CapacityEstimator {
         shape: &MemberShape,
         query: &CapacityQuery<'_>,
     ) -> Option<ClusterCapacity> {
-        let Some(slot) = self.inner.cache.get(&cluster.name, shape.id()) else {
-            metrics::counter!(CACHE_MISSES, "reason" => "missing").increment(1);
-            return None;
-        };
-        let age = slot.fetched_at.elapsed();
-        let source = match classify(age, slot.is_marked_stale(), &self.inner.config.cache) {
-            Freshness::Fresh => {
-                metrics::counter!(CACHE_HITS).increment(1);
-                Source::Cache
-            }
-            Freshness::Stale => {
-                metrics::counter!(CACHE_MISSES, "reason" => "stale").increment(1);
-                if slot.claim_refresh() {
-                    self.spawn_refresh(cluster.clone(), shape.clone());
+        let inner = &*self.inner;
+        let (answers, age, source) =
+            match inner
+                .cache
+                .lookup(&cluster.name, shape.id(), &inner.config.cache)
+            {
+                Lookup::Missing => {
+                    inner.metrics.missing.increment(1);
+                    return None;
                 }
-                Source::StaleCache
-            }
-            Freshness::Expired => {
-                metrics::counter!(CACHE_MISSES, "reason" => "expired").increment(1);
-                return None;
-            }
-        };
-        metrics::histogram!(CACHE_ENTRY_AGE).record(age.as_secs_f64());
-        Some(self.finish(cluster, shape, query, slot.answers.clone(), source, age))
+                Lookup::Expired => {
+                    inner.metrics.expired.increment(1);
+                    return None;
+                }
+                Lookup::Servable {
+                    answers,
+                    age,
+                    freshness: Freshness::Fresh,
+                    ..
+                } => {
+                    inner.metrics.hits.increment(1);
+                    (answers, age, Source::Cache)
+                }
+                Lookup::Servable {
+                    answers,
+                    age,
+                    refresh,
+                    ..
+                } => {
+                    inner.metrics.stale.increment(1);
+                    if refresh {
+                        self.spawn_refresh(cluster.clone(), shape.clone());
+                    }
+                    (answers, age, Source::StaleCache)
+                }
+            };
+        inner.metrics.entry_age.record(age.as_secs_f64());
+        Some(self.finish(cluster, shape, query, answers, source, age))
     }
 
     /// Capacities of `clusters` for `shape`, in the same order. Clusters with servable cache
@@ -274,7 +314,11 @@ impl CapacityEstimator {
         source: Source,
         age: Duration,
     ) -> ClusterCapacity {
-        let hosted = query.hosted.get(&*cluster.name).copied().unwrap_or(0);
+        let hosted = if query.hosted.is_empty() {
+            0
+        } else {
+            query.hosted.get(&*cluster.name).copied().unwrap_or(0)
+        };
         let assumed = self
             .inner
             .ledger

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -31,6 +32,10 @@ struct Assumed {
 #[derive(Clone, Debug)]
 pub struct AssumedLedger {
     entries: Arc<DashMap<Arc<str>, Vec<Assumed>>>,
+    /// Entries recorded, expired ones included until dropped; never below the true count
+    /// (raised before an entry is added, lowered after one is removed), so a lookup that reads
+    /// zero can skip the map — the common case on the capacity hot path.
+    recorded: Arc<AtomicUsize>,
     ttl: Duration,
 }
 
@@ -66,6 +71,7 @@ impl AssumedLedger {
     pub fn new(ttl: Duration) -> Self {
         Self {
             entries: Arc::new(DashMap::new()),
+            recorded: Arc::new(AtomicUsize::new(0)),
             ttl,
         }
     }
@@ -81,11 +87,15 @@ impl AssumedLedger {
             expires: Instant::now() + self.ttl,
         };
         let mut list = self.entries.entry(Arc::from(cluster)).or_default();
+        let before = list.len();
         list.retain(|a| a.object != object);
+        let removed = before - list.len();
         if members > 0 {
+            self.recorded.fetch_add(1, Ordering::SeqCst);
             list.push(entry);
         }
         drop(list);
+        self.recorded.fetch_sub(removed, Ordering::SeqCst);
         self.publish();
     }
 
@@ -97,6 +107,7 @@ impl AssumedLedger {
             let before = e.len();
             e.retain(|a| a.object != object);
             if e.len() != before {
+                self.recorded.fetch_sub(before - e.len(), Ordering::SeqCst);
                 clusters.push(e.key().clone());
             }
         }
@@ -108,6 +119,9 @@ impl AssumedLedger {
     /// Members of `shape` to subtract on `cluster`, leaving out `object`'s own entries (its
     /// members count as hosted when it is re-planned).
     pub fn assumed_on(&self, cluster: &str, shape: &MemberShape, object: Option<&str>) -> u32 {
+        if self.recorded.load(Ordering::SeqCst) == 0 {
+            return 0;
+        }
         let Some(list) = self.entries.get(cluster) else {
             return 0;
         };
@@ -133,7 +147,9 @@ impl AssumedLedger {
     pub fn expire(&self) -> usize {
         let now = Instant::now();
         for mut e in self.entries.iter_mut() {
+            let before = e.len();
             e.retain(|a| a.expires > now);
+            self.recorded.fetch_sub(before - e.len(), Ordering::SeqCst);
         }
         self.entries.retain(|_, v| !v.is_empty());
         self.publish()
@@ -195,6 +211,15 @@ mod tests {
         assert_eq!(ledger.release("db/b"), vec![Arc::<str>::from("m1")]);
         assert_eq!(ledger.assumed_on("m1", &small, None), 1);
         assert_eq!(ledger.len(), 1);
+        // Emptied and refilled: the fast path for an empty ledger must not hide new entries.
+        ledger.release("db/a");
+        assert_eq!(ledger.assumed_on("m1", &small, None), 0);
+        ledger.assume("db/c", "m1", &small, 3);
+        assert_eq!(ledger.assumed_on("m1", &small, None), 3);
+        ledger.assume("db/c", "m1", &small, 0);
+        assert_eq!(ledger.assumed_on("m1", &small, None), 0);
+        ledger.assume("db/c", "m1", &small, 1);
+        assert_eq!(ledger.assumed_on("m1", &small, None), 1);
 
         let short = AssumedLedger::new(Duration::ZERO);
         short.assume("db/a", "m1", &small, 2);

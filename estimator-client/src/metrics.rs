@@ -1,5 +1,6 @@
 //! Metric names (all `fedstate_estimator_*`) and their descriptions, through the `metrics` facade.
-//! The binary installs the Prometheus exporter; this crate only records.
+//! The binary installs the Prometheus exporter; this crate only records. Install it before
+//! creating a `CapacityEstimator`: the cache metric handles are registered once, at creation.
 
 /// Histogram, seconds, labels `cluster`, `method`.
 pub const RPC_DURATION: &str = "fedstate_estimator_rpc_duration_seconds";
@@ -8,8 +9,8 @@ pub const RPC_DURATION: &str = "fedstate_estimator_rpc_duration_seconds";
 pub const RPC_TOTAL: &str = "fedstate_estimator_rpc_total";
 /// Counter: capacity lookups answered from a fresh cache entry.
 pub const CACHE_HITS: &str = "fedstate_estimator_cache_hits_total";
-/// Counter: lookups that had to ask the plugins (missing entry); label `reason` (`missing`,
-/// `stale`).
+/// Counter: lookups without a fresh cache entry; label `reason` (`missing`, `stale`: served
+/// and refreshed in the background, `expired`: too old to serve).
 pub const CACHE_MISSES: &str = "fedstate_estimator_cache_misses_total";
 /// Histogram, seconds: age of the cache entry a lookup used.
 pub const CACHE_ENTRY_AGE: &str = "fedstate_estimator_cache_entry_age_seconds";

@@ -86,9 +86,11 @@ pub struct Capacity {
     pub assumed: u32,
 }
 
-/// Minimum over the plugins' answers, ignoring "no opinion" and failures. A hosted-members bound
-/// is reduced by `hosted` (members of this set already in the cluster); then `assumed` members
-/// (the ledger) are subtracted.
+/// Minimum over the plugins' answers, ignoring "no opinion" and failures. A resource answer is
+/// reduced by `assumed` (the ledger: room other placements took that the estimators cannot see
+/// yet); a hosted-members bound (node spread, per replica set) is reduced by `hosted` (members of
+/// this set already in the cluster) and not by `assumed`: members of other objects do not take
+/// this set's nodes.
 pub fn merge(answers: &[PluginAnswer], hosted: u32, assumed: u32) -> Capacity {
     let mut best: Option<(u32, &'static str)> = None;
     for a in answers {
@@ -98,14 +100,14 @@ pub fn merge(answers: &[PluginAnswer], hosted: u32, assumed: u32) -> Capacity {
         let n = if a.counts_hosted_members {
             n.saturating_sub(hosted)
         } else {
-            n
+            n.saturating_sub(assumed)
         };
         if best.is_none_or(|(b, _)| n < b) {
             best = Some((n, a.plugin));
         }
     }
     Capacity {
-        replicas: best.map(|(n, _)| n.saturating_sub(assumed)),
+        replicas: best.map(|(n, _)| n),
         decided_by: best.map(|(_, p)| p),
         assumed,
     }
@@ -334,6 +336,39 @@ mod tests {
         assert_eq!(c.replicas, Some(6));
         let c = merge(&[spread], 5, 1);
         assert_eq!(c.replicas, Some(0));
+    }
+
+    /// Another object's assumed members take CPU, not this set's nodes: a cluster with 2 nodes
+    /// and room for 10 members, 2 of which another object just took, still takes 2 of this set.
+    #[test]
+    fn the_ledger_does_not_shrink_the_node_spread_bound() {
+        let spread = PluginAnswer {
+            plugin: NodeSpread::NAME,
+            estimate: Estimate::Replicas(2),
+            counts_hosted_members: true,
+        };
+        let c = merge(
+            &[
+                spread.clone(),
+                answer("karmada-accurate", Estimate::Replicas(10)),
+            ],
+            0,
+            2,
+        );
+        assert_eq!(
+            (c.replicas, c.decided_by),
+            (Some(2), Some(NodeSpread::NAME))
+        );
+        // When the room itself is short, the ledger decides.
+        let c = merge(
+            &[spread, answer("karmada-accurate", Estimate::Replicas(3))],
+            0,
+            2,
+        );
+        assert_eq!(
+            (c.replicas, c.decided_by),
+            (Some(1), Some("karmada-accurate"))
+        );
     }
 
     #[test]

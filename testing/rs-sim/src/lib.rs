@@ -11,7 +11,9 @@
 //! * [`scram`]: the server side of SCRAM-SHA-256.
 //! * [`world`]: the rules, synchronous and deterministic (time moves by ticks).
 //! * [`server`]: [`Simulator`], one TCP listener per served member.
+//! * [`bridge`]: serves the members the local federation's kwok reports Running.
 
+pub mod bridge;
 pub mod scram;
 pub mod server;
 pub mod wire;

@@ -8,6 +8,8 @@
 
 pub mod binding;
 pub mod capacity;
+#[cfg(test)]
+mod fixtures;
 pub mod mcm;
 pub mod metrics;
 pub mod triggers;

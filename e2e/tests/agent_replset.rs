@@ -1,0 +1,314 @@
+//! End-to-end tests of `fedstate-mongo-agent` on the local federation: real member apiservers,
+//! kube-controller-manager (StatefulSets, PVC binding), kwok running the pods, and the replica-set
+//! simulator serving every Running member pod at `<cluster VIP>:<nodePort>` (spec/06). One agent
+//! per member cluster runs in-process (its real controller against the member apiserver). Scenarios:
+//!
+//! 1. The seed's single-cluster sample as written (mongo:3.6) gets a condition naming `spec.image`
+//!    and no StatefulSet; with a supported image it becomes a working one-member set (PRIMARY).
+//! 2. Scaling that object to 3 members adds them one voter at a time; no forced reconfig.
+//! 3. No password of the run appears in any process log, the agents' log, a status or an event.
+//!
+//! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fedstate_api::MongoDB;
+use fedstate_api::v1alpha1::MongoState;
+use fedstate_e2e::harness::{self, eventually};
+use fedstate_local::{Federation, member_name, member_vip};
+use fedstate_mongo_agent::controller::{self, Context, Settings};
+use fedstate_mongo_agent::resources::{self, MemberAddressing};
+use fedstate_rs_sim::bridge::{self, MemberCluster};
+use fedstate_rs_sim::{Simulator, world};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{CustomResourceExt, ResourceExt};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const NS: &str = "fedstate-e2e-agent";
+const NAME: &str = "mongodb-sample";
+const WAIT: Duration = Duration::from_secs(180);
+const SEED: &str = include_str!("../../deploy/samples/seed/mongodb-single-cluster.yaml");
+
+#[test]
+fn agent_e2e() {
+    if let Some(why) = harness::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    // The agents' own log, checked for passwords at the end (the harness's subscriber is then a
+    // no-op: only one global subscriber can exist).
+    let agent_log =
+        std::env::temp_dir().join(format!("fedstate-e2e-agent-{}.log", std::process::id()));
+    let file = std::fs::File::create(&agent_log).expect("agent log file");
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,fedstate_mongo_agent=debug,fedstate_rs_sim=debug",
+        ))
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let fed = harness::federation().await;
+        let stop = CancellationToken::new();
+        let sim = Arc::new(Simulator::start(
+            world::Settings {
+                sync_ticks: 2,
+                stepdown_ticks: 20,
+            },
+            Duration::from_millis(250),
+        ));
+        let mut clusters = Vec::new();
+        for i in 1..=fed.members() {
+            let client = fed.member_client(i).await.expect("member client");
+            install(&client, &member_name(i)).await;
+            clusters.push(MemberCluster {
+                name: member_name(i),
+                vip: member_vip(i).to_string(),
+                client: client.clone(),
+            });
+            let ctx = Arc::new(Context::new(
+                client,
+                Settings {
+                    addressing: MemberAddressing::NodePort {
+                        vip: member_vip(i).to_string(),
+                    },
+                    cluster_name: Some(member_name(i)),
+                    namespace: None,
+                    mongo_timeout: Duration::from_secs(2),
+                },
+            ));
+            tokio::spawn(controller::run(ctx, stop.child_token()));
+        }
+        tokio::spawn(bridge::run(sim.clone(), clusters, stop.child_token()));
+        let member1 = fed.member_client(1).await.expect("member client");
+
+        eprintln!("scenario 1: the seed single-cluster sample becomes a working set");
+        single_cluster_sample_becomes_a_working_set(&member1, &sim).await;
+        eprintln!("scenario 2: scale the single-cluster set 1 -> 3");
+        single_cluster_scales_one_voter_at_a_time(&member1, &sim).await;
+        eprintln!("scenario 3: no password in any log, status or event");
+        stop.cancel();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        no_password_anywhere(&fed, &member1, &agent_log).await;
+        fed.down().expect("down");
+    });
+    let _ = std::fs::remove_file(&agent_log);
+}
+
+async fn install(client: &kube::Client, what: &str) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = MongoDB::crd();
+    crds.patch(
+        &crd.name_any(),
+        &PatchParams::apply(harness::FIELD_MANAGER).force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("install the MongoDB CRD in {what}: {e}"));
+    eventually(&format!("MongoDB CRD served in {what}"), WAIT, || async {
+        Api::<MongoDB>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces
+        .get_opt(NS)
+        .await
+        .expect("get namespace")
+        .is_none()
+    {
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}})).expect("ns");
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+    }
+}
+
+fn condition(m: &MongoDB, t: &str) -> Option<fedstate_api::Condition> {
+    m.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .cloned()
+}
+
+async fn single_cluster_sample_becomes_a_working_set(member: &kube::Client, sim: &Simulator) {
+    let api: Api<MongoDB> = Api::namespaced(member.clone(), NS);
+    let mut seed: Value = serde_yaml::from_str(SEED).expect("seed");
+    seed["metadata"]["namespace"] = json!(NS);
+    let obj: MongoDB = serde_json::from_value(seed).expect("seed parses");
+    api.patch(
+        NAME,
+        &PatchParams::apply(harness::FIELD_MANAGER).force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .expect("apply the seed sample");
+    eventually(
+        "a condition naming spec.image and the supported range",
+        WAIT,
+        || async {
+            let m = api.get(NAME).await.map_err(|e| e.to_string())?;
+            let c = condition(&m, "ServerReady").ok_or("no ServerReady yet")?;
+            let msg = c.message.unwrap_or_default();
+            if m.status.as_ref().and_then(|s| s.state) == Some(MongoState::Error)
+                && msg.contains("spec.image")
+                && msg.contains("4.4 to 8.0")
+            {
+                Ok(())
+            } else {
+                Err(msg)
+            }
+        },
+    )
+    .await;
+    let sts: Api<StatefulSet> = Api::namespaced(member.clone(), NS);
+    assert!(
+        sts.list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty(),
+        "no StatefulSet for an unsupported image"
+    );
+
+    api.patch(
+        NAME,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"image": "mongo:7.0"}})),
+    )
+    .await
+    .expect("supported image");
+    let m = eventually("the sample Running with one PRIMARY", WAIT, || async {
+        let m = api.get(NAME).await.map_err(|e| e.to_string())?;
+        let st = m.status.clone().unwrap_or_default();
+        let primaries = st
+            .replset
+            .iter()
+            .filter(|r| r.state_str == "PRIMARY")
+            .count();
+        if st.state == Some(MongoState::Running) && primaries == 1 && st.replset.len() == 1 {
+            Ok(m)
+        } else {
+            Err(format!(
+                "state {:?}, replset {:?}, conditions {:?}",
+                st.state, st.replset, st.conditions
+            ))
+        }
+    })
+    .await;
+    let host = &m.status.as_ref().expect("status").replset[0].name;
+    assert!(host.starts_with(&format!("{}:", member_vip(1))), "{host}");
+    let w = sim.world();
+    let set = w.set(NAME).expect("the simulator holds the set");
+    assert_eq!(set.primary.as_deref(), Some(host.as_str()));
+}
+
+async fn single_cluster_scales_one_voter_at_a_time(member: &kube::Client, sim: &Simulator) {
+    let api: Api<MongoDB> = Api::namespaced(member.clone(), NS);
+    api.patch(
+        NAME,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"members": 3}})),
+    )
+    .await
+    .expect("scale to 3");
+    eventually(
+        "3 voting members, one PRIMARY and two SECONDARY",
+        WAIT,
+        || async {
+            let m = api.get(NAME).await.map_err(|e| e.to_string())?;
+            let st = m.status.clone().unwrap_or_default();
+            let by_state = |s: &str| st.replset.iter().filter(|r| r.state_str == s).count();
+            let voters = sim
+                .world()
+                .set(NAME)
+                .map(|s| s.config.members.iter().filter(|m| m.votes > 0).count())
+                .unwrap_or(0);
+            if voters == 3
+                && by_state("PRIMARY") == 1
+                && by_state("SECONDARY") == 2
+                && st.state == Some(MongoState::Running)
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "voters {voters}, replset {:?}, state {:?}",
+                    st.replset, st.state
+                ))
+            }
+        },
+    )
+    .await;
+    // The simulator refuses any reconfig changing two voters, so getting here proves the agent
+    // went one voter at a time; and nothing was forced.
+    assert_eq!(sim.world().set(NAME).expect("set").forced_reconfigs, 0);
+}
+
+async fn no_password_anywhere(
+    fed: &Federation,
+    member: &kube::Client,
+    agent_log: &std::path::Path,
+) {
+    let secrets: Api<Secret> = Api::namespaced(member.clone(), NS);
+    let creds = secrets
+        .get(&resources::credentials_secret_name(NAME))
+        .await
+        .expect("credentials Secret");
+    let passwords: Vec<String> = creds
+        .data
+        .unwrap_or_default()
+        .values()
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .filter(|p| p.len() >= 12)
+        .collect();
+    assert_eq!(
+        passwords.len(),
+        2,
+        "generated clusterAdmin and clusterMonitor passwords"
+    );
+    let mut files = vec![agent_log.to_path_buf()];
+    if let Ok(dir) = std::fs::read_dir(fed.logs_dir()) {
+        files.extend(dir.flatten().map(|e| e.path()));
+    }
+    for f in &files {
+        let Ok(text) = std::fs::read(f) else { continue };
+        let text = String::from_utf8_lossy(&text);
+        for p in &passwords {
+            assert!(
+                !text.contains(p.as_str()),
+                "a password appears in {}",
+                f.display()
+            );
+        }
+    }
+    // The seed's root password ("123456") in no status and no event.
+    let m = Api::<MongoDB>::namespaced(member.clone(), NS)
+        .get(NAME)
+        .await
+        .expect("object");
+    let status = serde_json::to_string(&m.status).expect("json");
+    let events = Api::<Event>::namespaced(member.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    let events = serde_json::to_string(&events.items).expect("json");
+    for p in passwords.iter().map(String::as_str).chain(["123456"]) {
+        assert!(!status.contains(p), "a password in the status");
+        assert!(!events.contains(p), "a password in an event");
+    }
+}

@@ -177,19 +177,20 @@ pub async fn ensure_users(
         // No login works: either no user exists yet (localhost exception), or root's password
         // was rotated and the cluster admin's too (then only the user can help).
         let anon = base.with_login(None);
-        match anon.user_exists(primary, &users.root.user).await {
-            Ok(false) => {
-                anon.create_user(primary, &users.root, ROOT_ROLES).await?;
+        match anon.create_user(primary, &users.root, ROOT_ROLES).await {
+            Ok(()) => {
                 changes.created.push(users.root.user.clone());
                 users.root.clone()
             }
-            Ok(true) | Err(_) => {
+            // The exception is closed (a user exists) or root exists with another password.
+            Err(e) if matches!(e.code(), Some(13 | 51003)) || e.is_unauthorized() => {
                 return Err(ReplSetError::Auth {
                     host: primary.to_owned(),
                     command: "login",
                     user: users.root.user.clone(),
                 });
             }
+            Err(e) => return Err(e),
         }
     };
     let by = base.with_login(Some(actor.clone()));

@@ -96,7 +96,7 @@ fn run_plan(args: &PlanArgs) -> ExitCode {
     let (input, req) = match plan::load(&args.clusters, &args.object, args.previous.as_deref()) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("fedstate-scheduler plan: {:#}", anyhow::Error::from(e));
+            eprintln!("fedstate-scheduler plan: {e}");
             return ExitCode::from(2);
         }
     };

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::{cluster, request};
 use crate::placement::{
     self, ClusterCandidate, Explanation, PlacementError, PlacementPlan, PreviousPlacement,
-    QuorumStatus,
+    QuorumStatus, Verdict,
 };
 
 /// Input that cannot be used. Each message names the file, the field and the problem.
@@ -324,7 +324,11 @@ pub fn render_text(input: &PlanInput, result: &Result<PlacementPlan, PlacementEr
             s,
             "{:<w$}  {:>8}  {:>8}  {:>4}  {:>5}  {:>8}  {:<7}  {}",
             r.cluster,
-            r.record.capacity,
+            if matches!(r.record.verdict, Verdict::Filtered(_)) {
+                "-".to_owned()
+            } else {
+                r.record.capacity.to_string()
+            },
             r.record.previous,
             r.record.data,
             r.record.votes,

@@ -4,6 +4,7 @@ use fedstate_api::MultiCloudMongoDB;
 use fedstate_api::karmada::{ClusterAffinity, SpreadConstraint, SpreadField};
 use fedstate_api::v1alpha1::SchedulerMode;
 use k8s_openapi::api::core::v1::Toleration as K8sToleration;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::capacity::{CapacityError, MemberShape};
 use crate::placement::selector::{FieldMatcher, LabelMatcher, SelectorError};
@@ -25,28 +26,35 @@ pub enum RequestError {
     Field { field: String, problem: String },
 }
 
-/// Requests of one member: `spec.resource.requests` (the CRD default 500m / 512Mi if unset).
+/// Requests of one member pod: mongod's `spec.resource.requests` (the CRD defaults 500m / 512Mi
+/// when unset) plus the exporter sidecar's `spec.export.resource.requests` when enabled, the
+/// same shape the scheduler service asks the estimators about.
 pub fn member_shape(obj: &MultiCloudMongoDB) -> Result<MemberShape, RequestError> {
-    let requests = obj
-        .spec
+    let spec = &obj.spec;
+    let mongod = spec
         .resource
         .as_ref()
         .and_then(|r| r.requests.clone())
         .unwrap_or_else(|| {
             [("cpu", "500m"), ("memory", "512Mi")]
                 .into_iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_owned(),
-                        k8s_openapi::apimachinery::pkg::api::resource::Quantity(v.to_owned()),
-                    )
-                })
+                .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
                 .collect()
         });
-    Ok(MemberShape::from_requests(
-        "spec.resource.requests",
-        &requests,
-    )?)
+    let mut shape = MemberShape::from_requests("spec.resource.requests", &mongod)?;
+    let exporter = spec
+        .export
+        .as_ref()
+        .filter(|e| e.enable.unwrap_or(false))
+        .and_then(|e| e.resource.as_ref())
+        .and_then(|r| r.requests.as_ref());
+    if let Some(r) = exporter {
+        let sidecar = MemberShape::from_requests("spec.export.resource.requests", r)?;
+        for (name, v) in sidecar.requests {
+            *shape.requests.entry(name).or_insert(0) += v;
+        }
+    }
+    Ok(shape)
 }
 
 pub fn mode(m: SchedulerMode) -> Distribution {
@@ -204,4 +212,66 @@ pub fn spread_rule(field: &str, c: &SpreadConstraint) -> Result<SpreadRule, Requ
         });
     }
     Ok(rule)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn obj(yaml: &str) -> MultiCloudMongoDB {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_member_pod_requests_mongod_plus_the_enabled_exporter() {
+        let o = obj(
+            "apiVersion: middleware.fedstate.io/v1alpha1\nkind: MultiCloudMongoDB\nmetadata: {name: a}\nspec:\n  replicaset: 3\n  resource: {requests: {cpu: '1', memory: 512Mi}}\n  export: {enable: true, resource: {requests: {cpu: 200m, memory: 256Mi}}}\n",
+        );
+        let s = member_shape(&o).unwrap();
+        assert_eq!(s.requests["cpu"], 1200);
+        assert_eq!(s.requests["memory"], 768 * 1024 * 1024 * 1000);
+        let o = obj(
+            "apiVersion: middleware.fedstate.io/v1alpha1\nkind: MultiCloudMongoDB\nmetadata: {name: a}\nspec:\n  replicaset: 3\n  export: {enable: false, resource: {requests: {cpu: '9'}}}\n",
+        );
+        let s = member_shape(&o).unwrap();
+        assert_eq!(
+            s.requests["cpu"], 500,
+            "the CRD default, no disabled exporter"
+        );
+    }
+
+    #[test]
+    fn spec_fields_become_the_request() {
+        let o = obj(
+            "apiVersion: middleware.fedstate.io/v1alpha1\nkind: MultiCloudMongoDB\nmetadata: {name: a, namespace: db, uid: u-1}\nspec:\n  replicaset: 5\n  config: {arbiter: true}\n  scheduler:\n    schedulerMode: Weighting\n    quorumPolicy: Required\n    affinity: {clusterNames: [m1, m2], exclude: [m3]}\n    tolerations: [{key: k, operator: Exists, effect: NoSchedule}]\n    primaryPreference: {clusterNames: [m2]}\n  spreadConstraints:\n    spreadConstraints: [{spreadByField: region, minGroups: 2, maxGroups: 3}]\n",
+        );
+        let r = placement_request(&o).unwrap();
+        assert_eq!(r.uid, "u-1");
+        assert_eq!(r.replicas, 5);
+        assert_eq!(r.distribution, Distribution::Weighting);
+        let rs = r.replica_set.unwrap();
+        assert!(rs.arbiter);
+        assert_eq!(rs.quorum_policy, crate::placement::QuorumPolicy::Required);
+        assert_eq!(r.filter.names, vec!["m1", "m2"]);
+        assert_eq!(r.filter.exclude, vec!["m3"]);
+        assert!(r.tolerations[0].exists);
+        assert_eq!(r.primary.names, vec!["m2"]);
+        assert_eq!(
+            r.spread[0],
+            SpreadRule {
+                key: SpreadKey::Region,
+                min_groups: 2,
+                max_groups: 3
+            }
+        );
+        let bad = obj(
+            "apiVersion: middleware.fedstate.io/v1alpha1\nkind: MultiCloudMongoDB\nmetadata: {name: a}\nspec:\n  replicaset: 3\n  spreadConstraints:\n    spreadConstraints: [{spreadByField: zone, minGroups: 4, maxGroups: 2}]\n",
+        );
+        let e = placement_request(&bad).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "spec.spreadConstraints.spreadConstraints[0]: minGroups 4 is larger than maxGroups 2"
+        );
+    }
 }

@@ -105,24 +105,33 @@ pub fn place(
         return Err(PlacementError::InvalidRequest("too many clusters".into()));
     }
 
-    // Previous members by cluster name, sorted for binary search (it is small).
-    let mut prev_members: Vec<(&str, u32)> = previous
-        .map(|p| p.members.iter().map(|(n, d)| (n.as_str(), *d)).collect())
+    // Previous members keyed by the same (UID, name) hash the tie-breaks use, so matching
+    // thousands of clusters against them costs a u64 binary search each, not string compares.
+    let seed = tiebreak::seed(&req.uid);
+    let mut prev_members: Vec<(u64, &str, u32)> = previous
+        .map(|p| {
+            p.members
+                .iter()
+                .map(|(n, d)| (tiebreak::cluster_hash(seed, n), n.as_str(), *d))
+                .collect()
+        })
         .unwrap_or_default();
     prev_members.sort_unstable();
-    prev_members.dedup_by(|a, b| a.0 == b.0);
-    let prev_of = |name: &str| -> u32 {
+    prev_members.dedup_by(|a, b| a.1 == b.1);
+    let prev_of = |hash: u64, name: &str| -> u32 {
         if prev_members.is_empty() {
             return 0;
         }
-        prev_members
-            .binary_search_by(|(n, _)| (*n).cmp(name))
-            .map_or(0, |i| prev_members[i].1)
+        let from = prev_members.partition_point(|(h, _, _)| *h < hash);
+        prev_members[from..]
+            .iter()
+            .take_while(|(h, _, _)| *h == hash)
+            .find(|(_, n, _)| *n == name)
+            .map_or(0, |(_, _, d)| *d)
     };
     let prev_arbiter = previous.and_then(|p| p.arbiter.as_deref());
 
     // 1. Filter (rule 1) and gather what ranking needs.
-    let seed = tiebreak::seed(&req.uid);
     let mut records: Vec<ClusterRecord> = Vec::with_capacity(clusters.len());
     let mut slots: Vec<Slot> = Vec::with_capacity(clusters.len());
     let mut spreads: Vec<SpreadState> = req
@@ -136,7 +145,8 @@ pub fn place(
         })
         .collect();
     for (i, c) in clusters.iter().enumerate() {
-        let prev = prev_of(&c.name);
+        let hash = tiebreak::cluster_hash(seed, &c.name);
+        let prev = prev_of(hash, &c.name);
         let mut record = ClusterRecord {
             index: i as u32,
             capacity: 0,
@@ -176,7 +186,7 @@ pub fn place(
             cap,
             prev,
             weight,
-            hash: tiebreak::cluster_hash(seed, &c.name),
+            hash,
             pref: preference(req, c),
             ..Slot::default()
         });

@@ -386,6 +386,23 @@ async fn placed_object_reaches_every_member(
         })
         .await;
         let secrets: Api<Secret> = Api::namespaced(member.clone(), NS);
+        // spec.auth.rootPasswd reaches the members inside the credentials Secret, and only there.
+        let creds = eventually(&format!("credentials in {cluster}"), WAIT, || async {
+            secrets
+                .get_opt(&format!("{NAME}-credentials"))
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "missing".to_owned())
+        })
+        .await;
+        let data = creds.data.expect("credentials data");
+        assert_eq!(data["password"].0, b"mypasswd");
+        let keyfile = secrets
+            .get(&format!("{NAME}-keyfile"))
+            .await
+            .expect("keyfile");
+        let keyfile = &keyfile.data.expect("keyfile data")["keyfile"].0;
+        assert!(keyfile.len() >= 700 && keyfile.as_slice() != b"mypasswd");
         for s in [
             format!("{NAME}-keyfile"),
             format!("{NAME}-credentials"),

@@ -415,7 +415,7 @@ async fn apply_object(mcm: &MultiCloudMongoDB, ctx: &Context) -> Result<Action> 
     // ThreadRng is not Send: use it in a scope without awaits.
     let wanted_secrets = {
         let mut rng = rand::rng();
-        let mut wanted = vec![
+        let wanted = vec![
             (
                 old_keyfile.clone(),
                 desired::with_meta(
@@ -431,11 +431,17 @@ async fn apply_object(mcm: &MultiCloudMongoDB, ctx: &Context) -> Result<Action> 
                 ),
             ),
         ];
-        if let Some(pull) = secrets::pull_secret(mcm) {
-            wanted.push((None, desired::with_meta(mcm, pull)));
-        }
         wanted
     };
+    let mut wanted_secrets = wanted_secrets;
+    if let Some(pull) = secrets::pull_secret(mcm) {
+        let pull_name = pull.metadata.name.clone().unwrap_or_default();
+        let old = secret_api
+            .get_opt(&pull_name)
+            .await
+            .map_err(Error::kube("get", "Secret", &ns, &pull_name))?;
+        wanted_secrets.push((old, desired::with_meta(mcm, pull)));
+    }
     for (old, new) in wanted_secrets {
         let unchanged = old.as_ref().is_some_and(|o| o.data == new.data);
         if !unchanged {
@@ -551,6 +557,30 @@ async fn apply_object(mcm: &MultiCloudMongoDB, ctx: &Context) -> Result<Action> 
         (c.type_ == types::SCALING_IN_PROGRESS || c.type_ == types::FAILOVER_IN_PROGRESS)
             && c.is_true()
     }) || rb.is_none();
+    let was_ready = mcm
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == types::SERVER_READY))
+        .map(Condition::is_true);
+    let ready_now = observed
+        .conditions
+        .iter()
+        .find(|c| c.type_ == types::SERVER_READY)
+        .is_some_and(Condition::is_true);
+    if was_ready != Some(ready_now) && (ready_now || was_ready == Some(true)) {
+        let (kind, reason) = if ready_now {
+            (EventType::Normal, "Ready")
+        } else {
+            (EventType::Warning, "NotReady")
+        };
+        let note = observed
+            .conditions
+            .iter()
+            .find(|c| c.type_ == types::SERVER_READY)
+            .and_then(|c| c.message.clone())
+            .unwrap_or_default();
+        publish(ctx, mcm, kind, reason, "Observe", note).await;
+    }
     write_status(mcm, ctx, Some(observed.status), conds).await?;
     Ok(if busy {
         Action::requeue(ctx.options.busy_requeue)

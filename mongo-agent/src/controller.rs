@@ -30,6 +30,7 @@ use rand::distr::Alphanumeric;
 use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::converge::{self, Outcome, SetGoal, Users};
 use crate::planner::{Desired, ForceOptIn, MemberState};
@@ -195,14 +196,13 @@ async fn reconcile(obj: Arc<MongoDB>, ctx: Arc<Context>) -> Result<Action, Error
     let api: Api<MongoDB> = Api::namespaced(ctx.client.clone(), &ns);
     metrics::counter!("fedstate_agent_reconciles_total").increment(1);
     let span = tracing::info_span!("reconcile", mongodb = %format!("{ns}/{name}"));
-    let _enter = span.enter();
-    drop(_enter);
     finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             Finalizer::Apply(obj) => apply(&obj, &ctx).await,
             Finalizer::Cleanup(obj) => cleanup(&obj, &ctx).await,
         }
     })
+    .instrument(span)
     .await
     .map_err(|e| Error::Finalizer(name, e.to_string()))
 }
@@ -217,7 +217,6 @@ struct Members {
     ready: BTreeSet<String>,
     running: i32,
     pods: Vec<Pod>,
-    services: Vec<Service>,
 }
 
 async fn gather_members(mdb: &MongoDB, ctx: &Context) -> Result<Members, Error> {
@@ -280,7 +279,6 @@ async fn gather_members(mdb: &MongoDB, ctx: &Context) -> Result<Members, Error> 
         ready,
         running,
         pods,
-        services,
     })
 }
 
@@ -617,17 +615,26 @@ async fn apply(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
             .iter()
             .flat_map(|c| c.members.iter().map(|m| m.host.as_str()))
             .collect();
-        let wanted: BTreeSet<String> = desired.services.iter().map(|s| s.name_any()).collect();
-        for s in &members.services {
+        let wanted: BTreeSet<String> = desired.statefulsets.iter().map(|s| s.name_any()).collect();
+        let selector = format!("{LABEL_INSTANCE}={name},app.kubernetes.io/managed-by=fedstate");
+        let existing = sts_api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(kube_err("list", "StatefulSets of", &name))?;
+        for s in &existing.items {
             let sname = s.name_any();
             if wanted.contains(&sname) || obs.observed.config.is_none() {
                 continue;
             }
-            let addr = member_index_of(s.labels()).and_then(|i| members.addresses.get(&i));
+            let addr = if is_arbiter(s.labels()) {
+                members.arbiter.as_ref()
+            } else {
+                member_index_of(s.labels()).and_then(|i| members.addresses.get(&i))
+            };
             if addr.is_some_and(|a| in_config.contains(a.as_str())) {
                 continue; // still a member: the planner removes it first
             }
-            tracing::info!(service = %sname, "member left the replica set; deleting its objects");
+            tracing::info!(statefulset = %sname, "member left the replica set; deleting its objects");
             let dp = DeleteParams::default();
             let _ = sts_api.delete(&sname, &dp).await;
             if own_services {

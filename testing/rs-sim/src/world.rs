@@ -303,6 +303,14 @@ pub struct ReplSet {
     users: BTreeMap<String, User>,
 }
 
+impl ReplSet {
+    /// A member's MongoDB state number (1 PRIMARY, 2 SECONDARY, 5 STARTUP2, 7 ARBITER) as its set
+    /// records it; whether it is up is [`World::is_up`].
+    pub fn state(&self, host: &str) -> Option<i32> {
+        self.runtime.get(host).map(|r| r.state)
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct Node {
     up: bool,

@@ -1,0 +1,293 @@
+//! End-to-end: a replica set across three member clusters, with the manager (in-process, against
+//! the real Karmada apiserver) propagating the members and the host list, one agent per member
+//! cluster (in-process), and the replica-set simulator serving the Running member pods. The
+//! placement annotation is written by the test, as the scheduler would. Scenarios, in order:
+//!
+//! 1. Placed 1/1/1, the set is initiated once and reaches one PRIMARY and two SECONDARY.
+//! 2. Scaled 3→5 (2/2/1) and back 5→3 (1/1/1), through reconfigs the simulator only accepts
+//!    with one voting change each.
+//! 3. `kill-member` of a cluster holding a minority of the voters: the set keeps a primary,
+//!    nothing is forced, the surviving objects report `Degraded`.
+//!
+//! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fedstate_api::{MongoDB, MultiCloudMongoDB, names};
+use fedstate_e2e::harness::{self, eventually};
+use fedstate_local::capacity::STORAGE_CLASS;
+use fedstate_local::{member_name, member_vip};
+use fedstate_mongo_agent::controller::{self, Context, Settings};
+use fedstate_mongo_agent::resources::MemberAddressing;
+use fedstate_rs_sim::bridge::{self, MemberCluster};
+use fedstate_rs_sim::{Simulator, world};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams, PostParams};
+use kube::{CustomResourceExt, ResourceExt};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const NS: &str = "fedstate-e2e-agent-fed";
+const NAME: &str = "fed-sample";
+const WAIT: Duration = Duration::from_secs(240);
+const SEED: &str = include_str!("../../deploy/samples/seed/multicloudmongodb-minimal.yaml");
+const INTERPRETER: &str = include_str!("../../deploy/karmada/resourceinterpreter-mongodb.yaml");
+
+#[test]
+fn agent_federated_e2e() {
+    if let Some(why) = harness::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let fed = harness::federation().await;
+        let karmada = fed.karmada_client().await.expect("karmada client");
+        let stop = CancellationToken::new();
+        let sim = Arc::new(Simulator::start(
+            world::Settings {
+                sync_ticks: 2,
+                stepdown_ticks: 20,
+            },
+            Duration::from_millis(250),
+        ));
+        install(&karmada, "karmada").await;
+        let mut clusters = Vec::new();
+        for i in 1..=fed.members() {
+            let client = fed.member_client(i).await.expect("member client");
+            install(&client, &member_name(i)).await;
+            clusters.push(MemberCluster {
+                name: member_name(i),
+                vip: member_vip(i).to_string(),
+                client: client.clone(),
+            });
+            let ctx = Arc::new(Context::new(
+                client,
+                Settings {
+                    addressing: MemberAddressing::NodePort {
+                        vip: member_vip(i).to_string(),
+                    },
+                    cluster_name: Some(member_name(i)),
+                    namespace: None,
+                    mongo_timeout: Duration::from_secs(2),
+                },
+            ));
+            tokio::spawn(controller::run(ctx, stop.child_token()));
+        }
+        let interpreter: Value = serde_yaml::from_str(INTERPRETER).expect("interpreter yaml");
+        harness::apply_json(&karmada, &interpreter_resource(), interpreter).await;
+        tokio::spawn(bridge::run(sim.clone(), clusters, stop.child_token()));
+        {
+            let (client, stop) = (karmada.clone(), stop.child_token());
+            tokio::spawn(async move {
+                let options = fedstate_manager::controller::Options {
+                    busy_requeue: Duration::from_secs(3),
+                    idle_requeue: Duration::from_secs(60),
+                };
+                fedstate_manager::controller::run(client, options, Default::default(), stop).await
+            });
+        }
+
+        eprintln!("scenario 1: three clusters form one set");
+        let mut seed: Value = serde_yaml::from_str(SEED).expect("seed");
+        seed["metadata"]["name"] = json!(NAME);
+        seed["metadata"]["namespace"] = json!(NS);
+        seed["spec"]["replicaset"] = json!(3);
+        seed["spec"]["imageSetting"]["image"] = json!("mongo:7.0");
+        seed["spec"]["storage"]["storageClass"] = json!(STORAGE_CLASS);
+        harness::apply_json(
+            &karmada,
+            &ApiResource::erase::<MultiCloudMongoDB>(&()),
+            seed,
+        )
+        .await;
+        place(&karmada, &[1, 1, 1]).await;
+        converged(&sim, 3).await;
+
+        eprintln!("scenario 2: scale 3 -> 5 -> 3, one voter at a time");
+        scale(&karmada, 5, &[2, 2, 1]).await;
+        converged(&sim, 5).await;
+        scale(&karmada, 3, &[1, 1, 1]).await;
+        converged(&sim, 3).await;
+
+        eprintln!("scenario 3: kill-member of a minority cluster");
+        fed.kill_member(3).expect("kill member3");
+        let survivors = eventually("a primary with member3 unreachable", WAIT, || async {
+            let w = sim.world();
+            let set = w.set(NAME).ok_or("no set")?;
+            let down: Vec<&String> = set
+                .config
+                .members
+                .iter()
+                .map(|m| &m.host)
+                .filter(|h| !w.is_up(h))
+                .collect();
+            match (&set.primary, down.len()) {
+                (Some(p), 1) if p.starts_with("127.0.1.1:") || p.starts_with("127.0.1.2:") => {
+                    Ok(p.clone())
+                }
+                _ => Err(format!("primary {:?}, down {down:?}", set.primary)),
+            }
+        })
+        .await;
+        eprintln!("  primary {survivors}");
+        let member1 = fed.member_client(1).await.expect("member1");
+        let mdbs: Api<MongoDB> = Api::namespaced(member1, NS);
+        eventually("Degraded on member1's object, not Error", WAIT, || async {
+            let m = mdbs.get(NAME).await.map_err(|e| e.to_string())?;
+            let st = m.status.unwrap_or_default();
+            let degraded = st
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Degraded" && c.is_true());
+            if degraded && st.state != Some(fedstate_api::v1alpha1::MongoState::Error) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "state {:?}, conditions {:?}",
+                    st.state, st.conditions
+                ))
+            }
+        })
+        .await;
+        assert_eq!(sim.world().set(NAME).expect("set").forced_reconfigs, 0);
+
+        stop.cancel();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        fed.down().expect("down");
+    });
+}
+
+fn interpreter_resource() -> ApiResource {
+    ApiResource {
+        group: "config.karmada.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "config.karmada.io/v1alpha1".into(),
+        kind: "ResourceInterpreterCustomization".into(),
+        plural: "resourceinterpretercustomizations".into(),
+    }
+}
+
+async fn install(client: &kube::Client, what: &str) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [MultiCloudMongoDB::crd(), MongoDB::crd()] {
+        crds.patch(
+            &crd.name_any(),
+            &PatchParams::apply(harness::FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("install CRD in {what}: {e}"));
+    }
+    eventually(&format!("our CRDs served in {what}"), WAIT, || async {
+        Api::<MongoDB>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        Api::<MultiCloudMongoDB>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces
+        .get_opt(NS)
+        .await
+        .expect("get namespace")
+        .is_none()
+    {
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}})).expect("ns");
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+    }
+}
+
+/// What the scheduler would do: the placement for the object's current generation.
+async fn place(karmada: &kube::Client, per_cluster: &[i32]) {
+    let api: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), NS);
+    let obj = api.get(NAME).await.expect("get object");
+    let generation = obj.metadata.generation.expect("generation");
+    let clusters: Vec<Value> = per_cluster
+        .iter()
+        .enumerate()
+        .map(|(i, n)| json!({"cluster": member_name(i as u32 + 1), "replicaset": n}))
+        .collect();
+    let plan = json!({"ClusterWithReplicaset": clusters, "generation": generation}).to_string();
+    api.patch(
+        NAME,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {names::SCHEDULER_RESULT_ANNOTATION: plan}}}),
+        ),
+    )
+    .await
+    .expect("write schedulerResult");
+}
+
+async fn scale(karmada: &kube::Client, replicaset: i32, per_cluster: &[i32]) {
+    let api: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), NS);
+    api.patch(
+        NAME,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicaset": replicaset}})),
+    )
+    .await
+    .expect("scale");
+    place(karmada, per_cluster).await;
+}
+
+/// One set holding `n` voting members, all up: one PRIMARY, the rest SECONDARY, nothing forced.
+async fn converged(sim: &Simulator, n: usize) {
+    eventually(
+        &format!("{n} voting members, one PRIMARY, the rest SECONDARY"),
+        WAIT,
+        || async {
+            let w = sim.world();
+            let set = w.set(NAME).ok_or("no set yet")?;
+            let voters: BTreeSet<&str> = set
+                .config
+                .members
+                .iter()
+                .filter(|m| m.votes > 0)
+                .map(|m| m.host.as_str())
+                .collect();
+            let all_up = set.config.members.iter().all(|m| w.is_up(&m.host));
+            let secondaries = set
+                .config
+                .members
+                .iter()
+                .filter(|m| set.state(&m.host) == Some(world::SECONDARY))
+                .count();
+            if voters.len() == n
+                && set.config.members.len() == n
+                && all_up
+                && set.primary.is_some()
+                && secondaries == n - 1
+                && set.forced_reconfigs == 0
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "members {:?}, primary {:?}",
+                    set.config
+                        .members
+                        .iter()
+                        .map(|m| (&m.host, m.votes))
+                        .collect::<Vec<_>>(),
+                    set.primary
+                ))
+            }
+        },
+    )
+    .await;
+}

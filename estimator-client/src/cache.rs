@@ -24,6 +24,8 @@ pub struct CacheConfig {
     pub fresh_for: Duration,
     /// Answers older than this are not served at all.
     pub max_stale: Duration,
+    /// The clock that ages entries.
+    pub clock: CacheClock,
 }
 
 impl Default for CacheConfig {
@@ -31,8 +33,67 @@ impl Default for CacheConfig {
         Self {
             fresh_for: Duration::from_secs(10),
             max_stale: Duration::from_secs(120),
+            clock: CacheClock::default(),
         }
     }
+}
+
+/// The clock that ages cache entries. Reading the precise monotonic clock was a quarter of a
+/// cache hit; freshness bounds are seconds, so a clock good to a few milliseconds will do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CacheClock {
+    /// The kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`: read in a few ns from
+    /// the vDSO, resolution one scheduler tick, a few ms); the precise clock where there is
+    /// none.
+    #[default]
+    Coarse,
+    /// tokio's clock: follows paused and advanced time in tests.
+    Tokio,
+}
+
+/// A reading of a [`CacheClock`]: time since that clock's origin. Compare only readings of
+/// the same clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp(Duration);
+
+impl CacheClock {
+    pub fn now(self) -> Stamp {
+        match self {
+            Self::Coarse => coarse_now(),
+            Self::Tokio => Stamp(
+                Instant::now()
+                    .into_std()
+                    .saturating_duration_since(origin()),
+            ),
+        }
+    }
+}
+
+impl Stamp {
+    /// How long after `earlier` this reading is (zero if it is not after it).
+    pub fn since(self, earlier: Stamp) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+/// The origin of [`CacheClock::Tokio`] readings (and of the coarse fallback).
+fn origin() -> std::time::Instant {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(std::time::Instant::now)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn coarse_now() -> Stamp {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    Stamp(Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    ))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn coarse_now() -> Stamp {
+    Stamp(std::time::Instant::now().saturating_duration_since(origin()))
 }
 
 /// What a lookup may do with an entry of this age.
@@ -61,13 +122,14 @@ pub fn classify(age: Duration, marked_stale: bool, config: &CacheConfig) -> Fres
 #[derive(Debug)]
 pub struct Slot {
     pub answers: Arc<[PluginAnswer]>,
-    pub fetched_at: Instant,
+    /// When the answers came, on the cache's [`CacheClock`].
+    pub fetched_at: Stamp,
     stale: AtomicBool,
     refreshing: AtomicBool,
 }
 
 impl Slot {
-    pub fn new(answers: Arc<[PluginAnswer]>, fetched_at: Instant, stale: bool) -> Self {
+    pub fn new(answers: Arc<[PluginAnswer]>, fetched_at: Stamp, stale: bool) -> Self {
         Self {
             answers,
             fetched_at,
@@ -185,13 +247,14 @@ impl CapacityCache {
         Self::default()
     }
 
-    /// The entry for (cluster, shape) and what may be done with it under `config`, at `now`.
-    /// No allocation; one hash lookup; claims the background refresh of a stale entry.
+    /// The entry for (cluster, shape) and what may be done with it under `config`. No
+    /// allocation; one hash lookup, one read of `config.clock`; claims the background refresh
+    /// of a stale entry.
     pub fn lookup(&self, cluster: &str, shape: ShapeId, config: &CacheConfig) -> Lookup {
         let Some(slot) = self.slots.get(&(cluster, shape) as &dyn SlotKeyView) else {
             return Lookup::Missing;
         };
-        let age = slot.fetched_at.elapsed();
+        let age = config.clock.now().since(slot.fetched_at);
         let freshness = classify(age, slot.is_marked_stale(), config);
         let refresh = match freshness {
             Freshness::Fresh => false,
@@ -249,6 +312,7 @@ mod tests {
         let c = CacheConfig {
             fresh_for: Duration::from_secs(10),
             max_stale: Duration::from_secs(60),
+            clock: CacheClock::Coarse,
         };
         assert_eq!(
             classify(Duration::from_secs(3), false, &c),
@@ -281,8 +345,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn cluster_changes_mark_only_that_cluster_and_one_refresh_is_claimed() {
         let cache = CapacityCache::new();
-        let c = CacheConfig::default();
-        let now = Instant::now();
+        let c = CacheConfig {
+            clock: CacheClock::Tokio,
+            ..CacheConfig::default()
+        };
+        let now = c.clock.now();
         let (a, b, ab): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "ab".into());
         cache.insert(&a, ShapeId(1), Slot::new(Arc::from([]), now, false));
         cache.insert(&a, ShapeId(2), Slot::new(Arc::from([]), now, false));
@@ -323,7 +390,7 @@ mod tests {
     fn a_newer_answer_replaces_the_entry() {
         let cache = CapacityCache::new();
         let a: Arc<str> = "a".into();
-        let now = Instant::now();
+        let now = CacheClock::default().now();
         cache.insert(&a, ShapeId(1), Slot::new(Arc::from([]), now, true));
         let answers: Arc<[PluginAnswer]> = Arc::from([PluginAnswer {
             plugin: "p",
@@ -341,5 +408,33 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_coarse_clock_ages_entries_in_real_time() {
+        let c = CacheConfig {
+            fresh_for: Duration::from_millis(20),
+            ..CacheConfig::default()
+        };
+        assert_eq!(c.clock, CacheClock::Coarse);
+        let cache = CapacityCache::new();
+        let a: Arc<str> = "a".into();
+        cache.insert(
+            &a,
+            ShapeId(1),
+            Slot::new(Arc::from([]), c.clock.now(), false),
+        );
+        // Sleeping 10x the freshness bound (and many coarse ticks): the entry must have aged.
+        std::thread::sleep(Duration::from_millis(200));
+        match cache.lookup("a", ShapeId(1), &c) {
+            Lookup::Servable { freshness, age, .. } => {
+                assert_eq!(freshness, Freshness::Stale);
+                assert!(age >= Duration::from_millis(100), "{age:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // And never reads earlier than a reading taken before it.
+        let before = c.clock.now();
+        assert!(c.clock.now() >= before);
     }
 }

@@ -253,13 +253,17 @@ impl EstimatorClient {
             }
         }
         self.record(method, started, outcome);
+        // Like the outcome label: `Cancelled` is how a tonic server reports the deadline we
+        // sent it (`grpc-timeout`), often just before our own timer fires.
         Err(match last_status {
-            Some(status) if status.code() != Code::DeadlineExceeded => ClientError::Rpc {
-                cluster: self.cluster.to_string(),
-                method,
-                code: status.code(),
-                message: status.message().to_owned(),
-            },
+            Some(status) if !matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) => {
+                ClientError::Rpc {
+                    cluster: self.cluster.to_string(),
+                    method,
+                    code: status.code(),
+                    message: status.message().to_owned(),
+                }
+            }
             _ => ClientError::Deadline {
                 cluster: self.cluster.to_string(),
                 method,

@@ -289,7 +289,7 @@ impl CapacityEstimator {
         self.inner.cache.insert(
             &cluster.name,
             shape.id(),
-            Slot::new(answers.clone(), Instant::now(), failed),
+            Slot::new(answers.clone(), self.inner.config.cache.clock.now(), failed),
         );
         answers
     }
@@ -458,7 +458,15 @@ mod tests {
             answers: [("a".into(), Some(3))].into(),
             ..Scripted::default()
         });
-        let est = estimator(scripted.clone(), EstimatorConfig::default());
+        // tokio's clock, so that advancing paused time ages the entries.
+        let config = EstimatorConfig {
+            cache: CacheConfig {
+                clock: crate::cache::CacheClock::Tokio,
+                ..CacheConfig::default()
+            },
+            ..EstimatorConfig::default()
+        };
+        let est = estimator(scripted.clone(), config);
         let cs = clusters(&["a"]);
         let shape = MemberShape::from_requests([("cpu", "1")]);
         let q = CapacityQuery::default();

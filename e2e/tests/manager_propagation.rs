@@ -9,8 +9,13 @@
 //!    gets its `MongoDB` with the planned members and identities and every seed field, its member
 //!    Services with the NodePorts the host list names, the host list, the Secrets and the user's
 //!    ConfigMap and pull Secret.
-//! 2. A spec change (image, resources) reaches every member.
-//! 3. Deleting the object removes everything from every cluster and from Karmada.
+//! 2. What the members report (written here on each member's `MongoDB` status, as the agent
+//!    would) travels through Karmada's status reflection (our interpreter's Lua, run by Karmada)
+//!    into `state: Health`, `result[]` with roles per address, and `ServerReady`.
+//! 3. A spec change (image, resources) reaches every member; identities do not change.
+//! 4. Scale 5 → 3: the host list drops two members at once, but their `MongoDB` places and
+//!    Services stay until the members report them gone; then they go.
+//! 5. Deleting the object removes everything from every cluster and from Karmada.
 //!
 //! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
 
@@ -68,9 +73,15 @@ fn manager_e2e() {
         seed_as_written_is_refused(&karmada).await;
         eprintln!("scenario 1: a placed object reaches every member cluster");
         let hosts = placed_object_reaches_every_member(&fed, &karmada).await;
-        eprintln!("scenario 2: a spec change reaches every member");
+        eprintln!(
+            "scenario 2: what the members report becomes the status (through the interpreter)"
+        );
+        member_status_becomes_our_status(&fed, &karmada, &hosts).await;
+        eprintln!("scenario 3: a spec change reaches every member");
         spec_change_reaches_every_member(&fed, &karmada, &hosts).await;
-        eprintln!("scenario 3: deletion cleans up every cluster");
+        eprintln!("scenario 4: scale 5 -> 3 waits for the members to report the removed ones gone");
+        scale_down_waits_for_the_members(&fed, &karmada, &hosts).await;
+        eprintln!("scenario 5: deletion cleans up every cluster");
         deletion_cleans_up_every_cluster(&fed, &karmada).await;
 
         stop.cancel();
@@ -186,8 +197,8 @@ fn mcm_api(karmada: &kube::Client) -> Api<MultiCloudMongoDB> {
     Api::namespaced(karmada.clone(), NS)
 }
 
-fn plan_annotation(generation: i64) -> String {
-    let clusters: Vec<Value> = PLAN
+fn plan_annotation(plan: &[(&str, i32)], generation: i64) -> String {
+    let clusters: Vec<Value> = plan
         .iter()
         .map(|(c, n)| json!({"cluster": c, "replicaset": n}))
         .collect();
@@ -196,13 +207,17 @@ fn plan_annotation(generation: i64) -> String {
 
 /// What the scheduler would do: write the placement for the object's current generation.
 async fn place(karmada: &kube::Client) {
+    place_as(karmada, &PLAN).await;
+}
+
+async fn place_as(karmada: &kube::Client, plan: &[(&str, i32)]) {
     let api = mcm_api(karmada);
     let obj = api.get(NAME).await.expect("get object");
     let generation = obj.metadata.generation.expect("generation");
     api.patch(
         NAME,
         &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {names::SCHEDULER_RESULT_ANNOTATION: plan_annotation(generation)}}})),
+        &Patch::Merge(json!({"metadata": {"annotations": {names::SCHEDULER_RESULT_ANNOTATION: plan_annotation(plan, generation)}}})),
     )
     .await
     .expect("write schedulerResult");
@@ -629,4 +644,189 @@ async fn deletion_cleans_up_every_cluster(fed: &Federation, karmada: &kube::Clie
                 .collect::<Vec<_>>()
         );
     }
+}
+
+/// Which cluster each host lives in, from a member's host list.
+async fn hosts_by_cluster(fed: &Federation) -> BTreeMap<String, Vec<String>> {
+    let member = fed.member_client(1).await.expect("member client");
+    let cms: Api<ConfigMap> = Api::namespaced(member, NS);
+    let cm = cms
+        .get(&names::hostconf_name(NAME))
+        .await
+        .expect("hostconf");
+    let conf = HostConf::parse(&cm.data.expect("data")[HOSTCONF_KEY]).expect("parse");
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for h in conf.hosts {
+        out.entry(h.cluster).or_default().push(h.host);
+    }
+    out
+}
+
+/// What an agent would write: every cluster sees the same healthy set of `hosts`, the first one
+/// PRIMARY; `running` members per cluster.
+async fn members_report(fed: &Federation, hosts: &[String], running: &BTreeMap<String, usize>) {
+    let replset: Vec<Value> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let primary = i == 0;
+            json!({"_id": i, "name": h, "health": 1, "state": if primary {1} else {2},
+                   "stateStr": if primary {"PRIMARY"} else {"SECONDARY"}})
+        })
+        .collect();
+    for i in 1..=fed.members() {
+        let member = fed.member_client(i).await.expect("member client");
+        let mdbs: Api<MongoDB> = Api::namespaced(member, NS);
+        let n = running.get(&member_name(i)).copied().unwrap_or(0);
+        mdbs.patch_status(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"state": "Running", "currentRevision": "rev-1",
+                "currentInfo": {"members": n}, "replset": replset}}),
+            ),
+        )
+        .await
+        .expect("member status");
+    }
+}
+
+async fn member_status_becomes_our_status(
+    fed: &Federation,
+    karmada: &kube::Client,
+    hosts: &[String],
+) {
+    let by_cluster = hosts_by_cluster(fed).await;
+    let running: BTreeMap<String, usize> = by_cluster
+        .iter()
+        .map(|(c, h)| (c.clone(), h.len()))
+        .collect();
+    members_report(fed, hosts, &running).await;
+    let api = mcm_api(karmada);
+    let status = eventually("state Health with roles per address", WAIT, || async {
+        let o = api.get(NAME).await.map_err(|e| e.to_string())?;
+        let st = o.status.clone().ok_or("no status")?;
+        let ready = condition(&o, "ServerReady").is_some_and(|c| c.is_true());
+        if st.state == Some(fedstate_api::v1alpha1::ServiceState::Health) && ready {
+            Ok(st)
+        } else {
+            Err(format!(
+                "state {:?}, ServerReady {:?}",
+                st.state,
+                condition(&o, "ServerReady").and_then(|c| c.message)
+            ))
+        }
+    })
+    .await;
+    let member1 = status
+        .result
+        .iter()
+        .find(|r| r.cluster.as_deref() == Some("member1"))
+        .expect("member1 result");
+    assert_eq!(member1.replicaset_spec, Some(2));
+    assert_eq!(member1.replicaset_status, Some(2));
+    assert_eq!(member1.applied, Some(true));
+    assert_eq!(member1.state.as_deref(), Some("Running"));
+    let roles = member1.connect_addr_with_role.clone().expect("roles");
+    assert_eq!(roles.len(), 2);
+    assert!(roles.values().all(|r| r == "PRIMARY" || r == "SECONDARY"));
+    let primaries = status
+        .result
+        .iter()
+        .flat_map(|r| {
+            r.connect_addr_with_role
+                .clone()
+                .unwrap_or_default()
+                .into_values()
+        })
+        .filter(|r| r == "PRIMARY")
+        .count();
+    assert_eq!(primaries, 1);
+}
+
+async fn scale_down_waits_for_the_members(
+    fed: &Federation,
+    karmada: &kube::Client,
+    five: &[String],
+) {
+    const THREE: [(&str, i32); 3] = [("member1", 1), ("member2", 1), ("member3", 1)];
+    let api = mcm_api(karmada);
+    api.patch(
+        NAME,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicaset": 3}})),
+    )
+    .await
+    .expect("scale");
+    place_as(karmada, &THREE).await;
+    let member1 = fed.member_client(1).await.expect("member client");
+    let cms: Api<ConfigMap> = Api::namespaced(member1.clone(), NS);
+    let three = eventually("the host list drops two members", WAIT, || async {
+        let cm = cms
+            .get(&names::hostconf_name(NAME))
+            .await
+            .map_err(|e| e.to_string())?;
+        let conf =
+            HostConf::parse(&cm.data.ok_or("no data")?[HOSTCONF_KEY]).map_err(|e| e.to_string())?;
+        let hosts: Vec<String> = conf.hosts.into_iter().map(|h| h.host).collect();
+        if hosts.len() == 3 {
+            Ok(hosts)
+        } else {
+            Err(format!("{hosts:?}"))
+        }
+    })
+    .await;
+    assert!(
+        three.iter().all(|h| five.contains(h)),
+        "kept members keep their address"
+    );
+    // Not yet reported gone: member1 keeps its second member (votes 0) and its Service.
+    let mdbs: Api<MongoDB> = Api::namespaced(member1.clone(), NS);
+    let m = mdbs.get(NAME).await.expect("member1 MongoDB");
+    assert_eq!(m.spec.members, 2, "scale-down waits for the agents");
+    assert!(
+        m.spec
+            .member_roles
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.votes == 0 && r.priority == 0)
+    );
+    let o = api.get(NAME).await.expect("get");
+    assert!(condition(&o, "ScalingInProgress").is_some_and(|c| c.is_true()));
+
+    // The agents removed them from the replica set.
+    let running: BTreeMap<String, usize> =
+        (1..=fed.members()).map(|i| (member_name(i), 1)).collect();
+    members_report(fed, &three, &running).await;
+    let svcs: Api<Service> = Api::namespaced(member1.clone(), NS);
+    eventually(
+        "member1 down to one member and one Service",
+        WAIT,
+        || async {
+            let m = mdbs.get(NAME).await.map_err(|e| e.to_string())?;
+            let n = svcs
+                .list(&ListParams::default().labels(&format!("{}={NAME}", names::LABEL_INSTANCE)))
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            if m.spec.members == 1 && n == 1 {
+                Ok(())
+            } else {
+                Err(format!("members {} services {n}", m.spec.members))
+            }
+        },
+    )
+    .await;
+    eventually("scaling done and Health", WAIT, || async {
+        let o = api.get(NAME).await.map_err(|e| e.to_string())?;
+        let scaling = condition(&o, "ScalingInProgress").is_some_and(|c| c.is_true());
+        let state = o.status.and_then(|s| s.state);
+        if !scaling && state == Some(fedstate_api::v1alpha1::ServiceState::Health) {
+            Ok(())
+        } else {
+            Err(format!("scaling {scaling} state {state:?}"))
+        }
+    })
+    .await;
 }

@@ -476,6 +476,56 @@ async fn placed_object_reaches_every_member(
         1,
         "exactly one cluster initiates: {init_clusters:?}"
     );
+    // Karmada ran our GetReplicas: the binding carries each member's requirements (mongod +
+    // exporter requests, nodeSelector) for the estimators, and exactly our placement.
+    let rbs: Api<fedstate_api::karmada::binding::ResourceBinding> =
+        Api::namespaced(karmada.clone(), NS);
+    let rb = eventually(
+        "the binding carries the member requirements",
+        WAIT,
+        || async {
+            let rb = rbs
+                .get(&format!("{NAME}-mongodb"))
+                .await
+                .map_err(|e| e.to_string())?;
+            if rb.spec.replica_requirements.is_some() {
+                Ok(rb)
+            } else {
+                Err("no replicaRequirements yet".into())
+            }
+        },
+    )
+    .await;
+    let req = rb.spec.replica_requirements.clone().expect("requirements");
+    assert_eq!(
+        req.resource_request.get("cpu").map(|q| q.0.as_str()),
+        Some("1200m")
+    );
+    assert_eq!(
+        req.resource_request.get("memory").map(|q| q.0.as_str()),
+        Some("805306368") // 512Mi + 256Mi in bytes
+    );
+    assert_eq!(
+        req.node_claim
+            .expect("nodeClaim")
+            .node_selector
+            .get("deploy")
+            .map(String::as_str),
+        Some("mongo")
+    );
+    assert_eq!(rb.spec.scheduler_name.as_deref(), Some("fedstate-manager"));
+    let placed: Vec<(String, i32)> = rb
+        .spec
+        .clusters
+        .iter()
+        .map(|c| (c.name.clone(), c.replicas))
+        .collect();
+    assert_eq!(
+        placed,
+        PLAN.iter()
+            .map(|(c, n)| ((*c).to_owned(), *n))
+            .collect::<Vec<_>>()
+    );
     let o = api.get(NAME).await.expect("get");
     let st = o.status.expect("status");
     assert_eq!(

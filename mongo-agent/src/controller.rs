@@ -557,7 +557,12 @@ async fn apply(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
             None,
         ),
         (Ok(hosts), Some(users)) => {
-            let admin = pick_admin(ctx, &key, users, &own).await;
+            let mut candidates: BTreeSet<String> = hosts.iter().map(|h| h.host.clone()).collect();
+            candidates.extend(own.iter().cloned());
+            if let Some(st) = &mdb.status {
+                candidates.extend(st.replset.iter().map(|m| m.name.clone()));
+            }
+            let admin = pick_admin(ctx, &key, users, &candidates).await;
             let goal = SetGoal {
                 set_name: resources::set_name(mdb),
                 rs_init: mdb
@@ -667,15 +672,16 @@ async fn apply(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// The adapter logged in as the cluster admin, else root, else nobody (localhost exception).
+/// A login counts when it works on any of `hosts`: members not yet in the set have no users.
 async fn pick_admin(
     ctx: &Context,
     key: &str,
     users: &Users,
-    own: &BTreeSet<String>,
+    hosts: &BTreeSet<String>,
 ) -> Arc<ReplSetAdmin> {
     for login in [&users.cluster_admin, &users.root] {
         let admin = ctx.admin(key, Some(login)).await;
-        for h in own {
+        for h in hosts {
             if admin.hello(h).await.is_ok() {
                 return admin;
             }

@@ -3,16 +3,23 @@
 //! nodes faked by kwok). The scheduler runs in-process (its real controllers, dialing the real
 //! estimators over mTLS) so each scenario can stop it cleanly. Scenarios, in order:
 //!
+//! 0. Capacity really comes from the estimators: with a node selector that matches no node of
+//!    one member, that member's estimator answers 0 and it gets no member, although its Cluster
+//!    resourceSummary shows room (a placement from the summary alone would use it).
 //! 1. FedState's own MultiCloudMongoDB sample applies unchanged and gets a quorum-safe placement
 //!    over three clusters from the estimators' capacity.
 //! 2. Scaling 3 → 5 → 3 changes exactly the added or removed members.
 //! 3. Karmada-native: a Deployment whose PropagationPolicy names our scheduler gets
 //!    `spec.clusters` from us (karmada-scheduler leaves it alone) and its pods run.
 //! 4. A member whose estimator cannot be reached falls back to the general estimate without
-//!    stalling the others.
-//! 5. Killing a member moves only that member's share to the survivors, with the Failover reason.
+//!    stalling the others, and the others keep their accurate answers.
+//! 5. Killing a member moves only that member's share to the survivors, with the Failover reason
+//!    and QuorumAtRisk; an object whose members cannot fit on the survivors keeps its placement
+//!    and says why.
 //!
 //! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -33,6 +40,8 @@ use tokio_util::sync::CancellationToken;
 
 const NAMESPACE: &str = "fedstate-e2e-scheduler";
 const WAIT: Duration = Duration::from_secs(120);
+/// Node label scenario 0 selects on.
+const POOL_LABEL: &str = "fedstate-e2e/pool";
 
 #[derive(Parser)]
 struct Cli {
@@ -60,6 +69,8 @@ fn scheduler_e2e() {
         let stop = CancellationToken::new();
         let scheduler = start_scheduler(&fed, karmada.clone(), stop.clone());
 
+        eprintln!("scenario 0: capacity comes from the real estimators");
+        accurate_capacity_comes_from_the_estimators(&fed, &karmada).await;
         eprintln!("scenario 1: the seed sample gets a quorum-safe placement");
         let first = seed_sample_is_placed_quorum_safe(&karmada).await;
         eprintln!("scenario 2: scale 3 -> 5 -> 3 moves exactly the difference");
@@ -254,6 +265,69 @@ fn condition<'a>(obj: &'a MultiCloudMongoDB, type_: &str) -> Option<&'a fedstate
         .and_then(|s| fedstate_api::condition::find_condition(&s.conditions, type_))
 }
 
+async fn accurate_capacity_comes_from_the_estimators(fed: &Federation, karmada: &kube::Client) {
+    // Only the nodes of members 1 and 2 carry the pool label. The Cluster resourceSummary of
+    // member 3 still shows plenty of CPU, so only member 3's estimator can say "0 fit".
+    let last = fed.members();
+    for i in 1..last {
+        let nodes: Api<Node> = Api::all(fed.member_client(i).await.expect("member client"));
+        for node in nodes
+            .list(&ListParams::default())
+            .await
+            .expect("list nodes")
+            .items
+        {
+            let patch = json!({"metadata": {"labels": {POOL_LABEL: "a"}}});
+            nodes
+                .patch(
+                    &node.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .expect("label node");
+        }
+    }
+    let mut obj = sample("multicloudmongodb-minimal.yaml", "pooled");
+    obj["spec"]["replicaset"] = json!(3);
+    obj["spec"]["spreadConstraints"] = json!({"nodeSelect": {POOL_LABEL: "a"}});
+    apply_json(karmada, &mcm_resource(), obj).await;
+    let (_, r) = placement_of(karmada, "pooled", "the pooled object is placed", |_| true).await;
+    let placed = per_cluster(&r);
+    assert!(
+        !placed.contains_key(&member_name(last)),
+        "{} has no matching node, its estimator says 0: {r:?}",
+        member_name(last)
+    );
+    assert_eq!(placed.values().sum::<i32>(), 3);
+    // Two clusters cannot keep a majority through the loss of either: the object says so.
+    assert_eq!(r.quorum_safe, Some(false), "{r:?}");
+    let api: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), NAMESPACE);
+    let obj = eventually("QuorumAtRisk is set", WAIT, || {
+        let api = api.clone();
+        async move {
+            let o = api.get("pooled").await.map_err(|e| e.to_string())?;
+            if condition(&o, "QuorumAtRisk").is_some_and(|c| c.is_true()) {
+                Ok(o)
+            } else {
+                Err(format!("{:?}", condition(&o, "QuorumAtRisk")))
+            }
+        }
+    })
+    .await;
+    assert!(
+        condition(&obj, "QuorumAtRisk")
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("cluster")
+    );
+    api.delete("pooled", &Default::default())
+        .await
+        .expect("delete");
+}
+
 async fn seed_sample_is_placed_quorum_safe(karmada: &kube::Client) -> SchedulerResult {
     apply_json(
         karmada,
@@ -408,7 +482,8 @@ async fn deployment_naming_us_is_scheduled_by_us(fed: &Federation, karmada: &kub
     assert_eq!(
         got,
         BTreeMap::from([(member_name(1), 2), (member_name(2), 4)]),
-        "static weights 1:2 over 6 replicas"
+        "static weights 1:2 over 6 replicas; binding placement: {}",
+        serde_json::to_string(&rb.spec.placement).unwrap_or_default()
     );
     let message = &rb
         .status
@@ -455,6 +530,27 @@ async fn deployment_naming_us_is_scheduled_by_us(fed: &Federation, karmada: &kub
 }
 
 async fn unreachable_estimator_falls_back(fed: &Federation, karmada: &kube::Client) {
+    // Member 1's nodes lose the pool label: its estimator answers 0 for the pool. Member 2 keeps
+    // it. Member 3 never had it, and its estimator becomes unreachable: only then does the
+    // general estimate (which cannot see node labels) stand in, for member 3 alone. Were every
+    // accurate answer dropped on one failure (Karmada issue #6815), member 1 would get members.
+    let nodes: Api<Node> = Api::all(fed.member_client(1).await.expect("member client"));
+    for node in nodes
+        .list(&ListParams::default())
+        .await
+        .expect("list nodes")
+        .items
+    {
+        let patch = json!({"metadata": {"labels": {POOL_LABEL: null}}});
+        nodes
+            .patch(
+                &node.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .expect("unlabel node");
+    }
     let member = fed.members();
     let services: Api<Service> = Api::namespaced(karmada.clone(), "karmada-system");
     let svc_name = format!("karmada-scheduler-estimator-{}", member_name(member));
@@ -467,6 +563,9 @@ async fn unreachable_estimator_falls_back(fed: &Federation, karmada: &kube::Clie
 
     let mut obj = sample("multicloudmongodb-minimal.yaml", "fallback");
     obj["spec"]["replicaset"] = json!(3);
+    // Small members: the room other scenarios' placements hold in the ledger does not matter.
+    obj["spec"]["resource"] = json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "100m", "memory": "128Mi"}});
+    obj["spec"]["spreadConstraints"] = json!({"nodeSelect": {POOL_LABEL: "a"}});
     let started = std::time::Instant::now();
     apply_json(karmada, &mcm_resource(), obj).await;
     let (_, r) = placement_of(
@@ -476,15 +575,22 @@ async fn unreachable_estimator_falls_back(fed: &Federation, karmada: &kube::Clie
         |_| true,
     )
     .await;
-    // The member without an accurate answer still counts (general estimate), so the placement
-    // stays quorum-safe over three clusters.
-    assert_eq!(per_cluster(&r).len(), 3, "{r:?}");
-    assert!(per_cluster(&r).contains_key(&member_name(member)), "{r:?}");
+    let placed = per_cluster(&r);
     eprintln!(
-        "  placed {:.1}s after create with {} unreachable",
+        "  placed {:.1}s after create with {} unreachable: {}",
         started.elapsed().as_secs_f32(),
-        member_name(member)
+        member_name(member),
+        r.summary()
     );
+    assert!(
+        !placed.contains_key(&member_name(1)),
+        "member1's own estimator still says 0 for the pool: {r:?}"
+    );
+    assert!(
+        placed.contains_key(&member_name(member)),
+        "the unreachable member counts with its general estimate: {r:?}"
+    );
+    assert_eq!(placed.values().sum::<i32>(), 3, "{r:?}");
 
     let restore = json!({"spec": {"ports": [{"name": "grpc-or-https", "port": port, "protocol": "TCP", "targetPort": fed.estimator_address(member).port()}]}});
     services
@@ -496,22 +602,33 @@ async fn unreachable_estimator_falls_back(fed: &Federation, karmada: &kube::Clie
 async fn lost_member_moves_only_its_share(
     fed: &Federation,
     karmada: &kube::Client,
-    before: SchedulerResult,
+    seed: SchedulerResult,
 ) {
-    let before = per_cluster(&before);
+    // The 3-member object of scenario 2 sits one member per cluster; losing one cluster moves
+    // that member to a survivor. The 5-member seed sample cannot move: the two survivors have
+    // 2 nodes each and members of one set go to different nodes, so it keeps its placement and
+    // says why.
+    let (_, three) = placement_of(karmada, "scaling", "the 3-member object is placed", |_| {
+        true
+    })
+    .await;
+    let before = per_cluster(&three);
     let victim_index = (1..=fed.members())
-        .find(|i| before.contains_key(&member_name(*i)))
-        .expect("a member hosts members");
+        .find(|i| {
+            before.contains_key(&member_name(*i))
+                && per_cluster(&seed).contains_key(&member_name(*i))
+        })
+        .expect("a member hosts members of both objects");
     let victim = member_name(victim_index);
     fed.kill_member(victim_index).expect("kill member");
-    let (obj, after) = placement_of(karmada, "seed-full", "the lost member's share moved", |r| {
+    let (_, after) = placement_of(karmada, "scaling", "the lost member's share moved", |r| {
         r.clusters
             .iter()
             .all(|c| c.cluster != victim || c.replicaset == 0)
     })
     .await;
     let after = per_cluster(&after);
-    assert_eq!(after.values().sum::<i32>(), 5);
+    assert_eq!(after.values().sum::<i32>(), 3);
     for (cluster, n) in &before {
         if *cluster != victim {
             assert!(
@@ -526,19 +643,71 @@ async fn lost_member_moves_only_its_share(
         "only the victim's members move: {before:?} -> {after:?}"
     );
     let api: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), NAMESPACE);
-    let name = obj.name_any();
-    let obj = eventually("the condition says Failover", WAIT, || {
-        let (api, name) = (api.clone(), name.clone());
+    let obj = eventually(
+        "the 3-member object says Failover and QuorumAtRisk",
+        WAIT,
+        || {
+            let api = api.clone();
+            async move {
+                let o = api.get("scaling").await.map_err(|e| e.to_string())?;
+                let failover = condition(&o, "Scheduled")
+                    .is_some_and(|c| c.is_true() && c.reason.as_deref() == Some("Failover"));
+                let at_risk = condition(&o, "QuorumAtRisk").is_some_and(|c| c.is_true());
+                if failover && at_risk {
+                    Ok(o)
+                } else {
+                    Err(format!(
+                        "{:?} / {:?}",
+                        condition(&o, "Scheduled"),
+                        condition(&o, "QuorumAtRisk")
+                    ))
+                }
+            }
+        },
+    )
+    .await;
+    assert!(
+        condition(&obj, "QuorumAtRisk")
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("majority")
+    );
+
+    let seed_obj = eventually("the seed sample says it cannot move", WAIT, || {
+        let api = api.clone();
         async move {
-            let o = api.get(&name).await.map_err(|e| e.to_string())?;
+            let o = api.get("seed-full").await.map_err(|e| e.to_string())?;
             match condition(&o, "Scheduled") {
-                Some(c) if c.reason.as_deref() == Some("Failover") => Ok(o),
+                Some(c) if !c.is_true() => Ok(o),
                 other => Err(format!("{other:?}")),
             }
         }
     })
     .await;
-    assert!(condition(&obj, "Scheduled").unwrap().is_true());
+    let scheduled = condition(&seed_obj, "Scheduled").unwrap();
+    assert_eq!(
+        scheduled.reason.as_deref(),
+        Some("InsufficientCapacity"),
+        "{scheduled:?}"
+    );
+    assert!(
+        scheduled
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("stays in force"),
+        "{scheduled:?}"
+    );
+    let kept = SchedulerResult::parse(&seed_obj.annotations()[SCHEDULER_RESULT_ANNOTATION])
+        .expect("annotation");
+    assert_eq!(
+        per_cluster(&kept),
+        per_cluster(&seed),
+        "the placement in force is kept"
+    );
+
     fed.restore_member(victim_index)
         .await
         .expect("restore member");

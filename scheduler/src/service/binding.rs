@@ -304,7 +304,7 @@ pub async fn reconcile(rb: Arc<ResourceBinding>, ctx: Arc<Context>) -> Result<Ac
             .collect();
         let estimate_started = Instant::now();
         let mut candidates =
-            super::capacity::candidates(&ctx.estimator, &clusters, &shape, &key, &hosted).await;
+            super::capacity::candidates(&ctx.estimator, &clusters, &shape, &key, &hosted, super::capacity::Workload::Replicas).await;
         metrics::step("estimate", estimate_started);
         if request.distribution == Distribution::StaticWeighted {
             let weights =
@@ -678,3 +678,4 @@ spec:
         assert!(failed["status"].get("lastScheduledTime").is_none());
     }
 }
+

@@ -8,7 +8,8 @@ use fedstate_api::MultiCloudMongoDB;
 use fedstate_api::karmada::Cluster;
 use fedstate_api::karmada::binding::ResourceBinding;
 use fedstate_estimator_client::{
-    CapacityEstimator, CapacityQuery, ClusterRef, MemberRequirements, MemberShape,
+    CapacityEstimator, CapacityQuery, ClusterRef, MemberRequirements, MemberShape, PluginAnswer,
+    merge,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -83,6 +84,15 @@ pub fn binding_shape(rb: &ResourceBinding) -> MemberShape {
     })
 }
 
+/// Whose rules bound the capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// A MongoDB replica set: its members go to different nodes (the node-spread bound applies).
+    ReplicaSet,
+    /// Any Karmada workload: replicas may share nodes, only resources bound them.
+    Replicas,
+}
+
 /// Candidates for every cluster in `clusters`, with capacity from the estimator chain.
 /// `hosted`: members of this object each cluster already runs; the engine counts them as room.
 pub async fn candidates(
@@ -91,20 +101,36 @@ pub async fn candidates(
     shape: &MemberShape,
     object: &str,
     hosted: &HashMap<&str, u32>,
+    workload: Workload,
 ) -> Vec<ClusterCandidate> {
-    let refs: Vec<ClusterRef> = clusters
-        .iter()
-        .map(|c| ClusterRef::new(Cluster::clone(c)))
-        .collect();
-    let query = CapacityQuery {
-        object: Some(object),
-        hosted: hosted.clone(),
-    };
+    let refs: Vec<ClusterRef> = clusters.iter().map(|c| ClusterRef::new(Cluster::clone(c))).collect();
+    let query = CapacityQuery { object: Some(object), hosted: hosted.clone() };
     let caps = estimator.capacities(&refs, shape, &query).await;
     clusters
         .iter()
         .zip(caps)
-        // No plugin had an opinion: nothing known bounds this cluster.
-        .map(|(c, cap)| candidate_with_capacity(c, cap.capacity.replicas.unwrap_or(u32::MAX / 4)))
+        .map(|(c, cap)| {
+            let replicas = match workload {
+                Workload::ReplicaSet => cap.capacity.replicas,
+                // The same answers (cached once per shape), without the per-set node bound.
+                Workload::Replicas => {
+                    let resource_answers: Vec<PluginAnswer> =
+                        cap.answers.iter().filter(|a| !a.counts_hosted_members).cloned().collect();
+                    merge(&resource_answers, 0, cap.capacity.assumed).replicas
+                }
+            };
+            tracing::debug!(
+                object,
+                cluster = %cap.cluster,
+                capacity = ?replicas,
+                decided_by = ?cap.capacity.decided_by,
+                assumed = cap.capacity.assumed,
+                source = ?cap.source,
+                answers = ?cap.answers.iter().map(|a| (a.plugin, &a.estimate)).collect::<Vec<_>>(),
+                "cluster capacity"
+            );
+            // No plugin had an opinion: nothing known bounds this cluster.
+            candidate_with_capacity(c, replicas.unwrap_or(u32::MAX / 4))
+        })
         .collect()
 }

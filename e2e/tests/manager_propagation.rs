@@ -15,7 +15,11 @@
 //! 3. A spec change (image, resources) reaches every member; identities do not change.
 //! 4. Scale 5 → 3: the host list drops two members at once, but their `MongoDB` places and
 //!    Services stay until the members report them gone; then they go.
-//! 5. Deleting the object removes everything from every cluster and from Karmada.
+//! 5. Losing member3 (its apiserver is killed): with the new placement its member leaves the host
+//!    list at once (`FailoverInProgress`), member3 stays in the binding while its member is
+//!    tracked; once member3 is back and reports the member gone, it is dropped and its `MongoDB`
+//!    removed.
+//! 6. Deleting the object removes everything from every cluster and from Karmada.
 //!
 //! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
 
@@ -81,7 +85,9 @@ fn manager_e2e() {
         spec_change_reaches_every_member(&fed, &karmada, &hosts).await;
         eprintln!("scenario 4: scale 5 -> 3 waits for the members to report the removed ones gone");
         scale_down_waits_for_the_members(&fed, &karmada, &hosts).await;
-        eprintln!("scenario 5: deletion cleans up every cluster");
+        eprintln!("scenario 5: a lost cluster's member leaves the host list, stays tracked, and goes once the cluster is back");
+        lost_cluster_member_is_tracked_until_it_returns(&fed, &karmada).await;
+        eprintln!("scenario 6: deletion cleans up every cluster");
         deletion_cleans_up_every_cluster(&fed, &karmada).await;
 
         stop.cancel();
@@ -715,6 +721,17 @@ async fn hosts_by_cluster(fed: &Federation) -> BTreeMap<String, Vec<String>> {
 /// What an agent would write: every cluster sees the same healthy set of `hosts`, the first one
 /// PRIMARY; `running` members per cluster.
 async fn members_report(fed: &Federation, hosts: &[String], running: &BTreeMap<String, usize>) {
+    let all: Vec<u32> = (1..=fed.members()).collect();
+    members_report_from(fed, &all, hosts, running).await;
+}
+
+/// [`members_report`] from some members only (the others are unreachable).
+async fn members_report_from(
+    fed: &Federation,
+    members: &[u32],
+    hosts: &[String],
+    running: &BTreeMap<String, usize>,
+) {
     let replset: Vec<Value> = hosts
         .iter()
         .enumerate()
@@ -724,7 +741,7 @@ async fn members_report(fed: &Federation, hosts: &[String], running: &BTreeMap<S
                    "stateStr": if primary {"PRIMARY"} else {"SECONDARY"}})
         })
         .collect();
-    for i in 1..=fed.members() {
+    for &i in members {
         let member = fed.member_client(i).await.expect("member client");
         let mdbs: Api<MongoDB> = Api::namespaced(member, NS);
         let n = running.get(&member_name(i)).copied().unwrap_or(0);
@@ -876,6 +893,143 @@ async fn scale_down_waits_for_the_members(
             Ok(())
         } else {
             Err(format!("scaling {scaling} state {state:?}"))
+        }
+    })
+    .await;
+}
+
+async fn cluster_ready(fed: &Federation, name: &str) -> Result<bool, String> {
+    fed.status()
+        .await
+        .clusters
+        .into_iter()
+        .find(|c| c.name == name)
+        .map(|c| c.ready)
+        .ok_or_else(|| format!("no Cluster {name}"))
+}
+
+async fn current_hosts(fed: &Federation, member: u32) -> Result<Vec<String>, String> {
+    let client = fed.member_client(member).await.map_err(|e| e.to_string())?;
+    let cms: Api<ConfigMap> = Api::namespaced(client, NS);
+    let cm = cms
+        .get(&names::hostconf_name(NAME))
+        .await
+        .map_err(|e| e.to_string())?;
+    let conf =
+        HostConf::parse(&cm.data.ok_or("no data")?[HOSTCONF_KEY]).map_err(|e| e.to_string())?;
+    Ok(conf.hosts.into_iter().map(|h| h.host).collect())
+}
+
+async fn lost_cluster_member_is_tracked_until_it_returns(fed: &Federation, karmada: &kube::Client) {
+    const SURVIVORS: [(&str, i32); 2] = [("member1", 2), ("member2", 1)];
+    let api = mcm_api(karmada);
+    let rbs: Api<fedstate_api::karmada::binding::ResourceBinding> =
+        Api::namespaced(karmada.clone(), NS);
+    let binding_clusters = || async {
+        let rb = rbs
+            .get(&format!("{NAME}-mongodb"))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<Vec<(String, i32)>, String>(
+            rb.spec
+                .clusters
+                .iter()
+                .map(|c| (c.name.clone(), c.replicas))
+                .collect(),
+        )
+    };
+    fed.kill_member(3).expect("kill member3");
+    eventually(
+        "Cluster member3 NotReady",
+        Duration::from_secs(180),
+        || async {
+            if cluster_ready(fed, "member3").await? {
+                Err("still Ready".into())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    // The scheduler's new placement (written by hand): member3's share moves to member1.
+    place_as(karmada, &SURVIVORS).await;
+    let hosts = eventually("the host list leaves member3 out", WAIT, || async {
+        let hosts = current_hosts(fed, 1).await?;
+        if hosts.len() == 3 && !hosts.iter().any(|h| h.starts_with("127.0.1.3:")) {
+            Ok(hosts)
+        } else {
+            Err(format!("{hosts:?}"))
+        }
+    })
+    .await;
+    eventually("FailoverInProgress names member3", WAIT, || async {
+        let o = api.get(NAME).await.map_err(|e| e.to_string())?;
+        let f = condition(&o, "FailoverInProgress").ok_or("no condition")?;
+        let msg = f.message.clone().unwrap_or_default();
+        if f.is_true() && msg.contains("member3") {
+            Ok(())
+        } else {
+            Err(format!("{f:?}"))
+        }
+    })
+    .await;
+    let clusters = binding_clusters().await.expect("binding");
+    assert!(
+        clusters.contains(&("member3".to_owned(), 1)),
+        "member3's member is tracked: {clusters:?}"
+    );
+
+    // The survivors pruned the lost member.
+    let running: BTreeMap<String, usize> =
+        [("member1".to_owned(), 2), ("member2".to_owned(), 1)].into();
+    members_report_from(fed, &[1, 2], &hosts, &running).await;
+
+    fed.restore_member(3).await.expect("restore member3");
+    eventually(
+        "Cluster member3 Ready again",
+        Duration::from_secs(180),
+        || async {
+            if cluster_ready(fed, "member3").await? {
+                Ok(())
+            } else {
+                Err("NotReady".into())
+            }
+        },
+    )
+    .await;
+    // member3's agent sees the set without its member.
+    let back: BTreeMap<String, usize> = [("member3".to_owned(), 0)].into();
+    members_report_from(fed, &[3], &hosts, &back).await;
+    eventually(
+        "member3 dropped from the binding",
+        Duration::from_secs(180),
+        || async {
+            let clusters = binding_clusters().await?;
+            let want = vec![("member1".to_owned(), 2), ("member2".to_owned(), 1)];
+            if clusters == want {
+                Ok(())
+            } else {
+                Err(format!("{clusters:?}"))
+            }
+        },
+    )
+    .await;
+    let member3 = fed.member_client(3).await.expect("member3 client");
+    let mdbs: Api<MongoDB> = Api::namespaced(member3, NS);
+    eventually("member3's MongoDB removed by Karmada", WAIT, || async {
+        match mdbs.get_opt(NAME).await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(m) => Err(format!("still there with {} members", m.spec.members)),
+        }
+    })
+    .await;
+    eventually("FailoverInProgress cleared", WAIT, || async {
+        let o = api.get(NAME).await.map_err(|e| e.to_string())?;
+        let f = condition(&o, "FailoverInProgress").ok_or("no condition")?;
+        if f.is_true() {
+            Err(f.message.unwrap_or_default())
+        } else {
+            Ok(())
         }
     })
     .await;

@@ -5,3 +5,4 @@
 //! failure, not a skip. Build the binaries with `deploy/local/build.sh`.
 
 pub mod harness;
+pub mod stack;

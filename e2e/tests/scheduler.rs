@@ -24,17 +24,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use clap::Parser;
 use fedstate_api::scheduler_result::SchedulerResult;
 use fedstate_api::{MultiCloudMongoDB, names::SCHEDULER_RESULT_ANNOTATION};
 use fedstate_e2e::harness::{self, apply_json, eventually, propagation_policy_resource};
+use fedstate_e2e::stack;
 use fedstate_local::{Federation, member_name};
-use fedstate_scheduler::service::{self, RunArgs};
+use fedstate_scheduler::service;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams, PostParams};
-use kube::{CustomResourceExt, ResourceExt};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::ResourceExt;
+use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -42,12 +41,6 @@ const NAMESPACE: &str = "fedstate-e2e-scheduler";
 const WAIT: Duration = Duration::from_secs(120);
 /// Node label scenario 0 selects on.
 const POOL_LABEL: &str = "fedstate-e2e/pool";
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    run: RunArgs,
-}
 
 #[test]
 fn scheduler_e2e() {
@@ -62,8 +55,8 @@ fn scheduler_e2e() {
     runtime.block_on(async {
         let fed = harness::federation().await;
         let karmada = fed.karmada_client().await.expect("karmada client");
-        install_crds(&karmada).await;
-        create_namespace(&karmada).await;
+        stack::install_crds(&karmada, "karmada").await;
+        stack::ensure_namespace(&karmada, NAMESPACE).await;
         label_nodes_for_the_sample(&fed).await;
 
         let stop = CancellationToken::new();
@@ -93,88 +86,13 @@ fn start_scheduler(
     client: kube::Client,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    let tls = fed.estimator_tls();
-    let kubeconfig = fed.karmada_kubeconfig();
-    let cli = Cli::parse_from([
-        "fedstate-scheduler".to_owned(),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        "--admin-addr=127.0.0.1:0".to_owned(),
-        format!("--scheduler-estimator-ca-file={}", tls.ca_cert.display()),
-        format!(
-            "--scheduler-estimator-cert-file={}",
-            tls.client_cert.display()
-        ),
-        format!(
-            "--scheduler-estimator-key-file={}",
-            tls.client_key.display()
-        ),
-        "--scheduler-estimator-timeout=2s".to_owned(),
-        "--scheduler-estimator-budget=4s".to_owned(),
-    ]);
+    let args = stack::scheduler_args(&fed.karmada_kubeconfig(), &fed.estimator_tls());
     tokio::spawn(async move {
         let health = fedstate_runtime::admin::Health::default();
-        if let Err(e) = service::controllers(client, &cli.run, health, stop).await {
+        if let Err(e) = service::controllers(client, &args, health, stop).await {
             panic!("scheduler stopped: {e}");
         }
     })
-}
-
-async fn install_crds(karmada: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(karmada.clone());
-    for crd in [MultiCloudMongoDB::crd(), fedstate_api::MongoDB::crd()] {
-        // What ships in deploy/crds is what we install.
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply(harness::FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("install CRD {name}: {e}"));
-    }
-    eventually("our CRDs are established", WAIT, || async {
-        let list = crds
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        let established = list
-            .items
-            .iter()
-            .filter(|c| c.spec.group == fedstate_api::GROUP)
-            .filter(|c| {
-                c.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| {
-                        cs.iter()
-                            .any(|c| c.type_ == "Established" && c.status == "True")
-                    })
-            })
-            .count();
-        if established == 2 {
-            Ok(())
-        } else {
-            Err(format!("{established} of 2 established"))
-        }
-    })
-    .await;
-}
-
-async fn create_namespace(karmada: &kube::Client) {
-    let namespaces: Api<Namespace> = Api::all(karmada.clone());
-    if namespaces
-        .get_opt(NAMESPACE)
-        .await
-        .expect("get namespace")
-        .is_none()
-    {
-        let ns: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": NAMESPACE}})).expect("namespace");
-        namespaces
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("create namespace");
-    }
 }
 
 /// The seed sample selects nodes `deploy: mongo`; give every member's nodes that label so the

@@ -339,11 +339,17 @@ pub async fn controllers(
 }
 
 fn error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "reconcile failed; retrying");
     let Error::Write { source, .. } = error;
     match source {
-        // Someone else changed the object since we read it: the new version is on its way.
-        kube::Error::Api(s) if s.code == 409 => Action::requeue(Duration::from_secs(1)),
-        _ => Action::requeue(Duration::from_secs(10)),
+        // Someone else changed the object since we read it (the manager adding its finalizer,
+        // a user editing): the new version is on its way, look again soon.
+        kube::Error::Api(s) if s.code == 409 => {
+            tracing::debug!(%error, "conflict; retrying with the newer object");
+            Action::requeue(Duration::from_secs(1))
+        }
+        _ => {
+            tracing::warn!(%error, "reconcile failed; retrying");
+            Action::requeue(Duration::from_secs(10))
+        }
     }
 }

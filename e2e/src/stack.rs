@@ -1,0 +1,197 @@
+//! FedState on a running local federation, in-process: our CRDs and the Karmada resource
+//! interpreter installed, and fedstate-scheduler, fedstate-manager, one fedstate-mongo-agent per
+//! member and the replica-set simulator (the test stand-in for mongod) running as tasks. Used by
+//! the demo (`scripts/demo.sh`) and end-to-end tests that need the whole story.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fedstate_api::{MongoDB, MultiCloudMongoDB};
+use fedstate_local::{Federation, member_name, member_vip};
+use fedstate_mongo_agent::controller::{Context as AgentContext, Settings as AgentSettings};
+use fedstate_mongo_agent::resources::MemberAddressing;
+use fedstate_rs_sim::bridge::MemberCluster;
+use fedstate_rs_sim::{Simulator, world};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams, PostParams};
+use kube::{CustomResourceExt, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::{self, eventually};
+
+/// The Karmada resource interpreter for `MongoDB` we ship.
+pub const INTERPRETER: &str = include_str!("../../deploy/karmada/resourceinterpreter-mongodb.yaml");
+
+/// Our two CRDs (as `deploy/crds` has them), served before this returns.
+pub async fn install_crds(client: &kube::Client, what: &str) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [MultiCloudMongoDB::crd(), MongoDB::crd()] {
+        let name = crd.name_any();
+        crds.patch(
+            &name,
+            &PatchParams::apply(harness::FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("install CRD {name} in {what}: {e}"));
+    }
+    eventually(
+        &format!("our CRDs served in {what}"),
+        Duration::from_secs(120),
+        || async {
+            Api::<MongoDB>::all(client.clone())
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            Api::<MultiCloudMongoDB>::all(client.clone())
+                .list(&ListParams::default())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+}
+
+pub async fn ensure_namespace(client: &kube::Client, ns: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces
+        .get_opt(ns)
+        .await
+        .expect("get namespace")
+        .is_none()
+    {
+        let obj: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
+            .expect("namespace");
+        namespaces
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create namespace");
+    }
+}
+
+fn interpreter_resource() -> ApiResource {
+    ApiResource {
+        group: "config.karmada.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "config.karmada.io/v1alpha1".into(),
+        kind: "ResourceInterpreterCustomization".into(),
+        plural: "resourceinterpretercustomizations".into(),
+    }
+}
+
+/// Everything of FedState running against `fed`, until [`Stack::stop`].
+#[derive(Debug)]
+pub struct Stack {
+    stop: CancellationToken,
+    pub simulator: Arc<Simulator>,
+}
+
+impl Stack {
+    /// Install CRDs (Karmada and members) and the interpreter, then start every component.
+    pub async fn start(fed: &Federation) -> Self {
+        let karmada = fed.karmada_client().await.expect("karmada client");
+        install_crds(&karmada, "karmada").await;
+        let interpreter: serde_json::Value =
+            serde_yaml::from_str(INTERPRETER).expect("interpreter yaml");
+        harness::apply_json(&karmada, &interpreter_resource(), interpreter).await;
+
+        let stop = CancellationToken::new();
+        let simulator = Arc::new(Simulator::start(
+            world::Settings::default(),
+            Duration::from_millis(250),
+        ));
+        let mut clusters = Vec::new();
+        for i in 1..=fed.members() {
+            let client = fed.member_client(i).await.expect("member client");
+            install_crds(&client, &member_name(i)).await;
+            clusters.push(MemberCluster {
+                name: member_name(i),
+                vip: member_vip(i).to_string(),
+                client: client.clone(),
+            });
+            let ctx = Arc::new(AgentContext::new(
+                client,
+                AgentSettings {
+                    addressing: MemberAddressing::NodePort {
+                        vip: member_vip(i).to_string(),
+                    },
+                    cluster_name: Some(member_name(i)),
+                    namespace: None,
+                    mongo_timeout: Duration::from_secs(2),
+                },
+            ));
+            tokio::spawn(fedstate_mongo_agent::controller::run(
+                ctx,
+                stop.child_token(),
+            ));
+        }
+        tokio::spawn(fedstate_rs_sim::bridge::run(
+            simulator.clone(),
+            clusters,
+            stop.child_token(),
+        ));
+
+        let (client, token) = (karmada.clone(), stop.child_token());
+        tokio::spawn(async move {
+            let options = fedstate_manager::controller::Options {
+                busy_requeue: Duration::from_secs(3),
+                idle_requeue: Duration::from_secs(60),
+            };
+            fedstate_manager::controller::run(client, options, Default::default(), token).await
+        });
+
+        let tls = fed.estimator_tls();
+        let args = scheduler_args(&fed.karmada_kubeconfig(), &tls);
+        let (client, token) = (karmada, stop.child_token());
+        tokio::spawn(async move {
+            let health = fedstate_runtime::admin::Health::default();
+            if let Err(e) =
+                fedstate_scheduler::service::controllers(client, &args, health, token).await
+            {
+                tracing::error!(error = %e, "scheduler stopped");
+            }
+        });
+        Self { stop, simulator }
+    }
+
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The scheduler's flags for this federation (estimators over mTLS with its CA).
+pub fn scheduler_args(
+    kubeconfig: &std::path::Path,
+    tls: &fedstate_local::EstimatorTls,
+) -> fedstate_scheduler::service::RunArgs {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: fedstate_scheduler::service::RunArgs,
+    }
+    let cli = <Cli as clap::Parser>::parse_from([
+        "fedstate-scheduler".to_owned(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--admin-addr=127.0.0.1:0".to_owned(),
+        format!("--scheduler-estimator-ca-file={}", tls.ca_cert.display()),
+        format!(
+            "--scheduler-estimator-cert-file={}",
+            tls.client_cert.display()
+        ),
+        format!(
+            "--scheduler-estimator-key-file={}",
+            tls.client_key.display()
+        ),
+        "--scheduler-estimator-timeout=2s".to_owned(),
+        "--scheduler-estimator-budget=4s".to_owned(),
+    ]);
+    cli.run
+}

@@ -802,6 +802,37 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn an_arbiter_joins_as_one_voting_change_with_priority_zero() {
+        let c = RsConfig {
+            name: "rs".into(),
+            version: 2,
+            members: vec![voter(0, 0), voter(1, 1)],
+        };
+        let mut hosts = vec![entry(0, 1, 1, "a"), entry(1, 1, 1, "a")];
+        hosts.push(HostEntry {
+            arbiter_only: true,
+            priority: 0,
+            ..entry(9, 1, 0, "b")
+        });
+        // Not ready yet: nothing to do for it.
+        let mut desired = all_own(&hosts, &[]);
+        desired.ready.remove(&host(9));
+        assert!(matches!(
+            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(false)),
+            Step::Wait(_)
+        ));
+        desired.ready.insert(host(9));
+        let Step::Reconfig { config, .. } =
+            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(false))
+        else {
+            panic!("expected the arbiter add")
+        };
+        let a = config.member(&host(9)).unwrap();
+        assert!(a.arbiter_only && a.votes == 1 && a.priority == 0);
+        assert_eq!(voting_diff(&c, &config), 1);
+    }
+
     /// A toy set that applies every step instantly: new members become SECONDARY after one step,
     /// step-down hands the primary to the highest-priority other voter.
     fn drive(mut config: RsConfig, desired: &Desired) -> (RsConfig, Vec<RsConfig>) {

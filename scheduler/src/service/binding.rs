@@ -303,8 +303,15 @@ pub async fn reconcile(rb: Arc<ResourceBinding>, ctx: Arc<Context>) -> Result<Ac
             .map(|c| (c.name.as_str(), u32::try_from(c.replicas).unwrap_or(0)))
             .collect();
         let estimate_started = Instant::now();
-        let mut candidates =
-            super::capacity::candidates(&ctx.estimator, &clusters, &shape, &key, &hosted, super::capacity::Workload::Replicas).await;
+        let mut candidates = super::capacity::candidates(
+            &ctx.estimator,
+            &clusters,
+            &shape,
+            &key,
+            &hosted,
+            super::capacity::Workload::Replicas,
+        )
+        .await;
         metrics::step("estimate", estimate_started);
         if request.distribution == Distribution::StaticWeighted {
             let weights =
@@ -368,17 +375,21 @@ pub async fn reconcile(rb: Arc<ResourceBinding>, ctx: Arc<Context>) -> Result<Ac
         ),
     };
     let write = async {
+        let mut status = writes.status.clone();
         if let Some(spec) = &writes.spec {
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(spec))
+            let patched = api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(spec))
                 .await?;
             metrics::write("ResourceBinding", "patch");
+            // Writing spec.clusters bumps the generation: observe the one we wrote, or our own
+            // write looks like a spec change and costs another decision and status write.
+            if patched.metadata.generation.is_some() {
+                status["status"]["schedulerObservedGeneration"] =
+                    json!(patched.metadata.generation);
+            }
         }
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(&writes.status),
-        )
-        .await?;
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await?;
         metrics::write("ResourceBinding", "patch-status");
         Ok::<_, kube::Error>(())
     }
@@ -678,4 +689,3 @@ spec:
         assert!(failed["status"].get("lastScheduledTime").is_none());
     }
 }
-

@@ -585,6 +585,42 @@ async fn a_binding_naming_us_gets_one_spec_patch_and_one_status_patch() {
     assert_eq!(second[0].body["status"]["schedulerObservedGeneration"], 2);
 }
 
+/// Like [`accepting`], but a merge patch of the spec bumps `metadata.generation`, as the
+/// apiserver does for any spec change of a custom resource.
+fn accepting_with_generations(object: Value) -> Arc<Answer> {
+    Arc::new(move |req: &Seen| {
+        let mut obj = object.clone();
+        merge(&mut obj, &req.body);
+        if !req.is_status() && req.body.get("spec").is_some() {
+            let g = obj["metadata"]["generation"].as_i64().unwrap_or(0);
+            obj["metadata"]["generation"] = json!(g + 1);
+        }
+        (200, obj)
+    })
+}
+
+#[tokio::test]
+async fn our_own_spec_write_does_not_cost_another_decision() {
+    let rb = binding(fedstate_api::names::DEFAULT_SCHEDULER_NAME);
+    let (client, log) = mock_client(accepting_with_generations(
+        serde_json::to_value(&rb).unwrap(),
+    ));
+    binding::reconcile(Arc::new(rb.clone()), context(client, three_clusters()))
+        .await
+        .unwrap();
+    let first = requests(&log);
+    assert_eq!(first.len(), 2, "{first:?}");
+    // The spec patch made generation 2; the status must say the scheduler saw it.
+    assert_eq!(first[1].body["status"]["schedulerObservedGeneration"], 2);
+    let mut done = binding_after(&rb, &first);
+    done.metadata.generation = Some(2);
+    let (client, log) = mock_client(accepting(serde_json::to_value(&done).unwrap()));
+    binding::reconcile(Arc::new(done), context(client, three_clusters()))
+        .await
+        .unwrap();
+    assert!(requests(&log).is_empty(), "{:?}", requests(&log));
+}
+
 #[tokio::test]
 async fn a_scheduled_binding_that_still_fits_causes_no_request() {
     let rb = binding(fedstate_api::names::DEFAULT_SCHEDULER_NAME);

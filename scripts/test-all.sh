@@ -43,14 +43,15 @@ stage_static() {
 }
 
 stage_crds() {
-  local tmp
+  local tmp status=0
   tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' RETURN
-  cargo run --locked -q -p fedstate-api --bin crdgen -- "$tmp"
-  if ! diff -ru deploy/crds "$tmp"; then
+  cargo run --locked -q -p fedstate-api --bin crdgen -- "$tmp" || status=$?
+  if [ "$status" = 0 ] && ! diff -ru deploy/crds "$tmp"; then
     echo "deploy/crds/ drifted from the Rust types in api/: run 'cargo run -p fedstate-api --bin crdgen' and commit the result" >&2
-    return 1
+    status=1
   fi
+  rm -rf "$tmp"
+  return "$status"
 }
 
 stage_unit() {

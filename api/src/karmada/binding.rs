@@ -126,8 +126,18 @@ impl ResourceBinding {
     /// the names match (empty means Karmada's default), scheduling is not suspended, and a
     /// policy manages the binding.
     pub fn is_for_scheduler(&self, scheduler_name: &str) -> bool {
-        let wanted = self.spec.scheduler_name.as_deref().filter(|n| !n.is_empty()).unwrap_or(DEFAULT_SCHEDULER_NAME);
-        let suspended = self.spec.suspension.as_ref().and_then(|s| s.scheduling).unwrap_or(false);
+        let wanted = self
+            .spec
+            .scheduler_name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(DEFAULT_SCHEDULER_NAME);
+        let suspended = self
+            .spec
+            .suspension
+            .as_ref()
+            .and_then(|s| s.scheduling)
+            .unwrap_or(false);
         let managed = self
             .metadata
             .labels
@@ -179,10 +189,33 @@ status:
         assert_eq!(rb.spec.resource.kind, "Deployment");
         let req = rb.spec.replica_requirements.as_ref().unwrap();
         assert_eq!(req.resource_request["cpu"].0, "500m");
-        assert_eq!(req.node_claim.as_ref().unwrap().node_selector["disk"], "ssd");
-        let rs = rb.spec.placement.as_ref().unwrap().replica_scheduling.as_ref().unwrap();
-        assert_eq!(rs.weight_preference.as_ref().unwrap().dynamic_weight.as_deref(), Some("AvailableReplicas"));
-        assert_eq!(rb.spec.clusters[1], TargetCluster { name: "member2".into(), replicas: 2 });
+        assert_eq!(
+            req.node_claim.as_ref().unwrap().node_selector["disk"],
+            "ssd"
+        );
+        let rs = rb
+            .spec
+            .placement
+            .as_ref()
+            .unwrap()
+            .replica_scheduling
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            rs.weight_preference
+                .as_ref()
+                .unwrap()
+                .dynamic_weight
+                .as_deref(),
+            Some("AvailableReplicas")
+        );
+        assert_eq!(
+            rb.spec.clusters[1],
+            TargetCluster {
+                name: "member2".into(),
+                replicas: 2
+            }
+        );
         assert!(rb.status.as_ref().unwrap().last_scheduled_time.is_some());
     }
 
@@ -193,7 +226,9 @@ status:
         assert!(!rb.is_for_scheduler("default-scheduler"));
 
         let mut suspended = rb.clone();
-        suspended.spec.suspension = Some(Suspension { scheduling: Some(true) });
+        suspended.spec.suspension = Some(Suspension {
+            scheduling: Some(true),
+        });
         assert!(!suspended.is_for_scheduler("multicloud-middleware-scheduler"));
 
         let mut unmanaged = rb.clone();

@@ -103,8 +103,14 @@ pub async fn candidates(
     hosted: &HashMap<&str, u32>,
     workload: Workload,
 ) -> Vec<ClusterCandidate> {
-    let refs: Vec<ClusterRef> = clusters.iter().map(|c| ClusterRef::new(Cluster::clone(c))).collect();
-    let query = CapacityQuery { object: Some(object), hosted: hosted.clone() };
+    let refs: Vec<ClusterRef> = clusters
+        .iter()
+        .map(|c| ClusterRef::new(Cluster::clone(c)))
+        .collect();
+    let query = CapacityQuery {
+        object: Some(object),
+        hosted: hosted.clone(),
+    };
     let caps = estimator.capacities(&refs, shape, &query).await;
     clusters
         .iter()
@@ -114,8 +120,12 @@ pub async fn candidates(
                 Workload::ReplicaSet => cap.capacity.replicas,
                 // The same answers (cached once per shape), without the per-set node bound.
                 Workload::Replicas => {
-                    let resource_answers: Vec<PluginAnswer> =
-                        cap.answers.iter().filter(|a| !a.counts_hosted_members).cloned().collect();
+                    let resource_answers: Vec<PluginAnswer> = cap
+                        .answers
+                        .iter()
+                        .filter(|a| !a.counts_hosted_members)
+                        .cloned()
+                        .collect();
                     merge(&resource_answers, 0, cap.capacity.assumed).replicas
                 }
             };

@@ -54,6 +54,27 @@ pub async fn install_crds(client: &kube::Client, what: &str) {
     .await;
 }
 
+/// Set (or, with `None`, remove) a label on every node of one cluster.
+pub async fn label_nodes(client: &kube::Client, key: &str, value: Option<&str>) {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let patch = serde_json::json!({"metadata": {"labels": {key: value}}});
+    for node in nodes
+        .list(&ListParams::default())
+        .await
+        .expect("list nodes")
+        .items
+    {
+        nodes
+            .patch(
+                &node.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("label node {}: {e}", node.name_any()));
+    }
+}
+
 pub async fn ensure_namespace(client: &kube::Client, ns: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     if namespaces

@@ -31,7 +31,7 @@ use fedstate_e2e::stack;
 use fedstate_local::{Federation, member_name};
 use fedstate_scheduler::service;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams};
 use serde_json::json;
@@ -100,23 +100,7 @@ fn start_scheduler(
 async fn label_nodes_for_the_sample(fed: &Federation) {
     for i in 1..=fed.members() {
         let client = fed.member_client(i).await.expect("member client");
-        let nodes: Api<Node> = Api::all(client);
-        for node in nodes
-            .list(&ListParams::default())
-            .await
-            .expect("list nodes")
-            .items
-        {
-            let patch = json!({"metadata": {"labels": {"deploy": "mongo"}}});
-            nodes
-                .patch(
-                    &node.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-                .expect("label node");
-        }
+        stack::label_nodes(&client, "deploy", Some("mongo")).await;
     }
 }
 
@@ -188,23 +172,8 @@ async fn accurate_capacity_comes_from_the_estimators(fed: &Federation, karmada: 
     // member 3 still shows plenty of CPU, so only member 3's estimator can say "0 fit".
     let last = fed.members();
     for i in 1..last {
-        let nodes: Api<Node> = Api::all(fed.member_client(i).await.expect("member client"));
-        for node in nodes
-            .list(&ListParams::default())
-            .await
-            .expect("list nodes")
-            .items
-        {
-            let patch = json!({"metadata": {"labels": {POOL_LABEL: "a"}}});
-            nodes
-                .patch(
-                    &node.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-                .expect("label node");
-        }
+        let client = fed.member_client(i).await.expect("member client");
+        stack::label_nodes(&client, POOL_LABEL, Some("a")).await;
     }
     let mut obj = sample("multicloudmongodb-minimal.yaml", "pooled");
     obj["spec"]["replicaset"] = json!(3);
@@ -452,23 +421,8 @@ async fn unreachable_estimator_falls_back(fed: &Federation, karmada: &kube::Clie
     // it. Member 3 never had it, and its estimator becomes unreachable: only then does the
     // general estimate (which cannot see node labels) stand in, for member 3 alone. Were every
     // accurate answer dropped on one failure (Karmada issue #6815), member 1 would get members.
-    let nodes: Api<Node> = Api::all(fed.member_client(1).await.expect("member client"));
-    for node in nodes
-        .list(&ListParams::default())
-        .await
-        .expect("list nodes")
-        .items
-    {
-        let patch = json!({"metadata": {"labels": {POOL_LABEL: null}}});
-        nodes
-            .patch(
-                &node.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .expect("unlabel node");
-    }
+    let member1 = fed.member_client(1).await.expect("member client");
+    stack::label_nodes(&member1, POOL_LABEL, None).await;
     let member = fed.members();
     let services: Api<Service> = Api::namespaced(karmada.clone(), "karmada-system");
     let svc_name = format!("karmada-scheduler-estimator-{}", member_name(member));

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use fedstate_api::MultiCloudMongoDB;
 use fedstate_e2e::harness;
-use fedstate_e2e::stack::{Stack, ensure_namespace};
+use fedstate_e2e::stack::{self, Stack, ensure_namespace};
 use fedstate_local::{Federation, Options, PortPlan, member_name};
-use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolume};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -148,23 +148,7 @@ async fn main() {
 async fn prepare_members(fed: &Federation) {
     for i in 1..=fed.members() {
         let client = fed.member_client(i).await.expect("member client");
-        let nodes: Api<Node> = Api::all(client.clone());
-        for node in nodes
-            .list(&ListParams::default())
-            .await
-            .expect("nodes")
-            .items
-        {
-            let patch = json!({"metadata": {"labels": {"deploy": "mongo"}}});
-            nodes
-                .patch(
-                    &node.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-                .expect("label node");
-        }
+        stack::label_nodes(&client, "deploy", Some("mongo")).await;
         let apply = PatchParams::apply(harness::FIELD_MANAGER).force();
         let classes: Api<StorageClass> = Api::all(client.clone());
         let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "managed-nfs-storage"},

@@ -92,13 +92,45 @@ pub async fn ensure_namespace(client: &kube::Client, ns: &str) {
     }
 }
 
-fn interpreter_resource() -> ApiResource {
+/// Karmada's `ResourceInterpreterCustomization` resource.
+pub fn interpreter_resource() -> ApiResource {
     ApiResource {
         group: "config.karmada.io".into(),
         version: "v1alpha1".into(),
         api_version: "config.karmada.io/v1alpha1".into(),
         kind: "ResourceInterpreterCustomization".into(),
         plural: "resourceinterpretercustomizations".into(),
+    }
+}
+
+/// Our interpreter for `MongoDB`, applied to the Karmada apiserver.
+pub async fn install_interpreter(karmada: &kube::Client) {
+    let interpreter: serde_json::Value =
+        serde_yaml::from_str(INTERPRETER).expect("interpreter yaml");
+    harness::apply_json(karmada, &interpreter_resource(), interpreter).await;
+}
+
+/// One fedstate-mongo-agent for member `index` (our CRDs must be installed there), running until
+/// `stop`; returns the member as the simulator's bridge needs it.
+pub fn start_agent(client: kube::Client, index: u32, stop: &CancellationToken) -> MemberCluster {
+    let vip = member_vip(index).to_string();
+    let ctx = Arc::new(AgentContext::new(
+        client.clone(),
+        AgentSettings {
+            addressing: MemberAddressing::NodePort { vip: vip.clone() },
+            cluster_name: Some(member_name(index)),
+            namespace: None,
+            mongo_timeout: Duration::from_secs(2),
+        },
+    ));
+    tokio::spawn(fedstate_mongo_agent::controller::run(
+        ctx,
+        stop.child_token(),
+    ));
+    MemberCluster {
+        name: member_name(index),
+        vip,
+        client,
     }
 }
 
@@ -114,9 +146,7 @@ impl Stack {
     pub async fn start(fed: &Federation) -> Self {
         let karmada = fed.karmada_client().await.expect("karmada client");
         install_crds(&karmada, "karmada").await;
-        let interpreter: serde_json::Value =
-            serde_yaml::from_str(INTERPRETER).expect("interpreter yaml");
-        harness::apply_json(&karmada, &interpreter_resource(), interpreter).await;
+        install_interpreter(&karmada).await;
 
         let stop = CancellationToken::new();
         let simulator = Arc::new(Simulator::start(
@@ -127,26 +157,7 @@ impl Stack {
         for i in 1..=fed.members() {
             let client = fed.member_client(i).await.expect("member client");
             install_crds(&client, &member_name(i)).await;
-            clusters.push(MemberCluster {
-                name: member_name(i),
-                vip: member_vip(i).to_string(),
-                client: client.clone(),
-            });
-            let ctx = Arc::new(AgentContext::new(
-                client,
-                AgentSettings {
-                    addressing: MemberAddressing::NodePort {
-                        vip: member_vip(i).to_string(),
-                    },
-                    cluster_name: Some(member_name(i)),
-                    namespace: None,
-                    mongo_timeout: Duration::from_secs(2),
-                },
-            ));
-            tokio::spawn(fedstate_mongo_agent::controller::run(
-                ctx,
-                stop.child_token(),
-            ));
+            clusters.push(start_agent(client, i, &stop));
         }
         tokio::spawn(fedstate_rs_sim::bridge::run(
             simulator.clone(),

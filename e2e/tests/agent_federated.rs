@@ -17,16 +17,12 @@ use std::time::Duration;
 
 use fedstate_api::{MongoDB, MultiCloudMongoDB, names};
 use fedstate_e2e::harness::{self, eventually};
+use fedstate_e2e::stack;
 use fedstate_local::capacity::STORAGE_CLASS;
-use fedstate_local::{member_name, member_vip};
-use fedstate_mongo_agent::controller::{self, Context, Settings};
-use fedstate_mongo_agent::resources::MemberAddressing;
-use fedstate_rs_sim::bridge::{self, MemberCluster};
+use fedstate_local::member_name;
+use fedstate_rs_sim::bridge::{self};
 use fedstate_rs_sim::{Simulator, world};
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams, PostParams};
-use kube::{CustomResourceExt, ResourceExt};
+use kube::api::{Api, ApiResource, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +30,6 @@ const NS: &str = "fedstate-e2e-agent-fed";
 const NAME: &str = "fed-sample";
 const WAIT: Duration = Duration::from_secs(240);
 const SEED: &str = include_str!("../../deploy/samples/seed/multicloudmongodb-minimal.yaml");
-const INTERPRETER: &str = include_str!("../../deploy/karmada/resourceinterpreter-mongodb.yaml");
 
 #[test]
 fn agent_federated_e2e() {
@@ -57,31 +52,16 @@ fn agent_federated_e2e() {
             },
             Duration::from_millis(250),
         ));
-        install(&karmada, "karmada").await;
+        stack::install_crds(&karmada, "karmada").await;
+        stack::ensure_namespace(&karmada, NS).await;
         let mut clusters = Vec::new();
         for i in 1..=fed.members() {
             let client = fed.member_client(i).await.expect("member client");
-            install(&client, &member_name(i)).await;
-            clusters.push(MemberCluster {
-                name: member_name(i),
-                vip: member_vip(i).to_string(),
-                client: client.clone(),
-            });
-            let ctx = Arc::new(Context::new(
-                client,
-                Settings {
-                    addressing: MemberAddressing::NodePort {
-                        vip: member_vip(i).to_string(),
-                    },
-                    cluster_name: Some(member_name(i)),
-                    namespace: None,
-                    mongo_timeout: Duration::from_secs(2),
-                },
-            ));
-            tokio::spawn(controller::run(ctx, stop.child_token()));
+            stack::install_crds(&client, &member_name(i)).await;
+            stack::ensure_namespace(&client, NS).await;
+            clusters.push(stack::start_agent(client, i, &stop));
         }
-        let interpreter: Value = serde_yaml::from_str(INTERPRETER).expect("interpreter yaml");
-        harness::apply_json(&karmada, &interpreter_resource(), interpreter).await;
+        stack::install_interpreter(&karmada).await;
         tokio::spawn(bridge::run(sim.clone(), clusters, stop.child_token()));
         {
             let (client, stop) = (karmada.clone(), stop.child_token());
@@ -166,54 +146,6 @@ fn agent_federated_e2e() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         fed.down().expect("down");
     });
-}
-
-fn interpreter_resource() -> ApiResource {
-    ApiResource {
-        group: "config.karmada.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "config.karmada.io/v1alpha1".into(),
-        kind: "ResourceInterpreterCustomization".into(),
-        plural: "resourceinterpretercustomizations".into(),
-    }
-}
-
-async fn install(client: &kube::Client, what: &str) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [MultiCloudMongoDB::crd(), MongoDB::crd()] {
-        crds.patch(
-            &crd.name_any(),
-            &PatchParams::apply(harness::FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("install CRD in {what}: {e}"));
-    }
-    eventually(&format!("our CRDs served in {what}"), WAIT, || async {
-        Api::<MongoDB>::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        Api::<MultiCloudMongoDB>::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
-    })
-    .await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    if namespaces
-        .get_opt(NS)
-        .await
-        .expect("get namespace")
-        .is_none()
-    {
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}})).expect("ns");
-        namespaces
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("create namespace");
-    }
 }
 
 /// What the scheduler would do: the placement for the object's current generation.

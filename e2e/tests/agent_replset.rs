@@ -16,16 +16,14 @@ use std::time::Duration;
 use fedstate_api::MongoDB;
 use fedstate_api::v1alpha1::MongoState;
 use fedstate_e2e::harness::{self, eventually};
+use fedstate_e2e::stack;
 use fedstate_local::{Federation, member_name, member_vip};
-use fedstate_mongo_agent::controller::{self, Context, Settings};
-use fedstate_mongo_agent::resources::{self, MemberAddressing};
-use fedstate_rs_sim::bridge::{self, MemberCluster};
+use fedstate_mongo_agent::resources::{self};
+use fedstate_rs_sim::bridge::{self};
 use fedstate_rs_sim::{Simulator, world};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::{CustomResourceExt, ResourceExt};
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -69,24 +67,9 @@ fn agent_e2e() {
         let mut clusters = Vec::new();
         for i in 1..=fed.members() {
             let client = fed.member_client(i).await.expect("member client");
-            install(&client, &member_name(i)).await;
-            clusters.push(MemberCluster {
-                name: member_name(i),
-                vip: member_vip(i).to_string(),
-                client: client.clone(),
-            });
-            let ctx = Arc::new(Context::new(
-                client,
-                Settings {
-                    addressing: MemberAddressing::NodePort {
-                        vip: member_vip(i).to_string(),
-                    },
-                    cluster_name: Some(member_name(i)),
-                    namespace: None,
-                    mongo_timeout: Duration::from_secs(2),
-                },
-            ));
-            tokio::spawn(controller::run(ctx, stop.child_token()));
+            stack::install_crds(&client, &member_name(i)).await;
+            stack::ensure_namespace(&client, NS).await;
+            clusters.push(stack::start_agent(client, i, &stop));
         }
         tokio::spawn(bridge::run(sim.clone(), clusters, stop.child_token()));
         let member1 = fed.member_client(1).await.expect("member client");
@@ -102,39 +85,6 @@ fn agent_e2e() {
         fed.down().expect("down");
     });
     let _ = std::fs::remove_file(&agent_log);
-}
-
-async fn install(client: &kube::Client, what: &str) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = MongoDB::crd();
-    crds.patch(
-        &crd.name_any(),
-        &PatchParams::apply(harness::FIELD_MANAGER).force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("install the MongoDB CRD in {what}: {e}"));
-    eventually(&format!("MongoDB CRD served in {what}"), WAIT, || async {
-        Api::<MongoDB>::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
-    })
-    .await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    if namespaces
-        .get_opt(NS)
-        .await
-        .expect("get namespace")
-        .is_none()
-    {
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}})).expect("ns");
-        namespaces
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("create namespace");
-    }
 }
 
 fn condition(m: &MongoDB, t: &str) -> Option<fedstate_api::Condition> {

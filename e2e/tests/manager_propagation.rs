@@ -29,13 +29,11 @@ use std::time::Duration;
 use fedstate_api::hostconf::{HOSTCONF_KEY, HostConf};
 use fedstate_api::{MongoDB, MultiCloudMongoDB, names};
 use fedstate_e2e::harness::{self, eventually};
+use fedstate_e2e::stack;
 use fedstate_local::{Federation, member_name};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-};
-use kube::{CustomResourceExt, ResourceExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::ResourceExt;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +41,6 @@ const NS: &str = "fedstate-e2e-manager";
 const NAME: &str = "multicloudmongodb-sample";
 const WAIT: Duration = Duration::from_secs(120);
 const SEED: &str = include_str!("../../deploy/samples/seed/multicloudmongodb-full.yaml");
-const INTERPRETER: &str = include_str!("../../deploy/karmada/resourceinterpreter-mongodb.yaml");
 const PLAN: [(&str, i32); 3] = [("member1", 2), ("member2", 2), ("member3", 1)];
 
 #[test]
@@ -96,79 +93,16 @@ fn manager_e2e() {
     });
 }
 
-fn interpreter_resource() -> ApiResource {
-    ApiResource {
-        group: "config.karmada.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "config.karmada.io/v1alpha1".into(),
-        kind: "ResourceInterpreterCustomization".into(),
-        plural: "resourceinterpretercustomizations".into(),
-    }
-}
-
-async fn apply_crds(client: &kube::Client, what: &str) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [MultiCloudMongoDB::crd(), MongoDB::crd()] {
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply(harness::FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("install CRD {name} in {what}: {e}"));
-    }
-    eventually(&format!("our CRDs established in {what}"), WAIT, || async {
-        let list = crds
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        let n = list
-            .items
-            .iter()
-            .filter(|c| c.spec.group == fedstate_api::GROUP)
-            .filter(|c| {
-                c.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| {
-                        cs.iter()
-                            .any(|c| c.type_ == "Established" && c.status == "True")
-                    })
-            })
-            .count();
-        if n == 2 {
-            Ok(())
-        } else {
-            Err(format!("{n} of 2"))
-        }
-    })
-    .await;
-}
-
 /// CRDs in Karmada and every member, the resource interpreter, the namespace, and the user's own
 /// ConfigMap and pull Secret the seed sample names.
 async fn install(fed: &Federation, karmada: &kube::Client) {
-    apply_crds(karmada, "karmada").await;
+    stack::install_crds(karmada, "karmada").await;
     for i in 1..=fed.members() {
         let member = fed.member_client(i).await.expect("member client");
-        apply_crds(&member, &member_name(i)).await;
+        stack::install_crds(&member, &member_name(i)).await;
     }
-    let interpreter: Value = serde_yaml::from_str(INTERPRETER).expect("interpreter yaml");
-    harness::apply_json(karmada, &interpreter_resource(), interpreter).await;
-    let namespaces: Api<Namespace> = Api::all(karmada.clone());
-    if namespaces
-        .get_opt(NS)
-        .await
-        .expect("get namespace")
-        .is_none()
-    {
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}})).expect("ns");
-        namespaces
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("create namespace");
-    }
+    stack::install_interpreter(karmada).await;
+    stack::ensure_namespace(karmada, NS).await;
     let cms: Api<ConfigMap> = Api::namespaced(karmada.clone(), NS);
     let cm: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": "my-custome-configmap", "namespace": NS},

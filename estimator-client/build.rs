@@ -1,5 +1,5 @@
-//! Compiles our own `.proto` files (written from `spec/04-karmada.md`) with `protox`, a pure-Rust
-//! protobuf compiler, so no system `protoc` is needed.
+//! Compiles our own `.proto` files (the wire format is in `docs/karmada.md#estimator-wire-format`)
+//! with `protox`, a pure-Rust protobuf compiler, so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [

@@ -1,6 +1,6 @@
-//! Finding each cluster's estimator the way Karmada does (`spec/04-karmada.md` §2), and keeping
-//! one channel per cluster that is rebuilt when the Service or the Cluster changes (Karmada never
-//! refreshes a cached channel, issue #5152).
+//! Finding each cluster's estimator the way Karmada does (`docs/karmada.md#finding-an-estimator`),
+//! and keeping one channel per cluster that is rebuilt when the Service or the Cluster changes
+//! (Karmada never refreshes a cached channel, issue #5152).
 //!
 //! * [`resolve_addresses`] is pure: (cluster, the Service of that name in the Karmada apiserver if
 //!   any, config) → addresses to try in order.

@@ -1,6 +1,7 @@
 //! Capacity of member clusters for FedState's scheduler: Karmada's scheduler-estimator over gRPC,
 //! the general estimate from `Cluster.status`, node spread and our own not-yet-visible placements,
-//! merged per cluster and cached (`spec/03-placement.md` "Capacity", `spec/04-karmada.md` §1–2).
+//! merged per cluster and cached (`docs/placement.md#the-capacity-plugin-chain`,
+//! `docs/karmada.md#the-scheduler-estimator-service`, `docs/karmada.md#finding-an-estimator`).
 //!
 //! | module | owns |
 //! |---|---|

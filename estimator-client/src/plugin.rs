@@ -1,7 +1,7 @@
-//! The estimator plugin chain of `spec/03-placement.md` ("Capacity"): each [`CapacityPlugin`]
-//! answers how many more members of a shape a cluster can take, or has no opinion, or fails; the
-//! answers are merged by [`merge`] (minimum, ignoring "no opinion" and failures, so a failing
-//! plugin for one cluster affects only that cluster's answer).
+//! The estimator plugin chain (`docs/placement.md#the-capacity-plugin-chain`): each
+//! [`CapacityPlugin`] answers how many more members of a shape a cluster can take, or has no
+//! opinion, or fails; the answers are merged by [`merge`] (minimum, ignoring "no opinion" and
+//! failures, so a failing plugin for one cluster affects only that cluster's answer).
 //!
 //! Plugins here: [`KarmadaAccurate`] (the cluster's scheduler-estimator over gRPC),
 //! [`GeneralEstimate`] (from `Cluster.status.resourceSummary`) and [`NodeSpread`] (one member per

@@ -1,4 +1,5 @@
-//! Code generated from `proto/*.proto` (our own files, written from `spec/04-karmada.md` §1).
+//! Code generated from `proto/*.proto` (our own files, wire format in
+//! `docs/karmada.md#estimator-wire-format`).
 //!
 //! * [`k8s`]: the proto2 Kubernetes messages (`Quantity`, `NodeSelector`, `Toleration`, …).
 //! * [`pb`]: Karmada's estimator messages (package `github.com.karmada_io.karmada.pkg.estimator.pb`).

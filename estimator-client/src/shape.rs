@@ -2,9 +2,10 @@
 //! claim), plus its wire form for Karmada's scheduler-estimator.
 //!
 //! The wire form writes every k8s-typed field **and** its `*Bytes` twin with the same bytes
-//! (`spec/04-karmada.md` §1), so estimators of Karmada 1.15–1.17 (typed fields only), 1.18 (both)
-//! and 1.19 (bytes only) all read the same requirements. Like Kubernetes' Go marshaller we write
-//! empty strings of the k8s messages explicitly, so our bytes equal Go's for the same object.
+//! (`docs/karmada.md#estimator-wire-format`), so estimators of Karmada 1.15–1.17 (typed fields
+//! only), 1.18 (both) and 1.19 (bytes only) all read the same requirements. Like Kubernetes' Go
+//! marshaller we write empty strings of the k8s messages explicitly, so our bytes equal Go's for
+//! the same object.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};

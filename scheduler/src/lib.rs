@@ -1,6 +1,6 @@
 //! fedstate-scheduler: the placement engine and its adapters.
 //!
-//! * [`placement`]: the pure engine of `spec/03` (no I/O).
+//! * [`placement`]: the pure engine of `docs/placement.md` (no I/O).
 //! * [`adapter`]: Karmada `Cluster` objects and `MultiCloudMongoDB` specs → engine inputs,
 //!   including the general capacity estimate from `status.resourceSummary`.
 //! * [`binding`]: Karmada ResourceBinding replica scheduling strategies through the engine.

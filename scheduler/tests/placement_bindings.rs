@@ -1,4 +1,5 @@
-//! Karmada binding strategies (`spec/04` §3) through the same engine: no votes, no VIP needed.
+//! Karmada binding strategies (`docs/karmada.md#scheduling-resourcebindings`) through the same
+//! engine: no votes, no VIP needed.
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -1,4 +1,4 @@
-//! The tricky cases of `spec/03`, one example each.
+//! The tricky cases of `docs/placement.md`, one example each.
 #![allow(clippy::unwrap_used)]
 
 mod common;

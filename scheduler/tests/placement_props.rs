@@ -1,4 +1,5 @@
-//! The invariants of `spec/03`, for random clusters and requests.
+//! The invariants of `docs/placement.md#invariants-the-tests-check`, for random clusters and
+//! requests.
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -1,6 +1,7 @@
-//! The general capacity estimate (`spec/03`, `spec/04` §2): how many members of one shape fit in
-//! a cluster, from `status.resourceSummary`: `min over requested resources of (allocatable −
-//! allocated − allocating) / request`, also bounded by `pods`; 0 when the summary is missing.
+//! The general capacity estimate (`docs/karmada.md#the-general-estimate`): how many members of one
+//! shape fit in a cluster, from `status.resourceSummary`: `min over requested resources of
+//! (allocatable − allocated − allocating) / request`, also bounded by `pods`; 0 when the summary is
+//! missing.
 
 use std::collections::BTreeMap;
 

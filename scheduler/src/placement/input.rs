@@ -9,7 +9,8 @@ pub use fedstate_api::v1alpha1::QuorumPolicy;
 
 use super::selector::{FieldMatcher, LabelMatcher};
 
-/// How the data members are divided over the chosen clusters (`spec/03` rule 5, `spec/04` §3).
+/// How the data members are divided over the chosen clusters (`docs/placement.md#modes`,
+/// `docs/karmada.md#scheduling-resourcebindings`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Distribution {
     /// As even as possible (max − min ≤ 1 where capacity allows).

@@ -1,5 +1,5 @@
-//! The placement engine (`spec/03`): a pure function from a request, candidate clusters and the
-//! previous placement to a placement plan with votes, priorities and an explanation.
+//! The placement engine (`docs/placement.md`): a pure function from a request, candidate clusters
+//! and the previous placement to a placement plan with votes, priorities and an explanation.
 //!
 //! * [`input`]: the request and cluster types the engine reads.
 //! * [`selector`]: label and field selectors.

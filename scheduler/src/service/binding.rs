@@ -1,7 +1,7 @@
-//! Karmada-native scheduling (`spec/04` §3): `ResourceBinding`s whose policy names our scheduler
-//! are placed by the same engine and written the way karmada-scheduler writes them — one merge
-//! patch of `spec.clusters` with the `applied-placement` annotation, one of the status — and
-//! nothing at all when the placement in force is still right.
+//! Karmada-native scheduling (`docs/karmada.md#scheduling-resourcebindings`): `ResourceBinding`s
+//! whose policy names our scheduler are placed by the same engine and written the way
+//! karmada-scheduler writes them — one merge patch of `spec.clusters` with the `applied-placement`
+//! annotation, one of the status — and nothing at all when the placement in force is still right.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! Scheduler metrics, named after Karmada's scheduler metrics (`karmada_scheduler_*`, `spec/04`
-//! §7) under our prefix, so existing dashboards translate one to one.
+//! Scheduler metrics, named after Karmada's scheduler metrics (`karmada_scheduler_*`,
+//! `docs/karmada.md#metric-names`) under our prefix, so existing dashboards translate one to one.
 
 /// Counter `{result, schedule_type}`: every decision, by outcome.
 pub const SCHEDULE_ATTEMPTS: &str = "fedstate_scheduler_schedule_attempts_total";

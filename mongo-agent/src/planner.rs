@@ -1,5 +1,6 @@
 //! The replica-set planner: from what the set looks like now and what the host list wants, the one
-//! next step to take (spec/05, spec/03 "Failover and change plans"). Pure: no driver, no kube.
+//! next step to take (`docs/mongodb.md#reconfiguration-rules`, `docs/placement.md#failover`). Pure:
+//! no driver, no kube.
 //!
 //! The agent calls [`next_step`] again after every step (re-reading the set each time), so the plan
 //! is a sequence of single steps, each safe on its own:
@@ -392,8 +393,8 @@ pub enum HostProbe {
     },
 }
 
-/// Whether to initiate, join or wait (spec/05: initiate exactly once, only after checking that no
-/// desired host already belongs to a set).
+/// Whether to initiate, join or wait (`docs/mongodb.md#reconfiguration-rules`: initiate exactly
+/// once, only after checking that no desired host already belongs to a set).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InitDecision {
     /// Initiate on `on` with this config.
@@ -888,8 +889,8 @@ mod tests {
     }
 
     proptest! {
-        /// spec/03: every intermediate config keeps ≤ 7 voters, changes ≤ 1 voter from its
-        /// predecessor, and the plan ends at the target.
+        /// `docs/placement.md#failover`: every intermediate config keeps ≤ 7 voters, changes ≤ 1
+        /// voter from its predecessor, and the plan ends at the target.
         #[test]
         fn any_change_plan_is_one_voter_at_a_time_and_ends_at_the_target(
             start in 1usize..=7,

@@ -28,7 +28,7 @@ pub const MEMBER_INDEX_LABEL: &str = "middleware.fedstate.io/member-index";
 pub const MEMBER_ROLE_LABEL: &str = "middleware.fedstate.io/member-role";
 /// Key of the mongod configuration in the rendered ConfigMap.
 pub const MONGOD_CONF_KEY: &str = "mongod.conf";
-/// Key of the user's configuration in `customConfigRef` (spec/02).
+/// Key of the user's configuration in `customConfigRef` (`docs/architecture.md#api`).
 pub const USER_CONFIG_KEY: &str = "mongod.yaml";
 /// Exporter image (the sidecar of `metricsExporterSpec`).
 pub const EXPORTER_IMAGE: &str = "percona/mongodb_exporter:0.40";

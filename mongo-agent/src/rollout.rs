@@ -1,7 +1,8 @@
-//! Rolling restarts (spec/05 "Rolling changes"), pure: which own member to restart next when its
-//! pod runs an outdated revision. Secondaries first; the primary last, after a step-down; and only
-//! while every voting member of the whole set is healthy, so at most one voting member is down at
-//! a time across clusters (the other agents see the restarting member as unhealthy and wait).
+//! Rolling restarts (`docs/mongodb.md#rolling-changes`), pure: which own member to restart next
+//! when its pod runs an outdated revision. Secondaries first; the primary last, after a step-down;
+//! and only while every voting member of the whole set is healthy, so at most one voting member is
+//! down at a time across clusters (the other agents see the restarting member as unhealthy and
+//! wait).
 
 use std::collections::BTreeMap;
 

@@ -1,8 +1,9 @@
-//! The agent's replica-set code against a real `mongod` (spec/06: the simulator is checked against
-//! MongoDB itself whenever one is available). Set `FEDSTATE_MONGOD=/path/to/mongod`; without it
-//! this test prints "skipped: no mongod" and passes. Three local processes with a keyfile (so
-//! access control and the localhost exception are on) form the set; all listen on 127.0.0.1 only
-//! and are killed when the test ends.
+//! The agent's replica-set code against a real `mongod`
+//! (`docs/local-federation.md#the-replica-set-simulator`: the simulator is checked against MongoDB
+//! itself whenever one is available). Set `FEDSTATE_MONGOD=/path/to/mongod`; without it this test
+//! prints "skipped: no mongod" and passes. Three local processes with a keyfile (so access control
+//! and the localhost exception are on) form the set; all listen on 127.0.0.1 only and are killed
+//! when the test ends.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;

@@ -1,7 +1,8 @@
-//! The simulator on the local federation (spec/06): every member pod that kwok reports Running is
-//! served at `<cluster VIP>:<nodePort>` of the Service selecting it; a member stops being served
-//! when its pod goes away or its cluster stops answering (as a real mongod would become
-//! unreachable). Polls the member apiservers: this is a test fixture, not a controller.
+//! The simulator on the local federation (`docs/local-federation.md#the-replica-set-simulator`):
+//! every member pod that kwok reports Running is served at `<cluster VIP>:<nodePort>` of the
+//! Service selecting it; a member stops being served when its pod goes away or its cluster stops
+//! answering (as a real mongod would become unreachable). Polls the member apiservers: this is a
+//! test fixture, not a controller.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

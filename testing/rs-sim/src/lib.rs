@@ -1,11 +1,12 @@
 //! **A test fixture, not a database.** `fedstate-rs-sim` simulates MongoDB replica sets over many
 //! member endpoints so FedState's agent can be tested with the real `mongodb` driver where no
-//! `mongod` is available (spec/06). It speaks the wire protocol (`OP_MSG`) and SCRAM-SHA-256, and
-//! reproduces the replica-set rules the agent depends on, each backed by a test citing the MongoDB
-//! behaviour: `hello` fields, `replSetInitiate` (once), `replSetGetConfig`/`replSetGetStatus`,
-//! `replSetReconfig` (version check, one voting change, quorum check, `force`), elections by
-//! priority among reachable voters, `replSetStepDown`, `createUser`/`updateUser`, the localhost
-//! exception. It stores no data, runs no queries and implements no oplog.
+//! `mongod` is available (`docs/local-federation.md#the-replica-set-simulator`). It speaks the wire
+//! protocol (`OP_MSG`) and SCRAM-SHA-256, and reproduces the replica-set rules the agent depends
+//! on, each backed by a test citing the MongoDB behaviour: `hello` fields, `replSetInitiate`
+//! (once), `replSetGetConfig`/`replSetGetStatus`, `replSetReconfig` (version check, one voting
+//! change, quorum check, `force`), elections by priority among reachable voters, `replSetStepDown`,
+//! `createUser`/`updateUser`, the localhost exception. It stores no data, runs no queries and
+//! implements no oplog.
 //!
 //! * [`wire`]: the OP_MSG codec.
 //! * [`scram`]: the server side of SCRAM-SHA-256.

@@ -4,8 +4,9 @@
 #   2. CRD drift        deploy/crds/ must equal what `crdgen` generates from api/
 #   3. unit + scenario  cargo test --workspace (pure planners, proptests, mock-apiserver scenarios,
 #                       in-process gRPC estimators, Lua interpreter tests)
-#   4. e2e              the local federation (real kube-apiserver, etcd, Karmada, kwok; spec/06):
-#                       builds or reuses the pinned Go binaries, then runs e2e/ against them
+#   4. e2e              the local federation (docs/local-federation.md: real kube-apiserver, etcd,
+#                       Karmada, kwok): builds or reuses the pinned Go binaries, then runs e2e/
+#                       against them
 #   5. real mongod      only when FEDSTATE_MONGOD points at a mongod binary; otherwise skipped
 #
 # Stages can be picked: `scripts/test-all.sh unit e2e`. Default: all.

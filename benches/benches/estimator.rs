@@ -1,4 +1,4 @@
-//! Estimator client benchmarks (`spec/07-performance.md`):
+//! Estimator client benchmarks (`docs/performance.md#what-is-measured-and-the-goals`):
 //! * `estimator/cache_hit`: one capacity lookup from a fresh cache entry (merge + ledger
 //!   included), alone and with a writer thread inserting entries meanwhile; the baseline is a
 //!   bare `DashMap::get` of a (String, u64) key in the same run.

@@ -1,5 +1,6 @@
-//! Placement engine benchmarks (`spec/07`): one decision at 3 / 10 / 100 / 1,000 / 5,000
-//! clusters × 3 / 5 / 7 / 50 members in each mode, plus baselines measured in the same run:
+//! Placement engine benchmarks (`docs/performance.md#what-is-measured-and-the-goals`): one decision
+//! at 3 / 10 / 100 / 1,000 / 5,000 clusters × 3 / 5 / 7 / 50 members in each mode, plus baselines
+//! measured in the same run:
 //!
 //! * `baseline/naive_webster`: the textbook sequential Sainte-Laguë (every seat scans every
 //!   cluster, O(R·n)), i.e. what the engine's Weighting mode would cost without ranking once;

@@ -1,7 +1,8 @@
 //! End-to-end tests of `fedstate-mongo-agent` on the local federation: real member apiservers,
 //! kube-controller-manager (StatefulSets, PVC binding), kwok running the pods, and the replica-set
-//! simulator serving every Running member pod at `<cluster VIP>:<nodePort>` (spec/06). One agent
-//! per member cluster runs in-process (its real controller against the member apiserver). Scenarios:
+//! simulator serving every Running member pod at `<cluster VIP>:<nodePort>`
+//! (`docs/local-federation.md#the-replica-set-simulator`). One agent per member cluster runs
+//! in-process (its real controller against the member apiserver). Scenarios:
 //!
 //! 1. The seed's single-cluster sample as written (mongo:3.6) gets a condition naming `spec.image`
 //!    and no StatefulSet; with a supported image it becomes a working one-member set (PRIMARY).

@@ -1,6 +1,6 @@
-//! Side-by-side scheduling benchmark (`spec/07`): the same N ResourceBindings (estimators on)
-//! scheduled once by `karmada-scheduler` and once by `fedstate-scheduler`, on one local
-//! federation (real Karmada apiserver, controller-manager, karmada-scheduler, one real
+//! Side-by-side scheduling benchmark (`docs/performance.md`): the same N ResourceBindings
+//! (estimators on) scheduled once by `karmada-scheduler` and once by `fedstate-scheduler`, on one
+//! local federation (real Karmada apiserver, controller-manager, karmada-scheduler, one real
 //! karmada-scheduler-estimator per member; nodes faked by kwok), in one run.
 //!
 //! For each scheduler in turn (Karmada first, then ours, each in its own namespace) it creates N

@@ -24,8 +24,8 @@ pub struct Components<'a> {
 /// (`AllAlpha`, `AllBeta`) minus cluster resource modeling. With modeling on, the Cluster summary
 /// carries node counts per coarse resource grade and karmada-scheduler's general estimate comes
 /// from grade minimums (a 6-CPU node counts as 4) instead of the allocatable totals that
-/// `spec/04-karmada.md` §2 describes; tests could then not predict placements from the node
-/// capacities we configure.
+/// `docs/karmada.md#the-general-estimate` describes; tests could then not predict placements from
+/// the node capacities we configure.
 pub const KARMADA_FEATURE_GATES: &str =
     "AllAlpha=true,AllBeta=true,CustomizedClusterResourceModeling=false";
 

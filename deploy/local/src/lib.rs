@@ -1,5 +1,5 @@
 //! `fedstate-local`: real Kubernetes and Karmada processes on one machine, no containers
-//! (the local federation of `spec/06-testbed.md`).
+//! (the local federation of `docs/local-federation.md`).
 //!
 //! The library brings the federation up for the e2e tests; the `fedstate-local` binary wraps it
 //! as a CLI (`up`, `status`, `down`, `kill-member`, `restore-member`, `build`).

@@ -100,7 +100,7 @@ pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'
     conditions.iter().find(|c| c.type_ == type_)
 }
 
-/// Condition types of `MultiCloudMongoDB` (spec/02).
+/// Condition types of `MultiCloudMongoDB` (`docs/architecture.md#conditions`).
 pub mod types {
     pub const SCHEDULED: &str = "Scheduled";
     pub const SERVER_READY: &str = "ServerReady";
@@ -112,7 +112,8 @@ pub mod types {
     pub const DEGRADED: &str = "Degraded";
     /// Set on an object whose spec we cannot act on (e.g. an unsupported image version).
     pub const SPEC_VALID: &str = "SpecValid";
-    /// Set by the agent when the replica set lost its voting majority (spec/05).
+    /// Set by the agent when the replica set lost its voting majority
+    /// (`docs/mongodb.md#quorum-lost-and-forced-reconfig`).
     pub const QUORUM_LOST: &str = "QuorumLost";
 }
 

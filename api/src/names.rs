@@ -1,4 +1,4 @@
-//! Names and labels every component derives the same way (spec/02 "Names and labels").
+//! Names and labels every component derives the same way (`docs/architecture.md#names-and-labels`).
 
 use std::collections::BTreeMap;
 
@@ -65,7 +65,7 @@ pub fn replica_set_name(name: &str, created_by_fedstate_go: bool) -> String {
     }
 }
 
-/// Member address `<vip>:<port>` (spec/05: the address scheme FedState uses).
+/// Member address `<vip>:<port>` (`docs/mongodb.md#members`: the address scheme FedState uses).
 pub fn member_address(vip: &str, port: i32) -> String {
     format!("{vip}:{port}")
 }

@@ -1,4 +1,5 @@
-//! The seed documents' samples are our compatibility test (spec/02): each one deserializes into
+//! The seed documents' samples are our compatibility test
+//! (`docs/architecture.md#compatibility-with-fedstate`): each one deserializes into
 //! our types, round-trips without losing a field, and is accepted by the CRD schema we ship
 //! (`deploy/crds/`, structure and CEL rules alike); bad input is refused with a message that
 //! names the field.

@@ -1,6 +1,7 @@
 //! `work.karmada.io/v1alpha2` `ResourceBinding`: one resource template and where it goes. Karmada's
 //! detector creates it from a PropagationPolicy; the scheduler the policy names fills
-//! `spec.clusters` (`spec/04` §3). Only the fields a scheduler reads or writes are modelled.
+//! `spec.clusters` (`docs/karmada.md#scheduling-resourcebindings`). Only the fields a scheduler
+//! reads or writes are modelled.
 
 use std::collections::BTreeMap;
 
@@ -122,7 +123,8 @@ pub struct Suspension {
 }
 
 impl ResourceBinding {
-    /// Whether the scheduler called `scheduler_name` should place this binding (`spec/04` §3):
+    /// Whether the scheduler called `scheduler_name` should place this binding
+    /// (`docs/karmada.md#scheduling-resourcebindings`):
     /// the names match (empty means Karmada's default), scheduling is not suspended, and a
     /// policy manages the binding.
     pub fn is_for_scheduler(&self, scheduler_name: &str) -> bool {

@@ -4,9 +4,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// Default image when the spec names none (spec/02).
+/// Default image when the spec names none (`docs/architecture.md#api`).
 pub const DEFAULT_IMAGE: &str = "mongo:7.0";
-/// Oldest and newest MongoDB major.minor we manage (spec/05).
+/// Oldest and newest MongoDB major.minor we manage (`docs/mongodb.md#supported-versions`).
 pub const SUPPORTED_VERSIONS: (MongoVersion, MongoVersion) = (
     MongoVersion { major: 4, minor: 4 },
     MongoVersion { major: 8, minor: 0 },

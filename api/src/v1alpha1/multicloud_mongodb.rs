@@ -183,7 +183,7 @@ pub struct ConfigSetting {
     pub config_set: Option<BTreeMap<String, String>>,
 }
 
-/// How members are spread over clusters (spec/03).
+/// How members are spread over clusters (docs/placement.md#modes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum SchedulerMode {
     /// As even as possible over the chosen clusters.

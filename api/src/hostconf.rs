@@ -12,12 +12,10 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::{MAX_MEMBERS, MAX_VOTERS};
+
 /// The ConfigMap key holding the JSON host list.
 pub const HOSTCONF_KEY: &str = "hostconf.json";
-/// MongoDB's limit of voting members in one replica set.
-pub const MAX_VOTERS: usize = 7;
-/// MongoDB's limit of members in one replica set.
-pub const MAX_MEMBERS: usize = 50;
 
 /// One desired member of the replica set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,11 +114,11 @@ impl HostConf {
                 });
             }
         }
-        if self.hosts.len() > MAX_MEMBERS {
+        if self.hosts.len() > usize::from(MAX_MEMBERS) {
             return Err(HostConfError::TooManyMembers(self.hosts.len()));
         }
         let voters = self.voters();
-        if voters > MAX_VOTERS {
+        if voters > usize::from(MAX_VOTERS) {
             return Err(HostConfError::TooManyVoters(voters));
         }
         Ok(())

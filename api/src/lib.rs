@@ -8,12 +8,14 @@
 //! * [`hostconf`]: the `<name>-hostconf` ConfigMap, the desired member list (manager → agents).
 //! * [`names`]: object names and labels shared by the scheduler, manager and agent.
 //! * [`quantity`]: Kubernetes resource quantities as exact milli-unit integers.
+//! * [`limits`]: MongoDB's replica-set limits (voters, members, member index).
 //!
 //! This crate depends on nothing of ours and does no I/O.
 
 pub mod condition;
 pub mod hostconf;
 pub mod karmada;
+pub mod limits;
 pub mod names;
 pub mod quantity;
 pub mod scheduler_result;
@@ -27,3 +29,32 @@ pub use v1alpha1::{MongoDB, MultiCloudMongoDB};
 pub const GROUP: &str = "middleware.fedstate.io";
 /// The only API version so far.
 pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` of both our kinds.
+pub const API_VERSION: &str = "middleware.fedstate.io/v1alpha1";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::Resource;
+
+    #[test]
+    fn the_group_and_version_constants_are_the_kinds_own() {
+        for (group, version, api_version) in [
+            (
+                MongoDB::group(&()),
+                MongoDB::version(&()),
+                MongoDB::api_version(&()),
+            ),
+            (
+                MultiCloudMongoDB::group(&()),
+                MultiCloudMongoDB::version(&()),
+                MultiCloudMongoDB::api_version(&()),
+            ),
+        ] {
+            assert_eq!(
+                (&*group, &*version, &*api_version),
+                (GROUP, VERSION, API_VERSION)
+            );
+        }
+    }
+}

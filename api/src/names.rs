@@ -24,6 +24,20 @@ pub const FIELD_MANAGER_SCHEDULER: &str = "fedstate-scheduler";
 /// Field manager of the mongo-agent in member clusters.
 pub const FIELD_MANAGER_AGENT: &str = "fedstate-mongo-agent";
 
+/// A member's set-wide index: on the manager's member Services (which select on it) and, set by
+/// the agent, on data member pods.
+pub const LABEL_MEMBER_INDEX: &str = "middleware.fedstate.io/member-index";
+/// [`ROLE_DATA`] or [`ROLE_ARBITER`]: on member Services and (set by the agent) member pods.
+pub const LABEL_MEMBER_ROLE: &str = "middleware.fedstate.io/member-role";
+/// The member cluster a member Service belongs to (on our Services in the Karmada apiserver).
+pub const LABEL_CLUSTER: &str = "middleware.fedstate.io/cluster";
+/// FedState's label holding the cluster VIP on each member cluster's `MongoDB`.
+pub const LABEL_MEMBER_VIP: &str = "app.multicloudmongodb.io/vip";
+/// [`LABEL_MEMBER_ROLE`] of a data-bearing member.
+pub const ROLE_DATA: &str = "data";
+/// [`LABEL_MEMBER_ROLE`] of the arbiter.
+pub const ROLE_ARBITER: &str = "arbiter";
+
 /// The VIP of a cluster from its labels: `vip` wins over `VIP`; empty values do not count.
 pub fn cluster_vip(labels: &BTreeMap<String, String>) -> Option<&str> {
     [VIP_LABEL, LEGACY_VIP_LABEL]

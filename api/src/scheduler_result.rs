@@ -9,11 +9,8 @@ use std::collections::BTreeSet;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::MAX_VOTERS;
 use crate::v1alpha1::SchedulerMode;
-
-/// MongoDB's hard limits.
-pub const MAX_MEMBERS: i32 = 50;
-pub const MAX_VOTERS: i32 = 7;
 
 /// The whole annotation value.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,7 +174,7 @@ impl SchedulerResult {
             return Err(SchedulerResultError::SeveralArbiters { count: arbiters });
         }
         let votes: i32 = self.clusters.iter().filter_map(|c| c.votes).sum();
-        if votes > MAX_VOTERS {
+        if votes > i32::from(MAX_VOTERS) {
             return Err(SchedulerResultError::TooManyVotes { votes });
         }
         Ok(())

@@ -18,12 +18,13 @@ use fedstate_api::karmada::binding_status::{
 };
 use fedstate_api::karmada::override_policy::OverridePolicy;
 use fedstate_api::karmada::propagation::PropagationPolicy;
+use fedstate_api::karmada::work::{work_cluster, work_is_for_binding, work_resource};
 use fedstate_api::v1alpha1::check_image;
 use fedstate_api::{MongoDB, MultiCloudMongoDB, SchedulerResult, names};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -52,10 +53,6 @@ pub const OWNED_CONDITIONS: [&str; 5] = [
     types::DEGRADED,
     types::SPEC_VALID,
 ];
-/// Annotations Karmada puts on a Work naming its binding.
-const WORK_BINDING_NAME: &str = "resourcebinding.karmada.io/name";
-const WORK_BINDING_NAMESPACE: &str = "resourcebinding.karmada.io/namespace";
-const EXECUTION_NAMESPACE_PREFIX: &str = "karmada-es-";
 
 /// Everything that can go wrong talking to the apiserver. User-facing problems with the object
 /// itself are not errors: they become conditions.
@@ -148,16 +145,6 @@ impl Context {
     }
 }
 
-fn work_resource() -> ApiResource {
-    ApiResource {
-        group: "work.karmada.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "work.karmada.io/v1alpha1".into(),
-        kind: "Work".into(),
-        plural: "works".into(),
-    }
-}
-
 fn apply_params() -> PatchParams {
     PatchParams::apply(names::FIELD_MANAGER).force()
 }
@@ -172,14 +159,6 @@ where
     api.patch(&name, &apply_params(), &Patch::Apply(obj))
         .await
         .map_err(Error::kube("apply", kind, &ns, &name))
-}
-
-fn ready(c: &Cluster) -> bool {
-    c.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
 }
 
 /// Reconcile entry point: the finalizer wraps apply and cleanup.
@@ -319,8 +298,10 @@ async fn apply_object(mcm: &MultiCloudMongoDB, ctx: &Context) -> Result<Action> 
         .iter()
         .filter_map(|c| Some((c.name_any(), names::cluster_vip(c.labels())?.to_owned())))
         .collect();
-    let cluster_ready: BTreeMap<String, bool> =
-        clusters.iter().map(|c| (c.name_any(), ready(c))).collect();
+    let cluster_ready: BTreeMap<String, bool> = clusters
+        .iter()
+        .map(|c| (c.name_any(), c.is_ready()))
+        .collect();
 
     // 2. What exists: our member Services (the identity record) and the binding's status.
     let client = &ctx.client;
@@ -670,7 +651,7 @@ async fn write_status(
     }
     let base = fresh.clone().unwrap_or_else(|| old.clone());
     let mut body = json!({
-        "apiVersion": "middleware.fedstate.io/v1alpha1",
+        "apiVersion": fedstate_api::API_VERSION,
         "kind": "MultiCloudMongoDB",
         "status": {"conditions": conditions},
     });
@@ -809,24 +790,18 @@ async fn cleanup(mcm: &MultiCloudMongoDB, ctx: &Context) -> Result<Option<Action
         .clusters
         .state()
         .iter()
-        .map(|c| (c.name_any(), ready(c)))
+        .map(|c| (c.name_any(), c.is_ready()))
         .collect();
     let mut view = TeardownView {
         template_exists,
         ..Default::default()
     };
     for w in &work_list.items {
-        let a = w.annotations();
-        let l = w.labels();
-        let ours = |k: &str, v: &str| a.get(k).or_else(|| l.get(k)).is_some_and(|x| x == v);
-        if !(ours(WORK_BINDING_NAME, &rb_name) && ours(WORK_BINDING_NAMESPACE, &ns)) {
+        if !work_is_for_binding(w.annotations(), w.labels(), &ns, &rb_name) {
             continue;
         }
-        let cluster = w
-            .namespace()
-            .unwrap_or_default()
-            .trim_start_matches(EXECUTION_NAMESPACE_PREFIX)
-            .to_owned();
+        let work_ns = w.namespace().unwrap_or_default();
+        let cluster = work_cluster(&work_ns).unwrap_or(&work_ns).to_owned();
         if ready_by_name.get(&cluster).copied().unwrap_or(false) {
             view.works_in_reachable_clusters.push(cluster);
         } else {
@@ -908,7 +883,7 @@ async fn cleanup(mcm: &MultiCloudMongoDB, ctx: &Context) -> Result<Option<Action
 /// The MultiCloudMongoDB a `MongoDB` binding belongs to.
 fn binding_owner(rb: &ResourceBinding) -> Option<ObjectRef<MultiCloudMongoDB>> {
     let r = &rb.spec.resource;
-    (r.kind == "MongoDB" && r.api_version == "middleware.fedstate.io/v1alpha1").then(|| {
+    (r.kind == "MongoDB" && r.api_version == fedstate_api::API_VERSION).then(|| {
         ObjectRef::new(&r.name).within(
             r.namespace
                 .as_deref()

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use fedstate_api::API_VERSION as MONGODB_API_VERSION;
 use fedstate_api::MongoDB;
 use fedstate_api::MultiCloudMongoDB;
 use fedstate_api::hostconf::{HOSTCONF_KEY, HostConf, HostConfError, HostEntry};
@@ -31,7 +32,10 @@ use fedstate_api::karmada::propagation::{
     REPLICA_SCHEDULING_DUPLICATED, ReplicaSchedulingStrategy, ResourceSelector, select_named,
 };
 use fedstate_api::karmada::{TAINT_NOT_READY, TAINT_UNREACHABLE};
-use fedstate_api::names;
+use fedstate_api::names::{
+    self, LABEL_CLUSTER, LABEL_MEMBER_INDEX, LABEL_MEMBER_ROLE, LABEL_MEMBER_VIP, ROLE_ARBITER,
+    ROLE_DATA,
+};
 use fedstate_api::v1alpha1::{
     ConfigVar, ImagePullSecret, MemberRole, MetricsExporterSpec, MongoDBSpec, PersistenceSpec,
     PodSpec,
@@ -50,22 +54,10 @@ use crate::secrets;
 /// The scheduler name on the `MongoDB` template's PropagationPolicy: nobody but the manager
 /// schedules that binding.
 pub const MANAGER_SCHEDULER_NAME: &str = "fedstate-manager";
-/// Cluster of the member a Service belongs to (on our Services in the Karmada apiserver).
-pub const LABEL_CLUSTER: &str = "middleware.fedstate.io/cluster";
-/// Set-wide member index, on member Services and (set by the agent) on member pods.
-pub const LABEL_MEMBER_INDEX: &str = "middleware.fedstate.io/member-index";
-/// `data` or `arbiter`, on member Services and (set by the agent) on member pods.
-pub const LABEL_MEMBER_ROLE: &str = "middleware.fedstate.io/member-role";
-/// FedState's label holding the cluster VIP on each member cluster's `MongoDB`.
-pub const LABEL_MEMBER_VIP: &str = "app.multicloudmongodb.io/vip";
 /// The finalizer FedState (Go) put on objects it created; such sets keep `replset-0`.
 pub const FEDSTATE_GO_FINALIZER: &str = "multiCloudMongoDB.finalizers.middleware.fedstate.io";
 /// mongod's port in every member pod.
 pub const MONGODB_PORT: i32 = 27017;
-
-const ROLE_DATA: &str = "data";
-const ROLE_ARBITER: &str = "arbiter";
-const MONGODB_API_VERSION: &str = "middleware.fedstate.io/v1alpha1";
 
 /// Why the desired objects cannot be built yet. Messages become condition messages.
 #[derive(Debug, thiserror::Error)]

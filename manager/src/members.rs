@@ -15,10 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fedstate_api::scheduler_result::{MAX_VOTERS, SchedulerResult};
-
-/// Highest data member index (`MemberRole.memberIndex` is 0..=49).
-pub const MAX_MEMBER_INDEX: i32 = 49;
+use fedstate_api::limits::{MAX_MEMBER_INDEX, MAX_VOTERS};
+use fedstate_api::scheduler_result::SchedulerResult;
 /// Priority of voting data members when the annotation gives none.
 pub const DEFAULT_PRIORITY: i32 = 1;
 
@@ -143,7 +141,7 @@ pub fn assign(
             .filter(|m| !m.arbiter && m.is_active() && m.cluster == c.cluster)
             .count();
         for _ in have..usize::try_from(c.replicaset).unwrap_or(0) {
-            let index = (0..=MAX_MEMBER_INDEX)
+            let index = (0..=i32::from(MAX_MEMBER_INDEX))
                 .find(|i| !used.contains(i))
                 .ok_or_else(|| MembersError::NoFreeIndex {
                     cluster: c.cluster.clone(),
@@ -211,7 +209,7 @@ fn assign_votes(members: &mut [PlannedMember], plan: &SchedulerResult) -> Result
             budget.insert(c.cluster.as_str(), c.votes.unwrap_or(default));
         }
     } else {
-        let mut left = MAX_VOTERS;
+        let mut left = i32::from(MAX_VOTERS);
         // The arbiter votes first: it exists only to break ties.
         if let Some(a) = members.iter().find(|m| m.arbiter && m.is_active()) {
             *budget.entry(plan_cluster(plan, &a.cluster)).or_default() += 1;
@@ -252,7 +250,7 @@ fn assign_votes(members: &mut [PlannedMember], plan: &SchedulerResult) -> Result
             };
         }
     }
-    if voters > MAX_VOTERS {
+    if voters > i32::from(MAX_VOTERS) {
         return Err(MembersError::TooManyVoters { voters });
     }
     Ok(())

@@ -1,17 +1,15 @@
 //! Mock-apiserver scenarios: the manager's reconcile against an in-memory Karmada apiserver
-//! (`fake_apiserver`), checking what a user would see: the objects that get created, the
+//! (`fedstate-fake-apiserver`), checking what a user would see: the objects that get created, the
 //! conditions and events, and what is *not* touched when the input is bad.
 
 #![allow(clippy::unwrap_used)]
 
-mod fake_apiserver;
-
 use std::sync::Arc;
 
 use base64::Engine;
-use fake_apiserver::Fake;
 use fedstate_api::karmada::Cluster;
 use fedstate_api::{MultiCloudMongoDB, names};
+use fedstate_fake_apiserver::FakeApiserver as Fake;
 use fedstate_manager::controller::{Context, FINALIZER, Options, reconcile};
 use http::Method;
 use kube::runtime::reflector;
@@ -332,12 +330,12 @@ async fn the_root_password_travels_only_inside_the_credentials_secret() {
     for r in w.fake.requests() {
         if r.path.ends_with(&credentials) {
             if r.method == Method::PATCH {
-                assert!(r.body.contains(&b64), "the Secret holds it");
+                assert!(r.text.contains(&b64), "the Secret holds it");
             }
             continue;
         }
         assert!(
-            !r.body.contains("mypasswd") && !r.body.contains(&b64),
+            !r.text.contains("mypasswd") && !r.text.contains(&b64),
             "password in {} {}",
             r.method,
             r.path

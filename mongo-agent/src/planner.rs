@@ -15,7 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fedstate_api::hostconf::{HostEntry, MAX_VOTERS};
+use fedstate_api::hostconf::HostEntry;
+use fedstate_api::limits::MAX_VOTERS;
 
 /// One member of a replica-set config (the fields we manage; the adapter keeps the others).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -252,7 +253,7 @@ pub fn next_step(desired: &Desired, observed: &Observed, force: ForceOptIn) -> S
                 Some(h) => h.votes == 0 && desired.own.contains(&m.host),
             }
     });
-    let room = config.voters() < MAX_VOTERS;
+    let room = config.voters() < usize::from(MAX_VOTERS);
     if room && let Some(m) = promotion {
         let h = desired.entry(&m.host).map(|h| h.priority).unwrap_or(1);
         let mut next = config.clone();

@@ -14,7 +14,9 @@
 
 use std::collections::BTreeMap;
 
-use fedstate_api::names::{self, managed_labels};
+use fedstate_api::names::{
+    self, LABEL_MEMBER_INDEX, LABEL_MEMBER_ROLE, ROLE_ARBITER, ROLE_DATA, managed_labels,
+};
 use fedstate_api::v1alpha1::{DEFAULT_IMAGE, ImagePullSecret, MongoDB, MongoDBSpec};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -22,10 +24,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
-/// Label carrying a data member's set-wide index (the manager's Services select on it).
-pub const MEMBER_INDEX_LABEL: &str = "middleware.fedstate.io/member-index";
-/// Label `data` or `arbiter` (the manager's Services select on it).
-pub const MEMBER_ROLE_LABEL: &str = "middleware.fedstate.io/member-role";
 /// Key of the mongod configuration in the rendered ConfigMap.
 pub const MONGOD_CONF_KEY: &str = "mongod.conf";
 /// Key of the user's configuration in `customConfigRef` (`docs/architecture.md#api`).
@@ -252,13 +250,13 @@ fn member_names(name: &str, index: Option<i32>) -> (String, BTreeMap<String, Str
         Some(i) => (
             names::member_service_name(name, i.max(0) as u32),
             BTreeMap::from([
-                (MEMBER_ROLE_LABEL.to_owned(), "data".to_owned()),
-                (MEMBER_INDEX_LABEL.to_owned(), i.to_string()),
+                (LABEL_MEMBER_ROLE.to_owned(), ROLE_DATA.to_owned()),
+                (LABEL_MEMBER_INDEX.to_owned(), i.to_string()),
             ]),
         ),
         None => (
             names::arbiter_service_name(name),
-            BTreeMap::from([(MEMBER_ROLE_LABEL.to_owned(), "arbiter".to_owned())]),
+            BTreeMap::from([(LABEL_MEMBER_ROLE.to_owned(), ROLE_ARBITER.to_owned())]),
         ),
     }
 }
@@ -462,14 +460,14 @@ pub fn member_index_of(labels: &BTreeMap<String, String>) -> Option<i32> {
     if is_arbiter(labels) {
         return None;
     }
-    labels.get(MEMBER_INDEX_LABEL)?.parse().ok()
+    labels.get(LABEL_MEMBER_INDEX)?.parse().ok()
 }
 
 /// Whether a managed object is for the arbiter.
 pub fn is_arbiter(labels: &BTreeMap<String, String>) -> bool {
     labels
-        .get(MEMBER_ROLE_LABEL)
-        .is_some_and(|r| r == "arbiter")
+        .get(LABEL_MEMBER_ROLE)
+        .is_some_and(|r| r == ROLE_ARBITER)
 }
 
 #[cfg(test)]

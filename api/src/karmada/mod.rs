@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod override_policy;
 pub mod policy;
 pub mod propagation;
+pub mod work;
 
 pub use cluster::{Cluster, ClusterSpec, ClusterStatus, NodeSummary, ResourceSummary};
 pub use policy::{ClusterAffinity, FieldSelector, SpreadConstraint, SpreadField};

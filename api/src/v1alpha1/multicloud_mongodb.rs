@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration, TopologySpreadConstraint};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -363,5 +364,61 @@ impl MultiCloudMongoDBSpec {
             .and_then(|i| i.image.as_deref())
             .filter(|i| !i.is_empty())
             .unwrap_or(super::DEFAULT_IMAGE)
+    }
+
+    /// mongod's requests of one member: `spec.resource.requests`, or
+    /// [`DEFAULT_MONGOD_REQUESTS`] (the CRD's default) when unset.
+    pub fn mongod_requests(&self) -> BTreeMap<String, Quantity> {
+        self.resource
+            .as_ref()
+            .and_then(|r| r.requests.clone())
+            .unwrap_or_else(|| {
+                DEFAULT_MONGOD_REQUESTS
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
+                    .collect()
+            })
+    }
+
+    /// The exporter sidecar's requests, when the exporter is enabled and has any.
+    pub fn exporter_requests(&self) -> Option<&BTreeMap<String, Quantity>> {
+        self.export
+            .as_ref()
+            .filter(|e| e.enable.unwrap_or(false))
+            .and_then(|e| e.resource.as_ref())
+            .and_then(|r| r.requests.as_ref())
+    }
+}
+
+/// mongod's requests when `spec.resource` is unset; the CRD schema's default for
+/// `spec.resource.requests` says the same (checked by a test below).
+pub const DEFAULT_MONGOD_REQUESTS: [(&str, &str); 2] = [("cpu", "500m"), ("memory", "512Mi")];
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn the_default_mongod_requests_are_the_crds_default() {
+        let crd = serde_json::to_value(MultiCloudMongoDB::crd()).unwrap();
+        let default = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["resource"]["default"]["requests"];
+        let expected: serde_json::Map<String, serde_json::Value> = DEFAULT_MONGOD_REQUESTS
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::json!(v)))
+            .collect();
+        assert_eq!(default, &serde_json::Value::Object(expected));
+        let spec: MultiCloudMongoDBSpec = serde_json::from_value(serde_json::json!({
+            "replicaset": 3,
+            "export": {"enable": false, "resource": {"requests": {"cpu": "1"}}}
+        }))
+        .unwrap();
+        assert_eq!(spec.mongod_requests()["memory"], Quantity("512Mi".into()));
+        assert!(
+            spec.exporter_requests().is_none(),
+            "a disabled exporter asks for nothing"
+        );
     }
 }

@@ -8,6 +8,7 @@
 use std::fmt::Debug;
 use std::path::Path;
 
+use json_patch::merge;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -75,22 +76,6 @@ pub(crate) fn yaml_documents(what: &str, text: &str) -> Result<Vec<Value>> {
         }
     }
     Ok(docs)
-}
-
-/// RFC 7386 JSON merge of `patch` into `target`.
-fn merge(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
 }
 
 /// Replaces Karmada's in-cluster webhook URLs and CA placeholders with ours.

@@ -18,7 +18,7 @@ use crate::bootstrap;
 use crate::components::{Components, kwok_config_path};
 use crate::error::{Error, Result};
 use crate::kubeconfig;
-use crate::layout::{MAX_MEMBERS, PortPlan, RunLayout, loopback, member_name, member_vip};
+use crate::layout::{MAX_MEMBER_CLUSTERS, PortPlan, RunLayout, loopback, member_name, member_vip};
 use crate::pki::Pki;
 use crate::probe;
 use crate::process::{self, ProcessRecord, ProcessSpec};
@@ -157,9 +157,9 @@ impl Federation {
     /// Starts the Karmada control plane and `options.members` member clusters, joins the members
     /// in Push mode, and waits until every Cluster is Ready with a resource summary.
     pub async fn up(options: Options) -> Result<Self> {
-        if options.members == 0 || options.members > MAX_MEMBERS {
+        if options.members == 0 || options.members > MAX_MEMBER_CLUSTERS {
             return Err(Error::InvalidArgument(format!(
-                "--members must be between 1 and {MAX_MEMBERS}, not {}",
+                "--members must be between 1 and {MAX_MEMBER_CLUSTERS}, not {}",
                 options.members
             )));
         }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 pub const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 /// Largest number of member clusters the port plan has room for.
-pub const MAX_MEMBERS: u32 = 9;
+pub const MAX_MEMBER_CLUSTERS: u32 = 9;
 
 /// Deterministic port plan, all on 127.0.0.1.
 ///
@@ -255,7 +255,7 @@ mod tests {
     #[test]
     fn port_plan_has_no_collisions_for_the_largest_federation() {
         let plan = PortPlan::default();
-        let ports = plan.all(MAX_MEMBERS);
+        let ports = plan.all(MAX_MEMBER_CLUSTERS);
         let unique: HashSet<u16> = ports.iter().map(|(p, _)| *p).collect();
         assert_eq!(unique.len(), ports.len());
     }

@@ -2,9 +2,9 @@
 
 use fedstate_api::MultiCloudMongoDB;
 use fedstate_api::karmada::{ClusterAffinity, SpreadConstraint, SpreadField};
+use fedstate_api::limits::MAX_MEMBERS;
 use fedstate_api::v1alpha1::SchedulerMode;
 use k8s_openapi::api::core::v1::Toleration as K8sToleration;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::capacity::{CapacityError, MemberShape};
 use crate::placement::selector::{FieldMatcher, LabelMatcher, SelectorError};
@@ -16,7 +16,7 @@ use crate::placement::{
 /// A spec field the engine cannot use.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    #[error("spec.replicaset is {0}; it must be between 1 and 50")]
+    #[error("spec.replicaset is {0}; it must be between 1 and {MAX_MEMBERS}")]
     Replicas(i32),
     #[error(transparent)]
     Selector(#[from] SelectorError),
@@ -26,29 +26,13 @@ pub enum RequestError {
     Field { field: String, problem: String },
 }
 
-/// Requests of one member pod: mongod's `spec.resource.requests` (the CRD defaults 500m / 512Mi
-/// when unset) plus the exporter sidecar's `spec.export.resource.requests` when enabled, the
-/// same shape the scheduler service asks the estimators about.
+/// Requests of one member pod: mongod's `spec.resource.requests` (the CRD's defaults when unset)
+/// plus the exporter sidecar's `spec.export.resource.requests` when enabled, the same shape the
+/// scheduler service asks the estimators about.
 pub fn member_shape(obj: &MultiCloudMongoDB) -> Result<MemberShape, RequestError> {
     let spec = &obj.spec;
-    let mongod = spec
-        .resource
-        .as_ref()
-        .and_then(|r| r.requests.clone())
-        .unwrap_or_else(|| {
-            [("cpu", "500m"), ("memory", "512Mi")]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
-                .collect()
-        });
-    let mut shape = MemberShape::from_requests("spec.resource.requests", &mongod)?;
-    let exporter = spec
-        .export
-        .as_ref()
-        .filter(|e| e.enable.unwrap_or(false))
-        .and_then(|e| e.resource.as_ref())
-        .and_then(|r| r.requests.as_ref());
-    if let Some(r) = exporter {
+    let mut shape = MemberShape::from_requests("spec.resource.requests", &spec.mongod_requests())?;
+    if let Some(r) = spec.exporter_requests() {
         let sidecar = MemberShape::from_requests("spec.export.resource.requests", r)?;
         for (name, v) in sidecar.requests {
             *shape.requests.entry(name).or_insert(0) += v;
@@ -70,7 +54,7 @@ pub fn placement_request(obj: &MultiCloudMongoDB) -> Result<PlacementRequest, Re
     let spec = &obj.spec;
     let replicas = u32::try_from(spec.replicaset)
         .ok()
-        .filter(|r| (1..=50).contains(r))
+        .filter(|r| (1..=u32::from(MAX_MEMBERS)).contains(r))
         .ok_or(RequestError::Replicas(spec.replicaset))?;
     let sched = spec.scheduler.clone().unwrap_or_default();
     let filter = match &sched.affinity {

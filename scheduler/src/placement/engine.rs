@@ -12,6 +12,8 @@
 
 use std::cmp::Ordering;
 
+use fedstate_api::limits::MAX_MEMBERS;
+
 use super::explain::{ClusterRecord, CountReason, Explanation, Filtered, Verdict};
 use super::input::{
     ClusterCandidate, Distribution, PlacementRequest, PreviousPlacement, QuorumPolicy, SpreadKey,
@@ -21,8 +23,6 @@ use super::tiebreak;
 use super::votes;
 use super::{ClusterPlacement, PlacementError, PlacementPlan, QuorumStatus};
 
-/// MongoDB's limit on members.
-const MAX_MEMBERS: u32 = 50;
 const NOT_PREFERRED: u32 = u32::MAX;
 
 /// An eligible cluster and its working state.
@@ -96,7 +96,7 @@ pub fn place(
             "replicas must be at least 1".into(),
         ));
     }
-    if req.replica_set.is_some() && r > MAX_MEMBERS {
+    if req.replica_set.is_some() && r > u32::from(MAX_MEMBERS) {
         return Err(PlacementError::InvalidRequest(format!(
             "spec.replicaset is {r}; MongoDB allows at most {MAX_MEMBERS} members"
         )));

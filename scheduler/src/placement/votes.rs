@@ -5,8 +5,7 @@
 //! priority 0, which is what lets 3+2 data members on two clusters plus an arbiter in a third
 //! vote 2/2/1.
 
-/// MongoDB allows at most 7 voting members.
-pub const MAX_VOTERS: u32 = 7;
+use fedstate_api::limits::MAX_VOTERS;
 
 /// The number of voters and whether it can be made safe with these capacities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +41,7 @@ impl VotePlan {
 /// rule 2's V when none can.
 pub fn choose_voters(r: u32, arbiter: bool, caps: impl Iterator<Item = u32>) -> VotePlan {
     let members = r + u32::from(arbiter);
-    let mut rule2 = members.min(MAX_VOTERS);
+    let mut rule2 = members.min(u32::from(MAX_VOTERS));
     if rule2.is_multiple_of(2) {
         rule2 -= 1;
     }

@@ -21,24 +21,8 @@ use crate::placement::ClusterCandidate;
 pub fn mcm_shape(obj: &MultiCloudMongoDB) -> MemberShape {
     let spec = &obj.spec;
     let mut requests: BTreeMap<String, i128> = BTreeMap::new();
-    let mongod = spec
-        .resource
-        .as_ref()
-        .and_then(|r| r.requests.clone())
-        .unwrap_or_else(|| {
-            BTreeMap::from([
-                ("cpu".to_owned(), Quantity("500m".into())),
-                ("memory".to_owned(), Quantity("512Mi".into())),
-            ])
-        });
-    add_requests(&mut requests, &mongod);
-    let exporter = spec
-        .export
-        .as_ref()
-        .filter(|e| e.enable.unwrap_or(false))
-        .and_then(|e| e.resource.as_ref())
-        .and_then(|r| r.requests.as_ref());
-    if let Some(r) = exporter {
+    add_requests(&mut requests, &spec.mongod_requests());
+    if let Some(r) = spec.exporter_requests() {
         add_requests(&mut requests, r);
     }
     let node_selector = spec

@@ -1,14 +1,14 @@
 //! Mock-apiserver scenarios for the reconcile paths (kube's `tower-test` pattern): the real
-//! `mcm::reconcile` and `binding::reconcile` run against a mock apiserver that records every
-//! request and answers it, with a `Context` whose cluster store is filled by hand and whose
-//! estimator has only the general estimate and the node spread (no gRPC). Each scenario asserts
+//! `mcm::reconcile` and `binding::reconcile` run against a scripted apiserver
+//! (`fedstate-fake-apiserver`) that records every request and answers it, with a `Context` whose
+//! cluster store is filled by hand and whose estimator has only the general estimate and the node
+//! spread (no gRPC). Each scenario asserts
 //! the exact writes a user would see: which objects, which verbs, which bodies, and that nothing
 //! else was written.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::pin::pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fedstate_api::MultiCloudMongoDB;
@@ -17,8 +17,8 @@ use fedstate_api::karmada::binding::{APPLIED_PLACEMENT_ANNOTATION, ResourceBindi
 use fedstate_api::names::{FIELD_MANAGER_SCHEDULER, SCHEDULER_RESULT_ANNOTATION};
 use fedstate_api::scheduler_result::SchedulerResult;
 use fedstate_estimator_client::{CapacityEstimator, EstimatorConfig, GeneralEstimate, NodeSpread};
-use http::{Method, Request, Response, StatusCode};
-use kube::client::Body;
+use fedstate_fake_apiserver::{Answer, Request as Seen, RequestLog, conflict, merge, scripted};
+use http::Method;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
@@ -27,90 +27,6 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use super::{Context, Error, binding, error_policy, mcm};
-
-/// One request as the mock apiserver saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: Method,
-    path: String,
-    query: String,
-    content_type: String,
-    body: Value,
-}
-
-impl Seen {
-    fn is_status(&self) -> bool {
-        self.path.ends_with("/status")
-    }
-    fn is_event(&self) -> bool {
-        self.path.contains("/events")
-    }
-}
-
-type Answer = dyn Fn(&Seen) -> (u16, Value) + Send + Sync;
-
-/// A client whose requests are recorded in the returned log and answered by `answer`.
-fn mock_client(answer: Arc<Answer>) -> (Client, Arc<Mutex<Vec<Seen>>>) {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let seen = log.clone();
-    tokio::spawn(async move {
-        let mut handle = pin!(handle);
-        while let Some((req, send)) = handle.next_request().await {
-            let (parts, body) = req.into_parts();
-            let bytes = body.collect_bytes().await.unwrap();
-            let request = Seen {
-                method: parts.method,
-                path: parts.uri.path().to_owned(),
-                query: parts.uri.query().unwrap_or("").to_owned(),
-                content_type: parts
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .map(|v| v.to_str().unwrap().to_owned())
-                    .unwrap_or_default(),
-                body: if bytes.is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_slice(&bytes).unwrap()
-                },
-            };
-            let (code, value) = answer(&request);
-            seen.lock().unwrap().push(request);
-            send.send_response(
-                Response::builder()
-                    .status(StatusCode::from_u16(code).unwrap())
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&value).unwrap()))
-                    .unwrap(),
-            );
-        }
-    });
-    (Client::new(svc, "default"), log)
-}
-
-/// RFC 7386 merge patch, for answering merge patches with the patched object.
-fn merge(target: &mut Value, patch: &Value) {
-    match (target.as_object_mut(), patch.as_object()) {
-        (Some(t), Some(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        _ => *target = patch.clone(),
-    }
-}
-
-fn conflict() -> (u16, Value) {
-    (
-        409,
-        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409, "reason": "Conflict",
-               "message": "the object has been modified; please apply your changes to the latest version and try again"}),
-    )
-}
 
 /// An apiserver that accepts every write of `object`: merge patches answer the patched object,
 /// status applies the object with the applied status, events are created.
@@ -199,8 +115,8 @@ fn mcm_object(replicas: i32) -> MultiCloudMongoDB {
 
 const MCM_PATH: &str = "/apis/middleware.fedstate.io/v1alpha1/namespaces/db/multicloudmongodbs/multicloudmongodb-sample";
 
-fn requests(log: &Arc<Mutex<Vec<Seen>>>) -> Vec<Seen> {
-    log.lock().unwrap().clone()
+fn requests(log: &RequestLog) -> Vec<Seen> {
+    log.all()
 }
 
 /// The object as the apiserver holds it after the writes in `log` (annotation and status).
@@ -243,7 +159,7 @@ fn placed(log: &[Seen]) -> SchedulerResult {
 #[tokio::test]
 async fn a_new_object_gets_one_annotation_patch_one_status_apply_and_an_event() {
     let obj = mcm_object(5);
-    let (client, log) = mock_client(accepting(serde_json::to_value(&obj).unwrap()));
+    let (client, log) = scripted(accepting(serde_json::to_value(&obj).unwrap()));
     let ctx = context(client, three_clusters());
 
     let action = mcm::reconcile(Arc::new(obj), ctx).await.unwrap();
@@ -316,7 +232,7 @@ async fn a_new_object_gets_one_annotation_patch_one_status_apply_and_an_event() 
 async fn scaling_up_moves_exactly_the_added_members() {
     // First placement of 3 members.
     let obj = mcm_object(3);
-    let (client, log) = mock_client(accepting(serde_json::to_value(&obj).unwrap()));
+    let (client, log) = scripted(accepting(serde_json::to_value(&obj).unwrap()));
     mcm::reconcile(Arc::new(obj.clone()), context(client, three_clusters()))
         .await
         .unwrap();
@@ -327,7 +243,7 @@ async fn scaling_up_moves_exactly_the_added_members() {
     scaled.spec.replicaset = 5;
     scaled.metadata.generation = Some(2);
     scaled.metadata.resource_version = Some("200".into());
-    let (client, log) = mock_client(accepting(serde_json::to_value(&scaled).unwrap()));
+    let (client, log) = scripted(accepting(serde_json::to_value(&scaled).unwrap()));
     mcm::reconcile(Arc::new(scaled), context(client, three_clusters()))
         .await
         .unwrap();
@@ -364,7 +280,7 @@ async fn scaling_up_moves_exactly_the_added_members() {
 #[tokio::test]
 async fn a_conflict_on_the_annotation_is_retried_soon_and_nothing_else_is_written() {
     let obj = Arc::new(mcm_object(3));
-    let (client, log) = mock_client(Arc::new(|_: &Seen| conflict()));
+    let (client, log) = scripted(Arc::new(|_: &Seen| conflict()));
     let ctx = context(client, three_clusters());
 
     let err = mcm::reconcile(obj.clone(), ctx.clone()).await.unwrap_err();
@@ -388,7 +304,7 @@ async fn a_conflict_on_the_annotation_is_retried_soon_and_nothing_else_is_writte
 #[tokio::test]
 async fn other_errors_back_off_longer_than_conflicts() {
     let obj = Arc::new(mcm_object(3));
-    let (client, _log) = mock_client(Arc::new(|_: &Seen| {
+    let (client, _log) = scripted(Arc::new(|_: &Seen| {
         (
             500,
             json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "reason": "InternalError", "message": "etcd down"}),
@@ -412,7 +328,7 @@ async fn a_broken_annotation_is_replaced_and_the_condition_says_so() {
         )]
         .into(),
     );
-    let (client, log) = mock_client(accepting(serde_json::to_value(&obj).unwrap()));
+    let (client, log) = scripted(accepting(serde_json::to_value(&obj).unwrap()));
     mcm::reconcile(Arc::new(obj), context(client, three_clusters()))
         .await
         .unwrap();
@@ -440,7 +356,7 @@ async fn an_invalid_spec_is_reported_and_no_placement_is_written() {
         ]}}}))
         .unwrap(),
     );
-    let (client, log) = mock_client(accepting(serde_json::to_value(&obj).unwrap()));
+    let (client, log) = scripted(accepting(serde_json::to_value(&obj).unwrap()));
     let action = mcm::reconcile(Arc::new(obj), context(client, three_clusters()))
         .await
         .unwrap();
@@ -472,7 +388,7 @@ async fn an_object_naming_another_scheduler_causes_no_request() {
     let mut obj = mcm_object(3);
     obj.spec.scheduler =
         Some(serde_json::from_value(json!({"schedulerName": "someone-else"})).unwrap());
-    let (client, log) = mock_client(accepting(serde_json::to_value(&obj).unwrap()));
+    let (client, log) = scripted(accepting(serde_json::to_value(&obj).unwrap()));
     let action = mcm::reconcile(Arc::new(obj), context(client, three_clusters()))
         .await
         .unwrap();
@@ -513,7 +429,7 @@ fn binding_after(rb: &ResourceBinding, log: &[Seen]) -> ResourceBinding {
 #[tokio::test]
 async fn a_binding_naming_us_gets_one_spec_patch_and_one_status_patch() {
     let rb = binding(fedstate_api::names::DEFAULT_SCHEDULER_NAME);
-    let (client, log) = mock_client(accepting(serde_json::to_value(&rb).unwrap()));
+    let (client, log) = scripted(accepting(serde_json::to_value(&rb).unwrap()));
     let ctx = context(client, three_clusters());
     let action = binding::reconcile(Arc::new(rb.clone()), ctx.clone())
         .await
@@ -575,7 +491,7 @@ async fn a_binding_naming_us_gets_one_spec_patch_and_one_status_patch() {
             last.0 + jiff::SignedDuration::from_secs(5),
         ));
     again.metadata.generation = Some(2);
-    let (client, log) = mock_client(accepting(serde_json::to_value(&again).unwrap()));
+    let (client, log) = scripted(accepting(serde_json::to_value(&again).unwrap()));
     binding::reconcile(Arc::new(again), context(client, three_clusters()))
         .await
         .unwrap();
@@ -602,7 +518,7 @@ fn accepting_with_generations(object: Value) -> Arc<Answer> {
 #[tokio::test]
 async fn our_own_spec_write_does_not_cost_another_decision() {
     let rb = binding(fedstate_api::names::DEFAULT_SCHEDULER_NAME);
-    let (client, log) = mock_client(accepting_with_generations(
+    let (client, log) = scripted(accepting_with_generations(
         serde_json::to_value(&rb).unwrap(),
     ));
     binding::reconcile(Arc::new(rb.clone()), context(client, three_clusters()))
@@ -614,7 +530,7 @@ async fn our_own_spec_write_does_not_cost_another_decision() {
     assert_eq!(first[1].body["status"]["schedulerObservedGeneration"], 2);
     let mut done = binding_after(&rb, &first);
     done.metadata.generation = Some(2);
-    let (client, log) = mock_client(accepting(serde_json::to_value(&done).unwrap()));
+    let (client, log) = scripted(accepting(serde_json::to_value(&done).unwrap()));
     binding::reconcile(Arc::new(done), context(client, three_clusters()))
         .await
         .unwrap();
@@ -624,12 +540,12 @@ async fn our_own_spec_write_does_not_cost_another_decision() {
 #[tokio::test]
 async fn a_scheduled_binding_that_still_fits_causes_no_request() {
     let rb = binding(fedstate_api::names::DEFAULT_SCHEDULER_NAME);
-    let (client, log) = mock_client(accepting(serde_json::to_value(&rb).unwrap()));
+    let (client, log) = scripted(accepting(serde_json::to_value(&rb).unwrap()));
     binding::reconcile(Arc::new(rb.clone()), context(client, three_clusters()))
         .await
         .unwrap();
     let done = binding_after(&rb, &requests(&log));
-    let (client, log) = mock_client(accepting(serde_json::to_value(&done).unwrap()));
+    let (client, log) = scripted(accepting(serde_json::to_value(&done).unwrap()));
     binding::reconcile(Arc::new(done), context(client, three_clusters()))
         .await
         .unwrap();
@@ -639,7 +555,7 @@ async fn a_scheduled_binding_that_still_fits_causes_no_request() {
 #[tokio::test]
 async fn a_binding_for_karmadas_scheduler_causes_no_request() {
     let rb = binding("default-scheduler");
-    let (client, log) = mock_client(accepting(serde_json::to_value(&rb).unwrap()));
+    let (client, log) = scripted(accepting(serde_json::to_value(&rb).unwrap()));
     let action = binding::reconcile(Arc::new(rb), context(client, three_clusters()))
         .await
         .unwrap();

@@ -387,7 +387,7 @@ async fn apply(obj: &MultiCloudMongoDB, ctx: &Context, decision: &Decision) -> R
     }
     if let Some(status) = &decision.status {
         let apply = json!({
-            "apiVersion": "middleware.fedstate.io/v1alpha1",
+            "apiVersion": fedstate_api::API_VERSION,
             "kind": "MultiCloudMongoDB",
             "status": status,
         });

@@ -1,0 +1,295 @@
+//! The stateful fake: objects by (collection, namespace, name), where a collection is
+//! `"<group>/<version>/<plural>"` (`"v1/<plural>"` for the core group), e.g.
+//! `"v1/services"` or `"policy.karmada.io/v1alpha1/propagationpolicies"`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::{Request, RequestLog, failure, serve};
+
+type Key = (String, String, String);
+
+#[derive(Debug, Default)]
+struct State {
+    objects: BTreeMap<Key, Value>,
+    next_node_port: i64,
+}
+
+/// An in-memory apiserver. Clone it freely: clones share the store and the request log.
+#[derive(Clone, Debug, Default)]
+pub struct FakeApiserver {
+    state: Arc<Mutex<State>>,
+    log: RequestLog,
+}
+
+/// Where a request path points.
+struct Target {
+    collection: String,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn parse_path(path: &str) -> Target {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (gv, rest) = if parts[0] == "api" {
+        (parts[1].to_owned(), &parts[2..])
+    } else {
+        (format!("{}/{}", parts[1], parts[2]), &parts[3..])
+    };
+    let (namespace, rest) = if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+        (Some(rest[1].to_owned()), &rest[2..])
+    } else {
+        (None, rest)
+    };
+    Target {
+        collection: format!("{gv}/{}", rest[0]),
+        namespace,
+        name: rest.get(1).map(|s| (*s).to_owned()),
+        subresource: rest.get(2).map(|s| (*s).to_owned()),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+            out.push(u8::from_str_radix(hex, 16).unwrap());
+            i += 3;
+        } else if bytes[i] == b'+' {
+            out.push(b' ');
+            i += 1;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// `labelSelector=a=b,c=d` (equality terms only; anything else is refused loudly).
+fn label_selector(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == "labelSelector")
+        .flat_map(|(_, v)| {
+            percent_decode(v)
+                .split(',')
+                .map(|p| {
+                    let (a, b) = p
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("fake apiserver: selector term {p:?}"));
+                    (a.to_owned(), b.to_owned())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A JSON patch as the apiserver applies it: all or nothing, and a `test` of `null` passes on
+/// a missing path (kube's finalizer helper relies on that for objects without finalizers).
+fn json_patch(obj: &mut Value, ops: &Value) -> Result<(), String> {
+    let ops: Vec<Value> = ops
+        .as_array()
+        .ok_or("a JSON patch is an array")?
+        .iter()
+        .filter(|op| {
+            let path = op["path"].as_str().unwrap_or_default();
+            !(op["op"] == "test" && op["value"].is_null() && obj.pointer(path).is_none())
+        })
+        .cloned()
+        .collect();
+    let patch: json_patch::Patch =
+        serde_json::from_value(Value::Array(ops)).map_err(|e| e.to_string())?;
+    json_patch::patch(obj, &patch).map_err(|e| e.to_string())
+}
+
+impl FakeApiserver {
+    /// A client whose requests this fake answers (for as long as the client lives).
+    pub fn client(&self) -> kube::Client {
+        let fake = self.clone();
+        serve(
+            Arc::new(move |r: &Request| fake.handle(r)),
+            self.log.clone(),
+        )
+    }
+
+    /// Store an object as if someone else had written it (a user, Karmada, an agent).
+    pub fn put(&self, collection: &str, obj: Value) {
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .insert((collection.to_owned(), ns, name), obj);
+    }
+
+    pub fn get(&self, collection: &str, ns: &str, name: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .get(&(collection.to_owned(), ns.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    pub fn remove(&self, collection: &str, ns: &str, name: &str) {
+        self.state.lock().unwrap().objects.remove(&(
+            collection.to_owned(),
+            ns.to_owned(),
+            name.to_owned(),
+        ));
+    }
+
+    /// Every object of a collection, in every namespace.
+    pub fn list(&self, collection: &str) -> Vec<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .iter()
+            .filter(|((c, _, _), _)| c == collection)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.log.all()
+    }
+
+    pub fn clear_requests(&self) {
+        self.log.clear();
+    }
+
+    fn handle(&self, r: &Request) -> (u16, Value) {
+        let mut st = self.state.lock().unwrap();
+        let t = parse_path(&r.path);
+        let ns = t.namespace.clone().unwrap_or_default();
+        match (&r.method, &t.name) {
+            (&Method::GET, None) => {
+                let sel = label_selector(&r.query);
+                let items: Vec<Value> = st
+                    .objects
+                    .iter()
+                    .filter(|((c, n, _), _)| {
+                        *c == t.collection && t.namespace.as_ref().is_none_or(|x| x == n)
+                    })
+                    .map(|(_, v)| v.clone())
+                    .filter(|v| {
+                        sel.iter()
+                            .all(|(k, val)| v["metadata"]["labels"][k].as_str() == Some(val))
+                    })
+                    .collect();
+                (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}),
+                )
+            }
+            (&Method::GET, Some(name)) => {
+                match st.objects.get(&(t.collection.clone(), ns, name.clone())) {
+                    Some(v) => (200, v.clone()),
+                    None => (404, failure(404, "NotFound", "not found")),
+                }
+            }
+            (&Method::POST, _) => {
+                let name = r.body["metadata"]["name"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("generated-{}", st.objects.len()));
+                let key = (t.collection.clone(), ns, name.clone());
+                if st.objects.contains_key(&key) {
+                    return (409, failure(409, "AlreadyExists", "already exists"));
+                }
+                let mut obj = r.body.clone();
+                obj["metadata"]["name"] = json!(name);
+                st.objects.insert(key, obj.clone());
+                (201, obj)
+            }
+            (&Method::DELETE, Some(name)) => {
+                match st.objects.remove(&(t.collection.clone(), ns, name.clone())) {
+                    Some(_) => (
+                        200,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                    ),
+                    None => (404, failure(404, "NotFound", "not found")),
+                }
+            }
+            (&Method::PATCH, Some(name)) => {
+                let key = (t.collection.clone(), ns, name.clone());
+                let existing = st.objects.get(&key).cloned();
+                let is_status = t.subresource.as_deref() == Some("status");
+                let mut obj = match &existing {
+                    None if r.is_apply() && !is_status => {
+                        let mut o = r.body.clone();
+                        o["metadata"]["uid"] = json!(format!("uid-{name}"));
+                        o["metadata"]["generation"] = json!(1);
+                        o
+                    }
+                    None => return (404, failure(404, "NotFound", "not found")),
+                    Some(e) => e.clone(),
+                };
+                if r.is_apply() {
+                    if is_status {
+                        obj["status"] = r.body["status"].clone();
+                    } else if existing.is_some() {
+                        obj = reapplied(&obj, &r.body, &t.collection);
+                    }
+                    if t.collection == "v1/services"
+                        && obj["spec"]["ports"][0]["nodePort"].is_null()
+                    {
+                        // The NodePort allocator: a port once given stays (see `reapplied`).
+                        st.next_node_port += 1;
+                        obj["spec"]["ports"][0]["nodePort"] = json!(30000 + st.next_node_port);
+                    }
+                } else if r.is_merge_patch() {
+                    crate::merge(&mut obj, &r.body);
+                } else if r.is_json_patch() {
+                    if let Err(e) = json_patch(&mut obj, &r.body) {
+                        return (422, failure(422, "Invalid", &e));
+                    }
+                } else {
+                    panic!("fake apiserver: PATCH {} as {:?}", r.path, r.content_type);
+                }
+                st.objects.insert(key, obj.clone());
+                (200, obj)
+            }
+            (m, n) => panic!("fake apiserver: {m} {} (name {n:?}) not supported", r.path),
+        }
+    }
+}
+
+/// Server-side apply over an existing object: the applied body, keeping what the server and
+/// other writers own (uid, generation, finalizers, deletion, annotations, status, NodePort).
+fn reapplied(old: &Value, body: &Value, collection: &str) -> Value {
+    let mut obj = body.clone();
+    for k in [
+        "uid",
+        "generation",
+        "finalizers",
+        "deletionTimestamp",
+        "annotations",
+    ] {
+        if !old["metadata"][k].is_null() && obj["metadata"][k].is_null() {
+            obj["metadata"][k] = old["metadata"][k].clone();
+        }
+    }
+    if let Some(s) = old.get("status") {
+        obj["status"] = s.clone();
+    }
+    if collection == "v1/services" && obj["spec"]["ports"][0]["nodePort"].is_null() {
+        obj["spec"]["ports"][0]["nodePort"] = old["spec"]["ports"][0]["nodePort"].clone();
+    }
+    obj
+}

@@ -1,9 +1,9 @@
-//! The `fedstate-manager` service: flags, admin server, leader election, the controller.
+//! The `fedstate-manager` service: its flags and its work under the shared process skeleton
+//! (`fedstate_runtime::run`: admin server, leader election, shutdown).
 
 use std::time::Duration;
 
-use fedstate_runtime::{CommonArgs, admin, leader};
-use tokio_util::sync::CancellationToken;
+use fedstate_runtime::CommonArgs;
 
 use crate::controller::{self, Options};
 
@@ -27,56 +27,37 @@ pub struct Args {
     pub idle_requeue_seconds: u64,
 }
 
-/// Why the service stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error(transparent)]
-    Client(#[from] fedstate_runtime::ClientError),
-    #[error(transparent)]
-    Admin(#[from] admin::AdminError),
-    #[error(transparent)]
-    Leader(#[from] leader::LeaderError),
-}
+/// What `fedstate-manager` is to the process skeleton.
+pub const COMPONENT: fedstate_runtime::Component = fedstate_runtime::Component {
+    name: "fedstate-manager",
+    describe_metrics,
+};
 
-/// Run until SIGTERM: the admin server always, the controller while we lead.
-pub async fn run(args: Args) -> Result<(), ServiceError> {
-    let stop = fedstate_runtime::shutdown::signal();
-    let client = fedstate_runtime::client(&args.common).await?;
-    let prometheus = admin::install_metrics_recorder()?;
+fn describe_metrics() {
     metrics::describe_counter!(
         "fedstate_manager_reconcile_total",
         "MultiCloudMongoDB reconciles by result (ok, error)"
     );
     metrics::describe_histogram!(
         "fedstate_manager_reconcile_duration_seconds",
+        metrics::Unit::Seconds,
         "Duration of one MultiCloudMongoDB reconcile"
     );
-    let health = admin::Health::default();
-    let (listener, addr) = admin::bind(args.common.admin_addr).await?;
-    tracing::info!(%addr, "admin server listening");
-    let admin_task = tokio::spawn(admin::serve(
-        listener,
-        health.clone(),
-        Some(prometheus),
-        stop.clone(),
-    ));
+}
+
+/// Run until SIGTERM under the shared process skeleton: the admin server always, the controller
+/// while we lead.
+pub async fn run(args: Args) -> Result<(), fedstate_runtime::ProcessError> {
     let options = Options {
         busy_requeue: Duration::from_secs(args.busy_requeue_seconds),
         idle_requeue: Duration::from_secs(args.idle_requeue_seconds),
     };
-    let work = |term: CancellationToken| {
-        let (client, options, health) = (client.clone(), options.clone(), health.clone());
-        async move { controller::run(client, options, health, term).await }
-    };
-    if args.common.leader_elect {
-        let lease = leader::LeaderOptions::new(&args.common.lease_namespace, "fedstate-manager");
-        leader::run_as_leader(client.clone(), lease, stop.clone(), work).await?;
-    } else {
-        work(stop.clone()).await;
-    }
-    stop.cancel();
-    if let Ok(Err(e)) = admin_task.await {
-        tracing::warn!(error = %e, "admin server");
-    }
-    Ok(())
+    fedstate_runtime::run(COMPONENT, &args.common, |w: fedstate_runtime::Worker| {
+        let options = options.clone();
+        async move {
+            controller::run(w.client, options, w.health, w.stop).await;
+            Ok::<(), std::convert::Infallible>(())
+        }
+    })
+    .await
 }

@@ -7,5 +7,6 @@ use fedstate_mongo_agent::service::{Args, run};
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     fedstate_runtime::telemetry::init(args.common.log_format);
-    run(args).await
+    run(args).await?;
+    Ok(())
 }

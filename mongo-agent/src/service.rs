@@ -1,10 +1,11 @@
-//! The `fedstate-mongo-agent` process: flags, admin server, leader election, the controller.
+//! The `fedstate-mongo-agent` process: its flags and its work under the shared process skeleton
+//! (`fedstate_runtime::run`: admin server, leader election, shutdown).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use fedstate_runtime::{CommonArgs, admin, leader};
+use fedstate_runtime::CommonArgs;
 
 use crate::controller::{self, Context, Settings};
 use crate::resources::MemberAddressing;
@@ -37,20 +38,29 @@ pub struct Args {
     pub mongo_timeout_seconds: u64,
 }
 
-/// Run until SIGTERM/Ctrl-C.
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let shutdown = fedstate_runtime::shutdown::signal();
-    let client = fedstate_runtime::client(&args.common).await?;
-    let metrics = admin::install_metrics_recorder().ok();
-    let health = admin::Health::default();
-    let (listener, addr) = admin::bind(args.common.admin_addr).await?;
-    tracing::info!(%addr, "admin server listening");
-    let admin_task = tokio::spawn(admin::serve(
-        listener,
-        health.clone(),
-        metrics,
-        shutdown.clone(),
-    ));
+/// What `fedstate-mongo-agent` is to the process skeleton.
+pub const COMPONENT: fedstate_runtime::Component = fedstate_runtime::Component {
+    name: "fedstate-mongo-agent",
+    describe_metrics,
+};
+
+fn describe_metrics() {
+    metrics::describe_counter!(
+        "fedstate_agent_reconciles_total",
+        "MongoDB reconciles started by this agent"
+    );
+    metrics::describe_counter!(
+        "fedstate_agent_reconcile_errors_total",
+        "MongoDB reconciles that failed (retried with backoff)"
+    );
+    metrics::describe_counter!(
+        "fedstate_agent_replset_steps_total",
+        "Replica-set actions taken, by step (the Event reason: initiate, reconfig, forced reconfig, quorum lost, ...)"
+    );
+}
+
+/// Run until SIGTERM/Ctrl-C under the shared process skeleton.
+pub async fn run(args: Args) -> Result<(), fedstate_runtime::ProcessError> {
     let settings = Settings {
         addressing: MemberAddressing::NodePort {
             vip: args.member_host.clone(),
@@ -59,19 +69,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         namespace: args.namespace.clone(),
         mongo_timeout: Duration::from_secs(args.mongo_timeout_seconds.max(1)),
     };
-    let ctx = Arc::new(Context::new(client.clone(), settings));
-    health.set_ready(true);
-    if args.common.leader_elect {
-        let opts =
-            leader::LeaderOptions::new(args.common.lease_namespace.clone(), "fedstate-mongo-agent");
-        leader::run_as_leader(client, opts, shutdown.clone(), |term| {
-            controller::run(ctx.clone(), term)
-        })
-        .await?;
-    } else {
-        controller::run(ctx, shutdown.clone()).await;
-    }
-    shutdown.cancel();
-    let _ = admin_task.await;
-    Ok(())
+    fedstate_runtime::run(COMPONENT, &args.common, |w: fedstate_runtime::Worker| {
+        let ctx = Arc::new(Context::new(w.client, settings.clone()));
+        async move {
+            controller::run(ctx, w.stop).await;
+            Ok::<(), std::convert::Infallible>(())
+        }
+    })
+    .await
 }

@@ -44,9 +44,44 @@ pub enum AdminError {
     Serve(std::io::Error),
 }
 
-/// Install the process-wide Prometheus recorder behind the `metrics` facade.
+/// Histogram buckets of every FedState histogram: karmada-scheduler's
+/// (`prometheus.ExponentialBuckets(0.001, 2, 15)`: 1 ms … 16.384 s), so dashboards built for
+/// Karmada's latency histograms read ours the same way.
+pub fn karmada_buckets() -> Vec<f64> {
+    (0..15).map(|i| 0.001 * f64::from(1u32 << i)).collect()
+}
+
+/// Install the process-wide Prometheus recorder behind the `metrics` facade; every histogram is
+/// exported as a Prometheus histogram (`_bucket`, `_sum`, `_count`) with [`karmada_buckets`].
 pub fn install_metrics_recorder() -> Result<PrometheusHandle, AdminError> {
-    Ok(PrometheusBuilder::new().install_recorder()?)
+    Ok(PrometheusBuilder::new()
+        .set_buckets(&karmada_buckets())?
+        .install_recorder()?)
+}
+
+/// The `process_*` series (CPU seconds, resident and virtual memory, open and max fds, threads,
+/// start time), collected on every scrape.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: std::sync::OnceLock<metrics_process::Collector> = std::sync::OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// Register HELP text of the `process_*` series; call after the recorder is installed.
+pub fn describe_process_metrics() {
+    process_collector().describe();
+}
+
+/// `fedstate_build_info{component, version} 1`.
+pub const BUILD_INFO: &str = "fedstate_build_info";
+
+/// Export the build info series for `component`; call after the recorder is installed.
+pub fn build_info(component: &'static str) {
+    metrics::describe_gauge!(
+        BUILD_INFO,
+        "Always 1; labels name the FedState component and its version"
+    );
+    metrics::gauge!(BUILD_INFO, "component" => component, "version" => env!("CARGO_PKG_VERSION"))
+        .set(1.0);
 }
 
 #[derive(Clone)]
@@ -108,7 +143,10 @@ async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
 
 async fn render_metrics(State(state): State<AdminState>) -> (StatusCode, String) {
     match state.metrics {
-        Some(handle) => (StatusCode::OK, handle.render()),
+        Some(handle) => {
+            process_collector().collect();
+            (StatusCode::OK, handle.render())
+        }
         None => (
             StatusCode::NOT_FOUND,
             "no metrics recorder installed\n".to_owned(),

@@ -86,7 +86,6 @@ fn run_service(args: fedstate_scheduler::service::RunArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "fedstate-scheduler stopped");
-            eprintln!("fedstate-scheduler run: {e}");
             ExitCode::FAILURE
         }
     }

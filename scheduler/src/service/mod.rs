@@ -24,7 +24,7 @@ use fedstate_estimator_client::{
     CapacityEstimator, ChannelConfig, ChannelFactory, DiscoveryConfig, EstimatorConfig,
     EstimatorRegistry, GeneralEstimate, KarmadaAccurate, NodeSpread, TlsOptions,
 };
-use fedstate_runtime::{CommonArgs, admin, leader};
+use fedstate_runtime::{CommonArgs, admin};
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -45,7 +45,7 @@ pub struct RunArgs {
     pub scheduler_name: String,
 
     /// Also place Karmada ResourceBindings whose PropagationPolicy names this scheduler.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub schedule_bindings: bool,
 
     /// Reconciles in flight per controller.
@@ -61,11 +61,12 @@ pub struct RunArgs {
 pub struct EstimatorArgs {
     /// Ask each member's karmada-scheduler-estimator over gRPC (otherwise only the Cluster's
     /// resourceSummary and node spread bound capacity).
-    #[arg(long = "enable-scheduler-estimator", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long = "enable-scheduler-estimator", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub enable: bool,
     /// Namespace of the estimator Services in the Karmada apiserver.
     #[arg(
-        long = "scheduler-estimator-namespace",
+        long = "scheduler-estimator-service-namespace",
+        alias = "scheduler-estimator-namespace",
         default_value = "karmada-system"
     )]
     pub namespace: String,
@@ -97,8 +98,14 @@ pub struct EstimatorArgs {
     pub key_file: Option<std::path::PathBuf>,
     /// Use TLS without verifying the estimators' certificates (testing only).
     #[arg(
-        long = "scheduler-estimator-insecure-skip-tls-verify",
-        default_value_t = false
+        long = "insecure-skip-estimator-verify",
+        alias = "scheduler-estimator-insecure-skip-tls-verify",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
     )]
     pub insecure_skip_verify: bool,
 }
@@ -135,11 +142,7 @@ pub enum Error {
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error(transparent)]
-    Client(#[from] fedstate_runtime::ClientError),
-    #[error(transparent)]
-    Admin(#[from] admin::AdminError),
-    #[error(transparent)]
-    Leader(#[from] leader::LeaderError),
+    Process(#[from] fedstate_runtime::ProcessError),
     #[error("estimator channels: {0}")]
     Tls(#[from] fedstate_estimator_client::TlsError),
 }
@@ -197,42 +200,26 @@ fn estimator(
     Ok(estimator)
 }
 
-/// Run until SIGTERM: admin server always, controllers while we lead.
-pub async fn run(args: RunArgs) -> Result<(), ServiceError> {
-    let stop = fedstate_runtime::shutdown::signal();
-    let client = fedstate_runtime::client(&args.common).await?;
-    let prometheus = admin::install_metrics_recorder()?;
-    metrics::describe();
-    let health = admin::Health::default();
-    let (listener, addr) = admin::bind(args.common.admin_addr).await?;
-    tracing::info!(%addr, scheduler = %args.scheduler_name, "admin server listening");
-    let admin_task = tokio::spawn(admin::serve(
-        listener,
-        health.clone(),
-        Some(prometheus),
-        stop.clone(),
-    ));
+/// What `fedstate-scheduler run` is to the process skeleton.
+pub const COMPONENT: fedstate_runtime::Component = fedstate_runtime::Component {
+    name: "fedstate-scheduler",
+    describe_metrics,
+};
 
-    let work = |term: CancellationToken| {
-        let (client, args, health) = (client.clone(), args.clone(), health.clone());
-        async move {
-            if let Err(e) = controllers(client, &args, health.clone(), term).await {
-                tracing::error!(error = %e, "scheduler controllers stopped");
-            }
-            health.set_ready(false);
-        }
-    };
-    if args.common.leader_elect {
-        let options =
-            leader::LeaderOptions::new(&args.common.lease_namespace, "fedstate-scheduler");
-        leader::run_as_leader(client.clone(), options, stop.clone(), work).await?;
-    } else {
-        work(stop.clone()).await;
-    }
-    stop.cancel();
-    if let Ok(Err(e)) = admin_task.await {
-        tracing::warn!(error = %e, "admin server");
-    }
+fn describe_metrics() {
+    metrics::describe();
+    fedstate_estimator_client::metrics::describe();
+}
+
+/// Run until SIGTERM under the shared process skeleton: admin server always, controllers while
+/// we lead.
+pub async fn run(args: RunArgs) -> Result<(), ServiceError> {
+    let common = args.common.clone();
+    fedstate_runtime::run(COMPONENT, &common, |w: fedstate_runtime::Worker| {
+        let args = args.clone();
+        async move { controllers(w.client, &args, w.health, w.stop).await }
+    })
+    .await?;
     Ok(())
 }
 

@@ -6,3 +6,4 @@
 
 pub mod harness;
 pub mod stack;
+pub mod suite;

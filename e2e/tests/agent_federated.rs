@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use fedstate_api::{MongoDB, MultiCloudMongoDB, names};
 use fedstate_e2e::harness::{self, eventually};
+use fedstate_e2e::scenarios;
+use fedstate_e2e::suite::{Env, Suite};
 use fedstate_e2e::stack;
 use fedstate_local::capacity::STORAGE_CLASS;
 use fedstate_local::member_name;
@@ -31,121 +33,116 @@ const NAME: &str = "fed-sample";
 const WAIT: Duration = Duration::from_secs(240);
 const SEED: &str = include_str!("../../deploy/samples/seed/multicloudmongodb-minimal.yaml");
 
-#[test]
-fn agent_federated_e2e() {
-    if let Some(why) = harness::skip_reason() {
-        eprintln!("skipped: {why}");
-        return;
+fn main() -> std::process::ExitCode {
+    let code = Suite::new("agent_federated", |_, _| Box::pin(async {}))
+        .scenarios(scenarios![three_clusters_form_scale_and_survive_a_loss])
+        .run();
+    code
+}
+
+async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
+    let fed = &env.fed;
+    let karmada = env.karmada.clone();
+    let stop = CancellationToken::new();
+    let sim = Arc::new(Simulator::start(
+        world::Settings {
+            sync_ticks: 2,
+            stepdown_ticks: 20,
+        },
+        Duration::from_millis(250),
+    ));
+    stack::install_crds(&karmada, "karmada").await;
+    stack::ensure_namespace(&karmada, NS).await;
+    let mut clusters = Vec::new();
+    for i in 1..=fed.members() {
+        let client = fed.member_client(i).await.expect("member client");
+        stack::install_crds(&client, &member_name(i)).await;
+        stack::ensure_namespace(&client, NS).await;
+        clusters.push(stack::start_agent(client, i, &stop));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let fed = harness::federation().await;
-        let karmada = fed.karmada_client().await.expect("karmada client");
-        let stop = CancellationToken::new();
-        let sim = Arc::new(Simulator::start(
-            world::Settings {
-                sync_ticks: 2,
-                stepdown_ticks: 20,
-            },
-            Duration::from_millis(250),
-        ));
-        stack::install_crds(&karmada, "karmada").await;
-        stack::ensure_namespace(&karmada, NS).await;
-        let mut clusters = Vec::new();
-        for i in 1..=fed.members() {
-            let client = fed.member_client(i).await.expect("member client");
-            stack::install_crds(&client, &member_name(i)).await;
-            stack::ensure_namespace(&client, NS).await;
-            clusters.push(stack::start_agent(client, i, &stop));
-        }
-        stack::install_interpreter(&karmada).await;
-        tokio::spawn(bridge::run(sim.clone(), clusters, stop.child_token()));
-        {
-            let (client, stop) = (karmada.clone(), stop.child_token());
-            tokio::spawn(async move {
-                let options = fedstate_manager::controller::Options {
-                    busy_requeue: Duration::from_secs(3),
-                    idle_requeue: Duration::from_secs(60),
-                };
-                fedstate_manager::controller::run(client, options, Default::default(), stop).await
-            });
-        }
+    stack::install_interpreter(&karmada).await;
+    tokio::spawn(bridge::run(sim.clone(), clusters, stop.child_token()));
+    {
+        let (client, stop) = (karmada.clone(), stop.child_token());
+        tokio::spawn(async move {
+            let options = fedstate_manager::controller::Options {
+                busy_requeue: Duration::from_secs(3),
+                idle_requeue: Duration::from_secs(60),
+            };
+            fedstate_manager::controller::run(client, options, Default::default(), stop).await
+        });
+    }
 
-        eprintln!("scenario 1: three clusters form one set");
-        let mut seed: Value = serde_yaml::from_str(SEED).expect("seed");
-        seed["metadata"]["name"] = json!(NAME);
-        seed["metadata"]["namespace"] = json!(NS);
-        seed["spec"]["replicaset"] = json!(3);
-        seed["spec"]["imageSetting"]["image"] = json!("mongo:7.0");
-        seed["spec"]["storage"]["storageClass"] = json!(STORAGE_CLASS);
-        harness::apply_json(
-            &karmada,
-            &ApiResource::erase::<MultiCloudMongoDB>(&()),
-            seed,
-        )
-        .await;
-        place(&karmada, &[1, 1, 1]).await;
-        converged(&sim, 3).await;
+    eprintln!("scenario 1: three clusters form one set");
+    let mut seed: Value = serde_yaml::from_str(SEED).expect("seed");
+    seed["metadata"]["name"] = json!(NAME);
+    seed["metadata"]["namespace"] = json!(NS);
+    seed["spec"]["replicaset"] = json!(3);
+    seed["spec"]["imageSetting"]["image"] = json!("mongo:7.0");
+    seed["spec"]["storage"]["storageClass"] = json!(STORAGE_CLASS);
+    harness::apply_json(
+        &karmada,
+        &ApiResource::erase::<MultiCloudMongoDB>(&()),
+        seed,
+    )
+    .await;
+    place(&karmada, &[1, 1, 1]).await;
+    converged(&sim, 3).await;
 
-        eprintln!("scenario 2: scale 3 -> 5 -> 3, one voter at a time");
-        scale(&karmada, 5, &[2, 2, 1]).await;
-        converged(&sim, 5).await;
-        scale(&karmada, 3, &[1, 1, 1]).await;
-        converged(&sim, 3).await;
+    eprintln!("scenario 2: scale 3 -> 5 -> 3, one voter at a time");
+    scale(&karmada, 5, &[2, 2, 1]).await;
+    converged(&sim, 5).await;
+    scale(&karmada, 3, &[1, 1, 1]).await;
+    converged(&sim, 3).await;
 
-        eprintln!("scenario 3: kill-member of a minority cluster");
-        fed.kill_member(3).expect("kill member3");
-        let survivors = eventually("a primary with member3 unreachable", WAIT, || async {
-            let w = sim.world();
-            let set = w.set(NAME).ok_or("no set")?;
-            let down: Vec<&String> = set
-                .config
-                .members
-                .iter()
-                .map(|m| &m.host)
-                .filter(|h| !w.is_up(h))
-                .collect();
-            match (&set.primary, down.len()) {
-                (Some(p), 1) if p.starts_with("127.0.1.1:") || p.starts_with("127.0.1.2:") => {
-                    Ok(p.clone())
-                }
-                _ => Err(format!("primary {:?}, down {down:?}", set.primary)),
+    eprintln!("scenario 3: kill-member of a minority cluster");
+    fed.kill_member(3).expect("kill member3");
+    let survivors = eventually("a primary with member3 unreachable", WAIT, || async {
+        let w = sim.world();
+        let set = w.set(NAME).ok_or("no set")?;
+        let down: Vec<&String> = set
+            .config
+            .members
+            .iter()
+            .map(|m| &m.host)
+            .filter(|h| !w.is_up(h))
+            .collect();
+        match (&set.primary, down.len()) {
+            (Some(p), 1) if p.starts_with("127.0.1.1:") || p.starts_with("127.0.1.2:") => {
+                Ok(p.clone())
             }
-        })
-        .await;
-        eprintln!("  primary {survivors}");
-        let member1 = fed.member_client(1).await.expect("member1");
-        let mdbs: Api<MongoDB> = Api::namespaced(member1, NS);
-        eventually("Degraded on member1's object, not Error", WAIT, || async {
-            let m = mdbs.get(NAME).await.map_err(|e| e.to_string())?;
-            let st = m.status.unwrap_or_default();
-            // Degraded because of member3's member, not for anything else.
-            let degraded = st.conditions.iter().any(|c| {
-                c.type_ == "Degraded"
-                    && c.is_true()
-                    && c.message
-                        .as_deref()
-                        .is_some_and(|m| m.contains("127.0.1.3:"))
-            });
-            if degraded && st.state != Some(fedstate_api::v1alpha1::MongoState::Error) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "state {:?}, conditions {:?}",
-                    st.state, st.conditions
-                ))
-            }
-        })
-        .await;
-        assert_eq!(sim.world().set(NAME).expect("set").forced_reconfigs, 0);
+            _ => Err(format!("primary {:?}, down {down:?}", set.primary)),
+        }
+    })
+    .await;
+    eprintln!("  primary {survivors}");
+    let member1 = fed.member_client(1).await.expect("member1");
+    let mdbs: Api<MongoDB> = Api::namespaced(member1, NS);
+    eventually("Degraded on member1's object, not Error", WAIT, || async {
+        let m = mdbs.get(NAME).await.map_err(|e| e.to_string())?;
+        let st = m.status.unwrap_or_default();
+        // Degraded because of member3's member, not for anything else.
+        let degraded = st.conditions.iter().any(|c| {
+            c.type_ == "Degraded"
+                && c.is_true()
+                && c.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("127.0.1.3:"))
+        });
+        if degraded && st.state != Some(fedstate_api::v1alpha1::MongoState::Error) {
+            Ok(())
+        } else {
+            Err(format!(
+                "state {:?}, conditions {:?}",
+                st.state, st.conditions
+            ))
+        }
+    })
+    .await;
+    assert_eq!(sim.world().set(NAME).expect("set").forced_reconfigs, 0);
 
-        stop.cancel();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        fed.down().expect("down");
-    });
+    stop.cancel();
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// What the scheduler would do: the placement for the object's current generation.

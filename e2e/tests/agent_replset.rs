@@ -17,6 +17,8 @@ use std::time::Duration;
 use fedstate_api::MongoDB;
 use fedstate_api::v1alpha1::MongoState;
 use fedstate_e2e::harness::{self, eventually};
+use fedstate_e2e::scenarios;
+use fedstate_e2e::suite::{Env, Suite};
 use fedstate_e2e::stack;
 use fedstate_local::{Federation, member_name, member_vip};
 use fedstate_mongo_agent::resources::{self};
@@ -33,16 +35,10 @@ const NAME: &str = "mongodb-sample";
 const WAIT: Duration = Duration::from_secs(180);
 const SEED: &str = include_str!("../../deploy/samples/seed/mongodb-single-cluster.yaml");
 
-#[test]
-fn agent_e2e() {
-    if let Some(why) = harness::skip_reason() {
-        eprintln!("skipped: {why}");
-        return;
-    }
+fn main() -> std::process::ExitCode {
     // The agents' own log, checked for passwords at the end (the harness's subscriber is then a
     // no-op: only one global subscriber can exist).
-    let agent_log =
-        std::env::temp_dir().join(format!("fedstate-e2e-agent-{}.log", std::process::id()));
+    let agent_log = agent_log();
     let file = std::fs::File::create(&agent_log).expect("agent log file");
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(
@@ -51,41 +47,47 @@ fn agent_e2e() {
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(file))
         .try_init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let fed = harness::federation().await;
-        let stop = CancellationToken::new();
-        let sim = Arc::new(Simulator::start(
-            world::Settings {
-                sync_ticks: 2,
-                stepdown_ticks: 20,
-            },
-            Duration::from_millis(250),
-        ));
-        let mut clusters = Vec::new();
-        for i in 1..=fed.members() {
-            let client = fed.member_client(i).await.expect("member client");
-            stack::install_crds(&client, &member_name(i)).await;
-            stack::ensure_namespace(&client, NS).await;
-            clusters.push(stack::start_agent(client, i, &stop));
-        }
-        tokio::spawn(bridge::run(sim.clone(), clusters, stop.child_token()));
-        let member1 = fed.member_client(1).await.expect("member client");
-
-        eprintln!("scenario 1: the seed single-cluster sample becomes a working set");
-        single_cluster_sample_becomes_a_working_set(&member1, &sim).await;
-        eprintln!("scenario 2: scale the single-cluster set 1 -> 3");
-        single_cluster_scales_one_voter_at_a_time(&member1, &sim).await;
-        eprintln!("scenario 3: no password in any log, status or event");
-        stop.cancel();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        no_password_anywhere(&fed, &member1, &agent_log).await;
-        fed.down().expect("down");
-    });
+    let code = Suite::new("agent_replset", |_, _| Box::pin(async {}))
+        .scenarios(scenarios![single_cluster_set_from_seed_to_scale])
+        .run();
     let _ = std::fs::remove_file(&agent_log);
+    code
+}
+
+/// The agents' log file of this test process.
+fn agent_log() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("fedstate-e2e-agent-{}.log", std::process::id()))
+}
+
+async fn single_cluster_set_from_seed_to_scale(env: &Env<()>) {
+    let fed = &env.fed;
+    let agent_log = agent_log();
+    let stop = CancellationToken::new();
+    let sim = Arc::new(Simulator::start(
+        world::Settings {
+            sync_ticks: 2,
+            stepdown_ticks: 20,
+        },
+        Duration::from_millis(250),
+    ));
+    let mut clusters = Vec::new();
+    for i in 1..=fed.members() {
+        let client = fed.member_client(i).await.expect("member client");
+        stack::install_crds(&client, &member_name(i)).await;
+        stack::ensure_namespace(&client, NS).await;
+        clusters.push(stack::start_agent(client, i, &stop));
+    }
+    tokio::spawn(bridge::run(sim.clone(), clusters, stop.child_token()));
+    let member1 = fed.member_client(1).await.expect("member client");
+
+    eprintln!("scenario 1: the seed single-cluster sample becomes a working set");
+    single_cluster_sample_becomes_a_working_set(&member1, &sim).await;
+    eprintln!("scenario 2: scale the single-cluster set 1 -> 3");
+    single_cluster_scales_one_voter_at_a_time(&member1, &sim).await;
+    eprintln!("scenario 3: no password in any log, status or event");
+    stop.cancel();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    no_password_anywhere(&fed, &member1, &agent_log).await;
 }
 
 fn condition(m: &MongoDB, t: &str) -> Option<fedstate_api::Condition> {

@@ -1,6 +1,6 @@
 //! Our estimator client (`fedstate-estimator-client`) against the real
 //! `karmada-scheduler-estimator` of every member of the local federation (mTLS, found through the
-//! estimator Services in the Karmada apiserver). One federation, scenarios in order:
+//! estimator Services in the Karmada apiserver). One shared federation; each scenario can run alone:
 //!
 //! 1. each estimator answers the replica counts implied by the kwok node capacity
 //!    (`fedstate_local::capacity`) for several member shapes: CPU-bound, memory-bound, pinned
@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fedstate_api::karmada::Cluster;
-use fedstate_e2e::harness::{self, eventually};
+use fedstate_e2e::harness::eventually;
+use fedstate_e2e::scenarios;
+use fedstate_e2e::suite::{Env, Suite};
 use fedstate_estimator_client::{
     CapacityEstimator, CapacityQuery, ChannelConfig, ChannelFactory, ClusterRef, DiscoveryConfig,
     EstimatorClient, EstimatorConfig, EstimatorRegistry, GeneralEstimate, KarmadaAccurate,
@@ -36,25 +38,15 @@ const MIB: u64 = 1024 * 1024;
 /// Generous: the point is "answered", not how fast.
 const RPC_DEADLINE: Duration = Duration::from_secs(10);
 
-#[test]
-fn estimator_real() {
-    if let Some(why) = harness::skip_reason() {
-        eprintln!("skipped: {why}");
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let fed = harness::federation().await;
-        let registry = registry_from_karmada(&fed).await;
-        eprintln!("scenario 1: every estimator answers what the kwok nodes imply");
-        estimators_answer_the_node_capacity(&fed, &registry).await;
-        eprintln!("scenario 2: a stopped estimator costs only its member (general estimate)");
-        stopped_estimator_falls_back_for_that_member_only(&fed, &registry).await;
-        fed.down().expect("down");
-    });
+fn main() -> std::process::ExitCode {
+    Suite::new("estimator_real", |fed, _| {
+        Box::pin(registry_from_karmada(fed))
+    })
+    .scenarios(scenarios![
+        estimators_answer_the_node_capacity,
+        stopped_estimator_falls_back_for_that_member_only,
+    ])
+    .run()
 }
 
 /// What a member shape asks for, and which nodes it may use.
@@ -197,7 +189,8 @@ async fn ask(client: &EstimatorClient, shape: &MemberShape) -> Result<i32, Strin
         .map_err(|e| e.to_string())
 }
 
-async fn estimators_answer_the_node_capacity(fed: &Federation, registry: &EstimatorRegistry) {
+async fn estimators_answer_the_node_capacity(env: &Env<EstimatorRegistry>) {
+    let (fed, registry) = (&env.fed, &env.ctx);
     // The shapes are what their names say, on every member.
     for i in 1..=fed.members() {
         assert!(
@@ -258,10 +251,8 @@ async fn clusters(karmada: &kube::Client, fed: &Federation) -> Vec<ClusterRef> {
     out
 }
 
-async fn stopped_estimator_falls_back_for_that_member_only(
-    fed: &Federation,
-    registry: &EstimatorRegistry,
-) {
+async fn stopped_estimator_falls_back_for_that_member_only(env: &Env<EstimatorRegistry>) {
+    let (fed, registry) = (&env.fed, &env.ctx);
     let stopped = 1;
     let stopped_name = member_name(stopped);
     // On the stopped member's nodes 3 CPUs fit fewer times than in its cluster-wide sum, so

@@ -1,10 +1,11 @@
 //! Smoke tests of the local federation (`deploy/local`): real Karmada and Kubernetes processes,
-//! nodes faked by kwok. One federation is brought up and the scenarios run on it in order:
+//! nodes faked by kwok. One federation is shared by the scenarios (each can run alone):
 //!
 //! 1. a Deployment propagated by a PropagationPolicy reaches every member and its pods Run;
 //! 2. dynamic weighting by available replicas splits a Deployment in proportion to the capacity
 //!    the members' karmada-scheduler-estimators report (not the cluster-wide summary);
-//! 3. killing a member's apiserver turns its Cluster NotReady; restoring it brings it back.
+//! 3. killing a member's apiserver turns its Cluster NotReady; restoring it brings it back;
+//! 4. a test that panics with a federation of its own (other ports) leaves no process behind.
 //!
 //! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
 
@@ -12,6 +13,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fedstate_e2e::harness::{self, apply_json, eventually, propagation_policy_resource};
+use fedstate_e2e::scenarios;
+use fedstate_e2e::suite::{Env, Suite};
 use fedstate_local::capacity::{NODE_INDEX_LABEL, member_cpu_millis, replicas_fitting};
 use fedstate_local::{ClusterStatus, Federation, member_name};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -21,37 +24,34 @@ use serde_json::json;
 
 const NAMESPACE: &str = "fedstate-smoke";
 
-#[test]
-fn federation_smoke() {
-    if let Some(why) = harness::skip_reason() {
-        eprintln!("skipped: {why}");
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let fed = harness::federation().await;
-        eprintln!("scenario 1: propagation");
-        deployment_propagates_and_pods_run(&fed).await;
-        eprintln!("scenario 2: dynamic weighting by the estimators' available replicas");
-        dynamic_weight_follows_estimator_capacity(&fed).await;
-        eprintln!("scenario 3: kill and restore a member");
-        killed_member_goes_not_ready_and_comes_back(&fed).await;
-        fed.down().expect("down");
-    });
-    eprintln!("scenario 4: a test that panics still tears its federation down");
-    panicking_test_leaves_no_process();
+fn main() -> std::process::ExitCode {
+    Suite::new("federation_smoke", |_, _| Box::pin(async {}))
+        .scenarios(scenarios![
+            deployment_propagates_and_pods_run,
+            dynamic_weight_follows_estimator_capacity,
+            killed_member_goes_not_ready_and_comes_back,
+        ])
+        .standalone(
+            "panicking_test_leaves_no_process",
+            panicking_test_leaves_no_process,
+        )
+        .run()
 }
 
 /// Brings up a one-member federation in a thread that then panics; once the thread is gone, no
 /// process of that federation may remain.
 fn panicking_test_leaves_no_process() {
+    // Its own run directory and ports: the suite's shared federation may be up.
+    let shared = harness::e2e_options();
     let options = fedstate_local::Options {
         members: 1,
-        ..harness::e2e_options()
+        run_dir: shared.run_dir.with_extension("panic"),
+        ports: fedstate_local::PortPlan {
+            base: shared.ports.base + 1000,
+        },
+        ..shared
     };
+    let marker = options.run_dir.display().to_string();
     let run_dir = options.run_dir.clone();
     let bin_dir = fedstate_local::binaries::bin_dir().expect("binaries");
     let outcome = std::thread::spawn(move || {
@@ -71,10 +71,7 @@ fn panicking_test_leaves_no_process() {
     })
     .join();
     assert!(outcome.is_err(), "the thread was expected to panic");
-    let left = fedstate_local::process::strays(
-        &bin_dir,
-        &harness::e2e_options().run_dir.display().to_string(),
-    );
+    let left = fedstate_local::process::strays(&bin_dir, &marker);
     assert!(
         left.is_empty(),
         "processes left after a panic: {:?}",
@@ -136,7 +133,8 @@ async fn pod_phases(member: &kube::Client, app: &str) -> Result<BTreeMap<String,
     Ok(phases)
 }
 
-async fn deployment_propagates_and_pods_run(fed: &Federation) {
+async fn deployment_propagates_and_pods_run(env: &Env<()>) {
+    let fed = &env.fed;
     let karmada = fed.karmada_client().await.expect("karmada client");
     create_namespace(&karmada).await;
     let replicas = 2;
@@ -202,7 +200,8 @@ async fn deployment_propagates_and_pods_run(fed: &Federation) {
     .await;
 }
 
-async fn dynamic_weight_follows_estimator_capacity(fed: &Federation) {
+async fn dynamic_weight_follows_estimator_capacity(env: &Env<()>) {
+    let fed = &env.fed;
     let karmada = fed.karmada_client().await.expect("karmada client");
     create_namespace(&karmada).await;
     const CPU_MILLIS: u64 = 1000;
@@ -304,7 +303,8 @@ async fn cluster_status(fed: &Federation, name: &str) -> Result<ClusterStatus, S
         .ok_or_else(|| format!("no Cluster {name}"))
 }
 
-async fn killed_member_goes_not_ready_and_comes_back(fed: &Federation) {
+async fn killed_member_goes_not_ready_and_comes_back(env: &Env<()>) {
+    let fed = &env.fed;
     let index = fed.members();
     let name = member_name(index);
     let member = fed.member_client(index).await.expect("member client");

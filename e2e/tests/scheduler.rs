@@ -1,7 +1,8 @@
 //! End-to-end tests of `fedstate-scheduler` on the local federation (real Karmada apiserver,
 //! controller-manager, karmada-scheduler and one real karmada-scheduler-estimator per member;
 //! nodes faked by kwok). The scheduler runs in-process (its real controllers, dialing the real
-//! estimators over mTLS) so each scenario can stop it cleanly. Scenarios, in order:
+//! estimators over mTLS). The scenarios share one federation; each creates its own objects and
+//! node labels, so any one can run alone:
 //!
 //! 0. Capacity really comes from the estimators: with a node selector that matches no node of
 //!    one member, that member's estimator answers 0 and it gets no member, although its Cluster
@@ -26,8 +27,10 @@ use std::time::Duration;
 
 use fedstate_api::scheduler_result::SchedulerResult;
 use fedstate_api::{MultiCloudMongoDB, names::SCHEDULER_RESULT_ANNOTATION};
-use fedstate_e2e::harness::{self, apply_json, eventually, propagation_policy_resource};
+use fedstate_e2e::harness::{apply_json, eventually, propagation_policy_resource};
+use fedstate_e2e::scenarios;
 use fedstate_e2e::stack;
+use fedstate_e2e::suite::{Env, Suite};
 use fedstate_local::{Federation, member_name};
 use fedstate_scheduler::service;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -42,43 +45,54 @@ const WAIT: Duration = Duration::from_secs(120);
 /// Node label scenario 0 selects on.
 const POOL_LABEL: &str = "fedstate-e2e/pool";
 
-#[test]
-fn scheduler_e2e() {
-    if let Some(why) = harness::skip_reason() {
-        eprintln!("skipped: {why}");
-        return;
+fn main() -> std::process::ExitCode {
+    Suite::new("scheduler", |fed, karmada| Box::pin(setup(fed, karmada)))
+        .scenarios(scenarios![
+            accurate_capacity_comes_from_the_estimators,
+            seed_sample_is_placed_quorum_safe,
+            scaling_changes_exactly_the_difference,
+            deployment_naming_us_is_scheduled_by_us,
+            unreachable_estimator_falls_back,
+            lost_member_moves_only_its_share,
+        ])
+        .teardown(|env| Box::pin(teardown(env)))
+        .run()
+}
+
+/// The in-process scheduler every scenario talks to.
+#[derive(Debug)]
+struct Scheduler {
+    stop: CancellationToken,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+async fn setup(fed: &Federation, karmada: &kube::Client) -> Scheduler {
+    stack::install_crds(karmada, "karmada").await;
+    stack::ensure_namespace(karmada, NAMESPACE).await;
+    label_nodes_for_the_sample(fed).await;
+    let stop = CancellationToken::new();
+    let task = start_scheduler(fed, karmada.clone(), stop.clone());
+    Scheduler {
+        stop,
+        task: std::sync::Mutex::new(Some(task)),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let fed = harness::federation().await;
-        let karmada = fed.karmada_client().await.expect("karmada client");
-        stack::install_crds(&karmada, "karmada").await;
-        stack::ensure_namespace(&karmada, NAMESPACE).await;
-        label_nodes_for_the_sample(&fed).await;
+}
 
-        let stop = CancellationToken::new();
-        let scheduler = start_scheduler(&fed, karmada.clone(), stop.clone());
+async fn teardown(env: &Env<Scheduler>) {
+    env.ctx.stop.cancel();
+    let task = env.ctx.task.lock().ok().and_then(|mut t| t.take());
+    if let Some(task) = task {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+}
 
-        eprintln!("scenario 0: capacity comes from the real estimators");
-        accurate_capacity_comes_from_the_estimators(&fed, &karmada).await;
-        eprintln!("scenario 1: the seed sample gets a quorum-safe placement");
-        let first = seed_sample_is_placed_quorum_safe(&karmada).await;
-        eprintln!("scenario 2: scale 3 -> 5 -> 3 moves exactly the difference");
-        scaling_changes_exactly_the_difference(&karmada).await;
-        eprintln!("scenario 3: Karmada-native scheduling of a Deployment");
-        deployment_naming_us_is_scheduled_by_us(&fed, &karmada).await;
-        eprintln!("scenario 4: an unreachable estimator falls back to the general estimate");
-        unreachable_estimator_falls_back(&fed, &karmada).await;
-        eprintln!("scenario 5: a lost member's share moves to the survivors");
-        lost_member_moves_only_its_share(&fed, &karmada, first).await;
-
-        stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), scheduler).await;
-        fed.down().expect("down");
-    });
+/// Pool labels: members whose index is in `with` carry `POOL_LABEL=a`, the others none.
+async fn pool_on(fed: &Federation, with: &[u32]) {
+    for i in 1..=fed.members() {
+        let client = fed.member_client(i).await.expect("member client");
+        let value = with.contains(&i).then_some("a");
+        stack::label_nodes(&client, POOL_LABEL, value).await;
+    }
 }
 
 fn start_scheduler(
@@ -167,14 +181,12 @@ fn condition<'a>(obj: &'a MultiCloudMongoDB, type_: &str) -> Option<&'a fedstate
         .and_then(|s| fedstate_api::condition::find_condition(&s.conditions, type_))
 }
 
-async fn accurate_capacity_comes_from_the_estimators(fed: &Federation, karmada: &kube::Client) {
+async fn accurate_capacity_comes_from_the_estimators(env: &Env<Scheduler>) {
+    let (fed, karmada) = (&env.fed, &env.karmada);
     // Only the nodes of members 1 and 2 carry the pool label. The Cluster resourceSummary of
     // member 3 still shows plenty of CPU, so only member 3's estimator can say "0 fit".
     let last = fed.members();
-    for i in 1..last {
-        let client = fed.member_client(i).await.expect("member client");
-        stack::label_nodes(&client, POOL_LABEL, Some("a")).await;
-    }
+    pool_on(fed, &(1..last).collect::<Vec<_>>()).await;
     let mut obj = sample("multicloudmongodb-minimal.yaml", "pooled");
     obj["spec"]["replicaset"] = json!(3);
     obj["spec"]["spreadConstraints"] = json!({"nodeSelect": {POOL_LABEL: "a"}});
@@ -215,14 +227,19 @@ async fn accurate_capacity_comes_from_the_estimators(fed: &Federation, karmada: 
         .expect("delete");
 }
 
-async fn seed_sample_is_placed_quorum_safe(karmada: &kube::Client) -> SchedulerResult {
+async fn seed_sample_is_placed_quorum_safe(env: &Env<Scheduler>) {
+    seed_sample_placed_as(&env.karmada, "seed-full").await;
+}
+
+/// FedState's full sample, unchanged but for its name, placed quorum-safe 2/2/1.
+async fn seed_sample_placed_as(karmada: &kube::Client, name: &str) -> SchedulerResult {
     apply_json(
         karmada,
         &mcm_resource(),
-        sample("multicloudmongodb-full.yaml", "seed-full"),
+        sample("multicloudmongodb-full.yaml", name),
     )
     .await;
-    let (_, r) = placement_of(karmada, "seed-full", "the seed sample is placed", |_| true).await;
+    let (_, r) = placement_of(karmada, name, "the seed sample is placed", |_| true).await;
     assert_eq!(r.total_data_members(), 5);
     assert_eq!(
         per_cluster(&r).len(),
@@ -239,7 +256,7 @@ async fn seed_sample_is_placed_quorum_safe(karmada: &kube::Client) -> SchedulerR
     let obj = eventually("status shows the placement", WAIT, || {
         let api = api.clone();
         async move {
-            let obj = api.get("seed-full").await.map_err(|e| e.to_string())?;
+            let obj = api.get(name).await.map_err(|e| e.to_string())?;
             if obj
                 .status
                 .as_ref()
@@ -284,7 +301,8 @@ fn moved(before: &BTreeMap<String, i32>, after: &BTreeMap<String, i32>) -> i32 {
         .sum()
 }
 
-async fn scaling_changes_exactly_the_difference(karmada: &kube::Client) {
+async fn scaling_changes_exactly_the_difference(env: &Env<Scheduler>) {
+    let karmada = &env.karmada;
     let mut obj = sample("multicloudmongodb-minimal.yaml", "scaling");
     obj["spec"]["replicaset"] = json!(3);
     apply_json(karmada, &mcm_resource(), obj).await;
@@ -315,7 +333,8 @@ async fn scaling_changes_exactly_the_difference(karmada: &kube::Client) {
     assert_eq!(back.quorum_safe, Some(true));
 }
 
-async fn deployment_naming_us_is_scheduled_by_us(fed: &Federation, karmada: &kube::Client) {
+async fn deployment_naming_us_is_scheduled_by_us(env: &Env<Scheduler>) {
+    let (fed, karmada) = (&env.fed, &env.karmada);
     let name = "native";
     apply_json(karmada, &ApiResource::erase::<Deployment>(&()), json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -416,13 +435,13 @@ async fn deployment_naming_us_is_scheduled_by_us(fed: &Federation, karmada: &kub
     .await;
 }
 
-async fn unreachable_estimator_falls_back(fed: &Federation, karmada: &kube::Client) {
-    // Member 1's nodes lose the pool label: its estimator answers 0 for the pool. Member 2 keeps
-    // it. Member 3 never had it, and its estimator becomes unreachable: only then does the
+async fn unreachable_estimator_falls_back(env: &Env<Scheduler>) {
+    let (fed, karmada) = (&env.fed, &env.karmada);
+    // Only member 2's nodes carry the pool label: member 1's estimator answers 0 for the pool.
+    // Member 3 has no such node either, and its estimator becomes unreachable: only then does the
     // general estimate (which cannot see node labels) stand in, for member 3 alone. Were every
     // accurate answer dropped on one failure (Karmada issue #6815), member 1 would get members.
-    let member1 = fed.member_client(1).await.expect("member client");
-    stack::label_nodes(&member1, POOL_LABEL, None).await;
+    pool_on(fed, &[2]).await;
     let member = fed.members();
     let services: Api<Service> = Api::namespaced(karmada.clone(), "karmada-system");
     let svc_name = format!("karmada-scheduler-estimator-{}", member_name(member));
@@ -471,17 +490,17 @@ async fn unreachable_estimator_falls_back(fed: &Federation, karmada: &kube::Clie
         .expect("restore estimator service");
 }
 
-async fn lost_member_moves_only_its_share(
-    fed: &Federation,
-    karmada: &kube::Client,
-    seed: SchedulerResult,
-) {
-    // The 3-member object of scenario 2 sits one member per cluster; losing one cluster moves
-    // that member to a survivor. The 5-member seed sample cannot move: the two survivors have
-    // 2 nodes each and members of one set go to different nodes, so it keeps its placement and
-    // says why.
-    let (_, three) = placement_of(karmada, "scaling", "the 3-member object is placed", |_| {
-        true
+async fn lost_member_moves_only_its_share(env: &Env<Scheduler>) {
+    let (fed, karmada) = (&env.fed, &env.karmada);
+    // A 3-member object sits one member per cluster; losing one cluster moves that member to a
+    // survivor. A 5-member seed sample cannot move: the two survivors have 2 nodes each and
+    // members of one set go to different nodes, so it keeps its placement and says why.
+    let seed = seed_sample_placed_as(karmada, "failover-seed").await;
+    let mut obj = sample("multicloudmongodb-minimal.yaml", "failover-3");
+    obj["spec"]["replicaset"] = json!(3);
+    apply_json(karmada, &mcm_resource(), obj).await;
+    let (_, three) = placement_of(karmada, "failover-3", "the 3-member object is placed", |r| {
+        r.total_data_members() == 3
     })
     .await;
     let before = per_cluster(&three);
@@ -493,7 +512,7 @@ async fn lost_member_moves_only_its_share(
         .expect("a member hosts members of both objects");
     let victim = member_name(victim_index);
     fed.kill_member(victim_index).expect("kill member");
-    let (_, after) = placement_of(karmada, "scaling", "the lost member's share moved", |r| {
+    let (_, after) = placement_of(karmada, "failover-3", "the lost member's share moved", |r| {
         r.clusters
             .iter()
             .all(|c| c.cluster != victim || c.replicaset == 0)
@@ -521,7 +540,7 @@ async fn lost_member_moves_only_its_share(
         || {
             let api = api.clone();
             async move {
-                let o = api.get("scaling").await.map_err(|e| e.to_string())?;
+                let o = api.get("failover-3").await.map_err(|e| e.to_string())?;
                 let failover = condition(&o, "Scheduled")
                     .is_some_and(|c| c.is_true() && c.reason.as_deref() == Some("Failover"));
                 let at_risk = condition(&o, "QuorumAtRisk").is_some_and(|c| c.is_true());
@@ -550,7 +569,7 @@ async fn lost_member_moves_only_its_share(
     let seed_obj = eventually("the seed sample says it cannot move", WAIT, || {
         let api = api.clone();
         async move {
-            let o = api.get("seed-full").await.map_err(|e| e.to_string())?;
+            let o = api.get("failover-seed").await.map_err(|e| e.to_string())?;
             match condition(&o, "Scheduled") {
                 Some(c) if !c.is_true() => Ok(o),
                 other => Err(format!("{other:?}")),

@@ -42,7 +42,8 @@ impl<C> std::fmt::Debug for Env<C> {
     }
 }
 
-type SetupFn<C> = Box<dyn for<'a> Fn(&'a Federation, &'a kube::Client) -> Step<'a, C> + Send + Sync>;
+type SetupFn<C> =
+    Box<dyn for<'a> Fn(&'a Federation, &'a kube::Client) -> Step<'a, C> + Send + Sync>;
 /// A scenario: an async function of the shared environment.
 pub type ScenarioFn<C> = for<'a> fn(&'a Env<C>) -> Step<'a>;
 

@@ -18,8 +18,8 @@ use std::time::Duration;
 use fedstate_api::{MongoDB, MultiCloudMongoDB, names};
 use fedstate_e2e::harness::{self, eventually};
 use fedstate_e2e::scenarios;
-use fedstate_e2e::suite::{Env, Suite};
 use fedstate_e2e::stack;
+use fedstate_e2e::suite::{Env, Suite};
 use fedstate_local::capacity::STORAGE_CLASS;
 use fedstate_local::member_name;
 use fedstate_rs_sim::bridge::{self};
@@ -34,10 +34,9 @@ const WAIT: Duration = Duration::from_secs(240);
 const SEED: &str = include_str!("../../deploy/samples/seed/multicloudmongodb-minimal.yaml");
 
 fn main() -> std::process::ExitCode {
-    let code = Suite::new("agent_federated", |_, _| Box::pin(async {}))
+    Suite::new("agent_federated", |_, _| Box::pin(async {}))
         .scenarios(scenarios![three_clusters_form_scale_and_survive_a_loss])
-        .run();
-    code
+        .run()
 }
 
 async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {

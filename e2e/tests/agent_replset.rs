@@ -18,8 +18,8 @@ use fedstate_api::MongoDB;
 use fedstate_api::v1alpha1::MongoState;
 use fedstate_e2e::harness::{self, eventually};
 use fedstate_e2e::scenarios;
-use fedstate_e2e::suite::{Env, Suite};
 use fedstate_e2e::stack;
+use fedstate_e2e::suite::{Env, Suite};
 use fedstate_local::{Federation, member_name, member_vip};
 use fedstate_mongo_agent::resources::{self};
 use fedstate_rs_sim::bridge::{self};
@@ -87,7 +87,7 @@ async fn single_cluster_set_from_seed_to_scale(env: &Env<()>) {
     eprintln!("scenario 3: no password in any log, status or event");
     stop.cancel();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    no_password_anywhere(&fed, &member1, &agent_log).await;
+    no_password_anywhere(fed, &member1, &agent_log).await;
 }
 
 fn condition(m: &MongoDB, t: &str) -> Option<fedstate_api::Condition> {

@@ -30,8 +30,8 @@ use fedstate_api::hostconf::{HOSTCONF_KEY, HostConf};
 use fedstate_api::{MongoDB, MultiCloudMongoDB, names};
 use fedstate_e2e::harness::{self, eventually};
 use fedstate_e2e::scenarios;
-use fedstate_e2e::suite::{Env, Suite};
 use fedstate_e2e::stack;
+use fedstate_e2e::suite::{Env, Suite};
 use fedstate_local::{Federation, member_name};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::ResourceExt;
@@ -46,16 +46,15 @@ const SEED: &str = include_str!("../../deploy/samples/seed/multicloudmongodb-ful
 const PLAN: [(&str, i32); 3] = [("member1", 2), ("member2", 2), ("member3", 1)];
 
 fn main() -> std::process::ExitCode {
-    let code = Suite::new("manager_propagation", |_, _| Box::pin(async {}))
+    Suite::new("manager_propagation", |_, _| Box::pin(async {}))
         .scenarios(scenarios![seed_sample_from_refusal_to_teardown])
-        .run();
-    code
+        .run()
 }
 
 async fn seed_sample_from_refusal_to_teardown(env: &Env<()>) {
     let fed = &env.fed;
     let karmada = env.karmada.clone();
-    install(&fed, &karmada).await;
+    install(fed, &karmada).await;
 
     let stop = CancellationToken::new();
     let manager = {
@@ -72,19 +71,19 @@ async fn seed_sample_from_refusal_to_teardown(env: &Env<()>) {
     eprintln!("scenario 0: the seed sample as written is refused with a clear condition");
     seed_as_written_is_refused(&karmada).await;
     eprintln!("scenario 1: a placed object reaches every member cluster");
-    let hosts = placed_object_reaches_every_member(&fed, &karmada).await;
-    eprintln!(
-        "scenario 2: what the members report becomes the status (through the interpreter)"
-    );
-    member_status_becomes_our_status(&fed, &karmada, &hosts).await;
+    let hosts = placed_object_reaches_every_member(fed, &karmada).await;
+    eprintln!("scenario 2: what the members report becomes the status (through the interpreter)");
+    member_status_becomes_our_status(fed, &karmada, &hosts).await;
     eprintln!("scenario 3: a spec change reaches every member");
-    spec_change_reaches_every_member(&fed, &karmada, &hosts).await;
+    spec_change_reaches_every_member(fed, &karmada, &hosts).await;
     eprintln!("scenario 4: scale 5 -> 3 waits for the members to report the removed ones gone");
-    scale_down_waits_for_the_members(&fed, &karmada, &hosts).await;
-    eprintln!("scenario 5: a lost cluster's member leaves the host list, stays tracked, and goes once the cluster is back");
-    lost_cluster_member_is_tracked_until_it_returns(&fed, &karmada).await;
+    scale_down_waits_for_the_members(fed, &karmada, &hosts).await;
+    eprintln!(
+        "scenario 5: a lost cluster's member leaves the host list, stays tracked, and goes once the cluster is back"
+    );
+    lost_cluster_member_is_tracked_until_it_returns(fed, &karmada).await;
     eprintln!("scenario 6: deletion cleans up every cluster");
-    deletion_cleans_up_every_cluster(&fed, &karmada).await;
+    deletion_cleans_up_every_cluster(fed, &karmada).await;
 
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), manager).await;

@@ -499,9 +499,12 @@ async fn lost_member_moves_only_its_share(env: &Env<Scheduler>) {
     let mut obj = sample("multicloudmongodb-minimal.yaml", "failover-3");
     obj["spec"]["replicaset"] = json!(3);
     apply_json(karmada, &mcm_resource(), obj).await;
-    let (_, three) = placement_of(karmada, "failover-3", "the 3-member object is placed", |r| {
-        r.total_data_members() == 3
-    })
+    let (_, three) = placement_of(
+        karmada,
+        "failover-3",
+        "the 3-member object is placed",
+        |r| r.total_data_members() == 3,
+    )
     .await;
     let before = per_cluster(&three);
     let victim_index = (1..=fed.members())
@@ -512,11 +515,16 @@ async fn lost_member_moves_only_its_share(env: &Env<Scheduler>) {
         .expect("a member hosts members of both objects");
     let victim = member_name(victim_index);
     fed.kill_member(victim_index).expect("kill member");
-    let (_, after) = placement_of(karmada, "failover-3", "the lost member's share moved", |r| {
-        r.clusters
-            .iter()
-            .all(|c| c.cluster != victim || c.replicaset == 0)
-    })
+    let (_, after) = placement_of(
+        karmada,
+        "failover-3",
+        "the lost member's share moved",
+        |r| {
+            r.clusters
+                .iter()
+                .all(|c| c.cluster != victim || c.replicaset == 0)
+        },
+    )
     .await;
     let after = per_cluster(&after);
     assert_eq!(after.values().sum::<i32>(), 3);

@@ -7,6 +7,7 @@
 //! * [`karmada`]: the few Karmada types we read and write (`Cluster`, affinity, spread constraints).
 //! * [`hostconf`]: the `<name>-hostconf` ConfigMap, the desired member list (manager → agents).
 //! * [`names`]: object names and labels shared by the scheduler, manager and agent.
+//! * [`secrets`]: the keyfile and credential Secrets: names, keys, generators, keyfile check.
 //! * [`quantity`]: Kubernetes resource quantities as exact milli-unit integers.
 //! * [`limits`]: MongoDB's replica-set limits (voters, members, member index).
 //!
@@ -19,6 +20,7 @@ pub mod limits;
 pub mod names;
 pub mod quantity;
 pub mod scheduler_result;
+pub mod secrets;
 pub mod v1alpha1;
 
 pub use condition::{Condition, ConditionStatus};

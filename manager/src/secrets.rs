@@ -15,27 +15,12 @@ use fedstate_api::v1alpha1::{ImagePullSecret, SecretKeyRef};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use rand::Rng;
-use rand::distr::Alphanumeric;
 
-/// Key of the keyfile in the keyfile Secret (what the agent mounts).
-pub const KEYFILE_KEY: &str = "keyfile";
-/// Key of the root password in the credentials Secret (when the user gave no Secret of their own).
-pub const ROOT_PASSWORD_KEY: &str = "password";
-pub const CLUSTER_ADMIN_PASSWORD_KEY: &str = "clusterAdminPassword";
-pub const CLUSTER_MONITOR_PASSWORD_KEY: &str = "clusterMonitorPassword";
-
-/// Length of generated passwords (alphanumeric: about 190 bits).
-const PASSWORD_LEN: usize = 32;
-/// Random bytes of the keyfile; base64 makes it 756 characters, inside MongoDB's 6..=1024.
-const KEYFILE_BYTES: usize = 567;
-
-pub fn keyfile_secret_name(name: &str) -> String {
-    format!("{name}-keyfile")
-}
-
-pub fn credentials_secret_name(name: &str) -> String {
-    format!("{name}-credentials")
-}
+pub use fedstate_api::secrets::{
+    CLUSTER_ADMIN_PASSWORD_KEY, CLUSTER_MONITOR_PASSWORD_KEY, KEYFILE_KEY, ROOT_PASSWORD_KEY,
+    credentials_secret_name, keyfile_secret_name,
+};
+use fedstate_api::secrets::{generate_keyfile, generate_password};
 
 pub fn pull_secret_name(name: &str) -> String {
     format!("{name}-image-pull")
@@ -89,12 +74,6 @@ impl NameOrDefault for MultiCloudMongoDB {
     }
 }
 
-fn random_password(rng: &mut impl Rng) -> String {
-    (0..PASSWORD_LEN)
-        .map(|_| char::from(rng.sample(Alphanumeric)))
-        .collect()
-}
-
 fn existing_value(existing: Option<&Secret>, key: &str) -> Option<ByteString> {
     existing
         .and_then(|s| s.data.as_ref())
@@ -117,15 +96,8 @@ fn secret(name: String, type_: &str, data: BTreeMap<String, ByteString>) -> Secr
 
 /// The keyfile Secret: the existing keyfile, or a new random one.
 pub fn keyfile_secret(name: &str, existing: Option<&Secret>, rng: &mut impl Rng) -> Secret {
-    let value = existing_value(existing, KEYFILE_KEY).unwrap_or_else(|| {
-        let mut bytes = vec![0u8; KEYFILE_BYTES];
-        rng.fill(&mut bytes[..]);
-        ByteString(
-            base64::engine::general_purpose::STANDARD
-                .encode(bytes)
-                .into_bytes(),
-        )
-    });
+    let value = existing_value(existing, KEYFILE_KEY)
+        .unwrap_or_else(|| ByteString(generate_keyfile(rng).into_bytes()));
     secret(
         keyfile_secret_name(name),
         "Opaque",
@@ -144,7 +116,7 @@ pub fn credentials_secret(
     let mut data = BTreeMap::new();
     for key in [CLUSTER_ADMIN_PASSWORD_KEY, CLUSTER_MONITOR_PASSWORD_KEY] {
         let v = existing_value(existing, key)
-            .unwrap_or_else(|| ByteString(random_password(rng).into_bytes()));
+            .unwrap_or_else(|| ByteString(generate_password(rng).into_bytes()));
         data.insert(key.to_owned(), v);
     }
     if user_root_secret(mcm).is_none() {
@@ -157,7 +129,7 @@ pub fn credentials_secret(
         let v = match given {
             Some(p) => ByteString(p.as_bytes().to_vec()),
             None => existing_value(existing, ROOT_PASSWORD_KEY)
-                .unwrap_or_else(|| ByteString(random_password(rng).into_bytes())),
+                .unwrap_or_else(|| ByteString(generate_password(rng).into_bytes())),
         };
         data.insert(ROOT_PASSWORD_KEY.to_owned(), v);
     }

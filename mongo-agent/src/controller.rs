@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use fedstate_api::hostconf::{HOSTCONF_KEY, HostConf, HostEntry};
 use fedstate_api::names::{FIELD_MANAGER_AGENT, LABEL_INSTANCE, managed_labels};
 use fedstate_api::v1alpha1::{DEFAULT_IMAGE, MongoDB, check_image};
@@ -25,8 +24,6 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use rand::Rng;
-use rand::distr::Alphanumeric;
 use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -289,14 +286,6 @@ fn secret_value(s: &Secret, key: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(&v.0).into_owned())
 }
 
-fn random_password() -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(32)
-        .map(char::from)
-        .collect()
-}
-
 /// Single-cluster use: the keyfile and credentials Secrets, created once and kept (the manager
 /// propagates them for federated sets). `spec.rootPassword` (compatibility) rotates root.
 async fn ensure_secrets(mdb: &MongoDB, ctx: &Context) -> Result<(), Error> {
@@ -327,9 +316,7 @@ async fn ensure_secrets(mdb: &MongoDB, ctx: &Context) -> Result<(), Error> {
             .map_err(kube_err("get", "Secret", &kname))?
             .is_none()
         {
-            let mut bytes = vec![0u8; 567];
-            rand::rng().fill(&mut bytes[..]);
-            let value = base64::engine::general_purpose::STANDARD.encode(bytes);
+            let value = fedstate_api::secrets::generate_keyfile(&mut rand::rng());
             let s = mk(
                 kname.clone(),
                 BTreeMap::from([(
@@ -358,8 +345,9 @@ async fn ensure_secrets(mdb: &MongoDB, ctx: &Context) -> Result<(), Error> {
         resources::CLUSTER_ADMIN_PASSWORD_KEY,
         resources::CLUSTER_MONITOR_PASSWORD_KEY,
     ] {
-        data.entry(key.to_owned())
-            .or_insert_with(|| ByteString(random_password().into_bytes()));
+        data.entry(key.to_owned()).or_insert_with(|| {
+            ByteString(fedstate_api::secrets::generate_password(&mut rand::rng()).into_bytes())
+        });
     }
     if mdb.spec.root_password_secret_ref.is_none() {
         match mdb.spec.root_password.as_deref().filter(|p| !p.is_empty()) {
@@ -371,7 +359,11 @@ async fn ensure_secrets(mdb: &MongoDB, ctx: &Context) -> Result<(), Error> {
             }
             None => {
                 data.entry(resources::ROOT_PASSWORD_KEY.to_owned())
-                    .or_insert_with(|| ByteString(random_password().into_bytes()));
+                    .or_insert_with(|| {
+                        ByteString(
+                            fedstate_api::secrets::generate_password(&mut rand::rng()).into_bytes(),
+                        )
+                    });
             }
         }
     }

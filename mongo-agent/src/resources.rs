@@ -35,17 +35,11 @@ pub const EXPORTER_PORT: i32 = 9216;
 /// The user MongoDB's official image runs as.
 const MONGODB_UID: i64 = 999;
 
-/// Secret names shared with the manager (`manager::secrets`).
-pub fn keyfile_secret_name(name: &str) -> String {
-    format!("{name}-keyfile")
-}
-pub fn credentials_secret_name(name: &str) -> String {
-    format!("{name}-credentials")
-}
-pub const KEYFILE_KEY: &str = "keyfile";
-pub const ROOT_PASSWORD_KEY: &str = "password";
-pub const CLUSTER_ADMIN_PASSWORD_KEY: &str = "clusterAdminPassword";
-pub const CLUSTER_MONITOR_PASSWORD_KEY: &str = "clusterMonitorPassword";
+/// Secret names and keys, shared with the manager.
+pub use fedstate_api::secrets::{
+    CLUSTER_ADMIN_PASSWORD_KEY, CLUSTER_MONITOR_PASSWORD_KEY, KEYFILE_KEY, ROOT_PASSWORD_KEY,
+    credentials_secret_name, keyfile_secret_name,
+};
 pub const ROOT_USER: &str = "root";
 pub const CLUSTER_ADMIN_USER: &str = "fedstate-cluster-admin";
 pub const CLUSTER_MONITOR_USER: &str = "fedstate-monitor";

@@ -44,7 +44,10 @@ fn start(mongod: &Path, n: usize) -> (Mongods, Vec<String>) {
     let dir = std::env::temp_dir().join(format!("fedstate-real-mongod-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let keyfile = dir.join("keyfile");
-    std::fs::write(&keyfile, "fedstate-test-keyfile-0123456789abcdef").unwrap();
+    // What production mounts: a generated keyfile (mongod refuses a `-` in it).
+    let key = fedstate_api::secrets::generate_keyfile(&mut rand::rng());
+    fedstate_api::secrets::check_keyfile(&key).unwrap();
+    std::fs::write(&keyfile, key).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

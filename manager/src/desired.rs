@@ -1,63 +1,47 @@
-//! Placement + spec → every object the manager applies on the Karmada apiserver. Pure: the
-//! controller gathers the inputs (the object, the member assignment, cluster VIPs, the NodePorts
-//! the Karmada apiserver allocated) and applies the outputs.
+//! Placement + spec → every object the manager applies on the Karmada apiserver. Pure and
+//! kind-independent: the controller gathers the inputs (the object, the member assignment,
+//! cluster VIPs, the NodePorts the Karmada apiserver allocated), the [`Middleware`] supplies the
+//! member template and what differs per cluster, and the controller applies the outputs.
 //!
-//! What goes where:
-//! * one `MongoDB` template named like the `MultiCloudMongoDB`, carrying every spec field;
+//! What goes where (`docs/karmada.md#how-the-manager-propagates`):
+//! * one member template named like the federated object, carrying every spec field;
 //! * its PropagationPolicy `<name>`, which names [`MANAGER_SCHEDULER_NAME`] so neither
 //!   karmada-scheduler nor fedstate-scheduler's Karmada-native mode touches its binding: the
 //!   manager writes the binding's `spec.clusters` itself, exactly as the placement says
 //!   (see `manager/README.md` for why not static weights);
-//! * one OverridePolicy `<name>` with one rule per cluster: `members`, `memberRoles` (identity,
-//!   votes, priority), `rsInit` (exactly one cluster), `arbiter`, and the VIP label;
-//! * one NodePort Service per member, `<name>-mongodb-<i>` (arbiters `<name>-mongodb-arbiter[-<i>]`),
-//!   propagated to its member's cluster only (PropagationPolicy `<name>-services-<cluster>`);
-//! * the host list ConfigMap `<name>-hostconf`, and the Secrets and user ConfigMap every cluster
-//!   needs (PropagationPolicy `<name>-shared`).
+//! * one OverridePolicy `<name>` with one rule per binding cluster, from the middleware;
+//! * one NodePort Service per member, propagated to its member's cluster only
+//!   (PropagationPolicy `<name>-services-<cluster>`);
+//! * the host list ConfigMap, and the Secrets and user objects every cluster needs
+//!   (PropagationPolicy `<name>-shared`).
 
 use std::collections::BTreeMap;
 
-use fedstate_api::API_VERSION as MONGODB_API_VERSION;
-use fedstate_api::MongoDB;
-use fedstate_api::MultiCloudMongoDB;
 use fedstate_api::hostconf::{HOSTCONF_KEY, HostConf, HostConfError, HostEntry};
 use fedstate_api::karmada::ClusterAffinity;
 use fedstate_api::karmada::binding_status::TargetCluster;
-use fedstate_api::karmada::override_policy::{
-    LabelAnnotationOverrider, OP_ADD, OP_REPLACE, OverridePolicy, OverridePolicySpec, Overriders,
-    PlaintextOverrider, RuleWithCluster,
-};
+use fedstate_api::karmada::override_policy::{OverridePolicy, OverridePolicySpec, RuleWithCluster};
 use fedstate_api::karmada::propagation::{
     Placement, PropagationPolicy, PropagationPolicySpec, REPLICA_SCHEDULING_DIVIDED,
     REPLICA_SCHEDULING_DUPLICATED, ReplicaSchedulingStrategy, ResourceSelector, select_named,
 };
 use fedstate_api::karmada::{TAINT_NOT_READY, TAINT_UNREACHABLE};
 use fedstate_api::names::{
-    self, LABEL_CLUSTER, LABEL_MEMBER_INDEX, LABEL_MEMBER_ROLE, LABEL_MEMBER_VIP, ROLE_ARBITER,
-    ROLE_DATA,
-};
-use fedstate_api::v1alpha1::{
-    ConfigVar, ImagePullSecret, MemberRole, MetricsExporterSpec, MongoDBSpec, PersistenceSpec,
-    PodSpec,
+    self, LABEL_CLUSTER, LABEL_MEMBER_INDEX, LABEL_MEMBER_ROLE, ROLE_ARBITER, ROLE_DATA,
 };
 use k8s_openapi::api::core::v1::{
     ConfigMap, Secret, Service, ServicePort, ServiceSpec, Toleration,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
-use serde_json::json;
 
-use crate::members::{Assignment, MemberRecord, PlannedMember};
-use crate::secrets;
+use crate::members::{Assignment, MemberRecord};
+use crate::middleware::{Kind, Middleware};
 
-/// The scheduler name on the `MongoDB` template's PropagationPolicy: nobody but the manager
+/// The scheduler name on the member template's PropagationPolicy: nobody but the manager
 /// schedules that binding.
 pub const MANAGER_SCHEDULER_NAME: &str = "fedstate-manager";
-/// The finalizer FedState (Go) put on objects it created; such sets keep `replset-0`.
-pub const FEDSTATE_GO_FINALIZER: &str = "multiCloudMongoDB.finalizers.middleware.fedstate.io";
-/// mongod's port in every member pod.
-pub const MONGODB_PORT: i32 = 27017;
 
 /// Why the desired objects cannot be built yet. Messages become condition messages.
 #[derive(Debug, thiserror::Error)]
@@ -72,67 +56,52 @@ pub enum DesiredError {
     HostConf(#[from] HostConfError),
 }
 
-/// Everything to apply for one `MultiCloudMongoDB`.
+/// Everything to apply for one federated object once its NodePorts are known.
 #[derive(Clone, Debug)]
-pub struct Desired {
-    pub mongodb: MongoDB,
+pub struct Desired<T> {
+    /// The member template.
+    pub template: T,
     pub hostconf: ConfigMap,
     pub hostconf_list: HostConf,
     pub override_policy: OverridePolicy,
     pub propagation_policies: Vec<PropagationPolicy>,
-    /// What the manager writes into the `MongoDB` binding's `spec.clusters`.
+    /// What the manager writes into the member template binding's `spec.clusters`.
     pub binding_clusters: Vec<TargetCluster>,
 }
 
+fn instance<K: Kind>(obj: &K) -> String {
+    obj.meta().name.clone().unwrap_or_default()
+}
+
 /// Name, namespace, our labels and the owner reference, for an object of this instance.
-pub fn meta(mcm: &MultiCloudMongoDB, name: String) -> ObjectMeta {
-    let instance = mcm.metadata.name.clone().unwrap_or_default();
+pub fn meta<K: Kind>(owner: &K, name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
-        namespace: mcm.metadata.namespace.clone(),
-        labels: Some(names::managed_labels(&instance)),
-        owner_references: owner(mcm).map(|o| vec![o]),
+        namespace: owner.meta().namespace.clone(),
+        labels: Some(names::managed_labels(&instance(owner))),
+        owner_references: owner.controller_owner_ref(&()).map(|o| vec![o]),
         ..Default::default()
     }
-}
-
-fn owner(mcm: &MultiCloudMongoDB) -> Option<OwnerReference> {
-    mcm.controller_owner_ref(&())
-}
-
-fn instance(mcm: &MultiCloudMongoDB) -> String {
-    mcm.metadata.name.clone().unwrap_or_default()
-}
-
-/// The Service of a member.
-pub fn service_name(instance: &str, index: i32, arbiter: bool) -> String {
-    match (arbiter, u32::try_from(index)) {
-        (false, Ok(i)) => names::member_service_name(instance, i),
-        (true, Ok(0)) => names::arbiter_service_name(instance),
-        _ => format!("{}-{index}", names::arbiter_service_name(instance)),
-    }
-}
-
-/// The ConfigMap holding the host list (`spec.member.memberConfigRef` or `<name>-hostconf`).
-pub fn hostconf_name(mcm: &MultiCloudMongoDB) -> String {
-    mcm.spec
-        .member
-        .as_ref()
-        .and_then(|m| m.member_config_ref.clone())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| names::hostconf_name(&instance(mcm)))
 }
 
 /// One NodePort Service per member, active or retiring. The NodePort is left to the Karmada
 /// apiserver's allocator (unique across the federation, kept on every later apply) and carried
 /// unchanged to the member cluster.
-pub fn services(mcm: &MultiCloudMongoDB, assignment: &Assignment) -> Vec<Service> {
-    let name = instance(mcm);
+pub fn services<M: Middleware>(
+    middleware: &M,
+    obj: &M::Federated,
+    assignment: &Assignment,
+) -> Vec<Service> {
+    let name = instance(obj);
+    let port = middleware.member_port();
     assignment
         .members
         .iter()
         .map(|m| {
-            let mut meta = meta(mcm, service_name(&name, m.index, m.arbiter));
+            let mut meta = meta(
+                obj,
+                middleware.member_service_name(&name, m.index, m.arbiter),
+            );
             let role = if m.arbiter { ROLE_ARBITER } else { ROLE_DATA };
             let labels = meta.labels.get_or_insert_with(BTreeMap::new);
             labels.insert(LABEL_CLUSTER.into(), m.cluster.clone());
@@ -153,9 +122,9 @@ pub fn services(mcm: &MultiCloudMongoDB, assignment: &Assignment) -> Vec<Service
                     publish_not_ready_addresses: Some(true),
                     selector: Some(selector),
                     ports: Some(vec![ServicePort {
-                        name: Some("mongodb".into()),
-                        port: MONGODB_PORT,
-                        target_port: Some(IntOrString::Int(MONGODB_PORT)),
+                        name: Some(middleware.member_port_name().into()),
+                        port,
+                        target_port: Some(IntOrString::Int(port)),
                         protocol: Some("TCP".into()),
                         ..Default::default()
                     }]),
@@ -202,14 +171,15 @@ pub fn addresses(
 }
 
 /// The desired member list: active members only (retiring ones are left out so the agents remove
-/// them from the replica set).
-pub fn host_conf(
-    mcm: &MultiCloudMongoDB,
+/// them from the set).
+pub fn host_conf<M: Middleware>(
+    middleware: &M,
+    obj: &M::Federated,
     assignment: &Assignment,
     vips: &BTreeMap<String, String>,
     node_ports: &BTreeMap<(i32, bool), i32>,
 ) -> Result<HostConf, DesiredError> {
-    let name = instance(mcm);
+    let name = instance(obj);
     let mut hosts = Vec::new();
     for m in assignment.members.iter().filter(|m| m.is_active()) {
         let vip = vips
@@ -221,7 +191,7 @@ pub fn host_conf(
             node_ports
                 .get(&(m.index, m.arbiter))
                 .ok_or_else(|| DesiredError::PortPending {
-                    service: service_name(&name, m.index, m.arbiter),
+                    service: middleware.member_service_name(&name, m.index, m.arbiter),
                 })?;
         hosts.push(HostEntry {
             host: names::member_address(vip, *port),
@@ -237,8 +207,8 @@ pub fn host_conf(
     Ok(conf)
 }
 
-/// Clusters that get the `MongoDB`: every cluster with a member (active or retiring), placement
-/// order first. A cluster stays until its last member is confirmed gone.
+/// Clusters that get the member template: every cluster with a member (active or retiring),
+/// placement order first. A cluster stays until its last member is confirmed gone.
 pub fn binding_clusters(assignment: &Assignment) -> Vec<TargetCluster> {
     let mut order: Vec<&str> = assignment
         .planned_clusters
@@ -259,185 +229,45 @@ pub fn binding_clusters(assignment: &Assignment) -> Vec<TargetCluster> {
         .filter(|c| assignment.members.iter().any(|m| m.cluster == *c))
         .map(|c| TargetCluster {
             name: c.to_owned(),
-            replicas: data_members(assignment, c).count().try_into().unwrap_or(0),
+            replicas: assignment.data_members(c).count().try_into().unwrap_or(0),
         })
         .collect()
 }
 
-fn data_members<'a>(
-    assignment: &'a Assignment,
-    cluster: &'a str,
-) -> impl Iterator<Item = &'a PlannedMember> + 'a {
-    assignment
-        .members
-        .iter()
-        .filter(move |m| !m.arbiter && m.cluster == cluster)
+/// The selector of an object's member template.
+fn template_selector<M: Middleware>(name: &str) -> ResourceSelector {
+    select_named(&M::Member::api_version(&()), &M::Member::kind(&()), name)
 }
 
-/// The cluster that initiates the replica set: the planned cluster with the highest priority
-/// among those with an active data member (first in placement order on ties).
-pub fn rs_init_cluster(assignment: &Assignment) -> Option<&str> {
-    let mut best: Option<(&str, i32)> = None;
-    for c in &assignment.planned_clusters {
-        let prio = data_members(assignment, c)
-            .filter(|m| m.is_active())
-            .map(|m| m.priority)
-            .max();
-        if let Some(p) = prio
-            && best.is_none_or(|(_, b)| p > b)
-        {
-            best = Some((c.as_str(), p));
-        }
-    }
-    best.map(|(c, _)| c)
-}
-
-/// The `MongoDB` template: every field of the spec, cluster-independent parts only.
-pub fn mongodb_template(mcm: &MultiCloudMongoDB, assignment: &Assignment) -> MongoDB {
-    let spec = &mcm.spec;
-    let name = instance(mcm);
-    let legacy = mcm
-        .metadata
-        .finalizers
-        .as_ref()
-        .is_some_and(|f| f.iter().any(|f| f == FEDSTATE_GO_FINALIZER));
-    let total: i32 = binding_clusters(assignment)
-        .iter()
-        .map(|c| c.replicas)
-        .sum();
-    let export = spec.export.as_ref();
-    let storage = spec.storage.as_ref();
-    let spread = spec.spread_constraints.as_ref();
-    let pod_spec = PodSpec {
-        node_selector: spread.and_then(|s| s.node_select.clone()),
-        topology_spread_constraints: spread.and_then(|s| s.topology_spread_constraints.clone()),
-        ..Default::default()
-    };
-    let mut m = MongoDB::new(
-        &name,
-        MongoDBSpec {
-            members: total,
-            image: Some(spec.image().to_owned()),
-            image_pull_policy: spec
-                .image_setting
-                .as_ref()
-                .and_then(|i| i.image_pull_policy),
-            image_pull_secret: secrets::pull_secret_ref(mcm).map(ImagePullSecret::Name),
-            config: spec
-                .config
-                .as_ref()
-                .and_then(|c| c.config_set.as_ref())
-                .map(|set| {
-                    set.iter()
-                        .map(|(k, v)| ConfigVar {
-                            name: Some(k.clone()),
-                            value: Some(v.clone()),
-                        })
-                        .collect()
-                }),
-            custom_config_ref: spec
-                .config
-                .as_ref()
-                .and_then(|c| c.config_ref.clone())
-                .filter(|r| !r.is_empty()),
-            root_password: None,
-            root_password_secret_ref: Some(secrets::root_password_ref(mcm)),
-            keyfile_secret_ref: Some(secrets::keyfile_secret_name(&name)),
-            resources: spec.resource.clone(),
-            persistence: Some(PersistenceSpec {
-                storage: storage
-                    .and_then(|s| s.storage_size.as_ref())
-                    .map(|q| q.0.clone()),
-                storage_class_name: storage
-                    .and_then(|s| s.storage_class.clone())
-                    .filter(|c| !c.is_empty()),
-            }),
-            metrics_exporter_spec: Some(MetricsExporterSpec {
-                enable: Some(export.and_then(|e| e.enable).unwrap_or(false)),
-                resources: export.and_then(|e| e.resource.clone()),
-            }),
-            pod_spec: (pod_spec != PodSpec::default()).then_some(pod_spec),
-            member_config_ref: Some(hostconf_name(mcm)),
-            arbiter: Some(false),
-            rs_init: Some(false),
-            pause: None,
-            type_: Some("ReplicaSet".into()),
-            db_user_spec: None,
-            repl_set_name: Some(names::replica_set_name(&name, legacy)),
-            member_roles: None,
-        },
-    );
-    m.metadata = meta(mcm, name);
-    m
-}
-
-/// One rule per binding cluster: what differs per cluster.
-pub fn override_policy(
-    mcm: &MultiCloudMongoDB,
+/// One rule per binding cluster: what differs per cluster, as the middleware says.
+pub fn override_policy<M: Middleware>(
+    middleware: &M,
+    obj: &M::Federated,
     assignment: &Assignment,
     vips: &BTreeMap<String, String>,
 ) -> OverridePolicy {
-    let name = instance(mcm);
-    let init = rs_init_cluster(assignment);
+    let name = instance(obj);
     let rules = binding_clusters(assignment)
         .into_iter()
-        .map(|c| {
-            let roles: Vec<MemberRole> = data_members(assignment, &c.name)
-                .map(|m| MemberRole {
-                    member_index: m.index,
-                    votes: m.votes,
-                    priority: m.priority,
-                })
-                .collect();
-            let arbiter = assignment
-                .members
-                .iter()
-                .any(|m| m.arbiter && m.cluster == c.name);
-            let plaintext = vec![
-                replace("/spec/members", json!(c.replicas)),
-                PlaintextOverrider {
-                    path: "/spec/memberRoles".into(),
-                    operator: OP_ADD.into(),
-                    value: Some(json!(roles)),
-                },
-                replace("/spec/rsInit", json!(init == Some(c.name.as_str()))),
-                replace("/spec/arbiter", json!(arbiter)),
-            ];
-            let labels_overrider = vips
-                .get(&c.name)
-                .map(|vip| LabelAnnotationOverrider {
-                    operator: OP_ADD.into(),
-                    value: BTreeMap::from([(LABEL_MEMBER_VIP.to_owned(), vip.clone())]),
-                })
-                .into_iter()
-                .collect();
-            RuleWithCluster {
-                target_cluster: Some(cluster_names(vec![c.name.clone()])),
-                overriders: Overriders {
-                    plaintext,
-                    labels_overrider,
-                    annotations_overrider: Vec::new(),
-                },
-            }
+        .map(|c| RuleWithCluster {
+            overriders: middleware.cluster_overrides(
+                obj,
+                assignment,
+                &c,
+                vips.get(&c.name).map(String::as_str),
+            ),
+            target_cluster: Some(cluster_names(vec![c.name])),
         })
         .collect();
     let mut p = OverridePolicy::new(
         &name,
         OverridePolicySpec {
-            resource_selectors: vec![select_named(MONGODB_API_VERSION, "MongoDB", &name)],
+            resource_selectors: vec![template_selector::<M>(&name)],
             override_rules: rules,
         },
     );
-    p.metadata = meta(mcm, name);
+    p.metadata = meta(obj, name);
     p
-}
-
-fn replace(path: &str, value: serde_json::Value) -> PlaintextOverrider {
-    PlaintextOverrider {
-        path: path.into(),
-        operator: OP_REPLACE.into(),
-        value: Some(value),
-    }
 }
 
 fn cluster_names(names: Vec<String>) -> ClusterAffinity {
@@ -448,7 +278,7 @@ fn cluster_names(names: Vec<String>) -> ClusterAffinity {
 }
 
 /// Tolerate Karmada's not-ready/unreachable taints: moving members is the scheduler's decision,
-/// made with the replica set's quorum in mind, never Karmada's taint manager's.
+/// made with the set's quorum in mind, never Karmada's taint manager's.
 fn tolerations() -> Vec<Toleration> {
     [TAINT_NOT_READY, TAINT_UNREACHABLE]
         .into_iter()
@@ -463,8 +293,8 @@ fn tolerations() -> Vec<Toleration> {
         .collect()
 }
 
-fn policy(
-    mcm: &MultiCloudMongoDB,
+fn policy<K: Kind>(
+    owner: &K,
     name: String,
     selectors: Vec<ResourceSelector>,
     clusters: Vec<String>,
@@ -495,7 +325,7 @@ fn policy(
             priority: None,
         },
     );
-    p.metadata = meta(mcm, name);
+    p.metadata = meta(owner, name);
     p
 }
 
@@ -504,52 +334,39 @@ pub fn services_policy_name(instance: &str, cluster: &str) -> String {
     format!("{instance}-services-{cluster}")
 }
 
-/// Name of the PropagationPolicy carrying the host list, Secrets and the user's ConfigMap.
+/// Name of the PropagationPolicy carrying the host list, Secrets and the user's objects.
 pub fn shared_policy_name(instance: &str) -> String {
     format!("{instance}-shared")
 }
 
-/// The three kinds of PropagationPolicy: the `MongoDB` template's (scheduled by us), the shared
+/// The three kinds of PropagationPolicy: the member template's (scheduled by us), the shared
 /// objects' (every binding cluster) and one per cluster for its member Services.
-pub fn propagation_policies(
-    mcm: &MultiCloudMongoDB,
+pub fn propagation_policies<M: Middleware>(
+    middleware: &M,
+    obj: &M::Federated,
     assignment: &Assignment,
 ) -> Vec<PropagationPolicy> {
-    let name = instance(mcm);
+    let name = instance(obj);
     let clusters: Vec<String> = binding_clusters(assignment)
         .into_iter()
         .map(|c| c.name)
         .collect();
-    let mut shared = vec![
-        select_named("v1", "ConfigMap", &hostconf_name(mcm)),
-        select_named("v1", "Secret", &secrets::keyfile_secret_name(&name)),
-        select_named("v1", "Secret", &secrets::credentials_secret_name(&name)),
-    ];
-    if let Some(r) = secrets::user_root_secret(mcm) {
-        shared.push(select_named("v1", "Secret", &r.name));
-    }
-    if let Some(p) = secrets::pull_secret_ref(mcm) {
-        shared.push(select_named("v1", "Secret", &p));
-    }
-    if let Some(c) = mcm
-        .spec
-        .config
-        .as_ref()
-        .and_then(|c| c.config_ref.as_ref())
-        .filter(|c| !c.is_empty())
-    {
-        shared.push(select_named("v1", "ConfigMap", c));
-    }
+    let mut shared = vec![select_named(
+        "v1",
+        "ConfigMap",
+        &middleware.host_list_name(obj),
+    )];
+    shared.extend(middleware.shared_objects(obj));
     let mut out = vec![
         policy(
-            mcm,
+            obj,
             name.clone(),
-            vec![select_named(MONGODB_API_VERSION, "MongoDB", &name)],
+            vec![template_selector::<M>(&name)],
             clusters.clone(),
             true,
         ),
         policy(
-            mcm,
+            obj,
             shared_policy_name(&name),
             shared,
             clusters.clone(),
@@ -561,10 +378,16 @@ pub fn propagation_policies(
             .members
             .iter()
             .filter(|m| &m.cluster == c)
-            .map(|m| select_named("v1", "Service", &service_name(&name, m.index, m.arbiter)))
+            .map(|m| {
+                select_named(
+                    "v1",
+                    "Service",
+                    &middleware.member_service_name(&name, m.index, m.arbiter),
+                )
+            })
             .collect();
         out.push(policy(
-            mcm,
+            obj,
             services_policy_name(&name, c),
             selectors,
             vec![c.clone()],
@@ -575,41 +398,48 @@ pub fn propagation_policies(
 }
 
 /// The host list ConfigMap.
-pub fn hostconf_config_map(mcm: &MultiCloudMongoDB, list: &HostConf) -> ConfigMap {
+pub fn hostconf_config_map<M: Middleware>(
+    middleware: &M,
+    obj: &M::Federated,
+    list: &HostConf,
+) -> ConfigMap {
     ConfigMap {
-        metadata: meta(mcm, hostconf_name(mcm)),
+        metadata: meta(obj, middleware.host_list_name(obj)),
         data: Some(BTreeMap::from([(HOSTCONF_KEY.to_owned(), list.render())])),
         ..Default::default()
     }
 }
 
-/// Secrets get our metadata (labels, owner) on top of what [`secrets`] built.
-pub fn with_meta(mcm: &MultiCloudMongoDB, mut secret: Secret) -> Secret {
+/// Secrets get our metadata (labels, owner) on top of what the middleware built.
+pub fn with_meta<K: Kind>(owner: &K, mut secret: Secret) -> Secret {
     let name = secret.metadata.name.clone().unwrap_or_default();
-    secret.metadata = meta(mcm, name);
+    secret.metadata = meta(owner, name);
     secret
 }
 
 /// Everything but the Services and Secrets, once the NodePorts are known.
-pub fn desired(
-    mcm: &MultiCloudMongoDB,
+pub fn desired<M: Middleware>(
+    middleware: &M,
+    obj: &M::Federated,
     assignment: &Assignment,
     vips: &BTreeMap<String, String>,
     node_ports: &BTreeMap<(i32, bool), i32>,
-) -> Result<Desired, DesiredError> {
-    for c in binding_clusters(assignment) {
-        if !vips.contains_key(&c.name) {
-            return Err(DesiredError::MissingVip { cluster: c.name });
-        }
+) -> Result<Desired<M::Member>, DesiredError> {
+    let clusters = binding_clusters(assignment);
+    if let Some(c) = clusters.iter().find(|c| !vips.contains_key(&c.name)) {
+        return Err(DesiredError::MissingVip {
+            cluster: c.name.clone(),
+        });
     }
-    let list = host_conf(mcm, assignment, vips, node_ports)?;
+    let list = host_conf(middleware, obj, assignment, vips, node_ports)?;
+    let total: i32 = clusters.iter().map(|c| c.replicas).sum();
     Ok(Desired {
-        mongodb: mongodb_template(mcm, assignment),
-        hostconf: hostconf_config_map(mcm, &list),
+        template: middleware.member_template(obj, total),
+        hostconf: hostconf_config_map(middleware, obj, &list),
         hostconf_list: list,
-        override_policy: override_policy(mcm, assignment, vips),
-        propagation_policies: propagation_policies(mcm, assignment),
-        binding_clusters: binding_clusters(assignment),
+        override_policy: override_policy(middleware, obj, assignment, vips),
+        propagation_policies: propagation_policies(middleware, obj, assignment),
+        binding_clusters: clusters,
     })
 }
 
@@ -618,8 +448,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::members::{MemberRecord, assign};
+    use crate::mongodb::MongoDb;
     use base64::Engine;
     use fedstate_api::SchedulerResult;
+    use fedstate_api::karmada::override_policy::{OP_ADD, OP_REPLACE};
+    use fedstate_api::names::LABEL_MEMBER_VIP;
+    use fedstate_api::v1alpha1::MemberRole;
+    use fedstate_api::{MongoDB, MultiCloudMongoDB};
     use pretty_assertions::assert_eq;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
@@ -654,17 +489,17 @@ mod tests {
             .collect()
     }
 
-    fn setup(plan: &str) -> (MultiCloudMongoDB, Assignment, Desired) {
+    fn setup(plan: &str) -> (MultiCloudMongoDB, Assignment, Desired<MongoDB>) {
         let m = seed();
         let a = assign(&[], &SchedulerResult::parse(plan).unwrap()).unwrap();
-        let d = desired(&m, &a, &vips(), &ports(&a)).unwrap();
+        let d = desired(&MongoDb, &m, &a, &vips(), &ports(&a)).unwrap();
         (m, a, d)
     }
 
     /// What Karmada's binding controller does per cluster: revise replicas, then the
     /// OverridePolicy's rule for that cluster (plaintext JSON-patch operations and labels).
-    fn member_object(d: &Desired, cluster: &str) -> Value {
-        let mut obj = serde_json::to_value(&d.mongodb).unwrap();
+    fn member_object(d: &Desired<MongoDB>, cluster: &str) -> Value {
+        let mut obj = serde_json::to_value(&d.template).unwrap();
         let replicas = d
             .binding_clusters
             .iter()
@@ -860,7 +695,7 @@ mod tests {
         let m = seed();
         let p = SchedulerResult::parse(PLAN).unwrap();
         let a = assign(&[], &p).unwrap();
-        let svcs = services(&m, &a);
+        let svcs = services(&MongoDb, &m, &a);
         assert_eq!(svcs.len(), 5);
         let s0 = &svcs[0];
         assert_eq!(
@@ -883,7 +718,7 @@ mod tests {
             s0.metadata.owner_references.as_ref().unwrap()[0].kind,
             "MultiCloudMongoDB"
         );
-        let d = desired(&m, &a, &vips(), &ports(&a)).unwrap();
+        let d = desired(&MongoDb, &m, &a, &vips(), &ports(&a)).unwrap();
         let svc_policy = d
             .propagation_policies
             .iter()
@@ -933,7 +768,7 @@ mod tests {
         let plan = r#"{"ClusterWithReplicaset":[{"cluster":"member1","replicaset":2,"votes":2,"priority":2},{"cluster":"member2","replicaset":2,"votes":2},{"cluster":"member3","replicaset":0,"arbiter":true,"votes":1}]}"#;
         let m = seed();
         let a = assign(&[], &SchedulerResult::parse(plan).unwrap()).unwrap();
-        let d = desired(&m, &a, &vips(), &ports(&a)).unwrap();
+        let d = desired(&MongoDb, &m, &a, &vips(), &ports(&a)).unwrap();
         let o = member_object(&d, "member3");
         assert_eq!(o["spec"]["members"], 0);
         assert_eq!(o["spec"]["arbiter"], true);
@@ -948,7 +783,7 @@ mod tests {
             (arb.votes, arb.priority, arb.cluster.as_str()),
             (1, 0, "member3")
         );
-        let svcs = services(&m, &a);
+        let svcs = services(&MongoDb, &m, &a);
         assert!(svcs.iter().any(
             |s| s.metadata.name.as_deref() == Some("multicloudmongodb-sample-mongodb-arbiter")
         ));
@@ -970,7 +805,7 @@ mod tests {
             .collect();
         let down = r#"{"ClusterWithReplicaset":[{"cluster":"member1","replicaset":1},{"cluster":"member2","replicaset":1},{"cluster":"member3","replicaset":1}]}"#;
         let a = assign(&recs, &SchedulerResult::parse(down).unwrap()).unwrap();
-        let d = desired(&m, &a, &vips(), &ports(&a)).unwrap();
+        let d = desired(&MongoDb, &m, &a, &vips(), &ports(&a)).unwrap();
         assert_eq!(d.hostconf_list.hosts.len(), 3);
         let o = member_object(&d, "member1");
         assert_eq!(o["spec"]["members"], 2, "scale down waits for the agents");
@@ -986,14 +821,16 @@ mod tests {
         let a = assign(&[], &SchedulerResult::parse(PLAN).unwrap()).unwrap();
         let mut v = vips();
         v.remove("member2");
-        let err = desired(&m, &a, &v, &ports(&a)).unwrap_err().to_string();
+        let err = desired(&MongoDb, &m, &a, &v, &ports(&a))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"member2\" has no VIP label"), "{err}");
         assert!(err.contains("kubectl label cluster member2 vip="), "{err}");
     }
 
     #[test]
     fn spec_changes_reach_the_template() {
-        let (mut m, a, _) = setup(PLAN);
+        let (mut m, _, _) = setup(PLAN);
         m.spec.image_setting.as_mut().unwrap().image = Some("mongo:7.0".into());
         m.spec
             .resource
@@ -1006,7 +843,7 @@ mod tests {
                 "memory".into(),
                 k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".into()),
             );
-        let t = serde_json::to_value(mongodb_template(&m, &a)).unwrap();
+        let t = serde_json::to_value(MongoDb.member_template(&m, 5)).unwrap();
         assert_eq!(t["spec"]["image"], "mongo:7.0");
         assert_eq!(t["spec"]["resources"]["limits"]["memory"], "1Gi");
     }
@@ -1017,10 +854,14 @@ mod tests {
     fn no_password_outside_the_credentials_secret() {
         let (m, a, d) = setup(PLAN);
         let mut rng = StdRng::seed_from_u64(7);
-        let creds = crate::secrets::credentials_secret(&m, None, &mut rng);
-        let keyfile = crate::secrets::keyfile_secret("multicloudmongodb-sample", None, &mut rng);
+        let creds = crate::mongodb::secrets::credentials_secret(&m, None, &mut rng);
+        let keyfile =
+            crate::mongodb::secrets::keyfile_secret("multicloudmongodb-sample", None, &mut rng);
         let mut rendered: Vec<(String, String)> = vec![
-            ("MongoDB".into(), serde_json::to_string(&d.mongodb).unwrap()),
+            (
+                "MongoDB".into(),
+                serde_json::to_string(&d.template).unwrap(),
+            ),
             (
                 "hostconf".into(),
                 serde_json::to_string(&d.hostconf).unwrap(),
@@ -1041,7 +882,7 @@ mod tests {
                 serde_json::to_string(p).unwrap(),
             ));
         }
-        for s in services(&m, &a) {
+        for s in services(&MongoDb, &m, &a) {
             rendered.push(("Service".into(), serde_json::to_string(&s).unwrap()));
         }
         for c in ["member1", "member2", "member3"] {

@@ -1,18 +1,28 @@
-//! fedstate-manager: the control plane of `MultiCloudMongoDB` on the Karmada apiserver.
+//! fedstate-manager: the control plane of federated middleware on the Karmada apiserver,
+//! MongoDB first.
 //!
-//! Pure core, thin edges:
-//! * [`members`]: stable member identities, votes and priorities from a placement (pure).
-//! * [`desired`]: placement + spec → every object we apply on the Karmada apiserver (pure).
-//! * [`secrets`]: keyfile and credential Secrets, generated once and never echoed (pure + `rand`).
-//! * [`status`]: the binding's `aggregatedStatus` → our status and conditions (pure).
-//! * [`teardown`]: the ordered deletion steps (pure).
-//! * [`controller`]: the kube-runtime controller that gathers inputs and applies outputs.
-//! * [`service`]: flags, admin server (`/metrics`, `/healthz`, `/readyz`), leader election.
+//! Every reconcile is gather → decide → apply, and everything kind-specific sits behind one
+//! trait:
+//! * [`middleware`]: the seam, [`middleware::Middleware`] (validate, member template, per-cluster
+//!   overrides, Secrets, member health from the reflected status);
+//! * [`mongodb`]: MongoDB's implementation (`MultiCloudMongoDB` → per-cluster `MongoDB`);
+//! * [`members`]: stable member identities, votes and priorities from a placement (pure);
+//! * [`desired`]: placement + spec → every object we apply on the Karmada apiserver (pure);
+//! * [`status`]: the binding's `aggregatedStatus` → our status and conditions (pure);
+//! * [`teardown`]: the ordered deletion steps, naming what to delete (pure);
+//! * [`decide`]: the decisions of one reconcile (pure);
+//! * [`gather`] and [`apply`]: the reads and the writes;
+//! * [`controller`]: the kube-runtime controller, finalizer, error policy;
+//! * [`service`]: flags and the process (admin server, leader election) from `fedstate-runtime`.
 
+pub mod apply;
 pub mod controller;
+pub mod decide;
 pub mod desired;
+pub mod gather;
 pub mod members;
-pub mod secrets;
+pub mod middleware;
+pub mod mongodb;
 pub mod service;
 pub mod status;
 pub mod teardown;

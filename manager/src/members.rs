@@ -63,6 +63,18 @@ pub struct Assignment {
     pub planned_clusters: Vec<String>,
 }
 
+impl Assignment {
+    /// The data members (active or retiring) in one cluster.
+    pub fn data_members<'a>(
+        &'a self,
+        cluster: &'a str,
+    ) -> impl Iterator<Item = &'a PlannedMember> + 'a {
+        self.members
+            .iter()
+            .filter(move |m| !m.arbiter && m.cluster == cluster)
+    }
+}
+
 /// Why no assignment can be made. Messages become condition messages.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MembersError {

@@ -1,21 +1,19 @@
-//! The `MongoDB` binding's `aggregatedStatus` → the `MultiCloudMongoDB` status a user reads:
-//! FedState's `state`, `externalAddr` and per-cluster `result[]`, plus our conditions
-//! (`ServerReady`, `ScalingInProgress`, `FailoverInProgress`, `Degraded`). Pure.
+//! The member binding's `aggregatedStatus` → the status a user reads: FedState's `state`,
+//! `externalAddr` and per-cluster `result[]`, plus our conditions (`ServerReady`,
+//! `ScalingInProgress`, `FailoverInProgress`, `Degraded`). Pure and kind-independent: the
+//! middleware reads each cluster's reflected status into a [`ClusterReport`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use fedstate_api::condition::{Condition, ConditionStatus, types};
-use fedstate_api::karmada::binding_status::AggregatedStatusItem;
+use fedstate_api::karmada::binding_status::{AggregatedStatusItem, TargetCluster};
 use fedstate_api::scheduler_result::SchedulerResult;
-use fedstate_api::v1alpha1::{
-    MongoDBStatus, MongoState, MultiCloudMongoDBStatus, ServiceState, ServiceTopology,
-};
+use fedstate_api::v1alpha1::{ServiceState, ServiceTopology};
 
 use crate::desired::binding_clusters;
 use crate::members::{Assignment, ClusterObservation, Phase, PlannedMember};
-
-/// Roles a healthy member reports.
-const GOOD_STATES: [&str; 3] = ["PRIMARY", "SECONDARY", "ARBITER"];
+use crate::middleware::{ClusterReport, FederatedStatus, Middleware, SeenMember};
+use kube::Resource;
 
 /// Everything the status is computed from.
 #[derive(Clone, Copy, Debug)]
@@ -33,19 +31,27 @@ pub struct StatusInputs<'a> {
 /// The computed status (conditions not yet merged into the old ones).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
-    pub status: MultiCloudMongoDBStatus,
+    pub status: FederatedStatus,
     pub conditions: Vec<Condition>,
 }
 
-/// A member cluster's reported `MongoDB` status, if it reported one we can read.
-pub fn member_status(item: &AggregatedStatusItem) -> Option<MongoDBStatus> {
-    item.status
-        .as_ref()
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
+/// Each cluster's readable report, by cluster name.
+pub fn reports<M: Middleware>(
+    middleware: &M,
+    aggregated: &[AggregatedStatusItem],
+) -> BTreeMap<String, ClusterReport> {
+    aggregated
+        .iter()
+        .filter_map(|a| {
+            let report = middleware.member_report(a.status.as_ref()?)?;
+            Some((a.cluster_name.clone(), report))
+        })
+        .collect()
 }
 
 /// What each cluster says, for [`crate::members::confirm_gone`].
-pub fn observations(
+pub fn observations<M: Middleware>(
+    middleware: &M,
     aggregated: &[AggregatedStatusItem],
     cluster_ready: &BTreeMap<String, bool>,
 ) -> BTreeMap<String, ClusterObservation> {
@@ -61,127 +67,109 @@ pub fn observations(
             )
         })
         .collect();
-    for item in aggregated {
-        let Some(status) = member_status(item) else {
-            continue;
-        };
-        if let Some(obs) = out.get_mut(&item.cluster_name) {
+    for (cluster, report) in reports(middleware, aggregated) {
+        if let Some(obs) = out.get_mut(&cluster) {
             obs.reported = true;
-            obs.replset_hosts = status.replset.iter().map(|m| m.name.clone()).collect();
+            obs.replset_hosts = report.members.iter().map(|m| m.host.clone()).collect();
         }
     }
     out
 }
 
-/// One member as some cluster's replica set view reports it.
-#[derive(Clone, Debug)]
-struct Seen {
-    state: String,
-    healthy: bool,
+/// The status view shared by the parts below.
+struct View<'a> {
+    i: StatusInputs<'a>,
+    /// The member kind, for messages.
+    member_kind: String,
+    reports: BTreeMap<String, ClusterReport>,
+    items: BTreeMap<&'a str, &'a AggregatedStatusItem>,
+    clusters: Vec<TargetCluster>,
+    active: Vec<&'a PlannedMember>,
 }
 
-pub fn observe(i: StatusInputs<'_>) -> Observed {
-    let g = i.generation;
-    let reports: BTreeMap<&str, MongoDBStatus> = i
-        .aggregated
-        .iter()
-        .filter_map(|a| Some((a.cluster_name.as_str(), member_status(a)?)))
-        .collect();
-    let items: BTreeMap<&str, &AggregatedStatusItem> = i
-        .aggregated
-        .iter()
-        .map(|a| (a.cluster_name.as_str(), a))
-        .collect();
-    // A member's role: its own cluster's view first, then any other cluster's.
-    let seen = |cluster: &str, host: &str| -> Option<Seen> {
-        let find = |s: &MongoDBStatus| {
-            s.replset.iter().find(|m| m.name == host).map(|m| Seen {
-                state: m.state_str.clone(),
-                healthy: m.health == 1,
-            })
-        };
-        reports
-            .get(cluster)
-            .and_then(find)
-            .or_else(|| reports.values().find_map(find))
-    };
-
-    let active: Vec<_> = i
-        .assignment
-        .members
-        .iter()
-        .filter(|m| m.is_active())
-        .collect();
-    let host_of = |m: &PlannedMember| i.addresses.get(&(m.index, m.arbiter));
-
-    let mut result = Vec::new();
-    for c in binding_clusters(i.assignment) {
-        let report = reports.get(c.name.as_str());
-        let roles: BTreeMap<String, String> = active
-            .iter()
-            .filter(|m| m.cluster == c.name)
-            .filter_map(|m| host_of(m))
-            .map(|h| {
-                let role = seen(&c.name, h).map_or_else(|| "UNKNOWN".to_owned(), |s| s.state);
-                (h.clone(), role)
-            })
-            .collect();
-        result.push(ServiceTopology {
-            cluster: Some(c.name.clone()),
-            replicaset_spec: Some(
-                active
-                    .iter()
-                    .filter(|m| m.cluster == c.name && !m.arbiter)
-                    .count()
-                    .try_into()
-                    .unwrap_or(0),
-            ),
-            replicaset_status: report
-                .and_then(|r| r.current_info.as_ref())
-                .map(|ci| ci.members),
-            connect_addr_with_role: Some(roles),
-            state: report
-                .and_then(|r| r.state)
-                .map(|s| format!("{s:?}"))
-                .or_else(|| Some("Unknown".to_owned())),
-            current_revision: report.and_then(|r| r.current_revision.clone()),
-            applied: Some(items.get(c.name.as_str()).is_some_and(|a| a.applied)),
-        });
+impl<'a> View<'a> {
+    fn host_of(&self, m: &PlannedMember) -> Option<&'a String> {
+        self.i.addresses.get(&(m.index, m.arbiter))
     }
 
-    // Per active member: how it is seen.
-    let mut missing = Vec::new();
-    let mut unhealthy = Vec::new();
-    let mut primary = None;
-    for m in &active {
-        let Some(h) = host_of(m) else {
-            missing.push(format!("member {} in {}", m.index, m.cluster));
-            continue;
-        };
-        match seen(&m.cluster, h) {
-            None => missing.push(format!("{h} ({})", m.cluster)),
-            Some(s) if s.healthy && GOOD_STATES.contains(&s.state.as_str()) => {
-                if s.state == "PRIMARY" {
-                    primary = Some(h.clone());
-                }
-            }
-            Some(s) => unhealthy.push(format!("{h} ({}) is {}", m.cluster, s.state)),
+    /// A member as seen: its own cluster's view first, then any other cluster's.
+    fn seen(&self, cluster: &str, host: &str) -> Option<&SeenMember> {
+        fn find<'r>(r: &'r ClusterReport, host: &str) -> Option<&'r SeenMember> {
+            r.members.iter().find(|m| m.host == host)
         }
+        self.reports
+            .get(cluster)
+            .and_then(|r| find(r, host))
+            .or_else(|| self.reports.values().find_map(|r| find(r, host)))
     }
-    let retiring: Vec<_> = i
-        .assignment
-        .members
-        .iter()
-        .filter(|m| m.phase == Phase::Retiring)
-        .collect();
-    let ready = |c: &str| i.cluster_ready.get(c).copied().unwrap_or(false);
-    let (retiring_lost, retiring_here): (Vec<&PlannedMember>, Vec<&PlannedMember>) =
-        retiring.iter().copied().partition(|m| !ready(&m.cluster));
-    let not_applied: Vec<String> = binding_clusters(i.assignment)
-        .iter()
-        .filter_map(|c| {
-            let item = items.get(c.name.as_str());
-            match item {
+
+    fn topology(&self) -> Vec<ServiceTopology> {
+        self.clusters
+            .iter()
+            .map(|c| {
+                let report = self.reports.get(&c.name);
+                let roles: BTreeMap<String, String> = self
+                    .active
+                    .iter()
+                    .filter(|m| m.cluster == c.name)
+                    .filter_map(|m| self.host_of(m))
+                    .map(|h| {
+                        let role = self
+                            .seen(&c.name, h)
+                            .map_or_else(|| "UNKNOWN".to_owned(), |s| s.role.clone());
+                        (h.clone(), role)
+                    })
+                    .collect();
+                ServiceTopology {
+                    cluster: Some(c.name.clone()),
+                    replicaset_spec: Some(
+                        self.active
+                            .iter()
+                            .filter(|m| m.cluster == c.name && !m.arbiter)
+                            .count()
+                            .try_into()
+                            .unwrap_or(0),
+                    ),
+                    replicaset_status: report.and_then(|r| r.running),
+                    connect_addr_with_role: Some(roles),
+                    state: report
+                        .and_then(|r| r.state.clone())
+                        .or_else(|| Some("Unknown".to_owned())),
+                    current_revision: report.and_then(|r| r.revision.clone()),
+                    applied: Some(self.items.get(c.name.as_str()).is_some_and(|a| a.applied)),
+                }
+            })
+            .collect()
+    }
+
+    /// Per active member: how it is seen.
+    fn members(&self) -> Members {
+        let mut out = Members::default();
+        for m in &self.active {
+            let Some(h) = self.host_of(m) else {
+                out.missing
+                    .push(format!("member {} in {}", m.index, m.cluster));
+                continue;
+            };
+            match self.seen(&m.cluster, h) {
+                None => out.missing.push(format!("{h} ({})", m.cluster)),
+                Some(s) if s.healthy => {
+                    if s.primary {
+                        out.primary = Some(h.clone());
+                    }
+                }
+                Some(s) => out
+                    .unhealthy
+                    .push(format!("{h} ({}) is {}", m.cluster, s.role)),
+            }
+        }
+        out
+    }
+
+    fn not_applied(&self) -> Vec<String> {
+        self.clusters
+            .iter()
+            .filter_map(|c| match self.items.get(c.name.as_str()) {
                 Some(a) if a.applied => None,
                 Some(a) => Some(format!(
                     "{}: {}",
@@ -189,132 +177,183 @@ pub fn observe(i: StatusInputs<'_>) -> Observed {
                     a.applied_message.as_deref().unwrap_or("not applied yet")
                 )),
                 None => Some(format!("{}: not applied yet", c.name)),
-            }
-        })
-        .collect();
-    let errors: Vec<String> = reports
-        .iter()
-        .filter(|(_, r)| r.state == Some(MongoState::Error))
-        .map(|(c, _)| format!("the MongoDB in {c} reports Error"))
-        .collect();
+            })
+            .collect()
+    }
 
-    let state = if reports.values().all(|r| r.replset.is_empty()) {
+    fn errors(&self) -> Vec<String> {
+        self.reports
+            .iter()
+            .filter(|(_, r)| r.failed)
+            .map(|(c, _)| format!("the {} in {c} reports Error", self.member_kind))
+            .collect()
+    }
+}
+
+/// How the active members are seen.
+#[derive(Default)]
+struct Members {
+    missing: Vec<String>,
+    unhealthy: Vec<String>,
+    primary: Option<String>,
+}
+
+/// The members on their way out, split by whether their cluster is lost.
+struct Retiring<'a> {
+    all: usize,
+    lost: Vec<&'a PlannedMember>,
+    here: Vec<&'a PlannedMember>,
+}
+
+fn retiring<'a>(i: &StatusInputs<'a>) -> Retiring<'a> {
+    let retiring: Vec<&PlannedMember> = i
+        .assignment
+        .members
+        .iter()
+        .filter(|m| m.phase == Phase::Retiring)
+        .collect();
+    let ready = |c: &str| i.cluster_ready.get(c).copied().unwrap_or(false);
+    let all = retiring.len();
+    let (lost, here) = retiring.into_iter().partition(|m| !ready(&m.cluster));
+    Retiring { all, lost, here }
+}
+
+fn service_state(
+    reports: &BTreeMap<String, ClusterReport>,
+    m: &Members,
+    retiring: usize,
+    not_applied: usize,
+) -> ServiceState {
+    if reports.values().all(|r| r.members.is_empty()) {
         if reports.is_empty() {
             ServiceState::UnKnown
         } else {
             ServiceState::UnHealth
         }
-    } else if primary.is_none() {
+    } else if m.primary.is_none() {
         ServiceState::UnHealth
-    } else if missing.is_empty()
-        && unhealthy.is_empty()
-        && retiring.is_empty()
-        && not_applied.is_empty()
-    {
+    } else if m.missing.is_empty() && m.unhealthy.is_empty() && retiring == 0 && not_applied == 0 {
         ServiceState::Health
     } else {
         ServiceState::SubHealth
-    };
+    }
+}
 
-    let mut conditions = Vec::new();
-    let cond = |t: &str, s: bool, reason: &str, msg: String| {
-        Condition::new(t, ConditionStatus::from_bool(s), reason, msg, g)
-    };
-    conditions.push(if state == ServiceState::Health {
-        cond(
+fn cond(t: &str, s: bool, reason: &str, msg: String, g: Option<i64>) -> Condition {
+    Condition::new(t, ConditionStatus::from_bool(s), reason, msg, g)
+}
+
+fn ready_condition(
+    state: ServiceState,
+    m: &Members,
+    not_applied: &[String],
+    retiring: usize,
+    g: Option<i64>,
+) -> Condition {
+    if state == ServiceState::Health {
+        return cond(
             types::SERVER_READY,
             true,
             "ServerReady",
             "Service Dispatch Successful And Ready For External Service".into(),
-        )
-    } else {
-        let mut why = Vec::new();
-        if primary.is_none() {
-            why.push("no member reports PRIMARY".to_owned());
-        }
-        if !missing.is_empty() {
-            why.push(format!(
-                "not in the replica set yet: {}",
-                missing.join(", ")
-            ));
-        }
-        if !not_applied.is_empty() {
-            why.push(format!("not applied: {}", not_applied.join("; ")));
-        }
-        if !retiring.is_empty() {
-            why.push(format!("{} members still leaving", retiring.len()));
-        }
-        if !unhealthy.is_empty() {
-            why.push(format!("unhealthy: {}", unhealthy.join(", ")));
-        }
-        cond(
-            types::SERVER_READY,
-            false,
-            "NotReady",
-            format!("{:?}: {}", state, why.join("; ")),
-        )
-    });
-    let adding = !missing.is_empty() && !reports.is_empty();
-    conditions.push(if !retiring_here.is_empty() || adding {
-        let mut msg = Vec::new();
-        if adding {
-            msg.push(format!("adding {}", missing.join(", ")));
-        }
-        if !retiring_here.is_empty() {
-            msg.push(format!(
-                "removing members {} (kept until the agents report them gone)",
-                retiring_here
-                    .iter()
-                    .map(|m| format!("{} in {}", m.index, m.cluster))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        cond(
-            types::SCALING_IN_PROGRESS,
-            true,
-            if retiring_here.is_empty() {
-                "AddingMembers"
-            } else {
-                "RemovingMembers"
-            },
-            msg.join("; "),
-        )
-    } else {
-        cond(
+            g,
+        );
+    }
+    let mut why = Vec::new();
+    if m.primary.is_none() {
+        why.push("no member reports PRIMARY".to_owned());
+    }
+    if !m.missing.is_empty() {
+        why.push(format!(
+            "not in the replica set yet: {}",
+            m.missing.join(", ")
+        ));
+    }
+    if !not_applied.is_empty() {
+        why.push(format!("not applied: {}", not_applied.join("; ")));
+    }
+    if retiring > 0 {
+        why.push(format!("{retiring} members still leaving"));
+    }
+    if !m.unhealthy.is_empty() {
+        why.push(format!("unhealthy: {}", m.unhealthy.join(", ")));
+    }
+    cond(
+        types::SERVER_READY,
+        false,
+        "NotReady",
+        format!("{:?}: {}", state, why.join("; ")),
+        g,
+    )
+}
+
+fn scaling_condition(
+    adding: Option<&[String]>,
+    here: &[&PlannedMember],
+    g: Option<i64>,
+) -> Condition {
+    if here.is_empty() && adding.is_none() {
+        return cond(
             types::SCALING_IN_PROGRESS,
             false,
             "Stable",
             "the members match the placement".into(),
-        )
-    });
-    let lost: BTreeSet<&str> = retiring_lost.iter().map(|m| m.cluster.as_str()).collect();
-    conditions.push(if lost.is_empty() {
-        cond(
+            g,
+        );
+    }
+    let mut msg = Vec::new();
+    if let Some(missing) = adding {
+        msg.push(format!("adding {}", missing.join(", ")));
+    }
+    if !here.is_empty() {
+        msg.push(format!(
+            "removing members {} (kept until the agents report them gone)",
+            here.iter()
+                .map(|m| format!("{} in {}", m.index, m.cluster))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let reason = if here.is_empty() {
+        "AddingMembers"
+    } else {
+        "RemovingMembers"
+    };
+    cond(types::SCALING_IN_PROGRESS, true, reason, msg.join("; "), g)
+}
+
+fn failover_condition(lost_members: &[&PlannedMember], g: Option<i64>) -> Condition {
+    let lost: BTreeSet<&str> = lost_members.iter().map(|m| m.cluster.as_str()).collect();
+    if lost.is_empty() {
+        return cond(
             types::FAILOVER_IN_PROGRESS,
             false,
             "NoFailover",
             "no member is in a lost cluster".into(),
-        )
-    } else {
-        cond(
-            types::FAILOVER_IN_PROGRESS,
-            true,
-            "ClusterLost",
-            format!(
-                "{} members in unreachable cluster(s) {} are out of the host list so the survivors remove them; they stay tracked until their cluster returns or leaves the federation",
-                retiring_lost.len(),
-                lost.into_iter().collect::<Vec<_>>().join(", ")
-            ),
-        )
-    });
-    let degraded: Vec<String> = unhealthy.iter().cloned().chain(errors).collect();
-    conditions.push(if degraded.is_empty() {
+            g,
+        );
+    }
+    cond(
+        types::FAILOVER_IN_PROGRESS,
+        true,
+        "ClusterLost",
+        format!(
+            "{} members in unreachable cluster(s) {} are out of the host list so the survivors remove them; they stay tracked until their cluster returns or leaves the federation",
+            lost_members.len(),
+            lost.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+        g,
+    )
+}
+
+fn degraded_condition(degraded: &[String], g: Option<i64>) -> Condition {
+    if degraded.is_empty() {
         cond(
             types::DEGRADED,
             false,
             "AllMembersHealthy",
             "no member reports a problem".into(),
+            g,
         )
     } else {
         cond(
@@ -322,21 +361,63 @@ pub fn observe(i: StatusInputs<'_>) -> Observed {
             true,
             "MembersUnhealthy",
             degraded.join("; "),
+            g,
         )
-    });
+    }
+}
 
-    let external: Vec<String> = active.iter().filter_map(|m| host_of(m).cloned()).collect();
+pub fn observe<M: Middleware>(middleware: &M, i: StatusInputs<'_>) -> Observed {
+    let g = i.generation;
+    let view = View {
+        i,
+        member_kind: M::Member::kind(&()).into_owned(),
+        reports: reports(middleware, i.aggregated),
+        items: i
+            .aggregated
+            .iter()
+            .map(|a| (a.cluster_name.as_str(), a))
+            .collect(),
+        clusters: binding_clusters(i.assignment),
+        active: i
+            .assignment
+            .members
+            .iter()
+            .filter(|m| m.is_active())
+            .collect(),
+    };
+    let result = view.topology();
+    let members = view.members();
+    let retiring = retiring(&i);
+    let not_applied = view.not_applied();
+    let state = service_state(&view.reports, &members, retiring.all, not_applied.len());
+    let adding = (!members.missing.is_empty() && !view.reports.is_empty())
+        .then_some(members.missing.as_slice());
+    let degraded: Vec<String> = members
+        .unhealthy
+        .iter()
+        .cloned()
+        .chain(view.errors())
+        .collect();
+    let conditions = vec![
+        ready_condition(state, &members, &not_applied, retiring.all, g),
+        scaling_condition(adding, &retiring.here, g),
+        failover_condition(&retiring.lost, g),
+        degraded_condition(&degraded, g),
+    ];
+    let external: Vec<String> = view
+        .active
+        .iter()
+        .filter_map(|m| view.host_of(m).cloned())
+        .collect();
     Observed {
-        status: MultiCloudMongoDBStatus {
+        // The scheduler owns `placement` (and `Scheduled`, `ServerScheduledResult`,
+        // `QuorumAtRisk`): with server-side apply each writer applies only its own fields.
+        status: FederatedStatus {
             state: Some(state),
             external_addr: (!external.is_empty()).then(|| external.join(",")),
-            internal_addr: None,
             result,
             conditions: Vec::new(),
             observed_generation: g,
-            // The scheduler owns `placement` (and `Scheduled`, `ServerScheduledResult`,
-            // `QuorumAtRisk`): with server-side apply each writer applies only its own fields.
-            placement: None,
         },
         conditions,
     }
@@ -347,6 +428,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::members::{MemberRecord, assign};
+    use crate::mongodb::MongoDb;
     use fedstate_api::condition::find_condition;
     use serde_json::json;
 
@@ -423,14 +505,17 @@ mod tests {
                 )
             })
             .collect();
-        let o = observe(StatusInputs {
-            generation: Some(3),
-            plan: &p,
-            assignment: &a,
-            addresses: &addr,
-            aggregated: &agg,
-            cluster_ready: &all_ready(),
-        });
+        let o = observe(
+            &MongoDb,
+            StatusInputs {
+                generation: Some(3),
+                plan: &p,
+                assignment: &a,
+                addresses: &addr,
+                aggregated: &agg,
+                cluster_ready: &all_ready(),
+            },
+        );
         assert_eq!(o.status.state, Some(ServiceState::Health));
         assert_eq!(
             o.status.external_addr.as_deref(),
@@ -466,14 +551,17 @@ mod tests {
             applied_message: Some("no matches for kind MongoDB".into()),
             health: None,
         }];
-        let o = observe(StatusInputs {
-            generation: Some(1),
-            plan: &p,
-            assignment: &a,
-            addresses: &addresses(&a),
-            aggregated: &agg,
-            cluster_ready: &all_ready(),
-        });
+        let o = observe(
+            &MongoDb,
+            StatusInputs {
+                generation: Some(1),
+                plan: &p,
+                assignment: &a,
+                addresses: &addresses(&a),
+                aggregated: &agg,
+                cluster_ready: &all_ready(),
+            },
+        );
         assert_eq!(o.status.state, Some(ServiceState::UnKnown));
         let ready = find_condition(&o.conditions, types::SERVER_READY).unwrap();
         assert!(!ready.is_true());
@@ -495,14 +583,17 @@ mod tests {
         set[4]["health"] = json!(0);
         set[4]["stateStr"] = json!("(not reachable/healthy)");
         let agg = vec![item("a", json!({"state": "Running", "replset": set}))];
-        let o = observe(StatusInputs {
-            generation: Some(1),
-            plan: &p,
-            assignment: &a,
-            addresses: &addresses(&a),
-            aggregated: &agg,
-            cluster_ready: &all_ready(),
-        });
+        let o = observe(
+            &MongoDb,
+            StatusInputs {
+                generation: Some(1),
+                plan: &p,
+                assignment: &a,
+                addresses: &addresses(&a),
+                aggregated: &agg,
+                cluster_ready: &all_ready(),
+            },
+        );
         assert_eq!(o.status.state, Some(ServiceState::SubHealth));
         let d = find_condition(&o.conditions, types::DEGRADED).unwrap();
         assert!(d.is_true());
@@ -533,14 +624,17 @@ mod tests {
             "a",
             json!({"state": "Running", "replset": healthy_set()}),
         )];
-        let o = observe(StatusInputs {
-            generation: Some(2),
-            plan: &after_plan,
-            assignment: &after,
-            addresses: &addresses(&after),
-            aggregated: &agg,
-            cluster_ready: &ready,
-        });
+        let o = observe(
+            &MongoDb,
+            StatusInputs {
+                generation: Some(2),
+                plan: &after_plan,
+                assignment: &after,
+                addresses: &addresses(&after),
+                aggregated: &agg,
+                cluster_ready: &ready,
+            },
+        );
         let f = find_condition(&o.conditions, types::FAILOVER_IN_PROGRESS).unwrap();
         assert!(f.is_true());
         assert!(

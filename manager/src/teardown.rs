@@ -1,35 +1,95 @@
-//! Ordered deletion of one `MultiCloudMongoDB` (pure): the `MongoDB` template goes first, so
-//! Karmada deletes the member objects and each agent tears its members down; then we wait until
-//! Karmada reports no Work of that template left in any reachable cluster; only then do the
-//! policies, Services, ConfigMaps and Secrets go (the agents may need them while they tear down),
-//! and the finalizer is released once nothing of ours is left.
+//! Ordered deletion of one federated object (pure): the member template goes first, so Karmada
+//! deletes the member objects and each agent tears its members down; then we wait until Karmada
+//! reports no Work of that template left in any reachable cluster; only then do the policies,
+//! Services, ConfigMaps and Secrets go (the agents may need them while they tear down), and the
+//! finalizer is released once nothing of ours is left. Each step names exactly what to delete.
+
+use std::fmt;
+
+/// The kinds of object the manager creates for one instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OwnedKind {
+    /// The member template (`MongoDB` for MongoDB).
+    Template,
+    Service,
+    ConfigMap,
+    Secret,
+    PropagationPolicy,
+    OverridePolicy,
+}
+
+impl OwnedKind {
+    /// Everything but the template, in deletion order.
+    pub const OWNED: [OwnedKind; 5] = [
+        OwnedKind::Service,
+        OwnedKind::ConfigMap,
+        OwnedKind::Secret,
+        OwnedKind::PropagationPolicy,
+        OwnedKind::OverridePolicy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnedKind::Template => "template",
+            OwnedKind::Service => "Service",
+            OwnedKind::ConfigMap => "ConfigMap",
+            OwnedKind::Secret => "Secret",
+            OwnedKind::PropagationPolicy => "PropagationPolicy",
+            OwnedKind::OverridePolicy => "OverridePolicy",
+        }
+    }
+}
+
+/// One object of ours, by kind and name (the namespace is the instance's).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OwnedRef {
+    pub kind: OwnedKind,
+    pub name: String,
+}
+
+impl OwnedRef {
+    pub fn new(kind: OwnedKind, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for OwnedRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind.as_str(), self.name)
+    }
+}
 
 /// What is left, as the controller found it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TeardownView {
-    /// The `MongoDB` template still exists in the Karmada apiserver.
-    pub template_exists: bool,
+    /// The member template, while it still exists in the Karmada apiserver.
+    pub template: Option<OwnedRef>,
     /// Reachable clusters where a Work of the template remains (member object not deleted yet).
     pub works_in_reachable_clusters: Vec<String>,
     /// Unreachable clusters where a Work remains: not waited for (they may never come back);
     /// Karmada deletes the member objects when they return.
     pub works_in_unreachable_clusters: Vec<String>,
     /// Our other objects (policies, Services, ConfigMaps, Secrets) still present.
-    pub owned_left: Vec<String>,
+    pub owned_left: Vec<OwnedRef>,
 }
 
 /// The next step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TeardownStep {
-    DeleteTemplate,
+    DeleteTemplate { template: OwnedRef },
     WaitForMembers { clusters: Vec<String> },
-    DeleteOwned { objects: Vec<String> },
+    DeleteOwned { objects: Vec<OwnedRef> },
     Done,
 }
 
 pub fn next_step(v: &TeardownView) -> TeardownStep {
-    if v.template_exists {
-        TeardownStep::DeleteTemplate
+    if let Some(template) = &v.template {
+        TeardownStep::DeleteTemplate {
+            template: template.clone(),
+        }
     } else if !v.works_in_reachable_clusters.is_empty() {
         TeardownStep::WaitForMembers {
             clusters: v.works_in_reachable_clusters.clone(),
@@ -49,14 +109,16 @@ mod tests {
 
     #[test]
     fn members_go_before_what_they_need_and_lost_clusters_do_not_block() {
+        let template = OwnedRef::new(OwnedKind::Template, "demo");
+        let keyfile = OwnedRef::new(OwnedKind::Secret, "demo-keyfile");
         let mut v = TeardownView {
-            template_exists: true,
+            template: Some(template.clone()),
             works_in_reachable_clusters: vec!["a".into()],
             works_in_unreachable_clusters: vec!["b".into()],
-            owned_left: vec!["Secret/demo-keyfile".into()],
+            owned_left: vec![keyfile.clone()],
         };
-        assert_eq!(next_step(&v), TeardownStep::DeleteTemplate);
-        v.template_exists = false;
+        assert_eq!(next_step(&v), TeardownStep::DeleteTemplate { template });
+        v.template = None;
         assert_eq!(
             next_step(&v),
             TeardownStep::WaitForMembers {
@@ -67,9 +129,10 @@ mod tests {
         assert_eq!(
             next_step(&v),
             TeardownStep::DeleteOwned {
-                objects: vec!["Secret/demo-keyfile".into()]
+                objects: vec![keyfile]
             }
         );
+        assert_eq!(v.owned_left[0].to_string(), "Secret/demo-keyfile");
         v.owned_left.clear();
         assert_eq!(next_step(&v), TeardownStep::Done);
     }

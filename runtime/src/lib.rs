@@ -5,6 +5,7 @@
 //! skeleton that ties them together.
 
 pub mod admin;
+pub mod backoff;
 pub mod leader;
 pub mod process;
 pub mod shutdown;

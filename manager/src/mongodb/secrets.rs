@@ -181,7 +181,7 @@ mod tests {
         serde_yaml::from_str(yaml).unwrap()
     }
 
-    const SEED: &str = include_str!("../../deploy/samples/seed/multicloudmongodb-full.yaml");
+    const SEED: &str = include_str!("../../../deploy/samples/seed/multicloudmongodb-full.yaml");
 
     fn value(s: &Secret, key: &str) -> String {
         String::from_utf8(s.data.as_ref().unwrap()[key].0.clone()).unwrap()
@@ -209,7 +209,7 @@ mod tests {
     fn generated_passwords_are_kept_and_rootpasswd_rotates() {
         let mut rng = StdRng::seed_from_u64(2);
         let minimal = mcm(include_str!(
-            "../../deploy/samples/seed/multicloudmongodb-minimal.yaml"
+            "../../../deploy/samples/seed/multicloudmongodb-minimal.yaml"
         ));
         let first = credentials_secret(&minimal, None, &mut rng);
         assert_eq!(value(&first, ROOT_PASSWORD_KEY).len(), 32);

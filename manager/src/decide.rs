@@ -1,0 +1,592 @@
+//! The manager's decisions (pure): from what [`crate::gather`] read, what to write. Nothing here
+//! talks to the apiserver; [`crate::apply`] carries the decisions out.
+//!
+//! A live object is decided in three steps, because one input only the apiserver has comes in
+//! between: [`admit`] (is there a spec we may act on and a placement for it?), [`members`] (who
+//! the members are, their Secrets and Services — the Karmada apiserver then allocates the
+//! NodePorts), and [`objects`] (everything else, the binding, garbage, status and events).
+
+use std::collections::BTreeMap;
+
+use fedstate_api::condition::{Condition, ConditionStatus, set_condition, types};
+use fedstate_api::karmada::binding::ResourceBinding;
+use fedstate_api::karmada::binding_status::{ResourceBindingStatus, TargetCluster};
+use fedstate_api::karmada::override_policy::OverridePolicy;
+use fedstate_api::karmada::propagation::PropagationPolicy;
+use fedstate_api::{SchedulerResult, names};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
+use kube::runtime::events::EventType;
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::desired::{self, DesiredError};
+use crate::members::{self, Assignment, MemberRecord, Phase};
+use crate::middleware::{FederatedStatus, Middleware};
+use crate::status::{self, StatusInputs};
+use crate::teardown::{OwnedKind, OwnedRef, TeardownStep, TeardownView};
+
+/// Conditions the manager owns (the scheduler owns `Scheduled`, `ServerScheduledResult`,
+/// `QuorumAtRisk`).
+pub const OWNED_CONDITIONS: [&str; 5] = [
+    types::SERVER_READY,
+    types::SCALING_IN_PROGRESS,
+    types::FAILOVER_IN_PROGRESS,
+    types::DEGRADED,
+    types::SPEC_VALID,
+];
+
+/// A Karmada Cluster as the decisions need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterFacts {
+    pub name: String,
+    pub vip: Option<String>,
+    pub ready: bool,
+}
+
+/// Cluster VIPs and readiness by name.
+#[derive(Clone, Debug, Default)]
+pub struct Clusters {
+    pub vips: BTreeMap<String, String>,
+    pub ready: BTreeMap<String, bool>,
+}
+
+impl Clusters {
+    pub fn new(facts: impl IntoIterator<Item = ClusterFacts>) -> Self {
+        let mut out = Self::default();
+        for c in facts {
+            if let Some(v) = c.vip {
+                out.vips.insert(c.name.clone(), v);
+            }
+            out.ready.insert(c.name, c.ready);
+        }
+        out
+    }
+    fn known(&self, name: &str) -> bool {
+        self.ready.contains_key(name)
+    }
+}
+
+/// An event to publish about the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub type_: EventType,
+    pub reason: String,
+    pub action: &'static str,
+    pub note: String,
+}
+
+impl Note {
+    fn new(type_: EventType, reason: &str, action: &'static str, note: String) -> Self {
+        Self {
+            type_,
+            reason: reason.to_owned(),
+            action,
+            note,
+        }
+    }
+}
+
+/// Why nothing is applied, and what the user reads about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocked {
+    pub reason: &'static str,
+    pub message: String,
+    /// The spec itself is wrong (`SpecValid=False`), not just not placed yet.
+    pub spec_invalid: bool,
+}
+
+impl Blocked {
+    fn waiting(message: String) -> Self {
+        Self {
+            reason: "WaitingForPlacement",
+            message,
+            spec_invalid: false,
+        }
+    }
+    fn invalid_placement(message: String) -> Self {
+        Self {
+            reason: "InvalidPlacement",
+            message,
+            spec_invalid: false,
+        }
+    }
+}
+
+/// What a blocked reconcile writes: conditions (state and topology kept) and maybe an event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockedWrite {
+    pub event: Option<Note>,
+    pub status: Option<Value>,
+}
+
+/// The spec can be acted on and the annotation places this generation.
+pub fn admit<M: Middleware>(
+    middleware: &M,
+    obj: &M::Federated,
+    clusters: &Clusters,
+) -> Result<SchedulerResult, Blocked> {
+    middleware.validate(obj).map_err(|e| Blocked {
+        reason: e.reason,
+        message: e.message,
+        spec_invalid: true,
+    })?;
+    let meta = obj.meta();
+    let Some(value) = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(names::SCHEDULER_RESULT_ANNOTATION))
+    else {
+        return Err(Blocked::waiting(format!(
+            "waiting for scheduler {:?} to write the {} annotation",
+            middleware.scheduler_name(obj),
+            names::SCHEDULER_RESULT_ANNOTATION
+        )));
+    };
+    let plan = SchedulerResult::parse_for(value, middleware.replicas(obj), |c| clusters.known(c))
+        .map_err(|e| Blocked {
+        reason: "InvalidSchedulerResult",
+        message: e.to_string(),
+        spec_invalid: false,
+    })?;
+    if let (Some(planned), Some(current)) = (plan.generation, meta.generation)
+        && planned != current
+    {
+        return Err(Blocked::waiting(format!(
+            "the schedulerResult annotation was computed for generation {planned}; waiting for the scheduler to place generation {current}"
+        )));
+    }
+    Ok(plan)
+}
+
+/// What exists in the Karmada apiserver for one live object.
+#[derive(Clone, Debug, Default)]
+pub struct World {
+    /// Our member Services (the identity record).
+    pub services: Vec<Service>,
+    /// The member template's binding, once Karmada created it.
+    pub binding: Option<ResourceBinding>,
+    /// The Secrets the middleware keeps, by name (those that exist).
+    pub secrets: BTreeMap<String, Secret>,
+    /// Names of our PropagationPolicies.
+    pub policies: Vec<String>,
+    pub clusters: Clusters,
+    pub now: jiff::Timestamp,
+}
+
+impl World {
+    fn records(&self) -> Vec<MemberRecord> {
+        self.services
+            .iter()
+            .filter_map(desired::record_from_service)
+            .collect()
+    }
+    fn binding_status(&self) -> ResourceBindingStatus {
+        self.binding
+            .as_ref()
+            .and_then(|r| r.status.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Who the members are, and the identity objects to apply before anything else.
+#[derive(Clone, Debug)]
+pub struct Members {
+    pub assignment: Assignment,
+    /// Secrets whose data is missing or differs.
+    pub secrets: Vec<Secret>,
+    /// Every member's Service (applied each time: the apiserver keeps the NodePort).
+    pub services: Vec<Service>,
+}
+
+fn node_ports(records: &[MemberRecord]) -> BTreeMap<(i32, bool), i32> {
+    records
+        .iter()
+        .filter_map(|r| Some(((r.index, r.arbiter), r.node_port?)))
+        .collect()
+}
+
+/// Stable identities for `plan`: forget retiring members the status shows gone, then assign.
+pub fn members<M: Middleware>(
+    middleware: &M,
+    obj: &M::Federated,
+    plan: &SchedulerResult,
+    world: &World,
+    rng: &mut impl Rng,
+) -> Result<Members, Blocked> {
+    let records = world.records();
+    let invalid = |e: members::MembersError| Blocked::invalid_placement(e.to_string());
+    let first = members::assign(&records, plan).map_err(invalid)?;
+    let known = desired::addresses(&first, &world.clusters.vips, &node_ports(&records));
+    let retiring: BTreeMap<(i32, bool), Option<String>> = first
+        .members
+        .iter()
+        .filter(|m| m.phase == Phase::Retiring)
+        .map(|m| {
+            (
+                (m.index, m.arbiter),
+                known.get(&(m.index, m.arbiter)).cloned(),
+            )
+        })
+        .collect();
+    let observations = status::observations(
+        middleware,
+        &world.binding_status().aggregated_status,
+        &world.clusters.ready,
+    );
+    let kept = members::confirm_gone(&records, &retiring, &observations);
+    let assignment = members::assign(&kept, plan).map_err(invalid)?;
+    if let Some(c) = desired::binding_clusters(&assignment)
+        .into_iter()
+        .find(|c| !world.clusters.vips.contains_key(&c.name))
+    {
+        let e = DesiredError::MissingVip { cluster: c.name };
+        return Err(Blocked {
+            reason: "MissingClusterVip",
+            message: e.to_string(),
+            spec_invalid: false,
+        });
+    }
+    let secrets = middleware
+        .secrets(obj, &world.secrets, rng)
+        .into_iter()
+        .map(|s| desired::with_meta(obj, s))
+        .filter(|s| {
+            let name = s.metadata.name.as_deref().unwrap_or_default();
+            world.secrets.get(name).is_none_or(|old| old.data != s.data)
+        })
+        .collect();
+    let services = desired::services(middleware, obj, &assignment);
+    Ok(Members {
+        assignment,
+        secrets,
+        services,
+    })
+}
+
+/// The binding's `spec.clusters` and the `Scheduled` status Karmada's tools read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BindingWrite {
+    pub name: String,
+    /// Merge patch of the spec, when the placement changed.
+    pub spec: Option<Value>,
+    /// Merge patch of the status, when it must say we scheduled this generation.
+    pub status: Option<Value>,
+}
+
+/// Everything to write for a placed live object, in the order it is applied.
+#[derive(Clone, Debug)]
+pub struct Decision<T> {
+    pub hostconf: ConfigMap,
+    pub override_policy: OverridePolicy,
+    pub template: T,
+    pub propagation_policies: Vec<PropagationPolicy>,
+    pub binding: Option<BindingWrite>,
+    /// `PlacementApplied`, after the binding changed.
+    pub placement_event: Option<Note>,
+    /// Services of forgotten members and policies of clusters no longer used.
+    pub delete: Vec<OwnedRef>,
+    /// `Ready` / `NotReady`, when readiness changed.
+    pub readiness_event: Option<Note>,
+    /// Server-side apply body of our status fields, when they changed.
+    pub status: Option<Value>,
+    /// Members are being added, removed or failed over (or Karmada has no binding yet).
+    pub busy: bool,
+}
+
+/// The outcome of [`objects`].
+#[derive(Clone, Debug)]
+pub enum Outcome<T> {
+    Apply(Box<Decision<T>>),
+    /// A Service has no NodePort yet; look again shortly.
+    WaitForPorts(String),
+    Blocked(Blocked),
+}
+
+fn binding_write(
+    rb: &ResourceBinding,
+    clusters: &[TargetCluster],
+    now: jiff::Timestamp,
+) -> BindingWrite {
+    let changed = rb.spec.clusters != clusters;
+    let status = rb.status.clone().unwrap_or_default();
+    let scheduled = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Scheduled" && c.status == "True");
+    let status_patch =
+        (changed || !scheduled || status.scheduler_observed_generation != rb.metadata.generation)
+            .then(|| {
+                let now = Time(now);
+                let mut conditions: Vec<Value> = status
+                    .conditions
+                    .iter()
+                    .filter(|c| c.type_ != "Scheduled")
+                    .filter_map(|c| serde_json::to_value(c).ok())
+                    .collect();
+                conditions.push(json!({
+                    "type": "Scheduled", "status": "True", "reason": "Success",
+                    "message": "placed by fedstate-manager from the schedulerResult annotation",
+                    "lastTransitionTime": now,
+                }));
+                let mut st = json!({"conditions": conditions, "lastScheduledTime": now});
+                if let Some(g) = rb.metadata.generation {
+                    st["schedulerObservedGeneration"] = json!(g);
+                }
+                json!({ "status": st })
+            });
+    BindingWrite {
+        name: rb.metadata.name.clone().unwrap_or_default(),
+        spec: changed.then(|| json!({"spec": {"clusters": clusters}})),
+        status: status_patch,
+    }
+}
+
+/// Services of members no longer assigned, and our policies the desired set no longer has.
+fn garbage(world: &World, assignment: &Assignment, wanted: &[PropagationPolicy]) -> Vec<OwnedRef> {
+    let services = world.services.iter().filter_map(|svc| {
+        let r = desired::record_from_service(svc)?;
+        let kept = assignment
+            .members
+            .iter()
+            .any(|m| m.index == r.index && m.arbiter == r.arbiter && m.cluster == r.cluster);
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        (!kept).then(|| OwnedRef::new(OwnedKind::Service, name))
+    });
+    let policies = world
+        .policies
+        .iter()
+        .filter(|p| {
+            !wanted
+                .iter()
+                .any(|w| w.metadata.name.as_deref() == Some(p.as_str()))
+        })
+        .map(|p| OwnedRef::new(OwnedKind::PropagationPolicy, p.clone()));
+    services.chain(policies).collect()
+}
+
+fn condition_of<'a>(conditions: &'a [Condition], t: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == t)
+}
+
+fn spec_valid(generation: Option<i64>) -> Condition {
+    Condition::new(
+        types::SPEC_VALID,
+        ConditionStatus::True,
+        "SpecValid",
+        "the spec can be acted on",
+        generation,
+    )
+}
+
+/// `Ready` when the set became ready, `NotReady` when it stopped being ready.
+fn readiness_event(old: &FederatedStatus, conditions: &[Condition]) -> Option<Note> {
+    let was_ready = condition_of(&old.conditions, types::SERVER_READY).map(Condition::is_true);
+    let now = condition_of(conditions, types::SERVER_READY);
+    let ready_now = now.is_some_and(Condition::is_true);
+    if was_ready == Some(ready_now) || !(ready_now || was_ready == Some(true)) {
+        return None;
+    }
+    let (kind, reason) = if ready_now {
+        (EventType::Normal, "Ready")
+    } else {
+        (EventType::Warning, "NotReady")
+    };
+    let note = now.and_then(|c| c.message.clone()).unwrap_or_default();
+    Some(Note::new(kind, reason, "Observe", note))
+}
+
+/// Everything else, once the NodePorts are known.
+pub fn objects<M: Middleware>(
+    middleware: &M,
+    obj: &M::Federated,
+    plan: &SchedulerResult,
+    world: &World,
+    members: &Members,
+    node_ports: &BTreeMap<(i32, bool), i32>,
+) -> Outcome<M::Member> {
+    let assignment = &members.assignment;
+    let vips = &world.clusters.vips;
+    let want = match desired::desired(middleware, obj, assignment, vips, node_ports) {
+        Ok(d) => d,
+        Err(e @ DesiredError::PortPending { .. }) => return Outcome::WaitForPorts(e.to_string()),
+        Err(e) => return Outcome::Blocked(Blocked::invalid_placement(e.to_string())),
+    };
+    let binding = world
+        .binding
+        .as_ref()
+        .map(|rb| binding_write(rb, &want.binding_clusters, world.now));
+    let placement_event = binding.as_ref().and_then(|b| b.spec.as_ref()).map(|_| {
+        Note::new(
+            EventType::Normal,
+            "PlacementApplied",
+            "ApplyPlacement",
+            format!("members per cluster: {}", plan.summary()),
+        )
+    });
+    let generation = obj.meta().generation;
+    let addresses = desired::addresses(assignment, vips, node_ports);
+    let observed = status::observe(
+        middleware,
+        StatusInputs {
+            generation,
+            plan,
+            assignment,
+            addresses: &addresses,
+            aggregated: &world.binding_status().aggregated_status,
+            cluster_ready: &world.clusters.ready,
+        },
+    );
+    let busy = observed.conditions.iter().any(|c| {
+        (c.type_ == types::SCALING_IN_PROGRESS || c.type_ == types::FAILOVER_IN_PROGRESS)
+            && c.is_true()
+    }) || world.binding.is_none();
+    let mut conditions = observed.conditions;
+    conditions.push(spec_valid(generation));
+    let old = middleware.current_status(obj);
+    Outcome::Apply(Box::new(Decision {
+        delete: garbage(world, assignment, &want.propagation_policies),
+        readiness_event: readiness_event(&old, &conditions),
+        status: status_body::<M>(
+            &old,
+            generation,
+            Some(observed.status),
+            conditions,
+            world.now,
+        ),
+        hostconf: want.hostconf,
+        override_policy: want.override_policy,
+        template: want.template,
+        propagation_policies: want.propagation_policies,
+        binding,
+        placement_event,
+        busy,
+    }))
+}
+
+/// Conditions (and an event when the reason is new) for an object nothing is applied for; what
+/// was applied before stays, and so do the state and topology in the status.
+pub fn blocked<M: Middleware>(
+    middleware: &M,
+    obj: &M::Federated,
+    b: &Blocked,
+    now: jiff::Timestamp,
+) -> BlockedWrite {
+    let g = obj.meta().generation;
+    let conditions = vec![
+        Condition::new(
+            types::SERVER_READY,
+            ConditionStatus::False,
+            b.reason,
+            b.message.clone(),
+            g,
+        ),
+        if b.spec_invalid {
+            Condition::new(
+                types::SPEC_VALID,
+                ConditionStatus::False,
+                b.reason,
+                b.message.clone(),
+                g,
+            )
+        } else {
+            spec_valid(g)
+        },
+    ];
+    let old = middleware.current_status(obj);
+    let old_reason =
+        condition_of(&old.conditions, types::SERVER_READY).and_then(|c| c.reason.as_deref());
+    let event = (old_reason != Some(b.reason)).then(|| {
+        let kind = if b.reason == "WaitingForPlacement" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        Note::new(kind, b.reason, "Validate", b.message.clone())
+    });
+    BlockedWrite {
+        event,
+        status: status_body::<M>(&old, g, None, conditions, now),
+    }
+}
+
+/// The server-side apply body of the status fields we own, or `None` when nothing changed.
+/// `fresh` replaces state/result/externalAddr; `None` re-applies the current ones (so a blocked
+/// reconcile does not wipe the topology).
+fn status_body<M: Middleware>(
+    old: &FederatedStatus,
+    generation: Option<i64>,
+    fresh: Option<FederatedStatus>,
+    new_conditions: Vec<Condition>,
+    now: jiff::Timestamp,
+) -> Option<Value> {
+    let mut conditions: Vec<Condition> = old
+        .conditions
+        .iter()
+        .filter(|c| OWNED_CONDITIONS.contains(&c.type_.as_str()))
+        .cloned()
+        .collect();
+    let mut changed = false;
+    for c in new_conditions {
+        changed |= set_condition(&mut conditions, c, now);
+    }
+    let observed_generation = if fresh.is_some() {
+        generation
+    } else {
+        old.observed_generation
+    };
+    let base = fresh.unwrap_or_else(|| old.clone());
+    let same_fields = old.state == base.state
+        && old.external_addr == base.external_addr
+        && old.result == base.result
+        && old.observed_generation == observed_generation;
+    if !changed && same_fields {
+        return None;
+    }
+    let mut body = json!({
+        "apiVersion": M::Federated::api_version(&()),
+        "kind": M::Federated::kind(&()),
+        "status": {"conditions": conditions},
+    });
+    if let Some(s) = base.state {
+        body["status"]["state"] = json!(s);
+    }
+    if let Some(a) = &base.external_addr {
+        body["status"]["externalAddr"] = json!(a);
+    }
+    if !base.result.is_empty() {
+        body["status"]["result"] = json!(base.result);
+    }
+    if let Some(g) = observed_generation {
+        body["status"]["observedGeneration"] = json!(g);
+    }
+    Some(body)
+}
+
+/// The events of one teardown step.
+pub fn teardown_events<M: Middleware>(step: &TeardownStep, view: &TeardownView) -> Vec<Note> {
+    match step {
+        TeardownStep::DeleteTemplate { .. } => vec![Note::new(
+            EventType::Normal,
+            "DeletingMembers",
+            "Delete",
+            format!(
+                "deleting the member {} objects in every cluster",
+                M::Member::kind(&())
+            ),
+        )],
+        TeardownStep::DeleteOwned { .. } if !view.works_in_unreachable_clusters.is_empty() => {
+            vec![Note::new(
+                EventType::Warning,
+                "UnreachableClusters",
+                "Delete",
+                format!(
+                    "clusters {} are unreachable; Karmada removes the members there when they return",
+                    view.works_in_unreachable_clusters.join(", ")
+                ),
+            )]
+        }
+        _ => Vec::new(),
+    }
+}

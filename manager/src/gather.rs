@@ -1,0 +1,142 @@
+//! What the decisions need, read from the Karmada apiserver (and the Cluster cache). Reads only.
+
+use std::collections::BTreeMap;
+
+use fedstate_api::karmada::Cluster;
+use fedstate_api::karmada::binding::ResourceBinding;
+use fedstate_api::karmada::binding_status::resource_binding_name;
+use fedstate_api::karmada::override_policy::OverridePolicy;
+use fedstate_api::karmada::propagation::PropagationPolicy;
+use fedstate_api::karmada::work::{work_cluster, work_is_for_binding, work_resource};
+use fedstate_api::names;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+
+use crate::controller::{Context, Error, Result};
+use crate::decide::{ClusterFacts, Clusters, World};
+use crate::middleware::{Kind, Middleware};
+use crate::teardown::{OwnedKind, OwnedRef, TeardownView};
+
+/// Every Karmada Cluster in the cache: VIP label and readiness.
+pub fn clusters(store: &Store<Cluster>) -> Clusters {
+    Clusters::new(store.state().iter().map(|c| ClusterFacts {
+        name: c.name_any(),
+        vip: names::cluster_vip(c.labels()).map(str::to_owned),
+        ready: c.is_ready(),
+    }))
+}
+
+/// Our objects of one instance carry these labels.
+fn instance_selector(name: &str) -> ListParams {
+    ListParams::default().labels(&format!(
+        "{}={},{}={}",
+        names::LABEL_MANAGED_BY,
+        names::MANAGED_BY,
+        names::LABEL_INSTANCE,
+        name
+    ))
+}
+
+fn api<K: Kind>(ctx: &Context<impl Middleware>, ns: &str) -> Api<K> {
+    Api::namespaced(ctx.client.clone(), ns)
+}
+
+/// The names of one instance's objects of kind `K`.
+async fn names_of<K: Kind>(
+    ctx: &Context<impl Middleware>,
+    ns: &str,
+    name: &str,
+) -> Result<Vec<String>> {
+    Ok(api::<K>(ctx, ns)
+        .list(&instance_selector(name))
+        .await
+        .map_err(Error::kube("list", K::kind(&()), ns, name))?
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect())
+}
+
+/// A live object's world: our member Services, the binding, the Secrets the middleware keeps,
+/// our PropagationPolicies.
+pub async fn live<M: Middleware>(
+    ctx: &Context<M>,
+    obj: &M::Federated,
+    clusters: Clusters,
+) -> Result<World> {
+    let (ns, name) = (obj.namespace().ok_or(Error::NotNamespaced)?, obj.name_any());
+    let services = api::<Service>(ctx, &ns)
+        .list(&instance_selector(&name))
+        .await
+        .map_err(Error::kube("list", "Service", &ns, &name))?
+        .items;
+    let rb_name = resource_binding_name(&name, &M::Member::kind(&()));
+    let binding = api::<ResourceBinding>(ctx, &ns)
+        .get_opt(&rb_name)
+        .await
+        .map_err(Error::kube("get", "ResourceBinding", &ns, &rb_name))?;
+    let mut secrets = BTreeMap::new();
+    for s in ctx.middleware.secret_names(obj) {
+        let found = api::<Secret>(ctx, &ns)
+            .get_opt(&s)
+            .await
+            .map_err(Error::kube("get", "Secret", &ns, &s))?;
+        if let Some(found) = found {
+            secrets.insert(s, found);
+        }
+    }
+    Ok(World {
+        services,
+        binding,
+        secrets,
+        policies: names_of::<PropagationPolicy>(ctx, &ns, &name).await?,
+        clusters,
+        now: jiff::Timestamp::now(),
+    })
+}
+
+/// What is left of a deleted object: the template, its Works per cluster, our other objects.
+pub async fn teardown<M: Middleware>(ctx: &Context<M>, obj: &M::Federated) -> Result<TeardownView> {
+    let (ns, name) = (obj.namespace().ok_or(Error::NotNamespaced)?, obj.name_any());
+    let template = api::<M::Member>(ctx, &ns)
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube("get", M::Member::kind(&()), &ns, &name))?
+        .map(|_| OwnedRef::new(OwnedKind::Template, name.clone()));
+    let rb_name = resource_binding_name(&name, &M::Member::kind(&()));
+    let works = Api::<kube::api::DynamicObject>::all_with(ctx.client.clone(), &work_resource())
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube("list", "Work", "", ""))?;
+    let ready = clusters(&ctx.clusters).ready;
+    let mut view = TeardownView {
+        template,
+        ..Default::default()
+    };
+    for w in works.items.iter().filter(|w: &&DynamicObject| {
+        work_is_for_binding(w.annotations(), w.labels(), &ns, &rb_name)
+    }) {
+        let work_ns = w.namespace().unwrap_or_default();
+        let cluster = work_cluster(&work_ns).unwrap_or(&work_ns).to_owned();
+        if ready.get(&cluster).copied().unwrap_or(false) {
+            view.works_in_reachable_clusters.push(cluster);
+        } else {
+            view.works_in_unreachable_clusters.push(cluster);
+        }
+    }
+    for kind in OwnedKind::OWNED {
+        let names = match kind {
+            OwnedKind::Service => names_of::<Service>(ctx, &ns, &name).await?,
+            OwnedKind::ConfigMap => names_of::<ConfigMap>(ctx, &ns, &name).await?,
+            OwnedKind::Secret => names_of::<Secret>(ctx, &ns, &name).await?,
+            OwnedKind::PropagationPolicy => names_of::<PropagationPolicy>(ctx, &ns, &name).await?,
+            OwnedKind::OverridePolicy => names_of::<OverridePolicy>(ctx, &ns, &name).await?,
+            OwnedKind::Template => Vec::new(),
+        };
+        view.owned_left
+            .extend(names.into_iter().map(|n| OwnedRef::new(kind, n)));
+    }
+    Ok(view)
+}

@@ -29,6 +29,8 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use fedstate_runtime::backoff::{Backoff, ReconcileError};
+
 use crate::converge::{self, Outcome, SetGoal, Users};
 use crate::planner::{Desired, ForceOptIn, MemberState};
 use crate::replset::{Login, Password, ReplSetAdmin, ReplSetError};
@@ -92,6 +94,9 @@ pub struct Context {
     pub recorder: Recorder,
     pub settings: Settings,
     admins: Mutex<HashMap<AdminKey, Arc<ReplSetAdmin>>>,
+    /// 5 s after a failure, doubling per consecutive failure of the same object up to 5 minutes;
+    /// 1 s after a write conflict (`fedstate_runtime::backoff`).
+    backoff: Backoff,
 }
 
 impl std::fmt::Debug for Context {
@@ -116,6 +121,7 @@ impl Context {
             recorder,
             settings,
             admins: Mutex::new(HashMap::new()),
+            backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
         }
     }
 
@@ -181,10 +187,24 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .await;
 }
 
-fn error_policy(obj: Arc<MongoDB>, err: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(mongodb = %obj.name_any(), error = %err, "reconcile failed; retrying");
+impl ReconcileError for Error {
+    fn kube_error(&self) -> Option<&kube::Error> {
+        match self {
+            Error::Kube { source, .. } => Some(source),
+            Error::Resources(..) | Error::Finalizer(..) => None,
+        }
+    }
+}
+
+fn object_key(obj: &MongoDB) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+fn error_policy(obj: Arc<MongoDB>, err: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.failed(&object_key(&obj), err);
+    tracing::warn!(mongodb = %obj.name_any(), error = %err, retry_in = ?delay, "reconcile failed; retrying");
     metrics::counter!("fedstate_agent_reconcile_errors_total").increment(1);
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(delay)
 }
 
 async fn reconcile(obj: Arc<MongoDB>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -193,7 +213,8 @@ async fn reconcile(obj: Arc<MongoDB>, ctx: Arc<Context>) -> Result<Action, Error
     let api: Api<MongoDB> = Api::namespaced(ctx.client.clone(), &ns);
     metrics::counter!("fedstate_agent_reconciles_total").increment(1);
     let span = tracing::info_span!("reconcile", mongodb = %format!("{ns}/{name}"));
-    finalizer(&api, FINALIZER, obj, |event| async {
+    let key = object_key(&obj);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             Finalizer::Apply(obj) => apply(&obj, &ctx).await,
             Finalizer::Cleanup(obj) => cleanup(&obj, &ctx).await,
@@ -201,7 +222,11 @@ async fn reconcile(obj: Arc<MongoDB>, ctx: Arc<Context>) -> Result<Action, Error
     })
     .instrument(span)
     .await
-    .map_err(|e| Error::Finalizer(name, e.to_string()))
+    .map_err(|e| Error::Finalizer(name, e.to_string()));
+    if result.is_ok() {
+        ctx.backoff.succeeded(&key);
+    }
+    result
 }
 
 /// Everything gathered about one object's members in this cluster.

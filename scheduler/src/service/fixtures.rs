@@ -92,6 +92,7 @@ fn context(client: Client, clusters: Vec<Cluster>) -> Arc<Context> {
                 instance: None,
             },
         ),
+        backoff: super::backoff(),
     })
 }
 

@@ -24,13 +24,14 @@ use fedstate_estimator_client::{
     CapacityEstimator, ChannelConfig, ChannelFactory, DiscoveryConfig, EstimatorConfig,
     EstimatorRegistry, GeneralEstimate, KarmadaAccurate, NodeSpread, TlsOptions,
 };
+use fedstate_runtime::backoff::{Backoff, ReconcileError};
 use fedstate_runtime::{CommonArgs, admin};
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
 use tokio_util::sync::CancellationToken;
 
 /// `fedstate-scheduler run`.
@@ -117,6 +118,14 @@ pub struct Context {
     pub clusters: Store<Cluster>,
     pub estimator: CapacityEstimator,
     pub recorder: Recorder,
+    /// Retry delays of failed reconciles ([`backoff`]).
+    pub backoff: Backoff,
+}
+
+/// 10 s after a failure, doubling per consecutive failure of the same object up to 5 minutes;
+/// 1 s after a write conflict (the newer object is on its way through the watch).
+pub fn backoff() -> Backoff {
+    Backoff::new(Duration::from_secs(10), Duration::from_secs(300))
 }
 
 impl std::fmt::Debug for Context {
@@ -257,6 +266,7 @@ pub async fn controllers(
                 instance: std::env::var("POD_NAME").ok(),
             },
         ),
+        backoff: backoff(),
     });
 
     let config = kube::runtime::controller::Config::default().concurrency(args.concurrency);
@@ -274,7 +284,11 @@ pub async fn controllers(
             mcm_trigger.affected_objects(&c, &clusters_for_mcm, &mcm_store)
         })
         .graceful_shutdown_on(async move { stop_mcm.cancelled().await })
-        .run(mcm::reconcile, error_policy, ctx.clone())
+        .run(
+            |o, c| reconciled(mcm::reconcile, o, c),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "MultiCloudMongoDB reconcile");
@@ -299,7 +313,11 @@ pub async fn controllers(
                 rb_trigger.affected_bindings(&c, &clusters_for_rb, &rb_store)
             })
             .graceful_shutdown_on(async move { stop_rb.cancelled().await })
-            .run(binding::reconcile, error_policy, ctx.clone())
+            .run(
+                |o, c| reconciled(binding::reconcile, o, c),
+                error_policy,
+                ctx.clone(),
+            )
             .for_each(|r| async move {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "ResourceBinding reconcile");
@@ -325,18 +343,54 @@ pub async fn controllers(
     Ok(())
 }
 
-fn error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
-    let Error::Write { source, .. } = error;
-    match source {
+impl ReconcileError for Error {
+    fn kube_error(&self) -> Option<&kube::Error> {
+        let Error::Write { source, .. } = self;
+        Some(source)
+    }
+}
+
+/// The object's key in the backoff (both controllers share one context).
+fn backoff_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+/// `reconcile`, forgetting the object's failures once it succeeds.
+async fn reconciled<K, Fut>(
+    reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+    Fut: std::future::Future<Output = Result<Action, Error>>,
+{
+    let key = backoff_key(&*obj);
+    let result = reconcile(obj, ctx.clone()).await;
+    if result.is_ok() {
+        ctx.backoff.succeeded(&key);
+    }
+    result
+}
+
+/// The shared policy (`fedstate_runtime::backoff`) with the scheduler's [`backoff`].
+fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let delay = ctx.backoff.failed(&backoff_key(&*obj), error);
+    if error.is_conflict() {
         // Someone else changed the object since we read it (the manager adding its finalizer,
         // a user editing): the new version is on its way, look again soon.
-        kube::Error::Api(s) if s.code == 409 => {
-            tracing::debug!(%error, "conflict; retrying with the newer object");
-            Action::requeue(Duration::from_secs(1))
-        }
-        _ => {
-            tracing::warn!(%error, "reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(10))
-        }
+        tracing::debug!(%error, "conflict; retrying with the newer object");
+    } else {
+        tracing::warn!(%error, retry_in = ?delay, "reconcile failed; retrying");
     }
+    Action::requeue(delay)
 }

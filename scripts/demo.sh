@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin_dir="$(deploy/local/build.sh | tail -n 1)"
 export FEDSTATE_LOCAL_BIN_DIR="$bin_dir"
-cargo build --locked -q -p fedstate-e2e --bin fedstate-demo
+cargo build --locked -q -p fedstate-e2e --bin fedstate-demo --bin fedstate-sim-shell
 exec target/debug/fedstate-demo "$@"

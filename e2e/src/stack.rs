@@ -134,11 +134,35 @@ pub fn start_agent(client: kube::Client, index: u32, stop: &CancellationToken) -
     }
 }
 
+/// `pods/exec` into simulated members: the `fedstate-sim-shell` binary built next to this one
+/// (cargo builds the package's binaries before its tests; the demo builds it too).
+pub fn pod_shell() -> fedstate_rs_sim::bridge::PodShell {
+    let exe = std::env::current_exe().expect("current exe");
+    let shell = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("fedstate-sim-shell"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "fedstate-sim-shell not built next to {} (cargo build -p fedstate-e2e --bins)",
+                exe.display()
+            )
+        });
+    fedstate_rs_sim::bridge::PodShell {
+        shell,
+        dir: std::env::temp_dir().join(format!("fedstate-sim-pods-{}", std::process::id())),
+    }
+}
+
 /// Everything of FedState running against `fed`, until [`Stack::stop`].
 #[derive(Debug)]
 pub struct Stack {
     stop: CancellationToken,
     pub simulator: Arc<Simulator>,
+    /// The simulated pods' files (removed on drop).
+    pods_dir: std::path::PathBuf,
 }
 
 impl Stack {
@@ -159,9 +183,12 @@ impl Stack {
             install_crds(&client, &member_name(i)).await;
             clusters.push(start_agent(client, i, &stop));
         }
-        tokio::spawn(fedstate_rs_sim::bridge::run(
+        let shell = pod_shell();
+        let pods_dir = shell.dir.clone();
+        tokio::spawn(fedstate_rs_sim::bridge::run_with_shell(
             simulator.clone(),
             clusters,
+            Some(shell),
             stop.child_token(),
         ));
 
@@ -185,7 +212,11 @@ impl Stack {
                 tracing::error!(error = %e, "scheduler stopped");
             }
         });
-        Self { stop, simulator }
+        Self {
+            stop,
+            simulator,
+            pods_dir,
+        }
     }
 
     pub fn stop(&self) {
@@ -196,6 +227,7 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.stop.cancel();
+        let _ = std::fs::remove_dir_all(&self.pods_dir);
     }
 }
 

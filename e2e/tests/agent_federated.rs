@@ -60,7 +60,14 @@ async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
         clusters.push(stack::start_agent(client, i, &stop));
     }
     stack::install_interpreter(&karmada).await;
-    tokio::spawn(bridge::run(sim.clone(), clusters, stop.child_token()));
+    let shell = fedstate_e2e::stack::pod_shell();
+    let pods_dir = shell.dir.clone();
+    tokio::spawn(bridge::run_with_shell(
+        sim.clone(),
+        clusters,
+        Some(shell),
+        stop.child_token(),
+    ));
     {
         let (client, stop) = (karmada.clone(), stop.child_token());
         tokio::spawn(async move {
@@ -142,6 +149,7 @@ async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
 
     stop.cancel();
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = std::fs::remove_dir_all(&pods_dir);
 }
 
 /// What the scheduler would do: the placement for the object's current generation.

@@ -77,7 +77,14 @@ async fn single_cluster_set_from_seed_to_scale(env: &Env<()>) {
         stack::ensure_namespace(&client, NS).await;
         clusters.push(stack::start_agent(client, i, &stop));
     }
-    tokio::spawn(bridge::run(sim.clone(), clusters, stop.child_token()));
+    let shell = fedstate_e2e::stack::pod_shell();
+    let pods_dir = shell.dir.clone();
+    tokio::spawn(bridge::run_with_shell(
+        sim.clone(),
+        clusters,
+        Some(shell),
+        stop.child_token(),
+    ));
     let member1 = fed.member_client(1).await.expect("member client");
 
     eprintln!("scenario 1: the seed single-cluster sample becomes a working set");
@@ -87,6 +94,7 @@ async fn single_cluster_set_from_seed_to_scale(env: &Env<()>) {
     eprintln!("scenario 3: no password in any log, status or event");
     stop.cancel();
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = std::fs::remove_dir_all(&pods_dir);
     no_password_anywhere(fed, &member1, &agent_log).await;
 }
 

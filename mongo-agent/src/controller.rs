@@ -32,6 +32,7 @@ use tracing::Instrument;
 use fedstate_runtime::backoff::{Backoff, ReconcileError};
 
 use crate::converge::{self, Outcome, SetGoal, Users};
+use crate::inpod::PodExec;
 use crate::planner::{Desired, ForceOptIn, MemberState};
 use crate::replset::{Login, Password, ReplSetAdmin, ReplSetError};
 use crate::resources::{self, MemberAddressing, is_arbiter, member_index_of};
@@ -239,6 +240,8 @@ struct Members {
     ready: BTreeSet<String>,
     running: i32,
     pods: Vec<Pod>,
+    /// Member address → its pod's name (where `pods/exec` runs in-pod steps).
+    pods_by_host: BTreeMap<String, String>,
 }
 
 async fn gather_members(mdb: &MongoDB, ctx: &Context) -> Result<Members, Error> {
@@ -273,6 +276,7 @@ async fn gather_members(mdb: &MongoDB, ctx: &Context) -> Result<Members, Error> 
         }
     }
     let mut ready = BTreeSet::new();
+    let mut pods_by_host = BTreeMap::new();
     let mut running = 0;
     for p in &pods {
         let st = p.status.as_ref();
@@ -293,6 +297,7 @@ async fn gather_members(mdb: &MongoDB, ctx: &Context) -> Result<Members, Error> 
             && let Some(addr) = addr
         {
             ready.insert(addr.clone());
+            pods_by_host.insert(addr.clone(), p.name_any());
         }
     }
     Ok(Members {
@@ -301,6 +306,7 @@ async fn gather_members(mdb: &MongoDB, ctx: &Context) -> Result<Members, Error> 
         ready,
         running,
         pods,
+        pods_by_host,
     })
 }
 
@@ -574,12 +580,6 @@ async fn apply(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
             None,
         ),
         (Ok(hosts), Some(users)) => {
-            let mut candidates: BTreeSet<String> = hosts.iter().map(|h| h.host.clone()).collect();
-            candidates.extend(own.iter().cloned());
-            if let Some(st) = &mdb.status {
-                candidates.extend(st.replset.iter().map(|m| m.name.clone()));
-            }
-            let admin = pick_admin(ctx, &key, users, &candidates).await;
             let goal = SetGoal {
                 set_name: resources::set_name(mdb),
                 rs_init: mdb
@@ -593,35 +593,7 @@ async fn apply(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
                 },
                 force: ForceOptIn(force),
             };
-            let known: BTreeSet<String> = mdb
-                .status
-                .as_ref()
-                .map(|s| s.replset.iter().map(|m| m.name.clone()).collect())
-                .unwrap_or_default();
-            match converge::step(&admin, &goal, &known).await {
-                Ok((outcome, obs)) => {
-                    if let Some(primary) = &obs.primary {
-                        let base = ctx.admin(&key, None).await;
-                        match converge::ensure_users(&base, primary, users).await {
-                            Ok(ch) if ch != Default::default() => {
-                                tracing::info!(created = ?ch.created, rotated = ?ch.rotated, "users updated");
-                                publish(
-                                    ctx,
-                                    mdb,
-                                    EventType::Normal,
-                                    "UsersUpdated",
-                                    format!("created {:?}, rotated {:?}", ch.created, ch.rotated),
-                                )
-                                .await;
-                            }
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!(error = %e, "users not reconciled yet"),
-                        }
-                    }
-                    (Some(Ok(outcome)), Some(obs))
-                }
-                Err(e) => (Some(Err(e.to_string())), None),
-            }
+            manage_set(ctx, mdb, &key, &members, goal, users).await
         }
     };
     if let Some(Ok(o)) = &outcome {
@@ -688,7 +660,90 @@ async fn apply(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
     })
 }
 
-/// The adapter logged in as the cluster admin, else root, else nobody (localhost exception).
+/// One replica-set step and the users, for an object whose hosts and Secrets are known.
+async fn manage_set(
+    ctx: &Context,
+    mdb: &MongoDB,
+    key: &str,
+    members: &Members,
+    goal: SetGoal,
+    users: &Users,
+) -> (
+    Option<Result<Outcome, String>>,
+    Option<crate::replset::Observation>,
+) {
+    let ns = mdb.namespace().unwrap_or_default();
+    let in_pod = PodExec::new(
+        Api::namespaced(ctx.client.clone(), &ns),
+        members.pods_by_host.clone(),
+    );
+    let known: BTreeSet<String> = mdb
+        .status
+        .as_ref()
+        .map(|s| s.replset.iter().map(|m| m.name.clone()).collect())
+        .unwrap_or_default();
+    let mut candidates: BTreeSet<String> =
+        goal.desired.hosts.iter().map(|h| h.host.clone()).collect();
+    candidates.extend(goal.desired.own.iter().cloned());
+    candidates.extend(known.iter().cloned());
+    let mut admin = pick_admin(ctx, key, users, &candidates).await;
+    if admin.login().is_none()
+        && let Some(primary) = primary_by_hello(&admin, &candidates).await
+    {
+        // No login works anywhere but a primary exists: the set was initiated and has no
+        // user yet. The first one is created in the primary's pod.
+        let r = converge::ensure_users(&admin, &in_pod, &primary, users).await;
+        report_users(ctx, mdb, r).await;
+        admin = pick_admin(ctx, key, users, &candidates).await;
+    }
+    match converge::step(&admin, &in_pod, &goal, &known).await {
+        Ok((outcome, obs)) => {
+            if let Some(primary) = &obs.primary {
+                let base = ctx.admin(key, None).await;
+                let r = converge::ensure_users(&base, &in_pod, primary, users).await;
+                report_users(ctx, mdb, r).await;
+            }
+            (Some(Ok(outcome)), Some(obs))
+        }
+        Err(e) => (Some(Err(e.to_string())), None),
+    }
+}
+
+async fn report_users(
+    ctx: &Context,
+    mdb: &MongoDB,
+    r: Result<converge::UserChanges, ReplSetError>,
+) {
+    match r {
+        Ok(ch) if ch != Default::default() => {
+            tracing::info!(created = ?ch.created, rotated = ?ch.rotated, "users updated");
+            publish(
+                ctx,
+                mdb,
+                EventType::Normal,
+                "UsersUpdated",
+                format!("created {:?}, rotated {:?}", ch.created, ch.rotated),
+            )
+            .await;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "users not reconciled yet"),
+    }
+}
+
+/// The member `hello` names as the writable primary, if any answers so.
+async fn primary_by_hello(admin: &ReplSetAdmin, hosts: &BTreeSet<String>) -> Option<String> {
+    for h in hosts {
+        if let Ok(hello) = admin.hello(h).await
+            && hello.is_primary
+        {
+            return Some(h.clone());
+        }
+    }
+    None
+}
+
+/// The adapter logged in as the cluster admin, else root, else nobody (only `hello` works).
 /// A login counts when it works on any of `hosts`: members not yet in the set have no users.
 async fn pick_admin(
     ctx: &Context,
@@ -845,6 +900,10 @@ async fn cleanup(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
     }
     let key = format!("{ns}/{name}");
     let admin = ctx.admin(&key, Some(&users.cluster_admin)).await;
+    let in_pod = PodExec::new(
+        Api::namespaced(ctx.client.clone(), &ns),
+        members.pods_by_host.clone(),
+    );
     let goal = SetGoal {
         set_name: resources::set_name(mdb),
         rs_init: false,
@@ -857,7 +916,7 @@ async fn cleanup(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
     };
     // Bounded: a set that cannot change (no primary) must not block deletion forever.
     for _ in 0..20 {
-        match converge::step(&admin, &goal, &BTreeSet::new()).await {
+        match converge::step(&admin, &in_pod, &goal, &BTreeSet::new()).await {
             Ok((Outcome::Done, _)) | Ok((Outcome::QuorumLost { .. }, _)) => break,
             Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
             Err(ReplSetError::Unreachable { .. }) => break,

@@ -4,8 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use mongodb::bson::{Bson, doc};
+
+use crate::inpod::InPod;
 use crate::planner::{self, Desired, ForceOptIn, InitDecision, Step};
-use crate::replset::{Login, Observation, ReplSetAdmin, ReplSetError};
+use crate::replset::{Login, Observation, ReplSetAdmin, ReplSetError, render_config};
 
 /// What one agent wants of its set.
 #[derive(Clone, Debug)]
@@ -60,9 +63,12 @@ impl Outcome {
     }
 }
 
-/// Observe the set, then take the planner's one next step.
+/// Observe the set, then take the planner's one next step. Initiating runs inside the chosen
+/// member's pod ([`InPod`]): with access control on and no user yet, only the localhost
+/// exception allows it.
 pub async fn step(
     admin: &ReplSetAdmin,
+    in_pod: &impl InPod,
     goal: &SetGoal,
     known: &BTreeSet<String>,
 ) -> Result<(Outcome, Observation), ReplSetError> {
@@ -78,7 +84,8 @@ pub async fn step(
         let outcome =
             match planner::decide_init(&goal.set_name, goal.rs_init, &goal.desired, &probes) {
                 InitDecision::Initiate { on, config } => {
-                    admin.initiate(&on, &config).await?;
+                    let cmd = doc! {"replSetInitiate": render_config(None, &config)};
+                    in_pod.run(&on, &cmd, false).await?;
                     tracing::info!(set = %goal.set_name, %on, "initiated the replica set");
                     Outcome::Initiated { on }
                 }
@@ -159,11 +166,13 @@ pub struct UserChanges {
     pub rotated: Vec<String>,
 }
 
-/// Make the users exist with the passwords of their Secrets, on the primary: root through the
-/// localhost exception when no user exists yet, the others with root or the cluster admin, and
-/// `updateUser` when a Secret's password changed (rotation).
+/// Make the users exist with the passwords of their Secrets, on the primary: root inside the
+/// primary's pod through the localhost exception when no user exists yet ([`InPod`], the
+/// password read from the pod's credentials file), the others with root or the cluster admin,
+/// and `updateUser` when a Secret's password changed (rotation).
 pub async fn ensure_users(
     base: &ReplSetAdmin,
+    in_pod: &impl InPod,
     primary: &str,
     users: &Users,
 ) -> Result<UserChanges, ReplSetError> {
@@ -176,8 +185,13 @@ pub async fn ensure_users(
     } else {
         // No login works: either no user exists yet (localhost exception), or root's password
         // was rotated and the cluster admin's too (then only the user can help).
-        let anon = base.with_login(None);
-        match anon.create_user(primary, &users.root, ROOT_ROLES).await {
+        let roles: Vec<Bson> = ROOT_ROLES
+            .iter()
+            .map(|r| Bson::Document(doc! {"role": *r, "db": "admin"}))
+            .collect();
+        let cmd =
+            doc! {"createUser": &users.root.user, "roles": roles, "mechanisms": ["SCRAM-SHA-256"]};
+        match in_pod.run(primary, &cmd, true).await {
             Ok(()) => {
                 changes.created.push(users.root.user.clone());
                 users.root.clone()

@@ -10,11 +10,13 @@
 //!
 //! Edges:
 //! * [`replset`]: the narrow adapter over the official `mongodb` driver.
+//! * [`inpod`]: what only the member's own pod may do (initiate, the first user), by `pods/exec`.
 //! * [`converge`]: one observe → plan → apply step, and users/password rotation.
 //! * [`controller`]: the kube-runtime controller; [`service`]: the process.
 
 pub mod controller;
 pub mod converge;
+pub mod inpod;
 pub mod planner;
 pub mod replset;
 pub mod resources;

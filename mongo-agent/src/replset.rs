@@ -218,6 +218,11 @@ impl ReplSetAdmin {
             })
     }
 
+    /// Any admin command on one member (the real-mongod tier's in-pod stand-in).
+    pub async fn run_raw(&self, host: &str, cmd: Document) -> Result<Document, ReplSetError> {
+        self.run(host, "command", cmd).await
+    }
+
     /// `hello` on one member.
     pub async fn hello(&self, host: &str) -> Result<Hello, ReplSetError> {
         let d = self.run(host, "hello", doc! {"hello": 1}).await?;

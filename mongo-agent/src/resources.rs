@@ -34,6 +34,13 @@ pub const MONGOD_PORT: i32 = 27017;
 pub const EXPORTER_PORT: i32 = 9216;
 /// The user MongoDB's official image runs as.
 const MONGODB_UID: i64 = 999;
+/// Where mongod reads the keyfile (an emptyDir the init container fills).
+pub const KEYFILE_DIR: &str = "/etc/mongod-keyfile";
+/// Where the init container reads the keyfile Secret.
+const KEYFILE_SECRET_DIR: &str = "/etc/mongod-keyfile-secret";
+/// Where the mongod container mounts the root password (`crate::inpod::ROOT_PASSWORD_FILE`).
+pub const CREDENTIALS_DIR: &str = "/etc/mongod-credentials";
+const ROOT_PASSWORD_FILE_NAME: &str = "root-password";
 
 /// Secret names and keys, shared with the manager.
 pub use fedstate_api::secrets::{
@@ -167,6 +174,13 @@ pub fn mongod_config(
             serde_yaml::from_str(value).unwrap_or(serde_yaml::Value::String(value.clone()));
         set_path(&mut root, name, v);
     }
+    // mongod refuses `net.bindIp` together with `net.bindIpAll` (which members need: they are
+    // reached through the node's address): drop the user's and say so.
+    if let Some(serde_yaml::Value::Mapping(net)) = root.get_mut("net")
+        && net.remove("bindIp").is_some()
+    {
+        ignored.push("net.bindIp".to_owned());
+    }
     let owned = [
         ("net.port", serde_yaml::Value::from(MONGOD_PORT)),
         ("net.bindIpAll", serde_yaml::Value::from(true)),
@@ -176,7 +190,7 @@ pub fn mongod_config(
         ),
         (
             "security.keyFile",
-            serde_yaml::Value::from("/etc/mongod-keyfile/keyfile"),
+            serde_yaml::Value::from(format!("{KEYFILE_DIR}/{KEYFILE_KEY}")),
         ),
         ("security.authorization", serde_yaml::Value::from("enabled")),
         ("storage.dbPath", serde_yaml::Value::from("/data/db")),
@@ -285,14 +299,11 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
         // The configuration file only: no password on the command line.
         "args": ["--config", "/etc/mongod/mongod.conf"],
         "ports": [{"name": "mongodb", "containerPort": MONGOD_PORT}],
-        "env": [
-            // The official image's entrypoint creates root through the localhost exception on
-            // first start; the password comes from the Secret, never from an argument.
-            {"name": "MONGO_INITDB_ROOT_USERNAME", "value": ROOT_USER},
-            {"name": "MONGO_INITDB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": root_secret, "key": root_key}}},
-        ],
-        "readinessProbe": {"tcpSocket": {"port": MONGOD_PORT}, "initialDelaySeconds": 5, "periodSeconds": 10},
-        "livenessProbe": {"tcpSocket": {"port": MONGOD_PORT}, "initialDelaySeconds": 30, "periodSeconds": 20, "failureThreshold": 6},
+        // WiredTiger recovery after an unclean stop can take long: liveness starts only once
+        // mongod listens (up to 30 minutes), so it never kills a recovering member.
+        "startupProbe": {"tcpSocket": {"port": MONGOD_PORT}, "periodSeconds": 10, "failureThreshold": 180},
+        "readinessProbe": {"tcpSocket": {"port": MONGOD_PORT}, "periodSeconds": 10},
+        "livenessProbe": {"tcpSocket": {"port": MONGOD_PORT}, "periodSeconds": 20, "failureThreshold": 6},
         "securityContext": {
             "allowPrivilegeEscalation": false,
             "capabilities": {"drop": ["ALL"]},
@@ -301,7 +312,9 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
         },
         "volumeMounts": [
             {"name": "config", "mountPath": "/etc/mongod", "readOnly": true},
-            {"name": "keyfile", "mountPath": "/etc/mongod-keyfile", "readOnly": true},
+            {"name": "keyfile", "mountPath": KEYFILE_DIR, "readOnly": true},
+            // The root password, for the agent's in-pod first-user script (crate::inpod).
+            {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": true},
             {"name": "data", "mountPath": "/data/db"},
         ],
     });
@@ -352,7 +365,29 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
             json!({"runAsNonRoot": true, "runAsUser": MONGODB_UID, "fsGroup": MONGODB_UID, "seccompProfile": {"type": "RuntimeDefault"}})
         }
     };
+    // mongod refuses a keyfile readable by group or others, and a Secret volume cannot give
+    // "0400, owned by the mongod user" (0440 under an fsGroup, root-owned without one): copy it
+    // to a memory emptyDir as that user, as the MongoDB and Percona operators do.
+    let keyfile_init = json!({
+        "name": "keyfile",
+        "image": &image,
+        "imagePullPolicy": &pull_policy,
+        "command": ["sh", "-c", format!(
+            "rm -f {KEYFILE_DIR}/{KEYFILE_KEY} && cp {KEYFILE_SECRET_DIR}/{KEYFILE_KEY} {KEYFILE_DIR}/{KEYFILE_KEY} && chmod 0400 {KEYFILE_DIR}/{KEYFILE_KEY}"
+        )],
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": true,
+            "runAsUser": MONGODB_UID,
+        },
+        "volumeMounts": [
+            {"name": "keyfile-secret", "mountPath": KEYFILE_SECRET_DIR, "readOnly": true},
+            {"name": "keyfile", "mountPath": KEYFILE_DIR},
+        ],
+    });
     let mut pod = json!({
+        "initContainers": [keyfile_init],
         "containers": containers,
         "affinity": affinity,
         "securityContext": security,
@@ -360,7 +395,12 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
         "terminationGracePeriodSeconds": 30,
         "volumes": [
             {"name": "config", "configMap": {"name": mongod_config_name(&name)}},
-            {"name": "keyfile", "secret": {"secretName": spec.keyfile_secret_ref.clone().unwrap_or_else(|| keyfile_secret_name(&name)), "defaultMode": 0o400}},
+            // Readable by the copying user whatever the pod's fsGroup; only the init container
+            // mounts it.
+            {"name": "keyfile-secret", "secret": {"secretName": spec.keyfile_secret_ref.clone().unwrap_or_else(|| keyfile_secret_name(&name)), "defaultMode": 0o444}},
+            {"name": "keyfile", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+            // Only the mongod container mounts it (the same user as mongod reads it).
+            {"name": "credentials", "secret": {"secretName": root_secret, "items": [{"key": root_key, "path": ROOT_PASSWORD_FILE_NAME}], "defaultMode": 0o444}},
         ],
     });
     if let Some(ns) = &pod_spec.node_selector {
@@ -580,7 +620,8 @@ mod tests {
         // The sample's rootPassword and pull-secret password.
         assert!(!all.contains("123456"));
         assert!(!all.contains("\"admin\""));
-        assert!(all.contains("MONGO_INITDB_ROOT_PASSWORD"));
+        // Passwords reach pods only as Secret references (files or env from a Secret).
+        assert!(all.contains("\"secretName\":\"mongodb-sample-credentials\""));
         assert!(all.contains("secretKeyRef"));
         for sts in &d.statefulsets {
             for c in &sts
@@ -638,6 +679,107 @@ mod tests {
         );
         assert_eq!(ignored, ["LOG_LEVEL"]);
         assert!(mongod_config(&m, Some("- not a map")).is_err());
+    }
+
+    fn pod_of(sts: &StatefulSet) -> &k8s_openapi::api::core::v1::PodSpec {
+        sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    }
+
+    /// mongod refuses a keyfile readable by group or others ("Internal/Membership
+    /// Authentication": "the keyfile must not have group or world permissions"). A Secret
+    /// volume mounted straight into mongod is 0440 under the pod's fsGroup, or root-owned and
+    /// unreadable by mongod (999) without one: the keyfile must come from an emptyDir an init
+    /// container fills as the mongod user, chmod 0400.
+    #[test]
+    fn the_keyfile_is_copied_as_the_mongod_user_with_mode_0400() {
+        let d = desired_objects(&sample(), None).unwrap();
+        for sts in &d.statefulsets {
+            let pod = pod_of(sts);
+            let mongod = &pod.containers[0];
+            let mount = mongod
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.mount_path == KEYFILE_DIR)
+                .unwrap();
+            let volume = pod
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == mount.name)
+                .unwrap();
+            assert!(
+                volume.secret.is_none(),
+                "mongod must not read the Secret volume"
+            );
+            assert_eq!(
+                volume.empty_dir.as_ref().unwrap().medium.as_deref(),
+                Some("Memory")
+            );
+            let init = &pod.init_containers.as_ref().unwrap()[0];
+            let script = init.command.as_ref().unwrap().join(" ");
+            assert!(
+                script.contains("chmod 0400 /etc/mongod-keyfile/keyfile"),
+                "{script}"
+            );
+            let uid = init.security_context.as_ref().unwrap().run_as_user;
+            assert_eq!(
+                uid,
+                mongod.security_context.as_ref().unwrap().run_as_user,
+                "copied as the user mongod runs as"
+            );
+            assert!(
+                init.volume_mounts
+                    .iter()
+                    .flatten()
+                    .any(|m| m.name == mount.name)
+            );
+        }
+    }
+
+    /// A startupProbe holds liveness off while mongod recovers (WiredTiger recovery after an
+    /// unclean shutdown may take minutes); the root password is a file for the in-pod script.
+    #[test]
+    fn members_have_a_startup_probe_and_the_root_password_file() {
+        let d = desired_objects(&sample(), None).unwrap();
+        let mongod = &pod_of(&d.statefulsets[0]).containers[0];
+        let startup = mongod.startup_probe.as_ref().unwrap();
+        assert!(startup.failure_threshold.unwrap() * startup.period_seconds.unwrap() >= 600);
+        assert!(
+            mongod
+                .liveness_probe
+                .as_ref()
+                .unwrap()
+                .initial_delay_seconds
+                .is_none()
+        );
+        assert!(
+            mongod
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.mount_path == CREDENTIALS_DIR)
+        );
+        assert_eq!(
+            format!("{CREDENTIALS_DIR}/{ROOT_PASSWORD_FILE_NAME}"),
+            crate::inpod::ROOT_PASSWORD_FILE
+        );
+        assert!(mongod.env.is_none(), "no MONGO_INITDB_* entrypoint path");
+    }
+
+    /// mongod refuses to start with both `net.bindIp` and `net.bindIpAll`; the agent owns the
+    /// bind setting, so a user's `net.bindIp` is dropped and reported.
+    #[test]
+    fn a_users_bind_ip_does_not_collide_with_the_agents() {
+        let (yaml, ignored) = mongod_config(
+            &sample(),
+            Some("net:\n  bindIp: 10.0.0.1\n  compression: {}\n"),
+        )
+        .unwrap();
+        let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        assert!(v["net"].get("bindIp").is_none(), "{yaml}");
+        assert_eq!(v["net"]["bindIpAll"], serde_yaml::Value::from(true));
+        assert!(ignored.contains(&"net.bindIp".to_owned()), "{ignored:?}");
     }
 
     #[test]

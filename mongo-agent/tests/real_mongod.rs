@@ -1,9 +1,13 @@
-//! The agent's replica-set code against a real `mongod`
-//! (`docs/local-federation.md#the-replica-set-simulator`: the simulator is checked against MongoDB
-//! itself whenever one is available). Set `FEDSTATE_MONGOD=/path/to/mongod`; without it this test
-//! prints "skipped: no mongod" and passes. Three local processes with a keyfile (so access control
-//! and the localhost exception are on) form the set; all listen on 127.0.0.1 only and are killed
-//! when the test ends.
+//! The agent's replica-set code against a real `mongod` (`docs/local-federation.md#the-replica-set-simulator`: the simulator
+//! is checked against MongoDB itself whenever one is available). Set
+//! `FEDSTATE_MONGOD=/path/to/mongod`; without it the test is reported ignored-as-passed with
+//! "skipped: no mongod". Three local processes with a generated keyfile (so access control and
+//! the localhost exception are on) form the set; all listen on 127.0.0.1 only and are killed when
+//! the test ends; their logs are kept (and their directory printed) when it fails.
+//!
+//! Never run here: no mongod can be installed on these machines. It is written to pass against
+//! mongod 4.4–8.0: the in-pod steps (initiate, the first user) go over 127.0.0.1, which is what
+//! the member's pod gives, with the root password read from a file as the pod's shell does.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
@@ -13,8 +17,10 @@ use std::time::Duration;
 
 use fedstate_api::hostconf::HostEntry;
 use fedstate_mongo_agent::converge::{self, Outcome, SetGoal, Users};
+use fedstate_mongo_agent::inpod::InPod;
 use fedstate_mongo_agent::planner::{Desired, ForceOptIn};
-use fedstate_mongo_agent::replset::{Login, Password, ReplSetAdmin};
+use fedstate_mongo_agent::replset::{Login, Password, ReplSetAdmin, ReplSetError};
+use mongodb::bson::Document;
 
 /// Kills the processes and removes their directory on drop.
 struct Mongods {
@@ -28,7 +34,37 @@ impl Drop for Mongods {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::thread::panicking() {
+            eprintln!("mongod logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The member's pod as the agent's exec sees it: mongod's own localhost interface, and the root
+/// password in a file (the pod's credentials mount).
+struct LocalPod {
+    password_file: PathBuf,
+}
+
+impl InPod for LocalPod {
+    async fn run(
+        &self,
+        host: &str,
+        command: &Document,
+        password_from_file: bool,
+    ) -> Result<(), ReplSetError> {
+        let mut cmd = command.clone();
+        if password_from_file {
+            cmd.insert("pwd", std::fs::read_to_string(&self.password_file).unwrap());
+        }
+        let port = host.rsplit_once(':').unwrap().1;
+        let local = ReplSetAdmin::new(None, Duration::from_secs(10));
+        local
+            .run_raw(&format!("127.0.0.1:{port}"), cmd)
+            .await
+            .map(drop)
     }
 }
 
@@ -92,11 +128,11 @@ fn entries(hosts: &[String]) -> Vec<HostEntry> {
         .collect()
 }
 
-async fn converge_until_done(admin: &ReplSetAdmin, goal: &SetGoal) -> Vec<Outcome> {
+async fn converge_until_done(admin: &ReplSetAdmin, pod: &LocalPod, goal: &SetGoal) -> Vec<Outcome> {
     let mut log = Vec::new();
     // Real elections and initial syncs take seconds; bounded by attempts, not by a clock.
     for _ in 0..240 {
-        match converge::step(admin, goal, &BTreeSet::new()).await {
+        match converge::step(admin, pod, goal, &BTreeSet::new()).await {
             Ok((Outcome::Done, _)) => return log,
             Ok((o, _)) => log.push(o),
             Err(e) => log.push(Outcome::Waiting(e.to_string())),
@@ -112,7 +148,7 @@ async fn the_replica_set_code_works_against_real_mongod() {
         println!("skipped: no mongod (set FEDSTATE_MONGOD=/path/to/mongod)");
         return;
     };
-    let (_procs, hosts) = start(&mongod, 3);
+    let (procs, hosts) = start(&mongod, 3);
     let admin = ReplSetAdmin::new(None, Duration::from_secs(5));
     // Wait for the processes to answer hello.
     for h in &hosts {
@@ -137,8 +173,11 @@ async fn the_replica_set_code_works_against_real_mongod() {
         },
         force: ForceOptIn(false),
     };
-    // Initiate with one member through the localhost exception, then create the users.
-    let log = converge_until_done(&admin, &goal(1)).await;
+    let password_file = procs.dir.join("root-password");
+    std::fs::write(&password_file, "Real-Root-Pass-1").unwrap();
+    let pod = LocalPod { password_file };
+    // Initiate with one member in its "pod" (the localhost exception), then create the users.
+    let log = converge_until_done(&admin, &pod, &goal(1)).await;
     assert_eq!(
         log.iter()
             .filter(|o| matches!(o, Outcome::Initiated { .. }))
@@ -154,20 +193,32 @@ async fn the_replica_set_code_works_against_real_mongod() {
         cluster_admin: login("fedstate-cluster-admin", "Real-Admin-Pass-1"),
         cluster_monitor: login("fedstate-monitor", "Real-Monitor-Pass-1"),
     };
-    let obs = admin.observe("rs", &own).await.unwrap();
-    let primary = obs.primary.clone().unwrap();
-    let changes = converge::ensure_users(&admin, &primary, &users)
+    // Without a user, observing needs a primary found by hello (replSetGetConfig needs a login).
+    let mut primary = None;
+    for _ in 0..120 {
+        for h in &hosts {
+            if admin.hello(h).await.is_ok_and(|x| x.is_primary) {
+                primary = Some(h.clone());
+            }
+        }
+        if primary.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let primary = primary.unwrap();
+    let changes = converge::ensure_users(&admin, &pod, &primary, &users)
         .await
         .unwrap();
     assert_eq!(changes.created.len(), 3);
 
     // Grow to three voters, one at a time, as the cluster admin.
     let as_admin = admin.with_login(Some(users.cluster_admin.clone()));
-    converge_until_done(&as_admin, &goal(3)).await;
+    converge_until_done(&as_admin, &pod, &goal(3)).await;
     let obs = as_admin.observe("rs", &own).await.unwrap();
     assert_eq!(obs.observed.config.as_ref().unwrap().voters(), 3);
     // Shrink to two.
-    converge_until_done(&as_admin, &goal(2)).await;
+    converge_until_done(&as_admin, &pod, &goal(2)).await;
     let obs = as_admin.observe("rs", &own).await.unwrap();
     assert_eq!(obs.observed.config.as_ref().unwrap().voters(), 2);
     // Rotation.
@@ -175,7 +226,7 @@ async fn the_replica_set_code_works_against_real_mongod() {
         cluster_monitor: login("fedstate-monitor", "Real-Monitor-Pass-2"),
         ..users.clone()
     };
-    let changes = converge::ensure_users(&admin, obs.primary.as_ref().unwrap(), &rotated)
+    let changes = converge::ensure_users(&admin, &pod, obs.primary.as_ref().unwrap(), &rotated)
         .await
         .unwrap();
     assert_eq!(changes.rotated, ["fedstate-monitor"]);

@@ -1,6 +1,8 @@
 //! The agent's replica-set code (adapter + planner) through the real driver against the
 //! replica-set simulator: initiate once, scale 3→5→3 one voter per reconfig, users and rotation,
-//! quorum loss without automatic force.
+//! quorum loss without automatic force. As in production, the agent talks to members over
+//! their addresses (no localhost exception there) and runs the two in-pod steps (initiate, the
+//! first user) inside the member's pod, here the simulator's in-pod socket.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
@@ -8,9 +10,132 @@ use std::time::Duration;
 
 use fedstate_api::hostconf::HostEntry;
 use fedstate_mongo_agent::converge::{self, Outcome, SetGoal, Users};
+use fedstate_mongo_agent::inpod::InPod;
 use fedstate_mongo_agent::planner::{Desired, ForceOptIn};
-use fedstate_mongo_agent::replset::{Login, Password, ReplSetAdmin};
+use fedstate_mongo_agent::replset::{Login, Password, ReplSetAdmin, ReplSetError};
 use fedstate_rs_sim::{Settings, Simulator};
+use mongodb::bson::Document;
+
+/// The member pods: a shell on the member's own localhost interface, with the root password
+/// file the pod mounts.
+struct Pods<'a> {
+    sim: &'a Simulator,
+    root_password: String,
+}
+
+impl InPod for Pods<'_> {
+    async fn run(
+        &self,
+        host: &str,
+        command: &Document,
+        password_from_file: bool,
+    ) -> Result<(), ReplSetError> {
+        let mut cmd = command.clone();
+        if password_from_file {
+            cmd.insert("pwd", self.root_password.clone());
+        }
+        let mut opts = mongodb::options::ClientOptions::default();
+        opts.hosts = vec![mongodb::options::ServerAddress::Unix {
+            path: self.sim.in_pod_socket(host),
+        }];
+        opts.direct_connection = Some(true);
+        opts.server_selection_timeout = Some(Duration::from_secs(2));
+        let client = mongodb::Client::with_options(opts).unwrap();
+        let r = client.database("admin").run_command(cmd).await;
+        r.map(drop).map_err(|e| match e.kind.as_ref() {
+            mongodb::error::ErrorKind::Command(c) => ReplSetError::Command {
+                host: host.into(),
+                command: "in-pod",
+                code: c.code,
+                code_name: c.code_name.clone(),
+                message: c.message.clone(),
+            },
+            _ => ReplSetError::Unreachable {
+                host: host.into(),
+                command: "in-pod",
+                reason: e.to_string(),
+            },
+        })
+    }
+}
+
+fn users() -> Users {
+    let login = |u: &str, p: &str| Login {
+        user: u.into(),
+        password: Password::new(p),
+    };
+    Users {
+        root: login("root", "Root-Pass-0001"),
+        cluster_admin: login("fedstate-cluster-admin", "Admin-Pass-0001"),
+        cluster_monitor: login("fedstate-monitor", "Monitor-Pass-0001"),
+    }
+}
+
+/// One agent as the controller runs it: the cluster admin's login when it works anywhere,
+/// else nobody (then only `hello`); the first user in the primary's pod; users after each step.
+struct Agent<'a> {
+    anonymous: ReplSetAdmin,
+    admin: ReplSetAdmin,
+    pods: Pods<'a>,
+    users: Users,
+    goal: SetGoal,
+}
+
+impl<'a> Agent<'a> {
+    fn new(sim: &'a Simulator, goal: SetGoal) -> Self {
+        let users = users();
+        Self {
+            anonymous: ReplSetAdmin::new(None, Duration::from_secs(2)),
+            admin: ReplSetAdmin::new(Some(users.cluster_admin.clone()), Duration::from_secs(2)),
+            pods: Pods {
+                sim,
+                root_password: users.root.password.expose().to_owned(),
+            },
+            users,
+            goal,
+        }
+    }
+
+    async fn step(
+        &self,
+        known: &BTreeSet<String>,
+    ) -> Result<(Outcome, fedstate_mongo_agent::replset::Observation), ReplSetError> {
+        let mut hosts: BTreeSet<String> = self
+            .goal
+            .desired
+            .hosts
+            .iter()
+            .map(|h| h.host.clone())
+            .collect();
+        hosts.extend(self.goal.desired.own.iter().cloned());
+        let mut logged_in = false;
+        for h in &hosts {
+            if self.admin.hello(h).await.is_ok() {
+                logged_in = true;
+                break;
+            }
+        }
+        if !logged_in {
+            for h in &hosts {
+                if self.anonymous.hello(h).await.is_ok_and(|x| x.is_primary) {
+                    let _ =
+                        converge::ensure_users(&self.anonymous, &self.pods, h, &self.users).await;
+                    logged_in = true;
+                }
+            }
+        }
+        let admin = if logged_in {
+            &self.admin
+        } else {
+            &self.anonymous
+        };
+        let r = converge::step(admin, &self.pods, &self.goal, known).await?;
+        if let Some(p) = &r.1.primary {
+            converge::ensure_users(&self.anonymous, &self.pods, p, &self.users).await?;
+        }
+        Ok(r)
+    }
+}
 
 fn manual_sim() -> Simulator {
     Simulator::start(
@@ -69,15 +194,15 @@ fn voters(sim: &Simulator) -> BTreeSet<String> {
 /// after every step that the set's voters changed by at most one.
 async fn converge_all(
     sim: &Simulator,
-    agents: &[(&ReplSetAdmin, SetGoal)],
+    agents: &[&Agent<'_>],
     known: &BTreeSet<String>,
 ) -> Vec<Outcome> {
     let mut log = Vec::new();
     let mut before = voters(sim);
     for _round in 0..60 {
         let mut all_done = true;
-        for (admin, goal) in agents {
-            let (outcome, _) = converge::step(admin, goal, known).await.unwrap();
+        for agent in agents {
+            let (outcome, _) = agent.step(known).await.unwrap();
             let after = voters(sim);
             assert!(
                 before.symmetric_difference(&after).count() <= 1,
@@ -97,10 +222,6 @@ async fn converge_all(
     panic!("no convergence: {log:?}");
 }
 
-fn admin() -> ReplSetAdmin {
-    ReplSetAdmin::new(None, Duration::from_secs(2))
-}
-
 fn states(sim: &Simulator) -> (usize, usize) {
     let w = sim.world();
     let set = w.set("rs").unwrap();
@@ -115,10 +236,9 @@ async fn single_cluster_initiates_once_and_scales_three_five_three() {
     for _ in 0..5 {
         hosts.push(sim.serve_new("127.0.0.1").await.unwrap());
     }
-    let admin = admin();
     let known = BTreeSet::new();
-    let three = goal(entries(&hosts[..3], |_| "a"), &hosts, true);
-    let log = converge_all(&sim, &[(&admin, three.clone())], &known).await;
+    let three = Agent::new(&sim, goal(entries(&hosts[..3], |_| "a"), &hosts, true));
+    let log = converge_all(&sim, &[&three], &known).await;
     assert_eq!(
         log.iter()
             .filter(|o| matches!(o, Outcome::Initiated { .. }))
@@ -130,9 +250,9 @@ async fn single_cluster_initiates_once_and_scales_three_five_three() {
     assert_eq!(states(&sim), (1, 3));
 
     // Scale up to 5: each new member joins non-voting, then is promoted on its own reconfig.
-    let five = goal(entries(&hosts, |_| "a"), &hosts, true);
+    let five = Agent::new(&sim, goal(entries(&hosts, |_| "a"), &hosts, true));
     let v_before = sim.world().set("rs").unwrap().config.version;
-    let log = converge_all(&sim, &[(&admin, five)], &known).await;
+    let log = converge_all(&sim, &[&five], &known).await;
     assert_eq!(voters(&sim).len(), 5);
     let v_after = sim.world().set("rs").unwrap().config.version;
     assert!(
@@ -141,8 +261,8 @@ async fn single_cluster_initiates_once_and_scales_three_five_three() {
     );
 
     // Scale down to members 2..5: the primary (member 0) is stepped down before it is removed.
-    let down = goal(entries(&hosts[2..], |_| "a"), &hosts, true);
-    let log = converge_all(&sim, &[(&admin, down)], &known).await;
+    let down = Agent::new(&sim, goal(entries(&hosts[2..], |_| "a"), &hosts, true));
+    let log = converge_all(&sim, &[&down], &known).await;
     assert!(
         log.iter().any(|o| matches!(o, Outcome::SteppedDown { .. })),
         "{log:?}"
@@ -164,12 +284,11 @@ async fn three_clusters_initiate_once_and_survive_losing_one_without_force() {
     }
     let cluster = |i: usize| ["a", "b", "c"][i];
     let desired = entries(&hosts, cluster);
-    let admins: Vec<ReplSetAdmin> = (0..3).map(|_| admin()).collect();
-    let agents: Vec<(&ReplSetAdmin, SetGoal)> = (0..3)
-        .map(|i| (&admins[i], goal(desired.clone(), &hosts[i..=i], i == 0)))
+    let agents: Vec<Agent> = (0..3)
+        .map(|i| Agent::new(&sim, goal(desired.clone(), &hosts[i..=i], i == 0)))
         .collect();
     let known = BTreeSet::new();
-    let log = converge_all(&sim, &agents, &known).await;
+    let log = converge_all(&sim, &agents.iter().collect::<Vec<_>>(), &known).await;
     assert_eq!(
         log.iter()
             .filter(|o| matches!(o, Outcome::Initiated { .. }))
@@ -181,9 +300,7 @@ async fn three_clusters_initiate_once_and_survive_losing_one_without_force() {
     // Cluster c goes away: a majority remains, there is still a primary, nothing is forced.
     sim.stop(&hosts[2]);
     sim.world().tick();
-    let (o, obs) = converge::step(agents[0].0, &agents[0].1, &known)
-        .await
-        .unwrap();
+    let (o, obs) = agents[0].step(&known).await.unwrap();
     assert_eq!(o, Outcome::Done);
     assert!(obs.primary.is_some());
     assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
@@ -191,9 +308,7 @@ async fn three_clusters_initiate_once_and_survive_losing_one_without_force() {
     // Cluster b goes too: quorum lost, reported, not forced...
     sim.stop(&hosts[1]);
     sim.world().tick();
-    let (o, _) = converge::step(agents[0].0, &agents[0].1, &known)
-        .await
-        .unwrap();
+    let (o, _) = agents[0].step(&known).await.unwrap();
     assert_eq!(
         o,
         Outcome::QuorumLost {
@@ -203,9 +318,11 @@ async fn three_clusters_initiate_once_and_survive_losing_one_without_force() {
     );
     assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
     // ...until the user opts in.
-    let mut forced = agents[0].1.clone();
+    let mut forced = agents[0].goal.clone();
     forced.force = ForceOptIn(true);
-    let (o, _) = converge::step(agents[0].0, &forced, &known).await.unwrap();
+    let (o, _) = converge::step(&agents[0].admin, &agents[0].pods, &forced, &known)
+        .await
+        .unwrap();
     assert!(matches!(o, Outcome::ForcedReconfig { .. }), "{o:?}");
     sim.world().tick();
     assert_eq!(
@@ -215,45 +332,77 @@ async fn three_clusters_initiate_once_and_survive_losing_one_without_force() {
 }
 
 #[tokio::test]
-async fn users_are_created_through_the_localhost_exception_and_rotated() {
+async fn the_first_user_is_created_in_the_primarys_pod_and_passwords_rotate() {
     let sim = manual_sim();
     let a = sim.serve_new("127.0.0.1").await.unwrap();
-    let admin = admin();
+    let anonymous = ReplSetAdmin::new(None, Duration::from_secs(2));
+    let pods = Pods {
+        sim: &sim,
+        root_password: users().root.password.expose().to_owned(),
+    };
     let g = goal(
         entries(std::slice::from_ref(&a), |_| "a"),
         std::slice::from_ref(&a),
         true,
     );
-    converge_all(&sim, &[(&admin, g)], &BTreeSet::new()).await;
+    // Initiated from the pod (the agent's own connection may not initiate).
+    let (o, _) = converge::step(&anonymous, &pods, &g, &BTreeSet::new())
+        .await
+        .unwrap();
+    assert!(matches!(o, Outcome::Initiated { .. }), "{o:?}");
+    sim.world().tick();
+    let users = users();
+    // Over the network, without a user, nothing but hello works: no exception for the agent.
+    let e = anonymous.user_exists(&a, "root").await.unwrap_err();
+    assert!(e.is_unauthorized(), "{e}");
+    let changes = converge::ensure_users(&anonymous, &pods, &a, &users)
+        .await
+        .unwrap();
+    assert_eq!(changes.created.len(), 3, "{changes:?}");
+    // Idempotent.
+    let changes = converge::ensure_users(&anonymous, &pods, &a, &users)
+        .await
+        .unwrap();
+    assert_eq!(changes, Default::default());
+    // The localhost exception is closed now, in the pod too.
+    let again = pods
+        .run(
+            &a,
+            &mongodb::bson::doc! {"createUser": "intruder", "roles": []},
+            true,
+        )
+        .await
+        .unwrap_err();
+    assert!(again.is_unauthorized(), "{again}");
+    // Rotation: the monitor and root Secrets changed.
     let login = |u: &str, p: &str| Login {
         user: u.into(),
         password: Password::new(p),
     };
-    let users = Users {
-        root: login("root", "Root-Pass-0001"),
-        cluster_admin: login("fedstate-cluster-admin", "Admin-Pass-0001"),
-        cluster_monitor: login("fedstate-monitor", "Monitor-Pass-0001"),
-    };
-    let changes = converge::ensure_users(&admin, &a, &users).await.unwrap();
-    assert_eq!(changes.created.len(), 3, "{changes:?}");
-    // Idempotent.
-    let changes = converge::ensure_users(&admin, &a, &users).await.unwrap();
-    assert_eq!(changes, Default::default());
-    // The localhost exception is closed now.
-    assert!(admin.user_exists(&a, "root").await.is_err());
-    // Rotation: the monitor and root Secrets changed.
     let rotated = Users {
         root: login("root", "Root-Pass-0002"),
         cluster_monitor: login("fedstate-monitor", "Monitor-Pass-0002"),
         ..users.clone()
     };
-    let changes = converge::ensure_users(&admin, &a, &rotated).await.unwrap();
+    let changes = converge::ensure_users(&anonymous, &pods, &a, &rotated)
+        .await
+        .unwrap();
     assert_eq!(changes.rotated.len(), 2, "{changes:?}");
-    assert!(!admin.can_login(&a, &users.cluster_monitor).await.unwrap());
-    assert!(admin.can_login(&a, &rotated.cluster_monitor).await.unwrap());
-    assert!(admin.can_login(&a, &rotated.root).await.unwrap());
+    assert!(
+        !anonymous
+            .can_login(&a, &users.cluster_monitor)
+            .await
+            .unwrap()
+    );
+    assert!(
+        anonymous
+            .can_login(&a, &rotated.cluster_monitor)
+            .await
+            .unwrap()
+    );
+    assert!(anonymous.can_login(&a, &rotated.root).await.unwrap());
     // The agent's own login: replica-set commands work with it.
-    let as_admin = admin.with_login(Some(users.cluster_admin.clone()));
+    let as_admin = anonymous.with_login(Some(users.cluster_admin.clone()));
     assert!(
         as_admin
             .observe("rs", &[a.clone()].into())

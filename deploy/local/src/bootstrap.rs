@@ -267,8 +267,20 @@ pub async fn install_webhook_configurations(
 }
 
 /// Storage class, PersistentVolumes and fake nodes (with their capacity) in member `index`.
-pub async fn install_member_objects(client: &kube::Client, index: u32) -> Result<()> {
+pub async fn install_member_objects(
+    client: &kube::Client,
+    index: u32,
+    kwok_module: &Path,
+) -> Result<()> {
     let cluster = member_name(index);
+    // kwok serves `pods/exec` with local commands from `Exec` objects (kwok.x-k8s.io): the
+    // replica-set simulator writes one per member pod (`--enable-crds=Exec`).
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let exec_crd = kwok_module.join("kustomize/crd/bases/kwok.x-k8s.io_execs.yaml");
+    for doc in yaml_documents("kwok Exec CRD", &read(&exec_crd)?)? {
+        let crd: CustomResourceDefinition = typed("kwok Exec CRD", doc)?;
+        apply(&crds, &cluster, &crd).await?;
+    }
     let classes: Api<StorageClass> = Api::all(client.clone());
     apply(
         &classes,

@@ -277,7 +277,10 @@ impl Components<'_> {
 
     pub fn member_apiserver(&self, index: u32) -> ProcessSpec {
         let name = member_name(index);
-        let args = self.apiserver_args(self.ports.member(index).apiserver, &format!("/{name}"));
+        let mut args = self.apiserver_args(self.ports.member(index).apiserver, &format!("/{name}"));
+        // pods/exec goes to kwok's server at the node's InternalIP (kwok also reports a Hostname
+        // address, which does not resolve here).
+        args.push("--kubelet-preferred-address-types=InternalIP".into());
         self.spec(&format!("{name}-kube-apiserver"), "kube-apiserver", args)
     }
 
@@ -322,6 +325,11 @@ impl Components<'_> {
                     "--server-address=127.0.0.1:{}",
                     self.ports.member(index).kwok
                 ),
+                // Nodes point the apiserver's exec/logs proxy at this kwok server, which runs
+                // exec requests as local commands from `Exec` objects.
+                "--node-ip=127.0.0.1".into(),
+                format!("--node-port={}", self.ports.member(index).kwok),
+                "--enable-crds=Exec".into(),
                 format!("--cidr=10.{}.0.1/16", 100 + index),
             ],
         )

@@ -601,7 +601,7 @@ impl Federation {
                 probe::apiserver_ready(&member)
             })
             .await?;
-            bootstrap::install_member_objects(&member, i).await?;
+            bootstrap::install_member_objects(&member, i, &bins.kwok_module).await?;
             self.start(c.member_controller_manager(i))?;
             self.start(c.member_scheduler(i))?;
             self.start(c.member_kwok(i, &kwok_config))?;

@@ -3,13 +3,21 @@
 //! Service selecting it; a member stops being served when its pod goes away or its cluster stops
 //! answering (as a real mongod would become unreachable). Polls the member apiservers: this is a
 //! test fixture, not a controller.
+//!
+//! With [`PodShell`], `pods/exec` into a served member's `mongod` container works as in a real
+//! pod: the bridge writes a kwok `Exec` object for the pod (kwok runs exec requests as local
+//! commands), whose `PATH` finds `mongosh`/`mongo` as [`crate::shell`] and whose environment
+//! names the member's in-pod socket and the pod's files. The files are the Secrets and
+//! ConfigMaps the `mongod` container mounts, written under the pod's directory as the kubelet
+//! would (refreshed every few seconds, as the kubelet refreshes Secret volumes).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
@@ -36,8 +44,24 @@ impl std::fmt::Debug for MemberCluster {
 /// Only pods and Services FedState manages.
 const SELECTOR: &str = "app.kubernetes.io/managed-by=fedstate";
 
+/// How exec into member pods reaches the simulator.
+#[derive(Clone, Debug)]
+pub struct PodShell {
+    /// The `fedstate-sim-shell` executable.
+    pub shell: PathBuf,
+    /// The bridge's directory: `bin/` (the shell as `mongosh` and `mongo`) and `pods/`.
+    pub dir: PathBuf,
+}
+
 /// The hosts one cluster should serve now; `None` when the cluster does not answer.
 pub async fn running_members(cluster: &MemberCluster) -> Option<BTreeSet<String>> {
+    running_pods(cluster)
+        .await
+        .map(|pods| pods.into_keys().collect())
+}
+
+/// Served host → its Running pod, for one cluster; `None` when the cluster does not answer.
+pub async fn running_pods(cluster: &MemberCluster) -> Option<BTreeMap<String, Pod>> {
     let lp = ListParams::default().labels(SELECTOR);
     let pods: Api<Pod> = Api::all(cluster.client.clone());
     let svcs: Api<Service> = Api::all(cluster.client.clone());
@@ -46,7 +70,7 @@ pub async fn running_members(cluster: &MemberCluster) -> Option<BTreeSet<String>
         .await
         .ok()?
         .ok()?;
-    let mut hosts = BTreeSet::new();
+    let mut hosts = BTreeMap::new();
     for pod in pods.items {
         let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
         if !running || pod.metadata.deletion_timestamp.is_some() {
@@ -68,22 +92,205 @@ pub async fn running_members(cluster: &MemberCluster) -> Option<BTreeSet<String>
                 .and_then(|p| p.first())
                 .and_then(|p| p.node_port);
             if let (true, Some(port)) = (selects, port) {
-                hosts.insert(format!("{}:{port}", cluster.vip));
+                hosts.insert(format!("{}:{port}", cluster.vip), pod.clone());
             }
         }
     }
     Some(hosts)
 }
 
-/// Keep serving what the clusters run until `stop`.
-pub async fn run(sim: Arc<Simulator>, clusters: Vec<MemberCluster>, stop: CancellationToken) {
+/// kwok's `Exec` kind (kwok.x-k8s.io/v1alpha1).
+fn exec_resource() -> ApiResource {
+    ApiResource {
+        group: "kwok.x-k8s.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "kwok.x-k8s.io/v1alpha1".into(),
+        kind: "Exec".into(),
+        plural: "execs".into(),
+    }
+}
+
+impl PodShell {
+    fn bin_dir(&self) -> PathBuf {
+        self.dir.join("bin")
+    }
+
+    fn pod_root(&self, cluster: &str, pod: &Pod) -> PathBuf {
+        self.dir
+            .join("pods")
+            .join(cluster)
+            .join(pod.namespace().unwrap_or_default())
+            .join(pod.name_any())
+    }
+
+    /// `bin/mongosh` and `bin/mongo`, both the shell.
+    fn install(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(self.bin_dir())?;
+        for name in ["mongosh", "mongo"] {
+            let link = self.bin_dir().join(name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&self.shell, &link)?;
+        }
+        Ok(())
+    }
+
+    /// The pod's mounted files and its kwok `Exec` object.
+    async fn sync_pod(
+        &self,
+        sim: &Simulator,
+        cluster: &MemberCluster,
+        host: &str,
+        pod: &Pod,
+    ) -> Result<(), String> {
+        let ns = pod.namespace().unwrap_or_default();
+        let root = self.pod_root(&cluster.name, pod);
+        write_mounted_files(&cluster.client, &ns, pod, "mongod", &root).await?;
+        let path = format!("{}:/usr/local/bin:/usr/bin:/bin", self.bin_dir().display());
+        let exec = serde_json::json!({
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "Exec",
+            "metadata": {"name": pod.name_any(), "namespace": ns},
+            "spec": {"execs": [{
+                "containers": ["mongod"],
+                "local": {
+                    "workDir": root.display().to_string(),
+                    "envs": [
+                        {"name": "PATH", "value": path},
+                        {"name": "FEDSTATE_SIM_SOCKET", "value": sim.in_pod_socket(host).display().to_string()},
+                        {"name": "FEDSTATE_SIM_POD_ROOT", "value": root.display().to_string()},
+                    ],
+                },
+            }]},
+        });
+        let obj: DynamicObject = serde_json::from_value(exec).map_err(|e| e.to_string())?;
+        Api::<DynamicObject>::namespaced_with(cluster.client.clone(), &ns, &exec_resource())
+            .patch(
+                &pod.name_any(),
+                &PatchParams::apply("fedstate-rs-sim").force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .map_err(|e| format!("apply kwok Exec {ns}/{}: {e}", pod.name_any()))?;
+        Ok(())
+    }
+}
+
+/// A volume's files: key → bytes, the volume's `items` and default mode.
+type VolumeFiles = (
+    BTreeMap<String, Vec<u8>>,
+    Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>,
+    Option<i32>,
+);
+
+async fn volume_files(
+    client: &Client,
+    ns: &str,
+    v: &k8s_openapi::api::core::v1::Volume,
+) -> Result<Option<VolumeFiles>, String> {
+    if let Some(s) = &v.secret {
+        let name = s.secret_name.clone().unwrap_or_default();
+        let secret = Api::<Secret>::namespaced(client.clone(), ns)
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("get Secret {ns}/{name}: {e}"))?;
+        let data = secret
+            .and_then(|s| s.data)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        return Ok(Some((data, s.items.clone(), s.default_mode)));
+    }
+    if let Some(cm) = &v.config_map {
+        let name = cm.name.clone();
+        let map = Api::<ConfigMap>::namespaced(client.clone(), ns)
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("get ConfigMap {ns}/{name}: {e}"))?;
+        let data = map
+            .and_then(|m| m.data)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        return Ok(Some((data, cm.items.clone(), cm.default_mode)));
+    }
+    Ok(None)
+}
+
+/// Write the Secret and ConfigMap volumes `container` mounts under `root`, as the kubelet would
+/// (all keys, or the volume's `items`, with their modes).
+async fn write_mounted_files(
+    client: &Client,
+    ns: &str,
+    pod: &Pod,
+    container: &str,
+    root: &Path,
+) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(spec) = &pod.spec else {
+        return Ok(());
+    };
+    let Some(c) = spec.containers.iter().find(|c| c.name == container) else {
+        return Ok(());
+    };
+    for m in c.volume_mounts.iter().flatten() {
+        let Some(v) = spec.volumes.iter().flatten().find(|v| v.name == m.name) else {
+            continue;
+        };
+        let Some((data, items, mode)) = volume_files(client, ns, v).await? else {
+            continue;
+        };
+        let files: Vec<(String, String, Option<i32>)> = match items {
+            Some(items) => items.into_iter().map(|i| (i.key, i.path, i.mode)).collect(),
+            None => data.keys().map(|k| (k.clone(), k.clone(), None)).collect(),
+        };
+        let dir = root.join(m.mount_path.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for (key, path, item_mode) in files {
+            let Some(bytes) = data.get(&key) else {
+                continue;
+            };
+            let file = dir.join(&path);
+            let _ = std::fs::remove_file(&file);
+            std::fs::write(&file, bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+            let mode = item_mode.or(mode).unwrap_or(0o644) as u32;
+            let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode));
+        }
+    }
+    Ok(())
+}
+
+/// Keep serving what the clusters run until `stop`; with `shell`, exec into served pods works.
+pub async fn run_with_shell(
+    sim: Arc<Simulator>,
+    clusters: Vec<MemberCluster>,
+    shell: Option<PodShell>,
+    stop: CancellationToken,
+) {
+    if let Some(sh) = &shell
+        && let Err(e) = sh.install()
+    {
+        tracing::warn!(dir = %sh.dir.display(), error = %e, "cannot install the pod shell");
+    }
     let mut served: BTreeSet<String> = BTreeSet::new();
+    let mut round: u64 = 0;
     loop {
         let mut want = BTreeSet::new();
         for c in &clusters {
-            if let Some(hosts) = running_members(c).await {
-                want.extend(hosts);
+            let Some(pods) = running_pods(c).await else {
+                continue;
+            };
+            for (host, pod) in &pods {
+                let fresh = !served.contains(host);
+                if let Some(sh) = &shell
+                    && (fresh || round.is_multiple_of(10))
+                    && let Err(e) = sh.sync_pod(&sim, c, host, pod).await
+                {
+                    tracing::warn!(%host, error = %e, "cannot prepare the pod's exec");
+                }
             }
+            want.extend(pods.into_keys());
         }
         for h in served.difference(&want) {
             tracing::info!(host = %h, "member gone: no longer served");
@@ -97,6 +304,7 @@ pub async fn run(sim: Arc<Simulator>, clusters: Vec<MemberCluster>, stop: Cancel
         }
         served = sim.served().into_iter().collect::<BTreeSet<_>>();
         served.retain(|h| want.contains(h));
+        round += 1;
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -105,4 +313,9 @@ pub async fn run(sim: Arc<Simulator>, clusters: Vec<MemberCluster>, stop: Cancel
     for h in served {
         sim.stop(&h);
     }
+}
+
+/// Keep serving what the clusters run until `stop` (no exec into pods).
+pub async fn run(sim: Arc<Simulator>, clusters: Vec<MemberCluster>, stop: CancellationToken) {
+    run_with_shell(sim, clusters, None, stop).await;
 }

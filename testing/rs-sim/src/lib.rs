@@ -12,11 +12,13 @@
 //! * [`scram`]: the server side of SCRAM-SHA-256.
 //! * [`world`]: the rules, synchronous and deterministic (time moves by ticks).
 //! * [`server`]: [`Simulator`], one TCP listener per served member.
-//! * [`bridge`]: serves the members the local federation's kwok reports Running.
+//! * [`bridge`]: serves the members the local federation's kwok reports Running, and makes
+//!   `pods/exec` into them reach [`shell`], the stand-in for the image's `mongosh`/`mongo`.
 
 pub mod bridge;
 pub mod scram;
 pub mod server;
+pub mod shell;
 pub mod wire;
 pub mod world;
 

@@ -1,14 +1,22 @@
 //! The network side: one TCP listener per served member endpoint, all sharing one [`World`].
 //! A member is reachable exactly while it is served; [`Simulator::stop`] closes its listener and
 //! every open connection, like a pod going away.
+//!
+//! Each served member also listens on a Unix socket, [`Simulator::in_pod_socket`]: that is the
+//! member's own localhost interface (mongod's `/tmp/mongodb-27017.sock` and `127.0.0.1` inside
+//! its pod). Only connections through it get the localhost exception; a connection to
+//! `<vip>:<nodePort>` never does, even from a loopback address, because it comes from outside
+//! the pod.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 
 use crate::wire;
@@ -19,6 +27,8 @@ use crate::world::{Session, Settings, World};
 pub enum ServeError {
     #[error("member address {0:?} is not <ip>:<port>")]
     Address(String),
+    #[error("cannot create the socket directory {0}: {1}")]
+    SocketDir(PathBuf, #[source] std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -29,6 +39,8 @@ pub enum ServeError {
 
 struct Shared {
     world: Mutex<World>,
+    /// Where the in-pod sockets live (removed on drop).
+    socket_dir: PathBuf,
     served: Mutex<BTreeMap<String, CancellationToken>>,
     connection_ids: AtomicI32,
 }
@@ -50,8 +62,15 @@ impl std::fmt::Debug for Simulator {
 impl Simulator {
     /// Start the clock (one [`World::tick`] per `tick`). Must run inside a tokio runtime.
     pub fn start(settings: Settings, tick: Duration) -> Self {
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let socket_dir = std::env::temp_dir().join(format!(
+            "fedstate-rs-sim-{}-{}",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
         let shared = Arc::new(Shared {
             world: Mutex::new(World::new(settings)),
+            socket_dir,
             served: Mutex::new(BTreeMap::new()),
             connection_ids: AtomicI32::new(1),
         });
@@ -79,6 +98,13 @@ impl Simulator {
         lock(&self.shared.served).keys().cloned().collect()
     }
 
+    /// The Unix socket that is `host`'s own localhost interface (served while `host` is).
+    pub fn in_pod_socket(&self, host: &str) -> PathBuf {
+        self.shared
+            .socket_dir
+            .join(format!("{}.sock", host.replace([':', '/'], "_")))
+    }
+
     /// Serve member `host` (`<ip>:<port>`); a no-op when it is served already.
     pub async fn serve(&self, host: &str) -> Result<(), ServeError> {
         if lock(&self.shared.served).contains_key(host) {
@@ -93,7 +119,7 @@ impl Simulator {
                 addr: host.to_owned(),
                 source,
             })?;
-        self.run(host.to_owned(), listener);
+        self.run(host.to_owned(), listener)?;
         Ok(())
     }
 
@@ -110,29 +136,58 @@ impl Simulator {
             source,
         })?;
         let host = addr.to_string();
-        self.run(host.clone(), listener);
+        self.run(host.clone(), listener)?;
         Ok(host)
     }
 
-    fn run(&self, host: String, listener: TcpListener) {
+    fn run(&self, host: String, listener: TcpListener) -> Result<(), ServeError> {
+        let dir = &self.shared.socket_dir;
+        std::fs::create_dir_all(dir).map_err(|e| ServeError::SocketDir(dir.clone(), e))?;
+        let path = self.in_pod_socket(&host);
+        let _ = std::fs::remove_file(&path);
+        let in_pod = UnixListener::bind(&path).map_err(|source| ServeError::Bind {
+            addr: path.display().to_string(),
+            source,
+        })?;
         let token = self.shutdown.child_token();
         lock(&self.shared.served).insert(host.clone(), token.clone());
         self.world().set_up(&host, true);
         let shared = self.shared.clone();
         tokio::spawn(async move {
             loop {
-                tokio::select! {
-                    _ = token.cancelled() => return,
+                let (stream, from_pod): (Box<dyn Stream>, bool) = tokio::select! {
+                    _ = token.cancelled() => break,
                     accepted = listener.accept() => match accepted {
-                        Ok((stream, peer)) => {
-                            let id = shared.connection_ids.fetch_add(1, Ordering::Relaxed);
-                            tokio::spawn(connection(shared.clone(), host.clone(), stream, peer, id, token.clone()));
+                        Ok((stream, _)) => {
+                            let _ = stream.set_nodelay(true);
+                            (Box::new(stream), false)
                         }
-                        Err(e) => tracing::debug!(%host, error = %e, "accept failed"),
+                        Err(e) => {
+                            tracing::debug!(%host, error = %e, "accept failed");
+                            continue;
+                        }
                     },
-                }
+                    accepted = in_pod.accept() => match accepted {
+                        Ok((stream, _)) => (Box::new(stream), true),
+                        Err(e) => {
+                            tracing::debug!(%host, error = %e, "accept failed");
+                            continue;
+                        }
+                    },
+                };
+                let id = shared.connection_ids.fetch_add(1, Ordering::Relaxed);
+                let session = Session::new(from_pod, id);
+                tokio::spawn(connection(
+                    shared.clone(),
+                    host.clone(),
+                    stream,
+                    session,
+                    token.clone(),
+                ));
             }
+            let _ = std::fs::remove_file(&path);
         });
+        Ok(())
     }
 
     /// Stop serving `host`: the listener and its open connections close, and the member counts
@@ -148,8 +203,17 @@ impl Simulator {
 impl Drop for Simulator {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        remove_dir(&self.shared.socket_dir);
     }
 }
+
+fn remove_dir(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A client connection, over TCP or the in-pod socket.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -158,14 +222,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 async fn connection(
     shared: Arc<Shared>,
     host: String,
-    stream: TcpStream,
-    peer: SocketAddr,
-    id: i32,
+    stream: Box<dyn Stream>,
+    mut session: Session,
     token: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (mut r, mut w) = stream.into_split();
-    let mut session = Session::new(peer.ip().is_loopback(), id);
+    let (mut r, mut w) = tokio::io::split(stream);
     let mut reply_id = 1;
     loop {
         let req = tokio::select! {

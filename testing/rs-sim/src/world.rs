@@ -292,6 +292,8 @@ struct User {
 /// One replica set.
 #[derive(Clone, Debug)]
 pub struct ReplSet {
+    /// The simulator's id of the set (mongod's `replicaSetId`).
+    pub id: u64,
     pub config: Config,
     pub term: i64,
     pub primary: Option<String>,
@@ -314,14 +316,19 @@ impl ReplSet {
 #[derive(Clone, Debug, Default)]
 struct Node {
     up: bool,
-    set: Option<String>,
+    /// The set whose config this node holds (by [`ReplSet::id`]).
+    set: Option<u64>,
+    /// The users in this node's own data when it is in no set (MongoDB keeps
+    /// `admin.system.users` on disk: a removed member keeps the users it had).
+    local_users: BTreeMap<String, User>,
 }
 
 /// Per-connection state: authentication and an open SCRAM conversation.
 #[derive(Debug, Default)]
 pub struct Session {
-    /// Connection from a loopback address (the localhost exception applies).
-    pub loopback: bool,
+    /// Connection over the member's own localhost interface, i.e. from inside its pod (the
+    /// simulator's per-member Unix socket). Connections to `<vip>:<nodePort>` never are.
+    pub in_pod: bool,
     /// `(db, user)` once authenticated.
     pub user: Option<(String, String)>,
     conversation: Option<(String, Conversation)>,
@@ -329,9 +336,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(loopback: bool, connection_id: i32) -> Self {
+    pub fn new(in_pod: bool, connection_id: i32) -> Self {
         Self {
-            loopback,
+            in_pod,
             connection_id,
             ..Default::default()
         }
@@ -343,7 +350,9 @@ impl Session {
 pub struct World {
     settings: Settings,
     nodes: BTreeMap<String, Node>,
-    sets: BTreeMap<String, ReplSet>,
+    /// Sets by id: two sets may have the same name (mongod checks only the proposed members).
+    sets: BTreeMap<u64, ReplSet>,
+    next_set_id: u64,
     now: u64,
 }
 
@@ -372,12 +381,21 @@ impl World {
 
     /// The set a node belongs to.
     pub fn set_of(&self, host: &str) -> Option<&ReplSet> {
-        let name = self.nodes.get(host)?.set.as_ref()?;
-        self.sets.get(name)
+        let id = self.nodes.get(host)?.set?;
+        self.sets.get(&id)
     }
 
+    /// The (first) set named `name`.
     pub fn set(&self, name: &str) -> Option<&ReplSet> {
-        self.sets.get(name)
+        self.sets.values().find(|s| s.config.name == name)
+    }
+
+    /// Every set named `name` (more than one means a second initiate happened).
+    pub fn sets_named(&self, name: &str) -> Vec<&ReplSet> {
+        self.sets
+            .values()
+            .filter(|s| s.config.name == name)
+            .collect()
     }
 
     /// Advance time one tick: initial syncs finish, elections happen.
@@ -483,13 +501,22 @@ impl World {
         }
     }
 
+    /// The users `node` authenticates against: its set's (replicated to every data-bearing
+    /// member), none on an arbiter (it holds no data: "Arbiter" page, Authentication), and its
+    /// own data's users when it is in no set.
     fn users_of(&self, node: &str) -> Option<&BTreeMap<String, User>> {
-        self.set_of(node).map(|s| &s.users)
+        match self.set_of(node) {
+            Some(s) if s.config.member(node).is_some_and(|m| m.arbiter_only) => None,
+            Some(s) => Some(&s.users),
+            None => self.nodes.get(node).map(|n| &n.local_users),
+        }
     }
 
-    /// Access control with the localhost exception: while no user exists, a loopback connection
-    /// may do anything (MongoDB: "Localhost Exception"); once the first user exists it closes,
-    /// even for connections opened before.
+    /// Access control with the localhost exception (MongoDB manual, "Localhost Exception"):
+    /// only a connection over the member's own localhost interface (in its pod), only while the
+    /// node has no user, and only to create the first user or role or to initiate the set
+    /// (narrowed in 2.7.1, SERVER-12621; `replSetGetConfig` and the rest need a login). It closes
+    /// as soon as a user exists, even for connections opened before.
     fn authorize(&self, node: &str, session: &Session, name: &str) -> Result<(), CommandError> {
         const OPEN: &[&str] = &[
             "hello",
@@ -506,8 +533,12 @@ impl World {
         if OPEN.contains(&name) {
             return Ok(());
         }
+        const LOCALHOST_EXCEPTION: &[&str] = &["createUser", "createRole", "replSetInitiate"];
         let users = self.users_of(node);
-        if users.is_none_or(BTreeMap::is_empty) && session.loopback {
+        if users.is_none_or(BTreeMap::is_empty)
+            && session.in_pod
+            && LOCALHOST_EXCEPTION.contains(&name)
+        {
             return Ok(());
         }
         let deny = || {
@@ -694,8 +725,11 @@ impl World {
     }
 
     /// `replSetInitiate`: refused when this node already has a config (`AlreadyInitialized`);
-    /// the config must name this node, and every member must answer and be in no set yet (the
-    /// quorum check of initiate needs all members).
+    /// the config must name this node, and every proposed member must answer and be in no set
+    /// yet (the quorum check of initiate needs all of them). Only the proposed members are
+    /// asked: mongod cannot know about a set of the same name elsewhere, so a second initiate
+    /// next to an existing set succeeds and makes a second set (the agent's `hello` guard is
+    /// what prevents it).
     fn initiate(&mut self, node: &str, cmd: &Document) -> Reply {
         if self.set_of(node).is_some() {
             return Err(err(ALREADY_INITIALIZED, "already initialized"));
@@ -713,15 +747,6 @@ impl World {
                 format!(
                     "No host described in new configuration with {{version: {}, term: 0}} for replica set {} maps to this node",
                     config.version, config.name
-                ),
-            ));
-        }
-        if self.sets.contains_key(&config.name) {
-            return Err(err(
-                NODE_NOT_FOUND,
-                format!(
-                    "replSetInitiate quorum check failed: a replica set named {} already exists among the members",
-                    config.name
                 ),
             ));
         }
@@ -747,6 +772,8 @@ impl World {
             }
         }
         config.version = 1;
+        let id = self.next_set_id;
+        self.next_set_id += 1;
         let mut runtime = BTreeMap::new();
         for m in &config.members {
             let state = if m.host == node {
@@ -763,12 +790,13 @@ impl World {
                 },
             );
             if let Some(n) = self.nodes.get_mut(&m.host) {
-                n.set = Some(config.name.clone());
+                n.set = Some(id);
             }
         }
         self.sets.insert(
-            config.name.clone(),
+            id,
             ReplSet {
+                id,
                 config,
                 term: 0,
                 primary: None,
@@ -879,7 +907,7 @@ impl World {
         })?;
         let set_name = self
             .set_of(node)
-            .map(|s| s.config.name.clone())
+            .map(|s| s.id)
             .ok_or_else(|| err(NOT_YET_INITIALIZED, "no replset config has been received"))?;
         let mut new = parse_config(d)?;
         let up = |w: &World, h: &str| w.is_up(h);
@@ -982,12 +1010,12 @@ impl World {
         } else {
             new.version = set.config.version + 10_000 + i64::from(rand::random::<u16>());
         }
-        self.apply_config(&set_name, new, force);
+        self.apply_config(set_name, new, force);
         Ok(Document::new())
     }
 
-    fn apply_config(&mut self, set_name: &str, new: Config, forced: bool) {
-        let Some(set) = self.sets.get_mut(set_name) else {
+    fn apply_config(&mut self, set_id: u64, new: Config, forced: bool) {
+        let Some(set) = self.sets.get_mut(&set_id) else {
             return;
         };
         let removed: Vec<String> = set
@@ -999,8 +1027,15 @@ impl World {
             .collect();
         for h in &removed {
             set.runtime.remove(h);
+            let arbiter = set.config.member(h).is_some_and(|m| m.arbiter_only);
             if let Some(n) = self.nodes.get_mut(h) {
                 n.set = None;
+                // A removed data member keeps its data, users included.
+                n.local_users = if arbiter {
+                    BTreeMap::new()
+                } else {
+                    set.users.clone()
+                };
             }
             if set.primary.as_deref() == Some(h.as_str()) {
                 set.primary = None;
@@ -1017,7 +1052,7 @@ impl World {
                     },
                 );
             }
-            self.nodes.entry(m.host.clone()).or_default().set = Some(set_name.to_owned());
+            self.nodes.entry(m.host.clone()).or_default().set = Some(set_id);
         }
         set.config = new;
         set.committed = false;
@@ -1036,7 +1071,7 @@ impl World {
         let nodes = &self.nodes;
         let set_name = self
             .set_of(node)
-            .map(|s| s.config.name.clone())
+            .map(|s| s.id)
             .ok_or_else(|| err(NOT_WRITABLE_PRIMARY, "not primary so can't step down"))?;
         let set = self
             .sets
@@ -1090,7 +1125,7 @@ impl World {
         let name = self
             .set_of(node)
             .filter(|s| s.primary.as_deref() == Some(node))
-            .map(|s| s.config.name.clone())
+            .map(|s| s.id)
             .ok_or_else(|| err(NOT_WRITABLE_PRIMARY, "not primary"))?;
         self.sets
             .get_mut(&name)
@@ -1210,8 +1245,9 @@ mod rule_tests {
         d.get_f64("ok").ok() == Some(1.0)
     }
 
-    /// Initiate members 0..n as voters with priority 1 on node 0, sync, elect.
-    fn initiated(n: u16) -> (World, Session) {
+    /// Initiate members 0..n as voters with priority 1 on node 0 from inside its pod, sync,
+    /// elect; no user yet.
+    fn initiated_without_users(n: u16) -> World {
         let (mut w, mut s) = world(n);
         let members: Vec<Bson> = (0..n).map(|i| member(i, 1, 1.0)).collect();
         let r = w.handle(
@@ -1221,7 +1257,26 @@ mod rule_tests {
         );
         assert!(ok(&r), "{r}");
         w.tick();
-        (w, s)
+        w
+    }
+
+    /// As [`initiated_without_users`], then root created in node 0's pod; returns a remote
+    /// session logged in as root (what the agent has).
+    fn initiated(n: u16) -> (World, Session) {
+        let mut w = initiated_without_users(n);
+        let r = w.handle(
+            &h(0),
+            &mut Session::new(true, 1),
+            &doc! {"createUser": "root", "pwd": "root-pass", "roles": ["root"]},
+        );
+        assert!(ok(&r), "{r}");
+        (w, logged_in("root"))
+    }
+
+    fn logged_in(user: &str) -> Session {
+        let mut s = Session::new(false, 2);
+        s.user = Some(("admin".into(), user.into()));
+        s
     }
 
     fn reconfig(
@@ -1514,7 +1569,7 @@ mod rule_tests {
         );
         assert!(r.get_bool("commitmentStatus").unwrap());
         // Force the uncommitted state and check the refusal.
-        w.sets.get_mut("rs").unwrap().committed = false;
+        w.sets.values_mut().next().unwrap().committed = false;
         let r = reconfig(&mut w, &mut s, 0, 3, vec![member(0, 1, 1.0)]);
         assert_eq!(code(&r), Some(CONFIGURATION_IN_PROGRESS));
     }
@@ -1617,39 +1672,136 @@ mod rule_tests {
         assert_eq!(w.set("rs").unwrap().primary.as_deref(), Some(p.as_str()));
     }
 
-    /// "Localhost Exception": with no user, a localhost connection may create the first user;
-    /// afterwards commands need authentication; users are written on the primary only.
+    /// "Localhost Exception" (manual, Security > Authentication > Localhost Exception): only
+    /// over the member's own localhost interface, only while no user exists, and only to
+    /// create the first user or role or to initiate the set; `replSetGetConfig` is not covered.
+    /// A remote connection (the agent's, through the NodePort) never gets it.
     #[test]
-    fn localhost_exception_and_user_writes() {
-        let (mut w, mut s) = initiated(2);
-        let r = w.handle(
-            &h(1),
-            &mut s,
-            &doc! {"createUser": "root", "pwd": "x-pass", "roles": ["root"]},
-        );
-        assert_eq!(code(&r), Some(NOT_WRITABLE_PRIMARY));
+    fn the_localhost_exception_is_for_the_member_pod_only_and_only_for_the_first_user() {
+        let (mut w, _) = world(2);
         let mut remote = Session::new(false, 2);
-        let r = w.handle(&h(0), &mut remote, &doc! {"replSetGetStatus": 1});
+        let mut in_pod = Session::new(true, 3);
+        let initiate = doc! {"replSetInitiate": {"_id": "rs", "members": [member(0, 1, 1.0), member(1, 1, 1.0)]}};
         assert_eq!(
-            code(&r),
-            Some(UNAUTHORIZED),
-            "no exception for remote connections"
+            code(&w.handle(&h(0), &mut remote, &initiate)),
+            Some(UNAUTHORIZED)
         );
-        let r = w.handle(
-            &h(0),
-            &mut s,
-            &doc! {"createUser": "root", "pwd": "x-pass", "roles": ["root"]},
+        assert!(ok(&w.handle(&h(0), &mut in_pod, &initiate)));
+        w.tick();
+        for cmd in [
+            doc! {"replSetGetConfig": 1},
+            doc! {"replSetGetStatus": 1},
+            doc! {"usersInfo": 1},
+        ] {
+            assert_eq!(
+                code(&w.handle(&h(0), &mut in_pod, &cmd)),
+                Some(UNAUTHORIZED),
+                "{cmd}"
+            );
+        }
+        let create = doc! {"createUser": "root", "pwd": "x-pass", "roles": ["root"]};
+        assert_eq!(
+            code(&w.handle(&h(0), &mut remote, &create)),
+            Some(UNAUTHORIZED)
         );
-        assert!(ok(&r));
+        // A write: the primary only, even in-pod.
+        assert_eq!(
+            code(&w.handle(&h(1), &mut Session::new(true, 4), &create)),
+            Some(NOT_WRITABLE_PRIMARY)
+        );
+        let r = w.handle(&h(0), &mut in_pod, &create);
+        assert!(ok(&r), "{r}");
         assert!(!r.to_string().contains("x-pass"));
+        // Closed once a user exists, for the same connection too.
         let r = w.handle(
             &h(0),
-            &mut s,
+            &mut in_pod,
             &doc! {"createUser": "other", "pwd": "y", "roles": ["root"]},
         );
         assert_eq!(code(&r), Some(UNAUTHORIZED));
-        let r = w.handle(&h(0), &mut s, &doc! {"hello": 1});
-        assert!(ok(&r), "hello needs no authentication");
+        assert!(
+            ok(&w.handle(&h(0), &mut remote, &doc! {"hello": 1})),
+            "hello needs no login"
+        );
+        assert!(ok(&w.handle(
+            &h(0),
+            &mut logged_in("root"),
+            &doc! {"replSetGetConfig": 1}
+        )));
+    }
+
+    /// Users live in each node's data: a member outside any set has its own (none before it
+    /// joins), a removed member keeps the users it had, and an arbiter holds no data and so no
+    /// users: authentication against it fails ("Arbiter", Authentication; arbiters are reached
+    /// only through the localhost exception).
+    #[test]
+    fn users_belong_to_each_nodes_data_and_arbiters_have_none() {
+        let (mut w, mut root) = initiated(1);
+        w.set_up(&h(1), true);
+        w.set_up(&h(2), true);
+        assert!(w.users_of(&h(1)).is_some_and(BTreeMap::is_empty));
+        let r = reconfig(
+            &mut w,
+            &mut root,
+            0,
+            2,
+            vec![
+                member(0, 1, 1.0),
+                member(1, 0, 0.0),
+                Bson::Document(
+                    doc! {"_id": 2, "host": h(2), "arbiterOnly": true, "votes": 1, "priority": 0},
+                ),
+            ],
+        );
+        assert!(ok(&r), "{r}");
+        w.tick();
+        assert!(
+            w.users_of(&h(1))
+                .is_some_and(|u| u.contains_key("admin.root"))
+        );
+        assert!(w.users_of(&h(2)).is_none(), "an arbiter has no users");
+        let mut arbiter = Session::new(false, 9);
+        let start = w.handle(
+            &h(2),
+            &mut arbiter,
+            &doc! {"saslStart": 1, "mechanism": "SCRAM-SHA-256", "payload": bson::Binary { subtype: BinarySubtype::Generic, bytes: b"n,,n=root,r=abc".to_vec() }},
+        );
+        assert_eq!(code(&start), Some(AUTHENTICATION_FAILED));
+        // Removing member 1: it keeps its users.
+        let r = reconfig(
+            &mut w,
+            &mut root,
+            0,
+            3,
+            vec![
+                member(0, 1, 1.0),
+                Bson::Document(
+                    doc! {"_id": 2, "host": h(2), "arbiterOnly": true, "votes": 1, "priority": 0},
+                ),
+            ],
+        );
+        assert!(ok(&r), "{r}");
+        assert!(w.set_of(&h(1)).is_none());
+        assert!(
+            w.users_of(&h(1))
+                .is_some_and(|u| u.contains_key("admin.root"))
+        );
+    }
+
+    /// replSetInitiate's quorum check asks only the proposed members, so a second initiate of
+    /// a set with the same name on fresh nodes succeeds: two sets exist. Only the agent's own
+    /// guard (`hello` on every desired host first) prevents it.
+    #[test]
+    fn a_second_initiate_next_to_an_existing_set_makes_a_second_set() {
+        let (mut w, _) = initiated(1);
+        w.set_up(&h(5), true);
+        let r = w.handle(
+            &h(5),
+            &mut Session::new(true, 7),
+            &doc! {"replSetInitiate": {"_id": "rs", "members": [member(5, 1, 1.0)]}},
+        );
+        assert!(ok(&r), "{r}");
+        assert_eq!(w.sets_named("rs").len(), 2);
     }
 
     /// Built-in roles: clusterMonitor may read the status but not reconfigure.

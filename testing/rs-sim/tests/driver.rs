@@ -37,6 +37,17 @@ async fn direct(host: &str, cred: Option<(&str, &str)>) -> Client {
     Client::with_options(opts).unwrap()
 }
 
+/// A client inside `host`'s pod: over its own localhost interface (the in-pod socket).
+fn in_pod(sim: &Simulator, host: &str) -> Client {
+    let mut opts = ClientOptions::default();
+    opts.hosts = vec![mongodb::options::ServerAddress::Unix {
+        path: sim.in_pod_socket(host),
+    }];
+    opts.direct_connection = Some(true);
+    opts.server_selection_timeout = Some(Duration::from_secs(2));
+    Client::with_options(opts).unwrap()
+}
+
 async fn run(c: &Client, cmd: Document) -> mongodb::error::Result<Document> {
     c.database("admin").run_command(cmd).await
 }
@@ -60,8 +71,16 @@ async fn the_driver_initiates_a_set_and_authenticates_with_scram_sha_256() {
     assert!(hello.get_bool("isreplicaset").unwrap());
     assert!(hello.get_str("setName").is_err());
 
+    // Initiating needs a login or the localhost exception, which only the member's own pod has.
+    let initiate = doc! {"replSetInitiate": {"_id": "rs", "members": [
+        {"_id": 0, "host": &a, "priority": 2},
+        {"_id": 1, "host": &b},
+    ]}};
+    let denied = run(&ca, initiate).await.unwrap_err();
+    assert_eq!(code(&denied), Some(13), "{denied}");
+    let pod = in_pod(&sim, &a);
     run(
-        &ca,
+        &pod,
         doc! {"replSetInitiate": {"_id": "rs", "members": [
             {"_id": 0, "host": &a, "priority": 2},
             {"_id": 1, "host": &b},
@@ -76,15 +95,14 @@ async fn the_driver_initiates_a_set_and_authenticates_with_scram_sha_256() {
     assert_eq!(hello.get_str("me").unwrap(), a);
     assert!(hello.get_bool("isWritablePrimary").unwrap());
 
-    // Localhost exception: the first user is created without credentials...
-    run(
-        &ca,
-        doc! {"createUser": "root", "pwd": "Sim-Root-Pass-1", "roles": ["root"]},
-    )
-    .await
-    .unwrap();
+    // Localhost exception: the first user is created without credentials from the pod...
+    let create = doc! {"createUser": "root", "pwd": "Sim-Root-Pass-1", "roles": ["root"]};
+    assert_eq!(code(&run(&ca, create.clone()).await.unwrap_err()), Some(13));
+    run(&pod, create).await.unwrap();
     // ...and then it is closed, also on this connection.
-    let denied = run(&ca, doc! {"replSetGetStatus": 1}).await.unwrap_err();
+    let denied = run(&pod, doc! {"createUser": "x", "pwd": "y", "roles": []})
+        .await
+        .unwrap_err();
     assert_eq!(code(&denied), Some(13));
 
     let root = direct(&a, Some(("root", "Sim-Root-Pass-1"))).await;

@@ -1,0 +1,227 @@
+//! The two steps MongoDB allows only from inside a member's pod, while the member has no user:
+//! initiating the set and creating the first user (MongoDB manual, "Localhost Exception": only
+//! connections over the member's own localhost interface, only before the first user or role
+//! exists, only to create it or to initiate the set). The agent runs in another pod, so it
+//! cannot use the exception over the network; it execs into the member's `mongod` container
+//! through the `pods/exec` subresource, as Percona's operator does, and runs the image's own shell
+//! (`mongosh` from 6.0, `mongo` before; the script picks whichever the image has).
+//!
+//! Why exec and not the official image's `MONGO_INITDB_ROOT_*` entrypoint: the entrypoint creates
+//! the user only on an empty dbPath, in a temporary mongod it starts for its init scripts before
+//! the real one, so it does not initiate the set (a user cannot be written before a primary
+//! exists), never runs again for a member whose data survived (a restored or recycled PVC), and
+//! its result is invisible to the agent. An exec is explicit, repeatable, and its answer is the
+//! server's.
+//!
+//! The password never travels in the exec: the script reads it from the credentials file the
+//! pod mounts ([`ROOT_PASSWORD_FILE`]); the command line holds only the user name and roles.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::AttachParams;
+use mongodb::bson::Document;
+use tokio::io::AsyncReadExt;
+
+use crate::replset::ReplSetError;
+
+/// Where the member pod mounts the root password (see `resources`).
+pub const ROOT_PASSWORD_FILE: &str = "/etc/mongod-credentials/root-password";
+/// The container the script runs in.
+pub const MONGOD_CONTAINER: &str = "mongod";
+
+/// Runs a command inside a member's pod, over its localhost interface.
+pub trait InPod: Send + Sync {
+    /// Run `command` (an admin command document) on `host`'s own mongod. With
+    /// `password_from_file`, its `pwd` field is read from [`ROOT_PASSWORD_FILE`] in the pod.
+    fn run(
+        &self,
+        host: &str,
+        command: &Document,
+        password_from_file: bool,
+    ) -> impl Future<Output = Result<(), ReplSetError>> + Send;
+}
+
+/// The script the member's shell runs: the command as JSON, the password read from the file,
+/// and only `ok`/`code`/`codeName`/`errmsg` of the reply printed (on one line, as JSON).
+pub fn shell_script(command: &Document, password_from_file: bool) -> String {
+    let json = serde_json::Value::from(mongodb::bson::Bson::Document(command.clone()));
+    let mut js = format!("var cmd = {json};\n");
+    if password_from_file {
+        js.push_str(
+            "var readFile = (typeof cat === 'function') ? cat : function (p) { return require('fs').readFileSync(p, 'utf8'); };\n",
+        );
+        js.push_str(&format!("cmd.pwd = readFile('{ROOT_PASSWORD_FILE}');\n"));
+    }
+    js.push_str("var r = db.getSiblingDB('admin').runCommand(cmd);\n");
+    js.push_str(
+        "print(JSON.stringify({ok: r.ok, code: r.code, codeName: r.codeName, errmsg: r.errmsg}));\n",
+    );
+    js
+}
+
+/// The exec command: `sh` picks the image's shell and hands it the script as one argument.
+pub fn exec_command(script: &str) -> Vec<String> {
+    const PICK: &str = "if command -v mongosh >/dev/null 2>&1; then s=mongosh; else s=mongo; fi; \
+                        exec \"$s\" --quiet --norc --host 127.0.0.1 --port 27017 --eval \"$1\"";
+    vec![
+        "sh".into(),
+        "-c".into(),
+        PICK.into(),
+        "sh".into(),
+        script.into(),
+    ]
+}
+
+/// The server's answer as the script printed it (its last line).
+pub fn parse_reply(host: &str, command: &'static str, stdout: &str) -> Result<(), ReplSetError> {
+    let line = stdout.lines().rev().find(|l| !l.trim().is_empty());
+    let reply: serde_json::Value = line
+        .and_then(|l| serde_json::from_str(l.trim()).ok())
+        .ok_or_else(|| ReplSetError::Reply {
+            host: host.to_owned(),
+            command,
+            what: "the member's shell printed no reply".into(),
+        })?;
+    if reply["ok"].as_f64() == Some(1.0) {
+        return Ok(());
+    }
+    Err(ReplSetError::Command {
+        host: host.to_owned(),
+        command,
+        code: reply["code"].as_i64().unwrap_or(0) as i32,
+        code_name: reply["codeName"].as_str().unwrap_or_default().to_owned(),
+        message: reply["errmsg"].as_str().unwrap_or_default().to_owned(),
+    })
+}
+
+fn command_name(command: &Document) -> &'static str {
+    match command.keys().next().map(String::as_str) {
+        Some("replSetInitiate") => "replSetInitiate",
+        Some("createUser") => "createUser",
+        _ => "command",
+    }
+}
+
+/// [`InPod`] through the Kubernetes `pods/exec` subresource.
+#[derive(Clone)]
+pub struct PodExec {
+    pods: Api<Pod>,
+    /// Member address → its pod's name (this cluster's members only).
+    by_host: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for PodExec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodExec")
+            .field("by_host", &self.by_host)
+            .finish()
+    }
+}
+
+impl PodExec {
+    pub fn new(pods: Api<Pod>, by_host: BTreeMap<String, String>) -> Self {
+        Self { pods, by_host }
+    }
+}
+
+impl InPod for PodExec {
+    async fn run(
+        &self,
+        host: &str,
+        command: &Document,
+        password_from_file: bool,
+    ) -> Result<(), ReplSetError> {
+        let name = command_name(command);
+        let pod = self
+            .by_host
+            .get(host)
+            .ok_or_else(|| ReplSetError::Unreachable {
+                host: host.to_owned(),
+                command: name,
+                reason: "not a member of this cluster: only its own agent can exec into it".into(),
+            })?;
+        let unreachable = |reason: String| ReplSetError::Unreachable {
+            host: host.to_owned(),
+            command: name,
+            reason,
+        };
+        let params = AttachParams::default()
+            .container(MONGOD_CONTAINER)
+            .stdin(false)
+            .stdout(true)
+            .stderr(true);
+        let mut proc = self
+            .pods
+            .exec(
+                pod,
+                exec_command(&shell_script(command, password_from_file)),
+                &params,
+            )
+            .await
+            .map_err(|e| unreachable(format!("exec into pod {pod}: {e}")))?;
+        let mut stdout = String::new();
+        if let Some(mut out) = proc.stdout() {
+            let _ = out.read_to_string(&mut stdout).await;
+        }
+        let mut stderr = String::new();
+        if let Some(mut err) = proc.stderr() {
+            let _ = err.read_to_string(&mut stderr).await;
+        }
+        let status = match proc.take_status() {
+            Some(s) => s.await,
+            None => None,
+        };
+        let _ = proc.join().await;
+        match parse_reply(host, name, &stdout) {
+            Err(ReplSetError::Reply { .. }) => {
+                let why = status
+                    .and_then(|s| s.message)
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| stderr.trim().chars().take(300).collect());
+                Err(unreachable(format!("shell in pod {pod} failed: {why}")))
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use mongodb::bson::doc;
+
+    #[test]
+    fn the_script_reads_the_password_from_the_pod_and_never_carries_it() {
+        let cmd = doc! {"createUser": "root", "roles": [{"role": "root", "db": "admin"}]};
+        let js = shell_script(&cmd, true);
+        assert!(js.starts_with("var cmd = {\"createUser\":\"root\""), "{js}");
+        assert!(js.contains(ROOT_PASSWORD_FILE));
+        assert!(!js.contains("pwd\":"));
+        let argv = exec_command(&js);
+        assert_eq!(&argv[..2], ["sh", "-c"]);
+        assert!(argv[2].contains("mongosh") && argv[2].contains("mongo;"));
+        assert_eq!(argv[4], js);
+        let init = shell_script(&doc! {"replSetInitiate": {"_id": "rs"}}, false);
+        assert!(!init.contains("readFile"));
+    }
+
+    #[test]
+    fn the_reply_is_the_servers() {
+        assert!(parse_reply("h:1", "createUser", "noise\n{\"ok\":1}\n").is_ok());
+        let e = parse_reply(
+            "h:1",
+            "createUser",
+            "{\"ok\":0,\"code\":13,\"codeName\":\"Unauthorized\",\"errmsg\":\"no\"}",
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), Some(13));
+        assert!(matches!(
+            parse_reply("h:1", "createUser", ""),
+            Err(ReplSetError::Reply { .. })
+        ));
+    }
+}

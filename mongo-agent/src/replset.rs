@@ -441,9 +441,11 @@ pub fn parse_config(raw: &Document) -> Option<RsConfig> {
                 id: number(m, "_id")? as i32,
                 host: m.get_str("host").ok()?.to_owned(),
                 votes: number(m, "votes").unwrap_or(1.0) as i32,
-                priority: number(m, "priority")
-                    .unwrap_or(if arbiter_only { 0.0 } else { 1.0 })
-                    .round() as i32,
+                priority: planner_priority(number(m, "priority").unwrap_or(if arbiter_only {
+                    0.0
+                } else {
+                    1.0
+                })),
                 arbiter_only,
             })
         })
@@ -455,7 +457,19 @@ pub fn parse_config(raw: &Document) -> Option<RsConfig> {
     })
 }
 
+/// The planner works with whole priorities; a fractional one (a user's 0.5) counts as the nearest
+/// whole number, but never as 0 (which would make an electable member unelectable).
+fn planner_priority(p: f64) -> i32 {
+    if p > 0.0 {
+        (p.round() as i32).max(1)
+    } else {
+        0
+    }
+}
+
 /// A config document for `config`, starting from `raw` (fields of unchanged members, settings).
+/// A priority the planner did not change keeps its exact value (MongoDB allows fractions), and
+/// `newlyAdded` (set by the server on 4.4+, refused from a client) is never sent back.
 pub fn render_config(raw: Option<&Document>, config: &RsConfig) -> Document {
     let old: BTreeMap<i32, Document> = raw
         .and_then(|r| r.get_array("members").ok())
@@ -469,10 +483,15 @@ pub fn render_config(raw: Option<&Document>, config: &RsConfig) -> Document {
         .iter()
         .map(|m| {
             let mut d = old.get(&m.id).cloned().unwrap_or_default();
+            let kept = number(&d, "priority").filter(|p| planner_priority(*p) == m.priority);
+            d.remove("newlyAdded");
             d.insert("_id", m.id);
             d.insert("host", &m.host);
             d.insert("votes", m.votes);
-            d.insert("priority", m.priority);
+            match kept {
+                Some(p) => d.insert("priority", p),
+                None => d.insert("priority", m.priority),
+            };
             d.insert("arbiterOnly", m.arbiter_only);
             Bson::Document(d)
         })
@@ -537,6 +556,27 @@ mod tests {
         assert_eq!(m0.get_document("tags").unwrap().get_str("dc").unwrap(), "x");
         assert_eq!(m0.get_i32("priority").unwrap(), 3);
         assert_eq!(out.get_array("members").unwrap().len(), 2);
+    }
+
+    /// "Replica Set Configuration": `members[n].priority` is a number from 0 to 1000 and may be
+    /// fractional; `newlyAdded` is server-managed (4.4+) and a config carrying it is refused.
+    #[test]
+    fn fractional_priorities_are_kept_and_newly_added_is_not_sent_back() {
+        let raw = doc! {"_id": "rs", "version": 3, "members": [
+            {"_id": 0, "host": "a:1", "votes": 1, "priority": 0.5},
+            {"_id": 1, "host": "b:1", "votes": 1, "priority": 2.5, "newlyAdded": true},
+        ]};
+        let mut cfg = parse_config(&raw).unwrap();
+        assert_eq!(cfg.members[0].priority, 1, "0.5 is electable, never 0");
+        cfg.version = 4;
+        cfg.members[1].priority = 4;
+        let out = render_config(Some(&raw), &cfg);
+        let m = out.get_array("members").unwrap();
+        let m0 = m[0].as_document().unwrap();
+        let m1 = m[1].as_document().unwrap();
+        assert_eq!(m0.get_f64("priority").unwrap(), 0.5);
+        assert_eq!(m1.get_i32("priority").unwrap(), 4);
+        assert!(m1.get("newlyAdded").is_none());
     }
 
     #[test]

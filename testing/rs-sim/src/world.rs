@@ -216,6 +216,16 @@ pub fn parse_config(d: &Document) -> Result<Config, CommandError> {
         if arbiter_only && priority != 0.0 {
             return Err(invalid("priority must be 0 when arbiterOnly=true".into()));
         }
+        // member_config.cpp: an arbiter exists only to vote.
+        if arbiter_only && votes == 0 {
+            return Err(err(BAD_VALUE, "Arbiter must vote (cannot have 0 votes)"));
+        }
+        // 4.4+: `newlyAdded` is for the server to set (repl_set_config_checks.cpp).
+        if m.contains_key("newlyAdded") {
+            return Err(invalid(format!(
+                "Cannot provide newlyAdded field to member config for member {id}"
+            )));
+        }
         if hidden && priority != 0.0 {
             return Err(invalid("priority must be 0 when hidden=true".into()));
         }
@@ -251,6 +261,15 @@ pub fn parse_config(d: &Document) -> Result<Config, CommandError> {
             "Replica set configuration contains {} members, but must be at least 1 and no more than 50",
             members.len()
         )));
+    }
+    // 5.3+: "Multiple arbiters are not allowed unless all nodes were started with
+    // --setParameter 'allowMultipleArbiters=true'" (repl_set_config.cpp). The simulator's nodes
+    // are started without it.
+    if members.iter().filter(|m| m.arbiter_only).count() > 1 {
+        return Err(err(
+            NEW_CONFIG_INCOMPATIBLE,
+            "Multiple arbiters are not allowed unless all nodes were started with --setParameter 'allowMultipleArbiters=true'",
+        ));
     }
     let voters = members.iter().filter(|m| m.votes > 0).count();
     if !(1..=7).contains(&voters) {
@@ -1489,6 +1508,37 @@ mod rule_tests {
         )
         .unwrap_err();
         assert!(c.message.contains("same _id"));
+    }
+
+    /// member_config.cpp: "Arbiter must vote (cannot have 0 votes)"; repl_set_config.cpp (5.3+):
+    /// more than one arbiter needs `allowMultipleArbiters`; 4.4+: `newlyAdded` is set by the
+    /// server only.
+    #[test]
+    fn arbiters_vote_one_per_set_and_newly_added_is_the_servers() {
+        let arb = |i: u16, votes: i32| {
+            Bson::Document(
+                doc! {"_id": i32::from(i), "host": h(i), "arbiterOnly": true, "votes": votes, "priority": 0},
+            )
+        };
+        let c = parse_config(&doc! {"_id": "rs", "members": [member(0, 1, 1.0), arb(1, 0)]})
+            .unwrap_err();
+        assert_eq!(c.code, BAD_VALUE);
+        let c = parse_config(
+            &doc! {"_id": "rs", "members": [member(0, 1, 1.0), member(1, 1, 1.0), arb(2, 1), arb(3, 1)]},
+        )
+        .unwrap_err();
+        assert!(c.message.contains("allowMultipleArbiters"), "{}", c.message);
+        assert!(
+            parse_config(
+                &doc! {"_id": "rs", "members": [member(0, 1, 1.0), member(1, 1, 1.0), arb(2, 1)]}
+            )
+            .is_ok()
+        );
+        let c = parse_config(
+            &doc! {"_id": "rs", "members": [{"_id": 0, "host": h(0), "newlyAdded": true}]},
+        )
+        .unwrap_err();
+        assert_eq!(c.code, INVALID_REPLICA_SET_CONFIG);
     }
 
     /// The quorum check of a reconfig: "a majority of the voting members" of the new config must

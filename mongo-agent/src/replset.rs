@@ -14,6 +14,9 @@ use tokio::sync::Mutex;
 
 use crate::planner::{HostProbe, MemberState, Observed, RsConfig, RsMember};
 
+/// MongoDB's `CommandNotFound`.
+const COMMAND_NOT_FOUND: i32 = 59;
+
 /// A password that never prints.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
@@ -223,13 +226,20 @@ impl ReplSetAdmin {
         self.run(host, "command", cmd).await
     }
 
-    /// `hello` on one member.
+    /// `hello` on one member; `isMaster` on servers before 4.4.2, which do not know `hello`
+    /// (MongoDB manual, `hello`: "New in version 4.4.2 (also 4.2.10, 4.0.21)").
     pub async fn hello(&self, host: &str) -> Result<Hello, ReplSetError> {
-        let d = self.run(host, "hello", doc! {"hello": 1}).await?;
+        let (d, writable) = match self.run(host, "hello", doc! {"hello": 1}).await {
+            Err(e) if e.code() == Some(COMMAND_NOT_FOUND) => (
+                self.run(host, "isMaster", doc! {"isMaster": 1}).await?,
+                "ismaster",
+            ),
+            r => (r?, "isWritablePrimary"),
+        };
         Ok(Hello {
             set_name: d.get_str("setName").ok().map(str::to_owned),
             primary: d.get_str("primary").ok().map(str::to_owned),
-            is_primary: d.get_bool("isWritablePrimary").unwrap_or(false),
+            is_primary: d.get_bool(writable).unwrap_or(false),
             me: d.get_str("me").ok().map(str::to_owned),
         })
     }

@@ -412,3 +412,29 @@ async fn the_first_user_is_created_in_the_primarys_pod_and_passwords_rotate() {
             .is_some()
     );
 }
+
+/// `hello` exists from 4.4.2 only (manual, `hello`); on an older server the agent asks `isMaster`.
+#[tokio::test]
+async fn hello_falls_back_to_is_master_before_4_4_2() {
+    let sim = manual_sim();
+    let a = sim.serve_new("127.0.0.1").await.unwrap();
+    sim.world().set_version(&a, "4.4.1");
+    let pods = Pods {
+        sim: &sim,
+        root_password: users().root.password.expose().to_owned(),
+    };
+    let anonymous = ReplSetAdmin::new(None, Duration::from_secs(2));
+    let g = goal(
+        entries(std::slice::from_ref(&a), |_| "a"),
+        std::slice::from_ref(&a),
+        true,
+    );
+    let (o, _) = converge::step(&anonymous, &pods, &g, &BTreeSet::new())
+        .await
+        .unwrap();
+    assert!(matches!(o, Outcome::Initiated { .. }), "{o:?}");
+    sim.world().tick();
+    let hello = anonymous.hello(&a).await.unwrap();
+    assert_eq!(hello.set_name.as_deref(), Some("rs"));
+    assert!(hello.is_primary);
+}

@@ -340,6 +340,8 @@ struct Node {
     /// The users in this node's own data when it is in no set (MongoDB keeps
     /// `admin.system.users` on disk: a removed member keeps the users it had).
     local_users: BTreeMap<String, User>,
+    /// The mongod binary's version (the image tag), `None` = 7.0.0.
+    version: Option<(u32, u32, u32)>,
 }
 
 /// Per-connection state: authentication and an open SCRAM conversation.
@@ -392,6 +394,24 @@ impl World {
     pub fn set_up(&mut self, host: &str, up: bool) {
         self.nodes.entry(host.to_owned()).or_default().up = up;
         self.recompute();
+    }
+
+    /// Run `host` on another mongod version (`"4.4.1"`: what its image tag says).
+    pub fn set_version(&mut self, host: &str, version: &str) {
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let v = (
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+        );
+        self.nodes.entry(host.to_owned()).or_default().version = Some(v);
+    }
+
+    fn version_of(&self, host: &str) -> (u32, u32, u32) {
+        self.nodes
+            .get(host)
+            .and_then(|n| n.version)
+            .unwrap_or((7, 0, 0))
     }
 
     pub fn is_up(&self, host: &str) -> bool {
@@ -596,10 +616,18 @@ impl World {
 
     fn dispatch(&mut self, node: &str, session: &mut Session, name: &str, cmd: &Document) -> Reply {
         match name {
+            // `hello` is new in 4.4.2 (and 4.2.10, 4.0.21); older servers only know `isMaster`.
+            "hello" if self.version_of(node) < (4, 4, 2) => Err(err(
+                COMMAND_NOT_FOUND,
+                "no such command: 'hello'".to_owned(),
+            )),
             "hello" | "isMaster" | "ismaster" => Ok(self.hello(node, session, name, cmd)),
             "ping" | "endSessions" | "logout" => Ok(Document::new()),
             "buildInfo" | "buildinfo" => {
-                Ok(doc! {"version": "7.0.0-fedstate-sim", "versionArray": [7, 0, 0, 0]})
+                let (a, b, c) = self.version_of(node);
+                Ok(
+                    doc! {"version": format!("{a}.{b}.{c}"), "versionArray": [a as i32, b as i32, c as i32, 0]},
+                )
             }
             "saslStart" => self.sasl_start(node, session, cmd),
             "saslContinue" => self.sasl_continue(session, cmd),

@@ -116,13 +116,7 @@ where
 
 /// `policy.karmada.io/v1alpha1` PropagationPolicy.
 pub fn propagation_policy_resource() -> ApiResource {
-    ApiResource {
-        group: "policy.karmada.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "policy.karmada.io/v1alpha1".into(),
-        kind: "PropagationPolicy".into(),
-        plural: "propagationpolicies".into(),
-    }
+    ApiResource::erase::<fedstate_api::karmada::propagation::PropagationPolicy>(&())
 }
 
 /// Server-side applies a manifest given as JSON (namespaced when `metadata.namespace` is set).

@@ -166,4 +166,18 @@ spec:
         );
         assert_eq!(back["spec"]["resourceSelectors"][0]["kind"], "MongoDB");
     }
+
+    #[test]
+    fn the_dynamic_resource_is_karmadas() {
+        // e2e and the benches list and apply policies through this one definition.
+        let r = kube::core::ApiResource::erase::<PropagationPolicy>(&());
+        assert_eq!(
+            (r.api_version.as_str(), r.kind.as_str(), r.plural.as_str()),
+            (
+                "policy.karmada.io/v1alpha1",
+                "PropagationPolicy",
+                "propagationpolicies"
+            )
+        );
+    }
 }

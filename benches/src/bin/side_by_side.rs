@@ -118,13 +118,7 @@ fn is_scheduled(rb: &ResourceBinding) -> bool {
 }
 
 fn policy_resource() -> ApiResource {
-    ApiResource {
-        group: "policy.karmada.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "policy.karmada.io/v1alpha1".into(),
-        kind: "PropagationPolicy".into(),
-        plural: "propagationpolicies".into(),
-    }
+    ApiResource::erase::<fedstate_api::karmada::propagation::PropagationPolicy>(&())
 }
 
 async fn apply(api: &Api<DynamicObject>, manifest: serde_json::Value) -> anyhow::Result<()> {

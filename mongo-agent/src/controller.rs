@@ -846,6 +846,7 @@ async fn announce(ctx: &Context, mdb: &MongoDB, o: &Outcome) {
         Outcome::Initiated { .. } => (EventType::Normal, "Initiated"),
         Outcome::Reconfigured { .. } => (EventType::Normal, "Reconfigured"),
         Outcome::SteppedDown { .. } => (EventType::Normal, "SteppedDown"),
+        Outcome::DefaultWriteConcernSet { .. } => (EventType::Normal, "DefaultWriteConcernSet"),
         Outcome::ForcedReconfig { .. } => (EventType::Warning, "ForcedReconfig"),
         Outcome::QuorumLost { .. } => (EventType::Warning, "QuorumLost"),
         Outcome::ForeignSet { .. } => (EventType::Warning, "ForeignReplicaSet"),

@@ -37,6 +37,11 @@ pub enum Outcome {
         on: String,
         version: i64,
     },
+    /// A cluster-wide default write concern was set (MongoDB 5.0+ needs one before a reconfig
+    /// that changes the implicit default, such as adding an arbiter).
+    DefaultWriteConcernSet {
+        reason: String,
+    },
     Waiting(String),
     /// A desired host belongs to another replica set: nothing is done until the user looks.
     ForeignSet {
@@ -59,6 +64,7 @@ impl Outcome {
                 | Self::Reconfigured { .. }
                 | Self::SteppedDown { .. }
                 | Self::ForcedReconfig { .. }
+                | Self::DefaultWriteConcernSet { .. }
         )
     }
 }
@@ -116,14 +122,31 @@ pub async fn step(
             let Some(primary) = obs.primary.clone() else {
                 return Ok((Outcome::Waiting("no primary".into()), obs));
             };
-            admin
+            match admin
                 .reconfig(&primary, obs.raw_config.as_ref(), &next, false)
-                .await?;
+                .await
+            {
+                Ok(()) => {}
+                // The set was not ready within maxTimeMS, or the new config has not reached a
+                // majority yet: the next observation tells.
+                Err(e) if e.is_server_timeout() => {
+                    return Ok((Outcome::Waiting(format!("{reason}: {e}")), obs));
+                }
+                Err(e) => return Err(e),
+            }
             tracing::info!(set = %goal.set_name, version = next.version, %reason, "reconfigured");
             Outcome::Reconfigured {
                 version: next.version,
                 reason,
             }
+        }
+        Step::SetDefaultWriteConcern { reason } => {
+            let Some(primary) = obs.primary.clone() else {
+                return Ok((Outcome::Waiting("no primary".into()), obs));
+            };
+            admin.set_default_write_concern(&primary).await?;
+            tracing::info!(set = %goal.set_name, %reason, "set the cluster-wide default write concern to majority");
+            Outcome::DefaultWriteConcernSet { reason }
         }
         Step::StepDown { host } => {
             admin.step_down(&host).await?;

@@ -46,6 +46,23 @@ impl RsConfig {
     pub fn voters(&self) -> usize {
         self.members.iter().filter(|m| m.is_voter()).count()
     }
+    /// Voting members that hold data.
+    fn writable_voters(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|m| m.is_voter() && !m.arbiter_only)
+            .count()
+    }
+    /// MongoDB's implicit default write concern is `{w: "majority"}` unless arbiters vote and
+    /// the data-bearing voters are no more than a voting majority (then `{w: 1}`).
+    pub fn implicit_default_is_majority(&self) -> bool {
+        let (voters, writable) = (self.voters(), self.writable_voters());
+        voters == writable || writable > voters / 2 + 1
+    }
+    /// A primary–secondary–arbiter set: three members, two holding data.
+    fn is_psa(&self) -> bool {
+        self.members.len() == 3 && self.members.iter().filter(|m| !m.arbiter_only).count() == 2
+    }
     pub fn member(&self, host: &str) -> Option<&RsMember> {
         self.members.iter().find(|m| m.host == host)
     }
@@ -95,6 +112,25 @@ pub struct Observed {
     pub committed: bool,
     /// State of each config member by host; hosts missing here count as down.
     pub states: BTreeMap<String, MemberState>,
+    /// What the primary said about itself.
+    pub server: ServerFacts,
+}
+
+/// The primary's version and write-concern defaults (`buildInfo`, `getDefaultRWConcern`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerFacts {
+    /// `(major, minor)`; `None` when unknown (then the 5.0+ rules are assumed to apply).
+    pub version: Option<(u32, u32)>,
+    /// A cluster-wide default write concern is set (`defaultWriteConcernSource: "global"`).
+    pub global_write_concern: bool,
+}
+
+impl ServerFacts {
+    /// MongoDB 5.0+ refuses a reconfig that changes the implicit default write concern while
+    /// no cluster-wide one is set.
+    fn write_concern_rule_applies(&self) -> bool {
+        !self.global_write_concern && self.version.is_none_or(|v| v >= (5, 0))
+    }
 }
 
 impl Observed {
@@ -138,6 +174,9 @@ pub enum Step {
     Reconfig { config: RsConfig, reason: String },
     /// Step this primary down first (it is about to be removed or demoted).
     StepDown { host: String },
+    /// Set a cluster-wide default write concern (`{w: "majority"}`) first: the next reconfig
+    /// changes the implicit default, which MongoDB 5.0+ refuses otherwise.
+    SetDefaultWriteConcern { reason: String },
     /// The voting majority is unreachable: no automatic change is possible.
     QuorumLost {
         reachable_voters: usize,
@@ -154,6 +193,26 @@ pub struct ForceOptIn(pub bool);
 
 /// The next step for an initiated set. `observed.config` must be `Some`.
 pub fn next_step(desired: &Desired, observed: &Observed, force: ForceOptIn) -> Step {
+    let step = plan(desired, observed, force);
+    match (&step, &observed.config) {
+        (
+            Step::Reconfig {
+                config: next,
+                reason,
+            },
+            Some(config),
+        ) if observed.server.write_concern_rule_applies()
+            && config.implicit_default_is_majority() != next.implicit_default_is_majority() =>
+        {
+            Step::SetDefaultWriteConcern {
+                reason: format!("before: {reason}"),
+            }
+        }
+        _ => step,
+    }
+}
+
+fn plan(desired: &Desired, observed: &Observed, force: ForceOptIn) -> Step {
     let Some(config) = &observed.config else {
         return Step::Wait("the replica set is not initiated yet".into());
     };
@@ -202,11 +261,13 @@ pub fn next_step(desired: &Desired, observed: &Observed, force: ForceOptIn) -> S
         }
     }
     for m in next.members.iter_mut() {
+        // The primary would not be electable under a priority of 0: it steps down first.
         if let Some(h) = desired.entry(&m.host)
             && m.votes == 1
             && h.votes == 1
             && m.priority != h.priority
             && !m.arbiter_only
+            && !(m.host == primary && h.priority == 0)
         {
             reasons.push(format!(
                 "priority of {} {} -> {}",
@@ -261,10 +322,23 @@ pub fn next_step(desired: &Desired, observed: &Observed, force: ForceOptIn) -> S
             n.votes = 1;
             n.priority = h;
         }
+        // "Modify a PSA Replica Set Safely": from one data-bearing voter to a PSA set, the
+        // vote comes first with priority 0; the priority follows in the next reconfig.
+        let psa_first_step = next.is_psa() && config.writable_voters() == 1 && h > 0;
+        if psa_first_step && let Some(n) = next.members.iter_mut().find(|n| n.id == m.id) {
+            n.priority = 0;
+        }
         next.version += 1;
         return Step::Reconfig {
             config: next,
-            reason: format!("promote {} to voting", m.host),
+            reason: if psa_first_step {
+                format!(
+                    "promote {} to voting with priority 0 first (primary-secondary-arbiter set)",
+                    m.host
+                )
+            } else {
+                format!("promote {} to voting", m.host)
+            },
         };
     }
     if room && let Some(h) = arbiter_add {
@@ -296,24 +370,16 @@ pub fn next_step(desired: &Desired, observed: &Observed, force: ForceOptIn) -> S
             c.host
         ));
     }
+    if desired
+        .entry(primary)
+        .is_some_and(|h| h.votes == 1 && h.priority == 0)
+        && config.member(primary).is_some_and(|m| m.priority > 0)
+    {
+        return step_down_first(config, observed, primary, "to get priority 0");
+    }
     if let Some(m) = drop {
         if m.host == primary {
-            // replSetStepDown fails without an electable secondary; wait for one.
-            let electable = config.members.iter().any(|n| {
-                n.host != m.host
-                    && n.is_voter()
-                    && n.priority > 0
-                    && observed.state(&n.host) == MemberState::Secondary
-            });
-            if !electable {
-                return Step::Wait(format!(
-                    "primary {} is to be removed but no other member can take over yet",
-                    m.host
-                ));
-            }
-            return Step::StepDown {
-                host: m.host.clone(),
-            };
+            return step_down_first(config, observed, primary, "to be removed");
         }
         let mut next = config.clone();
         let removing = desired.entry(&m.host).is_none();
@@ -361,6 +427,25 @@ pub fn next_step(desired: &Desired, observed: &Observed, force: ForceOptIn) -> S
     match pending {
         Some(h) => Step::Wait(format!("waiting for {} to be ready and SECONDARY", h.host)),
         None => Step::Done,
+    }
+}
+
+/// A reconfig under which the primary is not electable is refused: it steps down first, once
+/// another member can take over (replSetStepDown fails without one).
+fn step_down_first(config: &RsConfig, observed: &Observed, primary: &str, why: &str) -> Step {
+    let electable = config.members.iter().any(|n| {
+        n.host != primary
+            && n.is_voter()
+            && n.priority > 0
+            && observed.state(&n.host) == MemberState::Secondary
+    });
+    if !electable {
+        return Step::Wait(format!(
+            "primary {primary} is {why} but no other member can take over yet"
+        ));
+    }
+    Step::StepDown {
+        host: primary.to_owned(),
     }
 }
 
@@ -544,6 +629,11 @@ mod tests {
             config: Some(config),
             committed: true,
             states,
+            // A cluster-wide write concern is set: the 5.0+ rule has its own tests.
+            server: ServerFacts {
+                version: Some((7, 0)),
+                global_write_concern: true,
+            },
         }
     }
     fn voting_diff(a: &RsConfig, b: &RsConfig) -> usize {
@@ -677,6 +767,7 @@ mod tests {
             config: Some(c),
             committed: true,
             states: [(host(0), MemberState::Secondary)].into(),
+            ..Default::default()
         };
         assert_eq!(
             next_step(&desired, &obs, ForceOptIn(false)),
@@ -704,6 +795,7 @@ mod tests {
                 (host(1), MemberState::Secondary),
             ]
             .into(),
+            ..Default::default()
         };
         assert!(matches!(
             next_step(&desired, &obs, ForceOptIn(true)),
@@ -835,6 +927,161 @@ mod tests {
         assert_eq!(voting_diff(&c, &config), 1);
     }
 
+    fn arbiter_entry(i: i32) -> HostEntry {
+        HostEntry {
+            arbiter_only: true,
+            priority: 0,
+            ..entry(i, 1, 0, "b")
+        }
+    }
+
+    /// MongoDB 5.0+ refuses a reconfig that changes the implicit default write concern (adding
+    /// an arbiter to P+S turns `{w: "majority"}` into `{w: 1}`) until `setDefaultRWConcern` ran;
+    /// 4.4 has no such rule, and a set with a cluster-wide one goes straight on.
+    #[test]
+    fn on_5_0_a_cluster_wide_write_concern_comes_before_an_arbiter() {
+        let c = RsConfig {
+            name: "rs".into(),
+            version: 2,
+            members: vec![voter(0, 0), voter(1, 1)],
+        };
+        let desired = all_own(
+            &[entry(0, 1, 1, "a"), entry(1, 1, 1, "a"), arbiter_entry(9)],
+            &[],
+        );
+        let mut obs = observed(c, 0);
+        for version in [Some((5, 0)), Some((8, 0)), None] {
+            obs.server = ServerFacts {
+                version,
+                global_write_concern: false,
+            };
+            assert!(
+                matches!(
+                    next_step(&desired, &obs, ForceOptIn(false)),
+                    Step::SetDefaultWriteConcern { reason } if reason.contains("arbiter")
+                ),
+                "{version:?}"
+            );
+        }
+        for server in [
+            ServerFacts {
+                version: Some((4, 4)),
+                global_write_concern: false,
+            },
+            ServerFacts {
+                version: Some((7, 0)),
+                global_write_concern: true,
+            },
+        ] {
+            obs.server = server;
+            assert!(matches!(
+                next_step(&desired, &obs, ForceOptIn(false)),
+                Step::Reconfig { reason, .. } if reason.contains("arbiter")
+            ));
+        }
+    }
+
+    /// "Modify a PSA Replica Set Safely" (5.0+ refuses the one-step change): a data member
+    /// joining a primary + arbiter set gets its vote with priority 0 first, its priority in the
+    /// next reconfig.
+    #[test]
+    fn a_psa_set_gets_its_secondarys_vote_with_priority_zero_first() {
+        let arbiter = RsMember {
+            id: 1,
+            host: host(9),
+            votes: 1,
+            priority: 0,
+            arbiter_only: true,
+        };
+        let c = RsConfig {
+            name: "rs".into(),
+            version: 3,
+            members: vec![
+                voter(0, 0),
+                arbiter.clone(),
+                RsMember {
+                    votes: 0,
+                    priority: 0,
+                    ..voter(2, 1)
+                },
+            ],
+        };
+        let desired = all_own(
+            &[entry(0, 1, 1, "a"), entry(1, 1, 1, "a"), arbiter_entry(9)],
+            &[],
+        );
+        let Step::Reconfig { config, reason } =
+            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(false))
+        else {
+            panic!("expected the vote")
+        };
+        let m = config.member(&host(1)).unwrap();
+        assert_eq!((m.votes, m.priority), (1, 0), "{reason}");
+        let Step::Reconfig { config: second, .. } =
+            next_step(&desired, &observed(config, 0), ForceOptIn(false))
+        else {
+            panic!("expected the priority")
+        };
+        let m = second.member(&host(1)).unwrap();
+        assert_eq!((m.votes, m.priority), (1, 1));
+        // With two data-bearing voters already, a promotion is one step.
+        let pss = RsConfig {
+            name: "rs".into(),
+            version: 3,
+            members: vec![
+                voter(0, 0),
+                voter(1, 1),
+                RsMember {
+                    votes: 0,
+                    priority: 0,
+                    ..voter(2, 2)
+                },
+            ],
+        };
+        let desired = all_own(
+            &[
+                entry(0, 1, 1, "a"),
+                entry(1, 1, 1, "a"),
+                entry(2, 1, 1, "a"),
+            ],
+            &[],
+        );
+        let Step::Reconfig { config, .. } =
+            next_step(&desired, &observed(pss, 0), ForceOptIn(false))
+        else {
+            panic!("expected the promotion")
+        };
+        assert_eq!(config.member(&host(2)).unwrap().priority, 1);
+    }
+
+    /// A reconfig under which the primary is not electable is refused: before its desired
+    /// priority of 0 is applied, it steps down.
+    #[test]
+    fn the_primary_steps_down_before_its_priority_drops_to_zero() {
+        let c = RsConfig {
+            name: "rs".into(),
+            version: 3,
+            members: vec![voter(0, 0), voter(1, 1), voter(2, 2)],
+        };
+        let desired = all_own(
+            &[
+                entry(0, 1, 0, "a"),
+                entry(1, 1, 1, "a"),
+                entry(2, 1, 1, "a"),
+            ],
+            &[],
+        );
+        assert_eq!(
+            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(false)),
+            Step::StepDown { host: host(0) }
+        );
+        let Step::Reconfig { config, .. } = next_step(&desired, &observed(c, 1), ForceOptIn(false))
+        else {
+            panic!("expected the priority change")
+        };
+        assert_eq!(config.member(&host(0)).unwrap().priority, 0);
+    }
+
     /// A toy set that applies every step instantly: new members become SECONDARY after one step,
     /// step-down hands the primary to the highest-priority other voter.
     fn drive(mut config: RsConfig, desired: &Desired) -> (RsConfig, Vec<RsConfig>) {
@@ -861,6 +1108,7 @@ mod tests {
                 config: Some(config.clone()),
                 committed: true,
                 states,
+                ..Default::default()
             };
             match next_step(desired, &obs, ForceOptIn(false)) {
                 Step::Done => return (config, history),

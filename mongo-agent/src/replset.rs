@@ -12,10 +12,14 @@ use mongodb::options::{AuthMechanism, ClientOptions, Credential, ServerAddress};
 use mongodb::{Client, error::ErrorKind};
 use tokio::sync::Mutex;
 
-use crate::planner::{HostProbe, MemberState, Observed, RsConfig, RsMember};
+use crate::planner::{HostProbe, MemberState, Observed, RsConfig, RsMember, ServerFacts};
 
 /// MongoDB's `CommandNotFound`.
 const COMMAND_NOT_FOUND: i32 = 59;
+/// MongoDB's `MaxTimeMSExpired`: the command ran out of its `maxTimeMS`.
+pub const MAX_TIME_MS_EXPIRED: i32 = 50;
+/// MongoDB's `CurrentConfigNotCommittedYet`: a reconfig could not start within its `maxTimeMS`.
+pub const CURRENT_CONFIG_NOT_COMMITTED_YET: i32 = 308;
 
 /// A password that never prints.
 #[derive(Clone, PartialEq, Eq)]
@@ -86,6 +90,14 @@ impl ReplSetError {
     }
     pub fn is_unauthorized(&self) -> bool {
         self.code() == Some(13) || matches!(self, Self::Auth { .. })
+    }
+    /// The server gave up waiting (for the set to be ready for a reconfig, or for a majority):
+    /// nothing to fix, look again later.
+    pub fn is_server_timeout(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(MAX_TIME_MS_EXPIRED | CURRENT_CONFIG_NOT_COMMITTED_YET)
+        )
     }
 }
 
@@ -185,40 +197,50 @@ impl ReplSetAdmin {
         self.clients.lock().await.retain(|(h, _), _| h != host);
     }
 
+    /// One command on `host`'s admin database, bounded twice: the server gives up after
+    /// `maxTimeMS` (MongoDB then answers `MaxTimeMSExpired`, or for a reconfig that cannot
+    /// start `CurrentConfigNotCommittedYet`), and the agent stops waiting for an answer a
+    /// little later (a member that accepts connections but never answers, a dropped reply).
     async fn run(
         &self,
         host: &str,
         command: &'static str,
-        cmd: Document,
+        mut cmd: Document,
     ) -> Result<Document, ReplSetError> {
         let client = self.client(host, command).await?;
-        client
-            .database("admin")
-            .run_command(cmd)
-            .await
-            .map_err(|e| match e.kind.as_ref() {
-                ErrorKind::Command(c) => ReplSetError::Command {
+        let server_limit = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
+        cmd.insert("maxTimeMS", server_limit);
+        let answer =
+            tokio::time::timeout(self.timeout * 2, client.database("admin").run_command(cmd))
+                .await
+                .map_err(|_| ReplSetError::Unreachable {
                     host: host.to_owned(),
                     command,
-                    code: c.code,
-                    code_name: c.code_name.clone(),
-                    message: c.message.clone(),
-                },
-                ErrorKind::Authentication { .. } => ReplSetError::Auth {
-                    host: host.to_owned(),
-                    command,
-                    user: self
-                        .login
-                        .as_ref()
-                        .map(|l| l.user.clone())
-                        .unwrap_or_default(),
-                },
-                _ => ReplSetError::Unreachable {
-                    host: host.to_owned(),
-                    command,
-                    reason: e.to_string(),
-                },
-            })
+                    reason: format!("no answer within {:?}", self.timeout * 2),
+                })?;
+        answer.map_err(|e| match e.kind.as_ref() {
+            ErrorKind::Command(c) => ReplSetError::Command {
+                host: host.to_owned(),
+                command,
+                code: c.code,
+                code_name: c.code_name.clone(),
+                message: c.message.clone(),
+            },
+            ErrorKind::Authentication { .. } => ReplSetError::Auth {
+                host: host.to_owned(),
+                command,
+                user: self
+                    .login
+                    .as_ref()
+                    .map(|l| l.user.clone())
+                    .unwrap_or_default(),
+            },
+            _ => ReplSetError::Unreachable {
+                host: host.to_owned(),
+                command,
+                reason: e.to_string(),
+            },
+        })
     }
 
     /// Any admin command on one member (the real-mongod tier's in-pod stand-in).
@@ -327,16 +349,69 @@ impl ReplSetAdmin {
             .iter()
             .find(|(_, s)| **s == MemberState::Primary)
             .map(|(h, _)| h.clone());
+        let server = match &primary {
+            Some(p) => self.server_facts(p).await,
+            None => ServerFacts::default(),
+        };
         Ok(Observation {
             observed: Observed {
                 config: Some(config),
                 committed,
                 states,
+                server,
             },
             raw_config: Some(raw),
             primary,
             members,
         })
+    }
+
+    /// `buildInfo`'s `(major, minor)` (needs no login).
+    pub async fn version(&self, host: &str) -> Result<(u32, u32), ReplSetError> {
+        let d = self.run(host, "buildInfo", doc! {"buildInfo": 1}).await?;
+        let v = d.get_str("version").unwrap_or_default();
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+        match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => Err(ReplSetError::Reply {
+                host: host.to_owned(),
+                command: "buildInfo",
+                what: format!("version {v:?}"),
+            }),
+        }
+    }
+
+    /// The primary's version and whether a cluster-wide default write concern is set; what is
+    /// not known stays unknown (the planner then assumes the 5.0+ rules).
+    async fn server_facts(&self, primary: &str) -> ServerFacts {
+        let version = self.version(primary).await.ok();
+        let global_write_concern = match self
+            .run(
+                primary,
+                "getDefaultRWConcern",
+                doc! {"getDefaultRWConcern": 1},
+            )
+            .await
+        {
+            Ok(d) => d.get_str("defaultWriteConcernSource") == Ok("global"),
+            Err(_) => false,
+        };
+        ServerFacts {
+            version,
+            global_write_concern,
+        }
+    }
+
+    /// `setDefaultRWConcern` with `{w: "majority"}` on the primary: what a set without arbiters
+    /// has implicitly, so adding an arbiter does not silently weaken acknowledged writes.
+    pub async fn set_default_write_concern(&self, primary: &str) -> Result<(), ReplSetError> {
+        self.run(
+            primary,
+            "setDefaultRWConcern",
+            doc! {"setDefaultRWConcern": 1, "defaultWriteConcern": {"w": "majority"}, "writeConcern": {"w": "majority"}},
+        )
+        .await
+        .map(drop)
     }
 
     /// `replSetInitiate` with `config` on `on`.

@@ -146,6 +146,9 @@ pub fn compute(
                         }
                         Outcome::Initiated { on } => format!("initiated on {on}"),
                         Outcome::SteppedDown { host } => format!("stepped down {host}"),
+                        Outcome::DefaultWriteConcernSet { reason } => format!(
+                            "set the cluster-wide default write concern to majority ({reason})"
+                        ),
                         Outcome::ForcedReconfig { on, version } => {
                             format!(
                                 "forced reconfig on {on} (version {version}) by the user's opt-in"

@@ -438,3 +438,177 @@ async fn hello_falls_back_to_is_master_before_4_4_2() {
     assert_eq!(hello.set_name.as_deref(), Some("rs"));
     assert!(hello.is_primary);
 }
+
+fn arbiter_entry(host: &str, index: i32) -> HostEntry {
+    HostEntry {
+        host: host.to_owned(),
+        member_index: index,
+        votes: 1,
+        priority: 0,
+        arbiter_only: true,
+        cluster: "a".into(),
+    }
+}
+
+/// MongoDB 5.0+ (the simulated nodes run 7.0): an arbiter joins only after a cluster-wide
+/// default write concern is set (it changes the implicit one), and a data member joining a
+/// primary + arbiter gets its vote with priority 0 before its priority ("Modify a PSA Replica
+/// Set Safely"). Nothing is forced and no step is refused.
+#[tokio::test]
+async fn an_arbiter_and_a_secondary_join_a_5_0_set_the_documented_way() {
+    let sim = manual_sim();
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        hosts.push(sim.serve_new("127.0.0.1").await.unwrap());
+    }
+    let mut desired = entries(&hosts[..2], |_| "a");
+    desired.push(arbiter_entry(&hosts[2], 2));
+    // Member 1 is not ready yet: the set is the primary and the arbiter first.
+    let mut early = goal(desired.clone(), &hosts, true);
+    early.desired.ready.remove(&hosts[1]);
+    let early = Agent::new(&sim, early);
+    let mut log = Vec::new();
+    for _ in 0..20 {
+        let (o, _) = early.step(&BTreeSet::new()).await.unwrap();
+        log.push(o);
+        sim.world().tick();
+        let has_arbiter = sim
+            .world()
+            .set("rs")
+            .is_some_and(|s| s.config.member(&hosts[2]).is_some());
+        if has_arbiter {
+            break;
+        }
+    }
+    assert!(
+        log.iter()
+            .any(|o| matches!(o, Outcome::DefaultWriteConcernSet { .. })),
+        "{log:?}"
+    );
+    assert!(
+        sim.world()
+            .set("rs")
+            .unwrap()
+            .default_write_concern
+            .is_some()
+    );
+    let all = Agent::new(&sim, goal(desired, &hosts, true));
+    let log = converge_all(&sim, &[&all], &BTreeSet::new()).await;
+    assert!(
+        log.iter().any(
+            |o| matches!(o, Outcome::Reconfigured { reason, .. } if reason.contains("priority 0 first"))
+        ),
+        "{log:?}"
+    );
+    let w = sim.world();
+    let set = w.set("rs").unwrap();
+    let m1 = set.config.member(&hosts[1]).unwrap();
+    assert_eq!((m1.votes, m1.priority), (1, 1.0));
+    assert!(set.config.member(&hosts[2]).unwrap().arbiter_only);
+    assert_eq!(set.forced_reconfigs, 0);
+}
+
+/// A reconfig the set cannot start (its current config is not committed: a PSA set whose
+/// primary died has no write majority) gives up within its `maxTimeMS` with
+/// CurrentConfigNotCommittedYet instead of holding the reconcile forever, and the planner then
+/// only waits.
+#[tokio::test]
+async fn a_reconfig_that_cannot_start_gives_up_within_its_max_time_ms() {
+    use mongodb::bson::doc;
+    let sim = manual_sim();
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        hosts.push(sim.serve_new("127.0.0.1").await.unwrap());
+    }
+    let pods = Pods {
+        sim: &sim,
+        root_password: users().root.password.expose().to_owned(),
+    };
+    let members = vec![
+        doc! {"_id": 0, "host": &hosts[0]},
+        doc! {"_id": 1, "host": &hosts[1]},
+        doc! {"_id": 2, "host": &hosts[2], "arbiterOnly": true},
+    ];
+    pods.run(
+        &hosts[0],
+        &doc! {"replSetInitiate": {"_id": "rs", "members": members}},
+        false,
+    )
+    .await
+    .unwrap();
+    sim.world().tick();
+    pods.run(
+        &hosts[0],
+        &doc! {"createUser": "root", "roles": ["root"]},
+        true,
+    )
+    .await
+    .unwrap();
+    sim.stop(&hosts[0]);
+    let root = ReplSetAdmin::new(Some(users().root), Duration::from_secs(1));
+    let known: BTreeSet<String> = hosts.iter().cloned().collect();
+    let obs = root.observe("rs", &known).await.unwrap();
+    assert_eq!(obs.primary.as_deref(), Some(hosts[1].as_str()));
+    assert!(!obs.observed.committed, "commitmentStatus says: not ready");
+    let mut demoted = obs.observed.config.clone().unwrap();
+    demoted.version += 1;
+    demoted.members[0].votes = 0;
+    demoted.members[0].priority = 0;
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(20),
+        root.reconfig(&hosts[1], obs.raw_config.as_ref(), &demoted, false),
+    )
+    .await
+    .expect("the reconfig must not hang");
+    let e = r.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(fedstate_mongo_agent::replset::CURRENT_CONFIG_NOT_COMMITTED_YET),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(e.is_server_timeout());
+}
+
+/// A member that stops answering (its storage hangs; `maxTimeMS` does not help there) costs a
+/// reconcile at most the agent's own client timeout, never the reconcile itself.
+#[tokio::test]
+async fn a_member_that_stops_answering_does_not_hang_the_agent() {
+    let sim = manual_sim();
+    let a = sim.serve_new("127.0.0.1").await.unwrap();
+    let agent = Agent::new(
+        &sim,
+        goal(
+            entries(std::slice::from_ref(&a), |_| "a"),
+            std::slice::from_ref(&a),
+            true,
+        ),
+    );
+    converge_all(&sim, &[&agent], &BTreeSet::new()).await;
+    // Connected and logged in before the member stops answering.
+    let admin = ReplSetAdmin::new(Some(users().cluster_admin), Duration::from_secs(1));
+    assert!(admin.observe("rs", &[a.clone()].into()).await.is_ok());
+    sim.world().stall(&a, true);
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        admin.observe("rs", &[a.clone()].into()),
+    )
+    .await
+    .expect("observing a stalled member must not hang");
+    let e = r.unwrap_err();
+    assert!(
+        matches!(&e, ReplSetError::Unreachable { reason, .. } if reason.contains("no answer")),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -15,12 +15,13 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bson::Document;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 
 use crate::wire;
-use crate::world::{Session, Settings, World};
+use crate::world::{Answer, Session, Settings, Wait, World};
 
 /// Why a member could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -241,7 +242,14 @@ async fn connection(
                 return;
             }
         };
-        let reply = lock(&shared.world).handle(&host, &mut session, &req.command);
+        let answer = lock(&shared.world).begin(&host, &mut session, &req.command);
+        let reply = match answer {
+            Answer::Now(d) => d,
+            Answer::Later(wait) => match wait_for(&shared, wait, &token).await {
+                Some(d) => d,
+                None => return,
+            },
+        };
         if req.more_to_come {
             continue;
         }
@@ -251,6 +259,29 @@ async fn connection(
             .is_err()
         {
             return;
+        }
+    }
+}
+
+/// Keep a command waiting as mongod does: look again whenever the world changes, until it has
+/// an answer or its `maxTimeMS` runs out (without one: until the member goes away).
+async fn wait_for(shared: &Shared, mut wait: Wait, token: &CancellationToken) -> Option<Document> {
+    let deadline = wait.max_time().map(|t| tokio::time::Instant::now() + t);
+    let mut changes = lock(&shared.world).changes();
+    loop {
+        if let Some(d) = lock(&shared.world).resume(&mut wait) {
+            return Some(d);
+        }
+        let expired = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = token.cancelled() => return None,
+            _ = expired => return Some(lock(&shared.world).expire(wait)),
+            changed = changes.changed() => if changed.is_err() { return None },
         }
     }
 }

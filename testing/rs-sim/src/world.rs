@@ -43,6 +43,8 @@ pub const NEW_CONFIG_INCOMPATIBLE: i32 = 103;
 pub const CONFIGURATION_IN_PROGRESS: i32 = 109;
 pub const NOT_WRITABLE_PRIMARY: i32 = 10107;
 pub const EXCEEDED_TIME_LIMIT: i32 = 262;
+pub const MAX_TIME_MS_EXPIRED: i32 = 50;
+pub const CURRENT_CONFIG_NOT_COMMITTED_YET: i32 = 308;
 pub const MECHANISM_UNAVAILABLE: i32 = 334;
 pub const USER_ALREADY_EXISTS: i32 = 51003;
 
@@ -61,6 +63,8 @@ fn code_name(code: i32) -> &'static str {
         CONFIGURATION_IN_PROGRESS => "ConfigurationInProgress",
         NOT_WRITABLE_PRIMARY => "NotWritablePrimary",
         EXCEEDED_TIME_LIMIT => "ExceededTimeLimit",
+        MAX_TIME_MS_EXPIRED => "MaxTimeMSExpired",
+        CURRENT_CONFIG_NOT_COMMITTED_YET => "CurrentConfigNotCommittedYet",
         MECHANISM_UNAVAILABLE => "MechanismUnavailable",
         USER_ALREADY_EXISTS => "Location51003",
         _ => "UnknownError",
@@ -89,6 +93,54 @@ impl CommandError {
 
 type Reply = Result<Document, CommandError>;
 
+fn reply(r: Reply) -> Document {
+    match r {
+        Ok(mut d) => {
+            d.insert("ok", 1.0);
+            d
+        }
+        Err(e) => e.to_document(),
+    }
+}
+
+/// How [`World::begin`] answers.
+#[derive(Debug)]
+pub enum Answer {
+    Now(Document),
+    /// mongod keeps the connection waiting; see [`World::resume`] and [`World::expire`].
+    Later(Wait),
+}
+
+/// A command mongod is still working on (it blocks its connection until it answers).
+#[derive(Clone, Debug)]
+pub struct Wait {
+    node: String,
+    cmd: Document,
+    phase: Phase,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Before a reconfig: the current config must be committed.
+    CurrentConfig,
+    /// After installing `version` in set `set`: a majority of its voters must hold it.
+    NewConfig { set: u64, version: i64 },
+    /// The node no longer answers commands ([`World::stall`]), whatever their `maxTimeMS`.
+    Stalled,
+}
+
+impl Wait {
+    /// The command's `maxTimeMS`; without one mongod waits indefinitely.
+    pub fn max_time(&self) -> Option<std::time::Duration> {
+        if self.phase == Phase::Stalled {
+            return None;
+        }
+        number(&self.cmd, "maxTimeMS")
+            .filter(|ms| *ms > 0.0)
+            .map(|ms| std::time::Duration::from_millis(ms as u64))
+    }
+}
+
 pub const PRIMARY: i32 = 1;
 pub const SECONDARY: i32 = 2;
 pub const STARTUP2: i32 = 5;
@@ -115,19 +167,31 @@ pub struct Member {
     pub priority: f64,
     pub arbiter_only: bool,
     pub hidden: bool,
+    pub build_indexes: bool,
+    /// Set by the server (4.4+) on a member added with a vote, until it finished its initial
+    /// sync; such a member does not count as a voter yet.
+    pub newly_added: bool,
     pub tags: Document,
 }
 
 impl Member {
     fn electable(&self) -> bool {
-        self.votes > 0 && self.priority > 0.0 && !self.arbiter_only && !self.hidden
+        self.is_voter() && self.priority > 0.0 && !self.arbiter_only && !self.hidden
+    }
+    /// Whether its vote counts (mongod's `MemberConfig::isVoter`: not while `newlyAdded`).
+    pub fn is_voter(&self) -> bool {
+        self.votes > 0 && !self.newly_added
     }
     fn to_document(&self) -> Document {
-        doc! {
+        let mut d = doc! {
             "_id": self.id, "host": &self.host, "arbiterOnly": self.arbiter_only,
-            "buildIndexes": true, "hidden": self.hidden, "priority": self.priority,
+            "buildIndexes": self.build_indexes, "hidden": self.hidden, "priority": self.priority,
             "tags": self.tags.clone(), "secondaryDelaySecs": 0i64, "votes": self.votes,
+        };
+        if self.newly_added {
+            d.insert("newlyAdded", true);
         }
+        d
     }
 }
 
@@ -141,8 +205,27 @@ pub struct Config {
 }
 
 impl Config {
+    /// The members whose vote counts now (`newlyAdded` ones do not yet).
     fn voters(&self) -> impl Iterator<Item = &Member> {
-        self.members.iter().filter(|m| m.votes > 0)
+        self.members.iter().filter(|m| m.is_voter())
+    }
+    /// Voting members that hold data (mongod's `writableVotingMembersCount`).
+    fn writable_voters(&self) -> usize {
+        self.voters().filter(|m| !m.arbiter_only).count()
+    }
+    /// `repl_set_config.cpp` `isImplicitDefaultWriteConcernMajority`: `{w: "majority"}` unless
+    /// arbiters vote and the data-bearing voters are no more than a voting majority.
+    pub fn implicit_default_is_majority(&self) -> bool {
+        let voters = self.voters().count();
+        let writable = self.writable_voters();
+        voters == writable || writable > voters / 2 + 1
+    }
+    /// `repl_set_config.h` `isPSASet`: three members, two of them holding data.
+    fn is_psa(&self) -> bool {
+        self.members.len() == 3 && self.members.iter().filter(|m| !m.arbiter_only).count() == 2
+    }
+    fn member_by_id(&self, id: i32) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == id)
     }
     pub fn member(&self, host: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.host == host)
@@ -229,6 +312,10 @@ pub fn parse_config(d: &Document) -> Result<Config, CommandError> {
         if hidden && priority != 0.0 {
             return Err(invalid("priority must be 0 when hidden=true".into()));
         }
+        let build_indexes = m.get_bool("buildIndexes").unwrap_or(true);
+        if !build_indexes && priority != 0.0 {
+            return Err(invalid("priority must be 0 when buildIndexes=false".into()));
+        }
         let tags = m.get_document("tags").cloned().unwrap_or_default();
         members.push(Member {
             id,
@@ -237,6 +324,8 @@ pub fn parse_config(d: &Document) -> Result<Config, CommandError> {
             priority,
             arbiter_only,
             hidden,
+            build_indexes,
+            newly_added: false,
             tags,
         });
     }
@@ -318,8 +407,15 @@ pub struct ReplSet {
     pub primary: Option<String>,
     /// Whether the current config is committed (majority of its voters up).
     pub committed: bool,
+    /// The last term in which a write majority of data-bearing voters held the primary's
+    /// writes ("oplog commitment"; without an oplog: up and PRIMARY or SECONDARY).
+    pub oplog_committed_term: i64,
+    /// The current config came from a forced reconfig (no oplog commitment is waited for).
+    pub config_forced: bool,
     /// How many forced reconfigs were applied (what the e2e tier checks stays 0).
     pub forced_reconfigs: u32,
+    /// The cluster-wide default write concern (`setDefaultRWConcern`), when one was set.
+    pub default_write_concern: Option<Document>,
     runtime: BTreeMap<String, Runtime>,
     users: BTreeMap<String, User>,
 }
@@ -330,6 +426,13 @@ impl ReplSet {
     pub fn state(&self, host: &str) -> Option<i32> {
         self.runtime.get(host).map(|r| r.state)
     }
+
+    /// Whether a reconfig may start: the current config is committed (on a majority of its
+    /// voters) and, unless it was forced, a write majority holds the current term's writes
+    /// (`awaitConfigCommitment`, replication_coordinator_impl.cpp).
+    pub fn ready_for_reconfig(&self) -> bool {
+        self.committed && (self.config_forced || self.oplog_committed_term == self.term)
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -337,6 +440,8 @@ struct Node {
     up: bool,
     /// The set whose config this node holds (by [`ReplSet::id`]).
     set: Option<u64>,
+    /// Answers only `hello`/`isMaster` (a mongod whose disk hangs: [`World::stall`]).
+    stalled: bool,
     /// The users in this node's own data when it is in no set (MongoDB keeps
     /// `admin.system.users` on disk: a removed member keeps the users it had).
     local_users: BTreeMap<String, User>,
@@ -375,6 +480,17 @@ pub struct World {
     sets: BTreeMap<u64, ReplSet>,
     next_set_id: u64,
     now: u64,
+    changes: Changes,
+}
+
+/// Counts changes of the world, so waiting commands know when to look again.
+#[derive(Debug)]
+struct Changes(tokio::sync::watch::Sender<u64>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self(tokio::sync::watch::channel(0).0)
+    }
 }
 
 fn user_key(db: &str, name: &str) -> String {
@@ -396,6 +512,14 @@ impl World {
         self.recompute();
     }
 
+    /// Make `host` stop answering anything but `hello`/`isMaster` (as a mongod whose storage
+    /// hangs: the connection stays open, commands get no reply, `maxTimeMS` does not help), or
+    /// answer again.
+    pub fn stall(&mut self, host: &str, stalled: bool) {
+        self.nodes.entry(host.to_owned()).or_default().stalled = stalled;
+        self.recompute();
+    }
+
     /// Run `host` on another mongod version (`"4.4.1"`: what its image tag says).
     pub fn set_version(&mut self, host: &str, version: &str) {
         let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
@@ -412,6 +536,12 @@ impl World {
             .get(host)
             .and_then(|n| n.version)
             .unwrap_or((7, 0, 0))
+    }
+
+    /// Changes whenever the world may have moved on (time, members up or down, configs):
+    /// when a waiting command should be looked at again ([`World::resume`]).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.0.subscribe()
     }
 
     pub fn is_up(&self, host: &str) -> bool {
@@ -452,6 +582,31 @@ impl World {
                     rt.state = if m.arbiter_only { ARBITER } else { SECONDARY };
                 }
             }
+            // 4.4+: once a newly added member finished its initial sync, the primary removes
+            // its `newlyAdded` with a reconfig of its own (version + 1).
+            if set.primary.is_some() {
+                let synced: Vec<i32> = set
+                    .config
+                    .members
+                    .iter()
+                    .filter(|m| m.newly_added)
+                    .filter(|m| {
+                        set.runtime
+                            .get(&m.host)
+                            .is_some_and(|r| r.state == SECONDARY)
+                    })
+                    .map(|m| m.id)
+                    .collect();
+                if !synced.is_empty() {
+                    for m in set.config.members.iter_mut() {
+                        if synced.contains(&m.id) {
+                            m.newly_added = false;
+                        }
+                    }
+                    set.config.version += 1;
+                    set.committed = false;
+                }
+            }
         }
         self.recompute();
     }
@@ -460,6 +615,7 @@ impl World {
     /// reachable electable SECONDARY with the highest priority wins, and a higher-priority member
     /// takes over from a lower-priority primary ("priority takeover").
     fn recompute(&mut self) {
+        self.changes.0.send_modify(|n| *n += 1);
         let now = self.now;
         for set in self.sets.values_mut() {
             let up = |h: &str| self.nodes.get(h).is_some_and(|n| n.up);
@@ -523,20 +679,125 @@ impl World {
                 }
             }
         }
+        // Oplog commitment: the primary's writes of this term reach a write majority
+        // (`writeMajorityCount`: a voting majority, but no more than the data-bearing voters).
+        for set in self.sets.values_mut() {
+            if set.primary.is_none() {
+                continue;
+            }
+            let voters = set.config.voters().count();
+            let write_majority = (voters / 2 + 1).min(set.config.writable_voters());
+            let holding = set
+                .config
+                .voters()
+                .filter(|m| !m.arbiter_only && self.nodes.get(&m.host).is_some_and(|n| n.up))
+                .filter(|m| {
+                    set.runtime
+                        .get(&m.host)
+                        .is_some_and(|r| matches!(r.state, PRIMARY | SECONDARY))
+                })
+                .count();
+            if holding >= write_majority {
+                set.oplog_committed_term = set.term;
+            }
+        }
     }
 
-    /// Answer one command sent to `node` on a connection with `session`.
+    /// Answer one command sent to `node` on a connection with `session`. A command that mongod
+    /// would keep waiting ([`World::begin`] answers [`Answer::Later`]) is answered as if its
+    /// `maxTimeMS` ran out at once; [`World::begin`], [`World::resume`] and [`World::expire`]
+    /// let a caller wait instead (the network side does).
     pub fn handle(&mut self, node: &str, session: &mut Session, cmd: &Document) -> Document {
+        match self.begin(node, session, cmd) {
+            Answer::Now(d) => d,
+            Answer::Later(mut wait) => match self.resume(&mut wait) {
+                Some(d) => d,
+                None => self.expire(wait),
+            },
+        }
+    }
+
+    /// Start answering one command: at once, or (a non-forced `replSetReconfig` before the
+    /// current config is committed, or before its new config is) later.
+    pub fn begin(&mut self, node: &str, session: &mut Session, cmd: &Document) -> Answer {
         let name = cmd.keys().next().cloned().unwrap_or_default();
-        let result = self
-            .authorize(node, session, &name)
-            .and_then(|()| self.dispatch(node, session, &name, cmd));
-        match result {
-            Ok(mut d) => {
-                d.insert("ok", 1.0);
-                d
+        let stalled = self.nodes.get(node).is_some_and(|n| n.stalled);
+        if stalled && !matches!(name.as_str(), "hello" | "isMaster" | "ismaster") {
+            return Answer::Later(Wait {
+                node: node.to_owned(),
+                cmd: cmd.clone(),
+                phase: Phase::Stalled,
+            });
+        }
+        if let Err(e) = self.authorize(node, session, &name) {
+            return Answer::Now(e.to_document());
+        }
+        if name == "replSetReconfig" && !truthy(cmd, "force") {
+            let mut wait = Wait {
+                node: node.to_owned(),
+                cmd: cmd.clone(),
+                phase: Phase::CurrentConfig,
+            };
+            return match self.resume(&mut wait) {
+                Some(d) => Answer::Now(d),
+                None => Answer::Later(wait),
+            };
+        }
+        Answer::Now(reply(self.dispatch(node, session, &name, cmd)))
+    }
+
+    /// Look again at a waiting command (after time moved): its answer once it has one.
+    pub fn resume(&mut self, wait: &mut Wait) -> Option<Document> {
+        match wait.phase {
+            Phase::CurrentConfig => {
+                // Not the primary (any more): no waiting, an error.
+                let set = match self.reconfig_target(&wait.node) {
+                    Ok(set) => set,
+                    Err(e) => return Some(e.to_document()),
+                };
+                if !self.sets[&set].ready_for_reconfig() {
+                    return None;
+                }
+                match self.reconfig(&wait.node.clone(), &wait.cmd.clone()) {
+                    Err(e) => Some(e.to_document()),
+                    Ok((set, version)) => {
+                        wait.phase = Phase::NewConfig { set, version };
+                        self.resume(wait)
+                    }
+                }
             }
-            Err(e) => e.to_document(),
+            // "Reconfiguration Waits Until a Majority of Members Install the Replica
+            // Configuration" (4.4+).
+            Phase::NewConfig { set, version } => {
+                let s = self.sets.get(&set)?;
+                (s.config.version != version || s.committed).then(|| reply(Ok(Document::new())))
+            }
+            Phase::Stalled => None,
+        }
+    }
+
+    /// A waiting command's `maxTimeMS` ran out: waiting for the current config's commitment
+    /// ends in `CurrentConfigNotCommittedYet` (308), waiting for the new config's in
+    /// `MaxTimeMSExpired` (50) with the new config installed (replication_coordinator_impl.cpp,
+    /// jstests/replsets/reconfig_waits_for_a_majority_to_replicate_config.js).
+    pub fn expire(&mut self, wait: Wait) -> Document {
+        match wait.phase {
+            Phase::CurrentConfig => {
+                let (version, term) = self
+                    .set_of(&wait.node)
+                    .map(|s| (s.config.version, s.term))
+                    .unwrap_or_default();
+                err(
+                    CURRENT_CONFIG_NOT_COMMITTED_YET,
+                    format!(
+                        "Current config is not yet committed: {{version: {version}, term: {term}}} :: caused by :: operation exceeded time limit"
+                    ),
+                )
+                .to_document()
+            }
+            Phase::NewConfig { .. } | Phase::Stalled => {
+                err(MAX_TIME_MS_EXPIRED, "operation exceeded time limit").to_document()
+            }
         }
     }
 
@@ -592,11 +853,27 @@ impl World {
             .ok_or_else(deny)?;
         let allowed = user.roles.iter().any(|(role, _)| match role.as_str() {
             "root" => true,
-            "clusterAdmin" => name.starts_with("replSet") || name == "serverStatus",
+            // clusterAdmin includes clusterManager (setDefaultRWConcern,
+            // setFeatureCompatibilityVersion: role_graph_builtin_roles.cpp).
+            "clusterAdmin" => {
+                name.starts_with("replSet")
+                    || matches!(
+                        name,
+                        "serverStatus"
+                            | "setDefaultRWConcern"
+                            | "getDefaultRWConcern"
+                            | "setFeatureCompatibilityVersion"
+                            | "getParameter"
+                    )
+            }
             "clusterMonitor" => {
                 matches!(
                     name,
-                    "replSetGetStatus" | "replSetGetConfig" | "serverStatus"
+                    "replSetGetStatus"
+                        | "replSetGetConfig"
+                        | "serverStatus"
+                        | "getDefaultRWConcern"
+                        | "getParameter"
                 )
             }
             "userAdminAnyDatabase" | "userAdmin" => {
@@ -634,7 +911,10 @@ impl World {
             "replSetInitiate" => self.initiate(node, cmd),
             "replSetGetConfig" => self.get_config(node, cmd),
             "replSetGetStatus" => self.get_status(node),
-            "replSetReconfig" => self.reconfig(node, cmd),
+            // Forced (the others go through `begin`): no waiting.
+            "replSetReconfig" => self.reconfig(node, cmd).map(|_| Document::new()),
+            "setDefaultRWConcern" => self.set_default_rw_concern(node, cmd),
+            "getDefaultRWConcern" => self.get_default_rw_concern(node),
             "replSetStepDown" => self.step_down(node, cmd),
             "createUser" => self.create_user(node, cmd),
             "updateUser" => self.update_user(node, cmd),
@@ -848,7 +1128,10 @@ impl World {
                 term: 0,
                 primary: None,
                 committed: true,
+                oplog_committed_term: 0,
+                config_forced: false,
                 forced_reconfigs: 0,
+                default_write_concern: None,
                 runtime,
                 users: BTreeMap::new(),
             },
@@ -885,7 +1168,7 @@ impl World {
                     "commitmentStatus is only supported on primary.",
                 ));
             }
-            d.insert("commitmentStatus", set.committed);
+            d.insert("commitmentStatus", set.ready_for_reconfig());
         }
         Ok(d)
     }
@@ -932,19 +1215,38 @@ impl World {
             "term": set.term,
             "heartbeatIntervalMillis": 2000i64,
             "majorityVoteCount": voters / 2 + 1,
-            "writeMajorityCount": voters / 2 + 1,
+            "writeMajorityCount": (voters / 2 + 1).min(set.config.writable_voters() as i32),
             "votingMembersCount": voters,
             "members": members,
         })
     }
 
-    /// `replSetReconfig`. Without `force`: only on the primary, the previous config must be
-    /// committed, the version must grow, a host keeps its `_id`, at most one voting member may be
+    /// Checks of a non-forced `replSetReconfig` that happen before it waits: it runs on the
+    /// primary of an initiated set.
+    fn reconfig_target(&self, node: &str) -> Result<u64, CommandError> {
+        let set = self
+            .set_of(node)
+            .ok_or_else(|| err(NOT_YET_INITIALIZED, "no replset config has been received"))?;
+        if set.primary.as_deref() != Some(node) {
+            return Err(err(
+                NOT_WRITABLE_PRIMARY,
+                "New config is rejected :: caused by :: replSetReconfig should only be run on a writable PRIMARY. Current state SECONDARY; use the \"force\" argument to override",
+            ));
+        }
+        Ok(set.id)
+    }
+
+    /// `replSetReconfig` (4.4+ "safe reconfig"). Without `force`, once the current config is
+    /// committed ([`ReplSet::ready_for_reconfig`]; the caller waits for that, see
+    /// [`World::begin`]): the version must grow, a host keeps its `_id`, `arbiterOnly` and
+    /// `buildIndexes` cannot change (repl_set_config_checks.cpp), at most one voting member may be
     /// added or removed ("Reconfiguration Can Add or Remove No More than One Voting Member at a
-    /// Time", 4.4+), the primary must stay electable, and a majority of the new config's voters
-    /// must answer (quorum check). With `force`: on any member of the set, none of those checks,
-    /// and the version jumps by a large random amount as MongoDB does.
-    fn reconfig(&mut self, node: &str, cmd: &Document) -> Reply {
+    /// Time"), the primary must stay electable, on 5.0+ the implicit default write concern must
+    /// not change unless a cluster-wide one is set and a PSA set is reached in two steps, and a
+    /// majority of the new config's voters must answer (quorum check). With `force`: on any
+    /// member of the set, only the immutable fields are checked, and the version jumps by a large
+    /// random amount as MongoDB does. Returns the set and the installed version.
+    fn reconfig(&mut self, node: &str, cmd: &Document) -> Result<(u64, i64), CommandError> {
         let force = truthy(cmd, "force");
         let d = cmd.get_document("replSetReconfig").map_err(|_| {
             err(
@@ -952,13 +1254,13 @@ impl World {
                 "replSetReconfig needs a config document",
             )
         })?;
-        let set_name = self
+        let set_id = self
             .set_of(node)
             .map(|s| s.id)
             .ok_or_else(|| err(NOT_YET_INITIALIZED, "no replset config has been received"))?;
         let mut new = parse_config(d)?;
-        let up = |w: &World, h: &str| w.is_up(h);
-        let set = &self.sets[&set_name];
+        let version = self.version_of(node);
+        let set = &self.sets[&set_id];
         if new.name != set.config.name {
             return Err(err(
                 INVALID_REPLICA_SET_CONFIG,
@@ -977,88 +1279,150 @@ impl World {
                 ),
             ));
         }
-        if !force {
-            if set.primary.as_deref() != Some(node) {
-                return Err(err(
-                    NOT_WRITABLE_PRIMARY,
-                    "New config is rejected :: caused by :: replSetReconfig should only be run on a writable PRIMARY. Current state SECONDARY; use the \"force\" argument to override",
-                ));
+        Self::check_immutable_fields(&set.config, &new)?;
+        if force {
+            new.version = set.config.version + 10_000 + i64::from(rand::random::<u16>());
+        } else {
+            self.check_safe_reconfig(node, version, set, &new)?;
+            // 4.4+: a member that is still `newlyAdded` stays so (the client cannot send the
+            // field); a new member with a vote becomes `newlyAdded` until its initial sync is
+            // done (arbiters have none).
+            if version >= (4, 4, 0) {
+                for m in &mut new.members {
+                    let old = set.config.member_by_id(m.id);
+                    m.newly_added =
+                        m.votes > 0 && !m.arbiter_only && old.is_none_or(|o| o.newly_added);
+                }
             }
-            if !set.committed {
-                return Err(err(
-                    CONFIGURATION_IN_PROGRESS,
-                    format!(
-                        "Cannot run replSetReconfig because the current config: {{version: {}}} is not yet committed",
-                        set.config.version
-                    ),
-                ));
-            }
-            if new.version <= set.config.version {
-                return Err(err(
-                    NEW_CONFIG_INCOMPATIBLE,
-                    format!(
-                        "New replica set configuration version must be greater than old, but {} is not greater than {} for replica set {}",
-                        new.version, set.config.version, new.name
-                    ),
-                ));
-            }
-            for m in &new.members {
-                if let Some(old) = set.config.member(&m.host)
-                    && old.id != m.id
-                {
+        }
+        let installed = new.version;
+        self.apply_config(set_id, new, force);
+        Ok((set_id, installed))
+    }
+
+    /// `arbiterOnly` and `buildIndexes` of a member (by `_id`) never change: "to make this
+    /// change, remove then re-add the member" (repl_set_config_checks.cpp).
+    fn check_immutable_fields(old: &Config, new: &Config) -> Result<(), CommandError> {
+        for m in &new.members {
+            let Some(o) = old.member_by_id(m.id) else {
+                continue;
+            };
+            for (field, was, is) in [
+                ("arbiterOnly", o.arbiter_only, m.arbiter_only),
+                ("buildIndexes", o.build_indexes, m.build_indexes),
+            ] {
+                if was != is {
                     return Err(err(
                         NEW_CONFIG_INCOMPATIBLE,
                         format!(
-                            "New and old configurations both have members with host of {} but in the new configuration the _id field is {} and in the old configuration it is {} for replica set {}",
-                            m.host, m.id, old.id, new.name
+                            "New and old configurations differ in the setting of the {field} field for member {}; to make this change, remove then re-add the member",
+                            m.host
                         ),
                     ));
                 }
             }
-            let was_voter = |h: &str| set.config.member(h).is_some_and(|m| m.votes > 0);
-            let is_voter = |h: &str| new.member(h).is_some_and(|m| m.votes > 0);
-            let mut hosts: Vec<&str> = set.config.members.iter().map(|m| m.host.as_str()).collect();
-            hosts.extend(new.members.iter().map(|m| m.host.as_str()));
-            hosts.sort_unstable();
-            hosts.dedup();
-            let changes = hosts.iter().filter(|h| was_voter(h) != is_voter(h)).count();
-            if changes > 1 {
-                return Err(err(
-                    NEW_CONFIG_INCOMPATIBLE,
-                    "Non-force replica set reconfig can only add or remove at most 1 voting member.",
-                ));
-            }
-            if !new.member(node).is_some_and(Member::electable) {
-                return Err(err(
-                    NEW_CONFIG_INCOMPATIBLE,
-                    format!(
-                        "This node, {node}, is not electable under the new configuration with {{version: {}}} for replica set {}",
-                        new.version, new.name
-                    ),
-                ));
-            }
-            let voters: Vec<&Member> = new.voters().collect();
-            let responded: Vec<&str> = voters
-                .iter()
-                .filter(|m| up(self, &m.host))
-                .map(|m| m.host.as_str())
-                .collect();
-            let required = voters.len() / 2 + 1;
-            if responded.len() < required {
-                return Err(err(
-                    NODE_NOT_FOUND,
-                    format!(
-                        "Quorum check failed because not enough voting nodes responded; required {required} but only the following {} voting nodes responded: {}",
-                        responded.len(),
-                        responded.join(", ")
-                    ),
-                ));
-            }
-        } else {
-            new.version = set.config.version + 10_000 + i64::from(rand::random::<u16>());
         }
-        self.apply_config(set_name, new, force);
-        Ok(Document::new())
+        Ok(())
+    }
+
+    fn check_safe_reconfig(
+        &self,
+        node: &str,
+        version: (u32, u32, u32),
+        set: &ReplSet,
+        new: &Config,
+    ) -> Result<(), CommandError> {
+        if new.version <= set.config.version {
+            return Err(err(
+                NEW_CONFIG_INCOMPATIBLE,
+                format!(
+                    "New replica set configuration version must be greater than old, but {} is not greater than {} for replica set {}",
+                    new.version, set.config.version, new.name
+                ),
+            ));
+        }
+        for m in &new.members {
+            if let Some(old) = set.config.member(&m.host)
+                && old.id != m.id
+            {
+                return Err(err(
+                    NEW_CONFIG_INCOMPATIBLE,
+                    format!(
+                        "New and old configurations both have members with host of {} but in the new configuration the _id field is {} and in the old configuration it is {} for replica set {}",
+                        m.host, m.id, old.id, new.name
+                    ),
+                ));
+            }
+        }
+        // By `_id`: a member that keeps its `_id` keeps being the same voter or non-voter.
+        let was_voter = |id: i32| set.config.member_by_id(id).is_some_and(Member::is_voter);
+        let is_voter = |id: i32| new.member_by_id(id).is_some_and(|m| m.votes > 0);
+        let mut ids: Vec<i32> = set.config.members.iter().map(|m| m.id).collect();
+        ids.extend(new.members.iter().map(|m| m.id));
+        ids.sort_unstable();
+        ids.dedup();
+        if ids
+            .iter()
+            .filter(|id| was_voter(**id) != is_voter(**id))
+            .count()
+            > 1
+        {
+            return Err(err(
+                NEW_CONFIG_INCOMPATIBLE,
+                "Non-force replica set reconfig can only add or remove at most 1 voting member.",
+            ));
+        }
+        if !new.member(node).is_some_and(Member::electable) {
+            return Err(err(
+                NEW_CONFIG_INCOMPATIBLE,
+                format!(
+                    "This node, {node}, is not electable under the new configuration with {{version: {}}} for replica set {}",
+                    new.version, new.name
+                ),
+            ));
+        }
+        if version >= (5, 0, 0) {
+            // replication_coordinator_impl.cpp (5.0+): the implicit default write concern
+            // (`isImplicitDefaultWriteConcernMajority`) may change only under a cluster-wide one.
+            if set.default_write_concern.is_none()
+                && set.config.implicit_default_is_majority() != new.implicit_default_is_majority()
+            {
+                return Err(err(
+                    NEW_CONFIG_INCOMPATIBLE,
+                    "Reconfig attempted to install a config that would change the implicit default write concern. Use the setDefaultRWConcern command to set a cluster-wide write concern and try the reconfig again.",
+                ));
+            }
+            // 5.0+ ("Modify a PSA Replica Set Safely", rs.reconfigForPSASet): from one writable
+            // voter to a PSA set, the secondary gets its vote with priority 0 first.
+            let secondary_electable = new
+                .members
+                .iter()
+                .any(|m| m.host != node && !m.arbiter_only && m.electable());
+            if new.is_psa() && set.config.writable_voters() == 1 && secondary_electable {
+                return Err(err(
+                    NEW_CONFIG_INCOMPATIBLE,
+                    "Rejecting reconfig where the new config has a PSA topology and the secondary is electable, but the old config contains only one writable node. Refer to https://docs.mongodb.com/manual/reference/method/rs.reconfigForPSASet/ for next steps on reconfiguring a PSA set.",
+                ));
+            }
+        }
+        let voters: Vec<&Member> = new.members.iter().filter(|m| m.votes > 0).collect();
+        let responded: Vec<&str> = voters
+            .iter()
+            .filter(|m| self.is_up(&m.host))
+            .map(|m| m.host.as_str())
+            .collect();
+        let required = voters.len() / 2 + 1;
+        if responded.len() < required {
+            return Err(err(
+                NODE_NOT_FOUND,
+                format!(
+                    "Quorum check failed because not enough voting nodes responded; required {required} but only the following {} voting nodes responded: {}",
+                    responded.len(),
+                    responded.join(", ")
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn apply_config(&mut self, set_id: u64, new: Config, forced: bool) {
@@ -1103,6 +1467,7 @@ impl World {
         }
         set.config = new;
         set.committed = false;
+        set.config_forced = forced;
         if forced {
             set.forced_reconfigs += 1;
         }
@@ -1149,6 +1514,68 @@ impl World {
         set.primary = None;
         self.recompute();
         Ok(Document::new())
+    }
+
+    /// `setDefaultRWConcern` (4.4+): a write on the primary; `w: 0` is refused; an empty
+    /// `defaultWriteConcern` unsets it.
+    fn set_default_rw_concern(&mut self, node: &str, cmd: &Document) -> Reply {
+        if self.version_of(node) < (4, 4, 0) {
+            return Err(err(
+                COMMAND_NOT_FOUND,
+                "no such command: 'setDefaultRWConcern'",
+            ));
+        }
+        let wc = cmd.get_document("defaultWriteConcern").ok().cloned();
+        if wc.is_none() && !cmd.contains_key("defaultReadConcern") {
+            return Err(err(
+                BAD_VALUE,
+                "At least one of the \"defaultReadConcern\" or \"defaultWriteConcern\" fields must be present",
+            ));
+        }
+        if let Some(w) = &wc
+            && number(w, "w") == Some(0.0)
+        {
+            return Err(err(BAD_VALUE, "Default write concern mode cannot be w:0"));
+        }
+        let set = self.writable_set(node)?;
+        if let Some(w) = wc {
+            set.default_write_concern = (!w.is_empty()).then_some(w);
+        }
+        Ok(self.default_rw_concern(node))
+    }
+
+    fn get_default_rw_concern(&self, node: &str) -> Reply {
+        self.need_set(node)?;
+        Ok(self.default_rw_concern(node))
+    }
+
+    /// `getDefaultRWConcern`'s answer: the cluster-wide write concern when one is set, and on
+    /// 5.0+ the implicit one otherwise, with its source.
+    fn default_rw_concern(&self, node: &str) -> Document {
+        let Some(set) = self.set_of(node) else {
+            return Document::new();
+        };
+        let mut d = doc! {"defaultReadConcern": {"level": "local"}};
+        let five = self.version_of(node) >= (5, 0, 0);
+        match &set.default_write_concern {
+            Some(w) => {
+                d.insert("defaultWriteConcern", w.clone());
+                if five {
+                    d.insert("defaultWriteConcernSource", "global");
+                }
+            }
+            None if five => {
+                let w = if set.config.implicit_default_is_majority() {
+                    Bson::from("majority")
+                } else {
+                    Bson::from(1)
+                };
+                d.insert("defaultWriteConcern", doc! {"w": w, "wtimeout": 0});
+                d.insert("defaultWriteConcernSource", "implicit");
+            }
+            None => {}
+        }
+        d
     }
 
     fn roles(cmd: &Document, db: &str) -> Vec<(String, String)> {
@@ -1626,30 +2053,330 @@ mod rule_tests {
         assert_eq!(w.set("rs").unwrap().primary.as_deref(), Some(h(0).as_str()));
     }
 
-    /// 4.4+: a reconfig waits for the previous config to be committed (majority of voters):
-    /// ConfigurationInProgress (109) otherwise.
+    /// A primary–secondary–arbiter set initiated on nodes 0 (P), 1 (S) and 2 (arbiter), synced,
+    /// root created, a cluster-wide write concern set; returns root's remote session.
+    fn psa() -> (World, Session) {
+        let (mut w, mut s) = world(3);
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetInitiate": {"_id": "rs", "members": [member(0, 1, 1.0), member(1, 1, 1.0), arbiter(2)]}},
+        );
+        assert!(ok(&r), "{r}");
+        w.tick();
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"createUser": "root", "pwd": "root-pass", "roles": ["root"]},
+        );
+        assert!(ok(&r), "{r}");
+        (w, logged_in("root"))
+    }
+
+    fn arbiter(i: u16) -> Bson {
+        Bson::Document(
+            doc! {"_id": i32::from(i), "host": h(i), "arbiterOnly": true, "votes": 1, "priority": 0},
+        )
+    }
+
+    fn commitment(w: &mut World, s: &mut Session, on: u16) -> bool {
+        w.handle(
+            &h(on),
+            s,
+            &doc! {"replSetGetConfig": 1, "commitmentStatus": true},
+        )
+        .get_bool("commitmentStatus")
+        .unwrap()
+    }
+
+    /// 4.4+ "safe reconfig": `replSetReconfig` first waits until the current config is
+    /// committed, including its oplog commitment (the new primary's writes on a write majority);
+    /// `maxTimeMS` bounds the wait and ends it with CurrentConfigNotCommittedYet (308)
+    /// (replication_coordinator_impl.cpp `awaitConfigCommitment`;
+    /// jstests/replsets/reconfig_waits_for_a_majority_to_replicate_config.js). Without
+    /// `maxTimeMS` it waits until it can go on. `commitmentStatus` says whether a reconfig may
+    /// start now.
     #[test]
-    fn reconfig_waits_for_the_previous_config_to_commit() {
+    fn reconfig_waits_for_the_current_config_to_commit_and_honours_max_time_ms() {
+        let (mut w, mut s) = psa();
+        assert!(commitment(&mut w, &mut s, 0));
+        // The primary dies: the secondary wins with the arbiter's vote, but its term's writes
+        // reach no write majority (two data-bearing voters, one up).
+        w.set_up(&h(0), false);
+        assert_eq!(w.set("rs").unwrap().primary.as_deref(), Some(h(1).as_str()));
+        assert!(!commitment(&mut w, &mut s, 1));
+        let demote = doc! {"replSetReconfig": {"_id": "rs", "version": 2, "members": [member(0, 0, 0.0), member(1, 1, 1.0), arbiter(2)]}, "maxTimeMS": 5000};
+        let Answer::Later(mut wait) = w.begin(&h(1), &mut s, &demote) else {
+            panic!("a reconfig before the current config is committed must wait");
+        };
+        assert_eq!(wait.max_time(), Some(std::time::Duration::from_secs(5)));
+        w.tick();
+        assert!(w.resume(&mut wait).is_none(), "still waiting");
+        let r = w.expire(wait.clone());
+        assert_eq!(code(&r), Some(CURRENT_CONFIG_NOT_COMMITTED_YET));
+        assert_eq!(version(&w), 1, "nothing installed");
+        // The old primary comes back as a secondary: the write majority holds the term, the
+        // same waiting reconfig goes through.
+        w.set_up(&h(0), true);
+        assert!(commitment(&mut w, &mut s, 1));
+        let r = w.resume(&mut wait).unwrap();
+        assert!(ok(&r), "{r}");
+        assert_eq!(version(&w), 2);
+        // A reconfig sent while ready is answered at once.
+        assert!(matches!(
+            w.begin(
+                &h(1),
+                &mut s,
+                &doc! {"replSetReconfig": {"_id": "rs", "version": 3, "members": [member(0, 0, 0.0), member(1, 1, 1.0), arbiter(2)]}}
+            ),
+            Answer::Now(_)
+        ));
+    }
+
+    /// 5.0+ (replSetReconfig, "Global Write Concern"; replication_coordinator_impl.cpp): a
+    /// reconfig that would change the implicit default write concern
+    /// (`isImplicitDefaultWriteConcernMajority`, repl_set_config.cpp: `{w: 1}` when arbiters vote
+    /// and the data-bearing voters are no more than a voting majority) is refused until
+    /// `setDefaultRWConcern` set a cluster-wide one. 4.4 has no such rule.
+    #[test]
+    fn a_reconfig_changing_the_implicit_default_write_concern_needs_a_cluster_wide_one() {
+        let (mut w, mut s) = initiated(2);
+        w.set_up(&h(2), true);
+        let psa_members = vec![member(0, 1, 1.0), member(1, 1, 1.0), arbiter(2)];
+        let r = reconfig(&mut w, &mut s, 0, 2, psa_members.clone());
+        assert_eq!(code(&r), Some(NEW_CONFIG_INCOMPATIBLE));
+        assert!(
+            r.get_str("errmsg").unwrap().contains("setDefaultRWConcern"),
+            "{r}"
+        );
+        let d = w.handle(&h(0), &mut s, &doc! {"getDefaultRWConcern": 1});
+        assert_eq!(d.get_str("defaultWriteConcernSource").unwrap(), "implicit");
+        assert_eq!(
+            d.get_document("defaultWriteConcern")
+                .unwrap()
+                .get_str("w")
+                .unwrap(),
+            "majority"
+        );
+        // w: 0 is no default; a secondary cannot set it; the cluster monitor cannot either.
+        let set = |w: &mut World, s: &mut Session, on: u16, wc: Document| {
+            w.handle(
+                &h(on),
+                s,
+                &doc! {"setDefaultRWConcern": 1, "defaultWriteConcern": wc},
+            )
+        };
+        assert_eq!(
+            code(&set(&mut w, &mut s, 0, doc! {"w": 0})),
+            Some(BAD_VALUE)
+        );
+        assert_eq!(
+            code(&set(&mut w, &mut s, 1, doc! {"w": "majority"})),
+            Some(NOT_WRITABLE_PRIMARY)
+        );
+        let r = set(&mut w, &mut s, 0, doc! {"w": "majority"});
+        assert!(ok(&r), "{r}");
+        assert_eq!(r.get_str("defaultWriteConcernSource").unwrap(), "global");
+        let r = reconfig(&mut w, &mut s, 0, 2, psa_members.clone());
+        assert!(ok(&r), "{r}");
+        // The same change on 4.4 needs nothing.
+        let (mut w, mut s) = initiated(2);
+        for i in 0..3 {
+            w.set_version(&h(i), "4.4.18");
+        }
+        w.set_up(&h(2), true);
+        let r = reconfig(&mut w, &mut s, 0, 2, psa_members);
+        assert!(ok(&r), "{r}");
+    }
+
+    /// 5.0+ (manual, "Modify a Self-Managed PSA Replica Set Safely" and `rs.reconfigForPSASet()`):
+    /// from a config with one writable voter, a reconfig to a primary–secondary–arbiter set
+    /// with an electable secondary is refused (NewReplicaSetConfigurationIncompatible, "Rejecting
+    /// reconfig where the new config has a PSA topology and the secondary is electable"); the
+    /// two-step path (the vote with priority 0, then the priority) works.
+    #[test]
+    fn a_psa_set_is_reached_in_two_steps() {
         let (mut w, mut s) = initiated(1);
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"setDefaultRWConcern": 1, "defaultWriteConcern": {"w": "majority"}},
+        );
+        assert!(ok(&r), "{r}");
+        w.set_up(&h(1), true);
+        w.set_up(&h(2), true);
         let r = reconfig(
             &mut w,
             &mut s,
             0,
             2,
-            vec![member(0, 1, 1.0), member(1, 0, 0.0)],
+            vec![member(0, 1, 1.0), member(1, 0, 0.0), arbiter(2)],
         );
-        assert!(ok(&r));
-        // Config version 2 has one voter (node 0) which is up: committed at once.
+        assert!(ok(&r), "{r}");
+        w.tick();
+        // One step: votes and priority together.
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            3,
+            vec![member(0, 1, 1.0), member(1, 1, 1.0), arbiter(2)],
+        );
+        assert_eq!(code(&r), Some(NEW_CONFIG_INCOMPATIBLE));
+        assert!(r.get_str("errmsg").unwrap().contains("PSA topology"), "{r}");
+        // Two steps.
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            3,
+            vec![member(0, 1, 1.0), member(1, 1, 0.0), arbiter(2)],
+        );
+        assert!(ok(&r), "{r}");
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            4,
+            vec![member(0, 1, 1.0), member(1, 1, 1.0), arbiter(2)],
+        );
+        assert!(ok(&r), "{r}");
+    }
+
+    /// repl_set_config_checks.cpp: "New and old configurations differ in the setting of the
+    /// arbiterOnly field for member ...; to make this change, remove then re-add the member",
+    /// and the same for `buildIndexes`.
+    #[test]
+    fn arbiter_only_and_build_indexes_cannot_change() {
+        let (mut w, mut s) = initiated(2);
         let r = w.handle(
             &h(0),
             &mut s,
-            &doc! {"replSetGetConfig": 1, "commitmentStatus": true},
+            &doc! {"setDefaultRWConcern": 1, "defaultWriteConcern": {"w": "majority"}},
         );
-        assert!(r.get_bool("commitmentStatus").unwrap());
-        // Force the uncommitted state and check the refusal.
-        w.sets.values_mut().next().unwrap().committed = false;
-        let r = reconfig(&mut w, &mut s, 0, 3, vec![member(0, 1, 1.0)]);
-        assert_eq!(code(&r), Some(CONFIGURATION_IN_PROGRESS));
+        assert!(ok(&r), "{r}");
+        let r = reconfig(&mut w, &mut s, 0, 2, vec![member(0, 1, 1.0), arbiter(1)]);
+        assert_eq!(code(&r), Some(NEW_CONFIG_INCOMPATIBLE));
+        assert!(r.get_str("errmsg").unwrap().contains("arbiterOnly"), "{r}");
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            2,
+            vec![
+                member(0, 1, 1.0),
+                Bson::Document(
+                    doc! {"_id": 1, "host": h(1), "votes": 1, "priority": 0, "buildIndexes": false},
+                ),
+            ],
+        );
+        assert_eq!(code(&r), Some(NEW_CONFIG_INCOMPATIBLE));
+        assert!(r.get_str("errmsg").unwrap().contains("buildIndexes"), "{r}");
+        assert_eq!(version(&w), 1);
+    }
+
+    /// 4.4+ (server: `MemberConfig::isNewlyAdded`; jstests/replsets/newly_added_member_id_vs_index.js,
+    /// auto_reconfig_remove_newly_added_and_stepdown.js): a member added with a vote is marked
+    /// `newlyAdded` by the server and does not count as a voter until its initial sync is done;
+    /// then the primary removes the field with its own reconfig. A client cannot send the field,
+    /// and a later client reconfig keeps it.
+    #[test]
+    fn new_voters_are_newly_added_until_they_synced() {
+        let (mut w, mut s) = initiated(1);
+        w.set_up(&h(1), true);
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            2,
+            vec![member(0, 1, 1.0), member(1, 1, 1.0)],
+        );
+        assert!(ok(&r), "{r}");
+        let config = |w: &mut World, s: &mut Session| {
+            w.handle(&h(0), s, &doc! {"replSetGetConfig": 1})
+                .get_document("config")
+                .unwrap()
+                .clone()
+        };
+        let m1 = |c: &Document| {
+            c.get_array("members").unwrap()[1]
+                .as_document()
+                .unwrap()
+                .clone()
+        };
+        assert!(m1(&config(&mut w, &mut s)).get_bool("newlyAdded").unwrap());
+        let st = w.handle(&h(0), &mut s, &doc! {"replSetGetStatus": 1});
+        assert_eq!(st.get_i32("votingMembersCount").unwrap(), 1);
+        // A client reconfig without the field (it may not send it) keeps it.
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            3,
+            vec![member(0, 1, 2.0), member(1, 1, 1.0)],
+        );
+        assert!(ok(&r), "{r}");
+        assert!(m1(&config(&mut w, &mut s)).get_bool("newlyAdded").unwrap());
+        w.tick();
+        let c = config(&mut w, &mut s);
+        assert!(m1(&c).get("newlyAdded").is_none(), "{c}");
+        assert_eq!(
+            c.get_i32("version").unwrap(),
+            4,
+            "the server's own reconfig"
+        );
+        let st = w.handle(&h(0), &mut s, &doc! {"replSetGetStatus": 1});
+        assert_eq!(st.get_i32("votingMembersCount").unwrap(), 2);
+        // Members added without a vote never are.
+        w.set_up(&h(2), true);
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            5,
+            vec![member(0, 1, 2.0), member(1, 1, 1.0), member(2, 0, 0.0)],
+        );
+        assert!(ok(&r), "{r}");
+        let c = config(&mut w, &mut s);
+        let m2 = c.get_array("members").unwrap()[2].as_document().unwrap();
+        assert!(m2.get("newlyAdded").is_none());
+    }
+
+    /// replSetReconfig: the node running a non-forced reconfig must be electable under the new
+    /// config ("This node ... is not electable under the new configuration"); step down first.
+    #[test]
+    fn a_reconfig_leaving_the_primary_unelectable_is_refused() {
+        let (mut w, mut s) = initiated(3);
+        for (votes, priority) in [(1, 0.0), (0, 0.0)] {
+            let r = reconfig(
+                &mut w,
+                &mut s,
+                0,
+                2,
+                vec![
+                    member(0, votes, priority),
+                    member(1, 1, 1.0),
+                    member(2, 1, 1.0),
+                ],
+            );
+            assert_eq!(code(&r), Some(NEW_CONFIG_INCOMPATIBLE), "{r}");
+            assert!(
+                r.get_str("errmsg").unwrap().contains("not electable"),
+                "{r}"
+            );
+        }
+        let r = w.handle(&h(0), &mut s, &doc! {"replSetStepDown": 60});
+        assert!(ok(&r), "{r}");
+        let p = w.set("rs").unwrap().primary.clone().unwrap();
+        let on: u16 = p.rsplit_once(':').unwrap().1.parse::<u16>().unwrap() - 27000;
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            on,
+            2,
+            vec![member(0, 1, 0.0), member(1, 1, 1.0), member(2, 1, 1.0)],
+        );
+        assert!(ok(&r), "{r}");
     }
 
     /// A host keeps its member `_id` across reconfigs (103 otherwise).
@@ -1815,6 +2542,12 @@ mod rule_tests {
     #[test]
     fn users_belong_to_each_nodes_data_and_arbiters_have_none() {
         let (mut w, mut root) = initiated(1);
+        let r = w.handle(
+            &h(0),
+            &mut root,
+            &doc! {"setDefaultRWConcern": 1, "defaultWriteConcern": {"w": "majority"}},
+        );
+        assert!(ok(&r), "{r}");
         w.set_up(&h(1), true);
         w.set_up(&h(2), true);
         assert!(w.users_of(&h(1)).is_some_and(BTreeMap::is_empty));

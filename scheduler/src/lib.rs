@@ -8,6 +8,7 @@
 //! * [`service`]: `fedstate-scheduler run`, the controllers on the Karmada apiserver.
 
 pub mod adapter;
+pub mod karmada;
 pub mod placement;
 pub mod plan;
 pub mod service;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{NodeSelector, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +60,20 @@ pub struct ResourceBindingSpec {
     /// Asks for a reschedule when later than `status.lastScheduledTime`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reschedule_triggered_at: Option<Time>,
+    /// Clusters the workload is being evicted from; a scheduler must not choose them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub graceful_eviction_tasks: Vec<GracefulEvictionTask>,
+}
+
+/// An eviction in progress (Karmada's taint manager or a failover), as far as a scheduler cares.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GracefulEvictionTask {
+    pub from_cluster: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_mode: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,18 +116,46 @@ pub struct NodeClaim {
     pub tolerations: Vec<Toleration>,
 }
 
-/// The placement the policy asked for, as copied onto the binding.
+/// The placement the policy asked for, as copied onto the binding. Fields a scheduler does not
+/// read are kept (`extra`), so the `applied-placement` annotation and placement comparisons see
+/// the whole placement.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BindingPlacement {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_affinity: Option<ClusterAffinity>,
+    /// Ordered affinity groups: the first group that fits is used, the next ones are fallbacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_affinities: Option<Vec<ClusterAffinityTerm>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cluster_tolerations: Vec<Toleration>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spread_constraints: Vec<SpreadConstraint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_scheduling: Option<ReplicaSchedulingStrategy>,
+    /// Every other placement field (e.g. `workloadAffinity`), kept as written.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// One named group of `clusterAffinities`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterAffinityTerm {
+    pub affinity_name: String,
+    #[serde(flatten)]
+    pub affinity: ClusterAffinity,
+    /// Groups used when the main one runs out of room (workloads only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overflow_affinities: Vec<OverflowClusterAffinity>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OverflowClusterAffinity {
+    pub affinity_name: String,
+    #[serde(flatten)]
+    pub affinity: ClusterAffinity,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,30 +165,89 @@ pub struct Suspension {
     pub scheduling: Option<bool>,
 }
 
-impl ResourceBinding {
-    /// Whether the scheduler called `scheduler_name` should place this binding
-    /// (`docs/karmada.md#scheduling-resourcebindings`):
-    /// the names match (empty means Karmada's default), scheduling is not suspended, and a
-    /// policy manages the binding.
-    pub fn is_for_scheduler(&self, scheduler_name: &str) -> bool {
+/// Karmada's `ClusterResourceBinding`: the binding of a cluster-scoped template (a ClusterRole, a
+/// Namespace, a CRD) or of one a ClusterPropagationPolicy selects. Same spec and status as a
+/// [`ResourceBinding`]; only the scope differs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterResourceBinding {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: ResourceBindingSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ResourceBindingStatus>,
+}
+
+impl kube::Resource for ClusterResourceBinding {
+    type DynamicType = ();
+    type Scope = kube::core::ClusterResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        "ClusterResourceBinding".into()
+    }
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        "work.karmada.io".into()
+    }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        "v1alpha2".into()
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        "clusterresourcebindings".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl ResourceBindingSpec {
+    /// Whether the scheduler called `scheduler_name` should place a binding with this spec and
+    /// these labels: the names match (empty means Karmada's default), scheduling is not
+    /// suspended, and a policy manages the binding.
+    pub fn is_for_scheduler(
+        &self,
+        labels: Option<&BTreeMap<String, String>>,
+        scheduler_name: &str,
+    ) -> bool {
         let wanted = self
-            .spec
             .scheduler_name
             .as_deref()
             .filter(|n| !n.is_empty())
             .unwrap_or(DEFAULT_SCHEDULER_NAME);
         let suspended = self
-            .spec
             .suspension
             .as_ref()
             .and_then(|s| s.scheduling)
             .unwrap_or(false);
-        let managed = self
-            .metadata
-            .labels
-            .as_ref()
-            .is_some_and(|l| MANAGED_BINDING_LABELS.iter().any(|k| l.contains_key(*k)));
+        let managed =
+            labels.is_some_and(|l| MANAGED_BINDING_LABELS.iter().any(|k| l.contains_key(*k)));
         wanted == scheduler_name && !suspended && managed
+    }
+
+    /// A workload has replicas (or per-replica requirements); other kinds (ConfigMaps, Services,
+    /// CRDs without replicas) are only propagated.
+    pub fn is_workload(&self) -> bool {
+        self.replicas > 0 || self.replica_requirements.is_some()
+    }
+}
+
+impl ResourceBinding {
+    /// Whether the scheduler called `scheduler_name` should place this binding: the names match
+    /// (empty means Karmada's default), scheduling is not suspended, and a policy manages the
+    /// binding.
+    pub fn is_for_scheduler(&self, scheduler_name: &str) -> bool {
+        self.spec
+            .is_for_scheduler(self.metadata.labels.as_ref(), scheduler_name)
+    }
+}
+
+impl ClusterResourceBinding {
+    /// As [`ResourceBinding::is_for_scheduler`].
+    pub fn is_for_scheduler(&self, scheduler_name: &str) -> bool {
+        self.spec
+            .is_for_scheduler(self.metadata.labels.as_ref(), scheduler_name)
     }
 }
 

@@ -26,6 +26,9 @@ pub struct ResourceBindingStatus {
     /// `Scheduled`, `FullyApplied`, …
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    /// The `clusterAffinities` group the scheduler placed the binding with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler_observed_affinity_name: Option<String>,
 }
 
 /// One cluster's reflected status.

@@ -350,6 +350,12 @@ impl CapacityEstimator {
         self.inner.cache.mark_cluster_stale(cluster);
     }
 
+    /// `object`'s members on `cluster` are visible to the estimators now, or it left the
+    /// cluster: stop subtracting them there.
+    pub fn release_cluster(&self, object: &str, cluster: &str) {
+        self.inner.ledger.release_cluster(object, cluster);
+    }
+
     /// `object`'s members are visible to the estimators now (or it was deleted): stop
     /// subtracting them, and drop the answers of its clusters that predate them.
     pub fn release(&self, object: &str) {

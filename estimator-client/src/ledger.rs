@@ -48,20 +48,21 @@ fn millis(shape: &MemberShape) -> BTreeMap<String, i128> {
         .collect()
 }
 
-/// How many members of shape `to` the `members` members of shape `from` take the room of:
-/// exactly `members` for the same shape, else the most over `to`'s requested resources, rounded
-/// up (never fewer than `members`: each takes a pod slot).
-pub fn displaced(members: u32, from: &BTreeMap<String, i128>, to: &BTreeMap<String, i128>) -> u32 {
-    let mut most = u128::from(members);
+/// How many members of shape `to` the assumed `usage` (requests summed over every assumed
+/// member, in milli-units) takes the room of: the most over `to`'s requested resources of
+/// `usage / request`, rounded up once. Usage is summed before rounding, so many small placements
+/// count by what they really request (300 replicas of 10m take three 1-CPU slots, not 300), and a
+/// resource `to` does not request takes none of its room.
+pub fn displaced(usage: &BTreeMap<String, i128>, to: &BTreeMap<String, i128>) -> u32 {
+    let mut most: u128 = 0;
     for (resource, &want) in to {
-        let Some(&used) = from.get(resource) else {
+        let Some(&used) = usage.get(resource) else {
             continue;
         };
         if want <= 0 || used <= 0 {
             continue;
         }
-        let total = i128::from(members) * used;
-        let n = (total + want - 1) / want;
+        let n = (used + want - 1) / want;
         most = most.max(n.unsigned_abs());
     }
     u32::try_from(most).unwrap_or(u32::MAX)
@@ -126,21 +127,45 @@ impl AssumedLedger {
             return 0;
         };
         let now = Instant::now();
-        let mut to: Option<BTreeMap<String, i128>> = None;
-        let mut sum = 0u32;
+        let mut same = 0u32;
+        let mut usage: BTreeMap<String, i128> = BTreeMap::new();
         for a in list.iter() {
             if a.expires <= now || Some(a.object.as_str()) == object {
                 continue;
             }
-            let n = if a.shape == shape.id() {
-                a.members
+            if a.shape == shape.id() {
+                same = same.saturating_add(a.members);
             } else {
-                let to = to.get_or_insert_with(|| millis(shape));
-                displaced(a.members, &a.requests, to)
-            };
-            sum = sum.saturating_add(n);
+                for (r, q) in &a.requests {
+                    let u = usage.entry(r.clone()).or_default();
+                    *u = u.saturating_add(q.saturating_mul(i128::from(a.members)));
+                }
+            }
         }
-        sum
+        if usage.is_empty() {
+            return same;
+        }
+        // The same shape's members take their own slots; the others' usage is converted.
+        let to = millis(shape);
+        for (r, want) in &to {
+            if let Some(u) = usage.get_mut(r) {
+                *u = u.saturating_add(want.saturating_mul(i128::from(same)));
+            }
+        }
+        displaced(&usage, &to).max(same)
+    }
+
+    /// Stops subtracting `object`'s members on `cluster` (they are visible there now, or the
+    /// object left the cluster).
+    pub fn release_cluster(&self, object: &str, cluster: &str) {
+        if let Some(mut list) = self.entries.get_mut(cluster) {
+            let before = list.len();
+            list.retain(|a| a.object != object);
+            self.recorded
+                .fetch_sub(before - list.len(), Ordering::SeqCst);
+        }
+        self.entries.retain(|_, v| !v.is_empty());
+        self.publish();
     }
 
     /// Drops expired entries; returns how many are left.
@@ -178,20 +203,34 @@ mod tests {
     fn displacement_of_other_shapes_rounds_up_per_resource() {
         let m = |v: &[(&str, i128)]| v.iter().map(|(k, n)| (k.to_string(), *n)).collect();
         // Two 2-CPU members take the room of four 1-CPU members.
-        assert_eq!(displaced(2, &m(&[("cpu", 2000)]), &m(&[("cpu", 1000)])), 4);
-        // One 500m member still takes one 1-CPU slot (rounded up; and one pod).
-        assert_eq!(displaced(1, &m(&[("cpu", 500)]), &m(&[("cpu", 1000)])), 1);
+        assert_eq!(displaced(&m(&[("cpu", 4000)]), &m(&[("cpu", 1000)])), 4);
+        // One 500m member takes one 1-CPU slot (rounded up).
+        assert_eq!(displaced(&m(&[("cpu", 500)]), &m(&[("cpu", 1000)])), 1);
         // Memory decides when it is the tighter one.
         assert_eq!(
             displaced(
-                1,
                 &m(&[("cpu", 1000), ("memory", 8 << 30)]),
                 &m(&[("cpu", 1000), ("memory", 2 << 30)])
             ),
             4
         );
-        // Nothing in common: still one pod each.
-        assert_eq!(displaced(3, &m(&[("gpu", 1000)]), &m(&[("cpu", 1000)])), 3);
+        // Nothing in common: no room of this shape is taken.
+        assert_eq!(displaced(&m(&[("gpu", 3000)]), &m(&[("cpu", 1000)])), 0);
+    }
+
+    #[test]
+    fn hundreds_of_small_unrelated_placements_count_by_their_requests() {
+        let ledger = AssumedLedger::new(Duration::from_secs(60));
+        let tiny = MemberShape::from_requests([("cpu", "10m")]);
+        for i in 0..300 {
+            ledger.assume(&format!("ns/b{i}"), "m1", &tiny, 1);
+        }
+        let one_cpu = MemberShape::from_requests([("cpu", "1")]);
+        // 300 × 10m = 3 CPUs: three 1-CPU replicas' room, not 300.
+        assert_eq!(ledger.assumed_on("m1", &one_cpu, None), 3);
+        assert_eq!(ledger.assumed_on("m1", &tiny, None), 300);
+        ledger.release_cluster("ns/b0", "m1");
+        assert_eq!(ledger.assumed_on("m1", &tiny, None), 299);
     }
 
     #[tokio::test]

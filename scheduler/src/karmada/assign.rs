@@ -91,9 +91,14 @@ fn to_clusters(
     let out = match strategy {
         Strategy::Duplicated => clusters.iter().map(|c| target(c.name, replicas)).collect(),
         Strategy::StaticWeight => static_weights(spec, clusters, replicas, ties),
-        Strategy::DynamicWeight | Strategy::Aggregated => {
-            dynamic(spec, *strategy == Strategy::Aggregated, clusters, replicas, fresh, ties)?
-        }
+        Strategy::DynamicWeight | Strategy::Aggregated => dynamic(
+            spec,
+            *strategy == Strategy::Aggregated,
+            clusters,
+            replicas,
+            fresh,
+            ties,
+        )?,
         Strategy::Unsupported(why) => {
             return Err(ScheduleError::Error(format!(
                 "unsupported replica scheduling strategy, {why}, please try another scheduling strategy"
@@ -190,11 +195,9 @@ fn dynamic(
     }
     if aggregated {
         // Clusters the binding uses keep their place at the front.
-        let (mut first, rest): (Vec<_>, Vec<_>) = available.into_iter().partition(|a| {
-            scheduled
-                .iter()
-                .any(|s| s.name == a.name && s.replicas > 0)
-        });
+        let (mut first, rest): (Vec<_>, Vec<_>) = available
+            .into_iter()
+            .partition(|a| scheduled.iter().any(|s| s.name == a.name && s.replicas > 0));
         first.extend(rest);
         let mut sum = 0_i64;
         let mut keep = first.len();

@@ -44,7 +44,10 @@ impl std::fmt::Display for Unfit {
 
 /// The affinities a cluster must match one of: the policy's `clusterAffinity`, or the
 /// `clusterAffinities` group being tried (with its overflow groups, for workloads).
-pub fn affinities<'a>(spec: &'a ResourceBindingSpec, group: Option<&str>) -> Vec<&'a ClusterAffinity> {
+pub fn affinities<'a>(
+    spec: &'a ResourceBindingSpec,
+    group: Option<&str>,
+) -> Vec<&'a ClusterAffinity> {
     let Some(placement) = spec.placement.as_ref() else {
         return Vec::new();
     };
@@ -310,11 +313,15 @@ mod tests {
         let t = |v| serde_json::from_value::<Toleration>(v).unwrap();
         assert!(tolerates(&t(json!({"operator": "Exists"})), &taint));
         assert!(tolerates(
-            &t(json!({"key": "cluster.karmada.io/not-ready", "operator": "Exists", "effect": "NoExecute"})),
+            &t(
+                json!({"key": "cluster.karmada.io/not-ready", "operator": "Exists", "effect": "NoExecute"})
+            ),
             &taint
         ));
         assert!(!tolerates(
-            &t(json!({"key": "cluster.karmada.io/not-ready", "operator": "Exists", "effect": "NoSchedule"})),
+            &t(
+                json!({"key": "cluster.karmada.io/not-ready", "operator": "Exists", "effect": "NoSchedule"})
+            ),
             &taint
         ));
         assert!(!tolerates(

@@ -122,7 +122,10 @@ fn groups(spec: &ResourceBindingSpec, status: &ResourceBindingStatus) -> Option<
         .cluster_affinities
         .as_ref()
         .filter(|t| !t.is_empty())?;
-    let observed = status.scheduler_observed_affinity_name.as_deref().unwrap_or("");
+    let observed = status
+        .scheduler_observed_affinity_name
+        .as_deref()
+        .unwrap_or("");
     let start = terms
         .iter()
         .position(|t| !observed.is_empty() && t.affinity_name == observed)
@@ -240,7 +243,10 @@ fn attempt(
         }
     }
     if feasible.is_empty() {
-        return Err(ScheduleError::NoClusterFit(fit_message(clusters.len(), &unfit)));
+        return Err(ScheduleError::NoClusterFit(fit_message(
+            clusters.len(),
+            &unfit,
+        )));
     }
     let strategy = Strategy::of(spec);
     let estimated = needs_capacity(spec);
@@ -269,9 +275,10 @@ fn overflow(spec: &ResourceBindingSpec, group: Option<&str>) -> bool {
         return false;
     };
     p.cluster_affinity.is_none()
-        && p.cluster_affinities.iter().flatten().any(|t| {
-            t.affinity_name == group && !t.overflow_affinities.is_empty()
-        })
+        && p.cluster_affinities
+            .iter()
+            .flatten()
+            .any(|t| t.affinity_name == group && !t.overflow_affinities.is_empty())
 }
 
 /// karmada-scheduler's "0/N clusters are available: …" message: how many clusters each filter
@@ -284,7 +291,10 @@ pub fn fit_message(all: usize, unfit: &[filter::Unfit]) -> String {
     for u in unfit {
         *counts.entry(u.to_string()).or_default() += 1;
     }
-    let mut parts: Vec<String> = counts.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let mut parts: Vec<String> = counts
+        .into_iter()
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
     parts.sort();
     format!("0/{all} clusters are available: {}.", parts.join(", "))
 }

@@ -49,7 +49,11 @@ fn overflow_order(spec: &ResourceBindingSpec, group: Option<&str>, cluster: &Clu
     if placement.cluster_affinity.is_some() {
         return 0;
     }
-    let Some(terms) = placement.cluster_affinities.as_ref().filter(|t| !t.is_empty()) else {
+    let Some(terms) = placement
+        .cluster_affinities
+        .as_ref()
+        .filter(|t| !t.is_empty())
+    else {
         return 0;
     };
     let Some(term) = terms
@@ -292,7 +296,8 @@ fn group_score(
 ) -> i64 {
     if *strategy == Strategy::Duplicated {
         let target = i64::from(spec.replicas);
-        let valid: Vec<&Candidate<'_>> = clusters.iter().filter(|c| c.available >= target).collect();
+        let valid: Vec<&Candidate<'_>> =
+            clusters.iter().filter(|c| c.available >= target).collect();
         if valid.is_empty() {
             return 0;
         }
@@ -305,7 +310,11 @@ fn group_score(
         // Karmada divides by a zero minGroups in float: the target is "infinite".
         i64::MAX / WEIGHT_UNIT
     };
-    let cluster_min = min_groups.max(cluster_constraint.and_then(|c| c.min_groups).map_or(0, i64::from));
+    let cluster_min = min_groups.max(
+        cluster_constraint
+            .and_then(|c| c.min_groups)
+            .map_or(0, i64::from),
+    );
     let (mut sum_available, mut sum_score, mut valid) = (0_i64, 0_i64, 0_i64);
     for c in clusters {
         sum_available += c.available;
@@ -376,7 +385,14 @@ fn select_groups<'a>(mut groups: Vec<Group<'a>>, min: i64, max: i64, target: i64
         }
     }
     let mut found = Vec::new();
-    dfs(&groups, &mut Vec::new(), 0, 0, (min, max, target), &mut found);
+    dfs(
+        &groups,
+        &mut Vec::new(),
+        0,
+        0,
+        (min, max, target),
+        &mut found,
+    );
     if found.is_empty() {
         return Vec::new();
     }
@@ -399,5 +415,10 @@ fn select_groups<'a>(mut groups: Vec<Group<'a>>, min: i64, max: i64, target: i64
             best = i;
         }
     }
-    found.swap_remove(best).groups.into_iter().map(|g| g.name).collect()
+    found
+        .swap_remove(best)
+        .groups
+        .into_iter()
+        .map(|g| g.name)
+        .collect()
 }

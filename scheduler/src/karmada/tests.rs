@@ -130,7 +130,11 @@ fn non_workloads_go_to_every_feasible_cluster_with_zero_replicas_and_ask_no_esti
         Some(0)
     });
     assert_eq!(placed(&o), pairs(&[("m1", 0), ("m2", 0), ("m3", 0)]));
-    assert_eq!(asked.get(), 0, "no estimator is asked for a kind without replicas");
+    assert_eq!(
+        asked.get(),
+        0,
+        "no estimator is asked for a kind without replicas"
+    );
     assert!(clusters_to_estimate(&s, &Default::default(), &refs).is_empty());
 }
 
@@ -184,7 +188,12 @@ fn cluster_affinities_fall_back_in_order_and_name_the_group() {
         scheduler_observed_affinity_name: Some("backup".into()),
         ..Default::default()
     };
-    let o = run_with(&s, &st, &clusters(&["m1", "m2", "m3"]), &[("m1", 5), ("m2", 5)]);
+    let o = run_with(
+        &s,
+        &st,
+        &clusters(&["m1", "m2", "m3"]),
+        &[("m1", 5), ("m2", 5)],
+    );
     assert_eq!(o.affinity_name.as_deref(), Some("backup"));
 }
 
@@ -212,10 +221,10 @@ fn static_weights_take_the_maximum_weight_of_the_matching_rules() {
     let s = spec(
         9,
         json!({"replicaScheduling": {"replicaSchedulingType": "Divided", "replicaDivisionPreference": "Weighted",
-            "weightPreference": {"staticWeightList": [
-                {"targetCluster": {"clusterNames": ["m1", "m2"]}, "weight": 1},
-                {"targetCluster": {"clusterNames": ["m2"]}, "weight": 2}
-            ]}}}),
+        "weightPreference": {"staticWeightList": [
+            {"targetCluster": {"clusterNames": ["m1", "m2"]}, "weight": 1},
+            {"targetCluster": {"clusterNames": ["m2"]}, "weight": 2}
+        ]}}}),
     );
     let o = run(&s, &clusters(&["m1", "m2"]), &[]);
     assert_eq!(placed(&o), pairs(&[("m1", 3), ("m2", 6)]));
@@ -226,12 +235,16 @@ fn static_weights_ignore_capacity_and_drop_unmatched_clusters() {
     let s = spec(
         6,
         json!({"replicaScheduling": {"replicaSchedulingType": "Divided", "replicaDivisionPreference": "Weighted",
-            "weightPreference": {"staticWeightList": [
-                {"targetCluster": {"clusterNames": ["m1"]}, "weight": 1},
-                {"targetCluster": {"clusterNames": ["m2"]}, "weight": 2}
-            ]}}}),
+        "weightPreference": {"staticWeightList": [
+            {"targetCluster": {"clusterNames": ["m1"]}, "weight": 1},
+            {"targetCluster": {"clusterNames": ["m2"]}, "weight": 2}
+        ]}}}),
     );
-    let o = run(&s, &clusters(&["m1", "m2", "m3"]), &[("m1", 0), ("m2", 1), ("m3", 100)]);
+    let o = run(
+        &s,
+        &clusters(&["m1", "m2", "m3"]),
+        &[("m1", 0), ("m2", 1), ("m3", 100)],
+    );
     assert_eq!(placed(&o), pairs(&[("m1", 2), ("m2", 4)]));
 }
 
@@ -239,10 +252,10 @@ fn static_weights_ignore_capacity_and_drop_unmatched_clusters() {
 fn static_weights_are_redivided_when_the_weights_change() {
     let list = |w1: i64, w2: i64| {
         json!({"replicaScheduling": {"replicaSchedulingType": "Divided", "replicaDivisionPreference": "Weighted",
-            "weightPreference": {"staticWeightList": [
-                {"targetCluster": {"clusterNames": ["m1"]}, "weight": w1},
-                {"targetCluster": {"clusterNames": ["m2"]}, "weight": w2}
-            ]}}})
+        "weightPreference": {"staticWeightList": [
+            {"targetCluster": {"clusterNames": ["m1"]}, "weight": w1},
+            {"targetCluster": {"clusterNames": ["m2"]}, "weight": w2}
+        ]}}})
     };
     let before = with_current(spec(6, list(1, 2)), &[("m1", 2), ("m2", 4)]);
     let mut after = before.clone();
@@ -254,7 +267,10 @@ fn static_weights_are_redivided_when_the_weights_change() {
         trigger(&after, &Default::default(), Some(&applied), &refs),
         Some(Trigger::PlacementChanged)
     );
-    assert_eq!(placed(&run(&after, &cs, &[])), pairs(&[("m1", 3), ("m2", 3)]));
+    assert_eq!(
+        placed(&run(&after, &cs, &[])),
+        pairs(&[("m1", 3), ("m2", 3)])
+    );
 }
 
 #[test]
@@ -377,7 +393,10 @@ fn no_schedule_taints_apply_to_new_targets_only() {
     let fresh = spec(2, duplicated());
     assert_eq!(placed(&run(&fresh, &cs, &[])), pairs(&[("m1", 2)]));
     let kept = with_current(spec(2, duplicated()), &[("m1", 2), ("m2", 2)]);
-    assert_eq!(placed(&run(&kept, &cs, &[])), pairs(&[("m1", 2), ("m2", 2)]));
+    assert_eq!(
+        placed(&run(&kept, &cs, &[])),
+        pairs(&[("m1", 2), ("m2", 2)])
+    );
     // A tolerated taint is no obstacle.
     let mut tolerant = fresh.clone();
     tolerant.placement.as_mut().unwrap().cluster_tolerations =
@@ -410,8 +429,9 @@ fn clusters_being_deleted_are_skipped() {
 #[test]
 fn evicted_clusters_are_not_chosen_again() {
     let mut s = spec(4, divided_dynamic());
-    s.graceful_eviction_tasks =
-        vec![serde_json::from_value(json!({"fromCluster": "m1", "reason": "TaintUntolerated"})).unwrap()];
+    s.graceful_eviction_tasks = vec![
+        serde_json::from_value(json!({"fromCluster": "m1", "reason": "TaintUntolerated"})).unwrap(),
+    ];
     let o = run(&s, &clusters(&["m1", "m2"]), &[("m1", 100), ("m2", 100)]);
     assert_eq!(placed(&o), pairs(&[("m2", 4)]));
 }
@@ -419,7 +439,8 @@ fn evicted_clusters_are_not_chosen_again() {
 #[test]
 fn a_requested_reschedule_recomputes_from_scratch() {
     let mut s = with_current(spec(4, divided_dynamic()), &[("m1", 4)]);
-    s.reschedule_triggered_at = Some(serde_json::from_value(json!("2026-01-02T00:00:00Z")).unwrap());
+    s.reschedule_triggered_at =
+        Some(serde_json::from_value(json!("2026-01-02T00:00:00Z")).unwrap());
     let st: ResourceBindingStatus =
         serde_json::from_value(json!({"lastScheduledTime": "2026-01-01T00:00:00Z"})).unwrap();
     let cs = clusters(&["m1", "m2"]);
@@ -567,7 +588,10 @@ fn triggers_follow_karmada() {
     let st = ResourceBindingStatus::default();
     // Never applied.
     let s = with_current(spec(4, divided_dynamic()), &[("m1", 4)]);
-    assert_eq!(trigger(&s, &st, None, &refs), Some(Trigger::PlacementChanged));
+    assert_eq!(
+        trigger(&s, &st, None, &refs),
+        Some(Trigger::PlacementChanged)
+    );
     let applied = serde_json::to_string(&s.placement).unwrap();
     assert_eq!(trigger(&s, &st, Some(&applied), &refs), None);
     // Scaled.
@@ -585,7 +609,11 @@ fn triggers_follow_karmada() {
         Some(Trigger::FollowsClusters)
     );
     // An unreadable annotation is taken as unchanged, as Karmada takes it.
-    assert!(!placement_changed(s.placement.as_ref().unwrap(), Some("{not json"), ""));
+    assert!(!placement_changed(
+        s.placement.as_ref().unwrap(),
+        Some("{not json"),
+        ""
+    ));
 }
 
 #[test]
@@ -597,13 +625,34 @@ fn a_cluster_gaining_the_selected_label_wakes_the_binding() {
     );
     let before = cluster("m3", json!({}));
     let after = cluster("m3", json!({"metadata": {"labels": {"env": "prod"}}}));
-    assert!(cluster_change_matters(&s, &Default::default(), None, &before, &after));
+    assert!(cluster_change_matters(
+        &s,
+        &Default::default(),
+        None,
+        &before,
+        &after
+    ));
     let other = cluster("m3", json!({"metadata": {"labels": {"env": "dev"}}}));
-    assert!(!cluster_change_matters(&s, &Default::default(), None, &before, &other));
+    assert!(!cluster_change_matters(
+        &s,
+        &Default::default(),
+        None,
+        &before,
+        &other
+    ));
     // A status-only update (a heartbeat) never matters.
-    assert!(!cluster_change_matters(&s, &Default::default(), None, &after, &after));
+    assert!(!cluster_change_matters(
+        &s,
+        &Default::default(),
+        None,
+        &after,
+        &after
+    ));
     // And the next pass gives the new cluster its copy.
-    let cs = [cluster("m1", json!({"metadata": {"labels": {"env": "prod"}}})), after];
+    let cs = [
+        cluster("m1", json!({"metadata": {"labels": {"env": "prod"}}})),
+        after,
+    ];
     let o = run(&with_current(s, &[("m1", 2)]), &cs, &[]);
     assert_eq!(placed(&o), pairs(&[("m1", 2), ("m3", 2)]));
 }
@@ -623,8 +672,22 @@ fn the_fit_message_counts_each_reason() {
         "m2",
         json!({"spec": {"taints": [{"key": "k", "effect": "NoExecute"}]}}),
     );
-    let s = spec(1, json!({"clusterAffinity": {"clusterNames": ["m2", "m3"]}}));
-    let o = run(&s, &[cluster("m1", json!({})), taint, cluster("m3", json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}}))], &[]);
+    let s = spec(
+        1,
+        json!({"clusterAffinity": {"clusterNames": ["m2", "m3"]}}),
+    );
+    let o = run(
+        &s,
+        &[
+            cluster("m1", json!({})),
+            taint,
+            cluster(
+                "m3",
+                json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}}),
+            ),
+        ],
+        &[],
+    );
     assert_eq!(
         o.result.unwrap_err().to_string(),
         "0/3 clusters are available: 1 cluster(s) did not match the placement cluster affinity constraint, 1 cluster(s) had untolerated taint {k:NoExecute}, 1 cluster(s) had untolerated taint {k:NoSchedule}."

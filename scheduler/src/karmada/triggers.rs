@@ -45,7 +45,10 @@ pub fn trigger(
     clusters: &[&Cluster],
 ) -> Option<Trigger> {
     let placement = spec.placement.clone().unwrap_or_default();
-    let observed = status.scheduler_observed_affinity_name.as_deref().unwrap_or("");
+    let observed = status
+        .scheduler_observed_affinity_name
+        .as_deref()
+        .unwrap_or("");
     if placement_changed(&placement, applied, observed) {
         return Some(Trigger::PlacementChanged);
     }
@@ -74,7 +77,11 @@ pub fn trigger(
 /// Karmada's `placementChanged`: no (or an unreadable) applied placement counts as changed and
 /// unchanged respectively; otherwise affinity, tolerations, spread constraints and replica
 /// scheduling are compared, and of `clusterAffinities` only the group in use.
-pub fn placement_changed(placement: &BindingPlacement, applied: Option<&str>, observed: &str) -> bool {
+pub fn placement_changed(
+    placement: &BindingPlacement,
+    applied: Option<&str>,
+    observed: &str,
+) -> bool {
     let Some(applied) = applied.filter(|a| !a.is_empty()) else {
         return true;
     };
@@ -120,7 +127,10 @@ pub fn replicas_changed(spec: &ResourceBindingSpec) -> bool {
     match rs.replica_scheduling_type.as_deref() {
         Some("Duplicated") => spec.clusters.iter().any(|t| t.replicas != spec.replicas),
         Some("Divided") => {
-            spec.clusters.iter().map(|t| i64::from(t.replicas)).sum::<i64>()
+            spec.clusters
+                .iter()
+                .map(|t| i64::from(t.replicas))
+                .sum::<i64>()
                 != i64::from(spec.replicas)
         }
         _ => false,
@@ -135,7 +145,10 @@ fn affinity_in_use<'a>(
 ) -> Option<&'a ClusterAffinity> {
     let p = spec.placement.as_ref()?;
     if let Some(terms) = p.cluster_affinities.as_ref() {
-        let observed = status.scheduler_observed_affinity_name.as_deref().unwrap_or("");
+        let observed = status
+            .scheduler_observed_affinity_name
+            .as_deref()
+            .unwrap_or("");
         let index = terms
             .iter()
             .position(|t| !observed.is_empty() && t.affinity_name == observed)
@@ -156,7 +169,8 @@ pub fn cluster_change_matters(
     old: &Cluster,
     new: &Cluster,
 ) -> bool {
-    let deleting = old.metadata.deletion_timestamp.is_none() && new.metadata.deletion_timestamp.is_some();
+    let deleting =
+        old.metadata.deletion_timestamp.is_none() && new.metadata.deletion_timestamp.is_some();
     let relabelled = old.metadata.labels != new.metadata.labels;
     let respecified = old.metadata.generation != new.metadata.generation || old.spec != new.spec;
     if !(deleting || relabelled || respecified) || spec.placement.is_none() {

@@ -1,429 +1,455 @@
-//! Karmada-native scheduling (`docs/karmada.md#scheduling-resourcebindings`): `ResourceBinding`s
-//! whose policy names our scheduler are placed by the same engine and written the way
-//! karmada-scheduler writes them — one merge patch of `spec.clusters` with the `applied-placement`
-//! annotation, one of the status — and nothing at all when the placement in force is still right.
+//! Karmada-native scheduling on the apiserver (`docs/karmada.md#native-scheduling`):
+//! `ResourceBinding`s and `ClusterResourceBinding`s whose policy names our scheduler are placed by
+//! [`crate::karmada`], karmada-scheduler's own rules, and written as it writes them: one merge
+//! patch of `spec.clusters` with the `applied-placement` annotation, one of the status (our
+//! `Scheduled` condition, `schedulerObservedGeneration` of the generation our patch produced,
+//! `lastScheduledTime`, the affinity group), and its two events, sent off the critical path.
+//!
+//! gather (clusters, trigger, capacities) → [`decide`] (pure) → apply. Unlike karmada-scheduler:
+//! a pass that finds the placement in force still right writes nothing, and one estimator
+//! failing costs only its own cluster its accurate answer.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Instant;
 
 use fedstate_api::karmada::Cluster;
 use fedstate_api::karmada::binding::{
-    APPLIED_PLACEMENT_ANNOTATION, BindingPlacement, ResourceBinding,
+    APPLIED_PLACEMENT_ANNOTATION, ClusterResourceBinding, ResourceBinding, ResourceBindingSpec,
 };
-use fedstate_api::karmada::binding_status::TargetCluster;
+use fedstate_api::karmada::binding_status::{ResourceBindingStatus, TargetCluster};
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
+use kube::runtime::events::EventType;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::events::Note;
 use super::metrics::{self, AttemptResult};
 use super::{Context, Error};
-use crate::adapter::{RequestError, cluster_filter, spread_rule, toleration};
-use crate::placement::{
-    self, ClusterCandidate, ClusterFilter, Distribution, PlacementPlan, PlacementRequest,
-    PreviousPlacement,
-};
+use crate::karmada::triggers::{self, Trigger};
+use crate::karmada::{self, Outcome, ScheduleError};
 
-/// How the policy asks replicas to be divided, in the engine's words.
-pub fn distribution(placement: Option<&BindingPlacement>) -> Distribution {
-    let Some(rs) = placement.and_then(|p| p.replica_scheduling.as_ref()) else {
-        return Distribution::Duplicated;
-    };
-    match (
-        rs.replica_scheduling_type.as_deref(),
-        rs.replica_division_preference.as_deref(),
-    ) {
-        (Some("Divided"), Some("Aggregated")) => Distribution::Aggregated,
-        (Some("Divided"), _) => match rs.weight_preference.as_ref() {
-            Some(w) if w.dynamic_weight.as_deref() == Some("AvailableReplicas") => {
-                Distribution::Weighting
-            }
-            // Static weights; no weight preference at all means every cluster weighs 1.
-            _ => Distribution::StaticWeighted,
-        },
-        _ => Distribution::Duplicated,
+/// Karmada's condition message on success.
+pub const SUCCESS_MESSAGE: &str = "Binding has been scheduled successfully.";
+
+/// What the service needs of either kind of binding.
+pub trait Binding:
+    Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Serialize + Send + Sync + 'static
+{
+    /// `ResourceBinding` or `ClusterResourceBinding`.
+    const KIND: &'static str;
+    fn spec(&self) -> &ResourceBindingSpec;
+    fn status(&self) -> Option<&ResourceBindingStatus>;
+    /// The Api this binding lives in.
+    fn api(&self, client: Client) -> Api<Self>;
+}
+
+impl Binding for ResourceBinding {
+    const KIND: &'static str = "ResourceBinding";
+    fn spec(&self) -> &ResourceBindingSpec {
+        &self.spec
+    }
+    fn status(&self) -> Option<&ResourceBindingStatus> {
+        self.status.as_ref()
+    }
+    fn api(&self, client: Client) -> Api<Self> {
+        Api::namespaced(client, &self.namespace().unwrap_or_default())
     }
 }
 
-/// The engine's request for a binding. Bindings of kinds without replicas (`spec.replicas: 0`)
-/// are placed as one replica and written with 0, as Karmada does.
-pub fn binding_request(rb: &ResourceBinding) -> Result<PlacementRequest, RequestError> {
-    let placement = rb.spec.placement.clone().unwrap_or_default();
-    let filter = match &placement.cluster_affinity {
-        Some(a) => cluster_filter("spec.placement.clusterAffinity", a)?,
-        None => ClusterFilter::default(),
-    };
-    let tolerations = placement
-        .cluster_tolerations
-        .iter()
-        .enumerate()
-        .map(|(i, t)| toleration(&format!("spec.placement.clusterTolerations[{i}]"), t))
-        .collect::<Result<_, _>>()?;
-    let spread = placement
-        .spread_constraints
-        .iter()
-        .enumerate()
-        .map(|(i, c)| spread_rule(&format!("spec.placement.spreadConstraints[{i}]"), c))
-        .collect::<Result<_, _>>()?;
-    Ok(PlacementRequest {
-        uid: rb
-            .spec
-            .resource
-            .uid
-            .clone()
-            .or_else(|| rb.metadata.uid.clone())
-            .unwrap_or_else(|| rb.name_any()),
-        replicas: u32::try_from(rb.spec.replicas).unwrap_or(0).max(1),
-        distribution: distribution(Some(&placement)),
-        replica_set: None,
-        filter,
-        tolerations,
-        spread,
-        primary: Default::default(),
-        require_vip: false,
-    })
+impl Binding for ClusterResourceBinding {
+    const KIND: &'static str = "ClusterResourceBinding";
+    fn spec(&self) -> &ResourceBindingSpec {
+        &self.spec
+    }
+    fn status(&self) -> Option<&ResourceBindingStatus> {
+        self.status.as_ref()
+    }
+    fn api(&self, client: Client) -> Api<Self> {
+        Api::all(client)
+    }
 }
 
-/// Static weight of each cluster under the policy's `staticWeightList` (first matching entry;
-/// 1 for every cluster when the list is empty, 0 for clusters no entry names).
-pub fn static_weights(
-    rb: &ResourceBinding,
-    clusters: &[ClusterCandidate],
-) -> Result<Vec<u32>, RequestError> {
-    let list = rb
-        .spec
-        .placement
-        .as_ref()
-        .and_then(|p| p.replica_scheduling.as_ref())
-        .and_then(|r| r.weight_preference.as_ref())
-        .map(|w| w.static_weight_list.clone())
-        .unwrap_or_default();
-    if list.is_empty() {
-        return Ok(vec![1; clusters.len()]);
-    }
-    let filters = list
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            let field = format!("spec.placement.replicaScheduling.weightPreference.staticWeightList[{i}].targetCluster");
-            Ok((cluster_filter(&field, &w.target_cluster)?, u32::try_from(w.weight).unwrap_or(0)))
-        })
-        .collect::<Result<Vec<_>, RequestError>>()?;
-    Ok(clusters
-        .iter()
-        .map(|c| {
-            filters
-                .iter()
-                .find(|(f, _)| matches(f, c))
-                .map_or(0, |(_, w)| *w)
-        })
-        .collect())
-}
-
-fn matches(f: &ClusterFilter, c: &ClusterCandidate) -> bool {
-    (f.names.is_empty() || f.names.contains(&c.name))
-        && !f.exclude.contains(&c.name)
-        && f.labels.as_ref().is_none_or(|l| l.matches(&c.labels))
-        && f.fields.as_ref().is_none_or(|m| {
-            m.matches(
-                c.provider.as_deref(),
-                c.region.as_deref(),
-                c.zone.as_deref(),
-            )
-        })
-}
-
-/// Why the binding must be (re)scheduled now, or `None` when the result in force stands.
-pub fn schedule_reason(
-    rb: &ResourceBinding,
-    clusters: &HashMap<String, Arc<Cluster>>,
-) -> Option<&'static str> {
-    let status = rb.status.clone().unwrap_or_default();
-    if rb.spec.clusters.is_empty() {
-        return Some("Unscheduled");
-    }
-    if status.scheduler_observed_generation != rb.metadata.generation {
-        return Some("SpecChanged");
-    }
-    let applied = rb
-        .annotations()
-        .get(APPLIED_PLACEMENT_ANNOTATION)
-        .and_then(|a| serde_json::from_str::<BindingPlacement>(a).ok());
-    if applied.as_ref() != Some(&rb.spec.placement.clone().unwrap_or_default()) {
-        return Some("PlacementChanged");
-    }
-    if let (Some(trigger), Some(last)) = (
-        &rb.spec.reschedule_triggered_at,
-        &status.last_scheduled_time,
-    ) && trigger.0 > last.0
-    {
-        return Some("RescheduleTriggered");
-    }
-    let divided = distribution(rb.spec.placement.as_ref()) != Distribution::Duplicated;
-    if divided
-        && rb
-            .spec
-            .clusters
-            .iter()
-            .map(|c| i64::from(c.replicas))
-            .sum::<i64>()
-            != i64::from(rb.spec.replicas)
-    {
-        return Some("ReplicasChanged");
-    }
-    let lost = rb
-        .spec
-        .clusters
-        .iter()
-        .any(|t| match clusters.get(&t.name) {
-            None => true,
-            Some(c) => c.metadata.deletion_timestamp.is_some() || !c.is_ready(),
-        });
-    lost.then_some("ClusterLost")
-}
-
-/// `spec.clusters` for a plan: every chosen cluster with its replicas (all of them for
-/// Duplicated; 0 for kinds without replicas), sorted by name.
-pub fn target_clusters(rb: &ResourceBinding, plan: &PlacementPlan) -> Vec<TargetCluster> {
-    let mut out: Vec<TargetCluster> = plan
-        .clusters
-        .iter()
-        .filter(|c| c.data > 0)
-        .map(|c| TargetCluster {
-            name: c.cluster.clone(),
-            replicas: if rb.spec.replicas == 0 {
-                0
-            } else {
-                i32::try_from(c.data).unwrap_or(i32::MAX)
-            },
-        })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
-}
-
-/// The two writes of a decision; `spec` is `None` when the clusters and the applied placement
-/// are already right (only the status moves, e.g. a new generation with the same result).
-#[derive(Debug, PartialEq)]
-pub struct BindingWrites {
+/// The writes of one decision; each `None` is a write not needed.
+#[derive(Clone, Debug)]
+pub struct Writes {
+    /// Merge patch of the annotation and `spec.clusters`.
     pub spec: Option<Value>,
-    pub status: Value,
+    /// Merge patch of the status.
+    pub status: Option<Value>,
+    /// Karmada's events: on the binding and on the template.
+    pub events: Vec<Note>,
+    pub result: AttemptResult,
 }
 
-pub fn scheduled_writes(
-    rb: &ResourceBinding,
-    targets: &[TargetCluster],
-    now: Timestamp,
-) -> BindingWrites {
-    let placement = serde_json::to_string(&rb.spec.placement.clone().unwrap_or_default())
-        .expect("placement serializes");
-    let unchanged = rb.spec.clusters == targets
-        && rb.annotations().get(APPLIED_PLACEMENT_ANNOTATION) == Some(&placement);
-    let spec = (!unchanged).then(|| {
-        json!({
-            "metadata": {"annotations": {APPLIED_PLACEMENT_ANNOTATION: placement}},
-            "spec": {"clusters": targets},
-        })
-    });
-    let message = targets
-        .iter()
-        .map(|t| format!("{}:{}", t.name, t.replicas))
-        .collect::<Vec<_>>()
-        .join(",");
-    BindingWrites {
-        spec,
-        status: status_patch(
-            rb,
-            "True",
-            "Success",
-            &format!("Binding has been scheduled successfully: {message}"),
-            now,
-        ),
-    }
-}
-
-/// Status with our `Scheduled` condition merged into the others (which other controllers own).
-pub fn status_patch(
-    rb: &ResourceBinding,
+/// The Scheduled condition as Karmada's `meta.SetStatusCondition` leaves it: the transition time
+/// moves only when the status flips.
+fn scheduled_condition(
+    existing: &[Condition],
     status: &str,
     reason: &str,
     message: &str,
     now: Timestamp,
-) -> Value {
-    let existing = rb
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let mut conditions: Vec<Value> = Vec::with_capacity(existing.len() + 1);
+) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::with_capacity(existing.len() + 1);
     let mut transition = now.to_string();
-    for c in &existing {
+    for c in existing {
         if c.type_ == "Scheduled" {
             if c.status == status {
                 transition = c.last_transition_time.0.to_string();
             }
         } else {
-            conditions.push(serde_json::to_value(c).expect("condition serializes"));
+            out.push(serde_json::to_value(c).unwrap_or(Value::Null));
         }
     }
-    conditions.push(json!({"type": "Scheduled", "status": status, "reason": reason, "message": message, "lastTransitionTime": transition}));
-    let mut out = json!({"status": {"conditions": conditions, "schedulerObservedGeneration": rb.metadata.generation}});
-    if status == "True" {
-        out["status"]["lastScheduledTime"] = json!(now.to_string());
-    }
+    out.push(
+        json!({"type": "Scheduled", "status": status, "reason": reason, "message": message,
+                    "lastTransitionTime": transition}),
+    );
     out
 }
 
-pub async fn reconcile(rb: Arc<ResourceBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if !rb.is_for_scheduler(&ctx.scheduler_name) {
-        return Ok(Action::await_change());
-    }
-    let clusters = ctx.clusters.state();
-    let by_name: HashMap<String, Arc<Cluster>> =
-        clusters.iter().map(|c| (c.name_any(), c.clone())).collect();
-    let Some(reason) = schedule_reason(&rb, &by_name) else {
-        return Ok(Action::await_change());
-    };
-    let _in_flight = metrics::InFlight::start("resourcebinding");
-    let started = Instant::now();
-    metrics::counter_incoming(reason);
-    let ns = rb.namespace().unwrap_or_default();
-    let name = rb.name_any();
-    let key = format!("rb/{ns}/{name}");
-    let api: Api<ResourceBinding> = Api::namespaced(ctx.client.clone(), &ns);
-    let outcome = async {
-        let request = binding_request(&rb).map_err(|e| ("SchedulerError", e.to_string()))?;
-        let shape = super::capacity::binding_shape(&rb);
-        let hosted: HashMap<&str, u32> = rb
-            .spec
-            .clusters
+fn already_scheduled(status: &ResourceBindingStatus, generation: Option<i64>) -> bool {
+    status.scheduler_observed_generation == generation
+        && status
+            .conditions
             .iter()
-            .map(|c| (c.name.as_str(), u32::try_from(c.replicas).unwrap_or(0)))
-            .collect();
-        let estimate_started = Instant::now();
-        let mut candidates = super::capacity::candidates(
-            &ctx.estimator,
-            &clusters,
-            &shape,
-            &key,
-            &hosted,
-            super::capacity::Workload::Replicas,
-        )
-        .await;
-        metrics::step("estimate", estimate_started);
-        if request.distribution == Distribution::StaticWeighted {
-            let weights =
-                static_weights(&rb, &candidates).map_err(|e| ("SchedulerError", e.to_string()))?;
-            candidates
-                .iter_mut()
-                .zip(weights)
-                .for_each(|(c, w)| c.static_weight = w);
-        }
-        let previous = PreviousPlacement {
-            members: rb
-                .spec
-                .clusters
-                .iter()
-                .map(|c| (c.name.clone(), u32::try_from(c.replicas).unwrap_or(0)))
-                .collect(),
-            arbiter: None,
-        };
-        let place_started = Instant::now();
-        let plan = placement::place(&request, &candidates, Some(&previous));
-        metrics::step("place", place_started);
-        let plan = plan.map_err(|e| {
-            (
-                if matches!(e, placement::PlacementError::NoEligibleCluster { .. }) {
-                    "NoClusterFit"
-                } else {
-                    "Unschedulable"
-                },
-                e.to_string(),
-            )
-        })?;
-        Ok::<_, (&'static str, String)>((plan, shape))
-    }
-    .await;
-    let now = Timestamp::now();
-    let (writes, result) = match outcome {
-        Ok((plan, shape)) => {
-            let targets = target_clusters(&rb, &plan);
-            for t in &targets {
-                let before = hosted_replicas(&rb, &t.name);
-                if t.replicas > before {
-                    ctx.estimator.assume(
-                        &key,
-                        &t.name,
-                        &shape,
-                        (t.replicas - before).unsigned_abs(),
-                    );
-                }
+            .any(|c| c.type_ == "Scheduled" && c.status == "True" && c.reason == "Success")
+}
+
+/// Pure: the writes for an outcome. `placement`: the JSON of the placement scheduled with.
+pub fn decide<B: Binding>(b: &B, trigger: Trigger, outcome: &Outcome, now: Timestamp) -> Writes {
+    let spec = b.spec();
+    let status = b.status().cloned().unwrap_or_default();
+    let placement = serde_json::to_string(&spec.placement).unwrap_or_default();
+    let annotation_current = b.annotations().get(APPLIED_PLACEMENT_ANNOTATION) == Some(&placement);
+    let spec_write = outcome.clusters.as_ref().and_then(|targets| {
+        (!(annotation_current && spec.clusters == *targets)).then(|| {
+            json!({
+                "metadata": {"annotations": {APPLIED_PLACEMENT_ANNOTATION: placement}},
+                "spec": {"clusters": if targets.is_empty() { Value::Null } else { json!(targets) }},
+            })
+        })
+    });
+    let template = template_ref(spec);
+    let binding_ref = b.object_ref(&());
+    match &outcome.result {
+        Ok(()) => {
+            let targets = outcome.clusters.clone().unwrap_or_default();
+            let affinity_current = outcome.affinity_name.is_none()
+                || outcome.affinity_name == status.scheduler_observed_affinity_name;
+            // Nothing changed and the status already says so: the pass costs no write (Karmada
+            // would rewrite lastScheduledTime; a requested reschedule must move it).
+            if spec_write.is_none()
+                && affinity_current
+                && trigger != Trigger::RescheduleRequested
+                && already_scheduled(&status, b.meta().generation)
+            {
+                return Writes {
+                    spec: None,
+                    status: None,
+                    events: Vec::new(),
+                    result: AttemptResult::Unchanged,
+                };
             }
-            (
-                scheduled_writes(&rb, &targets, now),
-                AttemptResult::Scheduled,
-            )
+            let mut st = json!({
+                "conditions": scheduled_condition(&status.conditions, "True", "Success", SUCCESS_MESSAGE, now),
+                "schedulerObservedGeneration": b.meta().generation,
+                "lastScheduledTime": now.to_string(),
+            });
+            if let Some(a) = &outcome.affinity_name {
+                st["schedulerObservedAffinityName"] = json!(a);
+            }
+            let sep = if B::KIND == "ResourceBinding" {
+                ": "
+            } else {
+                " "
+            };
+            let message = format!(
+                "{SUCCESS_MESSAGE} Result{sep}{{{}}}",
+                result_string(&targets)
+            );
+            Writes {
+                spec: spec_write,
+                status: Some(json!({ "status": st })),
+                events: notes(
+                    &binding_ref,
+                    template,
+                    EventType::Normal,
+                    "ScheduleBindingSucceed",
+                    &message,
+                ),
+                result: AttemptResult::Scheduled,
+            }
         }
-        Err((why, message)) => (
-            BindingWrites {
-                spec: None,
-                status: status_patch(&rb, "False", why, &message, now),
-            },
-            AttemptResult::Unschedulable,
-        ),
+        Err(e) => {
+            let st = json!({"conditions": scheduled_condition(&status.conditions, "False", e.reason(), &e.to_string(), now)});
+            Writes {
+                spec: spec_write,
+                status: Some(json!({ "status": st })),
+                events: notes(
+                    &binding_ref,
+                    template,
+                    EventType::Warning,
+                    "ScheduleBindingFailed",
+                    &e.to_string(),
+                ),
+                result: AttemptResult::Unschedulable,
+            }
+        }
+    }
+}
+
+/// `m1:2, m2:4`, as Karmada's events list a result.
+fn result_string(targets: &[TargetCluster]) -> String {
+    targets
+        .iter()
+        .map(|t| format!("{}:{}", t.name, t.replicas))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn template_ref(spec: &ResourceBindingSpec) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(spec.resource.api_version.clone()),
+        kind: Some(spec.resource.kind.clone()),
+        namespace: spec.resource.namespace.clone(),
+        name: Some(spec.resource.name.clone()),
+        uid: spec.resource.uid.clone(),
+        ..Default::default()
+    }
+}
+
+fn notes(
+    binding: &ObjectReference,
+    template: ObjectReference,
+    kind: EventType,
+    reason: &'static str,
+    message: &str,
+) -> Vec<Note> {
+    [binding.clone(), template]
+        .into_iter()
+        .map(|regarding| Note {
+            regarding,
+            kind,
+            reason,
+            message: message.to_owned(),
+        })
+        .collect()
+}
+
+/// The condition a failed spec write leaves: Karmada's `QuotaExceeded` for a quota refusal,
+/// `SchedulerError` otherwise.
+fn write_failure_status(
+    status: &ResourceBindingStatus,
+    error: &kube::Error,
+    now: Timestamp,
+) -> Value {
+    let (reason, message) = match error {
+        kube::Error::Api(s) if s.code == 403 && s.reason == "QuotaExceeded" => {
+            ("QuotaExceeded", s.message.clone())
+        }
+        other => ("SchedulerError", other.to_string()),
     };
-    let write = async {
-        let mut status = writes.status.clone();
-        if let Some(spec) = &writes.spec {
-            let patched = api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(spec))
-                .await?;
-            metrics::write("ResourceBinding", "patch");
-            // Writing spec.clusters bumps the generation: observe the one we wrote, or our own
-            // write looks like a spec change and costs another decision and status write.
-            if patched.metadata.generation.is_some() {
-                status["status"]["schedulerObservedGeneration"] =
-                    json!(patched.metadata.generation);
-            }
-        }
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-            .await?;
-        metrics::write("ResourceBinding", "patch-status");
-        Ok::<_, kube::Error>(())
+    json!({"status": {"conditions": scheduled_condition(&status.conditions, "False", reason, &message, now)}})
+}
+
+/// One binding: gather → decide → apply.
+pub async fn reconcile<B: Binding>(b: Arc<B>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let spec = b.spec();
+    let for_us = spec.is_for_scheduler(b.meta().labels.as_ref(), &ctx.scheduler_name);
+    if !for_us || b.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
     }
-    .await;
-    let attempt = if write.is_err() {
+    if spec.placement.is_none() {
+        tracing::warn!(binding = %key(&*b), "binding has no placement; nothing to schedule");
+        return Ok(Action::await_change());
+    }
+    let status = b.status().cloned().unwrap_or_default();
+    let clusters = ctx.clusters.state();
+    let refs: Vec<&Cluster> = clusters.iter().map(AsRef::as_ref).collect();
+    let applied = b
+        .annotations()
+        .get(APPLIED_PLACEMENT_ANNOTATION)
+        .map(String::as_str);
+    let api = b.api(ctx.client.clone());
+    let Some(trigger) = triggers::trigger(spec, &status, applied, &refs) else {
+        // Karmada's late patch: the scheduler has seen this generation, nothing to place.
+        if status.scheduler_observed_generation != b.meta().generation {
+            let patch = json!({"status": {"schedulerObservedGeneration": b.meta().generation}});
+            write_status(&api, &*b, &patch).await?;
+        }
+        return Ok(Action::await_change());
+    };
+    let _in_flight = metrics::InFlight::start(B::KIND);
+    let started = Instant::now();
+    metrics::counter_incoming(match trigger {
+        Trigger::PlacementChanged => "PlacementChanged",
+        Trigger::ReplicasChanged => "ReplicasChanged",
+        Trigger::RescheduleRequested => "RescheduleTriggered",
+        Trigger::FollowsClusters => "ClusterChanged",
+        Trigger::TargetTerminating => "ClusterTerminating",
+    });
+
+    // Gather: capacities only for the clusters the pipeline may read them for.
+    let binding_key = key(&*b);
+    let to_estimate = karmada::clusters_to_estimate(spec, &status, &refs);
+    let estimate_started = Instant::now();
+    let shape = super::capacity::binding_shape(spec, b.meta().namespace.as_deref());
+    let capacity =
+        super::capacity::binding_capacities(&ctx.estimator, &to_estimate, &shape, &binding_key)
+            .await;
+    metrics::step("estimate", estimate_started);
+
+    // Decide.
+    let place_started = Instant::now();
+    let outcome = karmada::schedule(spec, &status, &refs, &|n| {
+        capacity.get(n).copied().flatten()
+    });
+    metrics::step("place", place_started);
+    let writes = decide(&*b, trigger, &outcome, Timestamp::now());
+
+    // Apply.
+    let applied = apply(&api, &*b, &writes, &ctx, &status).await;
+    let result = if applied.is_err() {
         AttemptResult::Error
     } else {
-        result
+        writes.result
     };
-    metrics::attempt("ResourceBinding", attempt, started);
-    write.map_err(|source| Error::Write {
-        what: "binding",
-        object: format!("{ns}/{name}"),
-        source,
-    })?;
-    Ok(match result {
-        AttemptResult::Unschedulable => Action::requeue(super::mcm::RETRY_UNSCHEDULABLE),
+    metrics::attempt(trigger.schedule_type(), result, started);
+    applied?;
+    if let (Ok(()), Some(targets)) = (&outcome.result, &outcome.clusters) {
+        assume(&ctx, &binding_key, spec, &shape, targets);
+    }
+    Ok(match &outcome.result {
+        Err(ScheduleError::Unschedulable(_) | ScheduleError::Error(_)) => {
+            Action::requeue(super::mcm::RETRY_UNSCHEDULABLE)
+        }
         _ => Action::await_change(),
     })
 }
 
-fn hosted_replicas(rb: &ResourceBinding, cluster: &str) -> i32 {
-    rb.spec
-        .clusters
+fn key<B: Binding>(b: &B) -> String {
+    match b.namespace() {
+        Some(ns) => format!("{}/{ns}/{}", B::KIND, b.name_any()),
+        None => format!("{}/{}", B::KIND, b.name_any()),
+    }
+}
+
+/// The replicas of each target cluster are held in the ledger until they are healthy there (as
+/// karmada-scheduler's assumed workloads are); clusters the binding left are released.
+fn assume(
+    ctx: &Context,
+    object: &str,
+    spec: &ResourceBindingSpec,
+    shape: &fedstate_estimator_client::MemberShape,
+    targets: &[TargetCluster],
+) {
+    if !spec.is_workload() {
+        return;
+    }
+    let now: BTreeMap<&str, i32> = targets
         .iter()
-        .find(|c| c.name == cluster)
-        .map_or(0, |c| c.replicas)
+        .map(|t| (t.name.as_str(), t.replicas))
+        .collect();
+    for old in &spec.clusters {
+        if !now.contains_key(old.name.as_str()) {
+            ctx.estimator.release_cluster(object, &old.name);
+        }
+    }
+    for t in targets {
+        ctx.estimator
+            .assume(object, &t.name, shape, t.replicas.max(0).unsigned_abs());
+    }
+}
+
+/// What the binding watch tells the ledger: a deleted binding's replicas, and those that became
+/// healthy in a cluster, are visible to the estimators (or gone) and stop being assumed.
+pub fn release_visible<B: Binding>(ctx: &Context, event: &kube::runtime::watcher::Event<B>) {
+    use kube::runtime::watcher::Event;
+    match event {
+        Event::Delete(b) => ctx.estimator.release(&key(b)),
+        Event::Apply(b) | Event::InitApply(b) => {
+            for item in b
+                .status()
+                .map(|s| s.aggregated_status.as_slice())
+                .unwrap_or_default()
+            {
+                if item.health.as_deref() == Some("Healthy") {
+                    ctx.estimator.release_cluster(&key(b), &item.cluster_name);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+async fn write_status<B: Binding>(api: &Api<B>, b: &B, patch: &Value) -> Result<(), Error> {
+    api.patch_status(&b.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(|source| Error::Write {
+            what: "binding status",
+            object: key(b),
+            source,
+        })?;
+    metrics::write(B::KIND, "patch-status");
+    Ok(())
+}
+
+async fn apply<B: Binding>(
+    api: &Api<B>,
+    b: &B,
+    writes: &Writes,
+    ctx: &Context,
+    status_before: &ResourceBindingStatus,
+) -> Result<(), Error> {
+    let mut status = writes.status.clone();
+    if let Some(spec) = &writes.spec {
+        match api
+            .patch(&b.name_any(), &PatchParams::default(), &Patch::Merge(spec))
+            .await
+        {
+            Ok(patched) => {
+                metrics::write(B::KIND, "patch");
+                // Writing spec.clusters bumps the generation: the status observes the one we
+                // wrote, or our own write would look like a spec change and cost another pass.
+                if let (Some(st), Some(g)) = (status.as_mut(), patched.meta().generation)
+                    && st["status"].get("schedulerObservedGeneration").is_some()
+                {
+                    st["status"]["schedulerObservedGeneration"] = json!(g);
+                }
+            }
+            Err(source) => {
+                let failed = write_failure_status(status_before, &source, Timestamp::now());
+                let _ = write_status(api, b, &failed).await;
+                return Err(Error::Write {
+                    what: "binding placement",
+                    object: key(b),
+                    source,
+                });
+            }
+        }
+    }
+    if let Some(st) = &status {
+        write_status(api, b, st).await?;
+    }
+    for note in &writes.events {
+        ctx.events.send(note.clone());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use std::collections::BTreeMap;
 
     fn rb(yaml: &str) -> ResourceBinding {
         serde_yaml::from_str(yaml).unwrap()
@@ -442,88 +468,48 @@ spec:
     replicaScheduling: {replicaSchedulingType: Divided, replicaDivisionPreference: Weighted, weightPreference: {dynamicWeight: AvailableReplicas}}
 "#;
 
-    fn cand(name: &str, capacity: u32) -> ClusterCandidate {
-        ClusterCandidate {
-            name: name.into(),
-            ready: true,
-            capacity,
-            ..Default::default()
-        }
+    fn cluster(name: &str) -> Cluster {
+        serde_json::from_value(json!({
+            "apiVersion": "cluster.karmada.io/v1alpha1", "kind": "Cluster", "metadata": {"name": name}, "spec": {},
+            "status": {"apiEnablements": [{"groupVersion": "apps/v1", "resources": [{"name": "deployments", "kind": "Deployment"}]}]}
+        }))
+        .unwrap()
     }
 
-    #[test]
-    fn policy_strategies_map_to_engine_modes() {
-        let mut b = rb(BASE);
-        assert_eq!(
-            distribution(b.spec.placement.as_ref()),
-            Distribution::Weighting
-        );
-        let rs = b
-            .spec
-            .placement
-            .as_mut()
+    fn targets(o: &Outcome) -> Vec<(String, i32)> {
+        let mut v: Vec<_> = o
+            .clusters
+            .clone()
             .unwrap()
-            .replica_scheduling
-            .as_mut()
-            .unwrap();
-        rs.replica_division_preference = Some("Aggregated".into());
-        assert_eq!(
-            distribution(b.spec.placement.as_ref()),
-            Distribution::Aggregated
-        );
-        let rs = b
-            .spec
-            .placement
-            .as_mut()
-            .unwrap()
-            .replica_scheduling
-            .as_mut()
-            .unwrap();
-        rs.replica_division_preference = Some("Weighted".into());
-        rs.weight_preference = None;
-        assert_eq!(
-            distribution(b.spec.placement.as_ref()),
-            Distribution::StaticWeighted
-        );
-        b.spec.placement.as_mut().unwrap().replica_scheduling = None;
-        assert_eq!(
-            distribution(b.spec.placement.as_ref()),
-            Distribution::Duplicated
-        );
+            .into_iter()
+            .map(|t| (t.name, t.replicas))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn place(b: &ResourceBinding, caps: &[(&str, i32)], names: &[&str]) -> Outcome {
+        let cs: Vec<Cluster> = names.iter().map(|n| cluster(n)).collect();
+        let refs: Vec<&Cluster> = cs.iter().collect();
+        let caps: std::collections::HashMap<&str, i32> = caps.iter().copied().collect();
+        karmada::schedule(
+            &b.spec,
+            &b.status.clone().unwrap_or_default(),
+            &refs,
+            &|n| caps.get(n).copied(),
+        )
     }
 
     #[test]
     fn dynamic_weighting_splits_by_available_replicas() {
-        let b = rb(BASE);
-        let req = binding_request(&b).unwrap();
-        let plan = placement::place(
-            &req,
-            &[
-                cand("m1", 30),
-                cand("m2", 20),
-                cand("m3", 10),
-                cand("m4", 100),
-            ],
-            None,
-        )
-        .unwrap();
-        let t = target_clusters(&b, &plan);
+        let o = place(
+            &rb(BASE),
+            &[("m1", 30), ("m2", 20), ("m3", 10), ("m4", 100)],
+            &["m1", "m2", "m3", "m4"],
+        );
         assert_eq!(
-            t,
-            vec![
-                TargetCluster {
-                    name: "m1".into(),
-                    replicas: 3
-                },
-                TargetCluster {
-                    name: "m2".into(),
-                    replicas: 2
-                },
-                TargetCluster {
-                    name: "m3".into(),
-                    replicas: 1
-                },
-            ]
+            targets(&o),
+            [("m1".into(), 3), ("m2".into(), 2), ("m3".into(), 1)]
         );
     }
 
@@ -533,28 +519,8 @@ spec:
             "weightPreference: {dynamicWeight: AvailableReplicas}",
             "weightPreference: {staticWeightList: [{targetCluster: {clusterNames: [m1]}, weight: 2}, {targetCluster: {clusterNames: [m2]}, weight: 1}]}",
         ));
-        let mut cands = vec![cand("m1", 100), cand("m2", 100), cand("m3", 100)];
-        let w = static_weights(&b, &cands).unwrap();
-        assert_eq!(w, vec![2, 1, 0]);
-        cands
-            .iter_mut()
-            .zip(w)
-            .for_each(|(c, w)| c.static_weight = w);
-        let plan = placement::place(&binding_request(&b).unwrap(), &cands, None).unwrap();
-        let t = target_clusters(&b, &plan);
-        assert_eq!(
-            t,
-            vec![
-                TargetCluster {
-                    name: "m1".into(),
-                    replicas: 4
-                },
-                TargetCluster {
-                    name: "m2".into(),
-                    replicas: 2
-                }
-            ]
-        );
+        let o = place(&b, &[], &["m1", "m2", "m3"]);
+        assert_eq!(targets(&o), [("m1".into(), 4), ("m2".into(), 2)]);
     }
 
     #[test]
@@ -563,129 +529,141 @@ spec:
             "replicaScheduling: {replicaSchedulingType: Divided, replicaDivisionPreference: Weighted, weightPreference: {dynamicWeight: AvailableReplicas}}",
             "replicaScheduling: {replicaSchedulingType: Duplicated}",
         ));
-        let plan = placement::place(
-            &binding_request(&b).unwrap(),
-            &[cand("m1", 10), cand("m2", 10), cand("m5", 10)],
-            None,
-        )
-        .unwrap();
-        let t = target_clusters(&b, &plan);
-        assert_eq!(
-            t,
-            vec![
-                TargetCluster {
-                    name: "m1".into(),
-                    replicas: 6
-                },
-                TargetCluster {
-                    name: "m2".into(),
-                    replicas: 6
-                }
-            ]
-        );
+        let o = place(&b, &[], &["m1", "m2", "m5"]);
+        assert_eq!(targets(&o), [("m1".into(), 6), ("m2".into(), 6)]);
     }
 
-    fn ready_clusters(names: &[&str]) -> HashMap<String, Arc<Cluster>> {
-        names
-            .iter()
-            .map(|n| {
-                let c: Cluster = serde_json::from_value(json!({
-                    "apiVersion": "cluster.karmada.io/v1alpha1", "kind": "Cluster", "metadata": {"name": n}, "spec": {},
-                    "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "x", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
-                }))
-                .unwrap();
-                ((*n).to_owned(), Arc::new(c))
-            })
-            .collect()
+    fn after(b: &ResourceBinding, w: &Writes) -> ResourceBinding {
+        let mut v = serde_json::to_value(b).unwrap();
+        for patch in [&w.spec, &w.status].into_iter().flatten() {
+            json_merge(&mut v, patch);
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn json_merge(into: &mut Value, patch: &Value) {
+        match (into, patch) {
+            (Value::Object(a), Value::Object(p)) => {
+                for (k, v) in p {
+                    if v.is_null() {
+                        a.remove(k);
+                    } else {
+                        json_merge(a.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+            (a, p) => *a = p.clone(),
+        }
     }
 
     #[test]
-    fn reschedules_only_when_something_changed() {
-        let mut b = rb(BASE);
-        let clusters = ready_clusters(&["m1", "m2", "m3"]);
-        assert_eq!(schedule_reason(&b, &clusters), Some("Unscheduled"));
-
-        // As we would leave it after scheduling.
-        let targets = vec![
-            TargetCluster {
-                name: "m1".into(),
-                replicas: 4,
-            },
-            TargetCluster {
-                name: "m2".into(),
-                replicas: 2,
-            },
-        ];
-        let w = scheduled_writes(&b, &targets, Timestamp::from_second(10).unwrap());
-        let spec = w.spec.unwrap();
-        b.spec.clusters = targets.clone();
-        b.metadata.annotations = Some(BTreeMap::from([(
-            APPLIED_PLACEMENT_ANNOTATION.to_owned(),
-            spec["metadata"]["annotations"][APPLIED_PLACEMENT_ANNOTATION]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        )]));
-        b.status = Some(serde_json::from_value(w.status["status"].clone()).unwrap());
-        assert_eq!(schedule_reason(&b, &clusters), None);
-        // Same result again: no spec write.
+    fn a_pass_that_changes_nothing_writes_nothing() {
+        let b = rb(BASE);
+        let o = place(&b, &[("m1", 9), ("m2", 9), ("m3", 9)], &["m1", "m2", "m3"]);
+        let first = decide(
+            &b,
+            Trigger::PlacementChanged,
+            &o,
+            Timestamp::from_second(10).unwrap(),
+        );
+        assert!(first.spec.is_some() && first.status.is_some());
+        assert_eq!(first.result, AttemptResult::Scheduled);
+        assert_eq!(first.events.len(), 2, "on the binding and on the template");
+        let done = after(&b, &first);
+        let applied = done
+            .annotations()
+            .get(APPLIED_PLACEMENT_ANNOTATION)
+            .map(String::as_str);
+        let cs = [cluster("m1"), cluster("m2"), cluster("m3")];
+        let refs: Vec<&Cluster> = cs.iter().collect();
         assert_eq!(
-            scheduled_writes(&b, &targets, Timestamp::from_second(20).unwrap()).spec,
+            triggers::trigger(&done.spec, done.status.as_ref().unwrap(), applied, &refs),
             None
         );
+        let again = decide(
+            &done,
+            Trigger::FollowsClusters,
+            &o,
+            Timestamp::from_second(20).unwrap(),
+        );
+        assert_eq!((again.spec, again.status), (None, None));
+        assert_eq!(again.result, AttemptResult::Unchanged);
+    }
 
-        let mut scaled = b.clone();
-        scaled.spec.replicas = 9;
-        scaled.metadata.generation = Some(2);
-        assert_eq!(schedule_reason(&scaled, &clusters), Some("SpecChanged"));
+    #[test]
+    fn success_writes_karmadas_condition_and_events() {
+        let b = rb(BASE);
+        let o = place(&b, &[("m1", 9), ("m2", 9), ("m3", 9)], &["m1", "m2", "m3"]);
+        let w = decide(
+            &b,
+            Trigger::PlacementChanged,
+            &o,
+            Timestamp::from_second(10).unwrap(),
+        );
+        let st = &w.status.as_ref().unwrap()["status"];
+        let cond = &st["conditions"][0];
+        assert_eq!(
+            (&cond["status"], &cond["reason"], &cond["message"]),
+            (&json!("True"), &json!("Success"), &json!(SUCCESS_MESSAGE))
+        );
+        assert_eq!(st["schedulerObservedGeneration"], 1);
+        assert_eq!(
+            w.events[0].message,
+            "Binding has been scheduled successfully. Result: {m1:2, m2:2, m3:2}"
+        );
+        assert_eq!(w.events[1].regarding.kind.as_deref(), Some("Deployment"));
+    }
 
-        let lost = ready_clusters(&["m1", "m3"]);
-        assert_eq!(schedule_reason(&b, &lost), Some("ClusterLost"));
+    #[test]
+    fn no_cluster_fit_clears_the_clusters_and_keeps_the_observed_generation() {
+        let mut b = rb(&BASE.replace("clusterNames: [m1, m2, m3]", "clusterNames: [m9]"));
+        b.spec.clusters = vec![TargetCluster {
+            name: "m1".into(),
+            replicas: 6,
+        }];
+        let o = place(&b, &[], &["m1", "m2"]);
+        let w = decide(
+            &b,
+            Trigger::PlacementChanged,
+            &o,
+            Timestamp::from_second(10).unwrap(),
+        );
+        assert_eq!(w.spec.as_ref().unwrap()["spec"]["clusters"], Value::Null);
+        let st = &w.status.as_ref().unwrap()["status"];
+        assert_eq!(st["conditions"][0]["reason"], "NoClusterFit");
+        assert!(st.get("schedulerObservedGeneration").is_none());
+        assert!(st.get("lastScheduledTime").is_none());
+        assert_eq!(w.events[0].reason, "ScheduleBindingFailed");
+    }
 
-        let mut moved = b.clone();
-        moved
-            .spec
-            .placement
-            .as_mut()
-            .unwrap()
-            .cluster_affinity
-            .as_mut()
-            .unwrap()
-            .cluster_names
-            .push("m4".into());
-        assert_eq!(schedule_reason(&moved, &clusters), Some("PlacementChanged"));
+    #[test]
+    fn a_quota_refusal_of_the_placement_is_reported_as_karmada_does() {
+        let e = kube::Error::Api(
+            kube::core::Status::failure("exceeded quota: compute", "QuotaExceeded")
+                .with_code(403)
+                .boxed(),
+        );
+        let s = write_failure_status(&Default::default(), &e, Timestamp::from_second(10).unwrap());
+        let c = &s["status"]["conditions"][0];
+        assert_eq!(
+            (&c["status"], &c["reason"]),
+            (&json!("False"), &json!("QuotaExceeded"))
+        );
     }
 
     #[test]
     fn status_keeps_other_conditions_and_the_transition_time() {
-        let mut b = rb(BASE);
-        b.status = Some(serde_json::from_value(json!({"conditions": [
+        let existing: Vec<Condition> = serde_json::from_value(json!([
             {"type": "FullyApplied", "status": "True", "reason": "x", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"},
             {"type": "Scheduled", "status": "True", "reason": "Success", "message": "", "lastTransitionTime": "2026-01-02T00:00:00Z"}
-        ]})).unwrap());
-        let s = status_patch(
-            &b,
-            "True",
-            "Success",
-            "ok",
-            Timestamp::from_second(1_900_000_000).unwrap(),
-        );
-        let conds = s["status"]["conditions"].as_array().unwrap();
+        ]))
+        .unwrap();
+        let now = Timestamp::from_second(1_900_000_000).unwrap();
+        let conds = scheduled_condition(&existing, "True", "Success", "ok", now);
         assert_eq!(conds.len(), 2);
         assert_eq!(conds[0]["type"], "FullyApplied");
         assert_eq!(conds[1]["lastTransitionTime"], "2026-01-02T00:00:00Z");
-        assert_eq!(s["status"]["schedulerObservedGeneration"], 1);
-        let failed = status_patch(
-            &b,
-            "False",
-            "NoClusterFit",
-            "none",
-            Timestamp::from_second(1_900_000_000).unwrap(),
-        );
-        assert_ne!(
-            failed["status"]["conditions"][1]["lastTransitionTime"],
-            "2026-01-02T00:00:00Z"
-        );
-        assert!(failed["status"].get("lastScheduledTime").is_none());
+        let failed = scheduled_condition(&existing, "False", "NoClusterFit", "none", now);
+        assert_ne!(failed[1]["lastTransitionTime"], "2026-01-02T00:00:00Z");
     }
 }

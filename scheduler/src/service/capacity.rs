@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use fedstate_api::MultiCloudMongoDB;
 use fedstate_api::karmada::Cluster;
-use fedstate_api::karmada::binding::ResourceBinding;
+use fedstate_api::karmada::binding::ResourceBindingSpec;
 use fedstate_estimator_client::{
     CapacityEstimator, CapacityQuery, ClusterRef, MemberRequirements, MemberShape, PluginAnswer,
     merge,
@@ -51,9 +51,9 @@ fn add_requests(into: &mut BTreeMap<String, i128>, requests: &BTreeMap<String, Q
     }
 }
 
-/// One replica of a Karmada binding, from its `replicaRequirements`.
-pub fn binding_shape(rb: &ResourceBinding) -> MemberShape {
-    let req = rb.spec.replica_requirements.clone().unwrap_or_default();
+/// One replica of a Karmada binding, from its `replicaRequirements`; `namespace`: the binding's.
+pub fn binding_shape(spec: &ResourceBindingSpec, namespace: Option<&str>) -> MemberShape {
+    let req = spec.replica_requirements.clone().unwrap_or_default();
     let claim = req.node_claim.unwrap_or_default();
     MemberShape::new(MemberRequirements {
         resource_request: req.resource_request,
@@ -62,10 +62,53 @@ pub fn binding_shape(rb: &ResourceBinding) -> MemberShape {
         tolerations: claim.tolerations,
         namespace: req
             .namespace
-            .or_else(|| rb.metadata.namespace.clone())
+            .or_else(|| namespace.map(str::to_owned))
             .unwrap_or_default(),
         priority_class_name: req.priority_class_name.unwrap_or_default(),
     })
+}
+
+/// What the estimator chain says each of `clusters` can still take of one replica of a Karmada
+/// binding: resource answers only (replicas of a workload may share nodes), less every placement
+/// the ledger holds, the binding's own included — as karmada-scheduler's estimates are with its
+/// assumed workloads, until the replicas are healthy in their cluster; `None` where no estimator
+/// had an opinion.
+pub async fn binding_capacities(
+    estimator: &CapacityEstimator,
+    clusters: &[&Cluster],
+    shape: &MemberShape,
+    object: &str,
+) -> HashMap<String, Option<i32>> {
+    if clusters.is_empty() {
+        return HashMap::new();
+    }
+    let refs: Vec<ClusterRef> = clusters
+        .iter()
+        .map(|c| ClusterRef::new(Cluster::clone(c)))
+        .collect();
+    let query = CapacityQuery {
+        object: None,
+        hosted: HashMap::new(),
+    };
+    estimator
+        .capacities(&refs, shape, &query)
+        .await
+        .into_iter()
+        .map(|cap| {
+            let resource_answers: Vec<PluginAnswer> = cap
+                .answers
+                .iter()
+                .filter(|a| !a.counts_hosted_members)
+                .cloned()
+                .collect();
+            let replicas = merge(&resource_answers, 0, cap.capacity.assumed).replicas;
+            tracing::debug!(object, cluster = %cap.cluster, capacity = ?replicas, source = ?cap.source, "binding capacity");
+            (
+                cap.cluster.to_string(),
+                replicas.map(|r| i32::try_from(r).unwrap_or(i32::MAX)),
+            )
+        })
+        .collect()
 }
 
 /// Whose rules bound the capacity.

@@ -55,7 +55,8 @@ fn cluster(name: &str, vip: &str) -> Cluster {
                             "lastTransitionTime": "2026-01-01T00:00:00Z"}],
             // Room for 8 members of 1 CPU each, on 3 ready nodes: the node spread allows 3.
             "nodeSummary": {"totalNum": 3, "readyNum": 3},
-            "resourceSummary": {"allocatable": {"cpu": "8", "memory": "64Gi", "pods": "330"}}
+            "resourceSummary": {"allocatable": {"cpu": "8", "memory": "64Gi", "pods": "330"}},
+            "apiEnablements": [{"groupVersion": "apps/v1", "resources": [{"name": "deployments", "kind": "Deployment"}]}]
         }
     }))
     .unwrap()
@@ -93,6 +94,7 @@ fn context(client: Client, clusters: Vec<Cluster>) -> Arc<Context> {
             },
         ),
         backoff: super::backoff(),
+        events: super::events::EventSink::capture().0,
     })
 }
 

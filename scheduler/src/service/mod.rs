@@ -8,6 +8,7 @@
 
 pub mod binding;
 pub mod capacity;
+pub mod events;
 #[cfg(test)]
 mod fixtures;
 pub mod mcm;
@@ -19,14 +20,14 @@ use std::time::Duration;
 
 use fedstate_api::MultiCloudMongoDB;
 use fedstate_api::karmada::Cluster;
-use fedstate_api::karmada::binding::ResourceBinding;
+use fedstate_api::karmada::binding::{ClusterResourceBinding, ResourceBinding};
 use fedstate_estimator_client::{
     CapacityEstimator, ChannelConfig, ChannelFactory, DiscoveryConfig, EstimatorConfig,
     EstimatorRegistry, GeneralEstimate, KarmadaAccurate, NodeSpread, TlsOptions,
 };
 use fedstate_runtime::backoff::{Backoff, ReconcileError};
 use fedstate_runtime::{CommonArgs, admin};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -118,6 +119,8 @@ pub struct Context {
     pub clusters: Store<Cluster>,
     pub estimator: CapacityEstimator,
     pub recorder: Recorder,
+    /// Binding events, published off the critical path.
+    pub events: events::EventSink,
     /// Retry delays of failed reconciles ([`backoff`]).
     pub backoff: Backoff,
 }
@@ -242,6 +245,7 @@ pub async fn controllers(
     let (clusters, writer) = reflector::store_shared::<Cluster>(1024);
     let cluster_events_mcm = writer.subscribe().expect("shared store");
     let cluster_events_rb = writer.subscribe().expect("shared store");
+    let cluster_events_crb = writer.subscribe().expect("shared store");
     let cluster_watch = watcher(
         Api::<Cluster>::all(client.clone()),
         watcher::Config::default(),
@@ -254,18 +258,20 @@ pub async fn controllers(
         }
     });
 
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: args.scheduler_name.clone(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
     let ctx = Arc::new(Context {
         client: client.clone(),
         scheduler_name: args.scheduler_name.clone(),
         clusters: clusters.clone(),
         estimator: estimator(&args.estimator, &client, &stop)?,
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "fedstate-scheduler".into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        ),
+        events: events::EventSink::spawn(recorder.clone(), stop.clone()),
+        recorder,
         backoff: backoff(),
     });
 
@@ -296,34 +302,28 @@ pub async fn controllers(
         });
 
     let rb = async {
-        if !args.schedule_bindings {
-            return;
-        }
-        let rb_controller = Controller::new(
-            Api::<ResourceBinding>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .with_config(config.clone());
-        let rb_store = rb_controller.store();
-        let rb_trigger = triggers::ClusterTrigger::default();
-        let clusters_for_rb = clusters.clone();
-        let stop_rb = stop.clone();
-        rb_controller
-            .watches_shared_stream(cluster_events_rb, move |c| {
-                rb_trigger.affected_bindings(&c, &clusters_for_rb, &rb_store)
-            })
-            .graceful_shutdown_on(async move { stop_rb.cancelled().await })
-            .run(
-                |o, c| reconciled(binding::reconcile, o, c),
-                error_policy,
-                ctx.clone(),
+        if args.schedule_bindings {
+            binding_controller::<ResourceBinding>(
+                &client,
+                config.clone(),
+                cluster_events_rb,
+                &ctx,
+                &stop,
             )
-            .for_each(|r| async move {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "ResourceBinding reconcile");
-                }
-            })
             .await;
+        }
+    };
+    let crb = async {
+        if args.schedule_bindings {
+            binding_controller::<ClusterResourceBinding>(
+                &client,
+                config.clone(),
+                cluster_events_crb,
+                &ctx,
+                &stop,
+            )
+            .await;
+        }
     };
 
     let ready = async {
@@ -337,10 +337,51 @@ pub async fn controllers(
     };
     tokio::select! {
         _ = cluster_watch => {}
-        _ = async { tokio::join!(mcm, rb, ready) } => {}
+        _ = async { tokio::join!(mcm, rb, crb, ready) } => {}
         _ = stop.cancelled() => {}
     }
     Ok(())
+}
+
+/// One binding kind's controller: woken by its own generation changes (as karmada-scheduler is;
+/// our status writes do not wake it) and by the Cluster changes [`triggers::BindingTrigger`] says
+/// matter to it. Cached bindings keep no `managedFields`.
+async fn binding_controller<B>(
+    client: &Client,
+    config: kube::runtime::controller::Config,
+    cluster_events: impl futures::Stream<Item = Arc<Cluster>> + Send + 'static,
+    ctx: &Arc<Context>,
+    stop: &CancellationToken,
+) where
+    B: binding::Binding,
+{
+    let (reader, writer) = reflector::store::<B>();
+    let ledger_ctx = ctx.clone();
+    let bindings = watcher(Api::<B>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|b| kube::ResourceExt::managed_fields_mut(b).clear())
+        .inspect_ok(move |e| binding::release_visible(&ledger_ctx, e))
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(kube::runtime::predicates::generation, Default::default());
+    let trigger = triggers::BindingTrigger::default();
+    let store = reader.clone();
+    let stop = stop.clone();
+    Controller::for_stream(bindings, reader)
+        .with_config(config)
+        .watches_shared_stream(cluster_events, move |c| trigger.affected(&c, &store))
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(
+            |o, c| reconciled(binding::reconcile::<B>, o, c),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, kind = B::KIND, "binding reconcile");
+            }
+        })
+        .await;
 }
 
 impl ReconcileError for Error {

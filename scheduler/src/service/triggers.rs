@@ -11,10 +11,12 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
+use crate::karmada::triggers::cluster_change_matters;
 use fedstate_api::MultiCloudMongoDB;
 use fedstate_api::condition::{find_condition, types};
 use fedstate_api::karmada::Cluster;
-use fedstate_api::karmada::binding::ResourceBinding;
+
+use super::binding::Binding;
 use fedstate_api::names::SCHEDULER_RESULT_ANNOTATION;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -99,29 +101,45 @@ impl ClusterTrigger {
             .map(|o| ObjectRef::from_obj(o.as_ref()))
             .collect()
     }
+}
 
-    /// `ResourceBinding`s to look at again after this Cluster event.
-    pub fn affected_bindings(
+/// Which bindings a Cluster change wakes, by karmada-scheduler's rule
+/// ([`crate::karmada::triggers::cluster_change_matters`]): it keeps the last version of every
+/// Cluster to compare with. A cluster seen for the first time wakes nothing (Karmada's do not
+/// either; a joining cluster matters once its `not-ready` taint goes, which is a spec change).
+#[derive(Clone, Debug, Default)]
+pub struct BindingTrigger {
+    last: Arc<Mutex<HashMap<String, Arc<Cluster>>>>,
+}
+
+impl BindingTrigger {
+    pub fn affected<B: Binding>(
         &self,
-        cluster: &Cluster,
-        clusters: &Store<Cluster>,
-        bindings: &Store<ResourceBinding>,
-    ) -> Vec<ObjectRef<ResourceBinding>> {
+        cluster: &Arc<Cluster>,
+        bindings: &Store<B>,
+    ) -> Vec<ObjectRef<B>> {
         let name = cluster.name_any();
-        let change = self.classify(cluster, clusters.get(&ObjectRef::new(&name)).is_some());
-        if change == ClusterChange::Nothing {
+        let old = self
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, cluster.clone());
+        let Some(old) = old else {
             return Vec::new();
-        }
-        bindings
+        };
+        let woken: Vec<ObjectRef<B>> = bindings
             .state()
             .iter()
             .filter(|b| {
-                change == ClusterChange::Scheduling
-                    || b.spec.clusters.is_empty()
-                    || b.spec.clusters.iter().any(|t| t.name == name)
+                let status = b.status().cloned().unwrap_or_default();
+                cluster_change_matters(b.spec(), &status, b.meta().generation, &old, cluster)
             })
             .map(|b| ObjectRef::from_obj(b.as_ref()))
-            .collect()
+            .collect();
+        if !woken.is_empty() {
+            super::metrics::counter_incoming("ClusterChanged");
+        }
+        woken
     }
 }
 

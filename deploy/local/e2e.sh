@@ -15,6 +15,8 @@ bin_dir="$("$here/build.sh" | tail -n 1)"
 export FEDSTATE_LOCAL_BIN_DIR="$bin_dir" FEDSTATE_E2E=1 FEDSTATE_E2E_DIR="$run_dir"
 
 status=0
+# Our binaries, for the suites that run them as processes (as users run them).
+(cd "$repo" && cargo build -p fedstate-scheduler -p fedstate-manager -p fedstate-mongo-agent --bins) || exit 1
 (cd "$repo" && cargo test -p fedstate-e2e -- --nocapture --test-threads=1 "$@") || status=$?
 
 # Processes of our binaries that still name the e2e run directory.

@@ -5,5 +5,6 @@
 //! failure, not a skip. Build the binaries with `deploy/local/build.sh`.
 
 pub mod harness;
+pub mod process;
 pub mod stack;
 pub mod suite;

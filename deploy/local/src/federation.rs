@@ -253,10 +253,25 @@ impl Federation {
     pub fn kill_member(&self, index: u32) -> Result<()> {
         self.check_member(index)?;
         let name = member_name(index);
-        let targets = [
+        self.stop_processes(&[
             format!("{name}-kube-apiserver"),
             format!("{name}-karmada-scheduler-estimator"),
-        ];
+        ])?;
+        tracing::info!(member = %name, "member apiserver and estimator stopped");
+        Ok(())
+    }
+
+    /// Stops only a member's karmada-scheduler-estimator (the member stays up; every gRPC call to
+    /// its estimator fails). [`Federation::restore_member`] starts it again.
+    pub fn stop_estimator(&self, index: u32) -> Result<()> {
+        self.check_member(index)?;
+        let name = member_name(index);
+        self.stop_processes(&[format!("{name}-karmada-scheduler-estimator")])?;
+        tracing::info!(member = %name, "member estimator stopped");
+        Ok(())
+    }
+
+    fn stop_processes(&self, targets: &[String]) -> Result<()> {
         {
             let mut procs = self.lock();
             let records: Vec<ProcessRecord> = procs
@@ -276,7 +291,6 @@ impl Federation {
                 r.child = None;
             }
         }
-        tracing::info!(member = %name, "member apiserver and estimator stopped");
         self.save_state()
     }
 

@@ -1,6 +1,6 @@
 //! Karmada-native scheduling: place a `ResourceBinding` or `ClusterResourceBinding` whose policy
 //! names our scheduler exactly as karmada-scheduler v1.18 would, so a platform team can switch
-//! `schedulerName` without any policy changing its meaning (`docs/karmada.md#native-scheduling`).
+//! `schedulerName` without any policy changing its meaning (`docs/karmada.md#scheduling-resourcebindings`).
 //!
 //! The pipeline is Karmada's, one small pure unit per step, each tested on its own:
 //!

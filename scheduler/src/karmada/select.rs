@@ -168,10 +168,66 @@ pub fn select<'a>(
     } else if let Some(cluster) = constraint(spreads, SpreadField::Cluster) {
         by_cluster(cluster, sorted, need)
     } else {
-        Err(ScheduleError::Error(
-            "failed to select clusters: just support cluster and region spread constraint".into(),
-        ))
+        // Karmada refuses zone, provider and label spread ("just support cluster and region
+        // spread constraint"); ours spreads by them (a deliberate extension).
+        by_groups(&spreads[0], sorted, need)
     }
+}
+
+/// The spread group of a cluster under a zone, provider or label constraint (its first zone for
+/// zone spread).
+fn group_of<'a>(c: &SpreadConstraint, cluster: &'a Cluster) -> Option<&'a str> {
+    let value = match (c.spread_by_field, c.spread_by_label.as_deref()) {
+        (Some(SpreadField::Zone), _) => cluster.spec.zones.first().map(String::as_str),
+        (Some(SpreadField::Provider), _) => cluster.spec.provider.as_deref(),
+        (None, Some(label)) => cluster
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(label))
+            .map(String::as_str),
+        _ => None,
+    };
+    value.filter(|v| !v.is_empty())
+}
+
+/// Zone, provider or label spread: groups are taken in the order of their best cluster, at
+/// least `minGroups` and (for divided replicas) until they have room, at most `maxGroups` (0: no
+/// limit); the binding goes to every cluster of the chosen groups.
+fn by_groups<'a>(
+    c: &SpreadConstraint,
+    sorted: Vec<Candidate<'a>>,
+    need: Option<i64>,
+) -> Result<Vec<Candidate<'a>>, ScheduleError> {
+    let mut groups: Vec<(&'a str, Vec<Candidate<'a>>)> = Vec::new();
+    for cand in sorted {
+        let Some(g) = group_of(c, cand.cluster) else {
+            continue;
+        };
+        match groups.iter_mut().find(|(name, _)| *name == g) {
+            Some((_, members)) => members.push(cand),
+            None => groups.push((g, vec![cand])),
+        }
+    }
+    let (min, max) = (min_groups(Some(c)).max(1), max_groups(Some(c)));
+    let limit = if max > 0 { max } else { i64::MAX };
+    let mut chosen: Vec<Candidate<'a>> = Vec::new();
+    let mut taken = 0_i64;
+    for (_, members) in groups {
+        let room = chosen.iter().map(|x| x.available).sum::<i64>();
+        if taken >= limit || (taken >= min && need.is_none_or(|n| room >= n)) {
+            break;
+        }
+        chosen.extend(members);
+        taken += 1;
+    }
+    let room = chosen.iter().map(|x| x.available).sum::<i64>();
+    if taken < min || need.is_some_and(|n| room < n) {
+        return Err(ScheduleError::Error(format!(
+            "failed to select clusters: spread needs {min} to {max} groups with room for the replicas, {taken} found"
+        )));
+    }
+    Ok(chosen)
 }
 
 fn by_cluster<'a>(

@@ -693,3 +693,32 @@ fn the_fit_message_counts_each_reason() {
         "0/3 clusters are available: 1 cluster(s) did not match the placement cluster affinity constraint, 1 cluster(s) had untolerated taint {k:NoExecute}, 1 cluster(s) had untolerated taint {k:NoSchedule}."
     );
 }
+
+#[test]
+fn zone_spread_is_our_extension_where_karmada_refuses() {
+    let zoned = |n: &str, z: &str| cluster(n, json!({"spec": {"zones": [z]}}));
+    let cs = [zoned("m1", "z1"), zoned("m2", "z1"), zoned("m3", "z2")];
+    let s = spec(
+        2,
+        json!({"spreadConstraints": [{"spreadByField": "zone", "maxGroups": 2, "minGroups": 2}],
+               "replicaScheduling": {"replicaSchedulingType": "Duplicated"}}),
+    );
+    let o = run(&s, &cs, &[("m1", 9), ("m2", 1), ("m3", 5)]);
+    // Both zones, every cluster in them.
+    assert_eq!(placed(&o), pairs(&[("m1", 2), ("m2", 2), ("m3", 2)]));
+    // One zone at most: the zone of the best cluster.
+    let mut one = s.clone();
+    one.placement.as_mut().unwrap().spread_constraints[0].max_groups = Some(1);
+    one.placement.as_mut().unwrap().spread_constraints[0].min_groups = Some(1);
+    let o = run(&one, &cs, &[("m1", 9), ("m2", 1), ("m3", 5)]);
+    assert_eq!(placed(&o), pairs(&[("m1", 2), ("m2", 2)]));
+    // Divided replicas take zones until they have room.
+    let div = spec(
+        10,
+        json!({"spreadConstraints": [{"spreadByField": "zone", "maxGroups": 2, "minGroups": 1}],
+               "replicaScheduling": {"replicaSchedulingType": "Divided", "replicaDivisionPreference": "Aggregated"}}),
+    );
+    let o = run(&div, &cs, &[("m1", 3), ("m2", 3), ("m3", 9)]);
+    assert!(o.result.is_ok(), "{o:?}");
+    assert_eq!(placed(&o).iter().map(|(_, r)| r).sum::<i32>(), 10);
+}

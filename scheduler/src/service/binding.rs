@@ -1,4 +1,4 @@
-//! Karmada-native scheduling on the apiserver (`docs/karmada.md#native-scheduling`):
+//! Karmada-native scheduling on the apiserver (`docs/karmada.md#scheduling-resourcebindings`):
 //! `ResourceBinding`s and `ClusterResourceBinding`s whose policy names our scheduler are placed by
 //! [`crate::karmada`], karmada-scheduler's own rules, and written as it writes them: one merge
 //! patch of `spec.clusters` with the `applied-placement` annotation, one of the status (our

@@ -35,10 +35,13 @@ pub struct OurProcess {
 impl OurProcess {
     /// Starts `binary` with `args`, stdout and stderr into `<log_dir>/<name>.log`.
     pub fn start(name: &str, binary: &Path, args: &[String], log_dir: &Path) -> Self {
-        std::fs::create_dir_all(log_dir).unwrap_or_else(|e| panic!("log dir {}: {e}", log_dir.display()));
+        std::fs::create_dir_all(log_dir)
+            .unwrap_or_else(|e| panic!("log dir {}: {e}", log_dir.display()));
         let log = log_dir.join(format!("{name}.log"));
         let out = File::create(&log).unwrap_or_else(|e| panic!("log file {}: {e}", log.display()));
-        let err = out.try_clone().unwrap_or_else(|e| panic!("log file {}: {e}", log.display()));
+        let err = out
+            .try_clone()
+            .unwrap_or_else(|e| panic!("log file {}: {e}", log.display()));
         let child = Command::new(binary)
             .args(args)
             .stdin(Stdio::null())

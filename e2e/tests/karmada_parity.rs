@@ -47,13 +47,15 @@ const MAX_TRIES: usize = 8;
 const SETTLE: Duration = Duration::from_secs(90);
 
 fn main() -> std::process::ExitCode {
-    Suite::new("karmada_parity", |fed, karmada| Box::pin(setup(fed, karmada)))
-        .scenarios(scenarios![
-            placements_without_capacity_match_karmada,
-            placements_by_capacity_match_karmada,
-            cluster_changes_match_karmada,
-        ])
-        .run()
+    Suite::new("karmada_parity", |fed, karmada| {
+        Box::pin(setup(fed, karmada))
+    })
+    .scenarios(scenarios![
+        placements_without_capacity_match_karmada,
+        placements_by_capacity_match_karmada,
+        cluster_changes_match_karmada,
+    ])
+    .run()
 }
 
 /// Our scheduler process.
@@ -97,8 +99,14 @@ async fn setup(fed: &Federation, karmada: &kube::Client) -> Ctx {
         "--admin-addr=127.0.0.1:0".into(),
         "--leader-elect=false".into(),
         format!("--scheduler-estimator-ca-file={}", tls.ca_cert.display()),
-        format!("--scheduler-estimator-cert-file={}", tls.client_cert.display()),
-        format!("--scheduler-estimator-key-file={}", tls.client_key.display()),
+        format!(
+            "--scheduler-estimator-cert-file={}",
+            tls.client_cert.display()
+        ),
+        format!(
+            "--scheduler-estimator-key-file={}",
+            tls.client_key.display()
+        ),
         "--scheduler-estimator-timeout=2s".into(),
         "--scheduler-estimator-budget=4s".into(),
     ];
@@ -178,7 +186,8 @@ impl Template {
         } else {
             json!({"name": name, "namespace": NS})
         };
-        let mut v = json!({"apiVersion": self.api_version(), "kind": self.kind(), "metadata": meta});
+        let mut v =
+            json!({"apiVersion": self.api_version(), "kind": self.kind(), "metadata": meta});
         match self {
             Self::Deployment {
                 replicas,
@@ -188,8 +197,7 @@ impl Template {
                 let mut pod = json!({"containers": [{"name": "app", "image": "nginx:1.27",
                     "resources": {"requests": {"cpu": format!("{cpu_millis}m")}}}]});
                 if pinned {
-                    pod["nodeSelector"] =
-                        json!({fedstate_local::capacity::NODE_INDEX_LABEL: "0"});
+                    pod["nodeSelector"] = json!({fedstate_local::capacity::NODE_INDEX_LABEL: "0"});
                 }
                 v["spec"] = json!({"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                     "template": {"metadata": {"labels": {"app": name}}, "spec": pod}});
@@ -277,7 +285,10 @@ fn pinned(replicas: i32) -> Template {
 }
 
 fn duplicated(extra: Value) -> Value {
-    merged(json!({"replicaScheduling": {"replicaSchedulingType": "Duplicated"}}), extra)
+    merged(
+        json!({"replicaScheduling": {"replicaSchedulingType": "Duplicated"}}),
+        extra,
+    )
 }
 
 fn dynamic(extra: Value) -> Value {
@@ -335,46 +346,172 @@ fn static_cases() -> Vec<Case> {
         case("svc-no-scheduling", Template::Service, json!({})),
         case("svc-tolerating", Template::Service, tolerate_all()),
         case("widget-not-served", Template::Widget, duplicated(json!({}))),
-        case("clusterrole", Template::ClusterRole, duplicated(tolerate_all())),
+        case(
+            "clusterrole",
+            Template::ClusterRole,
+            duplicated(tolerate_all()),
+        ),
         case("dup-all", deployment(3), duplicated(tolerate_all())),
         case("dup-untolerated", deployment(3), duplicated(json!({}))),
-        case("dup-names", deployment(2), duplicated(json!({"clusterAffinity": {"clusterNames": names(&[1, 2])}}))),
-        case("dup-exclude", deployment(2), duplicated(merged(tolerate_all(), json!({"clusterAffinity": {"exclude": names(&[2])}})))),
-        case("dup-labels", deployment(2), duplicated(merged(tolerate_all(), json!({"clusterAffinity": {"labelSelector": {"matchLabels": {"env": "prod"}}}})))),
-        case("dup-label-expr", deployment(2), duplicated(merged(tolerate_all(), json!({"clusterAffinity": {"labelSelector": {"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}}})))),
-        case("dup-region", deployment(2), duplicated(merged(tolerate_all(), json!({"clusterAffinity": {"fieldSelector": {"matchExpressions": [{"key": "region", "operator": "In", "values": ["east"]}]}}})))),
-        case("dup-zone-any", deployment(2), duplicated(merged(tolerate_all(), json!({"clusterAffinity": {"fieldSelector": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z3"]}]}}})))),
-        case("dup-provider-notin", deployment(2), duplicated(merged(tolerate_all(), json!({"clusterAffinity": {"fieldSelector": {"matchExpressions": [{"key": "provider", "operator": "NotIn", "values": ["gcp"]}]}}})))),
-        case("no-fit", deployment(2), duplicated(json!({"clusterAffinity": {"clusterNames": ["member9"]}}))),
-        case("static-1-2", deployment(6), weights(json!([w(1, 1), w(2, 2)]), json!({}))),
-        case("static-max-rule", deployment(9), weights(json!([
-            {"targetCluster": {"clusterNames": names(&[1, 2])}, "weight": 1}, w(2, 2)]), json!({}))),
-        case("static-unmatched", deployment(6), weights(json!([w(1, 1), w(2, 1)]), tolerate_all())),
-        case("static-labels", deployment(5), weights(json!([
+        case(
+            "dup-names",
+            deployment(2),
+            duplicated(json!({"clusterAffinity": {"clusterNames": names(&[1, 2])}})),
+        ),
+        case(
+            "dup-exclude",
+            deployment(2),
+            duplicated(merged(
+                tolerate_all(),
+                json!({"clusterAffinity": {"exclude": names(&[2])}}),
+            )),
+        ),
+        case(
+            "dup-labels",
+            deployment(2),
+            duplicated(merged(
+                tolerate_all(),
+                json!({"clusterAffinity": {"labelSelector": {"matchLabels": {"env": "prod"}}}}),
+            )),
+        ),
+        case(
+            "dup-label-expr",
+            deployment(2),
+            duplicated(merged(
+                tolerate_all(),
+                json!({"clusterAffinity": {"labelSelector": {"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}}}),
+            )),
+        ),
+        case(
+            "dup-region",
+            deployment(2),
+            duplicated(merged(
+                tolerate_all(),
+                json!({"clusterAffinity": {"fieldSelector": {"matchExpressions": [{"key": "region", "operator": "In", "values": ["east"]}]}}}),
+            )),
+        ),
+        case(
+            "dup-zone-any",
+            deployment(2),
+            duplicated(merged(
+                tolerate_all(),
+                json!({"clusterAffinity": {"fieldSelector": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z3"]}]}}}),
+            )),
+        ),
+        case(
+            "dup-provider-notin",
+            deployment(2),
+            duplicated(merged(
+                tolerate_all(),
+                json!({"clusterAffinity": {"fieldSelector": {"matchExpressions": [{"key": "provider", "operator": "NotIn", "values": ["gcp"]}]}}}),
+            )),
+        ),
+        case(
+            "no-fit",
+            deployment(2),
+            duplicated(json!({"clusterAffinity": {"clusterNames": ["member9"]}})),
+        ),
+        case(
+            "static-1-2",
+            deployment(6),
+            weights(json!([w(1, 1), w(2, 2)]), json!({})),
+        ),
+        case(
+            "static-max-rule",
+            deployment(9),
+            weights(
+                json!([
+            {"targetCluster": {"clusterNames": names(&[1, 2])}, "weight": 1}, w(2, 2)]),
+                json!({}),
+            ),
+        ),
+        case(
+            "static-unmatched",
+            deployment(6),
+            weights(json!([w(1, 1), w(2, 1)]), tolerate_all()),
+        ),
+        case(
+            "static-labels",
+            deployment(5),
+            weights(
+                json!([
             {"targetCluster": {"labelSelector": {"matchLabels": {"env": "prod"}}}, "weight": 3},
-            {"targetCluster": {"labelSelector": {"matchLabels": {"env": "dev"}}}, "weight": 1}]), tolerate_all())),
-        case("static-no-preference", deployment(7), merged(
-            json!({"replicaScheduling": {"replicaSchedulingType": "Divided", "replicaDivisionPreference": "Weighted"}}), tolerate_all())),
-        case("static-ties", deployment(1), weights(json!([w(1, 1), w(2, 1), w(3, 1)]), tolerate_all())),
-        case("static-spread-ignored", deployment(4), weights(json!([w(1, 1), w(2, 1)]),
-            json!({"spreadConstraints": [{"spreadByField": "cluster", "maxGroups": 1, "minGroups": 1}]}))),
-        case("static-affinity", deployment(6), weights(json!([w(1, 1), w(2, 1), w(3, 1)]),
-            merged(tolerate_all(), json!({"clusterAffinity": {"clusterNames": names(&[1, 3])}})))),
-        case("affinities-fallback", deployment(2), duplicated(json!({"clusterAffinities": [
+            {"targetCluster": {"labelSelector": {"matchLabels": {"env": "dev"}}}, "weight": 1}]),
+                tolerate_all(),
+            ),
+        ),
+        case(
+            "static-no-preference",
+            deployment(7),
+            merged(
+                json!({"replicaScheduling": {"replicaSchedulingType": "Divided", "replicaDivisionPreference": "Weighted"}}),
+                tolerate_all(),
+            ),
+        ),
+        case(
+            "static-ties",
+            deployment(1),
+            weights(json!([w(1, 1), w(2, 1), w(3, 1)]), tolerate_all()),
+        ),
+        case(
+            "static-spread-ignored",
+            deployment(4),
+            weights(
+                json!([w(1, 1), w(2, 1)]),
+                json!({"spreadConstraints": [{"spreadByField": "cluster", "maxGroups": 1, "minGroups": 1}]}),
+            ),
+        ),
+        case(
+            "static-affinity",
+            deployment(6),
+            weights(
+                json!([w(1, 1), w(2, 1), w(3, 1)]),
+                merged(
+                    tolerate_all(),
+                    json!({"clusterAffinity": {"clusterNames": names(&[1, 3])}}),
+                ),
+            ),
+        ),
+        case(
+            "affinities-fallback",
+            deployment(2),
+            duplicated(json!({"clusterAffinities": [
             {"affinityName": "nowhere", "clusterNames": ["member9"]},
-            {"affinityName": "east", "fieldSelector": {"matchExpressions": [{"key": "region", "operator": "In", "values": ["east"]}]}}]}))),
-        case("affinities-first", deployment(2), duplicated(json!({"clusterAffinities": [
+            {"affinityName": "east", "fieldSelector": {"matchExpressions": [{"key": "region", "operator": "In", "values": ["east"]}]}}]})),
+        ),
+        case(
+            "affinities-first",
+            deployment(2),
+            duplicated(json!({"clusterAffinities": [
             {"affinityName": "gold", "labelSelector": {"matchLabels": {"tier": "gold"}}},
-            {"affinityName": "any", "clusterNames": names(&[1, 2, 3])}]}))),
-        case("affinities-none-fit", deployment(2), duplicated(json!({"clusterAffinities": [
+            {"affinityName": "any", "clusterNames": names(&[1, 2, 3])}]})),
+        ),
+        case(
+            "affinities-none-fit",
+            deployment(2),
+            duplicated(json!({"clusterAffinities": [
             {"affinityName": "a", "clusterNames": ["member8"]},
-            {"affinityName": "b", "clusterNames": ["member9"]}]}))),
-        case("static-edit", deployment(6), weights(json!([w(1, 1), w(2, 2)]), json!({})))
-            .then(Step::Placement(weights(json!([w(1, 1), w(2, 1)]), json!({}))))
-            .then(Step::Replicas(9)),
+            {"affinityName": "b", "clusterNames": ["member9"]}]})),
+        ),
+        case(
+            "static-edit",
+            deployment(6),
+            weights(json!([w(1, 1), w(2, 2)]), json!({})),
+        )
+        .then(Step::Placement(weights(
+            json!([w(1, 1), w(2, 1)]),
+            json!({}),
+        )))
+        .then(Step::Replicas(9)),
         case("dup-scale", deployment(2), duplicated(tolerate_all())).then(Step::Replicas(5)),
-        case("cm-narrowed", Template::ConfigMap, duplicated(tolerate_all()))
-            .then(Step::Placement(duplicated(json!({"clusterAffinity": {"clusterNames": names(&[2])}})))),
+        case(
+            "cm-narrowed",
+            Template::ConfigMap,
+            duplicated(tolerate_all()),
+        )
+        .then(Step::Placement(duplicated(
+            json!({"clusterAffinity": {"clusterNames": names(&[2])}}),
+        ))),
     ]
 }
 
@@ -383,28 +520,79 @@ fn capacity_cases() -> Vec<Case> {
     vec![
         case("dyn-6", pinned(6), dynamic(tolerate_all())),
         case("dyn-unschedulable", pinned(20), dynamic(tolerate_all())),
-        case("dyn-affinity", pinned(5), dynamic(merged(tolerate_all(), json!({"clusterAffinity": {"clusterNames": names(&[1, 3])}})))),
+        case(
+            "dyn-affinity",
+            pinned(5),
+            dynamic(merged(
+                tolerate_all(),
+                json!({"clusterAffinity": {"clusterNames": names(&[1, 3])}}),
+            )),
+        ),
         case("dyn-untolerated", pinned(5), dynamic(json!({}))),
         case("dyn-scale-up", pinned(4), dynamic(tolerate_all())).then(Step::Replicas(9)),
         case("dyn-scale-down", pinned(9), dynamic(tolerate_all())).then(Step::Replicas(4)),
-        case("dyn-reschedule", pinned(4), dynamic(tolerate_all())).then(Step::Replicas(6)).then(Step::Reschedule),
+        case("dyn-reschedule", pinned(4), dynamic(tolerate_all()))
+            .then(Step::Replicas(6))
+            .then(Step::Reschedule),
         case("agg-one", pinned(3), aggregated(tolerate_all())),
         case("agg-two", pinned(8), aggregated(tolerate_all())),
         case("agg-scale-up", pinned(3), aggregated(tolerate_all())).then(Step::Replicas(7)),
         case("agg-too-big", pinned(13), aggregated(tolerate_all())),
-        case("dup-spread-2", pinned(1), duplicated(merged(tolerate_all(), json!({"spreadConstraints": [{"spreadByField": "cluster", "maxGroups": 2, "minGroups": 1}]})))),
-        case("dyn-spread-2", pinned(6), dynamic(merged(tolerate_all(), json!({"spreadConstraints": [{"spreadByField": "cluster", "maxGroups": 2, "minGroups": 2}]})))),
-        case("dyn-spread-too-many", pinned(2), dynamic(json!({"spreadConstraints": [{"spreadByField": "cluster", "maxGroups": 3, "minGroups": 3}]}))),
-        case("dyn-below-min-groups", pinned(1), dynamic(merged(tolerate_all(), json!({"spreadConstraints": [{"spreadByField": "cluster", "maxGroups": 3, "minGroups": 2}]})))),
-        case("dyn-region", pinned(5), dynamic(merged(tolerate_all(), json!({"spreadConstraints": [
+        case(
+            "dup-spread-2",
+            pinned(1),
+            duplicated(merged(
+                tolerate_all(),
+                json!({"spreadConstraints": [{"spreadByField": "cluster", "maxGroups": 2, "minGroups": 1}]}),
+            )),
+        ),
+        case(
+            "dyn-spread-2",
+            pinned(6),
+            dynamic(merged(
+                tolerate_all(),
+                json!({"spreadConstraints": [{"spreadByField": "cluster", "maxGroups": 2, "minGroups": 2}]}),
+            )),
+        ),
+        case(
+            "dyn-spread-too-many",
+            pinned(2),
+            dynamic(
+                json!({"spreadConstraints": [{"spreadByField": "cluster", "maxGroups": 3, "minGroups": 3}]}),
+            ),
+        ),
+        case(
+            "dyn-below-min-groups",
+            pinned(1),
+            dynamic(merged(
+                tolerate_all(),
+                json!({"spreadConstraints": [{"spreadByField": "cluster", "maxGroups": 3, "minGroups": 2}]}),
+            )),
+        ),
+        case(
+            "dyn-region",
+            pinned(5),
+            dynamic(merged(
+                tolerate_all(),
+                json!({"spreadConstraints": [
             {"spreadByField": "region", "maxGroups": 2, "minGroups": 2},
-            {"spreadByField": "cluster", "maxGroups": 3, "minGroups": 2}]})))),
-        case("affinities-capacity", pinned(5), dynamic(json!({"clusterAffinities": [
+            {"spreadByField": "cluster", "maxGroups": 3, "minGroups": 2}]}),
+            )),
+        ),
+        case(
+            "affinities-capacity",
+            pinned(5),
+            dynamic(json!({"clusterAffinities": [
             {"affinityName": "small", "clusterNames": names(&[1])},
             {"affinityName": "big", "clusterNames": names(&[2, 3])}],
-            "clusterTolerations": [{"key": "dedicated", "operator": "Exists"}]}))),
-        case("dyn-policy-edit", pinned(6), dynamic(tolerate_all()))
-            .then(Step::Placement(dynamic(merged(tolerate_all(), json!({"clusterAffinity": {"clusterNames": names(&[2, 3])}}))))),
+            "clusterTolerations": [{"key": "dedicated", "operator": "Exists"}]})),
+        ),
+        case("dyn-policy-edit", pinned(6), dynamic(tolerate_all())).then(Step::Placement(dynamic(
+            merged(
+                tolerate_all(),
+                json!({"clusterAffinity": {"clusterNames": names(&[2, 3])}}),
+            ),
+        ))),
     ]
 }
 
@@ -591,14 +779,26 @@ async fn settled(karmada: &kube::Client, c: &Case, copy: &Copy, replicas: i32) -
             let inputs_current = seen.spec.replicas == replicas && seen.placement == *wanted;
             let a = answer(seen);
             let answered = match &a.scheduled {
-                Some((s, _)) if s == "True" => seen.status.scheduler_observed_generation == seen.generation,
+                Some((s, _)) if s == "True" => {
+                    seen.status.scheduler_observed_generation == seen.generation
+                }
                 Some(_) => true,
                 None => false,
             };
             if inputs_current && answered {
                 let rv = seen.resource_version.clone().unwrap_or_default();
-                if last.as_ref().is_some_and(|(r, prev)| *r == rv && *prev == a) {
-                    let parity = fnv32a(seen.spec.resource.uid.clone().unwrap_or_default().as_bytes()) & 1;
+                if last
+                    .as_ref()
+                    .is_some_and(|(r, prev)| *r == rv && *prev == a)
+                {
+                    let parity = fnv32a(
+                        seen.spec
+                            .resource
+                            .uid
+                            .clone()
+                            .unwrap_or_default()
+                            .as_bytes(),
+                    ) & 1;
                     return (a, parity);
                 }
                 last = Some((rv, a));
@@ -645,7 +845,12 @@ async fn run_case(karmada: &kube::Client, c: &Case) -> (Vec<Copy>, Vec<(Answer, 
     }
     copies.push(mine);
     for copy in &copies {
-        apply_json(karmada, &policy_resource(t.cluster_scoped()), policy(c, copy, &placement)).await;
+        apply_json(
+            karmada,
+            &policy_resource(t.cluster_scoped()),
+            policy(c, copy, &placement),
+        )
+        .await;
     }
     let mut answers = Vec::new();
     for copy in &copies {
@@ -658,13 +863,22 @@ async fn run_case(karmada: &kube::Client, c: &Case) -> (Vec<Copy>, Vec<(Answer, 
                     replicas = *n;
                     let api: Api<DynamicObject> =
                         Api::namespaced_with(karmada.clone(), NS, &t.resource());
-                    api.patch(&copy.name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": n}})))
-                        .await
-                        .unwrap_or_else(|e| panic!("scale {}: {e}", copy.name));
+                    api.patch(
+                        &copy.name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"replicas": n}})),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("scale {}: {e}", copy.name));
                 }
                 Step::Placement(p) => {
                     placement = p.clone();
-                    apply_json(karmada, &policy_resource(t.cluster_scoped()), policy(c, &copy, &placement)).await;
+                    apply_json(
+                        karmada,
+                        &policy_resource(t.cluster_scoped()),
+                        policy(c, copy, &placement),
+                    )
+                    .await;
                 }
                 Step::Reschedule => {
                     let api: Api<ResourceBinding> = Api::namespaced(karmada.clone(), NS);
@@ -695,7 +909,11 @@ async fn delete_case(karmada: &kube::Client, c: &Case, copies: &[Copy]) {
     let t = c.template;
     for copy in copies {
         let template = scoped(karmada, t.cluster_scoped(), &t.resource());
-        let policy = scoped(karmada, t.cluster_scoped(), &policy_resource(t.cluster_scoped()));
+        let policy = scoped(
+            karmada,
+            t.cluster_scoped(),
+            &policy_resource(t.cluster_scoped()),
+        );
         let _ = template.delete(&copy.name, &DeleteParams::default()).await;
         let _ = policy.delete(&copy.name, &DeleteParams::default()).await;
     }
@@ -742,7 +960,10 @@ fn judge(name: &str, answers: &[(Answer, u32)]) -> Verdict {
 }
 
 fn table(title: &str, verdicts: &[Verdict]) -> String {
-    let mut out = format!("\n{title}\n{:<24} {:<44} {:<44} {}\n", "CASE", "KARMADA", "OURS", "AGREE");
+    let mut out = format!(
+        "\n{title}\n{:<24} {:<44} {:<44} {}\n",
+        "CASE", "KARMADA", "OURS", "AGREE"
+    );
     for v in verdicts {
         out.push_str(&format!(
             "{:<24} {:<44} {:<44} {} {}\n",
@@ -753,8 +974,14 @@ fn table(title: &str, verdicts: &[Verdict]) -> String {
             v.note
         ));
     }
-    let excluded = verdicts.iter().filter(|v| v.note.starts_with("EXCLUDED")).count();
-    let agreeing = verdicts.iter().filter(|v| v.agree && v.note.is_empty()).count();
+    let excluded = verdicts
+        .iter()
+        .filter(|v| v.note.starts_with("EXCLUDED"))
+        .count();
+    let agreeing = verdicts
+        .iter()
+        .filter(|v| v.agree && v.note.is_empty())
+        .count();
     out.push_str(&format!(
         "{agreeing}/{} agree with karmada-scheduler; {excluded} excluded (no Karmada template with our UID parity)\n",
         verdicts.len()
@@ -765,12 +992,19 @@ fn table(title: &str, verdicts: &[Verdict]) -> String {
 fn assert_all_agree(title: &str, verdicts: &[Verdict]) {
     let t = table(title, verdicts);
     eprintln!("{t}");
-    assert!(verdicts.iter().all(|v| v.agree), "cases disagree with karmada-scheduler:{t}");
+    assert!(
+        verdicts.iter().all(|v| v.agree),
+        "cases disagree with karmada-scheduler:{t}"
+    );
 }
 
 fn alive(env: &Env<Ctx>) {
     let mut p = env.ctx.scheduler.lock().unwrap_or_else(|p| p.into_inner());
-    assert!(p.running(), "fedstate-scheduler exited; log tail:\n{}", p.log_tail(40));
+    assert!(
+        p.running(),
+        "fedstate-scheduler exited; log tail:\n{}",
+        p.log_tail(40)
+    );
 }
 
 async fn placements_without_capacity_match_karmada(env: &Env<Ctx>) {
@@ -801,7 +1035,11 @@ async fn placements_by_capacity_match_karmada(env: &Env<Ctx>) {
 
 async fn patch_cluster(karmada: &kube::Client, index: u32, patch: Value) {
     Api::<Cluster>::all(karmada.clone())
-        .patch(&member_name(index), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &member_name(index),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
         .unwrap_or_else(|e| panic!("patch cluster: {e}"));
 }
@@ -814,9 +1052,30 @@ async fn cluster_changes_match_karmada(env: &Env<Ctx>) {
     // A cluster gaining the selected label: Duplicated and kinds without replicas follow it,
     // a Divided workload keeps its split (Karmada re-evaluates only the former).
     let label_cases = vec![
-        case("gain-dup", deployment(2), duplicated(merged(tolerate_all(), json!({"clusterAffinity": {"labelSelector": {"matchLabels": {"team": "x"}}}})))),
-        case("gain-cm", Template::ConfigMap, duplicated(merged(tolerate_all(), json!({"clusterAffinity": {"labelSelector": {"matchLabels": {"team": "x"}}}})))),
-        case("gain-static", deployment(4), weights(json!([{"targetCluster": {"labelSelector": {"matchLabels": {"team": "x"}}}, "weight": 1}]), tolerate_all())),
+        case(
+            "gain-dup",
+            deployment(2),
+            duplicated(merged(
+                tolerate_all(),
+                json!({"clusterAffinity": {"labelSelector": {"matchLabels": {"team": "x"}}}}),
+            )),
+        ),
+        case(
+            "gain-cm",
+            Template::ConfigMap,
+            duplicated(merged(
+                tolerate_all(),
+                json!({"clusterAffinity": {"labelSelector": {"matchLabels": {"team": "x"}}}}),
+            )),
+        ),
+        case(
+            "gain-static",
+            deployment(4),
+            weights(
+                json!([{"targetCluster": {"labelSelector": {"matchLabels": {"team": "x"}}}, "weight": 1}]),
+                tolerate_all(),
+            ),
+        ),
     ];
     patch_cluster(karmada, 1, json!({"metadata": {"labels": {"team": "x"}}})).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -882,7 +1141,9 @@ async fn cluster_changes_match_karmada(env: &Env<Ctx>) {
     let c = case("estimator-down", pinned(6), dynamic(tolerate_all()));
     let (copies, answers) = run_case(karmada, &c).await;
     let ours = answers.last().map(|(a, _)| a.clone()).expect("our answer");
-    fed.restore_member(3).await.expect("restart member3's estimator");
+    fed.restore_member(3)
+        .await
+        .expect("restart member3's estimator");
     let v = judge("estimator-down", &answers);
     eprintln!(
         "deliberate difference (one estimator unreachable): karmada {} | ours {}",

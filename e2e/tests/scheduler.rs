@@ -408,28 +408,34 @@ async fn deployment_naming_us_is_scheduled_by_us(env: &Env<Scheduler>) {
     // And our scheduler wrote it: its event on the binding names it as the reporting controller.
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(karmada.clone(), NAMESPACE);
-    eventually("our ScheduleBindingSucceed event on the binding", WAIT, || {
-        let events = events.clone();
-        async move {
-            let list = events
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            let ours = list.items.iter().any(|e| {
-                e.reason.as_deref() == Some("ScheduleBindingSucceed")
-                    && e.reporting_controller.as_deref()
-                        == Some(fedstate_api::names::DEFAULT_SCHEDULER_NAME)
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref())
-                        == Some(&*format!("{name}-deployment"))
-                    && e.note.as_deref().is_some_and(|n| n.contains(&format!("{}:2", member_name(1))))
-            });
-            if ours {
-                Ok(())
-            } else {
-                Err(format!("{} events, none ours yet", list.items.len()))
+    eventually(
+        "our ScheduleBindingSucceed event on the binding",
+        WAIT,
+        || {
+            let events = events.clone();
+            async move {
+                let list = events
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let ours = list.items.iter().any(|e| {
+                    e.reason.as_deref() == Some("ScheduleBindingSucceed")
+                        && e.reporting_controller.as_deref()
+                            == Some(fedstate_api::names::DEFAULT_SCHEDULER_NAME)
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref())
+                            == Some(&*format!("{name}-deployment"))
+                        && e.note
+                            .as_deref()
+                            .is_some_and(|n| n.contains(&format!("{}:2", member_name(1))))
+                });
+                if ours {
+                    Ok(())
+                } else {
+                    Err(format!("{} events, none ours yet", list.items.len()))
+                }
             }
-        }
-    })
+        },
+    )
     .await;
     assert!(
         rb.annotations()

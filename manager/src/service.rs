@@ -43,6 +43,10 @@ fn describe_metrics() {
         metrics::Unit::Seconds,
         "Duration of one MultiCloudMongoDB reconcile"
     );
+    // Exported from the start (at 0), so the error alert and the dashboard see the series.
+    for result in ["ok", "error"] {
+        metrics::counter!("fedstate_manager_reconcile_total", "result" => result).absolute(0);
+    }
 }
 
 /// Run until SIGTERM under the shared process skeleton: the admin server always, the controller

@@ -57,6 +57,10 @@ fn describe_metrics() {
         "fedstate_agent_replset_steps_total",
         "Replica-set actions taken, by step (the Event reason: initiate, reconfig, forced reconfig, quorum lost, ...)"
     );
+    // Exported from the start (at 0), so dashboards and alerts see the series before the first
+    // reconcile or error.
+    metrics::counter!("fedstate_agent_reconciles_total").absolute(0);
+    metrics::counter!("fedstate_agent_reconcile_errors_total").absolute(0);
 }
 
 /// Run until SIGTERM/Ctrl-C under the shared process skeleton.

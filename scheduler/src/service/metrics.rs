@@ -1,11 +1,15 @@
 //! Scheduler metrics, named after Karmada's scheduler metrics (`karmada_scheduler_*`,
 //! `docs/karmada.md#metric-names`) under our prefix, so existing dashboards translate one to one.
 
-/// Counter `{result, schedule_type}`: every decision, by outcome.
+/// Counter `{result, schedule_type, kind, outcome}`: every decision. `result` and `schedule_type`
+/// take karmada-scheduler's values (`scheduled`/`error`, `ReconcileSchedule`), so its dashboards
+/// and alerts read ours; `kind` is the object (`MultiCloudMongoDB`, `ResourceBinding`) and
+/// `outcome` ours (`placed`, `unchanged`, `unschedulable`, `error`).
 pub const SCHEDULE_ATTEMPTS: &str = "fedstate_scheduler_schedule_attempts_total";
-/// Histogram `{result, schedule_type}`: from reconcile start to the last write, seconds.
+/// Histogram `{result, schedule_type, kind}`: from reconcile start to the last write, seconds.
 pub const E2E_DURATION: &str = "fedstate_scheduler_e2e_scheduling_duration_seconds";
-/// Histogram `{schedule_step}`: time in one step (`estimate`, `place`), seconds.
+/// Histogram `{schedule_step}`: time in one step, seconds: `Estimate` (asking the estimators) and
+/// `AssignReplicas` (the placement itself, karmada-scheduler's step name).
 pub const ALGORITHM_DURATION: &str = "fedstate_scheduler_scheduling_algorithm_duration_seconds";
 /// Counter `{event}`: triggers that put objects in the queue.
 pub const QUEUE_INCOMING: &str = "fedstate_scheduler_queue_incoming_bindings_total";
@@ -28,6 +32,26 @@ pub enum AttemptResult {
 }
 
 impl AttemptResult {
+    /// karmada-scheduler's `result` label: an attempt that ended without a placement error is
+    /// `scheduled` (also when the placement in force stayed right), one that could not place or
+    /// failed is `error`.
+    pub fn karmada_result(self) -> &'static str {
+        match self {
+            Self::Scheduled | Self::Unchanged => "scheduled",
+            Self::Unschedulable | Self::Error => "error",
+        }
+    }
+
+    /// Our `outcome` label.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Self::Scheduled => "placed",
+            Self::Unchanged => "unchanged",
+            Self::Unschedulable => "unschedulable",
+            Self::Error => "error",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Scheduled => "scheduled",
@@ -38,34 +62,44 @@ impl AttemptResult {
     }
 }
 
+/// karmada-scheduler's `schedule_type` for a placement decision.
+pub const SCHEDULE_TYPE: &str = "ReconcileSchedule";
+
 pub fn describe() {
     metrics::describe_counter!(
         SCHEDULE_ATTEMPTS,
-        "Scheduling attempts by result and schedule type"
+        "Scheduling attempts by result (scheduled, error), schedule type, kind and outcome"
     );
     metrics::describe_histogram!(
         E2E_DURATION,
         metrics::Unit::Seconds,
-        "Reconcile start to the last write"
+        "E2e scheduling latency in seconds: reconcile start to the last write"
     );
     metrics::describe_histogram!(
         ALGORITHM_DURATION,
         metrics::Unit::Seconds,
-        "Time per scheduling step"
+        "Scheduling algorithm latency in seconds per step (Estimate, AssignReplicas)"
     );
     metrics::describe_counter!(QUEUE_INCOMING, "Triggers that queued an object, by event");
     metrics::describe_gauge!(PENDING, "Reconciles in flight");
     metrics::describe_counter!(API_WRITES, "Writes to the apiserver by kind and verb");
 }
 
-/// Record one finished attempt.
-pub fn attempt(schedule_type: &'static str, result: AttemptResult, started: std::time::Instant) {
-    metrics::counter!(SCHEDULE_ATTEMPTS, "result" => result.as_str(), "schedule_type" => schedule_type).increment(1);
-    metrics::histogram!(E2E_DURATION, "result" => result.as_str(), "schedule_type" => schedule_type)
+/// Record one finished attempt on an object of `kind`.
+pub fn attempt(kind: &'static str, result: AttemptResult, started: std::time::Instant) {
+    metrics::counter!(SCHEDULE_ATTEMPTS, "result" => result.karmada_result(), "schedule_type" => SCHEDULE_TYPE, "kind" => kind, "outcome" => result.outcome()).increment(1);
+    metrics::histogram!(E2E_DURATION, "result" => result.karmada_result(), "schedule_type" => SCHEDULE_TYPE, "kind" => kind)
         .record(started.elapsed().as_secs_f64());
 }
 
+/// Record one step: `estimate` is exported as `Estimate`, `place` as karmada-scheduler's
+/// `AssignReplicas`.
 pub fn step(step: &'static str, started: std::time::Instant) {
+    let step = match step {
+        "estimate" => "Estimate",
+        "place" => "AssignReplicas",
+        other => other,
+    };
     metrics::histogram!(ALGORITHM_DURATION, "schedule_step" => step)
         .record(started.elapsed().as_secs_f64());
 }

@@ -104,6 +104,9 @@ pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'
 pub mod types {
     pub const SCHEDULED: &str = "Scheduled";
     pub const SERVER_READY: &str = "ServerReady";
+    /// kstatus' and `kubectl wait --for=condition=Ready`'s condition: the same status, reason and
+    /// message as `ServerReady` (FedState's own name, kept for its users).
+    pub const READY: &str = "Ready";
     /// FedState's name for "the scheduler result was read".
     pub const SERVER_SCHEDULED_RESULT: &str = "ServerScheduledResult";
     pub const SCALING_IN_PROGRESS: &str = "ScalingInProgress";

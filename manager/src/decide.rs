@@ -29,8 +29,9 @@ use crate::teardown::{OwnedKind, OwnedRef, TeardownStep, TeardownView};
 
 /// Conditions the manager owns (the scheduler owns `Scheduled`, `ServerScheduledResult`,
 /// `QuorumAtRisk`).
-pub const OWNED_CONDITIONS: [&str; 5] = [
+pub const OWNED_CONDITIONS: [&str; 6] = [
     types::SERVER_READY,
+    types::READY,
     types::SCALING_IN_PROGRESS,
     types::FAILOVER_IN_PROGRESS,
     types::DEGRADED,

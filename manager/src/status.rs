@@ -398,8 +398,15 @@ pub fn observe<M: Middleware>(middleware: &M, i: StatusInputs<'_>) -> Observed {
         .cloned()
         .chain(view.errors())
         .collect();
+    let server_ready = ready_condition(state, &members, &not_applied, retiring.all, g);
+    // kstatus and `kubectl wait --for=condition=Ready` read `Ready`; it says what ServerReady says.
+    let ready = Condition {
+        type_: types::READY.to_owned(),
+        ..server_ready.clone()
+    };
     let conditions = vec![
-        ready_condition(state, &members, &not_applied, retiring.all, g),
+        server_ready,
+        ready,
         scaling_condition(adding, &retiring.here, g),
         failover_condition(&retiring.lost, g),
         degraded_condition(&degraded, g),
@@ -536,6 +543,9 @@ mod tests {
                 .unwrap()
                 .is_true()
         );
+        let kstatus = find_condition(&o.conditions, types::READY).unwrap();
+        assert!(kstatus.is_true());
+        assert_eq!(kstatus.observed_generation, Some(3));
         assert!(find_condition(&o.conditions, types::QUORUM_AT_RISK).is_none());
         assert_eq!(o.status.observed_generation, Some(3));
     }
@@ -565,6 +575,9 @@ mod tests {
         assert_eq!(o.status.state, Some(ServiceState::UnKnown));
         let ready = find_condition(&o.conditions, types::SERVER_READY).unwrap();
         assert!(!ready.is_true());
+        let kstatus = find_condition(&o.conditions, types::READY).unwrap();
+        assert!(!kstatus.is_true());
+        assert_eq!(kstatus.message, ready.message);
         assert!(
             ready
                 .message

@@ -10,6 +10,9 @@ use kube::core::ApiResource;
 pub const WORK_BINDING_NAME: &str = "resourcebinding.karmada.io/name";
 /// Annotation (or label) naming that binding's namespace.
 pub const WORK_BINDING_NAMESPACE: &str = "resourcebinding.karmada.io/namespace";
+/// Label Karmada puts on a ResourceBinding and on every Work made for it (its permanent id), so a
+/// binding's Works can be listed by label.
+pub const BINDING_PERMANENT_ID: &str = "resourcebinding.karmada.io/permanent-id";
 /// Prefix of the per-cluster namespace Karmada keeps Works in.
 pub const EXECUTION_NAMESPACE_PREFIX: &str = "karmada-es-";
 

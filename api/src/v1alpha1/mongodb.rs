@@ -25,7 +25,10 @@ use crate::condition::Condition;
     version = "v1alpha1",
     kind = "MongoDB",
     plural = "mongodbs",
-    shortname = "mdb",
+    // Not `mongodb`/`mdb`: the MongoDB Community/Enterprise operator's `mongodb.mongodb.com` uses
+    // those, and kubectl would pick one of the two kinds at random.
+    singular = "fedstatemongodb",
+    shortname = "fsmdb",
     category = "fedstate",
     namespaced,
     status = "MongoDBStatus",

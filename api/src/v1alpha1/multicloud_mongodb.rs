@@ -36,16 +36,41 @@ use crate::scheduler_result::ClusterWithReplicaset;
         description = "Health, SubHealth, UnHealth or UnKnown"
     ),
     printcolumn(
+        name = "READY",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "the Ready condition: every member in the replica set and healthy"
+    ),
+    printcolumn(
         name = "SIZE",
         type_ = "integer",
         json_path = ".spec.replicaset",
         description = "data-bearing members"
     ),
     printcolumn(
+        name = "MEMBERS-READY",
+        type_ = "string",
+        json_path = ".status.result[*].replicasetStatus",
+        description = "members running, per cluster"
+    ),
+    printcolumn(
+        name = "VERSION",
+        type_ = "string",
+        json_path = ".spec.imageSetting.image",
+        description = "the MongoDB image"
+    ),
+    printcolumn(
         name = "PLACEMENT",
         type_ = "string",
         json_path = ".status.placement.summary",
         description = "data members per cluster"
+    ),
+    printcolumn(
+        name = "HOSTS",
+        type_ = "string",
+        json_path = ".status.externalAddr",
+        description = "the connection string's host list",
+        priority = "1"
     ),
     printcolumn(
         name = "AGE",

@@ -7,7 +7,9 @@ use fedstate_api::karmada::binding::ResourceBinding;
 use fedstate_api::karmada::binding_status::resource_binding_name;
 use fedstate_api::karmada::override_policy::OverridePolicy;
 use fedstate_api::karmada::propagation::PropagationPolicy;
-use fedstate_api::karmada::work::{work_cluster, work_is_for_binding, work_resource};
+use fedstate_api::karmada::work::{
+    BINDING_PERMANENT_ID, work_cluster, work_is_for_binding, work_resource,
+};
 use fedstate_api::names;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, DynamicObject, ListParams};
@@ -97,6 +99,32 @@ pub async fn live<M: Middleware>(
     })
 }
 
+/// The Secrets the middleware keeps for `obj` that still exist and carry our labels, got by name.
+async fn our_secrets<M: Middleware>(
+    ctx: &Context<M>,
+    obj: &M::Federated,
+    ns: &str,
+    name: &str,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for s in ctx.middleware.secret_names(obj) {
+        let found = api::<Secret>(ctx, ns)
+            .get_opt(&s)
+            .await
+            .map_err(Error::kube("get", "Secret", ns, &s))?;
+        let ours = found.is_some_and(|f| {
+            let l = f.labels();
+            l.get(names::LABEL_MANAGED_BY)
+                .is_some_and(|v| v == names::MANAGED_BY)
+                && l.get(names::LABEL_INSTANCE).is_some_and(|v| v == name)
+        });
+        if ours {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
 /// What is left of a deleted object: the template, its Works per cluster, our other objects.
 pub async fn teardown<M: Middleware>(ctx: &Context<M>, obj: &M::Federated) -> Result<TeardownView> {
     let (ns, name) = (obj.namespace().ok_or(Error::NotNamespaced)?, obj.name_any());
@@ -106,8 +134,19 @@ pub async fn teardown<M: Middleware>(ctx: &Context<M>, obj: &M::Federated) -> Re
         .map_err(Error::kube("get", M::Member::kind(&()), &ns, &name))?
         .map(|_| OwnedRef::new(OwnedKind::Template, name.clone()));
     let rb_name = resource_binding_name(&name, &M::Member::kind(&()));
+    // Only our binding's Works, by the permanent id Karmada labels them with; every Work only
+    // once the binding itself is gone (its Works may still be on their way out).
+    let permanent_id = api::<ResourceBinding>(ctx, &ns)
+        .get_opt(&rb_name)
+        .await
+        .map_err(Error::kube("get", "ResourceBinding", &ns, &rb_name))?
+        .and_then(|rb| rb.labels().get(BINDING_PERMANENT_ID).cloned());
+    let works_lp = match &permanent_id {
+        Some(id) => ListParams::default().labels(&format!("{BINDING_PERMANENT_ID}={id}")),
+        None => ListParams::default(),
+    };
     let works = Api::<kube::api::DynamicObject>::all_with(ctx.client.clone(), &work_resource())
-        .list(&ListParams::default())
+        .list(&works_lp)
         .await
         .map_err(Error::kube("list", "Work", "", ""))?;
     let ready = clusters(&ctx.clusters).ready;
@@ -130,7 +169,8 @@ pub async fn teardown<M: Middleware>(ctx: &Context<M>, obj: &M::Federated) -> Re
         let names = match kind {
             OwnedKind::Service => names_of::<Service>(ctx, &ns, &name).await?,
             OwnedKind::ConfigMap => names_of::<ConfigMap>(ctx, &ns, &name).await?,
-            OwnedKind::Secret => names_of::<Secret>(ctx, &ns, &name).await?,
+            // By name, never listed: the Karmada apiserver holds the member clusters' credentials.
+            OwnedKind::Secret => our_secrets(ctx, obj, &ns, &name).await?,
             OwnedKind::PropagationPolicy => names_of::<PropagationPolicy>(ctx, &ns, &name).await?,
             OwnedKind::OverridePolicy => names_of::<OverridePolicy>(ctx, &ns, &name).await?,
             OwnedKind::Template => Vec::new(),

@@ -6,5 +6,6 @@
 
 pub mod harness;
 pub mod process;
+pub mod pods;
 pub mod stack;
 pub mod suite;

@@ -12,10 +12,12 @@ use fedstate_mongo_agent::controller::{Context as AgentContext, Settings as Agen
 use fedstate_mongo_agent::resources::MemberAddressing;
 use fedstate_rs_sim::bridge::MemberCluster;
 use fedstate_rs_sim::{Simulator, world};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolume};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams, PostParams};
 use kube::{CustomResourceExt, ResourceExt};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::{self, eventually};
@@ -258,4 +260,44 @@ pub fn scheduler_args(
         "--scheduler-estimator-budget=4s".to_owned(),
     ]);
     cli.run
+}
+
+/// What the seed sample needs in every member (nodes labelled `deploy=mongo`, its StorageClass
+/// and volumes) and in Karmada (the user's mongod ConfigMap it names, in `namespace`).
+pub async fn prepare_seed_sample(fed: &Federation, namespace: &str) {
+    for i in 1..=fed.members() {
+        let client = fed.member_client(i).await.expect("member client");
+        label_nodes(&client, "deploy", Some("mongo")).await;
+        let apply = PatchParams::apply(harness::FIELD_MANAGER).force();
+        let classes: Api<StorageClass> = Api::all(client.clone());
+        let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "managed-nfs-storage"},
+                           "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate"});
+        classes
+            .patch("managed-nfs-storage", &apply, &Patch::Apply(&class))
+            .await
+            .expect("storage class");
+        let pvs: Api<PersistentVolume> = Api::all(client.clone());
+        for v in 0..8 {
+            let pv_name = format!("demo-nfs-{}-{v}", member_name(i));
+            let pv = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name},
+                            "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "managed-nfs-storage",
+                                     "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": format!("/tmp/fedstate-demo/{pv_name}")}}});
+            pvs.patch(&pv_name, &apply, &Patch::Apply(&pv))
+                .await
+                .expect("persistent volume");
+        }
+    }
+    // The user's mongod configuration the sample names in spec.config.configRef, on Karmada (the
+    // manager propagates it).
+    let karmada = fed.karmada_client().await.expect("karmada client");
+    let cms: Api<ConfigMap> = Api::namespaced(karmada, namespace);
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "my-custome-configmap", "namespace": namespace},
+                    "data": {"mongod.yaml": "operationProfiling:\n  slowOpThresholdMs: 200\n"}});
+    cms.patch(
+        "my-custome-configmap",
+        &PatchParams::apply(harness::FIELD_MANAGER).force(),
+        &Patch::Apply(&cm),
+    )
+    .await
+    .expect("configmap");
 }

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use fedstate_api::MultiCloudMongoDB;
 use fedstate_e2e::harness;
 use fedstate_e2e::stack::{self, Stack, ensure_namespace};
-use fedstate_local::{Federation, Options, PortPlan, member_name};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume};
-use k8s_openapi::api::storage::v1::StorageClass;
+use fedstate_local::{Federation, Options, PortPlan};
 use kube::api::{Api, ApiResource, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -73,7 +71,7 @@ async fn main() {
     let stack = Stack::start(&fed).await;
     let karmada = fed.karmada_client().await.expect("karmada client");
     ensure_namespace(&karmada, NAMESPACE).await;
-    prepare_members(&fed).await;
+    stack::prepare_seed_sample(&fed, NAMESPACE).await;
 
     step(
         "applying FedState's MultiCloudMongoDB sample, unchanged (deploy/samples/seed/multicloudmongodb-full.yaml)",
@@ -142,45 +140,6 @@ async fn main() {
     if let Err(e) = fed.down() {
         eprintln!("demo: teardown: {e}");
     }
-}
-
-/// What the sample expects the user to have in each member cluster.
-async fn prepare_members(fed: &Federation) {
-    for i in 1..=fed.members() {
-        let client = fed.member_client(i).await.expect("member client");
-        stack::label_nodes(&client, "deploy", Some("mongo")).await;
-        let apply = PatchParams::apply(harness::FIELD_MANAGER).force();
-        let classes: Api<StorageClass> = Api::all(client.clone());
-        let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "managed-nfs-storage"},
-                           "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate"});
-        classes
-            .patch("managed-nfs-storage", &apply, &Patch::Apply(&class))
-            .await
-            .expect("storage class");
-        let pvs: Api<PersistentVolume> = Api::all(client.clone());
-        for v in 0..8 {
-            let pv_name = format!("demo-nfs-{}-{v}", member_name(i));
-            let pv = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name},
-                            "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "managed-nfs-storage",
-                                     "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": format!("/tmp/fedstate-demo/{pv_name}")}}});
-            pvs.patch(&pv_name, &apply, &Patch::Apply(&pv))
-                .await
-                .expect("persistent volume");
-        }
-    }
-    // The user's mongod configuration the sample names in spec.config.configRef, on Karmada (the
-    // manager propagates it).
-    let karmada = fed.karmada_client().await.expect("karmada client");
-    let cms: Api<ConfigMap> = Api::namespaced(karmada, NAMESPACE);
-    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "my-custome-configmap", "namespace": NAMESPACE},
-                    "data": {"mongod.yaml": "operationProfiling:\n  slowOpThresholdMs: 200\n"}});
-    cms.patch(
-        "my-custome-configmap",
-        &PatchParams::apply(harness::FIELD_MANAGER).force(),
-        &Patch::Apply(&cm),
-    )
-    .await
-    .expect("configmap");
 }
 
 fn condition<'a>(o: &'a MultiCloudMongoDB, type_: &str) -> Option<&'a fedstate_api::Condition> {

@@ -280,7 +280,11 @@ cmd_build() {
             ;;
         promtool) ldflags+=" -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" ;;
         esac
-        run_with_progress "$t" bash -c "cd '$here/go/$t' && CGO_ENABLED=0 go build -mod=readonly -p $jobs -v \
+        # promtool: only rule checks and rule tests are used; Prometheus's own build tag leaves
+        # out every service-discovery plugin (AWS, Azure, GCE, Kubernetes, ...): ~250 fewer packages.
+        local tags=""
+        [[ "$t" == promtool ]] && tags="-tags remove_all_sd"
+        run_with_progress "$t" bash -c "cd '$here/go/$t' && CGO_ENABLED=0 go build -mod=readonly -p $jobs -v $tags \
             -ldflags '$ldflags' -o '$bin_dir/$t.tmp' $(tool_pkg "$t") && mv '$bin_dir/$t.tmp' '$bin_dir/$t'"
     done
     have_all || { log "build finished but binaries are missing in $bin_dir"; exit 1; }

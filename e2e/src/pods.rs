@@ -53,6 +53,8 @@ pub struct Pod {
     pub ip: Ipv4Addr,
     pub args: Vec<String>,
     pub log: PathBuf,
+    /// `terminationGracePeriodSeconds` of the pod (the kubelet's default 30).
+    pub grace_seconds: u64,
     child: Child,
 }
 
@@ -62,11 +64,22 @@ impl Pod {
         format!("http://{}:{port}{path}", self.ip)
     }
 
-    /// SIGTERM, as the kubelet stops a container; waits up to 20 s, then SIGKILL.
+    /// SIGTERM, as the kubelet stops a container; waits the pod's termination grace period, then
+    /// SIGKILL (`None`: it had to be killed).
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.terminate();
+        self.wait_stopped()
+    }
+
+    /// SIGTERM only.
+    pub fn terminate(&self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        for _ in 0..200 {
+    }
+
+    /// Waits the grace period for the process to exit after [`Pod::terminate`], then SIGKILL.
+    pub fn wait_stopped(&mut self) -> Option<std::process::ExitStatus> {
+        for _ in 0..self.grace_seconds * 10 {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(status);
             }
@@ -277,6 +290,10 @@ impl Kubelet {
             ip,
             args,
             log,
+            grace_seconds: spec
+                .termination_grace_period_seconds
+                .and_then(|g| u64::try_from(g).ok())
+                .unwrap_or(30),
             child,
         }
     }

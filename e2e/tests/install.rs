@@ -191,8 +191,18 @@ async fn helm_install_runs_the_seed_sample_to_health_and_uninstalls_cleanly(env:
         },
     )
     .await;
+    // As the kubelet stops pods: SIGTERM to all, each gets its termination grace period.
+    let stopping = std::time::Instant::now();
+    for (_, p) in &running {
+        p.terminate();
+    }
     for (what, mut p) in running.drain(..) {
-        let status = p.stop();
+        let status = p.wait_stopped();
+        eprintln!(
+            "  {what} {} exited {status:?} ({:.1}s after SIGTERM)",
+            p.name,
+            stopping.elapsed().as_secs_f32()
+        );
         assert!(
             status.is_some_and(|s| s.success()),
             "{what} ({}) did not stop cleanly on SIGTERM: {status:?}; log {}",

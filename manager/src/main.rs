@@ -3,10 +3,9 @@
 use clap::Parser;
 use fedstate_manager::service::{Args, run};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     fedstate_runtime::telemetry::init(args.common.log_format);
-    run(args).await?;
+    fedstate_runtime::process::block_on(run(args))??;
     Ok(())
 }

@@ -79,6 +79,22 @@ impl LeaderOptions {
     }
 }
 
+/// How long the work may take to return once it is told to stop (shutdown or lost leadership).
+/// Past that it is dropped (its in-flight reconciles with it), so the Lease is handed back and
+/// the process exits well within a pod's termination grace period; every controller here
+/// starts from what it reads, so an abandoned reconcile is redone by the next leader.
+pub const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// Wait for `work` to return, at most `grace`.
+pub async fn stop_within<F: Future<Output = ()>>(grace: Duration, work: F) {
+    if tokio::time::timeout(grace, work).await.is_err() {
+        tracing::warn!(
+            seconds = grace.as_secs(),
+            "the work did not stop in time; abandoning what it had in flight"
+        );
+    }
+}
+
 /// A Lease we take part in: reached (read or created) but not necessarily held.
 pub struct Elector {
     manager: kube_lease_manager::LeaseManager,
@@ -174,12 +190,20 @@ impl Elector {
                 tracing::warn!(lease = %options.lease_name, "lost leadership; stopping work");
                 stop_work.cancel();
             };
-            tokio::join!(work(term.clone()), async {
-                tokio::select! {
-                    _ = watch_leadership => {}
-                    _ = term.cancelled() => {}
+            let work_done = work(term.clone());
+            tokio::pin!(work_done);
+            tokio::select! {
+                () = &mut work_done => {}
+                () = async {
+                    tokio::select! {
+                        () = watch_leadership => {}
+                        () = term.cancelled() => {}
+                    }
+                } => {
+                    term.cancel();
+                    stop_within(STOP_GRACE, &mut work_done).await;
                 }
-            });
+            }
             if shutdown.is_cancelled() {
                 return release(is_leader, task).await.map_err(lease_err);
             }

@@ -152,7 +152,14 @@ where
                 };
                 if reached {
                     health.set_ready(true);
-                    term(stop.clone()).await;
+                    let work_done = term(stop.clone());
+                    tokio::pin!(work_done);
+                    tokio::select! {
+                        () = &mut work_done => {}
+                        () = stop.cancelled() => {
+                            leader::stop_within(leader::STOP_GRACE, &mut work_done).await;
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -171,6 +178,18 @@ where
         }),
         None => Ok(()),
     }
+}
+
+/// Runs `main` on a multi-threaded tokio runtime and exits without waiting for stray blocking
+/// tasks (a client library's) more than 5 s once `main` has returned: the process's own work has
+/// stopped and its Lease is released by then.
+pub fn block_on<F: Future>(main: F) -> std::io::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let out = runtime.block_on(main);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    Ok(out)
 }
 
 /// Retry delays while the apiserver or the Lease cannot be reached at start-up.

@@ -75,17 +75,14 @@ fn main() -> ExitCode {
 
 fn run_service(args: fedstate_scheduler::service::RunArgs) -> ExitCode {
     fedstate_runtime::telemetry::init(args.common.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
+    match fedstate_runtime::process::block_on(fedstate_scheduler::service::run(args)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "fedstate-scheduler stopped");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("fedstate-scheduler run: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(fedstate_scheduler::service::run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "fedstate-scheduler stopped");
             ExitCode::FAILURE
         }
     }

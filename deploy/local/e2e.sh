@@ -14,7 +14,7 @@ run_dir="${FEDSTATE_E2E_DIR:-$repo/.fedstate-local/e2e}"
 bin_dir="$("$here/build.sh" | tail -n 1)"
 export FEDSTATE_LOCAL_BIN_DIR="$bin_dir" FEDSTATE_E2E=1 FEDSTATE_E2E_DIR="$run_dir"
 
-# The install test (e2e/tests/install.rs) runs our binaries as the chart's Deployments would.
+# Our binaries, for the suites that use them as users do (e2e/tests/images.rs builds images of them).
 echo "e2e: building fedstate-scheduler, fedstate-manager, fedstate-mongo-agent" >&2
 (cd "$repo" && cargo build --locked -q -p fedstate-scheduler -p fedstate-manager -p fedstate-mongo-agent)
 target_dir="$(cd "$repo" && cargo metadata --locked --format-version 1 --no-deps |

@@ -6,6 +6,5 @@
 
 pub mod harness;
 pub mod process;
-pub mod pods;
 pub mod stack;
 pub mod suite;

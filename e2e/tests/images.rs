@@ -5,13 +5,31 @@
 //! image is self-contained (loader, libraries). There is no container runtime here, so the image
 //! is not run as a container.
 //!
-//! A standalone trial of the install suite (no federation). The `chroot` step needs root and
-//! says so when skipped.
+//! A suite of one standalone trial (no federation), run by deploy/local/e2e.sh, which builds the
+//! binaries and sets `FEDSTATE_INSTALL_BIN_DIR`; ignored, like every e2e trial, without
+//! `FEDSTATE_E2E=1`. The `chroot` step needs root and says so when skipped.
 
 use std::path::Path;
 use std::process::Command;
 
-use super::repo;
+use fedstate_e2e::suite::Suite;
+
+fn main() -> std::process::ExitCode {
+    Suite::new("images", |_, _| Box::pin(async {}))
+        .standalone(
+            "images_are_built_daemonless_and_run_from_their_file_system",
+            images_are_built_daemonless_and_run_from_their_file_system,
+        )
+        .run()
+}
+
+/// The checkout under test (cargo runs test binaries with CARGO_MANIFEST_DIR set to this crate).
+fn repo() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .and_then(|e2e| e2e.parent().map(Path::to_path_buf))
+        .unwrap_or_else(fedstate_local::layout::repository_root)
+}
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -31,8 +49,10 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-pub fn images_are_built_daemonless_and_run_from_their_file_system() {
-    let bin_dir = super::install_bin_dir();
+fn images_are_built_daemonless_and_run_from_their_file_system() {
+    let bin_dir = std::env::var_os("FEDSTATE_INSTALL_BIN_DIR")
+        .map(std::path::PathBuf::from)
+        .expect("FEDSTATE_INSTALL_BIN_DIR is not set: run this suite through deploy/local/e2e.sh");
     let out = std::env::temp_dir().join(format!("fedstate-images-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     run(Command::new(repo().join("scripts/build-images.sh"))

@@ -14,16 +14,13 @@ run_dir="${FEDSTATE_E2E_DIR:-$repo/.fedstate-local/e2e}"
 bin_dir="$("$here/build.sh" | tail -n 1)"
 export FEDSTATE_LOCAL_BIN_DIR="$bin_dir" FEDSTATE_E2E=1 FEDSTATE_E2E_DIR="$run_dir"
 
-# Our binaries, for the suites that use them as users do (e2e/tests/images.rs builds images of them).
-echo "e2e: building fedstate-scheduler, fedstate-manager, fedstate-mongo-agent" >&2
-(cd "$repo" && cargo build --locked -q -p fedstate-scheduler -p fedstate-manager -p fedstate-mongo-agent)
-target_dir="$(cd "$repo" && cargo metadata --locked --format-version 1 --no-deps |
+status=0
+# Our binaries, for the suites that run them as processes (as users run them) and build images of
+# them (e2e/tests/images.rs reads FEDSTATE_INSTALL_BIN_DIR).
+(cd "$repo" && cargo build -p fedstate-scheduler -p fedstate-manager -p fedstate-mongo-agent --bins) || exit 1
+target_dir="$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
 export FEDSTATE_INSTALL_BIN_DIR="${FEDSTATE_INSTALL_BIN_DIR:-$target_dir/debug}"
-
-status=0
-# Our binaries, for the suites that run them as processes (as users run them).
-(cd "$repo" && cargo build -p fedstate-scheduler -p fedstate-manager -p fedstate-mongo-agent --bins) || exit 1
 (cd "$repo" && cargo test -p fedstate-e2e -- --nocapture --test-threads=1 "$@") || status=$?
 
 # Processes of our binaries that still name the e2e run directory.

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::{MAX_MEMBERS, MAX_VOTERS};
+use crate::limits::{MAX_MEMBER_INDEX, MAX_MEMBERS, MAX_PRIORITY, MAX_VOTERS};
 
 /// The ConfigMap key holding the JSON host list.
 pub const HOSTCONF_KEY: &str = "hostconf.json";
@@ -51,6 +51,10 @@ pub enum HostConfError {
     DuplicateHost(String),
     #[error("ConfigMap key {HOSTCONF_KEY:?}: memberIndex {0} is listed twice")]
     DuplicateIndex(i32),
+    #[error(
+        "ConfigMap key {HOSTCONF_KEY:?}: host {host:?} has memberIndex {index}; member indexes are 0..={MAX_MEMBER_INDEX}"
+    )]
+    BadIndex { host: String, index: i32 },
     #[error("ConfigMap key {HOSTCONF_KEY:?}: host {0:?} is not <address>:<port>")]
     BadHost(String),
     #[error(
@@ -84,8 +88,12 @@ impl HostConf {
         serde_json::to_string(&sorted).unwrap_or_else(|_| "[]".to_owned())
     }
 
-    /// Check MongoDB's limits and our invariants (unique hosts and indexes, sane roles).
+    /// Check MongoDB's limits and our invariants (unique hosts and indexes within
+    /// `0..=49`, sane roles). The size is checked first, so an oversized list costs nothing more.
     pub fn validate(&self) -> Result<(), HostConfError> {
+        if self.hosts.len() > usize::from(MAX_MEMBERS) {
+            return Err(HostConfError::TooManyMembers(self.hosts.len()));
+        }
         let mut hosts = BTreeSet::new();
         let mut indexes = BTreeSet::new();
         for h in &self.hosts {
@@ -99,11 +107,17 @@ impl HostConf {
             if !hosts.insert(h.host.as_str()) {
                 return Err(HostConfError::DuplicateHost(h.host.clone()));
             }
+            if !(0..=i32::from(MAX_MEMBER_INDEX)).contains(&h.member_index) {
+                return Err(HostConfError::BadIndex {
+                    host: h.host.clone(),
+                    index: h.member_index,
+                });
+            }
             if !indexes.insert((h.arbiter_only, h.member_index)) {
                 return Err(HostConfError::DuplicateIndex(h.member_index));
             }
             let role_ok = matches!(h.votes, 0 | 1)
-                && (0..=1000).contains(&h.priority)
+                && (0..=i32::from(MAX_PRIORITY)).contains(&h.priority)
                 && (h.votes == 1 || h.priority == 0)
                 && (!h.arbiter_only || (h.priority == 0 && h.votes == 1));
             if !role_ok {
@@ -113,9 +127,6 @@ impl HostConf {
                     priority: h.priority,
                 });
             }
-        }
-        if self.hosts.len() > usize::from(MAX_MEMBERS) {
-            return Err(HostConfError::TooManyMembers(self.hosts.len()));
         }
         let voters = self.voters();
         if voters > usize::from(MAX_VOTERS) {
@@ -220,5 +231,41 @@ mod tests {
         };
         assert!(matches!(no_port.validate(), Err(HostConfError::BadHost(_))));
         assert!(matches!(HostConf::parse("{"), Err(HostConfError::Json(_))));
+    }
+
+    #[test]
+    fn indexes_and_sizes_are_bounded() {
+        // Member indexes name Services and `memberRoles` entries (0..=49 in the CRD); an index
+        // outside that range passed before and reached the agent.
+        let huge = HostConf {
+            hosts: vec![entry("a:1", i32::MAX, 1, 1, "c")],
+        };
+        assert_eq!(
+            huge.validate().unwrap_err().to_string(),
+            "ConfigMap key \"hostconf.json\": host \"a:1\" has memberIndex 2147483647; member indexes are 0..=49"
+        );
+        let negative = HostConf {
+            hosts: vec![entry("a:1", -1, 0, 0, "c")],
+        };
+        assert!(matches!(
+            negative.validate(),
+            Err(HostConfError::BadIndex { index: -1, .. })
+        ));
+        let fifty_one = HostConf {
+            hosts: (0..51)
+                .map(|i| entry(&format!("h:{}", 100 + i), i % 50, 0, 0, "c"))
+                .collect(),
+        };
+        assert!(matches!(
+            fifty_one.validate(),
+            Err(HostConfError::TooManyMembers(51))
+        ));
+        let priority = HostConf {
+            hosts: vec![entry("a:1", 0, 1, 1001, "c")],
+        };
+        assert!(matches!(
+            priority.validate(),
+            Err(HostConfError::BadRole { .. })
+        ));
     }
 }

@@ -11,6 +11,8 @@ pub const MAX_VOTERS: u8 = 7;
 pub const MAX_MEMBERS: u8 = 50;
 /// Highest set-wide data member index (`MemberRole.memberIndex` is `0..=49`).
 pub const MAX_MEMBER_INDEX: u8 = MAX_MEMBERS - 1;
+/// Highest member priority MongoDB accepts (`members[n].priority` is `0..=1000`).
+pub const MAX_PRIORITY: u16 = 1000;
 
 #[cfg(test)]
 mod tests {

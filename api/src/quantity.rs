@@ -7,6 +7,11 @@
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+/// The largest magnitude of a quantity, in milli-units: Kubernetes caps every quantity at
+/// 2⁶³−1 units (its `int64` scaled values), so nothing larger is a real request, capacity or
+/// allocation. Bounding it here keeps every sum of a few quantities far inside `i128`.
+pub const MAX_MILLIS: i128 = i64::MAX as i128 * 1000;
+
 /// Why a quantity string is not a valid Kubernetes quantity.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantityError {
@@ -18,8 +23,12 @@ pub enum QuantityError {
     Syntax(String),
     #[error("quantity {0:?} has an unknown suffix {1:?} (use m, k, M, G, Ki, Mi, Gi, … or e<N>)")]
     Suffix(String, String),
-    #[error("quantity {0:?} is too large")]
+    #[error(
+        "quantity {0:?} is too large: Kubernetes quantities are at most 2^63-1 (9223372036854775807)"
+    )]
     Overflow(String),
+    #[error("quantity {0:?} has an exponent outside the 32-bit range Kubernetes reads")]
+    Exponent(String),
 }
 
 /// The value of a quantity in milli-units (`500m` → 500, `2` → 2000, `1Ki` → 1_024_000).
@@ -27,7 +36,7 @@ pub fn parse_quantity(q: &Quantity) -> Result<i128, QuantityError> {
     parse_millis(&q.0)
 }
 
-/// [`parse_quantity`] for a plain string.
+/// [`parse_quantity`] for a plain string. The result is within ±[`MAX_MILLIS`].
 pub fn parse_millis(s: &str) -> Result<i128, QuantityError> {
     let s = s.trim();
     if s.is_empty() {
@@ -36,10 +45,9 @@ pub fn parse_millis(s: &str) -> Result<i128, QuantityError> {
     let syntax = || QuantityError::Syntax(s.to_owned());
     let overflow = || QuantityError::Overflow(s.to_owned());
 
-    let (negative, rest) = match s.as_bytes()[0] {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
+    let (negative, rest) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
     // The number is digits with at most one '.'; the suffix starts at the first other character.
     let num_end = rest
@@ -50,6 +58,9 @@ pub fn parse_millis(s: &str) -> Result<i128, QuantityError> {
     if (int_part.is_empty() && frac_part.is_empty()) || frac_part.contains('.') {
         return Err(syntax());
     }
+    // Trailing zeros of the fraction do not change the value (`1.000` is 1), and leading zeros
+    // of the integer part add nothing to the mantissa: neither may overflow it.
+    let frac_part = frac_part.trim_end_matches('0');
     // mantissa = the digits without the point; value = mantissa / 10^frac_digits.
     let mut mantissa: i128 = 0;
     for b in int_part.bytes().chain(frac_part.bytes()) {
@@ -58,10 +69,11 @@ pub fn parse_millis(s: &str) -> Result<i128, QuantityError> {
             .and_then(|m| m.checked_add(i128::from(b - b'0')))
             .ok_or_else(overflow)?;
     }
-    let frac_digits = i32::try_from(frac_part.len()).map_err(|_| overflow())?;
+    // At most the string's length: far inside i64.
+    let frac_digits = i64::try_from(frac_part.len()).map_err(|_| overflow())?;
 
     // value = mantissa * 2^bin * 10^dec / 10^frac_digits, in units; ×1000 for millis.
-    let (bin, dec): (u32, i32) = match suffix {
+    let (bin, dec): (u32, i64) = match suffix {
         "" => (0, 0),
         "Ki" => (10, 0),
         "Mi" => (20, 0),
@@ -78,40 +90,49 @@ pub fn parse_millis(s: &str) -> Result<i128, QuantityError> {
         "T" => (0, 12),
         "P" => (0, 15),
         "E" => (0, 18),
-        other if other.starts_with(['e', 'E']) => {
-            let exp = &other[1..];
+        other => {
+            let Some(exp) = other.strip_prefix(['e', 'E']) else {
+                return Err(QuantityError::Suffix(s.to_owned(), other.to_owned()));
+            };
             let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(QuantityError::Suffix(s.to_owned(), other.to_owned()));
             }
-            let e: i32 = exp.parse().map_err(|_| overflow())?;
-            (0, e)
+            // Any i32 exponent (the CRD accepts `1e-2147483648`) is fine in i64 below.
+            let e: i32 = exp
+                .parse()
+                .map_err(|_| QuantityError::Exponent(s.to_owned()))?;
+            (0, i64::from(e))
         }
-        other => return Err(QuantityError::Suffix(s.to_owned(), other.to_owned())),
     };
-    let pow10 = |e: i32| -> Result<i128, QuantityError> {
-        10i128
-            .checked_pow(u32::try_from(e).map_err(|_| overflow())?)
-            .ok_or_else(overflow)
-    };
-    let scale = dec
-        .checked_add(3)
-        .and_then(|d| d.checked_sub(frac_digits))
-        .ok_or_else(overflow)?;
+    if mantissa == 0 {
+        return Ok(0);
+    }
+    // Each term is at most 2^31 in magnitude: no overflow in i64.
+    let scale = dec + 3 - frac_digits;
     let mut numerator = mantissa;
     if bin > 0 {
         numerator = numerator.checked_mul(1i128 << bin).ok_or_else(overflow)?;
     }
     let millis = if scale >= 0 {
-        numerator.checked_mul(pow10(scale)?).ok_or_else(overflow)?
-    } else if -scale > 38 {
-        // Smaller than any i128 can tell apart from zero at milli precision: rounds up to 1.
-        i128::from(numerator > 0)
+        let pow10 = u32::try_from(scale)
+            .ok()
+            .and_then(|e| 10i128.checked_pow(e))
+            .ok_or_else(overflow)?;
+        numerator.checked_mul(pow10).ok_or_else(overflow)?
+    } else if scale < -38 {
+        // The numerator is below 10^39 (an i128), so the value is below one milli-unit and
+        // rounds up to 1 (it is not 0: the mantissa is not).
+        1
     } else {
-        let denominator = pow10(-scale)?;
+        // -38 <= scale < 0: 10^38 fits in an i128.
+        let denominator = 10i128.pow(u32::try_from(scale.unsigned_abs()).unwrap_or(38));
         // Round up like Kubernetes' MilliValue().
         numerator / denominator + i128::from(numerator % denominator != 0)
     };
+    if millis > MAX_MILLIS {
+        return Err(overflow());
+    }
     Ok(if negative { -millis } else { millis })
 }
 
@@ -181,10 +202,68 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn extreme_exponents_and_magnitudes_are_errors_or_exact_never_panics() {
+        // The CRD accepts these; `-scale` overflowed for the first (a panic in debug builds).
+        assert_eq!(parse_millis("1.000e-2147483648"), Ok(1), "tiny: rounds up");
+        assert_eq!(parse_millis("1e-2147483648"), Ok(1));
+        assert_eq!(parse_millis("0e2147483647"), Ok(0));
+        assert!(matches!(
+            parse_millis("1e2147483647"),
+            Err(QuantityError::Overflow(_))
+        ));
+        assert!(matches!(
+            parse_millis("1e-2147483649"),
+            Err(QuantityError::Exponent(_))
+        ));
+        // 1e35 fit in i128 millis; three of them summed did not. Kubernetes caps quantities at
+        // 2^63-1, and so do we.
+        let e = parse_millis("1e35").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "quantity \"1e35\" is too large: Kubernetes quantities are at most 2^63-1 (9223372036854775807)"
+        );
+        assert!(matches!(
+            parse_millis("-1e35"),
+            Err(QuantityError::Overflow(_))
+        ));
+        assert_eq!(parse_millis("9223372036854775807"), Ok(MAX_MILLIS));
+        assert!(matches!(
+            parse_millis("9223372036854775808"),
+            Err(QuantityError::Overflow(_))
+        ));
+        assert!(matches!(
+            parse_millis("8Ei"),
+            Err(QuantityError::Overflow(_))
+        ));
+        assert_eq!(parse_millis("7Ei"), Ok(7 * (1i128 << 60) * 1000));
+        // Zeros that say nothing do not count against the mantissa.
+        assert_eq!(
+            parse_millis("1.0000000000000000000000000000000000000000000000"),
+            Ok(1000)
+        );
+        assert_eq!(
+            parse_millis("0000000000000000000000000000000000000000000000002"),
+            Ok(2000)
+        );
+    }
+
     proptest! {
         #[test]
         fn never_panics(s in ".{0,40}") {
             let _ = parse_millis(&s);
+        }
+
+        // Numbers with exponents, the shape the CRD's pattern admits: a value within the bound,
+        // or an error; never a panic.
+        #[test]
+        fn any_exponent_is_bounded(
+            sign in "[-+]?", int in "[0-9]{0,25}", frac in "(\\.[0-9]{0,25})?",
+            e in prop_oneof![any::<i32>().prop_map(i64::from), any::<i64>()],
+        ) {
+            if let Ok(v) = parse_millis(&format!("{sign}{int}{frac}e{e}")) {
+                prop_assert!(v.abs() <= MAX_MILLIS);
+            }
         }
 
         #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::limits::MAX_VOTERS;
+use crate::limits::{MAX_MEMBERS, MAX_PRIORITY, MAX_VOTERS};
 use crate::v1alpha1::SchedulerMode;
 
 /// The whole annotation value.
@@ -79,6 +79,16 @@ pub enum SchedulerResultError {
         value: i32,
     },
     #[error(
+        "schedulerResult annotation: cluster {cluster:?} has {field} {value}, above {max}: {why}"
+    )]
+    TooLarge {
+        cluster: String,
+        field: &'static str,
+        value: i32,
+        max: i32,
+        why: &'static str,
+    },
+    #[error(
         "schedulerResult annotation: cluster {cluster:?} has {votes} votes but only {members} members that can vote"
     )]
     VotesExceedMembers {
@@ -91,9 +101,13 @@ pub enum SchedulerResultError {
     )]
     SeveralArbiters { count: usize },
     #[error(
-        "schedulerResult annotation gives {votes} votes in all; MongoDB allows at most 7 voting members"
+        "schedulerResult annotation gives {votes} votes in all; MongoDB allows at most {MAX_VOTERS} voting members"
     )]
-    TooManyVotes { votes: i32 },
+    TooManyVotes { votes: i64 },
+    #[error(
+        "schedulerResult annotation places {members} members in all (arbiter included); MongoDB allows at most {MAX_MEMBERS} members in a replica set"
+    )]
+    TooManyMembers { members: i64 },
     #[error(
         "schedulerResult annotation places {actual} data members but spec.replicaset is {expected}; the scheduler will re-place the object, or fix the annotation so the counts sum to spec.replicaset"
     )]
@@ -133,6 +147,10 @@ impl SchedulerResult {
         Ok(parsed)
     }
 
+    /// Every count is bounded here, at parse time, by MongoDB's own limits (50 members, 7 voters,
+    /// priorities 0..=1000), so whoever acts on a parsed value (the engine's stability pass, the
+    /// manager's member loops) never iterates or sums beyond them. The number of entries is
+    /// bounded by the apiserver's 256 KiB limit on all annotations together.
     fn check(&self) -> Result<(), SchedulerResultError> {
         if self.clusters.is_empty() {
             return Err(SchedulerResultError::Empty);
@@ -147,19 +165,45 @@ impl SchedulerResult {
                     cluster: c.cluster.clone(),
                 });
             }
-            for (field, value) in [
-                ("replicaset", Some(c.replicaset)),
-                ("votes", c.votes),
-                ("priority", c.priority),
+            for (field, value, max, why) in [
+                (
+                    "replicaset",
+                    Some(c.replicaset),
+                    i32::from(MAX_MEMBERS),
+                    "MongoDB allows at most 50 members in a replica set",
+                ),
+                (
+                    "votes",
+                    c.votes,
+                    i32::from(MAX_VOTERS),
+                    "MongoDB allows at most 7 voting members",
+                ),
+                (
+                    "priority",
+                    c.priority,
+                    i32::from(MAX_PRIORITY),
+                    "MongoDB priorities are 0 to 1000",
+                ),
             ] {
-                if let Some(value) = value.filter(|v| *v < 0) {
+                let Some(value) = value else { continue };
+                if value < 0 {
                     return Err(SchedulerResultError::Negative {
                         cluster: c.cluster.clone(),
                         field,
                         value,
                     });
                 }
+                if value > max {
+                    return Err(SchedulerResultError::TooLarge {
+                        cluster: c.cluster.clone(),
+                        field,
+                        value,
+                        max,
+                        why,
+                    });
+                }
             }
+            // Both at most 50 (checked above): no overflow.
             let members = c.replicaset + i32::from(c.has_arbiter());
             if let Some(votes) = c.votes.filter(|v| *v > members) {
                 return Err(SchedulerResultError::VotesExceedMembers {
@@ -173,8 +217,17 @@ impl SchedulerResult {
         if arbiters > 1 {
             return Err(SchedulerResultError::SeveralArbiters { count: arbiters });
         }
-        let votes: i32 = self.clusters.iter().filter_map(|c| c.votes).sum();
-        if votes > i32::from(MAX_VOTERS) {
+        let members = self.total_data_members() + i64::from(arbiters == 1);
+        if members > i64::from(MAX_MEMBERS) {
+            return Err(SchedulerResultError::TooManyMembers { members });
+        }
+        let votes: i64 = self
+            .clusters
+            .iter()
+            .filter_map(|c| c.votes)
+            .map(i64::from)
+            .sum();
+        if votes > i64::from(MAX_VOTERS) {
             return Err(SchedulerResultError::TooManyVotes { votes });
         }
         Ok(())
@@ -189,6 +242,8 @@ impl SchedulerResult {
         Ok(())
     }
 
+    /// The data members of every cluster. Summed in `i64`, so even an unchecked value (up to
+    /// `i32::MAX` per entry, entries bounded by the annotation's size) cannot overflow.
     pub fn total_data_members(&self) -> i64 {
         self.clusters.iter().map(|c| i64::from(c.replicaset)).sum()
     }
@@ -203,6 +258,7 @@ impl SchedulerResult {
 
     /// The annotation value (compact JSON).
     pub fn to_annotation(&self) -> String {
+        // Plain strings, integers, booleans and a unit enum: serde_json cannot fail on them.
         serde_json::to_string(self).expect("SchedulerResult always serializes")
     }
 
@@ -332,10 +388,63 @@ mod tests {
         );
     }
 
+    #[test]
+    fn counts_are_bounded_by_mongodbs_limits_at_parse_time() {
+        // Two clusters of i32::MAX: before the bound, the scheduler's stability pass iterated
+        // ~4·10⁹ times inside one reconcile.
+        let e = err(
+            r#"{"ClusterWithReplicaset":[{"cluster":"a","replicaset":2147483647},{"cluster":"b","replicaset":2147483647}]}"#,
+        );
+        assert_eq!(
+            e,
+            "schedulerResult annotation: cluster \"a\" has replicaset 2147483647, above 50: MongoDB allows at most 50 members in a replica set"
+        );
+        // An arbiter next to i32::MAX members: `replicaset + 1` overflowed (a panic in debug).
+        assert!(
+            err(r#"{"ClusterWithReplicaset":[{"cluster":"a","replicaset":2147483647,"arbiter":true,"votes":1}]}"#)
+                .contains("has replicaset 2147483647, above 50")
+        );
+        // Votes summed over clusters: i32::MAX twice overflowed the i32 sum.
+        assert!(
+            err(r#"{"ClusterWithReplicaset":[{"cluster":"a","replicaset":1,"votes":2147483647},{"cluster":"b","replicaset":1,"votes":2147483647}]}"#)
+                .contains("has votes 2147483647, above 7")
+        );
+        assert!(
+            err(r#"{"ClusterWithReplicaset":[{"cluster":"a","replicaset":1,"priority":1001}]}"#)
+                .contains("priority 1001, above 1000: MongoDB priorities are 0 to 1000")
+        );
+        // 25 + 25 data members and an arbiter: 51 members.
+        assert_eq!(
+            err(
+                r#"{"ClusterWithReplicaset":[{"cluster":"a","replicaset":25},{"cluster":"b","replicaset":25,"arbiter":true}]}"#
+            ),
+            "schedulerResult annotation places 51 members in all (arbiter included); MongoDB allows at most 50 members in a replica set"
+        );
+        // The limits themselves are fine.
+        let at_limit = r#"{"ClusterWithReplicaset":[{"cluster":"a","replicaset":49,"votes":4,"priority":1000},{"cluster":"b","replicaset":0,"arbiter":true,"votes":1}]}"#;
+        assert_eq!(
+            SchedulerResult::parse(at_limit)
+                .unwrap()
+                .total_data_members(),
+            49
+        );
+    }
+
+    fn count() -> impl Strategy<Value = i32> {
+        prop_oneof![
+            0i32..60,
+            Just(i32::MAX),
+            Just(i32::MAX - 1),
+            Just(i32::MIN),
+            any::<i32>()
+        ]
+    }
+
     proptest! {
-        // Anything we produce, we read back identically; anything at all never panics the parser.
+        // Anything we produce (within MongoDB's 50 members: at most 7 × 7), we read back
+        // identically; anything at all never panics the parser.
         #[test]
-        fn round_trips(counts in proptest::collection::vec((0i32..50, proptest::option::of(0i32..2)), 1..8), generation in proptest::option::of(0i64..1000)) {
+        fn round_trips(counts in proptest::collection::vec((0i32..8, proptest::option::of(0i32..2)), 1..8), generation in proptest::option::of(0i64..1000)) {
             let clusters = counts.iter().enumerate().map(|(i, (d, v))| ClusterWithReplicaset {
                 cluster: format!("member{i}"), replicaset: *d, votes: v.map(|v| v.min(*d)), ..Default::default()
             }).collect();
@@ -346,6 +455,28 @@ mod tests {
         #[test]
         fn never_panics(s in ".*") {
             let _ = SchedulerResult::parse(&s);
+        }
+
+        // Well-formed JSON with any counts (small ones, MongoDB's limits and i32's extremes):
+        // either an error, or a value within MongoDB's limits; never a panic.
+        #[test]
+        fn any_counts_parse_within_limits_or_fail(
+            entries in proptest::collection::vec(
+                (count(), proptest::option::of(count()), proptest::option::of(count()), proptest::option::of(any::<bool>())),
+                1..6,
+            ),
+        ) {
+            let clusters: Vec<_> = entries.iter().enumerate().map(|(i, (d, v, p, a))| ClusterWithReplicaset {
+                cluster: format!("m{i}"), replicaset: *d, votes: *v, priority: *p, arbiter: *a,
+            }).collect();
+            let r = SchedulerResult { clusters, ..Default::default() };
+            // What the object would have to ask for to match (when an i32 can say it).
+            let expected = i32::try_from(r.total_data_members()).unwrap_or(i32::MAX);
+            if let Ok(r) = SchedulerResult::parse_for(&r.to_annotation(), expected, |_| true) {
+                prop_assert!(r.total_data_members() <= i64::from(MAX_MEMBERS));
+                let votes: i32 = r.clusters.iter().filter_map(|c| c.votes).sum();
+                prop_assert!(votes <= i32::from(MAX_VOTERS));                prop_assert!(votes <= i32::from(MAX_VOTERS));
+            }
         }
     }
 }

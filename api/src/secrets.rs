@@ -48,7 +48,7 @@ pub fn generate_password(rng: &mut impl Rng) -> String {
 pub fn generate_keyfile(rng: &mut impl Rng) -> String {
     use base64::Engine;
     let mut bytes = vec![0u8; KEYFILE_BYTES];
-    rng.fill(&mut bytes[..]);
+    rng.fill(bytes.as_mut_slice());
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 

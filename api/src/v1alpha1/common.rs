@@ -43,7 +43,8 @@ pub enum ImagePullSecret {
 }
 
 /// Inline registry credentials. All fields optional: FedState wrote `imagePullSecret: {}`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` shows whether a password is set, never the password.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryCredentials {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +55,25 @@ pub struct RegistryCredentials {
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+}
+
+/// What `Debug` prints in place of a password that is set.
+pub const REDACTED: &str = "<redacted>";
+
+/// A password field as `Debug` shows it: `Some("<redacted>")` when set, `None` when not.
+pub fn redact(password: &Option<String>) -> Option<&'static str> {
+    password.as_ref().map(|_| REDACTED)
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("user", &self.user)
+            .field("passwd", &redact(&self.passwd))
+            .field("username", &self.username)
+            .field("password", &redact(&self.password))
+            .finish()
+    }
 }
 
 impl RegistryCredentials {
@@ -82,6 +102,7 @@ impl JsonSchema for ImagePullSecret {
         "ImagePullSecret".into()
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // A literal JSON object always converts to a schema (only non-objects are refused).
         schemars::Schema::try_from(json!({
             "description": "Name of an image pull Secret (preferred), or inline registry credentials {user, passwd} / {username, password} (FedState compatibility).",
             "x-kubernetes-preserve-unknown-fields": true

@@ -14,12 +14,13 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{ImagePullSecret, SecretKeyRef};
+use super::common::{ImagePullSecret, SecretKeyRef, redact};
 use super::multicloud_mongodb::PullPolicy;
 use crate::condition::Condition;
 
-/// MongoDB replica-set members in one cluster.
-#[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// MongoDB replica-set members in one cluster. `Debug` shows whether a password is set, never
+/// the password.
+#[derive(CustomResource, KubeSchema, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "middleware.fedstate.io",
     version = "v1alpha1",
@@ -117,6 +118,35 @@ pub struct MongoDBSpec {
     pub member_roles: Option<Vec<MemberRole>>,
 }
 
+impl std::fmt::Debug for MongoDBSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field (a test checks none is left out), the password redacted.
+        f.debug_struct("MongoDBSpec")
+            .field("members", &self.members)
+            .field("image", &self.image)
+            .field("image_pull_policy", &self.image_pull_policy)
+            .field("image_pull_secret", &self.image_pull_secret)
+            .field("config", &self.config)
+            .field("custom_config_ref", &self.custom_config_ref)
+            .field("root_password", &redact(&self.root_password))
+            .field("root_password_secret_ref", &self.root_password_secret_ref)
+            .field("keyfile_secret_ref", &self.keyfile_secret_ref)
+            .field("resources", &self.resources)
+            .field("persistence", &self.persistence)
+            .field("metrics_exporter_spec", &self.metrics_exporter_spec)
+            .field("pod_spec", &self.pod_spec)
+            .field("member_config_ref", &self.member_config_ref)
+            .field("arbiter", &self.arbiter)
+            .field("rs_init", &self.rs_init)
+            .field("pause", &self.pause)
+            .field("type_", &self.type_)
+            .field("db_user_spec", &self.db_user_spec)
+            .field("repl_set_name", &self.repl_set_name)
+            .field("member_roles", &self.member_roles)
+            .finish()
+    }
+}
+
 /// The identity and voting role of one data member.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -178,7 +208,8 @@ pub struct PodSpec {
     pub restart_policy: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// `Debug` shows whether a password is set, never the password.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DbUserSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,6 +221,17 @@ pub struct DbUserSpec {
     pub password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable: Option<bool>,
+}
+
+impl std::fmt::Debug for DbUserSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbUserSpec")
+            .field("name", &self.name)
+            .field("user", &self.user)
+            .field("password", &redact(&self.password))
+            .field("enable", &self.enable)
+            .finish()
+    }
 }
 
 /// `Running`, `Pause`, `Reconciling`, `Error`, `Unknown`.

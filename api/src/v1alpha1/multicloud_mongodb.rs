@@ -122,8 +122,8 @@ pub struct MultiCloudMongoDBSpec {
     pub spread_constraints: Option<SpreadConstraints>,
 }
 
-/// Root credentials.
-#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Root credentials. `Debug` shows whether a password is set, never the password.
+#[derive(KubeSchema, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[x_kube(validation = Rule::new("!(has(self.rootPasswd) && has(self.rootPasswordSecretRef))").message("spec.auth: set either rootPasswd or rootPasswordSecretRef, not both (prefer rootPasswordSecretRef)"))]
 #[serde(rename_all = "camelCase")]
 pub struct AuthSetting {
@@ -134,6 +134,15 @@ pub struct AuthSetting {
     /// Secret key holding the root password (preferred).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_password_secret_ref: Option<SecretKeyRef>,
+}
+
+impl std::fmt::Debug for AuthSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSetting")
+            .field("root_passwd", &super::common::redact(&self.root_passwd))
+            .field("root_password_secret_ref", &self.root_password_secret_ref)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -43,7 +43,7 @@ pub enum ImagePullSecret {
 }
 
 /// Inline registry credentials. All fields optional: FedState wrote `imagePullSecret: {}`.
-/// `Debug` shows whether a password is set, never the password.
+// `Debug` (below) shows whether a password is set, never the password.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryCredentials {

@@ -18,8 +18,8 @@ use super::common::{ImagePullSecret, SecretKeyRef, redact};
 use super::multicloud_mongodb::PullPolicy;
 use crate::condition::Condition;
 
-/// MongoDB replica-set members in one cluster. `Debug` shows whether a password is set, never
-/// the password.
+/// MongoDB replica-set members in one cluster.
+// `Debug` (below) shows whether a password is set, never the password.
 #[derive(CustomResource, KubeSchema, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "middleware.fedstate.io",
@@ -208,7 +208,7 @@ pub struct PodSpec {
     pub restart_policy: Option<String>,
 }
 
-/// `Debug` shows whether a password is set, never the password.
+// `Debug` (below) shows whether a password is set, never the password.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DbUserSpec {

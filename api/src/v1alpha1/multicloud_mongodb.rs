@@ -122,7 +122,8 @@ pub struct MultiCloudMongoDBSpec {
     pub spread_constraints: Option<SpreadConstraints>,
 }
 
-/// Root credentials. `Debug` shows whether a password is set, never the password.
+/// Root credentials.
+// `Debug` (below) shows whether a password is set, never the password.
 #[derive(KubeSchema, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[x_kube(validation = Rule::new("!(has(self.rootPasswd) && has(self.rootPasswordSecretRef))").message("spec.auth: set either rootPasswd or rootPasswordSecretRef, not both (prefer rootPasswordSecretRef)"))]
 #[serde(rename_all = "camelCase")]

@@ -335,9 +335,11 @@ pub async fn controllers(
             );
         }
     };
+    // Caches before work: the controllers start once the Cluster store has listed every
+    // Cluster; before that every placed cluster would look lost (NoClusterFit, failover).
     tokio::select! {
         _ = cluster_watch => {}
-        _ = async { tokio::join!(mcm, rb, crb, ready) } => {}
+        _ = async { ready.await; tokio::join!(mcm, rb, crb) } => {}
         _ = stop.cancelled() => {}
     }
     Ok(())

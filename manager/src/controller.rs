@@ -28,6 +28,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::decide::{self, Outcome};
 use crate::middleware::Middleware;
 use crate::mongodb::MongoDb;
+use crate::triggers::ClusterTrigger;
 use crate::{apply, gather, teardown};
 
 pub use crate::decide::OWNED_CONDITIONS;
@@ -115,7 +116,7 @@ pub struct Context<M: Middleware = MongoDb> {
     pub options: Options,
     pub middleware: M,
     /// 2 s, 4 s, … up to 5 minutes per object.
-    backoff: Backoff,
+    pub backoff: Backoff,
 }
 
 impl<M: Middleware> std::fmt::Debug for Context<M> {
@@ -262,7 +263,7 @@ fn binding_owner<M: Middleware>(rb: &ResourceBinding) -> Option<ObjectRef<M::Fed
 }
 
 /// Run the MongoDB controller until `shutdown`. Marks `health` ready once the Cluster cache is
-/// synced.
+/// synced, and reconciles only from then on.
 pub async fn run(
     client: Client,
     options: Options,
@@ -272,7 +273,15 @@ pub async fn run(
     run_for(MongoDb, client, options, health, shutdown).await;
 }
 
+/// Buffer of the shared Cluster reflector's events to the controller.
+const CLUSTER_EVENTS: usize = 1024;
+
 /// Run one middleware's controller until `shutdown`.
+///
+/// Caches before work: nothing is reconciled until the Cluster store has listed every Cluster
+/// (kube-runtime itself holds reconciles until the federated objects' own store is synced).
+/// Before that, every placed cluster would look unknown (`InvalidSchedulerResult`), every
+/// retiring member's cluster gone, and every cluster unreachable during teardown.
 pub async fn run_for<M: Middleware>(
     middleware: M,
     client: Client,
@@ -281,21 +290,31 @@ pub async fn run_for<M: Middleware>(
     shutdown: CancellationToken,
 ) {
     let clusters: Api<Cluster> = Api::all(client.clone());
-    let (reader, writer) = reflector::store();
-    let cluster_events = reflector(
-        writer,
-        watcher(clusters.clone(), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|_| futures::future::ready(()));
+    let (reader, writer) = reflector::store_shared(CLUSTER_EVENTS);
+    // A shared store always has a dispatcher to subscribe to.
+    let cluster_events = writer.subscribe().expect("shared store");
+    let cluster_watch = watcher(clusters, watcher::Config::default())
+        .default_backoff()
+        .reflect_shared(writer)
+        .for_each(|e| async move {
+            if let Err(e) = e {
+                warn!(error = %e, "Cluster watch");
+            }
+        });
     let stop = shutdown.clone();
     tokio::spawn(async move {
         tokio::select! {
-            () = cluster_events => {}
+            () = cluster_watch => {}
             () = stop.cancelled() => {}
         }
     });
+    tokio::select! {
+        synced = reader.wait_until_ready() => if synced.is_err() { return },
+        () = shutdown.cancelled() => return,
+    }
+    health.set_ready(true);
+    info!(clusters = reader.len(), "Cluster cache synced; reconciling");
+
     let ctx = Arc::new(Context::for_middleware(
         middleware,
         client.clone(),
@@ -312,24 +331,11 @@ pub async fn run_for<M: Middleware>(
         watcher::Config::default(),
     );
     let store = controller.store();
-    let all = move |_| {
-        store
-            .state()
-            .iter()
-            .map(|o| ObjectRef::from_obj(&**o))
-            .collect::<Vec<_>>()
-    };
-    let ready_waiter = {
-        let reader = reader.clone();
-        let health = health.clone();
-        async move {
-            if reader.wait_until_ready().await.is_ok() {
-                health.set_ready(true);
-                info!("Cluster cache synced; ready");
-            }
-        }
-    };
-    tokio::spawn(ready_waiter);
+    let trigger = ClusterTrigger::default();
+    let for_trigger = ctx.clone();
+    let affected =
+        move |_| trigger.affected(&for_trigger.middleware, &for_trigger.clusters, &store);
+    let after = ctx.clone();
     controller
         .owns(Api::<Service>::all(client.clone()), managed.clone())
         .watches(
@@ -337,14 +343,73 @@ pub async fn run_for<M: Middleware>(
             watcher::Config::default(),
             |rb| binding_owner::<M>(&rb),
         )
-        .watches(clusters, watcher::Config::default(), all)
+        .watches_shared_stream(cluster_events, affected)
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "reconcile error");
+        .for_each(|res| {
+            forget_deleted(&after.backoff, &res);
+            async move {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "reconcile error");
+                }
             }
         })
         .await;
     health.set_ready(false);
+}
+
+/// A reconcile asked for an object that is gone (typically the retry after a failure): forget
+/// its failures, so the failure map holds only objects that exist.
+pub fn forget_deleted<K, E, Q>(
+    backoff: &Backoff,
+    result: &std::result::Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E, Q>>,
+) where
+    K: Resource,
+    E: std::error::Error + 'static,
+    Q: std::error::Error + 'static,
+{
+    if let Err(kube::runtime::controller::Error::ObjectNotFound(gone)) = result {
+        backoff.forget(&format!(
+            "{}/{}",
+            gone.namespace.as_deref().unwrap_or_default(),
+            gone.name
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fedstate_api::MultiCloudMongoDB;
+    use kube::runtime::controller::Error as ControllerError;
+
+    type RunResult = std::result::Result<
+        (ObjectRef<MultiCloudMongoDB>, Action),
+        ControllerError<Error, std::io::Error>,
+    >;
+
+    #[test]
+    fn the_failure_map_forgets_objects_that_are_gone() {
+        let backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
+        for object in ["ns/a", "ns/b", "ns/a"] {
+            backoff.failed(object, &Error::NotNamespaced);
+        }
+        assert_eq!(backoff.tracked(), 2);
+        // A reconcile that ran (ok or not) keeps the entry; only a gone object drops it.
+        let ran: RunResult = Ok((ObjectRef::new("a").within("ns"), Action::await_change()));
+        forget_deleted(&backoff, &ran);
+        assert_eq!(backoff.tracked(), 2);
+        let gone: RunResult = Err(ControllerError::ObjectNotFound(Box::new(
+            ObjectRef::<MultiCloudMongoDB>::new("a")
+                .within("ns")
+                .erase(),
+        )));
+        forget_deleted(&backoff, &gone);
+        assert_eq!(backoff.tracked(), 1);
+        // Forgotten for good: a new failure starts again at the first delay.
+        assert_eq!(
+            backoff.failed("ns/a", &Error::NotNamespaced),
+            Duration::from_secs(2)
+        );
+    }
 }

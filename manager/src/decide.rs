@@ -89,6 +89,21 @@ impl Note {
     }
 }
 
+/// `ServerReady=False` reasons of a placement that Cluster facts (a cluster known, its VIP, its
+/// readiness) can unblock: objects blocked for them are looked at again when a Cluster changes
+/// ([`crate::triggers`]).
+pub const CLUSTER_DEPENDENT_REASONS: [&str; 3] = [
+    REASON_INVALID_SCHEDULER_RESULT,
+    REASON_MISSING_CLUSTER_VIP,
+    REASON_INVALID_PLACEMENT,
+];
+/// The annotation does not parse, or names a cluster Karmada does not know.
+pub const REASON_INVALID_SCHEDULER_RESULT: &str = "InvalidSchedulerResult";
+/// A cluster of the placement has no VIP label.
+pub const REASON_MISSING_CLUSTER_VIP: &str = "MissingClusterVip";
+/// No member identities or host list can be made for the placement.
+pub const REASON_INVALID_PLACEMENT: &str = "InvalidPlacement";
+
 /// Why nothing is applied, and what the user reads about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Blocked {
@@ -108,7 +123,7 @@ impl Blocked {
     }
     fn invalid_placement(message: String) -> Self {
         Self {
-            reason: "InvalidPlacement",
+            reason: REASON_INVALID_PLACEMENT,
             message,
             spec_invalid: false,
         }
@@ -147,7 +162,7 @@ pub fn admit<M: Middleware>(
     };
     let plan = SchedulerResult::parse_for(value, middleware.replicas(obj), |c| clusters.known(c))
         .map_err(|e| Blocked {
-        reason: "InvalidSchedulerResult",
+        reason: REASON_INVALID_SCHEDULER_RESULT,
         message: e.to_string(),
         spec_invalid: false,
     })?;
@@ -161,8 +176,9 @@ pub fn admit<M: Middleware>(
     Ok(plan)
 }
 
-/// What exists in the Karmada apiserver for one live object.
-#[derive(Clone, Debug, Default)]
+/// What exists in the Karmada apiserver for one live object. `Debug` names the Secrets, never
+/// their data.
+#[derive(Clone, Default)]
 pub struct World {
     /// Our member Services (the identity record).
     pub services: Vec<Service>,
@@ -174,6 +190,27 @@ pub struct World {
     pub policies: Vec<String>,
     pub clusters: Clusters,
     pub now: jiff::Timestamp,
+}
+
+/// The names of some objects, for `Debug` output that must not show their content.
+fn names_of<'a, K: Resource + 'a>(objects: impl IntoIterator<Item = &'a K>) -> Vec<&'a str> {
+    objects
+        .into_iter()
+        .map(|o| o.meta().name.as_deref().unwrap_or_default())
+        .collect()
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("services", &names_of(&self.services))
+            .field("binding", &self.binding.as_ref().map(|b| &b.metadata.name))
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("policies", &self.policies)
+            .field("clusters", &self.clusters)
+            .field("now", &self.now)
+            .finish()
+    }
 }
 
 impl World {
@@ -191,14 +228,25 @@ impl World {
     }
 }
 
-/// Who the members are, and the identity objects to apply before anything else.
-#[derive(Clone, Debug)]
+/// Who the members are, and the identity objects to apply before anything else. `Debug` names
+/// the Secrets, never their data.
+#[derive(Clone)]
 pub struct Members {
     pub assignment: Assignment,
     /// Secrets whose data is missing or differs.
     pub secrets: Vec<Secret>,
     /// Every member's Service (applied each time: the apiserver keeps the NodePort).
     pub services: Vec<Service>,
+}
+
+impl std::fmt::Debug for Members {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Members")
+            .field("assignment", &self.assignment)
+            .field("secrets", &names_of(&self.secrets))
+            .field("services", &names_of(&self.services))
+            .finish()
+    }
 }
 
 fn node_ports(records: &[MemberRecord]) -> BTreeMap<(i32, bool), i32> {
@@ -244,7 +292,7 @@ pub fn members<M: Middleware>(
     {
         let e = DesiredError::MissingVip { cluster: c.name };
         return Err(Blocked {
-            reason: "MissingClusterVip",
+            reason: REASON_MISSING_CLUSTER_VIP,
             message: e.to_string(),
             spec_invalid: false,
         });
@@ -331,6 +379,7 @@ fn binding_write(
                     "message": "placed by fedstate-manager from the schedulerResult annotation",
                     "lastTransitionTime": now,
                 }));
+                // An object literal: indexing it to insert cannot panic.
                 let mut st = json!({"conditions": conditions, "lastScheduledTime": now});
                 if let Some(g) = rb.metadata.generation {
                     st["schedulerObservedGeneration"] = json!(g);
@@ -545,6 +594,7 @@ fn status_body<M: Middleware>(
     if !changed && same_fields {
         return None;
     }
+    // Object literals all the way down: indexing them to insert cannot panic.
     let mut body = json!({
         "apiVersion": M::Federated::api_version(&()),
         "kind": M::Federated::kind(&()),
@@ -589,5 +639,56 @@ pub fn teardown_events<M: Middleware>(step: &TeardownStep, view: &TeardownView) 
             )]
         }
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::mongodb::MongoDb;
+    use fedstate_api::MultiCloudMongoDB;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    #[test]
+    fn debug_of_what_a_reconcile_holds_names_secrets_never_their_data() {
+        const ROOT: &str = "r00t-Pa55word";
+        let mcm: MultiCloudMongoDB = serde_json::from_value(json!({
+            "apiVersion": "middleware.fedstate.io/v1alpha1", "kind": "MultiCloudMongoDB",
+            "metadata": {"name": "db", "namespace": "ns", "uid": "u"},
+            "spec": {"replicaset": 1, "auth": {"rootPasswd": ROOT},
+                     "imageSetting": {"imagePullSecret": {"user": "u", "passwd": ROOT}}}
+        }))
+        .unwrap();
+        let secrets = MongoDb.secrets(&mcm, &BTreeMap::new(), &mut StdRng::seed_from_u64(7));
+        // Every value a Secret holds, as text and as the bytes Debug would print.
+        let values: Vec<String> = secrets
+            .iter()
+            .flat_map(|s| s.data.iter().flatten().map(|(_, v)| v.0.clone()))
+            .flat_map(|v| [String::from_utf8_lossy(&v).into_owned(), format!("{v:?}")])
+            .collect();
+        assert!(
+            values.iter().any(|v| v.contains(ROOT)),
+            "the test holds the password"
+        );
+        let world = World {
+            secrets: secrets
+                .iter()
+                .map(|s| (s.metadata.name.clone().unwrap(), s.clone()))
+                .collect(),
+            ..Default::default()
+        };
+        let members = Members {
+            assignment: Assignment::default(),
+            secrets,
+            services: Vec::new(),
+        };
+        for debug in [format!("{world:?}"), format!("{members:?}")] {
+            assert!(debug.contains("db-credentials"), "{debug}");
+            for v in &values {
+                assert!(!debug.contains(v.as_str()), "{debug}");
+            }
+        }
     }
 }

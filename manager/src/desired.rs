@@ -26,6 +26,7 @@ use fedstate_api::karmada::propagation::{
     REPLICA_SCHEDULING_DUPLICATED, ReplicaSchedulingStrategy, ResourceSelector, select_named,
 };
 use fedstate_api::karmada::{TAINT_NOT_READY, TAINT_UNREACHABLE};
+use fedstate_api::limits::MAX_MEMBER_INDEX;
 use fedstate_api::names::{
     self, LABEL_CLUSTER, LABEL_MEMBER_INDEX, LABEL_MEMBER_ROLE, ROLE_ARBITER, ROLE_DATA,
 };
@@ -136,7 +137,9 @@ pub fn services<M: Middleware>(
         .collect()
 }
 
-/// The member a Service of ours records (its labels and allocated NodePort).
+/// The member a Service of ours records (its labels and allocated NodePort). A member index
+/// outside `0..=49` is not one we give out (anyone with write access to Services can label one):
+/// such a Service records no member.
 pub fn record_from_service(svc: &Service) -> Option<MemberRecord> {
     let labels = svc.metadata.labels.as_ref()?;
     let node_port = svc
@@ -145,8 +148,12 @@ pub fn record_from_service(svc: &Service) -> Option<MemberRecord> {
         .and_then(|s| s.ports.as_ref())
         .and_then(|p| p.first())
         .and_then(|p| p.node_port);
+    let index: i32 = labels.get(LABEL_MEMBER_INDEX)?.parse().ok()?;
+    if !(0..=i32::from(MAX_MEMBER_INDEX)).contains(&index) {
+        return None;
+    }
     Some(MemberRecord {
-        index: labels.get(LABEL_MEMBER_INDEX)?.parse().ok()?,
+        index,
         cluster: labels.get(LABEL_CLUSTER)?.clone(),
         arbiter: labels.get(LABEL_MEMBER_ROLE)? == ROLE_ARBITER,
         node_port,
@@ -432,7 +439,10 @@ pub fn desired<M: Middleware>(
         });
     }
     let list = host_conf(middleware, obj, assignment, vips, node_ports)?;
-    let total: i32 = clusters.iter().map(|c| c.replicas).sum();
+    // At most one per member Service; saturating all the same.
+    let total = clusters
+        .iter()
+        .fold(0i32, |total, c| total.saturating_add(c.replicas));
     Ok(Desired {
         template: middleware.member_template(obj, total),
         hostconf: hostconf_config_map(middleware, obj, &list),
@@ -714,6 +724,18 @@ mod tests {
                 node_port: None
             }
         );
+        // A Service labelled with an index we never give out records no member (before, an
+        // index of i32::MAX became a member and a memberRoles entry the CRD refuses).
+        for bad in ["2147483647", "50", "-1"] {
+            let mut forged = s0.clone();
+            forged
+                .metadata
+                .labels
+                .as_mut()
+                .unwrap()
+                .insert(LABEL_MEMBER_INDEX.into(), bad.into());
+            assert_eq!(record_from_service(&forged), None, "{bad}");
+        }
         assert_eq!(
             s0.metadata.owner_references.as_ref().unwrap()[0].kind,
             "MultiCloudMongoDB"

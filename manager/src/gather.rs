@@ -19,15 +19,20 @@ use kube::{Resource, ResourceExt};
 use crate::controller::{Context, Error, Result};
 use crate::decide::{ClusterFacts, Clusters, World};
 use crate::middleware::{Kind, Middleware};
-use crate::teardown::{OwnedKind, OwnedRef, TeardownView};
+use crate::teardown::{self, OwnedKind, OwnedRef, TeardownView};
 
-/// Every Karmada Cluster in the cache: VIP label and readiness.
-pub fn clusters(store: &Store<Cluster>) -> Clusters {
-    Clusters::new(store.state().iter().map(|c| ClusterFacts {
+/// What the manager reads of a Karmada Cluster: its name, VIP label and readiness.
+pub fn facts(c: &Cluster) -> ClusterFacts {
+    ClusterFacts {
         name: c.name_any(),
         vip: names::cluster_vip(c.labels()).map(str::to_owned),
         ready: c.is_ready(),
-    }))
+    }
+}
+
+/// Every Karmada Cluster in the cache: VIP label and readiness.
+pub fn clusters(store: &Store<Cluster>) -> Clusters {
+    Clusters::new(store.state().iter().map(|c| facts(c)))
 }
 
 /// Our objects of one instance carry these labels.
@@ -150,21 +155,23 @@ pub async fn teardown<M: Middleware>(ctx: &Context<M>, obj: &M::Federated) -> Re
         .await
         .map_err(Error::kube("list", "Work", "", ""))?;
     let ready = clusters(&ctx.clusters).ready;
+    let with_works = works
+        .items
+        .iter()
+        .filter(|w: &&DynamicObject| {
+            work_is_for_binding(w.annotations(), w.labels(), &ns, &rb_name)
+        })
+        .map(|w| {
+            let work_ns = w.namespace().unwrap_or_default();
+            work_cluster(&work_ns).unwrap_or(&work_ns).to_owned()
+        });
+    let (reachable, unreachable) = teardown::split_works(with_works, &ready);
     let mut view = TeardownView {
         template,
+        works_in_reachable_clusters: reachable,
+        works_in_unreachable_clusters: unreachable,
         ..Default::default()
     };
-    for w in works.items.iter().filter(|w: &&DynamicObject| {
-        work_is_for_binding(w.annotations(), w.labels(), &ns, &rb_name)
-    }) {
-        let work_ns = w.namespace().unwrap_or_default();
-        let cluster = work_cluster(&work_ns).unwrap_or(&work_ns).to_owned();
-        if ready.get(&cluster).copied().unwrap_or(false) {
-            view.works_in_reachable_clusters.push(cluster);
-        } else {
-            view.works_in_unreachable_clusters.push(cluster);
-        }
-    }
     for kind in OwnedKind::OWNED {
         let names = match kind {
             OwnedKind::Service => names_of::<Service>(ctx, &ns, &name).await?,

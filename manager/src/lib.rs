@@ -13,6 +13,7 @@
 //! * [`decide`]: the decisions of one reconcile (pure);
 //! * [`gather`] and [`apply`]: the reads and the writes;
 //! * [`controller`]: the kube-runtime controller, finalizer, error policy;
+//! * [`triggers`]: which objects a Cluster change concerns (pure but for the stores);
 //! * [`service`]: flags and the process (admin server, leader election) from `fedstate-runtime`.
 
 pub mod apply;
@@ -26,3 +27,4 @@ pub mod mongodb;
 pub mod service;
 pub mod status;
 pub mod teardown;
+pub mod triggers;

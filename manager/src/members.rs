@@ -169,7 +169,12 @@ pub fn assign(
             .filter(|m| m.arbiter)
             .map(|m| m.index)
             .collect();
-        let index = (0..).find(|i| !used.contains(i)).unwrap_or(0);
+        let index = (0..=i32::from(MAX_MEMBER_INDEX))
+            .find(|i| !used.contains(i))
+            .ok_or_else(|| MembersError::NoFreeIndex {
+                cluster: cluster.to_owned(),
+                retiring: retiring_count(&members),
+            })?;
         members.push(new_member(index, cluster, true));
     }
 
@@ -209,6 +214,8 @@ fn new_member(index: i32, cluster: &str, arbiter: bool) -> PlannedMember {
 /// Retiring members and arbiters never get a priority; retiring members never vote.
 fn assign_votes(members: &mut [PlannedMember], plan: &SchedulerResult) -> Result<(), MembersError> {
     members.sort_by_key(|m| (!m.arbiter, m.index));
+    // Counts below are bounded: the plan's by its parser (≤ 50 members, ≤ 7 votes), the rest by
+    // the members list; decrements are guarded by `> 0`.
     let explicit = plan.clusters.iter().any(|c| c.votes.is_some());
     let mut budget: BTreeMap<&str, i32> = BTreeMap::new();
     if explicit {

@@ -4,6 +4,7 @@
 //! Services, ConfigMaps and Secrets go (the agents may need them while they tear down), and the
 //! finalizer is released once nothing of ours is left. Each step names exactly what to delete.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// The kinds of object the manager creates for one instance.
@@ -85,6 +86,20 @@ pub enum TeardownStep {
     Done,
 }
 
+/// Split the clusters where a Work of the template remains into reachable ones (waited for) and
+/// unreachable ones (not waited for): a cluster Karmada knows and reports not Ready, or one it no
+/// longer knows (it left the federation). A Cluster cache that knows no cluster at all says
+/// nothing about readiness (it is not filled yet), so then every cluster is waited for: never
+/// are all members left behind because the cache was empty.
+pub fn split_works(
+    clusters: impl IntoIterator<Item = String>,
+    ready: &BTreeMap<String, bool>,
+) -> (Vec<String>, Vec<String>) {
+    clusters
+        .into_iter()
+        .partition(|c| ready.is_empty() || ready.get(c).copied().unwrap_or(false))
+}
+
 pub fn next_step(v: &TeardownView) -> TeardownStep {
     if let Some(template) = &v.template {
         TeardownStep::DeleteTemplate {
@@ -135,5 +150,20 @@ mod tests {
         assert_eq!(v.owned_left[0].to_string(), "Secret/demo-keyfile");
         v.owned_left.clear();
         assert_eq!(next_step(&v), TeardownStep::Done);
+    }
+
+    #[test]
+    fn an_empty_cluster_cache_never_makes_every_cluster_unreachable() {
+        let works = || ["a".to_owned(), "b".to_owned(), "gone".to_owned()];
+        let ready = BTreeMap::from([("a".to_owned(), true), ("b".to_owned(), false)]);
+        assert_eq!(
+            split_works(works(), &ready),
+            (vec!["a".into()], vec!["b".into(), "gone".into()])
+        );
+        assert_eq!(
+            split_works(works(), &BTreeMap::new()),
+            (vec!["a".into(), "b".into(), "gone".into()], vec![]),
+            "nothing known: wait for every member"
+        );
     }
 }

@@ -11,8 +11,10 @@ use fedstate_api::karmada::Cluster;
 use fedstate_api::{MultiCloudMongoDB, names};
 use fedstate_fake_apiserver::FakeApiserver as Fake;
 use fedstate_manager::controller::{Context, FINALIZER, Options, reconcile};
+use fedstate_manager::mongodb::MongoDb;
+use fedstate_manager::triggers::ClusterTrigger;
 use http::Method;
-use kube::runtime::reflector;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
@@ -59,6 +61,8 @@ fn seed_object(image: &str, annotation: Option<&str>) -> Value {
 struct World {
     fake: Fake,
     ctx: Arc<Context>,
+    /// The Cluster cache, as the reflector would fill it.
+    clusters: std::sync::Mutex<reflector::store::Writer<Cluster>>,
 }
 
 fn world(clusters: &[(u32, bool)]) -> World {
@@ -69,10 +73,26 @@ fn world(clusters: &[(u32, bool)]) -> World {
     }
     let client = fake.client();
     let ctx = Arc::new(Context::new(client, store, Options::default()));
-    World { fake, ctx }
+    World {
+        fake,
+        ctx,
+        clusters: std::sync::Mutex::new(writer),
+    }
 }
 
 impl World {
+    /// A Cluster appears or changes in the cache.
+    fn cluster_event(&self, c: Cluster) {
+        self.clusters
+            .lock()
+            .unwrap()
+            .apply_watcher_event(&watcher::Event::Apply(c));
+    }
+
+    fn object(&self) -> MultiCloudMongoDB {
+        serde_json::from_value(self.fake.get(MCM, NS, NAME).unwrap()).unwrap()
+    }
+
     async fn reconcile(&self) -> Result<(), String> {
         let obj: MultiCloudMongoDB =
             serde_json::from_value(self.fake.get(MCM, NS, NAME).unwrap()).unwrap();
@@ -202,6 +222,40 @@ async fn bad_annotations_name_the_problem_and_change_nothing() {
         );
         assert!(w.applies().is_empty(), "{annotation}: {:?}", w.applies());
     }
+}
+
+#[tokio::test]
+async fn a_cluster_joining_clears_invalid_scheduler_result_and_a_status_refresh_triggers_nothing() {
+    // member3 is not known yet (it joins later, or the cache missed it): the placement is blocked.
+    let w = world(&[(1, true), (2, true)]);
+    w.fake.put(MCM, seed_object("mongo:7.0", Some(PLAN)));
+    w.reconcile().await.unwrap();
+    let c = w.condition("ServerReady");
+    assert_eq!(c["reason"], "InvalidSchedulerResult", "{c}");
+    assert!(w.applies().is_empty());
+
+    let trigger = ClusterTrigger::default();
+    let (objects, mut objects_writer) = reflector::store::<MultiCloudMongoDB>();
+    objects_writer.apply_watcher_event(&watcher::Event::Apply(w.object()));
+    let affected = || trigger.affected(&MongoDb, &w.ctx.clusters, &objects);
+    affected(); // first sight of member1 and member2
+    w.cluster_event(cluster(3, true));
+    assert_eq!(affected(), [ObjectRef::new(NAME).within(NS)]);
+    w.reconcile().await.unwrap();
+    let c = w.condition("ServerReady");
+    assert_ne!(c["reason"], "InvalidSchedulerResult", "stale: {c}");
+    assert_eq!(w.condition("SpecValid")["status"], "True");
+    assert!(!w.applies().is_empty(), "the placement is applied");
+
+    // Karmada refreshing member3's status (capacity, heartbeat) concerns nobody.
+    objects_writer.apply_watcher_event(&watcher::Event::Apply(w.object()));
+    let mut refreshed = cluster(3, true);
+    refreshed.status.as_mut().unwrap().resource_summary = Some(Default::default());
+    w.cluster_event(refreshed);
+    assert!(affected().is_empty());
+    // member3 losing readiness concerns the object placed there.
+    w.cluster_event(cluster(3, false));
+    assert_eq!(affected(), [ObjectRef::new(NAME).within(NS)]);
 }
 
 #[tokio::test]

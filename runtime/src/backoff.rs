@@ -70,9 +70,20 @@ impl Backoff {
 
     /// Forget `object`'s failures after a reconcile that worked.
     pub fn succeeded(&self, object: &str) {
+        self.forget(object);
+    }
+
+    /// Forget `object` altogether, e.g. once it is deleted: entries of objects that no longer
+    /// exist would otherwise stay for the life of the process.
+    pub fn forget(&self, object: &str) {
         if let Ok(mut f) = self.failures.lock() {
             f.remove(object);
         }
+    }
+
+    /// How many objects have failures on record.
+    pub fn tracked(&self) -> usize {
+        self.failures.lock().map(|f| f.len()).unwrap_or(0)
     }
 }
 

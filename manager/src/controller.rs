@@ -2,9 +2,10 @@
 //! ([`crate::gather`]), decides ([`crate::decide`], pure) and applies ([`crate::apply`]) under
 //! one field manager.
 //!
-//! Watch-driven: the federated objects, our Services, the member templates' ResourceBindings
-//! (status from the members) and Karmada Clusters (VIPs, readiness) all trigger reconciles; the
-//! only timers are short requeues while something is in flight and a slow resync.
+//! Watch-driven: the federated objects, our Services and the member templates' ResourceBindings
+//! (status from the members) trigger reconciles, and a Karmada Cluster event only those of the
+//! objects it concerns ([`crate::triggers`]); the only timers are short requeues while something
+//! is in flight and a slow resync. Nothing is reconciled before the Cluster cache is synced.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,8 @@
 //! controller-manager and webhook; member kube-apiservers; kwok nodes). The manager runs
 //! in-process (its real controller against the real Karmada apiserver); the placement annotation
 //! is written by the test, as the scheduler would. No agent runs, so members are checked as
-//! objects in each member cluster. Scenarios, in order:
+//! objects in each member cluster. One object's story, each step its own test; a step run alone
+//! first runs the steps it builds on (once per run):
 //!
 //! 0. The seed sample as written (mongo:3.6) is refused with a condition naming the field.
 //! 1. With a supported image and a placement (member1:2, member2:2, member3:1), every member cluster
@@ -37,6 +38,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 const NS: &str = "fedstate-e2e-manager";
@@ -46,16 +48,43 @@ const SEED: &str = include_str!("../../deploy/samples/seed/multicloudmongodb-ful
 const PLAN: [(&str, i32); 3] = [("member1", 2), ("member2", 2), ("member3", 1)];
 
 fn main() -> std::process::ExitCode {
-    Suite::new("manager_propagation", |_, _| Box::pin(async {}))
-        .scenarios(scenarios![seed_sample_from_refusal_to_teardown])
-        .run()
+    Suite::new("manager_propagation", |fed, karmada| {
+        Box::pin(setup(fed, karmada))
+    })
+    .scenarios(scenarios![
+        seed_as_written_is_refused,
+        placed_object_reaches_every_member,
+        member_status_becomes_our_status,
+        spec_change_reaches_every_member,
+        scale_down_waits_for_the_members,
+        lost_cluster_member_is_tracked_until_it_returns,
+        deletion_cleans_up_every_cluster,
+    ])
+    .teardown(|env| Box::pin(teardown(env)))
+    .run()
 }
 
-async fn seed_sample_from_refusal_to_teardown(env: &Env<()>) {
-    let fed = &env.fed;
-    let karmada = env.karmada.clone();
-    install(fed, &karmada).await;
+/// The in-process manager, and the steps of the one object's story done so far: a scenario run
+/// alone first runs the steps it builds on (each step runs once per suite run).
+struct Story {
+    stop: CancellationToken,
+    manager: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    refused: OnceCell<()>,
+    placed: OnceCell<Vec<String>>,
+    reported: OnceCell<()>,
+    changed: OnceCell<()>,
+    scaled_down: OnceCell<()>,
+    lost: OnceCell<()>,
+}
 
+impl std::fmt::Debug for Story {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Story")
+    }
+}
+
+async fn setup(fed: &Federation, karmada: &kube::Client) -> Story {
+    install(fed, karmada).await;
     let stop = CancellationToken::new();
     let manager = {
         let (client, stop) = (karmada.clone(), stop.clone());
@@ -67,26 +96,95 @@ async fn seed_sample_from_refusal_to_teardown(env: &Env<()>) {
             fedstate_manager::controller::run(client, options, Default::default(), stop).await
         })
     };
+    Story {
+        stop,
+        manager: std::sync::Mutex::new(Some(manager)),
+        refused: OnceCell::new(),
+        placed: OnceCell::new(),
+        reported: OnceCell::new(),
+        changed: OnceCell::new(),
+        scaled_down: OnceCell::new(),
+        lost: OnceCell::new(),
+    }
+}
 
-    eprintln!("scenario 0: the seed sample as written is refused with a clear condition");
-    seed_as_written_is_refused(&karmada).await;
-    eprintln!("scenario 1: a placed object reaches every member cluster");
-    let hosts = placed_object_reaches_every_member(fed, &karmada).await;
-    eprintln!("scenario 2: what the members report becomes the status (through the interpreter)");
-    member_status_becomes_our_status(fed, &karmada, &hosts).await;
-    eprintln!("scenario 3: a spec change reaches every member");
-    spec_change_reaches_every_member(fed, &karmada, &hosts).await;
-    eprintln!("scenario 4: scale 5 -> 3 waits for the members to report the removed ones gone");
-    scale_down_waits_for_the_members(fed, &karmada, &hosts).await;
-    eprintln!(
-        "scenario 5: a lost cluster's member leaves the host list, stays tracked, and goes once the cluster is back"
-    );
-    lost_cluster_member_is_tracked_until_it_returns(fed, &karmada).await;
-    eprintln!("scenario 6: deletion cleans up every cluster");
-    deletion_cleans_up_every_cluster(fed, &karmada).await;
+async fn teardown(env: &Env<Story>) {
+    env.ctx.stop.cancel();
+    let task = env.ctx.manager.lock().ok().and_then(|mut t| t.take());
+    if let Some(task) = task {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+}
 
-    stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), manager).await;
+/// 0. The seed sample as written (mongo:3.6) is refused with a condition naming the field.
+async fn seed_as_written_is_refused(env: &Env<Story>) {
+    refused(env).await;
+}
+
+async fn refused(env: &Env<Story>) {
+    env.ctx
+        .refused
+        .get_or_init(|| refused_step(&env.karmada))
+        .await;
+}
+
+/// 1. With a supported image and a placement, every member cluster gets its members.
+async fn placed_object_reaches_every_member(env: &Env<Story>) {
+    placed(env).await;
+}
+
+async fn placed(env: &Env<Story>) -> &[String] {
+    refused(env).await;
+    env.ctx
+        .placed
+        .get_or_init(|| placed_step(&env.fed, &env.karmada))
+        .await
+}
+
+/// 2. What the members report becomes the status.
+async fn member_status_becomes_our_status(env: &Env<Story>) {
+    let hosts = placed(env).await.to_vec();
+    env.ctx
+        .reported
+        .get_or_init(|| reported_step(&env.fed, &env.karmada, &hosts))
+        .await;
+}
+
+/// 3. A spec change reaches every member.
+async fn spec_change_reaches_every_member(env: &Env<Story>) {
+    let hosts = placed(env).await.to_vec();
+    env.ctx
+        .changed
+        .get_or_init(|| changed_step(&env.fed, &env.karmada, &hosts))
+        .await;
+}
+
+/// 4. Scale 5 → 3 waits for the members.
+async fn scale_down_waits_for_the_members(env: &Env<Story>) {
+    scaled_down(env).await;
+}
+
+async fn scaled_down(env: &Env<Story>) {
+    let hosts = placed(env).await.to_vec();
+    env.ctx
+        .scaled_down
+        .get_or_init(|| scaled_down_step(&env.fed, &env.karmada, &hosts))
+        .await;
+}
+
+/// 5. A lost cluster's member is tracked until the cluster returns.
+async fn lost_cluster_member_is_tracked_until_it_returns(env: &Env<Story>) {
+    scaled_down(env).await;
+    env.ctx
+        .lost
+        .get_or_init(|| lost_step(&env.fed, &env.karmada))
+        .await;
+}
+
+/// 6. Deleting the object removes everything from every cluster and from Karmada.
+async fn deletion_cleans_up_every_cluster(env: &Env<Story>) {
+    placed(env).await;
+    deletion_step(&env.fed, &env.karmada).await;
 }
 
 /// CRDs in Karmada and every member, the resource interpreter, the namespace, and the user's own
@@ -168,7 +266,7 @@ fn condition(obj: &MultiCloudMongoDB, t: &str) -> Option<fedstate_api::Condition
         .cloned()
 }
 
-async fn seed_as_written_is_refused(karmada: &kube::Client) {
+async fn refused_step(karmada: &kube::Client) {
     let mut seed: Value = serde_yaml::from_str(SEED).expect("seed");
     seed["metadata"]["namespace"] = json!(NS);
     harness::apply_json(karmada, &ApiResource::erase::<MultiCloudMongoDB>(&()), seed).await;
@@ -209,10 +307,7 @@ fn ports_of(svc: &Service) -> i32 {
 }
 
 /// Returns the host list.
-async fn placed_object_reaches_every_member(
-    fed: &Federation,
-    karmada: &kube::Client,
-) -> Vec<String> {
+async fn placed_step(fed: &Federation, karmada: &kube::Client) -> Vec<String> {
     let api = mcm_api(karmada);
     api.patch(
         NAME,
@@ -471,11 +566,7 @@ async fn placed_object_reaches_every_member(
     all_hosts.into_iter().collect()
 }
 
-async fn spec_change_reaches_every_member(
-    fed: &Federation,
-    karmada: &kube::Client,
-    hosts: &[String],
-) {
+async fn changed_step(fed: &Federation, karmada: &kube::Client, hosts: &[String]) {
     let api = mcm_api(karmada);
     api.patch(
         NAME,
@@ -518,7 +609,7 @@ async fn spec_change_reaches_every_member(
     }
 }
 
-async fn deletion_cleans_up_every_cluster(fed: &Federation, karmada: &kube::Client) {
+async fn deletion_step(fed: &Federation, karmada: &kube::Client) {
     let api = mcm_api(karmada);
     api.delete(NAME, &DeleteParams::default())
         .await
@@ -688,11 +779,7 @@ async fn members_report_from(
     }
 }
 
-async fn member_status_becomes_our_status(
-    fed: &Federation,
-    karmada: &kube::Client,
-    hosts: &[String],
-) {
+async fn reported_step(fed: &Federation, karmada: &kube::Client, hosts: &[String]) {
     let by_cluster = hosts_by_cluster(fed).await;
     let running: BTreeMap<String, usize> = by_cluster
         .iter()
@@ -741,11 +828,7 @@ async fn member_status_becomes_our_status(
     assert_eq!(primaries, 1);
 }
 
-async fn scale_down_waits_for_the_members(
-    fed: &Federation,
-    karmada: &kube::Client,
-    five: &[String],
-) {
+async fn scaled_down_step(fed: &Federation, karmada: &kube::Client, five: &[String]) {
     const THREE: [(&str, i32); 3] = [("member1", 1), ("member2", 1), ("member3", 1)];
     let api = mcm_api(karmada);
     api.patch(
@@ -850,7 +933,7 @@ async fn current_hosts(fed: &Federation, member: u32) -> Result<Vec<String>, Str
     Ok(conf.hosts.into_iter().map(|h| h.host).collect())
 }
 
-async fn lost_cluster_member_is_tracked_until_it_returns(fed: &Federation, karmada: &kube::Client) {
+async fn lost_step(fed: &Federation, karmada: &kube::Client) {
     const SURVIVORS: [(&str, i32); 2] = [("member1", 2), ("member2", 1)];
     let api = mcm_api(karmada);
     let rbs: Api<fedstate_api::karmada::binding::ResourceBinding> =

@@ -234,17 +234,13 @@ impl Drop for Stack {
 }
 
 /// The scheduler's flags for this federation (estimators over mTLS with its CA).
-pub fn scheduler_args(
+/// The flags fedstate-scheduler gets on the local federation: the Karmada kubeconfig, an
+/// ephemeral admin port, the estimators' mTLS files and the e2e deadlines.
+pub fn scheduler_flags(
     kubeconfig: &std::path::Path,
     tls: &fedstate_local::EstimatorTls,
-) -> fedstate_scheduler::service::RunArgs {
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        run: fedstate_scheduler::service::RunArgs,
-    }
-    let cli = <Cli as clap::Parser>::parse_from([
-        "fedstate-scheduler".to_owned(),
+) -> Vec<String> {
+    vec![
         format!("--kubeconfig={}", kubeconfig.display()),
         "--admin-addr=127.0.0.1:0".to_owned(),
         format!("--scheduler-estimator-ca-file={}", tls.ca_cert.display()),
@@ -258,7 +254,21 @@ pub fn scheduler_args(
         ),
         "--scheduler-estimator-timeout=2s".to_owned(),
         "--scheduler-estimator-budget=4s".to_owned(),
-    ]);
+    ]
+}
+
+pub fn scheduler_args(
+    kubeconfig: &std::path::Path,
+    tls: &fedstate_local::EstimatorTls,
+) -> fedstate_scheduler::service::RunArgs {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: fedstate_scheduler::service::RunArgs,
+    }
+    let cli = <Cli as clap::Parser>::parse_from(
+        std::iter::once("fedstate-scheduler".to_owned()).chain(scheduler_flags(kubeconfig, tls)),
+    );
     cli.run
 }
 

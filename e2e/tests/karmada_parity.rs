@@ -91,25 +91,15 @@ async fn setup(fed: &Federation, karmada: &kube::Client) -> Ctx {
     }
     // A kind only the Karmada apiserver serves (no member has its API).
     apply_json(karmada, &crd_resource(), widget_crd()).await;
-    let tls = fed.estimator_tls();
-    let args: Vec<String> = vec![
-        "run".into(),
-        format!("--kubeconfig={}", fed.karmada_kubeconfig().display()),
+    let mut args = vec![
+        "run".to_owned(),
         format!("--scheduler-name={OURS}"),
-        "--admin-addr=127.0.0.1:0".into(),
-        "--leader-elect=false".into(),
-        format!("--scheduler-estimator-ca-file={}", tls.ca_cert.display()),
-        format!(
-            "--scheduler-estimator-cert-file={}",
-            tls.client_cert.display()
-        ),
-        format!(
-            "--scheduler-estimator-key-file={}",
-            tls.client_key.display()
-        ),
-        "--scheduler-estimator-timeout=2s".into(),
-        "--scheduler-estimator-budget=4s".into(),
+        "--leader-elect=false".to_owned(),
     ];
+    args.extend(stack::scheduler_flags(
+        &fed.karmada_kubeconfig(),
+        &fed.estimator_tls(),
+    ));
     let scheduler = OurProcess::start(
         "fedstate-scheduler",
         &our_binary("fedstate-scheduler"),

@@ -143,6 +143,10 @@ async fn placed(env: &Env<Story>) -> &[String] {
 
 /// 2. What the members report becomes the status.
 async fn member_status_becomes_our_status(env: &Env<Story>) {
+    reported(env).await;
+}
+
+async fn reported(env: &Env<Story>) {
     let hosts = placed(env).await.to_vec();
     env.ctx
         .reported
@@ -165,6 +169,8 @@ async fn scale_down_waits_for_the_members(env: &Env<Story>) {
 }
 
 async fn scaled_down(env: &Env<Story>) {
+    // The members must have reported themselves in the set: scale-down waits for them.
+    reported(env).await;
     let hosts = placed(env).await.to_vec();
     env.ctx
         .scaled_down

@@ -801,18 +801,9 @@ async fn uninstall_leaves_nothing(fed: &Federation, helm: &Path, karmada: &Node,
             "--wait",
         ],
     );
-    run(
-        helm,
-        &[
-            "uninstall",
-            "fedstate-member",
-            "--kubeconfig",
-            &kk,
-            "-n",
-            MEMBER_NS,
-            "--wait",
-        ],
-    );
+    // The control plane's release first: deleting the MongoDB CRD in Karmada removes it from the
+    // members only while the member release's ClusterPropagationPolicy still selects it (Karmada
+    // leaves propagated objects in place when only the policy goes; seen in the last run).
     run(
         helm,
         &[
@@ -822,6 +813,18 @@ async fn uninstall_leaves_nothing(fed: &Federation, helm: &Path, karmada: &Node,
             &kk,
             "-n",
             KARMADA_NS,
+            "--wait",
+        ],
+    );
+    run(
+        helm,
+        &[
+            "uninstall",
+            "fedstate-member",
+            "--kubeconfig",
+            &kk,
+            "-n",
+            MEMBER_NS,
             "--wait",
         ],
     );

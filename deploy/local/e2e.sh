@@ -16,18 +16,17 @@ export FEDSTATE_LOCAL_BIN_DIR="$bin_dir" FEDSTATE_E2E=1 FEDSTATE_E2E_DIR="$run_d
 
 status=0
 # Our binaries, for the suites that run them as processes (as users run them) and build images of
-# them (e2e/tests/images.rs reads FEDSTATE_INSTALL_BIN_DIR).
+# them; the tests find them next to themselves in the target directory (e2e/src/process.rs).
 (cd "$repo" && cargo build -p fedstate-scheduler -p fedstate-manager -p fedstate-mongo-agent --bins) || exit 1
-target_dir="$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
-    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
-export FEDSTATE_INSTALL_BIN_DIR="${FEDSTATE_INSTALL_BIN_DIR:-$target_dir/debug}"
+our_dir="$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug"
 (cd "$repo" && cargo test -p fedstate-e2e -- --nocapture --test-threads=1 "$@") || status=$?
 
-# Processes of our binaries that still name the e2e run directory.
+# Processes of the federation's binaries, or of ours, that still name the e2e run directory.
 left=()
 for p in /proc/[0-9]*; do
     exe="$(readlink "$p/exe" 2>/dev/null || true)"
-    [[ "$exe" == "$bin_dir"/* ]] || continue
+    [[ "$exe" == "$bin_dir"/* || "$exe" == "$our_dir"/* ]] || continue
     if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$run_dir"; then
         left+=("${p#/proc/} $(basename "$exe")")
     fi

@@ -2,8 +2,10 @@
 //! test (kwok does not run containers). For each replica of a Deployment read back from the
 //! apiserver it was installed into:
 //!
-//! * the container's image names the binary (`…/fedstate-scheduler:tag` → our `fedstate-scheduler`);
-//!   the image's entrypoint is the binary, so the process gets exactly the container's `args`;
+//! * the container's image names the binary (`…/fedstate-scheduler:tag` → our `fedstate-scheduler`,
+//!   as cargo built it next to the test); the image's entrypoint is the binary, so the process gets
+//!   exactly the container's `args`; it runs as [`crate::process::OurProcess`], SIGTERM then SIGKILL
+//!   after the pod's `terminationGracePeriodSeconds`;
 //! * every volume (Secret or ConfigMap, with or without `items`) is written to files under the
 //!   pod's own directory, and a path under a `mountPath` in the args is that directory's path;
 //! * `env` as given (`value`, and `fieldRef` `metadata.name` / `status.podIP`), nothing inherited
@@ -20,12 +22,15 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret, ServiceAccount};
 use kube::api::{Api, PostParams};
+
+use crate::process::{OurProcess, our_binary};
 
 /// A cluster the pods of a Deployment run against.
 #[derive(Clone)]
@@ -46,16 +51,14 @@ impl std::fmt::Debug for Node {
     }
 }
 
-/// One running pod.
+/// One running pod: its process, stopped on drop like any of ours
+/// ([`crate::process::OurProcess`]), with the pod's termination grace period.
 #[derive(Debug)]
 pub struct Pod {
     pub name: String,
     pub ip: Ipv4Addr,
     pub args: Vec<String>,
-    pub log: PathBuf,
-    /// `terminationGracePeriodSeconds` of the pod (the kubelet's default 30).
-    pub grace_seconds: u64,
-    child: Child,
+    pub process: OurProcess,
 }
 
 impl Pod {
@@ -64,73 +67,44 @@ impl Pod {
         format!("http://{}:{port}{path}", self.ip)
     }
 
-    /// SIGTERM, as the kubelet stops a container; waits the pod's termination grace period, then
-    /// SIGKILL (`None`: it had to be killed).
-    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        self.terminate();
-        self.wait_stopped()
-    }
-
-    /// SIGTERM only.
-    pub fn terminate(&self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    }
-
-    /// Waits the grace period for the process to exit after [`Pod::terminate`], then SIGKILL.
-    pub fn wait_stopped(&mut self) -> Option<std::process::ExitStatus> {
-        for _ in 0..self.grace_seconds * 10 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        None
+    /// The container's log.
+    pub fn log(&self) -> &Path {
+        &self.process.log
     }
 }
 
-impl Drop for Pod {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.stop();
-        }
-    }
-}
-
-/// Where the binaries named by images live, and where pods keep their files.
+/// Where pods keep their files; the binaries an image names are ours, as cargo built them
+/// ([`our_binary`]).
 #[derive(Debug, Clone)]
 pub struct Kubelet {
-    pub bin_dir: PathBuf,
     pub root: PathBuf,
     next_ip: std::sync::Arc<std::sync::atomic::AtomicU8>,
 }
 
 impl Kubelet {
-    pub fn new(bin_dir: PathBuf, root: PathBuf) -> Self {
+    pub fn new(root: PathBuf) -> Self {
         Self {
-            bin_dir,
             root,
             next_ip: std::sync::Arc::new(std::sync::atomic::AtomicU8::new(1)),
         }
     }
 
-    /// Start every replica of Deployment `ns/name` as it is stored in `node`'s apiserver.
+    /// Start every replica of Deployment `ns/name` as it is stored in `node`'s apiserver, pods
+    /// named `<name>-<generation>-<replica>` (a rollout's new pods get new names).
     pub async fn run_deployment(&self, node: &Node, ns: &str, name: &str) -> Vec<Pod> {
-        let deploy = Api::<Deployment>::namespaced(node.client.clone(), ns)
-            .get(name)
-            .await
-            .unwrap_or_else(|e| panic!("{}: get Deployment {ns}/{name}: {e}", node.cluster));
-        let spec = deploy.spec.expect("Deployment spec");
-        let replicas = spec.replicas.unwrap_or(1);
-        let pod_spec = spec.template.spec.expect("pod template spec");
+        let (replicas, generation, pod_spec) = deployment_pods(node, ns, name).await;
         let mut pods = Vec::new();
         for r in 0..replicas {
-            let pod_name = format!("{name}-{r}");
+            let pod_name = format!("{name}-{generation}-{r}");
             pods.push(self.run_pod(node, ns, &pod_name, &pod_spec).await);
         }
         pods
+    }
+
+    /// Start one pod of Deployment `ns/name`, named `pod_name`, whatever its replica count.
+    pub async fn run_one(&self, node: &Node, ns: &str, name: &str, pod_name: &str) -> Pod {
+        let (_, _, pod_spec) = deployment_pods(node, ns, name).await;
+        self.run_pod(node, ns, pod_name, &pod_spec).await
     }
 
     async fn run_pod(&self, node: &Node, ns: &str, pod_name: &str, spec: &PodSpec) -> Pod {
@@ -263,40 +237,39 @@ impl Kubelet {
         let image = c.image.clone().unwrap_or_default();
         let repo = image.rsplit('/').next().unwrap_or_default();
         let binary = repo.split(':').next().unwrap_or_default();
-        let exe = self.bin_dir.join(binary);
-        assert!(
-            exe.is_file(),
-            "{what}: image {image} names {binary}, not found in {}",
-            self.bin_dir.display()
-        );
-        let log = dir.join("container.log");
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(&exe)
-            .args(&args)
-            .env_clear()
-            .envs(env)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what}: start {}: {e}", exe.display()));
-        eprintln!(
-            "  started {what} ({binary}, pod IP {ip}): {}",
-            args.join(" ")
-        );
+        let exe = our_binary(binary);
+        let mut command = Command::new(&exe);
+        command.args(&args).env_clear().envs(env).current_dir(&dir);
+        let grace = spec
+            .termination_grace_period_seconds
+            .and_then(|g| u64::try_from(g).ok())
+            .unwrap_or(30);
+        let process = OurProcess::spawn(&what, command, &dir.join("container.log"))
+            .with_grace(Duration::from_secs(grace));
+        eprintln!("  {what} ({binary}, pod IP {ip}): {}", args.join(" "));
         Pod {
             name: pod_name.to_owned(),
             ip,
             args,
-            log,
-            grace_seconds: spec
-                .termination_grace_period_seconds
-                .and_then(|g| u64::try_from(g).ok())
-                .unwrap_or(30),
-            child,
+            process,
         }
     }
+}
+
+/// Replicas, generation and pod template of Deployment `ns/name` in `node`.
+async fn deployment_pods(node: &Node, ns: &str, name: &str) -> (i32, i64, PodSpec) {
+    let deploy = Api::<Deployment>::namespaced(node.client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("{}: get Deployment {ns}/{name}: {e}", node.cluster));
+    let generation = deploy.metadata.generation.unwrap_or(0);
+    let spec = deploy.spec.expect("Deployment spec");
+    let replicas = spec.replicas.unwrap_or(1);
+    (
+        replicas,
+        generation,
+        spec.template.spec.expect("pod template spec"),
+    )
 }
 
 /// The server URL and CA (base64 PEM) of an admin kubeconfig.

@@ -1,11 +1,16 @@
 //! Our own binaries as processes, run as users run them: the binary cargo built next to the test
-//! (`deploy/local/e2e.sh` builds them first), given flags, its output in a log file of the
-//! federation's run directory, stopped (SIGTERM, then SIGKILL) when the handle is dropped.
+//! (`deploy/local/e2e.sh` builds them first), given flags (and, for a pod, its environment and
+//! working directory), its output in a log file, stopped (SIGTERM, then SIGKILL after its grace
+//! period) when the handle is dropped. The one launcher of the e2e tier: the suites that start a
+//! binary and [`crate::pods`], which runs a Deployment's pods, both use it.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+/// How long a process gets between SIGTERM and SIGKILL unless told otherwise.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
 /// Where cargo put our binaries: the profile directory above this test's `deps/`.
 pub fn our_binary(name: &str) -> PathBuf {
@@ -29,6 +34,7 @@ pub fn our_binary(name: &str) -> PathBuf {
 pub struct OurProcess {
     name: String,
     child: Child,
+    grace: Duration,
     pub log: PathBuf,
 }
 
@@ -37,24 +43,38 @@ impl OurProcess {
     pub fn start(name: &str, binary: &Path, args: &[String], log_dir: &Path) -> Self {
         std::fs::create_dir_all(log_dir)
             .unwrap_or_else(|e| panic!("log dir {}: {e}", log_dir.display()));
-        let log = log_dir.join(format!("{name}.log"));
-        let out = File::create(&log).unwrap_or_else(|e| panic!("log file {}: {e}", log.display()));
+        let mut command = Command::new(binary);
+        command.args(args);
+        Self::spawn(name, command, &log_dir.join(format!("{name}.log")))
+    }
+
+    /// Starts `command` as the caller prepared it (args, environment, working directory), stdin
+    /// closed, stdout and stderr into `log`.
+    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Self {
+        let out = File::create(log).unwrap_or_else(|e| panic!("log file {}: {e}", log.display()));
         let err = out
             .try_clone()
             .unwrap_or_else(|e| panic!("log file {}: {e}", log.display()));
-        let child = Command::new(binary)
-            .args(args)
+        let child = command
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+            .unwrap_or_else(|e| panic!("start {name} ({:?}): {e}", command.get_program()));
         eprintln!("started {name} (pid {}), log {}", child.id(), log.display());
         Self {
             name: name.to_owned(),
             child,
-            log,
+            grace: DEFAULT_GRACE,
+            log: log.to_path_buf(),
         }
+    }
+
+    /// The time between SIGTERM and SIGKILL (a pod's `terminationGracePeriodSeconds`).
+    #[must_use]
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
     }
 
     /// Still running?
@@ -69,24 +89,47 @@ impl OurProcess {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    /// SIGTERM, up to 10 s to exit, then SIGKILL.
-    pub fn stop(&mut self) {
-        if !self.running() {
-            return;
-        }
+    /// SIGTERM only (as the kubelet starts stopping a container); see [`OurProcess::wait_stopped`].
+    pub fn terminate(&self) {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0));
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if !self.running() {
-                eprintln!("stopped {}", self.name);
-                return;
+    }
+
+    /// Waits up to the grace period for the process to exit, then SIGKILL. The exit status, or
+    /// `None` if it had to be killed.
+    pub fn wait_stopped(&mut self) -> Option<ExitStatus> {
+        let deadline = Instant::now() + self.grace;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        eprintln!("killed {} (no exit 10 s after SIGTERM)", self.name);
+        eprintln!(
+            "killed {} (no exit {}s after SIGTERM)",
+            self.name,
+            self.grace.as_secs()
+        );
+        None
+    }
+
+    /// SIGTERM, then [`OurProcess::wait_stopped`]; the exit status of a process that had already
+    /// exited.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        self.terminate();
+        let status = self.wait_stopped();
+        if let Some(s) = status {
+            eprintln!("stopped {} ({s})", self.name);
+        }
+        status
     }
 }
 

@@ -6,12 +6,13 @@
 //! is not run as a container.
 //!
 //! A suite of one standalone trial (no federation), run by deploy/local/e2e.sh, which builds the
-//! binaries and sets `FEDSTATE_INSTALL_BIN_DIR`; ignored, like every e2e trial, without
+//! binaries next to the test's (`fedstate_e2e::process::our_binary`); ignored, like every e2e trial, without
 //! `FEDSTATE_E2E=1`. The `chroot` step needs root and says so when skipped.
 
 use std::path::Path;
 use std::process::Command;
 
+use fedstate_e2e::process::our_binary;
 use fedstate_e2e::suite::Suite;
 
 fn main() -> std::process::ExitCode {
@@ -50,9 +51,10 @@ fn is_root() -> bool {
 }
 
 fn images_are_built_daemonless_and_run_from_their_file_system() {
-    let bin_dir = std::env::var_os("FEDSTATE_INSTALL_BIN_DIR")
-        .map(std::path::PathBuf::from)
-        .expect("FEDSTATE_INSTALL_BIN_DIR is not set: run this suite through deploy/local/e2e.sh");
+    let bin_dir = our_binary("fedstate-scheduler")
+        .parent()
+        .map(Path::to_path_buf)
+        .expect("the binaries' directory");
     let out = std::env::temp_dir().join(format!("fedstate-images-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     run(Command::new(repo().join("scripts/build-images.sh"))

@@ -1,16 +1,18 @@
 //! FedState installed as a platform engineer installs it: real Helm into the real apiservers of
 //! the local federation, our binaries run as the rendered Deployments say (`fedstate_e2e::pods`),
-//! with the chart's ServiceAccounts' credentials, then the seed sample to `Health`. In order:
+//! with the credentials the charts wire by default, then the seed sample to `Health`. One story,
+//! each step its own test; a step run alone first runs the steps it builds on (each step runs once
+//! per run, and a failed step fails every later step that needs it with its first failure):
 //!
-//! 1. `helm lint` of both charts is clean; `promtool check rules` and `promtool test rules` pass on
-//!    the shipped alerts.
-//! 2. `helm install` the control-plane chart twice: `target=karmada` into the Karmada apiserver
-//!    (CRDs, interpreter, ServiceAccounts, RBAC) and `target=host` into the host cluster (member1
-//!    plays the Karmada host cluster here). The host release reads the Karmada apiserver through
-//!    kubeconfig Secrets holding TokenRequest tokens of the chart's ServiceAccounts, and the
-//!    estimators' mTLS files from the `karmada-cert` Secret, as Karmada's installer names it.
-//! 3. `helm install` the member chart once into the Karmada apiserver with `propagate.enabled`:
+//! 1. `helm install` the control-plane chart twice, with its defaults: `target=karmada` into the
+//!    Karmada apiserver (CRDs, interpreter, ServiceAccounts, RBAC) and `target=host` into the host
+//!    cluster (member1 plays the Karmada host cluster here), which holds the Secrets Karmada 1.18's
+//!    installer creates: `karmada-scheduler-config` (the Karmada admin kubeconfig) and
+//!    `karmada-cert` (the estimators' mTLS files).
+//! 2. `helm install` the member chart once into the Karmada apiserver with `propagate.enabled`:
 //!    Karmada rolls it out to every member, each with its own VIP and name.
+//! 3. A scheduler pod with the admin kubeconfig acts as its ServiceAccount (`--as`): without its
+//!    leader-election RoleBinding it is refused as that account and not ready; with it, ready.
 //! 4. Every replica of every Deployment runs as a local process (2 schedulers, 2 managers, one agent
 //!    per member): all of them become ready, standbys included, and each Lease has one holder.
 //! 5. The seed sample (with the image its condition asks for) reaches `Health`. An RBAC gap of any
@@ -18,14 +20,23 @@
 //! 6. Every process's `/metrics`: HELP for every series, histograms with karmada-scheduler's
 //!    buckets, Karmada's `result` values, `process_*` and `fedstate_build_info`; every series the
 //!    dashboard and the alerts query exists in the scrape (except kube-state-metrics' series).
-//! 7. `helm upgrade` with a changed value changes the Deployment; deleting the sample and
-//!    `helm uninstall` of every release leave nothing of ours in any cluster.
+//! 7. `helm upgrade` to the README's token kubeconfigs (no impersonation), one scheduler replica and
+//!    a debug log level; the new pods replace the old ones (SIGTERM, clean exit) and take the Leases.
+//! 8. Deleting the sample is finished by the manager; every process exits cleanly on SIGTERM within
+//!    its pod's grace period.
+//! 9. No Secret value of the sample in any pod's log.
+//! 10. `helm uninstall` of every release leaves nothing of ours in any cluster.
 //!
-//! Runs only with `FEDSTATE_E2E=1` (otherwise every trial is reported ignored) and
-//! `FEDSTATE_INSTALL_BIN_DIR` naming the directory with our binaries (`deploy/local/e2e.sh`
-//! builds them and sets it).
+//! Standalone trials (no federation): `helm lint --strict` of both charts, a bad value named by
+//! the schema; `promtool check rules` and `promtool test rules` on the shipped alerts; the default
+//! wiring of the host chart (args, Secrets and mounts) is what the README says.
+//!
+//! Runs only with `FEDSTATE_E2E=1` (otherwise every trial is reported ignored), through
+//! `deploy/local/e2e.sh`, which builds our binaries (`fedstate_e2e::process::our_binary`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -37,14 +48,16 @@ use fedstate_e2e::scenarios;
 use fedstate_e2e::stack;
 use fedstate_e2e::suite::{Env, Suite};
 use fedstate_local::{Federation, member_name, member_vip};
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DeleteParams, ListParams, PostParams};
-use serde_json::json;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 const SAMPLE_NS: &str = "fedstate-install";
@@ -54,10 +67,39 @@ const KARMADA_NS: &str = "fedstate-system";
 const HOST_NS: &str = "karmada-system";
 const MEMBER_NS: &str = "fedstate-system";
 const ADMIN_PORT: u16 = 8080;
+const COMPONENTS: [&str; 2] = ["fedstate-scheduler", "fedstate-manager"];
 
-/// The checkout under test: cargo runs test binaries with CARGO_MANIFEST_DIR set to this crate
-/// (read at run time: a target directory shared by several checkouts may hold a library built
-/// in another one).
+fn main() -> std::process::ExitCode {
+    Suite::new("install", |fed, karmada| Box::pin(setup(fed, karmada)))
+        .scenarios(scenarios![
+            control_plane_chart_installs_into_karmada_and_the_host,
+            member_chart_rolls_out_through_karmada_with_each_vip,
+            a_pod_acts_as_its_service_account_and_gets_only_its_rbac,
+            every_replica_runs_ready_with_one_lease_holder,
+            seed_sample_reaches_health,
+            metrics_have_help_karmada_buckets_and_every_queried_series,
+            helm_upgrade_to_token_kubeconfigs_rolls_out,
+            deleting_the_sample_then_sigterm_stops_everything_cleanly,
+            no_secret_value_in_any_log,
+            helm_uninstall_leaves_nothing_behind,
+        ])
+        .standalone(
+            "charts_are_lint_clean_and_the_schema_names_a_bad_field",
+            charts_are_lint_clean_and_the_schema_names_a_bad_field,
+        )
+        .standalone(
+            "alerts_pass_promtool_check_and_test_rules",
+            alerts_pass_promtool_check_and_test_rules,
+        )
+        .standalone(
+            "default_host_wiring_is_what_the_readme_says",
+            default_host_wiring_is_what_the_readme_says,
+        )
+        .teardown(|env| Box::pin(teardown(env)))
+        .run()
+}
+
+/// The checkout under test: cargo runs test binaries with CARGO_MANIFEST_DIR set to this crate.
 fn repo() -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
@@ -73,7 +115,14 @@ fn chart(name: &str) -> String {
         .to_string()
 }
 
-/// Runs a tool, panics with its output unless it succeeds; returns stdout.
+/// A tool of the local federation's bin directory (helm, promtool; `deploy/local/build.sh`).
+fn tool(name: &str) -> PathBuf {
+    let dir = fedstate_local::binaries::bin_dir()
+        .unwrap_or_else(|e| panic!("the local federation's tools: {e}"));
+    dir.join(name)
+}
+
+/// Runs a tool, panics with its output unless it succeeds; returns stdout and stderr.
 fn run(tool: &Path, args: &[&str]) -> String {
     let out = Command::new(tool)
         .args(args)
@@ -91,142 +140,281 @@ fn run(tool: &Path, args: &[&str]) -> String {
     stdout + &stderr
 }
 
-fn main() -> std::process::ExitCode {
-    Suite::new("install", |_, _| Box::pin(async {}))
-        .scenarios(scenarios![
-            helm_install_runs_the_seed_sample_to_health_and_uninstalls_cleanly
-        ])
-        .run()
+/// One step of the story, done at most once per run. A step that failed fails every later step
+/// that needs it, with its first failure.
+struct Once<T>(OnceCell<Result<T, String>>);
+
+impl<T> Once<T> {
+    fn new() -> Self {
+        Self(OnceCell::new())
+    }
+
+    async fn get(&self, what: &str, step: impl Future<Output = T>) -> &T {
+        let mut ran_here = false;
+        let outcome = self
+            .0
+            .get_or_init(|| {
+                ran_here = true;
+                AssertUnwindSafe(step).catch_unwind().map(|r| {
+                    r.map_err(|p| {
+                        p.downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                            .unwrap_or_else(|| "panicked".to_owned())
+                    })
+                })
+            })
+            .await;
+        match outcome {
+            Ok(v) => v,
+            Err(e) if ran_here => panic!("{what}: {e}"),
+            Err(e) => panic!("needs the step `{what}`, which failed earlier in this run: {e}"),
+        }
+    }
 }
 
-fn install_bin_dir() -> PathBuf {
-    std::env::var_os("FEDSTATE_INSTALL_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            panic!(
-                "FEDSTATE_INSTALL_BIN_DIR is not set: run this suite through deploy/local/e2e.sh, which builds fedstate-scheduler, fedstate-manager and fedstate-mongo-agent and sets it"
-            )
-        })
+/// The clusters, the pods running, and the steps done so far.
+struct Story {
+    helm: PathBuf,
+    work: PathBuf,
+    karmada: Node,
+    host: Node,
+    members: Vec<Node>,
+    kubelet: Kubelet,
+    /// (what, pod) of every process running as a pod.
+    pods: tokio::sync::Mutex<Vec<(String, Pod)>>,
+    /// Stops the replica-set simulator.
+    simulator: CancellationToken,
+    sim_pods: std::sync::Mutex<Option<PathBuf>>,
+    control_plane: Once<()>,
+    member_chart: Once<()>,
+    impersonation: Once<()>,
+    running: Once<()>,
+    health: Once<Vec<String>>,
+    upgraded: Once<()>,
+    stopped: Once<()>,
 }
 
-async fn helm_install_runs_the_seed_sample_to_health_and_uninstalls_cleanly(env: &Env<()>) {
-    let fed = &env.fed;
-    let bin_dir = install_bin_dir();
-    let tools = fed.bin_dir().to_path_buf();
-    let helm = tools.join("helm");
-    let promtool = tools.join("promtool");
+impl std::fmt::Debug for Story {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Story")
+            .field("work", &self.work)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn setup(fed: &Federation, karmada: &kube::Client) -> Story {
     let work = fed.run_dir().join("install");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).expect("work dir");
-
-    eprintln!("step 1: helm lint and promtool");
-    lint_and_rules(&helm, &promtool, &work);
-
-    let karmada = node(fed, 0).await;
-    let host = node(fed, 1).await;
-    eprintln!("step 2: the control-plane chart into the Karmada apiserver and the host cluster");
-    install_control_plane(fed, &helm, &karmada, &host).await;
-    eprintln!("step 3: the member chart through Karmada to every member");
-    install_members(fed, &helm, &karmada).await;
-
-    eprintln!("step 4: every replica as a local process, as the Deployments say");
-    let kubelet = Kubelet::new(bin_dir, work.join("pods"));
-    let mut running: Vec<(String, Pod)> = Vec::new();
-    for name in ["fedstate-scheduler", "fedstate-manager"] {
-        for p in kubelet.run_deployment(&host, HOST_NS, name).await {
-            running.push((name.to_owned(), p));
-        }
-    }
+    let mut members = Vec::new();
     for i in 1..=fed.members() {
-        let member = node(fed, i).await;
-        for p in kubelet
-            .run_deployment(&member, MEMBER_NS, "fedstate-mongo-agent")
-            .await
-        {
-            running.push((format!("fedstate-mongo-agent@{}", member_name(i)), p));
-        }
+        members.push(node(fed, i).await);
     }
-    all_ready(&running).await;
-    one_holder_per_lease(fed, &karmada).await;
-
-    eprintln!("step 5: the seed sample to Health");
-    let stop = CancellationToken::new();
-    let _stop_simulator = stop.clone().drop_guard();
-    let sim_pods = start_simulator(fed, &stop).await;
-    seed_sample_to_health(fed, &karmada.client).await;
-    let secret_values = sample_secret_values(&karmada.client).await;
-
-    eprintln!("step 6: /metrics of every process");
-    check_metrics(&running, &work).await;
-
-    eprintln!("step 7: helm upgrade, then uninstall leaves nothing behind");
-    upgrade_changes_the_deployment(&helm, &host).await;
-    Api::<MultiCloudMongoDB>::namespaced(karmada.client.clone(), SAMPLE_NS)
-        .delete(SAMPLE, &DeleteParams::default())
-        .await
-        .expect("delete sample");
-    eventually(
-        "the sample gone (the manager's teardown)",
-        Duration::from_secs(180),
-        || async {
-            match Api::<MultiCloudMongoDB>::namespaced(karmada.client.clone(), SAMPLE_NS)
-                .get_opt(SAMPLE)
-                .await
-            {
-                Ok(None) => Ok(()),
-                other => Err(format!(
-                    "{:?}",
-                    other.map(|o| o.map(|o| o.finalizers().to_vec()))
-                )),
-            }
+    Story {
+        helm: fed.bin_dir().join("helm"),
+        kubelet: Kubelet::new(work.join("pods")),
+        work,
+        karmada: Node {
+            cluster: "karmada".into(),
+            client: karmada.clone(),
+            kubeconfig: fed.karmada_kubeconfig(),
         },
-    )
-    .await;
-    // As the kubelet stops pods: SIGTERM to all, each gets its termination grace period.
-    let stopping = std::time::Instant::now();
-    for (_, p) in &running {
-        p.terminate();
+        // member1 plays the Karmada host cluster.
+        host: members[0].clone(),
+        members,
+        pods: tokio::sync::Mutex::new(Vec::new()),
+        simulator: CancellationToken::new(),
+        sim_pods: std::sync::Mutex::new(None),
+        control_plane: Once::new(),
+        member_chart: Once::new(),
+        impersonation: Once::new(),
+        running: Once::new(),
+        health: Once::new(),
+        upgraded: Once::new(),
+        stopped: Once::new(),
     }
-    for (what, mut p) in running.drain(..) {
-        let status = p.wait_stopped();
+}
+
+/// Stops what a failed or partial run left running: every pod (SIGTERM to all, then each its grace
+/// period), the simulator.
+async fn teardown(env: &Env<Story>) {
+    let mut pods = env.ctx.pods.lock().await;
+    stop_pods(&mut pods);
+    env.ctx.simulator.cancel();
+    let dir = env.ctx.sim_pods.lock().ok().and_then(|mut d| d.take());
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// SIGTERM to all, then each gets its pod's grace period, as the kubelet stops pods; the exit
+/// status of each (`None`: killed).
+fn stop_pods(
+    pods: &mut Vec<(String, Pod)>,
+) -> Vec<(String, Pod, Option<std::process::ExitStatus>)> {
+    let stopping = std::time::Instant::now();
+    for (_, p) in pods.iter() {
+        p.process.terminate();
+    }
+    let mut out = Vec::new();
+    for (what, mut p) in pods.drain(..) {
+        let status = p.process.wait_stopped();
         eprintln!(
             "  {what} {} exited {status:?} ({:.1}s after SIGTERM)",
             p.name,
             stopping.elapsed().as_secs_f32()
         );
+        out.push((what, p, status));
+    }
+    out
+}
+
+fn assert_clean_exits(stopped: &[(String, Pod, Option<std::process::ExitStatus>)]) {
+    for (what, p, status) in stopped {
         assert!(
             status.is_some_and(|s| s.success()),
-            "{what} ({}) did not stop cleanly on SIGTERM: {status:?}; log {}",
+            "{what} ({}) did not stop cleanly on SIGTERM within its grace period: {status:?}; log {}",
             p.name,
-            p.log.display()
+            p.log().display()
         );
     }
-    stop.cancel();
-    let _ = std::fs::remove_dir_all(&sim_pods);
-    uninstall_leaves_nothing(fed, &helm, &karmada, &host).await;
-    if let Err(e) = secrets_not_in_logs(&work, &secret_values) {
+}
+
+/// Index N is member N.
+async fn node(fed: &Federation, index: u32) -> Node {
+    Node {
+        cluster: member_name(index),
+        client: fed.member_client(index).await.expect("member client"),
+        kubeconfig: fed.member_kubeconfig(index),
+    }
+}
+
+// ---- the story's steps, each memoized
+
+async fn control_plane(env: &Env<Story>) {
+    let s = &env.ctx;
+    s.control_plane
+        .get(
+            "control-plane chart installed",
+            install_control_plane(&env.fed, &s.helm, &s.karmada, &s.host),
+        )
+        .await;
+}
+
+async fn member_chart(env: &Env<Story>) {
+    control_plane(env).await;
+    let s = &env.ctx;
+    s.member_chart
+        .get(
+            "member chart rolled out",
+            install_members(&env.fed, &s.helm, &s.karmada, &s.members),
+        )
+        .await;
+}
+
+async fn impersonation(env: &Env<Story>) {
+    control_plane(env).await;
+    let s = &env.ctx;
+    s.impersonation
+        .get(
+            "a pod acts as its ServiceAccount",
+            impersonation_step(&s.kubelet, &s.karmada, &s.host),
+        )
+        .await;
+}
+
+async fn running(env: &Env<Story>) {
+    member_chart(env).await;
+    // Before any other pod runs: the check takes the scheduler's leader-election RoleBinding away
+    // for a while.
+    impersonation(env).await;
+    let s = &env.ctx;
+    s.running
+        .get("every replica running", running_step(s))
+        .await;
+}
+
+async fn health(env: &Env<Story>) -> &[String] {
+    running(env).await;
+    let s = &env.ctx;
+    s.health
+        .get("the seed sample Health", health_step(&env.fed, s))
+        .await
+}
+
+async fn upgraded(env: &Env<Story>) {
+    running(env).await;
+    let s = &env.ctx;
+    s.upgraded
+        .get("helm upgrade rolled out", upgrade_step(s))
+        .await;
+}
+
+async fn stopped(env: &Env<Story>) {
+    health(env).await;
+    let s = &env.ctx;
+    s.stopped
+        .get("the sample deleted and every pod stopped", stop_step(s))
+        .await;
+}
+
+// ---- scenarios
+
+async fn control_plane_chart_installs_into_karmada_and_the_host(env: &Env<Story>) {
+    control_plane(env).await;
+}
+
+async fn member_chart_rolls_out_through_karmada_with_each_vip(env: &Env<Story>) {
+    member_chart(env).await;
+}
+
+async fn a_pod_acts_as_its_service_account_and_gets_only_its_rbac(env: &Env<Story>) {
+    impersonation(env).await;
+}
+
+async fn every_replica_runs_ready_with_one_lease_holder(env: &Env<Story>) {
+    running(env).await;
+}
+
+async fn seed_sample_reaches_health(env: &Env<Story>) {
+    health(env).await;
+}
+
+async fn metrics_have_help_karmada_buckets_and_every_queried_series(env: &Env<Story>) {
+    health(env).await;
+    let pods = env.ctx.pods.lock().await;
+    check_metrics(&pods, &env.ctx.work).await;
+}
+
+async fn helm_upgrade_to_token_kubeconfigs_rolls_out(env: &Env<Story>) {
+    upgraded(env).await;
+}
+
+async fn deleting_the_sample_then_sigterm_stops_everything_cleanly(env: &Env<Story>) {
+    stopped(env).await;
+}
+
+async fn no_secret_value_in_any_log(env: &Env<Story>) {
+    let values = health(env).await.to_vec();
+    stopped(env).await;
+    if let Err(e) = secrets_not_in_logs(&env.ctx.work, &values) {
         panic!("{e}");
     }
 }
 
-/// Index 0 is the Karmada apiserver, N is member N.
-async fn node(fed: &Federation, index: u32) -> Node {
-    if index == 0 {
-        Node {
-            cluster: "karmada".into(),
-            client: fed.karmada_client().await.expect("karmada client"),
-            kubeconfig: fed.karmada_kubeconfig(),
-        }
-    } else {
-        Node {
-            cluster: member_name(index),
-            client: fed.member_client(index).await.expect("member client"),
-            kubeconfig: fed.member_kubeconfig(index),
-        }
-    }
+async fn helm_uninstall_leaves_nothing_behind(env: &Env<Story>) {
+    member_chart(env).await;
+    // Nothing of ours may run, and the sample must be gone, before the CRDs go.
+    stopped(env).await;
+    let s = &env.ctx;
+    uninstall_leaves_nothing(&s.helm, &s.karmada, &s.host, &s.members).await;
 }
 
-fn lint_and_rules(helm: &Path, promtool: &Path, work: &Path) {
+// ---- standalone trials
+
+fn charts_are_lint_clean_and_the_schema_names_a_bad_field() {
+    let helm = tool("helm");
     let member_values = format!("{}/ci/lint-values.yaml", chart("fedstate-member"));
     for args in [
         vec!["lint", "--strict", &chart("fedstate") as &str],
@@ -252,7 +440,7 @@ fn lint_and_rules(helm: &Path, promtool: &Path, work: &Path) {
             "propagate.enabled=true,crds.install=false,propagate.clusters[0].name=m1,propagate.clusters[0].vip=10.0.0.1",
         ],
     ] {
-        let out = run(helm, &args);
+        let out = run(&helm, &args);
         assert!(out.contains("0 chart(s) failed"), "{out}");
         assert!(
             !out.contains("[WARNING]") && !out.contains("[ERROR]"),
@@ -260,7 +448,7 @@ fn lint_and_rules(helm: &Path, promtool: &Path, work: &Path) {
         );
     }
     // A value the schema refuses names the field.
-    let out = Command::new(helm)
+    let out = Command::new(&helm)
         .args([
             "template",
             "x",
@@ -277,9 +465,14 @@ fn lint_and_rules(helm: &Path, promtool: &Path, work: &Path) {
                 || err.contains("/scheduler/estimator/timeout")),
         "{err}"
     );
+}
 
+fn alerts_pass_promtool_check_and_test_rules() {
+    let promtool = tool("promtool");
+    let work = std::env::temp_dir().join(format!("fedstate-promtool-{}", std::process::id()));
+    std::fs::create_dir_all(&work).expect("work dir");
     // The alerts as a plain Prometheus rules file (the PrometheusRule's spec).
-    let rule: serde_json::Value = serde_yaml::from_str(
+    let rule: Value = serde_yaml::from_str(
         &std::fs::read_to_string(repo().join("deploy/monitoring/alerts.yaml")).expect("alerts"),
     )
     .expect("alerts yaml");
@@ -290,19 +483,189 @@ fn lint_and_rules(helm: &Path, promtool: &Path, work: &Path) {
     )
     .expect("write");
     let out = run(
-        promtool,
+        &promtool,
         &["check", "rules", &rules_file.display().to_string()],
     );
     assert!(out.contains("SUCCESS"), "{out}");
-    let tests = repo().join("deploy/monitoring/alerts-test.yaml");
+    // alerts-test.yaml names `fedstate-rules.yaml` next to itself.
     let test_copy = work.join("alerts-test.yaml");
-    std::fs::copy(&tests, &test_copy).expect("copy alert tests");
+    std::fs::copy(
+        repo().join("deploy/monitoring/alerts-test.yaml"),
+        &test_copy,
+    )
+    .expect("copy alert tests");
     let out = run(
-        promtool,
+        &promtool,
         &["test", "rules", &test_copy.display().to_string()],
     );
     assert!(out.contains("SUCCESS"), "{out}");
+    let _ = std::fs::remove_dir_all(&work);
 }
+
+/// The objects `helm template` renders, by `Kind/name`.
+fn render(args: &[&str]) -> BTreeMap<String, Value> {
+    let mut all = vec!["template", "fedstate"];
+    all.extend_from_slice(args);
+    let out = Command::new(tool("helm"))
+        .args(&all)
+        .output()
+        .expect("helm template");
+    assert!(
+        out.status.success(),
+        "helm {}: {}",
+        all.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut objects = BTreeMap::new();
+    for doc in text.split("\n---") {
+        let v: Value = serde_yaml::from_str(doc).expect("rendered YAML");
+        if v.is_null() {
+            continue;
+        }
+        let key = format!(
+            "{}/{}",
+            v["kind"].as_str().unwrap_or_default(),
+            v["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        objects.insert(key, v);
+    }
+    objects
+}
+
+/// The README's default: the host pods mount Karmada 1.18's own Secrets (`karmada-scheduler-config`
+/// key `karmada.config`, `karmada-cert`), talk to no API of the host cluster, and make every request
+/// as their ServiceAccount in the Karmada apiserver, which the `target=karmada` release creates.
+fn default_host_wiring_is_what_the_readme_says() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    for said in [
+        "`karmada-scheduler-config` (key `karmada.config`",
+        "`karmada-cert`",
+        "`ca.crt`, `karmada.crt`, `karmada.key`",
+        "--as=system:serviceaccount:fedstate-system:fedstate-scheduler",
+        "karmada.impersonate: true",
+    ] {
+        assert!(readme.contains(said), "the README no longer says {said}");
+    }
+    let host = render(&[&chart("fedstate"), "-n", HOST_NS]);
+    for component in COMPONENTS {
+        let d = &host[&format!("Deployment/{component}")];
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["automountServiceAccountToken"],
+            json!(false),
+            "{component}"
+        );
+        let c = &pod["containers"][0];
+        let args: Vec<&str> = c["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for want in [
+            "--kubeconfig=/etc/karmada/config/karmada.config".to_owned(),
+            format!("--as=system:serviceaccount:{KARMADA_NS}:{component}"),
+            format!("--leader-elect-resource-namespace={KARMADA_NS}"),
+            format!("--leader-elect-resource-name={component}"),
+        ] {
+            assert!(
+                args.contains(&want.as_str()),
+                "{component}: {want} in {args:?}"
+            );
+        }
+        let mounts = &c["volumeMounts"];
+        assert!(
+            mounts
+                .as_array()
+                .expect("mounts")
+                .iter()
+                .any(|m| m["name"] == "karmada-config"
+                    && m["mountPath"] == "/etc/karmada/config"
+                    && m["readOnly"] == true),
+            "{component}: {mounts}"
+        );
+        let volumes = pod["volumes"].as_array().expect("volumes");
+        let config = volumes
+            .iter()
+            .find(|v| v["name"] == "karmada-config")
+            .expect("karmada-config volume");
+        assert_eq!(
+            config["secret"],
+            json!({"secretName": "karmada-scheduler-config", "items": [{"key": "karmada.config", "path": "karmada.config"}]}),
+            "{component}"
+        );
+        if component == "fedstate-scheduler" {
+            for (flag, key) in [
+                ("ca", "ca.crt"),
+                ("cert", "karmada.crt"),
+                ("key", "karmada.key"),
+            ] {
+                let want = format!("--scheduler-estimator-{flag}-file=/etc/karmada/pki/{key}");
+                assert!(args.contains(&want.as_str()), "{want} in {args:?}");
+            }
+            let tls = volumes
+                .iter()
+                .find(|v| v["name"] == "estimator-tls")
+                .expect("estimator-tls volume");
+            assert_eq!(tls["secret"]["secretName"], "karmada-cert");
+            let keys: Vec<&str> = tls["secret"]["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .filter_map(|i| i["key"].as_str())
+                .collect();
+            assert_eq!(keys, ["ca.crt", "karmada.crt", "karmada.key"]);
+            assert!(
+                mounts
+                    .as_array()
+                    .expect("mounts")
+                    .iter()
+                    .any(|m| m["name"] == "estimator-tls" && m["mountPath"] == "/etc/karmada/pki"),
+                "{mounts}"
+            );
+        }
+    }
+    // The accounts `--as` names, with their RBAC, in the Karmada release.
+    let karmada = render(&[
+        &chart("fedstate"),
+        "-n",
+        KARMADA_NS,
+        "--set",
+        "target=karmada",
+    ]);
+    for component in COMPONENTS {
+        for key in [
+            format!("ServiceAccount/{component}"),
+            format!("ClusterRoleBinding/{component}"),
+            format!("RoleBinding/{component}-leader-election"),
+        ] {
+            assert!(karmada.contains_key(&key), "target=karmada renders {key}");
+        }
+        assert_eq!(
+            karmada[&format!("ServiceAccount/{component}")]["metadata"]["namespace"],
+            KARMADA_NS
+        );
+    }
+    // Without impersonation, no `--as`.
+    let plain = render(&[
+        &chart("fedstate"),
+        "-n",
+        HOST_NS,
+        "--set",
+        "karmada.impersonate=false",
+    ]);
+    for component in COMPONENTS {
+        let args = &plain[&format!("Deployment/{component}")]["spec"]["template"]["spec"]["containers"]
+            [0]["args"];
+        assert!(
+            !args.to_string().contains("--as="),
+            "{component} with impersonate=false: {args}"
+        );
+    }
+}
+
+// ---- step bodies
 
 async fn install_control_plane(fed: &Federation, helm: &Path, karmada: &Node, host: &Node) {
     let kk = karmada.kubeconfig.display().to_string();
@@ -334,44 +697,38 @@ async fn install_control_plane(fed: &Federation, helm: &Path, karmada: &Node, ho
             .await
             .unwrap_or_else(|e| panic!("CRD {crd} in Karmada: {e}"));
     }
-    let interpreter = Api::<kube::api::DynamicObject>::all_with(
+    Api::<kube::api::DynamicObject>::all_with(
         karmada.client.clone(),
         &stack::interpreter_resource(),
-    );
-    interpreter
-        .get("fedstate-mongodb")
-        .await
-        .expect("interpreter installed by the chart");
+    )
+    .get("fedstate-mongodb")
+    .await
+    .expect("interpreter installed by the chart");
 
-    // The host cluster's Secrets, as a platform engineer creates them (README, "Install"): a
-    // kubeconfig with a token of each component's ServiceAccount, and the estimator client cert.
-    let host_ns = HOST_NS;
-    stack::ensure_namespace(&host.client, host_ns).await;
-    let secrets: Api<Secret> = Api::namespaced(host.client.clone(), host_ns);
-    for component in ["fedstate-scheduler", "fedstate-manager"] {
-        let token = pods::service_account_token(karmada, KARMADA_NS, component).await;
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": format!("{component}-karmada"), "namespace": host_ns},
-            "stringData": {"kubeconfig": pods::token_kubeconfig(karmada, &token)},
-        }))
-        .expect("secret");
+    // The host cluster's Secrets as Karmada 1.18's installer (`karmadactl init`) creates them in
+    // karmada-system: karmada-scheduler's kubeconfig (an admin certificate) and its certificates.
+    stack::ensure_namespace(&host.client, HOST_NS).await;
+    let secrets: Api<Secret> = Api::namespaced(host.client.clone(), HOST_NS);
+    let read = |p: &Path| std::fs::read_to_string(p).expect("file of the federation");
+    let tls = fed.estimator_tls();
+    for secret in [
+        json!({
+            "metadata": {"name": "karmada-scheduler-config", "namespace": HOST_NS},
+            "stringData": {"karmada.config": read(&karmada.kubeconfig)},
+        }),
+        json!({
+            "metadata": {"name": "karmada-cert", "namespace": HOST_NS},
+            "stringData": {"ca.crt": read(&tls.ca_cert), "karmada.crt": read(&tls.client_cert), "karmada.key": read(&tls.client_key)},
+        }),
+    ] {
+        let secret: Secret = serde_json::from_value(secret).expect("secret");
         secrets
             .create(&PostParams::default(), &secret)
             .await
-            .expect("kubeconfig Secret");
+            .unwrap_or_else(|e| panic!("Secret {}: {e}", secret.name_any()));
     }
-    let tls = fed.estimator_tls();
-    let read = |p: &Path| std::fs::read_to_string(p).expect("estimator TLS file");
-    let cert: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "karmada-cert", "namespace": host_ns},
-        "stringData": {"ca.crt": read(&tls.ca_cert), "karmada.crt": read(&tls.client_cert), "karmada.key": read(&tls.client_key)},
-    }))
-    .expect("secret");
-    secrets
-        .create(&PostParams::default(), &cert)
-        .await
-        .expect("karmada-cert");
 
+    // The chart's defaults, but logs as text and the dashboard ConfigMap.
     let hk = host.kubeconfig.display().to_string();
     run(
         helm,
@@ -382,26 +739,33 @@ async fn install_control_plane(fed: &Federation, helm: &Path, karmada: &Node, ho
             "--kubeconfig",
             &hk,
             "-n",
-            host_ns,
-            "--set",
-            "karmada.impersonate=false",
-            "--set",
-            "scheduler.kubeconfigSecret.name=fedstate-scheduler-karmada",
-            "--set",
-            "scheduler.kubeconfigSecret.key=kubeconfig",
-            "--set",
-            "manager.kubeconfigSecret.name=fedstate-manager-karmada",
-            "--set",
-            "manager.kubeconfigSecret.key=kubeconfig",
+            HOST_NS,
             "--set",
             "logging.format=text",
             "--set",
             "monitoring.dashboard.enabled=true",
         ],
     );
+    for component in COMPONENTS {
+        let args = container_args(host, component).await;
+        let want = format!("--as=system:serviceaccount:{KARMADA_NS}:{component}");
+        assert!(args.contains(&want), "{component}: {want} in {args:?}");
+    }
 }
 
-async fn install_members(fed: &Federation, helm: &Path, karmada: &Node) {
+async fn container_args(node: &Node, deployment: &str) -> Vec<String> {
+    Api::<Deployment>::namespaced(node.client.clone(), HOST_NS)
+        .get(deployment)
+        .await
+        .unwrap_or_else(|e| panic!("Deployment {deployment}: {e}"))
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers.into_iter().next())
+        .and_then(|c| c.args)
+        .unwrap_or_default()
+}
+
+async fn install_members(fed: &Federation, helm: &Path, karmada: &Node, members: &[Node]) {
     let mut sets = vec![
         "propagate.enabled=true".to_owned(),
         "crds.install=false".to_owned(),
@@ -429,8 +793,7 @@ async fn install_members(fed: &Federation, helm: &Path, karmada: &Node) {
             &sets,
         ],
     );
-    for i in 1..=fed.members() {
-        let member = node(fed, i).await;
+    for (i, member) in (1..).zip(members) {
         let vip = member_vip(i).to_string();
         let name = member_name(i);
         eventually(
@@ -475,34 +838,284 @@ async fn install_members(fed: &Federation, helm: &Path, karmada: &Node) {
     }
 }
 
-async fn http_get(url: &str) -> Result<(u16, String), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").ok_or("not http")?;
-    let (addr, path) = rest.split_once('/').ok_or("no path")?;
-    let mut s = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr))
+/// One scheduler pod as the default chart runs it (Karmada's admin kubeconfig, `--as` its
+/// ServiceAccount). With the ServiceAccount's leader-election RoleBinding taken away, the
+/// apiserver refuses the pod's Lease requests as that account, and the pod is not ready although
+/// its kubeconfig could do anything; with the binding back, it becomes ready and takes the Lease.
+async fn impersonation_step(kubelet: &Kubelet, karmada: &Node, host: &Node) {
+    let component = "fedstate-scheduler";
+    let account = format!("system:serviceaccount:{KARMADA_NS}:{component}");
+    let bindings: Api<RoleBinding> = Api::namespaced(karmada.client.clone(), KARMADA_NS);
+    let binding_name = format!("{component}-leader-election");
+    let mut binding = bindings
+        .get(&binding_name)
         .await
-        .map_err(|_| "connect timeout".to_owned())?
-        .map_err(|e| e.to_string())?;
-    s.write_all(
-        format!("GET /{path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        .unwrap_or_else(|e| panic!("RoleBinding {binding_name}: {e}"));
+    bindings
+        .delete(&binding_name, &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("delete RoleBinding {binding_name}: {e}"));
+    let mut pod = kubelet
+        .run_one(host, HOST_NS, component, "fedstate-scheduler-rbac-check")
+        .await;
+    eventually(
+        &format!("the pod refused as {account} and not ready"),
+        Duration::from_secs(60),
+        || async {
+            let log = std::fs::read_to_string(pod.log()).unwrap_or_default();
+            let refused = log
+                .lines()
+                .any(|l| l.to_lowercase().contains("forbidden") && l.contains(&account));
+            if !refused {
+                return Err(format!(
+                    "no refusal as {account} in {}",
+                    pod.log().display()
+                ));
+            }
+            match http_get(&pod.url(ADMIN_PORT, "/readyz")).await {
+                Ok((503, _)) => Ok(()),
+                other => Err(format!("/readyz {other:?}")),
+            }
+        },
     )
-    .await
-    .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+    .await;
+    binding.metadata.resource_version = None;
+    binding.metadata.uid = None;
+    binding.metadata.creation_timestamp = None;
+    binding.metadata.managed_fields = None;
+    bindings
+        .create(&PostParams::default(), &binding)
         .await
-        .map_err(|_| "read timeout".to_owned())?
-        .map_err(|e| e.to_string())?;
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("no status")?;
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((code, body))
+        .unwrap_or_else(|e| panic!("restore RoleBinding {binding_name}: {e}"));
+    eventually(
+        "the pod ready and holding the Lease once its RBAC allows it",
+        Duration::from_secs(60),
+        || async {
+            match http_get(&pod.url(ADMIN_PORT, "/readyz")).await {
+                Ok((200, _)) => {}
+                other => return Err(format!("/readyz {other:?}")),
+            }
+            let holder = Api::<Lease>::namespaced(karmada.client.clone(), KARMADA_NS)
+                .get(component)
+                .await
+                .map_err(|e| e.to_string())?
+                .spec
+                .and_then(|s| s.holder_identity);
+            if holder.as_deref() == Some(pod.name.as_str()) {
+                Ok(())
+            } else {
+                Err(format!("Lease holder {holder:?}"))
+            }
+        },
+    )
+    .await;
+    let status = pod.process.stop();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the check pod did not stop cleanly: {status:?}; log {}",
+        pod.log().display()
+    );
+}
+
+async fn running_step(s: &Story) {
+    let mut started: Vec<(String, Pod)> = Vec::new();
+    for name in COMPONENTS {
+        for p in s.kubelet.run_deployment(&s.host, HOST_NS, name).await {
+            started.push((name.to_owned(), p));
+        }
+    }
+    for member in &s.members {
+        for p in s
+            .kubelet
+            .run_deployment(member, MEMBER_NS, "fedstate-mongo-agent")
+            .await
+        {
+            started.push((format!("fedstate-mongo-agent@{}", member.cluster), p));
+        }
+    }
+    // Kept (and stopped by the teardown) even if a check below fails.
+    let mut pods = s.pods.lock().await;
+    pods.extend(started);
+    all_ready(&pods).await;
+    one_holder_per_lease(&s.karmada, &s.members, &pods).await;
+}
+
+async fn health_step(fed: &Federation, s: &Story) -> Vec<String> {
+    let sim_pods = start_simulator(fed, &s.simulator).await;
+    if let Ok(mut d) = s.sim_pods.lock() {
+        *d = Some(sim_pods);
+    }
+    seed_sample_to_health(fed, &s.karmada.client).await;
+    sample_secret_values(&s.karmada.client).await
+}
+
+/// The README's alternative to impersonation: each component's kubeconfig Secret with the token of
+/// its ServiceAccount (the `fedstate-<component>-token` Secret of the Karmada release), then
+/// `helm upgrade --reuse-values` as the README says, plus one scheduler replica and debug logs. The
+/// old pods go (SIGTERM, clean exit), the new ones come up ready and take the Leases.
+async fn upgrade_step(s: &Story) {
+    let secrets: Api<Secret> = Api::namespaced(s.host.client.clone(), HOST_NS);
+    for component in COMPONENTS {
+        let token = eventually(
+            &format!("the token of {component}-token filled in"),
+            Duration::from_secs(60),
+            || async {
+                let secret = Api::<Secret>::namespaced(s.karmada.client.clone(), KARMADA_NS)
+                    .get(&format!("{component}-token"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                secret
+                    .data
+                    .and_then(|d| d.get("token").cloned())
+                    .map(|t| String::from_utf8_lossy(&t.0).into_owned())
+                    .ok_or_else(|| "no token yet".to_owned())
+            },
+        )
+        .await;
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": format!("{component}-karmada"), "namespace": HOST_NS},
+            "stringData": {"kubeconfig": pods::token_kubeconfig(&s.karmada, &token)},
+        }))
+        .expect("secret");
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap_or_else(|e| panic!("kubeconfig Secret of {component}: {e}"));
+    }
+    let hk = s.host.kubeconfig.display().to_string();
+    run(
+        &s.helm,
+        &[
+            "upgrade",
+            "fedstate",
+            &chart("fedstate"),
+            "--kubeconfig",
+            &hk,
+            "-n",
+            HOST_NS,
+            "--reuse-values",
+            "--set",
+            "karmada.impersonate=false",
+            "--set",
+            "scheduler.kubeconfigSecret.name=fedstate-scheduler-karmada,scheduler.kubeconfigSecret.key=kubeconfig",
+            "--set",
+            "manager.kubeconfigSecret.name=fedstate-manager-karmada,manager.kubeconfigSecret.key=kubeconfig",
+            "--set",
+            "logging.level=debug",
+            "--set",
+            "scheduler.replicas=1",
+        ],
+    );
+    for component in COMPONENTS {
+        let d = Api::<Deployment>::namespaced(s.host.client.clone(), HOST_NS)
+            .get(component)
+            .await
+            .unwrap_or_else(|e| panic!("Deployment {component}: {e}"));
+        let spec = d.spec.expect("spec");
+        if component == "fedstate-scheduler" {
+            assert_eq!(spec.replicas, Some(1), "the upgrade's replicas");
+        }
+        let pod = spec.template.spec.expect("pod");
+        let c = &pod.containers[0];
+        let env = c.env.clone().unwrap_or_default();
+        assert!(
+            env.iter()
+                .any(|e| e.name == "RUST_LOG" && e.value.as_deref() == Some("debug")),
+            "{component}: the upgrade's log level: {env:?}"
+        );
+        let args = c.args.clone().unwrap_or_default();
+        assert!(
+            !args.iter().any(|a| a.starts_with("--as")),
+            "{component}: no impersonation after the upgrade: {args:?}"
+        );
+        assert!(
+            args.iter()
+                .any(|a| a == "--kubeconfig=/etc/karmada/config/kubeconfig"),
+            "{component}: {args:?}"
+        );
+        let secret = pod
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .find(|v| v.name == "karmada-config")
+            .and_then(|v| v.secret)
+            .and_then(|s| s.secret_name);
+        assert_eq!(
+            secret.as_deref(),
+            Some(format!("{component}-karmada").as_str())
+        );
+    }
+
+    // The rollout, one component after the other, as the Deployment controller replaces pods.
+    let mut pods = s.pods.lock().await;
+    for component in COMPONENTS {
+        let (old, keep): (Vec<_>, Vec<_>) = pods.drain(..).partition(|(what, _)| what == component);
+        *pods = keep;
+        let mut old = old;
+        assert_clean_exits(&stop_pods(&mut old));
+        let new: Vec<(String, Pod)> = s
+            .kubelet
+            .run_deployment(&s.host, HOST_NS, component)
+            .await
+            .into_iter()
+            .map(|p| (component.to_owned(), p))
+            .collect();
+        let names: Vec<String> = new.iter().map(|(_, p)| p.name.clone()).collect();
+        all_ready(&new).await;
+        pods.extend(new);
+        eventually(
+            &format!("the {component} Lease held by a new pod"),
+            Duration::from_secs(60),
+            || async {
+                let holder = Api::<Lease>::namespaced(s.karmada.client.clone(), KARMADA_NS)
+                    .get(component)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .spec
+                    .and_then(|s| s.holder_identity)
+                    .unwrap_or_default();
+                if names.contains(&holder) {
+                    Ok(())
+                } else {
+                    Err(format!("held by {holder:?}, new pods {names:?}"))
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// Deleting the sample is finished by the manager (its teardown); then every pod gets SIGTERM and
+/// must exit cleanly within its grace period; the simulator stops.
+async fn stop_step(s: &Story) {
+    let api = Api::<MultiCloudMongoDB>::namespaced(s.karmada.client.clone(), SAMPLE_NS);
+    api.delete(SAMPLE, &DeleteParams::default())
+        .await
+        .expect("delete sample");
+    eventually(
+        "the sample gone (the manager's teardown)",
+        Duration::from_secs(180),
+        || async {
+            match api.get_opt(SAMPLE).await {
+                Ok(None) => Ok(()),
+                other => Err(format!(
+                    "{:?}",
+                    other.map(|o| o.map(|o| o.finalizers().to_vec()))
+                )),
+            }
+        },
+    )
+    .await;
+    let stopped = {
+        let mut pods = s.pods.lock().await;
+        stop_pods(&mut pods)
+    };
+    s.simulator.cancel();
+    let dir = s.sim_pods.lock().ok().and_then(|mut d| d.take());
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    assert_clean_exits(&stopped);
 }
 
 async fn all_ready(running: &[(String, Pod)]) {
@@ -514,7 +1127,7 @@ async fn all_ready(running: &[(String, Pod)]) {
             || async {
                 match http_get(&url).await {
                     Ok((200, _)) => Ok(()),
-                    other => Err(format!("{other:?}; log {}", pod.log.display())),
+                    other => Err(format!("{other:?}; log {}", pod.log().display())),
                 }
             },
         )
@@ -522,23 +1135,37 @@ async fn all_ready(running: &[(String, Pod)]) {
     }
 }
 
-async fn one_holder_per_lease(fed: &Federation, karmada: &Node) {
-    for name in ["fedstate-scheduler", "fedstate-manager"] {
-        let lease = Api::<Lease>::namespaced(karmada.client.clone(), KARMADA_NS)
-            .get(name)
-            .await
-            .unwrap_or_else(|e| panic!("Lease {name} in Karmada: {e}"));
-        let holder = lease.spec.and_then(|s| s.holder_identity);
-        assert!(
-            holder.as_deref().is_some_and(|h| h.starts_with(name)),
-            "Lease {name} held by a pod of its Deployment: {holder:?}"
-        );
-    }
-    for i in 1..=fed.members() {
-        let member = node(fed, i).await;
+async fn one_holder_per_lease(karmada: &Node, members: &[Node], running: &[(String, Pod)]) {
+    for name in COMPONENTS {
+        let pods: Vec<&str> = running
+            .iter()
+            .filter(|(what, _)| what == name)
+            .map(|(_, p)| p.name.as_str())
+            .collect();
         eventually(
-            &format!("the agent Lease in {} held", member_name(i)),
-            Duration::from_secs(30),
+            &format!("Lease {name} in Karmada held by one of its pods"),
+            Duration::from_secs(60),
+            || async {
+                let holder = Api::<Lease>::namespaced(karmada.client.clone(), KARMADA_NS)
+                    .get(name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .spec
+                    .and_then(|s| s.holder_identity)
+                    .unwrap_or_default();
+                if pods.contains(&holder.as_str()) {
+                    Ok(())
+                } else {
+                    Err(format!("held by {holder:?}; pods {pods:?}"))
+                }
+            },
+        )
+        .await;
+    }
+    for member in members {
+        eventually(
+            &format!("the agent Lease in {} held", member.cluster),
+            Duration::from_secs(60),
             || async {
                 Api::<Lease>::namespaced(member.client.clone(), MEMBER_NS)
                     .get("fedstate-mongo-agent")
@@ -578,6 +1205,118 @@ async fn start_simulator(fed: &Federation, stop: &CancellationToken) -> PathBuf 
         stop.child_token(),
     ));
     pods_dir
+}
+
+async fn uninstall_leaves_nothing(helm: &Path, karmada: &Node, host: &Node, members: &[Node]) {
+    let kk = karmada.kubeconfig.display().to_string();
+    let hk = host.kubeconfig.display().to_string();
+    run(
+        helm,
+        &[
+            "uninstall",
+            "fedstate",
+            "--kubeconfig",
+            &hk,
+            "-n",
+            HOST_NS,
+            "--wait",
+        ],
+    );
+    // The control plane's release first: deleting the MongoDB CRD in Karmada removes it from the
+    // members only while the member release's ClusterPropagationPolicy still selects it (Karmada
+    // leaves propagated objects in place when only the policy goes).
+    run(
+        helm,
+        &[
+            "uninstall",
+            "fedstate-karmada",
+            "--kubeconfig",
+            &kk,
+            "-n",
+            KARMADA_NS,
+            "--wait",
+        ],
+    );
+    run(
+        helm,
+        &[
+            "uninstall",
+            "fedstate-member",
+            "--kubeconfig",
+            &kk,
+            "-n",
+            MEMBER_NS,
+            "--wait",
+        ],
+    );
+    let part_of = ListParams::default().labels("app.kubernetes.io/part-of=fedstate");
+    let mut clusters = vec![karmada.clone()];
+    clusters.extend(members.iter().cloned());
+    for c in clusters {
+        eventually(
+            &format!("nothing of FedState's charts left in {}", c.cluster),
+            Duration::from_secs(120),
+            || async {
+                let mut left = Vec::new();
+                let crds = Api::<CustomResourceDefinition>::all(c.client.clone())
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                left.extend(
+                    crds.items
+                        .iter()
+                        .map(|o| o.name_any())
+                        .filter(|n| n.ends_with(".middleware.fedstate.io")),
+                );
+                let roles = Api::<ClusterRole>::all(c.client.clone())
+                    .list(&part_of)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                left.extend(
+                    roles
+                        .items
+                        .iter()
+                        .map(|o| format!("ClusterRole/{}", o.name_any())),
+                );
+                for ns in [KARMADA_NS, HOST_NS] {
+                    let d = Api::<Deployment>::namespaced(c.client.clone(), ns)
+                        .list(&part_of)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    left.extend(
+                        d.items
+                            .iter()
+                            .map(|o| format!("Deployment/{}", o.name_any())),
+                    );
+                    let sa = Api::<ServiceAccount>::namespaced(c.client.clone(), ns)
+                        .list(&part_of)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    left.extend(
+                        sa.items
+                            .iter()
+                            .map(|o| format!("ServiceAccount/{}", o.name_any())),
+                    );
+                    let secrets = Api::<Secret>::namespaced(c.client.clone(), ns)
+                        .list(&part_of)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    left.extend(
+                        secrets
+                            .items
+                            .iter()
+                            .map(|o| format!("Secret/{}", o.name_any())),
+                    );
+                }
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{left:?}"))
+                }
+            },
+        )
+        .await;
+    }
 }
 
 async fn seed_sample_to_health(fed: &Federation, karmada: &kube::Client) {
@@ -750,144 +1489,34 @@ fn queried_series() -> BTreeSet<String> {
     out
 }
 
-async fn upgrade_changes_the_deployment(helm: &Path, host: &Node) {
-    let hk = host.kubeconfig.display().to_string();
-    run(
-        helm,
-        &[
-            "upgrade",
-            "fedstate",
-            &chart("fedstate"),
-            "--kubeconfig",
-            &hk,
-            "-n",
-            HOST_NS,
-            "--reuse-values",
-            "--set",
-            "logging.level=debug",
-            "--set",
-            "scheduler.replicas=1",
-        ],
-    );
-    let d = Api::<Deployment>::namespaced(host.client.clone(), HOST_NS)
-        .get("fedstate-scheduler")
+async fn http_get(url: &str) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").ok_or("not http")?;
+    let (addr, path) = rest.split_once('/').ok_or("no path")?;
+    let mut s = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr))
         .await
-        .expect("scheduler Deployment");
-    let spec = d.spec.expect("spec");
-    assert_eq!(spec.replicas, Some(1), "the upgrade's replicas");
-    let env = spec.template.spec.expect("pod").containers[0]
-        .env
-        .clone()
+        .map_err(|_| "connect timeout".to_owned())?
+        .map_err(|e| e.to_string())?;
+    s.write_all(
+        format!("GET /{path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .map_err(|_| "read timeout".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status")?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
-    assert!(
-        env.iter()
-            .any(|e| e.name == "RUST_LOG" && e.value.as_deref() == Some("debug")),
-        "the upgrade's log level: {env:?}"
-    );
-}
-
-async fn uninstall_leaves_nothing(fed: &Federation, helm: &Path, karmada: &Node, host: &Node) {
-    let kk = karmada.kubeconfig.display().to_string();
-    let hk = host.kubeconfig.display().to_string();
-    run(
-        helm,
-        &[
-            "uninstall",
-            "fedstate",
-            "--kubeconfig",
-            &hk,
-            "-n",
-            HOST_NS,
-            "--wait",
-        ],
-    );
-    // The control plane's release first: deleting the MongoDB CRD in Karmada removes it from the
-    // members only while the member release's ClusterPropagationPolicy still selects it (Karmada
-    // leaves propagated objects in place when only the policy goes; seen in the last run).
-    run(
-        helm,
-        &[
-            "uninstall",
-            "fedstate-karmada",
-            "--kubeconfig",
-            &kk,
-            "-n",
-            KARMADA_NS,
-            "--wait",
-        ],
-    );
-    run(
-        helm,
-        &[
-            "uninstall",
-            "fedstate-member",
-            "--kubeconfig",
-            &kk,
-            "-n",
-            MEMBER_NS,
-            "--wait",
-        ],
-    );
-    let part_of = ListParams::default().labels("app.kubernetes.io/part-of=fedstate");
-    let mut clusters = vec![karmada.clone()];
-    for i in 1..=fed.members() {
-        clusters.push(node(fed, i).await);
-    }
-    for c in clusters {
-        eventually(
-            &format!("nothing of FedState's charts left in {}", c.cluster),
-            Duration::from_secs(120),
-            || async {
-                let mut left = Vec::new();
-                let crds = Api::<CustomResourceDefinition>::all(c.client.clone())
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                left.extend(
-                    crds.items
-                        .iter()
-                        .map(|o| o.name_any())
-                        .filter(|n| n.ends_with(".middleware.fedstate.io")),
-                );
-                let roles = Api::<ClusterRole>::all(c.client.clone())
-                    .list(&part_of)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                left.extend(
-                    roles
-                        .items
-                        .iter()
-                        .map(|o| format!("ClusterRole/{}", o.name_any())),
-                );
-                for ns in [KARMADA_NS, HOST_NS] {
-                    let d = Api::<Deployment>::namespaced(c.client.clone(), ns)
-                        .list(&part_of)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    left.extend(
-                        d.items
-                            .iter()
-                            .map(|o| format!("Deployment/{}", o.name_any())),
-                    );
-                    let sa = Api::<ServiceAccount>::namespaced(c.client.clone(), ns)
-                        .list(&part_of)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    left.extend(
-                        sa.items
-                            .iter()
-                            .map(|o| format!("ServiceAccount/{}", o.name_any())),
-                    );
-                }
-                if left.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("{left:?}"))
-                }
-            },
-        )
-        .await;
-    }
+    Ok((code, body))
 }
 
 /// The values of the Secrets FedState generated for the sample (keyfile, credentials).

@@ -22,8 +22,8 @@
 //!    dashboard and the alerts query exists in the scrape (except kube-state-metrics' series).
 //! 7. `helm upgrade` to the README's token kubeconfigs (no impersonation), one scheduler replica and
 //!    a debug log level; the new pods replace the old ones (SIGTERM, clean exit) and take the Leases.
-//! 8. Deleting the sample is finished by the manager; every process exits cleanly on SIGTERM within
-//!    its pod's grace period.
+//! 8. Deleting the sample is finished by the manager and, in every member, by its agent (no
+//!    MongoDB left); then every process exits cleanly on SIGTERM within its pod's grace period.
 //! 9. No Secret value of the sample in any pod's log.
 //! 10. `helm uninstall` of every release leaves nothing of ours in any cluster.
 //!
@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use fedstate_api::MultiCloudMongoDB;
+use fedstate_api::{MongoDB, MultiCloudMongoDB};
 use fedstate_e2e::harness::{self, eventually};
 use fedstate_e2e::pods::{self, Kubelet, Node, Pod};
 use fedstate_e2e::scenarios;
@@ -1106,6 +1106,37 @@ async fn stop_step(s: &Story) {
         },
     )
     .await;
+    // Karmada's Work is gone once it has asked a member to delete its MongoDB; the object itself
+    // goes when that member's agent has torn its members down and released its finalizer. Only
+    // then may the agents stop (a MongoDB left Terminating would also hold its CRD on uninstall).
+    for member in &s.members {
+        let api = Api::<MongoDB>::namespaced(member.client.clone(), SAMPLE_NS);
+        eventually(
+            &format!(
+                "no MongoDB left in {} (its agent's teardown)",
+                member.cluster
+            ),
+            Duration::from_secs(120),
+            || async {
+                let left = api
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if left.items.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{:?}",
+                        left.items
+                            .iter()
+                            .map(|o| (o.name_any(), o.finalizers().to_vec()))
+                            .collect::<Vec<_>>()
+                    ))
+                }
+            },
+        )
+        .await;
+    }
     let stopped = {
         let mut pods = s.pods.lock().await;
         stop_pods(&mut pods)

@@ -57,6 +57,8 @@ fn images_are_built_daemonless_and_run_from_their_file_system() {
         .expect("the binaries' directory");
     let out = std::env::temp_dir().join(format!("fedstate-images-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
+    // Removed however the trial ends (the three images are about 160 MB).
+    let _cleanup = RemoveOnDrop(out.clone());
     run(Command::new(repo().join("scripts/build-images.sh"))
         .arg("--bin-dir")
         .arg(&bin_dir)
@@ -70,7 +72,14 @@ fn images_are_built_daemonless_and_run_from_their_file_system() {
     ] {
         check_image(&out, name, version);
     }
-    let _ = std::fs::remove_dir_all(&out);
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn check_image(out: &Path, name: &str, version: &str) {

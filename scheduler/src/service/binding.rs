@@ -536,24 +536,9 @@ spec:
     fn after(b: &ResourceBinding, w: &Writes) -> ResourceBinding {
         let mut v = serde_json::to_value(b).unwrap();
         for patch in [&w.spec, &w.status].into_iter().flatten() {
-            json_merge(&mut v, patch);
+            json_patch::merge(&mut v, patch);
         }
         serde_json::from_value(v).unwrap()
-    }
-
-    fn json_merge(into: &mut Value, patch: &Value) {
-        match (into, patch) {
-            (Value::Object(a), Value::Object(p)) => {
-                for (k, v) in p {
-                    if v.is_null() {
-                        a.remove(k);
-                    } else {
-                        json_merge(a.entry(k.clone()).or_insert(Value::Null), v);
-                    }
-                }
-            }
-            (a, p) => *a = p.clone(),
-        }
     }
 
     #[test]

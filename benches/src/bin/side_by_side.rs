@@ -1,515 +1,1102 @@
-//! Side-by-side scheduling benchmark (`docs/performance.md`): the same N ResourceBindings
-//! (estimators on) scheduled once by `karmada-scheduler` and once by `fedstate-scheduler`, on one
-//! local federation (real Karmada apiserver, controller-manager, karmada-scheduler, one real
+//! Side-by-side scheduling benchmark (`benches/README.md`): karmada-scheduler, fedstate-scheduler
+//! and a trivial ceiling scheduler, each its own process with its own client certificate, on one
+//! local federation (real Karmada apiserver, controller-manager, webhook, one real
 //! karmada-scheduler-estimator per member; nodes faked by kwok), in one run.
 //!
-//! For each scheduler in turn (Karmada first, then ours, each in its own namespace) it creates N
-//! Deployments with one PropagationPolicy each (`Divided`/`Weighted`, `dynamicWeight:
-//! AvailableReplicas`, so the estimators are asked; `suspension.dispatching: true`, so no Work is
-//! pushed to the members and the run measures scheduling, not kwok), and a client-side watch of
-//! the namespace's ResourceBindings records, per binding:
-//!
-//! * latency: from the watch event that first shows the binding to the first event showing its
-//!   `Scheduled` condition True with `spec.clusters` set;
-//! * API writes per decision: binding update events seen between those two events (every writer
-//!   of the binding in that window — the detector too — counted the same way for both);
-//! * throughput: bindings / (last scheduled − first created).
-//!
-//! Ours also reports `fedstate_scheduler_api_writes_total{kind="ResourceBinding"}` divided by its
-//! scheduled decisions. Our scheduler runs in this process (its real controllers, dialing the
-//! estimators over mTLS), started only for its own phase.
+//! Method:
+//! * Every scheduler runs as a user runs it, with its own identity; the federation's own
+//!   karmada-scheduler is stopped and the benchmark runs it again with the flags of the budget
+//!   under test. Each is warm (watches synced, estimator channels up, one warm-up batch placed)
+//!   before any clock starts.
+//! * Client budgets: karmada-scheduler's defaults for both (`--kube-api-qps 40
+//!   --kube-api-burst 60`), both unthrottled, and each at its own default (no flag).
+//! * Rounds interleave the schedulers (the order rotates each round); every figure is reported
+//!   as the median over rounds with the range.
+//! * Requests are counted by the Karmada apiserver: its audit log records every request of the
+//!   three benchmark identities (`fedstate_benches::audit`).
+//! * CPU time and peak RSS of each scheduler process from `/proc` (`fedstate_benches::procstat`).
+//! * Backlog phases: the scheduler is paused (SIGSTOP) while the benchmark creates N bindings,
+//!   then resumed; throughput = N / (last scheduled − resume). Trickle phases: bindings created
+//!   at a steady rate below every scheduler's capacity; latency = creation → Scheduled, both as
+//!   seen by a watch.
+//! * Workloads: one shape on the real members, a new shape per binding (cache misses), and a
+//!   federation with many simulated member Clusters (`fedstate_benches::simulated`: Pull-mode
+//!   Cluster objects whose heartbeat and estimator this process plays).
+//! * A MultiCloudMongoDB burst (ours against a one-write ceiling) and the footprint of ours with
+//!   1,000 Clusters and 10,000 bindings cached.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+use fedstate_api::MultiCloudMongoDB;
+use fedstate_api::karmada::Cluster;
 use fedstate_api::karmada::binding::ResourceBinding;
-use fedstate_local::{Federation, Options, PortPlan};
-use fedstate_scheduler::service::{self, RunArgs};
+use fedstate_benches::audit::{AuditLog, Requests};
+use fedstate_benches::procstat;
+use fedstate_benches::simulated::{ServerTls, Simulated};
+use fedstate_benches::stats::{self, percentile};
+use fedstate_benches::workload::{self, Shapes};
+use fedstate_local::process::{ProcessRecord, ProcessSpec};
+use fedstate_local::{AUDITED_GROUP, Federation, Options, PortPlan};
 use futures::{StreamExt, TryStreamExt, stream};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node};
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 const FIELD_MANAGER: &str = "fedstate-bench";
+const OUR_NAME: &str = fedstate_api::names::DEFAULT_SCHEDULER_NAME;
+const CEILING_NAME: &str = "bench-ceiling";
 
-/// Side-by-side scheduling benchmark of karmada-scheduler and fedstate-scheduler on the local
-/// federation. Brings up its own federation (private ports and run directory) and stops it at
-/// the end.
-#[derive(Parser, Debug)]
+/// Side-by-side scheduling benchmark of karmada-scheduler, fedstate-scheduler and a ceiling on
+/// the local federation. Brings up its own federation (private ports and run directory) and
+/// stops it at the end. Run it under the machine's e2e lock.
+#[derive(Parser, Debug, Clone)]
 #[command(name = "side_by_side")]
 struct Args {
-    /// ResourceBindings per scheduler.
+    /// Bindings per backlog phase.
     #[arg(long, default_value_t = 1000)]
     bindings: usize,
-    /// Replicas of each Deployment (divided over the members by available replicas).
+    /// Replicas per binding (divided over the clusters by available replicas).
     #[arg(long, default_value_t = 3)]
     replicas: u32,
-    /// Creations in flight.
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
+    /// Rounds; each round runs every scheduler once, in an order that rotates.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Client budgets: `QPS/BURST`, `unthrottled`, `default` (each scheduler's own default).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "40/60,unthrottled,default"
+    )]
+    budgets: Vec<Budget>,
+    /// Workloads of the backlog phases: `uniform`, `varied`, `many-clusters`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "uniform,varied,many-clusters"
+    )]
+    workloads: Vec<Workload>,
+    /// Budgets for the `many-clusters` and `varied` workloads (the full list for `uniform`).
+    #[arg(long, value_delimiter = ',', default_value = "40/60,unthrottled")]
+    other_budgets: Vec<Budget>,
+    /// Simulated member Clusters added for `many-clusters`.
+    #[arg(long, default_value_t = 100)]
+    simulated_clusters: usize,
+    /// Bindings per trickle phase (0: none); at 40/60, on the uniform and varied workloads.
+    #[arg(long, default_value_t = 200)]
+    trickle_bindings: usize,
+    /// Bindings created per second in a trickle phase.
+    #[arg(long, default_value_t = 4.0)]
+    trickle_rate: f64,
+    /// MultiCloudMongoDBs per burst (0: none).
+    #[arg(long, default_value_t = 1000)]
+    mcm: usize,
+    /// Budgets of the MultiCloudMongoDB bursts.
+    #[arg(long, value_delimiter = ',', default_value = "40/60,unthrottled")]
+    mcm_budgets: Vec<Budget>,
+    /// Clusters and bindings of the footprint measurement (0 bindings: none).
+    #[arg(long, default_value_t = 1000)]
+    footprint_clusters: usize,
+    #[arg(long, default_value_t = 10000)]
+    footprint_bindings: usize,
+    /// Reconciles in flight: ours' `--concurrency` and the ceiling's.
+    #[arg(long, default_value_t = 32)]
+    concurrency: u16,
     /// Member clusters of the federation.
     #[arg(long, default_value_t = 3)]
     members: u32,
-    /// First port of the federation's port plan (pick one no other federation on the machine uses).
+    /// First port of the federation's port plan (one no other federation on the machine uses).
     #[arg(long, default_value_t = 38000)]
     port_base: u16,
-    /// Run directory of the federation (logs, certificates, state).
+    /// Run directory of the federation (logs, certificates, the audit log).
     #[arg(long, default_value = "/tmp/fed-bench")]
     run_dir: PathBuf,
-    /// Also run the backlog variant: each scheduler is held (karmada-scheduler stopped with
-    /// SIGSTOP, ours not started) until all N bindings exist and the detector is done with them,
-    /// then released at once; throughput = N / (last scheduled − release).
-    #[arg(long, default_value_t = false)]
-    backlog: bool,
     /// Give up on a phase after this long.
-    #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     phase_timeout: Duration,
+    /// Raw results, one JSON object per phase.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// CI smoke test: 200 bindings, one round, 40/60, uniform, no trickle, MultiCloudMongoDB or
+    /// footprint; fails if ours makes more than 2 binding writes per decision or any scheduler
+    /// fails to place everything.
+    #[arg(long)]
+    smoke: bool,
 }
 
-#[derive(Parser)]
-struct SchedulerCli {
-    #[command(flatten)]
-    run: RunArgs,
-}
-
-/// What the watch saw of one binding.
-#[derive(Debug, Default, Clone)]
-struct Seen {
-    created: Option<Instant>,
-    scheduled: Option<Instant>,
-    /// When each update event (after the creation event) arrived.
-    updates: Vec<Instant>,
-    /// Last resourceVersion seen: a watch restart re-lists every binding, which is no update.
-    resource_version: Option<String>,
-}
-
-#[derive(Debug)]
-struct PhaseResult {
-    scheduler: &'static str,
-    bindings: usize,
-    create_window: Duration,
-    throughput: f64,
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-    writes_per_decision: f64,
-    updates_per_binding: f64,
-    /// Times the binding watch failed and re-listed (events in the gap are seen late).
-    watch_restarts: u32,
-    /// Ours only: api_writes_total / scheduled decisions.
-    metric_writes: Option<(f64, f64, f64)>,
-}
-
-fn is_scheduled(rb: &ResourceBinding) -> bool {
-    !rb.spec.clusters.is_empty()
-        && rb.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Scheduled" && c.status == "True")
-        })
-}
-
-fn policy_resource() -> ApiResource {
-    ApiResource::erase::<fedstate_api::karmada::propagation::PropagationPolicy>(&())
-}
-
-async fn apply(api: &Api<DynamicObject>, manifest: serde_json::Value) -> anyhow::Result<()> {
-    let obj: DynamicObject = serde_json::from_value(manifest)?;
-    let name = obj.metadata.name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&obj),
-    )
-    .await
-    .with_context(|| format!("apply {name}"))?;
-    Ok(())
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
+impl Args {
+    fn smoke(mut self) -> Self {
+        self.bindings = 200;
+        self.rounds = 1;
+        self.budgets = vec![Budget::Limited(40.0, 60)];
+        self.workloads = vec![Workload::Uniform];
+        self.trickle_bindings = 0;
+        self.mcm = 0;
+        self.footprint_bindings = 0;
+        self
     }
-    // Nearest rank.
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// `name{labels} value` lines of a Prometheus rendering whose labels contain all of `with`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Budget {
+    Limited(f64, u64),
+    Unthrottled,
+    Default,
+}
+
+impl std::str::FromStr for Budget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "unthrottled" => Ok(Budget::Unthrottled),
+            "default" => Ok(Budget::Default),
+            _ => {
+                let (q, b) = s.split_once('/').ok_or_else(|| {
+                    format!("budget {s:?}: use QPS/BURST, unthrottled or default")
+                })?;
+                let q: f64 = q.parse().map_err(|e| format!("budget {s:?}: QPS: {e}"))?;
+                let b: u64 = b.parse().map_err(|e| format!("budget {s:?}: BURST: {e}"))?;
+                Ok(Budget::Limited(q, b))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Budget::Limited(q, b) => write!(f, "{q}/{b}"),
+            Budget::Unthrottled => f.write_str("unthrottled"),
+            Budget::Default => f.write_str("default"),
+        }
+    }
+}
+
+impl Budget {
+    /// The client flags both schedulers share (karmada-scheduler's names; ours are the same).
+    fn flags(self) -> Vec<String> {
+        let (q, b) = match self {
+            Budget::Limited(q, b) => (q, b),
+            // Far above what the apiserver serves on this machine.
+            Budget::Unthrottled => (100_000.0, 100_000),
+            Budget::Default => return Vec::new(),
+        };
+        vec![
+            format!("--kube-api-qps={q}"),
+            format!("--kube-api-burst={b}"),
+        ]
+    }
+
+    fn tag(self) -> String {
+        self.to_string().replace('/', "-")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Workload {
+    Uniform,
+    Varied,
+    ManyClusters,
+}
+
+impl Workload {
+    fn shapes(self) -> Shapes {
+        match self {
+            Workload::Uniform => Shapes::Uniform,
+            Workload::Varied | Workload::ManyClusters => Shapes::Varied,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Uniform => "uniform",
+            Workload::Varied => "varied",
+            Workload::ManyClusters => "many-clusters",
+        }
+    }
+}
+
+impl std::str::FromStr for Workload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        <Workload as clap::ValueEnum>::from_str(s, true)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+enum Who {
+    Karmada,
+    Ours,
+    Ceiling,
+}
+
+impl Who {
+    fn label(self) -> &'static str {
+        match self {
+            Who::Karmada => "karmada-scheduler",
+            Who::Ours => "fedstate-scheduler",
+            Who::Ceiling => "ceiling",
+        }
+    }
+    /// The client certificate's user.
+    fn user(self) -> &'static str {
+        match self {
+            Who::Karmada => "bench-karmada-scheduler",
+            Who::Ours => "bench-fedstate-scheduler",
+            Who::Ceiling => "bench-ceiling",
+        }
+    }
+    /// What bindings name to be placed by it.
+    fn scheduler_name(self) -> Option<&'static str> {
+        match self {
+            Who::Karmada => None,
+            Who::Ours => Some(OUR_NAME),
+            Who::Ceiling => Some(CEILING_NAME),
+        }
+    }
+}
+
+/// A scheduler process of the benchmark; stopped on drop.
+struct Proc {
+    who: Who,
+    record: ProcessRecord,
+    child: std::process::Child,
+    /// Ours: its admin server (/metrics, /readyz).
+    admin: Option<SocketAddr>,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.record.pid
+    }
+    fn signal(&self, sig: nix::sys::signal::Signal) -> anyhow::Result<()> {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid())?);
+        nix::sys::signal::kill(pid, sig).with_context(|| format!("{sig} to {}", self.who.label()))
+    }
+    fn pause(&self) -> anyhow::Result<()> {
+        self.signal(nix::sys::signal::Signal::SIGSTOP)
+    }
+    fn resume(&self) -> anyhow::Result<()> {
+        self.signal(nix::sys::signal::Signal::SIGCONT)
+    }
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.resume();
+        self.record.stop(Duration::from_secs(10));
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port (bound and released).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `GET http://addr/path`, the body.
+async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        if head.split_whitespace().nth(1) != Some("200") {
+            bail!(
+                "GET http://{addr}{path}: {}",
+                head.lines().next().unwrap_or_default()
+            );
+        }
+        anyhow::Ok(body.to_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .with_context(|| format!("GET http://{addr}{path}: timeout"))?
+}
+
+/// Sum of the samples of `name` whose labels contain every one of `with`.
 fn metric_sum(rendered: &str, name: &str, with: &[&str]) -> f64 {
     rendered
         .lines()
-        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{')))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
         .filter(|l| with.iter().all(|w| l.contains(w)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn phase(
-    karmada: &kube::Client,
-    label: &'static str,
-    namespace: &str,
-    scheduler_name: Option<&str>,
-    args: &Args,
-    metrics: Option<&metrics_exporter_prometheus::PrometheusHandle>,
-    release: Option<Box<dyn FnOnce() + Send + '_>>,
-) -> anyhow::Result<PhaseResult> {
-    let metrics_before = metrics.map(our_writes);
-    let namespaces: Api<Namespace> = Api::all(karmada.clone());
-    namespaces
-        .patch(
-            namespace,
+/// What one scheduler's own metrics say (ours only).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+struct OurCounters {
+    decisions: f64,
+    attempts: f64,
+    writes: f64,
+    estimator_rpcs: f64,
+    events_dropped: f64,
+}
+
+async fn our_counters(admin: SocketAddr, kind: &str) -> anyhow::Result<OurCounters> {
+    use fedstate_scheduler::service::metrics as m;
+    let text = http_get(admin, "/metrics").await?;
+    let kind_label = format!("kind=\"{kind}\"");
+    let schedule_type = format!("schedule_type=\"{kind}\"");
+    Ok(OurCounters {
+        decisions: metric_sum(
+            &text,
+            m::SCHEDULE_ATTEMPTS,
+            &[&schedule_type, "result=\"scheduled\""],
+        ),
+        attempts: metric_sum(&text, m::SCHEDULE_ATTEMPTS, &[&schedule_type]),
+        writes: metric_sum(&text, m::API_WRITES, &[&kind_label]),
+        estimator_rpcs: metric_sum(
+            &text,
+            fedstate_estimator_client::metrics::RPC_TOTAL,
+            &["method=\"MaxAvailableReplicas\""],
+        ),
+        events_dropped: metric_sum(
+            &text,
+            fedstate_scheduler::service::events::EVENTS_DROPPED,
+            &[],
+        ),
+    })
+}
+
+impl std::ops::Sub for OurCounters {
+    type Output = OurCounters;
+    fn sub(self, o: OurCounters) -> OurCounters {
+        OurCounters {
+            decisions: self.decisions - o.decisions,
+            attempts: self.attempts - o.attempts,
+            writes: self.writes - o.writes,
+            estimator_rpcs: self.estimator_rpcs - o.estimator_rpcs,
+            events_dropped: self.events_dropped - o.events_dropped,
+        }
+    }
+}
+
+/// One phase of one scheduler.
+#[derive(Clone, Debug, serde::Serialize)]
+struct PhaseResult {
+    section: String,
+    who: Who,
+    round: usize,
+    objects: usize,
+    /// Objects per second, from release (backlog) or first creation (trickle, burst) to the last
+    /// placement.
+    throughput: f64,
+    elapsed_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    requests: Requests,
+    cpu_s: f64,
+    peak_rss: u64,
+    /// Calls the estimators (real and simulated) answered during the phase.
+    estimator_calls: u64,
+    ours: Option<OurCounters>,
+    watch_restarts: u32,
+}
+
+impl PhaseResult {
+    fn per(&self, n: u64) -> f64 {
+        n as f64 / self.objects as f64
+    }
+}
+
+/// What a watch saw of the objects of one namespace.
+#[derive(Default)]
+struct Seen {
+    created: HashMap<String, Instant>,
+    done: HashMap<String, Instant>,
+    restarts: u32,
+}
+
+/// Watches one namespace's objects of kind `K`, recording when each first appeared and when it
+/// first satisfied `done`.
+struct Tracker {
+    seen: Arc<Mutex<Seen>>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Tracker {
+    async fn start<K>(api: Api<K>, done: fn(&K) -> bool) -> anyhow::Result<Tracker>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    {
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let stop = CancellationToken::new();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let task = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut ready = Some(ready_tx);
+                let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
+                loop {
+                    let e = tokio::select! {
+                        _ = stop.cancelled() => break,
+                        e = events.next() => e,
+                    };
+                    let Some(e) = e else { break };
+                    let now = Instant::now();
+                    let obj = match e {
+                        Ok(watcher::Event::InitDone) => {
+                            if let Some(tx) = ready.take() {
+                                let _ = tx.send(());
+                            }
+                            continue;
+                        }
+                        Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => o,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            seen.lock().await.restarts += 1;
+                            eprintln!("watch: {e}");
+                            continue;
+                        }
+                    };
+                    let name = obj.meta().name.clone().unwrap_or_default();
+                    let mut s = seen.lock().await;
+                    s.created.entry(name.clone()).or_insert(now);
+                    if done(&obj) {
+                        s.done.entry(name).or_insert(now);
+                    }
+                }
+            })
+        };
+        ready_rx
+            .await
+            .context("watch ended before its first list")?;
+        Ok(Tracker { seen, stop, task })
+    }
+
+    async fn counts(&self) -> (usize, usize) {
+        let s = self.seen.lock().await;
+        (s.created.len(), s.done.len())
+    }
+
+    async fn wait(
+        &self,
+        what: &str,
+        n: usize,
+        created: bool,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (c, d) = self.counts().await;
+            if (if created { c } else { d }) >= n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{what}: {d} of {n} done ({c} seen) after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn finish(self) -> Seen {
+        self.stop.cancel();
+        let _ = self.task.await;
+        Arc::try_unwrap(self.seen)
+            .map(Mutex::into_inner)
+            .unwrap_or_default()
+    }
+}
+
+/// Everything a phase needs.
+struct Bench {
+    args: Args,
+    fed: Federation,
+    karmada: kube::Client,
+    audit: Mutex<AuditLog>,
+    kubeconfigs: HashMap<Who, PathBuf>,
+    /// Simulated clusters (the `many-clusters` workload and the footprint).
+    simulated: Mutex<Vec<Simulated>>,
+    results: Mutex<Vec<PhaseResult>>,
+    json: Option<std::sync::Mutex<std::fs::File>>,
+    bin_dir: PathBuf,
+}
+
+/// Where cargo put our binaries: next to this one.
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("no parent of this binary")?.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} is not built: build it with this binary (`benches/side-by-side.sh` does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+impl Bench {
+    async fn start(&self, who: Who, budget: Budget, extra: &[String]) -> anyhow::Result<Proc> {
+        let kubeconfig = self.kubeconfigs[&who].display().to_string();
+        let log = self
+            .fed
+            .logs_dir()
+            .join(format!("bench-{}-{}.log", who.label(), budget.tag()));
+        let mut admin = None;
+        let (program, mut args) = match who {
+            Who::Karmada => {
+                let spec = self
+                    .fed
+                    .component("karmada-scheduler")
+                    .context("the federation runs no karmada-scheduler")?;
+                let args: Vec<String> = spec
+                    .args
+                    .iter()
+                    .map(|a| {
+                        if a.starts_with("--kubeconfig=") {
+                            format!("--kubeconfig={kubeconfig}")
+                        } else {
+                            a.clone()
+                        }
+                    })
+                    .collect();
+                (spec.program, args)
+            }
+            Who::Ours => {
+                let tls = self.fed.estimator_tls();
+                let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+                admin = Some(addr);
+                (
+                    sibling("fedstate-scheduler")?,
+                    vec![
+                        "run".into(),
+                        format!("--kubeconfig={kubeconfig}"),
+                        format!("--admin-addr={addr}"),
+                        "--leader-elect=false".into(),
+                        format!("--concurrency={}", self.args.concurrency),
+                        format!("--scheduler-estimator-ca-file={}", tls.ca_cert.display()),
+                        format!(
+                            "--scheduler-estimator-cert-file={}",
+                            tls.client_cert.display()
+                        ),
+                        format!(
+                            "--scheduler-estimator-key-file={}",
+                            tls.client_key.display()
+                        ),
+                    ],
+                )
+            }
+            Who::Ceiling => (
+                sibling("ceiling_scheduler")?,
+                vec![
+                    format!("--kubeconfig={kubeconfig}"),
+                    format!("--scheduler-name={CEILING_NAME}"),
+                    format!("--concurrency={}", self.args.concurrency),
+                    format!("--clusters={}", self.fed.member_names().join(",")),
+                ],
+            ),
+        };
+        args.extend(budget.flags());
+        args.extend(extra.iter().cloned());
+        let spec = ProcessSpec {
+            name: format!("bench-{}", who.label()),
+            program,
+            args,
+            log: log.clone(),
+        };
+        let (record, child) = spec.spawn()?;
+        let mut p = Proc {
+            who,
+            record,
+            child,
+            admin,
+        };
+        // Up and synced: ours says so on /readyz, karmada-scheduler on /healthz, the ceiling in
+        // its log.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if !p.alive() {
+                bail!(
+                    "{} exited; log {}:\n{}",
+                    who.label(),
+                    log.display(),
+                    fedstate_local::process::log_tail(&log, 20)
+                );
+            }
+            let up = match who {
+                Who::Ours => match admin {
+                    Some(a) => fedstate_local::probe::http_ok(a, "/readyz").await,
+                    None => false,
+                },
+                Who::Karmada => {
+                    let health: SocketAddr =
+                        format!("127.0.0.1:{}", self.fed.ports().scheduler_health()).parse()?;
+                    fedstate_local::probe::http_ok(health, "/healthz").await
+                }
+                Who::Ceiling => std::fs::read_to_string(&log).is_ok_and(|t| t.contains("ready")),
+            };
+            if up {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} not ready after 120 s; log {}",
+                    who.label(),
+                    log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(p)
+    }
+
+    async fn namespace(&self, name: &str) -> anyhow::Result<()> {
+        let ns: Api<Namespace> = Api::all(self.karmada.clone());
+        ns.patch(
+            name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
             ),
         )
-        .await?;
-
-    // The watch first, so no binding is created before we look.
-    let seen: Arc<Mutex<HashMap<String, Seen>>> = Arc::default();
-    let bindings: Api<ResourceBinding> = Api::namespaced(karmada.clone(), namespace);
-    let watch_stop = CancellationToken::new();
-    let restarts = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let watch = {
-        let seen = seen.clone();
-        let stop = watch_stop.clone();
-        let restarts = restarts.clone();
-        tokio::spawn(async move {
-            let mut ready = Some(ready_tx);
-            let mut events = std::pin::pin!(watcher(bindings, watcher::Config::default()));
-            loop {
-                let event = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    e = events.next() => e,
-                };
-                let Some(event) = event else { break };
-                let now = Instant::now();
-                let rb = match event {
-                    Ok(watcher::Event::InitDone) => {
-                        if let Some(tx) = ready.take() {
-                            let _ = tx.send(());
-                        }
-                        continue;
-                    }
-                    Ok(watcher::Event::Apply(rb) | watcher::Event::InitApply(rb)) => rb,
-                    Ok(_) => continue,
-                    Err(e) => {
-                        restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        eprintln!("binding watch: {e}");
-                        continue;
-                    }
-                };
-                let name = rb.metadata.name.clone().unwrap_or_default();
-                let mut seen = seen.lock().await;
-                let s = seen.entry(name).or_default();
-                if rb.metadata.resource_version == s.resource_version {
-                    continue;
-                }
-                s.resource_version.clone_from(&rb.metadata.resource_version);
-                if s.created.is_none() {
-                    s.created = Some(now);
-                } else {
-                    s.updates.push(now);
-                }
-                if s.scheduled.is_none() && is_scheduled(&rb) {
-                    s.scheduled = Some(now);
-                }
-            }
-        })
-    };
-    ready_rx
         .await
-        .context("binding watch ended before its first list")?;
+        .with_context(|| format!("create namespace {name}"))?;
+        Ok(())
+    }
 
-    let deployments = Api::<DynamicObject>::namespaced_with(
-        karmada.clone(),
-        namespace,
-        &ApiResource::erase::<Deployment>(&()),
-    );
-    let policies =
-        Api::<DynamicObject>::namespaced_with(karmada.clone(), namespace, &policy_resource());
-    let started = Instant::now();
-    stream::iter(0..args.bindings)
-        .map(|i| {
-            let (deployments, policies) = (deployments.clone(), policies.clone());
-            let name = format!("w{i:04}");
-            let replicas = args.replicas;
-            async move {
-                let mut policy = json!({
-                    "apiVersion": "policy.karmada.io/v1alpha1", "kind": "PropagationPolicy",
-                    "metadata": {"name": name, "namespace": namespace},
-                    "spec": {
-                        "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name}],
-                        "suspension": {"dispatching": true},
-                        "placement": {"replicaScheduling": {
-                            "replicaSchedulingType": "Divided", "replicaDivisionPreference": "Weighted",
-                            "weightPreference": {"dynamicWeight": "AvailableReplicas"}}}
-                    }
-                });
-                if let Some(s) = scheduler_name {
-                    policy["spec"]["schedulerName"] = json!(s);
-                }
-                apply(&policies, policy).await?;
-                apply(&deployments, json!({
-                    "apiVersion": "apps/v1", "kind": "Deployment",
-                    "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
-                    "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                             "template": {"metadata": {"labels": {"app": name}},
-                                          "spec": {"containers": [{"name": "c", "image": "busybox",
-                                                   "resources": {"requests": {"cpu": "2m", "memory": "2Mi"}}}]}}}
-                }))
-                .await
+    /// Deletes a namespace and waits until it is gone (its objects with it).
+    async fn drop_namespace(&self, name: &str) -> anyhow::Result<()> {
+        let ns: Api<Namespace> = Api::all(self.karmada.clone());
+        let _ = ns.delete(name, &DeleteParams::background()).await;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while ns.get_opt(name).await?.is_some() {
+            if Instant::now() > deadline {
+                bail!("namespace {name} not gone after 300 s");
             }
-        })
-        .buffer_unordered(args.concurrency)
-        .try_collect::<Vec<()>>()
-        .await?;
-    let created_in = started.elapsed();
-    eprintln!(
-        "[{label}] {} Deployments + PropagationPolicies created in {:.1}s",
-        args.bindings,
-        created_in.as_secs_f64()
-    );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok(())
+    }
 
-    // Backlog: wait until every binding exists and nothing changed for 3 s, then release.
-    let deadline = Instant::now() + args.phase_timeout;
-    let released = match release {
-        None => None,
-        Some(release) => {
-            loop {
-                let (count, last) = {
-                    let seen = seen.lock().await;
-                    let last = seen
-                        .values()
-                        .flat_map(|s| s.created.iter().chain(s.updates.iter()))
-                        .max()
-                        .copied();
-                    (seen.len(), last)
-                };
-                if count >= args.bindings
-                    && last.is_some_and(|l| l.elapsed() > Duration::from_secs(3))
+    async fn create_bindings(
+        &self,
+        namespace: &str,
+        range: std::ops::Range<usize>,
+        shapes: Shapes,
+        who: Who,
+    ) -> anyhow::Result<()> {
+        let api: Api<ResourceBinding> = Api::namespaced(self.karmada.clone(), namespace);
+        let replicas = self.args.replicas;
+        stream::iter(range)
+            .map(|i| {
+                let api = api.clone();
+                async move {
+                    let rb =
+                        workload::binding(namespace, i, replicas, shapes, who.scheduler_name())?;
+                    api.create(&PostParams::default(), &rb)
+                        .await
+                        .with_context(|| format!("create binding {i} in {namespace}"))?;
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn estimator_calls(&self) -> u64 {
+        let mut total = 0.0;
+        for i in 1..=self.fed.members() {
+            let addr: SocketAddr =
+                match format!("127.0.0.1:{}", self.fed.ports().member(i).estimator_metrics).parse()
                 {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    watch_stop.cancel();
-                    bail!(
-                        "[{label}] only {count} of {} bindings created",
-                        args.bindings
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok(a) => a,
+                    Err(_) => continue,
+                };
+            if let Ok(text) = http_get(addr, "/metrics").await {
+                total += metric_sum(
+                    &text,
+                    "karmada_scheduler_estimator_estimating_request_total",
+                    &[],
+                );
             }
-            eprintln!(
-                "[{label}] all {} bindings exist after {:.1}s; releasing the scheduler",
-                args.bindings,
-                started.elapsed().as_secs_f64()
-            );
-            let t0 = Instant::now();
-            release();
-            Some(t0)
         }
-    };
+        let sim: u64 = self
+            .simulated
+            .lock()
+            .await
+            .iter()
+            .map(|s| s.estimator.calls.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        total as u64 + sim
+    }
 
-    // Wait for every binding to be scheduled.
-    loop {
-        let (total, done) = {
-            let seen = seen.lock().await;
-            (
-                seen.len(),
-                seen.values().filter(|s| s.scheduled.is_some()).count(),
-            )
-        };
-        if done >= args.bindings {
-            break;
+    async fn requests(&self, who: Who) -> anyhow::Result<Requests> {
+        let mut log = self.audit.lock().await;
+        log.poll()?;
+        Ok(log.user(who.user()))
+    }
+
+    /// Waits until `who` sent nothing for 3 s (its late writes and queued events count towards
+    /// the phase), at most `max`.
+    async fn settle(&self, who: Who, max: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + max;
+        let mut last = self.requests(who).await?;
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < Duration::from_secs(3) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = self.requests(who).await?;
+            if now != last {
+                last = now;
+                quiet_since = Instant::now();
+            }
         }
-        if Instant::now() > deadline {
-            watch_stop.cancel();
-            bail!(
-                "[{label}] only {done} of {} bindings scheduled ({total} created) after {:?}",
-                args.bindings,
-                args.phase_timeout
-            );
+        Ok(())
+    }
+
+    async fn snapshot(
+        &self,
+        p: &Proc,
+        kind: &str,
+    ) -> anyhow::Result<(Requests, Duration, u64, Option<OurCounters>)> {
+        let ours = match p.admin {
+            Some(a) => Some(our_counters(a, kind).await?),
+            None => None,
+        };
+        Ok((
+            self.requests(p.who).await?,
+            procstat::cpu_time(p.pid())?,
+            self.estimator_calls().await,
+            ours,
+        ))
+    }
+
+    async fn record(&self, r: PhaseResult) {
+        eprintln!(
+            "[{}] {} round {}: {} objects, {:.1}/s, p50 {:.0} ms, p99 {:.0} ms, {:.2} object writes and {:.2} requests per decision, {:.2} ms CPU per decision",
+            r.section,
+            r.who.label(),
+            r.round,
+            r.objects,
+            r.throughput,
+            r.p50_ms,
+            r.p99_ms,
+            r.per(r.requests.object_writes()),
+            r.per(r.requests.total()),
+            r.cpu_s * 1000.0 / r.objects as f64
+        );
+        if let Some(f) = &self.json
+            && let Ok(line) = serde_json::to_string(&r)
+        {
+            use std::io::Write;
+            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(f, "{line}");
+        }
+        self.results.lock().await.push(r);
+    }
+
+    /// Backlog: the scheduler paused while N bindings are created, then released.
+    async fn backlog(
+        &self,
+        p: &Proc,
+        section: &str,
+        round: usize,
+        shapes: Shapes,
+        n: usize,
+    ) -> anyhow::Result<PhaseResult> {
+        let ns = format!("b-{}-{}", p.who.label(), unique());
+        self.namespace(&ns).await?;
+        let api: Api<ResourceBinding> = Api::namespaced(self.karmada.clone(), &ns);
+        let tracker = Tracker::start(api, workload::is_scheduled).await?;
+        p.pause()?;
+        let created = self.create_bindings(&ns, 0..n, shapes, p.who).await;
+        let seen = tracker
+            .wait("bindings created", n, true, self.args.phase_timeout)
+            .await;
+        if let Err(e) = created.and(seen) {
+            p.resume()?;
+            return Err(e);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    // Writes that land right after the Scheduled event still count towards the total updates.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    watch_stop.cancel();
-    let _ = watch.await;
-
-    let seen = seen.lock().await;
-    let first_created = match released {
-        Some(t0) => t0,
-        None => seen
+        let before = self.snapshot(p, "ResourceBinding").await;
+        let _ = procstat::reset_peak(p.pid());
+        let t0 = Instant::now();
+        p.resume()?;
+        let before = before?;
+        let placed = tracker
+            .wait(
+                &format!("[{section}] {}", p.who.label()),
+                n,
+                false,
+                self.args.phase_timeout,
+            )
+            .await;
+        let seen = tracker.finish().await;
+        placed?;
+        self.settle(p.who, Duration::from_secs(180)).await?;
+        let after = self.snapshot(p, "ResourceBinding").await?;
+        let memory = procstat::memory(p.pid())?;
+        self.drop_namespace(&ns).await?;
+        let mut latencies: Vec<Duration> = seen
+            .done
             .values()
-            .filter_map(|s| s.created)
-            .min()
-            .context("no binding")?,
-    };
-    let last_scheduled = seen
-        .values()
-        .filter_map(|s| s.scheduled)
-        .max()
-        .context("none scheduled")?;
-    // Latency and writes count from the later of creation and release.
-    let from = |s: &Seen| s.created.map(|c| released.map_or(c, |t0| c.max(t0)));
-    let mut latencies: Vec<Duration> = seen
-        .values()
-        .filter_map(|s| Some(s.scheduled? - from(s)?))
-        .collect();
-    latencies.sort_unstable();
-    let n = seen.len() as f64;
-    let metric_writes = metrics.map(|h| {
-        let (w0, d0, a0) = metrics_before.unwrap_or_default();
-        let (w, d, a) = our_writes(h);
-        (w - w0, d - d0, a - a0)
-    });
-    let writes_to_scheduled = |s: &Seen| {
-        let (Some(start), Some(end)) = (from(s), s.scheduled) else {
-            return 0.0;
-        };
-        s.updates
-            .iter()
-            .filter(|t| **t > start && **t <= end)
-            .count() as f64
-    };
-    Ok(PhaseResult {
-        scheduler: label,
-        bindings: seen.len(),
-        create_window: created_in,
-        throughput: n / (last_scheduled - first_created).as_secs_f64(),
-        p50: percentile(&latencies, 50.0),
-        p99: percentile(&latencies, 99.0),
-        max: latencies.last().copied().unwrap_or_default(),
-        writes_per_decision: seen.values().map(writes_to_scheduled).sum::<f64>() / n,
-        updates_per_binding: seen.values().map(|s| s.updates.len() as f64).sum::<f64>() / n,
-        watch_restarts: restarts.load(std::sync::atomic::Ordering::Relaxed),
-        metric_writes,
-    })
-}
-
-/// Our scheduler's binding writes, scheduled decisions and attempts so far.
-fn our_writes(h: &metrics_exporter_prometheus::PrometheusHandle) -> (f64, f64, f64) {
-    let rendered = h.render();
-    let writes = metric_sum(
-        &rendered,
-        service::metrics::API_WRITES,
-        &["kind=\"ResourceBinding\""],
-    );
-    let decisions = metric_sum(
-        &rendered,
-        service::metrics::SCHEDULE_ATTEMPTS,
-        &["schedule_type=\"ResourceBinding\"", "result=\"scheduled\""],
-    );
-    let attempts = metric_sum(
-        &rendered,
-        service::metrics::SCHEDULE_ATTEMPTS,
-        &["schedule_type=\"ResourceBinding\""],
-    );
-    (writes, decisions, attempts)
-}
-
-fn start_scheduler(
-    fed: &Federation,
-    client: kube::Client,
-    stop: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    let tls = fed.estimator_tls();
-    let cli = SchedulerCli::parse_from([
-        "fedstate-scheduler".to_owned(),
-        format!("--kubeconfig={}", fed.karmada_kubeconfig().display()),
-        "--admin-addr=127.0.0.1:0".to_owned(),
-        format!("--scheduler-estimator-ca-file={}", tls.ca_cert.display()),
-        format!(
-            "--scheduler-estimator-cert-file={}",
-            tls.client_cert.display()
-        ),
-        format!(
-            "--scheduler-estimator-key-file={}",
-            tls.client_key.display()
-        ),
-    ]);
-    tokio::spawn(async move {
-        let health = fedstate_runtime::admin::Health::default();
-        if let Err(e) = service::controllers(client, &cli.run, health, stop).await {
-            eprintln!("fedstate-scheduler stopped: {e}");
-        }
-    })
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
-
-fn report(args: &Args, karmada: &PhaseResult, ours: &PhaseResult) {
-    println!(
-        "inputs: {} bindings per scheduler, {} replicas each (Divided/Weighted, dynamicWeight AvailableReplicas, estimators on, dispatching suspended), {} members, {} creations in flight",
-        args.bindings, args.replicas, args.members, args.concurrency
-    );
-    println!(
-        "| scheduler | bindings | create window s | throughput bindings/s | p50 ms | p99 ms | max ms | binding updates create→Scheduled | binding updates in all | api_writes_total / decisions | watch restarts |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for r in [karmada, ours] {
-        let metric = r.metric_writes.map_or_else(
-            || "n/a".to_owned(),
-            |(w, d, a)| {
-                format!(
-                    "{w} / {d} = {:.2} ({a} attempts)",
-                    if d > 0.0 { w / d } else { f64::NAN }
-                )
-            },
-        );
-        println!(
-            "| {} | {} | {:.1} | {:.1} | {} | {} | {} | {:.2} | {:.2} | {metric} | {} |",
-            r.scheduler,
-            r.bindings,
-            r.create_window.as_secs_f64(),
-            r.throughput,
-            ms(r.p50),
-            ms(r.p99),
-            ms(r.max),
-            r.writes_per_decision,
-            r.updates_per_binding,
-            r.watch_restarts,
-        );
+            .map(|d| d.saturating_duration_since(t0))
+            .collect();
+        latencies.sort_unstable();
+        let elapsed = latencies.last().copied().unwrap_or_default();
+        Ok(result(
+            section,
+            p.who,
+            round,
+            n,
+            elapsed,
+            &latencies,
+            before,
+            after,
+            memory.peak,
+            seen.restarts,
+        ))
     }
-    println!(
-        "ratios (ours vs karmada): throughput {:.2}x (goal >= 10x); p99 latency {:.3} (goal <= 0.2); p50 latency {:.3}; binding updates per decision {:.2} vs {:.2} (goal <= 2)",
-        ours.throughput / karmada.throughput,
-        ours.p99.as_secs_f64() / karmada.p99.as_secs_f64(),
-        ours.p50.as_secs_f64() / karmada.p50.as_secs_f64(),
-        ours.writes_per_decision,
-        karmada.writes_per_decision,
-    );
+
+    /// Trickle: bindings created at a steady rate while the scheduler runs.
+    async fn trickle(
+        &self,
+        p: &Proc,
+        section: &str,
+        round: usize,
+        shapes: Shapes,
+    ) -> anyhow::Result<PhaseResult> {
+        let n = self.args.trickle_bindings;
+        let ns = format!("t-{}-{}", p.who.label(), unique());
+        self.namespace(&ns).await?;
+        let api: Api<ResourceBinding> = Api::namespaced(self.karmada.clone(), &ns);
+        let tracker = Tracker::start(api.clone(), workload::is_scheduled).await?;
+        let before = self.snapshot(p, "ResourceBinding").await?;
+        let _ = procstat::reset_peak(p.pid());
+        let t0 = Instant::now();
+        let every = Duration::from_secs_f64(1.0 / self.args.trickle_rate);
+        let mut creates = tokio::task::JoinSet::new();
+        for i in 0..n {
+            tokio::time::sleep_until((t0 + every * u32::try_from(i)?).into()).await;
+            let (api, ns, replicas, who) = (api.clone(), ns.clone(), self.args.replicas, p.who);
+            creates.spawn(async move {
+                let rb = workload::binding(&ns, i, replicas, shapes, who.scheduler_name())?;
+                api.create(&PostParams::default(), &rb).await?;
+                anyhow::Ok(())
+            });
+        }
+        while let Some(r) = creates.join_next().await {
+            r??;
+        }
+        let placed = tracker
+            .wait(
+                &format!("[{section}] {}", p.who.label()),
+                n,
+                false,
+                self.args.phase_timeout,
+            )
+            .await;
+        let seen = tracker.finish().await;
+        placed?;
+        self.settle(p.who, Duration::from_secs(120)).await?;
+        let after = self.snapshot(p, "ResourceBinding").await?;
+        let memory = procstat::memory(p.pid())?;
+        self.drop_namespace(&ns).await?;
+        let mut latencies: Vec<Duration> = seen
+            .done
+            .iter()
+            .filter_map(|(k, d)| Some(d.saturating_duration_since(*seen.created.get(k)?)))
+            .collect();
+        latencies.sort_unstable();
+        let first = seen.created.values().min().copied().unwrap_or(t0);
+        let last = seen.done.values().max().copied().unwrap_or(t0);
+        Ok(result(
+            section,
+            p.who,
+            round,
+            n,
+            last - first,
+            &latencies,
+            before,
+            after,
+            memory.peak,
+            seen.restarts,
+        ))
+    }
+
+    /// MultiCloudMongoDB burst: N objects created as fast as the apiserver takes them while the
+    /// scheduler runs.
+    async fn mcm_burst(
+        &self,
+        p: &Proc,
+        section: &str,
+        round: usize,
+    ) -> anyhow::Result<PhaseResult> {
+        let n = self.args.mcm;
+        let ns = format!("m-{}-{}", p.who.label(), unique());
+        self.namespace(&ns).await?;
+        let api: Api<MultiCloudMongoDB> = Api::namespaced(self.karmada.clone(), &ns);
+        let tracker = Tracker::start(api.clone(), workload::is_placed).await?;
+        let before = self.snapshot(p, "MultiCloudMongoDB").await?;
+        let _ = procstat::reset_peak(p.pid());
+        let scheduler = if p.who == Who::Ours {
+            OUR_NAME
+        } else {
+            CEILING_NAME
+        };
+        stream::iter(0..n)
+            .map(|i| {
+                let (api, ns) = (api.clone(), ns.clone());
+                async move {
+                    let obj = workload::mcm(&ns, i, scheduler)?;
+                    api.create(&PostParams::default(), &obj)
+                        .await
+                        .with_context(|| format!("create MultiCloudMongoDB {i}"))?;
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let placed = tracker
+            .wait(
+                &format!("[{section}] {}", p.who.label()),
+                n,
+                false,
+                self.args.phase_timeout,
+            )
+            .await;
+        let seen = tracker.finish().await;
+        placed?;
+        self.settle(p.who, Duration::from_secs(180)).await?;
+        let after = self.snapshot(p, "MultiCloudMongoDB").await?;
+        let memory = procstat::memory(p.pid())?;
+        self.drop_namespace(&ns).await?;
+        let mut latencies: Vec<Duration> = seen
+            .done
+            .iter()
+            .filter_map(|(k, d)| Some(d.saturating_duration_since(*seen.created.get(k)?)))
+            .collect();
+        latencies.sort_unstable();
+        let first = seen
+            .created
+            .values()
+            .min()
+            .copied()
+            .unwrap_or_else(Instant::now);
+        let last = seen.done.values().max().copied().unwrap_or(first);
+        Ok(result(
+            section,
+            p.who,
+            round,
+            n,
+            last - first,
+            &latencies,
+            before,
+            after,
+            memory.peak,
+            seen.restarts,
+        ))
+    }
+
+    /// A warm-up batch: watches, channels and caches of a fresh process filled before any clock.
+    async fn warm(&self, p: &Proc, shapes: Shapes) -> anyhow::Result<()> {
+        let ns = format!("warm-{}-{}", p.who.label(), unique());
+        self.namespace(&ns).await?;
+        let api: Api<ResourceBinding> = Api::namespaced(self.karmada.clone(), &ns);
+        let tracker = Tracker::start(api, workload::is_scheduled).await?;
+        self.create_bindings(&ns, 0..20, shapes, p.who).await?;
+        let r = tracker
+            .wait(
+                &format!("warm-up of {}", p.who.label()),
+                20,
+                false,
+                Duration::from_secs(180),
+            )
+            .await;
+        tracker.finish().await;
+        r?;
+        self.settle(p.who, Duration::from_secs(60)).await?;
+        self.drop_namespace(&ns).await
+    }
 }
 
-/// Pods each extra node admits: the test bed's two nodes per member admit 220 pods, and Karmada
-/// counts the replicas of scheduled-but-undispatched bindings against them, so 1,000 bindings of
-/// 3 replicas would not fit. One big kwok node per member makes room for both runs.
+static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn unique() -> usize {
+    COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn result(
+    section: &str,
+    who: Who,
+    round: usize,
+    n: usize,
+    elapsed: Duration,
+    sorted: &[Duration],
+    before: (Requests, Duration, u64, Option<OurCounters>),
+    after: (Requests, Duration, u64, Option<OurCounters>),
+    peak_rss: u64,
+    watch_restarts: u32,
+) -> PhaseResult {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    PhaseResult {
+        section: section.to_owned(),
+        who,
+        round,
+        objects: n,
+        throughput: n as f64 / elapsed.as_secs_f64().max(1e-9),
+        elapsed_s: elapsed.as_secs_f64(),
+        p50_ms: ms(percentile(sorted, 50.0)),
+        p99_ms: ms(percentile(sorted, 99.0)),
+        max_ms: ms(sorted.last().copied().unwrap_or_default()),
+        requests: after.0.since(&before.0),
+        cpu_s: (after.1.saturating_sub(before.1)).as_secs_f64(),
+        peak_rss,
+        estimator_calls: after.2.saturating_sub(before.2),
+        ours: match (after.3, before.3) {
+            (Some(a), Some(b)) => Some(a - b),
+            _ => None,
+        },
+        watch_restarts,
+    }
+}
+
+/// The schedulers of round `r`, rotated so that no scheduler always runs first.
+fn order(mut who: Vec<Who>, r: usize) -> Vec<Who> {
+    if !who.is_empty() {
+        let k = r % who.len();
+        who.rotate_left(k);
+    }
+    who
+}
+
+/// Pods each extra node admits: Karmada's general estimate and the estimators count the replicas
+/// of scheduled-but-undispatched bindings, so the test bed's 220 pods per member would not fit a
+/// phase. One big kwok node per member makes room.
 const BENCH_NODE_PODS: u32 = 2500;
 
-/// Adds one large kwok node to every member (in this benchmark's own federation only) and waits
-/// until Karmada's Cluster objects show the room.
-async fn add_bench_nodes(
-    fed: &Federation,
-    karmada: &kube::Client,
-    members: u32,
-) -> anyhow::Result<()> {
+async fn add_bench_nodes(fed: &Federation, karmada: &kube::Client) -> anyhow::Result<()> {
     let resources = json!({"cpu": "64", "memory": "256Gi", "pods": BENCH_NODE_PODS.to_string()});
-    for i in 1..=members {
+    for i in 1..=fed.members() {
         let nodes: Api<Node> = Api::all(fed.member_client(i).await?);
         let name = format!("member{i}-bench-node");
         nodes
@@ -535,7 +1122,7 @@ async fn add_bench_nodes(
             .await
             .with_context(|| format!("set capacity of node {name}"))?;
     }
-    let clusters: Api<fedstate_api::karmada::Cluster> = Api::all(karmada.clone());
+    let clusters: Api<Cluster> = Api::all(karmada.clone());
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let list = clusters.list(&Default::default()).await?;
@@ -551,137 +1138,504 @@ async fn add_bench_nodes(
                     .is_some_and(|p| p >= BENCH_NODE_PODS)
             })
             .count();
-        if roomy >= members as usize {
+        if roomy >= fed.members() as usize {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("only {roomy} of {members} Clusters show the bench nodes after 180 s");
+            bail!(
+                "only {roomy} of {} Clusters show the bench nodes after 180 s",
+                fed.members()
+            );
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
-/// Pid of this federation's karmada-scheduler, from its `state.json`.
-fn karmada_scheduler_pid(fed: &Federation) -> anyhow::Result<u32> {
-    let path = fed.run_dir().join("state.json");
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
-    state["processes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["spec"]["name"] == "karmada-scheduler")
-        .and_then(|p| p["pid"].as_u64())
-        .and_then(|p| u32::try_from(p).ok())
-        .with_context(|| format!("no karmada-scheduler in {}", path.display()))
-}
-
-/// Pause (`STOP`) or resume (`CONT`) a process of our own federation.
-fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()?;
-    if !status.success() {
-        bail!("kill -{sig} {pid}: {status}");
+/// Our CRDs (the MultiCloudMongoDB burst, and so that ours' MultiCloudMongoDB watch has
+/// something to watch) and cluster-admin for the audited identities.
+async fn prepare(karmada: &kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    let crds: Api<CustomResourceDefinition> = Api::all(karmada.clone());
+    for crd in [MultiCloudMongoDB::crd(), fedstate_api::MongoDB::crd()] {
+        crds.patch(
+            &crd.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .context("install our CRDs")?;
     }
-    Ok(())
-}
-
-/// One side-by-side comparison: Karmada first, then ours, each in its own namespace.
-async fn compare(
-    args: &Args,
-    fed: &Federation,
-    karmada: &kube::Client,
-    prometheus: &metrics_exporter_prometheus::PrometheusHandle,
-    backlog: bool,
-) -> anyhow::Result<(PhaseResult, PhaseResult)> {
-    let suffix = if backlog { "-backlog" } else { "" };
-    eprintln!("karmada-scheduler{suffix}");
-    let pid = karmada_scheduler_pid(fed)?;
-    let theirs = if backlog {
-        signal(pid, "STOP")?;
-        let r = phase(
-            karmada,
-            "karmada-scheduler",
-            &format!("bench-karmada{suffix}"),
-            None,
-            args,
-            None,
-            Some(Box::new(move || {
-                if let Err(e) = signal(pid, "CONT") {
-                    eprintln!("{e}");
-                }
-            })),
-        )
-        .await;
-        // Never leave it stopped, whatever happened.
-        signal(pid, "CONT")?;
-        r?
-    } else {
-        phase(
-            karmada,
-            "karmada-scheduler",
-            &format!("bench-karmada{suffix}"),
-            None,
-            args,
-            None,
-            None,
-        )
-        .await?
-    };
-    eprintln!("{theirs:?}");
-
-    eprintln!("fedstate-scheduler{suffix}");
-    let stop = CancellationToken::new();
-    let handle = std::sync::Mutex::new(None);
-    let start = || {
-        *handle.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(start_scheduler(fed, karmada.clone(), stop.clone()));
-    };
-    let release: Option<Box<dyn FnOnce() + Send + '_>> = if backlog {
-        Some(Box::new(start))
-    } else {
-        start();
-        None
-    };
-    let ours = phase(
-        karmada,
-        "fedstate-scheduler",
-        &format!("bench-fedstate{suffix}"),
-        Some(fedstate_api::names::DEFAULT_SCHEDULER_NAME),
-        args,
-        Some(prometheus),
-        release,
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "fedstate-bench-audited"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": AUDITED_GROUP}],
+    });
+    let api: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(karmada.clone());
+    api.patch(
+        "fedstate-bench-audited",
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&binding),
     )
-    .await;
-    stop.cancel();
-    let scheduler = handle.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(scheduler) = scheduler {
-        let _ = tokio::time::timeout(Duration::from_secs(10), scheduler).await;
-    }
-    let ours = ours?;
-    eprintln!("{ours:?}");
-    Ok((theirs, ours))
-}
-
-async fn run(args: &Args, fed: &Federation) -> anyhow::Result<()> {
-    let karmada = fed.karmada_client().await?;
-    let prometheus = fedstate_runtime::admin::install_metrics_recorder()?;
-    service::metrics::describe();
-    add_bench_nodes(fed, &karmada, args.members).await?;
-    let (theirs, ours) = compare(args, fed, &karmada, &prometheus, false).await?;
-    println!("## created while running (latency from the binding's creation)");
-    report(args, &theirs, &ours);
-    if args.backlog {
-        let (theirs, ours) = compare(args, fed, &karmada, &prometheus, true).await?;
-        println!("## backlog (scheduler held until all bindings exist; latency from release)");
-        report(args, &theirs, &ours);
+    .await
+    .context("ClusterRoleBinding for the benchmark's identities")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Api::<MultiCloudMongoDB>::all(karmada.clone())
+        .list(&Default::default())
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            bail!("MultiCloudMongoDB not served 60 s after installing the CRD");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Ok(())
+}
+
+impl Bench {
+    /// One workload at one budget: the three schedulers started (warm), `rounds` interleaved
+    /// backlog rounds, then trickle rounds if asked.
+    async fn section(
+        &self,
+        workload: Workload,
+        budget: Budget,
+        trickle: bool,
+    ) -> anyhow::Result<()> {
+        let section = format!("{} {budget}", workload.name());
+        eprintln!("== {section}: starting the schedulers");
+        let mut procs: Vec<Proc> = Vec::new();
+        for who in [Who::Karmada, Who::Ours, Who::Ceiling] {
+            let p = self.start(who, budget, &[]).await?;
+            self.warm(&p, workload.shapes()).await?;
+            procs.push(p);
+        }
+        let n = self.args.bindings;
+        for round in 0..self.args.rounds {
+            for who in order(vec![Who::Karmada, Who::Ours, Who::Ceiling], round) {
+                let p = procs.iter().find(|p| p.who == who).context("process")?;
+                let r = self
+                    .backlog(p, &section, round, workload.shapes(), n)
+                    .await?;
+                self.record(r).await;
+            }
+        }
+        if trickle && self.args.trickle_bindings > 0 {
+            let section = format!("trickle {} {budget}", workload.name());
+            for round in 0..self.args.rounds {
+                for who in order(vec![Who::Karmada, Who::Ours, Who::Ceiling], round) {
+                    let p = procs.iter().find(|p| p.who == who).context("process")?;
+                    let r = self.trickle(p, &section, round, workload.shapes()).await?;
+                    self.record(r).await;
+                }
+            }
+        }
+        for mut p in procs {
+            if !p.alive() {
+                bail!("{} died during {section}", p.who.label());
+            }
+        }
+        Ok(())
+    }
+
+    async fn mcm_section(&self, budget: Budget) -> anyhow::Result<()> {
+        let section = format!("MultiCloudMongoDB burst {budget}");
+        eprintln!("== {section}");
+        let ours = self.start(Who::Ours, budget, &[]).await?;
+        let ceiling = self
+            .start(Who::Ceiling, budget, &["--kind=mcm".to_owned()])
+            .await?;
+        for round in 0..self.args.rounds {
+            for who in order(vec![Who::Ours, Who::Ceiling], round) {
+                let p = if who == Who::Ours { &ours } else { &ceiling };
+                let r = self.mcm_burst(p, &section, round).await?;
+                self.record(r).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn add_simulated(&self, count: usize, estimators: bool) -> anyhow::Result<()> {
+        let clusters: Api<Cluster> = Api::all(self.karmada.clone());
+        let template = clusters.get("member1").await?;
+        let pki = fedstate_local::pki::Pki::at(self.fed.run_dir().join("pki"));
+        let (cert, key, ca) = (pki.server_cert(), pki.server_key(), pki.ca_cert());
+        let first = {
+            let sims = self.simulated.lock().await;
+            sims.iter().map(|s| s.names.len()).sum::<usize>() + 1
+        };
+        let sim = Simulated::start(
+            &self.karmada,
+            first,
+            count,
+            &template,
+            estimators.then_some(ServerTls {
+                cert: &cert,
+                key: &key,
+                client_ca: &ca,
+            }),
+            "karmada-system",
+            fedstate_local::ESTIMATOR_SERVICE_PORT,
+            estimators,
+        )
+        .await?;
+        self.simulated.lock().await.push(sim);
+        Ok(())
+    }
+
+    /// RSS of a fresh fedstate-scheduler once it cached `clusters` Clusters and `bindings`
+    /// bindings.
+    async fn footprint(&self) -> anyhow::Result<String> {
+        let clusters: Api<Cluster> = Api::all(self.karmada.clone());
+        let have = clusters.list(&Default::default()).await?.items.len();
+        if have < self.args.footprint_clusters {
+            eprintln!(
+                "== footprint: adding {} Clusters",
+                self.args.footprint_clusters - have
+            );
+            self.add_simulated(self.args.footprint_clusters - have, false)
+                .await?;
+        }
+        let ns = "footprint";
+        self.namespace(ns).await?;
+        let names = self.fed.member_names();
+        let api: Api<ResourceBinding> = Api::namespaced(self.karmada.clone(), ns);
+        eprintln!(
+            "== footprint: creating {} bindings",
+            self.args.footprint_bindings
+        );
+        stream::iter(0..self.args.footprint_bindings)
+            .map(|i| {
+                let (api, names) = (api.clone(), &names);
+                async move {
+                    let rb = workload::placed_binding(ns, i, names)?;
+                    api.create(&PostParams::default(), &rb).await?;
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let total_clusters = clusters.list(&Default::default()).await?.items.len();
+        let total_bindings = Api::<ResourceBinding>::all(self.karmada.clone())
+            .list(&Default::default())
+            .await?
+            .items
+            .len();
+        let p = self.start(Who::Ours, Budget::Unthrottled, &[]).await?;
+        // Ready means the Cluster cache synced; the binding list follows. Wait until the RSS
+        // holds still.
+        let mut last = 0u64;
+        let mut steady = 0;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while steady < 5 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let m = procstat::memory(p.pid())?;
+            if m.rss.abs_diff(last) * 100 <= m.rss {
+                steady += 1;
+            } else {
+                steady = 0;
+            }
+            last = m.rss;
+        }
+        let m = procstat::memory(p.pid())?;
+        let ours = match p.admin {
+            Some(a) => http_get(a, "/metrics").await.unwrap_or_default(),
+            None => String::new(),
+        };
+        let resident = metric_sum(&ours, "process_resident_memory_bytes", &[]);
+        drop(p);
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        Ok(format!(
+            "| {total_clusters} | {total_bindings} | {:.1} MiB | {:.1} MiB | {:.1} MiB | ≤ 64 MiB: {} |\n",
+            mib(m.rss),
+            mib(m.peak),
+            resident / (1u64 << 20) as f64,
+            if m.rss <= 64 << 20 { "met" } else { "not met" }
+        ))
+    }
+}
+
+/// Median and range over rounds of one figure of one scheduler in one section.
+fn figure(
+    results: &[PhaseResult],
+    section: &str,
+    who: Who,
+    f: impl Fn(&PhaseResult) -> f64,
+) -> Vec<f64> {
+    results
+        .iter()
+        .filter(|r| r.section == section && r.who == who)
+        .map(f)
+        .collect()
+}
+
+/// Per-round ratio of one figure of `a` to `b` in a section.
+fn ratio(
+    results: &[PhaseResult],
+    section: &str,
+    a: Who,
+    b: Who,
+    f: impl Fn(&PhaseResult) -> f64,
+) -> Vec<f64> {
+    let xs = figure(results, section, a, &f);
+    let ys = figure(results, section, b, &f);
+    xs.iter().zip(ys.iter()).map(|(x, y)| x / y).collect()
+}
+
+fn report(args: &Args, results: &[PhaseResult], load: &str) -> String {
+    let mut out = String::new();
+    let mut sections: Vec<&str> = Vec::new();
+    for r in results {
+        if !sections.contains(&r.section.as_str()) {
+            sections.push(&r.section);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "inputs: {} bindings per backlog phase, {} replicas each (Divided/Weighted, dynamicWeight AvailableReplicas, estimators on), {} rounds, {} real members, ours' and the ceiling's concurrency {}; trickle {} bindings at {}/s; {}",
+        args.bindings,
+        args.replicas,
+        args.rounds,
+        args.members,
+        args.concurrency,
+        args.trickle_bindings,
+        args.trickle_rate,
+        load
+    );
+    for section in &sections {
+        let _ = writeln!(out, "\n### {section}\n");
+        let mcm = section.starts_with("MultiCloudMongoDB");
+        let _ = writeln!(
+            out,
+            "| scheduler | objects | throughput /s | p50 ms | p99 ms | {} writes per decision | status writes | events | reads + watches + other | requests per decision | CPU ms per decision | peak RSS MiB | estimator calls per decision |",
+            if mcm { "annotation" } else { "spec" }
+        );
+        let _ = writeln!(
+            out,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for who in [Who::Karmada, Who::Ours, Who::Ceiling] {
+            let rows = figure(results, section, who, |r| r.objects as f64);
+            if rows.is_empty() {
+                continue;
+            }
+            let f = |g: &dyn Fn(&PhaseResult) -> f64, d: usize| {
+                stats::show(&figure(results, section, who, g), d)
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                who.label(),
+                f(&|r| r.objects as f64, 0),
+                f(&|r| r.throughput, 1),
+                f(&|r| r.p50_ms, 0),
+                f(&|r| r.p99_ms, 0),
+                f(&|r| r.per(r.requests.binding_spec + r.requests.mcm_spec), 2),
+                f(
+                    &|r| r.per(r.requests.binding_status + r.requests.mcm_status),
+                    2
+                ),
+                f(&|r| r.per(r.requests.events), 2),
+                f(
+                    &|r| r.per(r.requests.reads + r.requests.watches + r.requests.other_writes),
+                    2
+                ),
+                f(&|r| r.per(r.requests.total()), 2),
+                f(&|r| r.cpu_s * 1000.0 / r.objects as f64, 2),
+                f(&|r| r.peak_rss as f64 / (1u64 << 20) as f64, 0),
+                f(&|r| r.per(r.estimator_calls), 2),
+            );
+        }
+        let show = |v: Vec<f64>, d: usize| stats::show(&v, d);
+        if !mcm {
+            let _ = writeln!(
+                out,
+                "\nours / karmada-scheduler, per round: throughput {}×, p50 {}, p99 {}, CPU per decision {}; ours / ceiling: throughput {}",
+                show(
+                    ratio(results, section, Who::Ours, Who::Karmada, |r| r.throughput),
+                    2
+                ),
+                show(
+                    ratio(results, section, Who::Ours, Who::Karmada, |r| r.p50_ms),
+                    3
+                ),
+                show(
+                    ratio(results, section, Who::Ours, Who::Karmada, |r| r.p99_ms),
+                    3
+                ),
+                show(
+                    ratio(results, section, Who::Ours, Who::Karmada, |r| r.cpu_s
+                        / r.objects as f64),
+                    3
+                ),
+                show(
+                    ratio(results, section, Who::Ours, Who::Ceiling, |r| r.throughput),
+                    2
+                ),
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "\nours / one-write ceiling, per round: throughput {}, p99 {}",
+                show(
+                    ratio(results, section, Who::Ours, Who::Ceiling, |r| r.throughput),
+                    2
+                ),
+                show(
+                    ratio(results, section, Who::Ours, Who::Ceiling, |r| r.p99_ms),
+                    2
+                ),
+            );
+        }
+        let ours: Vec<&PhaseResult> = results
+            .iter()
+            .filter(|r| r.section == *section && r.who == Who::Ours)
+            .collect();
+        if let Some(o) = ours.first().and_then(|r| r.ours) {
+            let _ = writeln!(
+                out,
+                "ours' own metrics (round 0): {} decisions, {} attempts, {} writes, {} estimator RPCs, {} events dropped",
+                o.decisions, o.attempts, o.writes, o.estimator_rpcs, o.events_dropped
+            );
+        }
+    }
+    out
+}
+
+/// Ours' binding writes (spec + status) per decision in every binding section, as the
+/// apiserver counted them.
+fn writes_per_decision(results: &[PhaseResult]) -> f64 {
+    results
+        .iter()
+        .filter(|r| r.who == Who::Ours && !r.section.starts_with("MultiCloudMongoDB"))
+        .map(|r| r.per(r.requests.binding_spec + r.requests.binding_status))
+        .fold(0.0, f64::max)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+async fn run(args: &Args, fed: Federation) -> anyhow::Result<String> {
+    let karmada = fed.karmada_client().await?;
+    prepare(&karmada).await?;
+    add_bench_nodes(&fed, &karmada).await?;
+    // The federation's karmada-scheduler makes way for the benchmark's copies.
+    fed.stop_component("karmada-scheduler")?;
+    let mut kubeconfigs = HashMap::new();
+    for who in [Who::Karmada, Who::Ours, Who::Ceiling] {
+        kubeconfigs.insert(who, fed.karmada_kubeconfig_for(who.user(), AUDITED_GROUP)?);
+    }
+    let audit = AuditLog::from_end(&fed.audit_log())?;
+    let json = match &args.json {
+        Some(p) => Some(std::sync::Mutex::new(std::fs::File::create(p)?)),
+        None => None,
+    };
+    let bin_dir = fed.bin_dir().to_path_buf();
+    let bench = Bench {
+        args: args.clone(),
+        fed,
+        karmada,
+        audit: Mutex::new(audit),
+        kubeconfigs,
+        simulated: Mutex::default(),
+        results: Mutex::default(),
+        json,
+        bin_dir,
+    };
+    let started = Instant::now();
+    let mut loads = vec![load_average()];
+    let outcome = bench.run_all().await;
+    loads.push(load_average());
+    let results = bench.results.lock().await.clone();
+    let mut out = format!(
+        "date {}; {} s; load average (1/5/15 min) at start {} and end {}; binaries {}\n",
+        jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
+        started.elapsed().as_secs(),
+        loads[0],
+        loads[1],
+        bench.bin_dir.display()
+    );
+    out.push_str(&report(args, &results, ""));
+    if let Ok(footprint) = &outcome {
+        out.push_str(footprint);
+    }
+    {
+        let log = bench.audit.lock().await;
+        if log.unparsed > 0 {
+            let _ = writeln!(out, "\naudit log: {} lines did not parse", log.unparsed);
+        }
+    }
+    let sims = std::mem::take(&mut *bench.simulated.lock().await);
+    for s in &sims {
+        s.stop();
+    }
+    let fed = bench.fed;
+    if let Err(e) = &outcome {
+        eprintln!(
+            "benchmark failed: {e:#}; logs in {}",
+            fed.logs_dir().display()
+        );
+    }
+    // The audit log is large; the tables hold what it said.
+    let _ = std::fs::remove_file(fed.audit_log());
+    fed.down().context("stopping the federation")?;
+    outcome?;
+    println!("{out}");
+    if args.smoke {
+        let w = writes_per_decision(&results);
+        println!("smoke: ours made at most {w:.2} binding writes per decision (limit 2)");
+        if w > 2.0 {
+            bail!("smoke: ours made {w:.2} binding writes per decision; the limit is 2");
+        }
+    }
+    Ok(out)
+}
+
+impl Bench {
+    async fn run_all(&self) -> anyhow::Result<String> {
+        let a = &self.args;
+        for &workload in &a.workloads {
+            if workload == Workload::ManyClusters {
+                eprintln!("== adding {} simulated Clusters", a.simulated_clusters);
+                self.add_simulated(a.simulated_clusters, true).await?;
+            }
+            let budgets = if workload == Workload::Uniform {
+                &a.budgets
+            } else {
+                &a.other_budgets
+            };
+            for &budget in budgets {
+                let trickle =
+                    budget == Budget::Limited(40.0, 60) && workload != Workload::ManyClusters;
+                self.section(workload, budget, trickle).await?;
+            }
+            if workload == Workload::Uniform && a.mcm > 0 {
+                for &budget in &a.mcm_budgets {
+                    self.mcm_section(budget).await?;
+                }
+            }
+        }
+        if a.footprint_bindings > 0 {
+            let mut out = String::from(
+                "\n### footprint\n\n| Clusters | bindings | ours' RSS | peak RSS | process_resident_memory_bytes | goal |\n|---:|---:|---:|---:|---:|---|\n",
+            );
+            out.push_str(&self.footprint().await?);
+            return Ok(out);
+        }
+        Ok(String::new())
+    }
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke {
+        args = args.smoke();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -694,6 +1648,9 @@ fn main() -> anyhow::Result<()> {
             .with_writer(std::io::stderr)
             .try_init();
         let started = Instant::now();
+        // Our binaries must be there before a federation comes up for nothing.
+        sibling("fedstate-scheduler")?;
+        sibling("ceiling_scheduler")?;
         let fed = Federation::up(Options {
             members: args.members,
             ports: PortPlan {
@@ -709,14 +1666,6 @@ fn main() -> anyhow::Result<()> {
             started.elapsed().as_secs(),
             fed.run_dir().display()
         );
-        let result = run(&args, &fed).await;
-        if let Err(e) = &result {
-            eprintln!(
-                "benchmark failed: {e:#}; logs in {}",
-                fed.logs_dir().display()
-            );
-        }
-        fed.down().context("stopping the federation")?;
-        result
+        run(&args, fed).await.map(drop)
     })
 }

@@ -122,6 +122,11 @@ impl Components<'_> {
             "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
             "--requestheader-group-headers=X-Remote-Group".into(),
             "--requestheader-username-headers=X-Remote-User".into(),
+            // Only clients in AUDITED_GROUP are logged (the policy); no rotation during a run.
+            format!("--audit-policy-file={}", p(self.layout.audit_policy())),
+            format!("--audit-log-path={}", p(self.layout.audit_log())),
+            "--audit-log-maxsize=4096".into(),
+            "--audit-log-maxbackup=1".into(),
         ]);
         self.spec("karmada-apiserver", "kube-apiserver", args)
     }

@@ -271,6 +271,55 @@ impl Federation {
         Ok(())
     }
 
+    /// Stops one process of the federation by component name (`karmada-scheduler`, …); it stays
+    /// stopped (`status` reports it so) until the federation goes down. A benchmark runs its own
+    /// copy in its place, with other flags: see [`Federation::component`].
+    pub fn stop_component(&self, name: &str) -> Result<()> {
+        if self.component(name).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "no component {name} in this federation"
+            )));
+        }
+        self.stop_processes(&[name.to_owned()])?;
+        tracing::info!(component = name, "stopped");
+        Ok(())
+    }
+
+    /// How a component of the federation is run (program, flags, log).
+    pub fn component(&self, name: &str) -> Option<ProcessSpec> {
+        self.lock()
+            .iter()
+            .find(|r| r.record.spec.name == name)
+            .map(|r| r.record.spec.clone())
+    }
+
+    /// A kubeconfig for the Karmada apiserver with a client certificate of its own for `user` in
+    /// `group` (e.g. [`crate::layout::AUDITED_GROUP`] to have its requests counted in the audit
+    /// log; what the group may do is up to RBAC): `<run>/kubeconfig/<user>.kubeconfig`.
+    pub fn karmada_kubeconfig_for(&self, user: &str, group: &str) -> Result<PathBuf> {
+        let pki = Pki::at(self.layout.pki_dir());
+        let (cert, key) = pki.client_certificate(user, group)?;
+        let path = self
+            .layout
+            .kubeconfig_dir()
+            .join(format!("{user}.kubeconfig"));
+        kubeconfig::write_client(
+            &path,
+            "karmada-apiserver",
+            self.ports.karmada_apiserver(),
+            &pki,
+            &cert,
+            &key,
+        )?;
+        Ok(path)
+    }
+
+    /// The Karmada apiserver's audit log (requests of clients in
+    /// [`crate::layout::AUDITED_GROUP`]).
+    pub fn audit_log(&self) -> PathBuf {
+        self.layout.audit_log()
+    }
+
     fn stop_processes(&self, targets: &[String]) -> Result<()> {
         {
             let mut procs = self.lock();
@@ -580,6 +629,10 @@ impl Federation {
             pki: &pki,
         };
         let long = Duration::from_secs(240);
+
+        let policy = layout.audit_policy();
+        std::fs::write(&policy, crate::layout::audit_policy())
+            .map_err(Error::io("write", &policy))?;
 
         self.start(c.etcd())?;
         let etcd = loopback(self.ports.etcd_client());

@@ -12,9 +12,22 @@ use crate::pki::{self, Pki};
 /// Certificates are embedded so that tools which copy the CA out of the kubeconfig (karmadactl
 /// join) find it.
 pub fn write_admin(path: &Path, name: &str, port: u16, pki: &Pki) -> Result<()> {
+    write_client(path, name, port, pki, &pki.admin_cert(), &pki.admin_key())
+}
+
+/// Writes a kubeconfig (context `name`) for the apiserver at `https://127.0.0.1:<port>` that
+/// authenticates with the client certificate `cert`/`key`, embedded.
+pub fn write_client(
+    path: &Path,
+    name: &str,
+    port: u16,
+    pki: &Pki,
+    cert: &Path,
+    key: &Path,
+) -> Result<()> {
     let ca = STANDARD.encode(pki::read(&pki.ca_cert())?);
-    let cert = STANDARD.encode(pki::read(&pki.admin_cert())?);
-    let key = STANDARD.encode(pki::read(&pki.admin_key())?);
+    let cert = STANDARD.encode(pki::read(cert)?);
+    let key = STANDARD.encode(pki::read(key)?);
     let doc = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -42,7 +55,7 @@ pub fn write_admin(path: &Path, name: &str, port: u16, pki: &Pki) -> Result<()> 
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
     }
-    // The kubeconfig embeds the admin private key.
+    // The kubeconfig embeds a private key.
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

@@ -183,6 +183,8 @@ pub fn member_vip(index: u32) -> Ipv4Addr {
 /// <run>/kubeconfig/member<N>.kubeconfig
 /// <run>/pki/                    CA, serving and client certificates, generated at `up`
 /// <run>/logs/<component>.log    one log per process
+/// <run>/logs/karmada-apiserver-audit.log  requests of clients in group `fedstate:audited`
+/// <run>/audit-policy.yaml       the Karmada apiserver's audit policy
 /// <run>/etcd/                   etcd data
 /// <run>/kwok/kwok.yaml          kwok stages
 /// ```
@@ -235,6 +237,27 @@ impl RunLayout {
     pub fn webhook_cert_dir(&self) -> PathBuf {
         self.pki_dir().join("webhook")
     }
+    /// The Karmada apiserver's audit policy (see [`AUDITED_GROUP`]).
+    pub fn audit_policy(&self) -> PathBuf {
+        self.root.join("audit-policy.yaml")
+    }
+    /// The Karmada apiserver's audit log: one JSON event per line.
+    pub fn audit_log(&self) -> PathBuf {
+        self.logs_dir().join("karmada-apiserver-audit.log")
+    }
+}
+
+/// Clients whose certificate carries this group (organization) have every request to the Karmada
+/// apiserver written to its audit log, at `Metadata` level (who, user agent, verb, resource,
+/// response code; no bodies); nobody else's are. Benchmarks count what each client sent there.
+pub const AUDITED_GROUP: &str = "fedstate:audited";
+
+/// The audit policy of the Karmada apiserver: [`AUDITED_GROUP`] at `Metadata`, everything else
+/// not at all (so the log stays empty unless a client asks to be counted).
+pub fn audit_policy() -> String {
+    format!(
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n    userGroups: [\"{AUDITED_GROUP}\"]\n  - level: None\n"
+    )
 }
 
 /// The checkout this crate was built from (`deploy/local/../..`).
@@ -258,6 +281,19 @@ mod tests {
         let ports = plan.all(MAX_MEMBER_CLUSTERS);
         let unique: HashSet<u16> = ports.iter().map(|(p, _)| *p).collect();
         assert_eq!(unique.len(), ports.len());
+    }
+
+    #[test]
+    fn the_audit_policy_logs_the_audited_group_only() {
+        let policy: serde_yaml::Value = serde_yaml::from_str(&audit_policy()).expect("YAML");
+        let rules = policy["rules"].as_sequence().expect("rules");
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0]["level"], "Metadata");
+        assert_eq!(rules[0]["userGroups"][0], AUDITED_GROUP);
+        // Everyone else: nothing, and the last rule matches every request.
+        assert_eq!(rules[1]["level"], "None");
+        assert_eq!(rules[1].as_mapping().map(|m| m.len()), Some(1));
+        assert_eq!(policy["omitStages"][0], "RequestReceived");
     }
 
     #[test]

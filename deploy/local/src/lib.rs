@@ -36,7 +36,7 @@ pub use error::{Error, Result};
 pub use federation::{
     ClusterStatus, ComponentStatus, EstimatorTls, Federation, FederationStatus, Options, VIP_LABEL,
 };
-pub use layout::{PortPlan, RunLayout, member_name, member_vip};
+pub use layout::{AUDITED_GROUP, PortPlan, RunLayout, member_name, member_vip};
 
 /// Port the estimator Services in the Karmada apiserver expose (karmada-scheduler's
 /// `--scheduler-estimator-port`, Karmada's default); their `targetPort` is the real loopback port.

@@ -50,7 +50,7 @@ impl Pki {
         fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
         let pki = Self::at(dir);
 
-        let (ca_params, ca_key) = ca("fedstate-local-ca")?;
+        let (ca_params, ca_key) = ca(CA_NAME)?;
         let ca_cert = ca_params.self_signed(&ca_key).map_err(cert_err("ca"))?;
         write_public(&pki.ca_cert(), &ca_cert.pem())?;
         write_private(&pki.ca_key(), &ca_key.serialize_pem())?;
@@ -71,7 +71,7 @@ impl Pki {
             &pki.server_cert(),
             &pki.server_key(),
             "fedstate-local-server",
-            None,
+            &[],
             sans,
             &[
                 ExtendedKeyUsagePurpose::ServerAuth,
@@ -83,7 +83,7 @@ impl Pki {
             &pki.admin_cert(),
             &pki.admin_key(),
             "fedstate-local-admin",
-            Some("system:masters"),
+            &["system:masters"],
             vec![],
             &[ExtendedKeyUsagePurpose::ClientAuth],
             &ca_issuer,
@@ -92,7 +92,7 @@ impl Pki {
             &pki.front_proxy_client_cert(),
             &pki.front_proxy_client_key(),
             "front-proxy-client",
-            None,
+            &[],
             vec![],
             &[ExtendedKeyUsagePurpose::ClientAuth],
             &fp_issuer,
@@ -142,6 +142,36 @@ impl Pki {
         self.dir.join("sa.pub")
     }
 
+    /// A client certificate of the run's CA for user `common_name` in `group` (the apiservers
+    /// read the organization as the group; the certificate carries one), written as `<common_name>.crt`/`.key` in the PKI
+    /// directory; returns (certificate, key). For a client of its own identity (a benchmark's
+    /// scheduler, whose requests the audit log then tells apart).
+    pub fn client_certificate(&self, common_name: &str, group: &str) -> Result<(PathBuf, PathBuf)> {
+        let valid = !common_name.is_empty()
+            && common_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+        if !valid {
+            return Err(Error::InvalidArgument(format!(
+                "client certificate name {common_name:?}: use letters, digits and - _ . : only"
+            )));
+        }
+        let key = KeyPair::from_pem(&read(&self.ca_key())?).map_err(cert_err(CA_NAME))?;
+        let issuer = Issuer::new(ca_params(CA_NAME)?, key);
+        let cert = self.dir.join(format!("{common_name}.crt"));
+        let key = self.dir.join(format!("{common_name}.key"));
+        leaf(
+            &cert,
+            &key,
+            common_name,
+            &[group],
+            vec![],
+            &[ExtendedKeyUsagePurpose::ClientAuth],
+            &issuer,
+        )?;
+        Ok((cert, key))
+    }
+
     /// The CA certificate, PEM.
     pub fn ca_pem(&self) -> Result<String> {
         read(&self.ca_cert())
@@ -167,8 +197,17 @@ fn cert_err(name: &str) -> impl FnOnce(rcgen::Error) -> Error + '_ {
     }
 }
 
+/// Common name of the run's CA.
+const CA_NAME: &str = "fedstate-local-ca";
+
 fn ca(common_name: &str) -> Result<(CertificateParams, KeyPair)> {
     let key = KeyPair::generate().map_err(cert_err(common_name))?;
+    Ok((ca_params(common_name)?, key))
+}
+
+/// The CA's parameters: signing with them and the CA's key yields certificates whose issuer is
+/// the CA certificate `generate` wrote (same subject, same key identifier).
+fn ca_params(common_name: &str) -> Result<CertificateParams> {
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_err(common_name))?;
     params
         .distinguished_name
@@ -179,14 +218,15 @@ fn ca(common_name: &str) -> Result<(CertificateParams, KeyPair)> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    Ok((params, key))
+    Ok(params)
 }
 
 fn leaf(
     cert_path: &Path,
     key_path: &Path,
     common_name: &str,
-    organization: Option<&str>,
+    // One organization at most: rcgen keeps one value per attribute type.
+    organizations: &[&str],
     sans: Vec<String>,
     usages: &[ExtendedKeyUsagePurpose],
     issuer: &Issuer<'_, KeyPair>,
@@ -196,10 +236,10 @@ fn leaf(
     params
         .distinguished_name
         .push(DnType::CommonName, common_name);
-    if let Some(org) = organization {
+    for org in organizations {
         params
             .distinguished_name
-            .push(DnType::OrganizationName, org);
+            .push(DnType::OrganizationName, *org);
     }
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -259,6 +299,43 @@ mod tests {
             let mode = fs::metadata(&p).expect("stat").permissions().mode();
             assert_eq!(mode & 0o077, 0, "{p:?} is readable by others");
         }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn client_certificates_chain_to_the_run_ca_and_carry_their_groups() {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{CertificateDer, UnixTime};
+        let dir =
+            std::env::temp_dir().join(format!("fedstate-local-pki-client-{}", std::process::id()));
+        let pki = Pki::generate(&dir, 1).expect("generate");
+        let (cert, key) = pki
+            .client_certificate("bench-ours", "fedstate:audited")
+            .expect("mint");
+        let ca = CertificateDer::from_pem_file(pki.ca_cert()).expect("ca");
+        let leaf = CertificateDer::from_pem_file(&cert).expect("leaf");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).expect("root");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            provider,
+        )
+        .build()
+        .expect("verifier");
+        verifier
+            .verify_client_cert(&leaf, &[], UnixTime::now())
+            .expect("the client certificate chains to the run's CA");
+        for needle in ["bench-ours", "fedstate:audited"] {
+            assert!(
+                leaf.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} in the certificate"
+            );
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&key).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o077, 0);
+        assert!(pki.client_certificate("bad name", "g").is_err());
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -343,11 +343,12 @@ impl CapacityEstimator {
         self.inner.cache.remove_cluster(cluster);
     }
 
-    /// We placed `members` members of `object` on `cluster`: subtract them until released, and
-    /// refresh the cluster's answers.
+    /// We placed `members` members of `object` on `cluster`: subtract them until released. The
+    /// cached answers stay fresh: the ledger accounts for the placement, and the estimators'
+    /// view has not changed yet (it changes when the members are created, which the Cluster's
+    /// status and the cache's freshness bound bring in), so a decision costs no estimator call.
     pub fn assume(&self, object: &str, cluster: &str, shape: &MemberShape, members: u32) {
         self.inner.ledger.assume(object, cluster, shape, members);
-        self.inner.cache.mark_cluster_stale(cluster);
     }
 
     /// `object`'s members on `cluster` are visible to the estimators now, or it left the
@@ -357,10 +358,11 @@ impl CapacityEstimator {
     }
 
     /// `object`'s members are visible to the estimators now (or it was deleted): stop
-    /// subtracting them, and drop the answers of its clusters that predate them.
+    /// subtracting them, and refresh the answers of its clusters in the background (the old
+    /// ones, which may still count its members, err towards full while they are served).
     pub fn release(&self, object: &str) {
         for cluster in self.inner.ledger.release(object) {
-            self.inner.cache.remove_cluster(&cluster);
+            self.inner.cache.mark_cluster_stale(&cluster);
         }
     }
 }
@@ -530,6 +532,40 @@ mod tests {
             est.capacities(&cs, &shape, &q).await[0].capacity.replicas,
             Some(3)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn placing_costs_no_estimator_call_while_capacity_is_unchanged() {
+        let scripted = Arc::new(Scripted {
+            answers: [("a".into(), Some(50)), ("b".into(), Some(50))].into(),
+            ..Scripted::default()
+        });
+        let est = estimator(scripted.clone(), EstimatorConfig::default());
+        let cs = clusters(&["a", "b"]);
+        let shape = MemberShape::from_requests([("cpu", "1")]);
+        let q = CapacityQuery::default();
+        est.capacities(&cs, &shape, &q).await;
+        assert_eq!(scripted.calls.load(Ordering::Relaxed), 2);
+        // A hundred decisions, each placing on both clusters: the ledger subtracts, nobody asks.
+        for i in 0..100 {
+            let caps = est.capacities(&cs, &shape, &q).await;
+            assert!(caps.iter().all(|c| c.source == Source::Cache));
+            est.assume(&format!("ns/b{i}"), "a", &shape, 1);
+            est.assume(&format!("ns/b{i}"), "b", &shape, 1);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            scripted.calls.load(Ordering::Relaxed),
+            2,
+            "no estimator call per decision"
+        );
+        let caps = est.capacities(&cs, &shape, &q).await;
+        assert_eq!(caps[0].capacity.replicas, Some(0), "50 − 100 assumed");
+        // A deletion refreshes the clusters it held, in the background, once.
+        est.release("ns/b0");
+        est.capacities(&cs, &shape, &q).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(scripted.calls.load(Ordering::Relaxed), 4);
     }
 
     #[tokio::test(start_paused = true)]

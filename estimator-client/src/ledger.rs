@@ -6,7 +6,7 @@
 //! time to live passes, whichever comes first. Until then it is subtracted even if the estimator
 //! already counts the members: erring towards "full" is the safe side.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,18 +20,99 @@ use crate::shape::{MemberShape, ShapeId};
 
 #[derive(Clone, Debug)]
 struct Assumed {
-    object: String,
     shape: ShapeId,
-    /// Requests in milli-units (unparseable ones are left out).
-    requests: BTreeMap<String, i128>,
+    /// Requests of one member in milli-units (unparseable ones are left out).
+    requests: Arc<BTreeMap<String, i128>>,
     members: u32,
     expires: Instant,
+}
+
+impl Assumed {
+    fn usage(&self, resource: &str) -> i128 {
+        self.requests
+            .get(resource)
+            .map_or(0, |q| q.saturating_mul(i128::from(self.members)))
+    }
+}
+
+/// One cluster's placements, with their sums kept up to date so that a lookup costs the same
+/// whatever the number of placements: members per shape and requests summed over every member.
+#[derive(Debug, Default)]
+struct ClusterLedger {
+    by_object: HashMap<String, Assumed>,
+    members_by_shape: HashMap<ShapeId, u64>,
+    /// Requests × members, summed over every entry, per resource.
+    usage: BTreeMap<String, i128>,
+    /// Members of all entries.
+    members: u64,
+    /// The earliest expiry among the entries (entries are dropped lazily past it).
+    next_expiry: Option<Instant>,
+}
+
+impl ClusterLedger {
+    fn add(&mut self, object: &str, a: Assumed) {
+        *self.members_by_shape.entry(a.shape).or_default() += u64::from(a.members);
+        self.members += u64::from(a.members);
+        for r in a.requests.keys() {
+            let u = self.usage.entry(r.clone()).or_default();
+            *u = u.saturating_add(a.usage(r));
+        }
+        self.next_expiry = Some(self.next_expiry.map_or(a.expires, |e| e.min(a.expires)));
+        self.by_object.insert(object.to_owned(), a);
+    }
+
+    /// Removes `object`'s entry; true if it had one.
+    fn remove(&mut self, object: &str) -> bool {
+        let Some(a) = self.by_object.remove(object) else {
+            return false;
+        };
+        self.subtract(&a);
+        true
+    }
+
+    fn subtract(&mut self, a: &Assumed) {
+        if let Some(m) = self.members_by_shape.get_mut(&a.shape) {
+            *m = m.saturating_sub(u64::from(a.members));
+            if *m == 0 {
+                self.members_by_shape.remove(&a.shape);
+            }
+        }
+        self.members = self.members.saturating_sub(u64::from(a.members));
+        for r in a.requests.keys() {
+            if let Some(u) = self.usage.get_mut(r) {
+                *u = u.saturating_sub(a.usage(r));
+                if *u <= 0 {
+                    self.usage.remove(r);
+                }
+            }
+        }
+    }
+
+    /// Drops the entries expired at `now`; returns how many.
+    fn expire(&mut self, now: Instant) -> usize {
+        if self.next_expiry.is_none_or(|e| e > now) {
+            return 0;
+        }
+        let expired: Vec<String> = self
+            .by_object
+            .iter()
+            .filter(|(_, a)| a.expires <= now)
+            .map(|(o, _)| o.clone())
+            .collect();
+        for o in &expired {
+            self.remove(o);
+        }
+        self.next_expiry = self.by_object.values().map(|a| a.expires).min();
+        expired.len()
+    }
 }
 
 /// Placements not yet visible to the estimators, per cluster. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AssumedLedger {
-    entries: Arc<DashMap<Arc<str>, Vec<Assumed>>>,
+    entries: Arc<DashMap<Arc<str>, ClusterLedger>>,
+    /// The clusters each object has entries in, so that releasing an object visits only those.
+    clusters_of: Arc<DashMap<String, Vec<Arc<str>>>>,
     /// Entries recorded, expired ones included until dropped; never below the true count
     /// (raised before an entry is added, lowered after one is removed), so a lookup that reads
     /// zero can skip the map — the common case on the capacity hot path.
@@ -72,6 +153,7 @@ impl AssumedLedger {
     pub fn new(ttl: Duration) -> Self {
         Self {
             entries: Arc::new(DashMap::new()),
+            clusters_of: Arc::new(DashMap::new()),
             recorded: Arc::new(AtomicUsize::new(0)),
             ttl,
         }
@@ -81,40 +163,72 @@ impl AssumedLedger {
     /// (replacing what was recorded for that object and cluster).
     pub fn assume(&self, object: &str, cluster: &str, shape: &MemberShape, members: u32) {
         let entry = Assumed {
-            object: object.to_owned(),
             shape: shape.id(),
-            requests: millis(shape),
+            requests: Arc::new(millis(shape)),
             members,
             expires: Instant::now() + self.ttl,
         };
-        let mut list = self.entries.entry(Arc::from(cluster)).or_default();
-        let before = list.len();
-        list.retain(|a| a.object != object);
-        let removed = before - list.len();
+        let cluster: Arc<str> = match self.entries.get(cluster) {
+            Some(e) => e.key().clone(),
+            None => Arc::from(cluster),
+        };
         if members > 0 {
             self.recorded.fetch_add(1, Ordering::SeqCst);
-            list.push(entry);
         }
-        drop(list);
-        self.recorded.fetch_sub(removed, Ordering::SeqCst);
+        let removed = {
+            let mut ledger = self.entries.entry(cluster.clone()).or_default();
+            let removed = ledger.remove(object);
+            if members > 0 {
+                ledger.add(object, entry);
+            }
+            removed
+        };
+        if removed {
+            self.recorded.fetch_sub(1, Ordering::SeqCst);
+        }
+        if members > 0 {
+            let mut of = self.clusters_of.entry(object.to_owned()).or_default();
+            if !of.iter().any(|c| *c == cluster) {
+                of.push(cluster);
+            }
+        } else {
+            self.forget_cluster_of(object, &cluster);
+        }
         self.publish();
+    }
+
+    fn forget_cluster_of(&self, object: &str, cluster: &str) {
+        let empty = match self.clusters_of.get_mut(object) {
+            Some(mut of) => {
+                of.retain(|c| &**c != cluster);
+                of.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            self.clusters_of.remove_if(object, |_, v| v.is_empty());
+        }
     }
 
     /// The members of `object` are visible to the estimators now (or it was deleted). Returns
     /// the clusters it had entries in.
     pub fn release(&self, object: &str) -> Vec<Arc<str>> {
-        let mut clusters = Vec::new();
-        for mut e in self.entries.iter_mut() {
-            let before = e.len();
-            e.retain(|a| a.object != object);
-            if e.len() != before {
-                self.recorded.fetch_sub(before - e.len(), Ordering::SeqCst);
-                clusters.push(e.key().clone());
+        let Some((_, clusters)) = self.clusters_of.remove(object) else {
+            return Vec::new();
+        };
+        let mut had = Vec::new();
+        for c in clusters {
+            let removed = self
+                .entries
+                .get_mut(&c)
+                .is_some_and(|mut l| l.remove(object));
+            if removed {
+                self.recorded.fetch_sub(1, Ordering::SeqCst);
+                had.push(c);
             }
         }
-        self.entries.retain(|_, v| !v.is_empty());
         self.publish();
-        clusters
+        had
     }
 
     /// Members of `shape` to subtract on `cluster`, leaving out `object`'s own entries (its
@@ -123,73 +237,100 @@ impl AssumedLedger {
         if self.recorded.load(Ordering::SeqCst) == 0 {
             return 0;
         }
-        let Some(list) = self.entries.get(cluster) else {
-            return 0;
-        };
         let now = Instant::now();
-        let mut same = 0u32;
-        let mut usage: BTreeMap<String, i128> = BTreeMap::new();
-        for a in list.iter() {
-            if a.expires <= now || Some(a.object.as_str()) == object {
-                continue;
-            }
-            if a.shape == shape.id() {
-                same = same.saturating_add(a.members);
-            } else {
-                for (r, q) in &a.requests {
-                    let u = usage.entry(r.clone()).or_default();
-                    *u = u.saturating_add(q.saturating_mul(i128::from(a.members)));
-                }
+        let expired_past = self
+            .entries
+            .get(cluster)
+            .is_some_and(|l| l.next_expiry.is_some_and(|e| e <= now));
+        if expired_past && let Some(mut l) = self.entries.get_mut(cluster) {
+            let n = l.expire(now);
+            drop(l);
+            self.recorded.fetch_sub(n, Ordering::SeqCst);
+            if n > 0 {
+                self.publish();
             }
         }
-        if usage.is_empty() {
-            return same;
+        let Some(ledger) = self.entries.get(cluster) else {
+            return 0;
+        };
+        let own = object.and_then(|o| ledger.by_object.get(o));
+        let id = shape.id();
+        let own_members = own.map_or(0, |a| u64::from(a.members));
+        let same_total = ledger.members_by_shape.get(&id).copied().unwrap_or(0);
+        let own_same = if own.is_some_and(|a| a.shape == id) {
+            own_members
+        } else {
+            0
+        };
+        let same = same_total.saturating_sub(own_same);
+        let others = ledger
+            .members
+            .saturating_sub(same_total)
+            .saturating_sub(own_members - own_same);
+        let same_u32 = u32::try_from(same).unwrap_or(u32::MAX);
+        if others == 0 {
+            return same_u32;
         }
         // The same shape's members take their own slots; the others' usage is converted.
         let to = millis(shape);
-        for (r, want) in &to {
-            if let Some(u) = usage.get_mut(r) {
-                *u = u.saturating_add(want.saturating_mul(i128::from(same)));
-            }
-        }
-        displaced(&usage, &to).max(same)
+        let usage: BTreeMap<String, i128> = to
+            .keys()
+            .filter_map(|r| {
+                let total = ledger.usage.get(r).copied()?;
+                let mine = own.map_or(0, |a| a.usage(r));
+                Some((r.clone(), total.saturating_sub(mine)))
+            })
+            .collect();
+        displaced(&usage, &to).max(same_u32)
     }
 
     /// Stops subtracting `object`'s members on `cluster` (they are visible there now, or the
     /// object left the cluster).
     pub fn release_cluster(&self, object: &str, cluster: &str) {
-        if let Some(mut list) = self.entries.get_mut(cluster) {
-            let before = list.len();
-            list.retain(|a| a.object != object);
-            self.recorded
-                .fetch_sub(before - list.len(), Ordering::SeqCst);
+        if self.recorded.load(Ordering::SeqCst) == 0 {
+            return;
         }
-        self.entries.retain(|_, v| !v.is_empty());
-        self.publish();
+        let removed = self
+            .entries
+            .get_mut(cluster)
+            .is_some_and(|mut l| l.remove(object));
+        if removed {
+            self.recorded.fetch_sub(1, Ordering::SeqCst);
+            self.forget_cluster_of(object, cluster);
+            self.publish();
+        }
     }
 
     /// Drops expired entries; returns how many are left.
     pub fn expire(&self) -> usize {
         let now = Instant::now();
         for mut e in self.entries.iter_mut() {
-            let before = e.len();
-            e.retain(|a| a.expires > now);
-            self.recorded.fetch_sub(before - e.len(), Ordering::SeqCst);
+            let n = e.expire(now);
+            self.recorded.fetch_sub(n, Ordering::SeqCst);
         }
-        self.entries.retain(|_, v| !v.is_empty());
+        self.entries.retain(|_, v| !v.by_object.is_empty());
+        self.clusters_of.retain(|object, clusters| {
+            clusters.retain(|c| {
+                self.entries
+                    .get(c)
+                    .is_some_and(|l| l.by_object.contains_key(object))
+            });
+            !clusters.is_empty()
+        });
         self.publish()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.iter().map(|e| e.len()).sum()
+        self.entries.iter().map(|e| e.by_object.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The entries gauge, from the counter (no walk of the map).
     fn publish(&self) -> usize {
-        let n = self.len();
+        let n = self.recorded.load(Ordering::SeqCst);
         metrics::gauge!(LEDGER_ENTRIES).set(n as f64);
         n
     }
@@ -264,5 +405,110 @@ mod tests {
         short.assume("db/a", "m1", &small, 2);
         assert_eq!(short.assumed_on("m1", &small, None), 0);
         assert_eq!(short.expire(), 0);
+    }
+
+    /// The ledger as it was first written: one list per cluster, every lookup walks it. The
+    /// kept sums must give the same answers.
+    #[derive(Default)]
+    struct Reference {
+        entries: Vec<(usize, usize, usize, u32)>,
+    }
+
+    impl Reference {
+        fn assume(&mut self, o: usize, c: usize, s: usize, m: u32) {
+            self.entries.retain(|e| !(e.0 == o && e.1 == c));
+            if m > 0 {
+                self.entries.push((o, c, s, m));
+            }
+        }
+        fn release(&mut self, o: usize) {
+            self.entries.retain(|e| e.0 != o);
+        }
+        fn release_cluster(&mut self, o: usize, c: usize) {
+            self.entries.retain(|e| !(e.0 == o && e.1 == c));
+        }
+        fn assumed_on(&self, c: usize, s: usize, o: Option<usize>, shapes: &[MemberShape]) -> u32 {
+            let mut same = 0u32;
+            let mut usage: BTreeMap<String, i128> = BTreeMap::new();
+            for &(eo, ec, es, m) in &self.entries {
+                if ec != c || Some(eo) == o {
+                    continue;
+                }
+                if es == s {
+                    same += m;
+                } else {
+                    for (r, q) in millis(&shapes[es]) {
+                        *usage.entry(r).or_default() += q * i128::from(m);
+                    }
+                }
+            }
+            if usage.is_empty() {
+                return same;
+            }
+            let to = millis(&shapes[s]);
+            for (r, want) in &to {
+                if let Some(u) = usage.get_mut(r) {
+                    *u += want * i128::from(same);
+                }
+            }
+            displaced(&usage, &to).max(same)
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Assume(usize, usize, usize, u32),
+        Release(usize),
+        ReleaseCluster(usize, usize),
+        Ask(usize, usize, Option<usize>),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0..6usize, 0..3usize, 0..3usize, 0..5u32).prop_map(|(o, c, s, m)| Op::Assume(o, c, s, m)),
+            1 => (0..6usize).prop_map(Op::Release),
+            1 => (0..6usize, 0..3usize).prop_map(|(o, c)| Op::ReleaseCluster(o, c)),
+            4 => (0..3usize, 0..3usize, proptest::option::of(0..6usize)).prop_map(|(c, s, o)| Op::Ask(c, s, o)),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn kept_sums_answer_as_walking_every_entry(ops in proptest::collection::vec(op(), 0..60)) {
+            let shapes = [
+                MemberShape::from_requests([("cpu", "1")]),
+                MemberShape::from_requests([("cpu", "500m"), ("memory", "1Gi")]),
+                MemberShape::from_requests([("memory", "2Gi")]),
+            ];
+            let ledger = AssumedLedger::new(Duration::from_secs(3600));
+            let mut reference = Reference::default();
+            let name = |o: usize| format!("ns/o{o}");
+            let cluster = |c: usize| format!("m{c}");
+            for op in ops {
+                match op {
+                    Op::Assume(o, c, s, m) => {
+                        ledger.assume(&name(o), &cluster(c), &shapes[s], m);
+                        reference.assume(o, c, s, m);
+                    }
+                    Op::Release(o) => {
+                        ledger.release(&name(o));
+                        reference.release(o);
+                    }
+                    Op::ReleaseCluster(o, c) => {
+                        ledger.release_cluster(&name(o), &cluster(c));
+                        reference.release_cluster(o, c);
+                    }
+                    Op::Ask(c, s, o) => {
+                        let own = o.map(name);
+                        proptest::prop_assert_eq!(
+                            ledger.assumed_on(&cluster(c), &shapes[s], own.as_deref()),
+                            reference.assumed_on(c, s, o, &shapes)
+                        );
+                    }
+                }
+                proptest::prop_assert_eq!(ledger.len(), reference.entries.len());
+            }
+        }
     }
 }

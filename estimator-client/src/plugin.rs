@@ -39,11 +39,13 @@ pub struct ClusterRef {
 
 impl ClusterRef {
     pub fn new(cluster: Cluster) -> Self {
-        let name = cluster.metadata.name.clone().unwrap_or_default();
-        Self {
-            name: name.into(),
-            cluster: Arc::new(cluster),
-        }
+        Self::from_arc(Arc::new(cluster))
+    }
+
+    /// A reference to a shared Cluster (a reflector's): no copy of the object.
+    pub fn from_arc(cluster: Arc<Cluster>) -> Self {
+        let name = cluster.metadata.name.as_deref().unwrap_or_default().into();
+        Self { name, cluster }
     }
 }
 

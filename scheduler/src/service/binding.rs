@@ -300,7 +300,19 @@ pub async fn reconcile<B: Binding>(b: Arc<B>, ctx: Arc<Context>) -> Result<Actio
 
     // Gather: capacities only for the clusters the pipeline may read them for.
     let binding_key = key(&*b);
-    let to_estimate = karmada::clusters_to_estimate(spec, &status, &refs);
+    // The reflector's own objects (shared, not copied), picked by identity.
+    let to_estimate: Vec<Arc<Cluster>> = {
+        let picked: std::collections::HashSet<*const Cluster> =
+            karmada::clusters_to_estimate(spec, &status, &refs)
+                .into_iter()
+                .map(std::ptr::from_ref)
+                .collect();
+        clusters
+            .iter()
+            .filter(|c| picked.contains(&Arc::as_ptr(c)))
+            .cloned()
+            .collect()
+    };
     let estimate_started = Instant::now();
     let shape = super::capacity::binding_shape(spec, b.meta().namespace.as_deref());
     let capacity =

@@ -75,16 +75,17 @@ pub fn binding_shape(spec: &ResourceBindingSpec, namespace: Option<&str>) -> Mem
 /// had an opinion.
 pub async fn binding_capacities(
     estimator: &CapacityEstimator,
-    clusters: &[&Cluster],
+    clusters: &[Arc<Cluster>],
     shape: &MemberShape,
     object: &str,
 ) -> HashMap<String, Option<i32>> {
     if clusters.is_empty() {
         return HashMap::new();
     }
+    // The reflector's objects, shared: no copy per decision.
     let refs: Vec<ClusterRef> = clusters
         .iter()
-        .map(|c| ClusterRef::new(Cluster::clone(c)))
+        .map(|c| ClusterRef::from_arc(c.clone()))
         .collect();
     let query = CapacityQuery {
         object: None,
@@ -132,7 +133,7 @@ pub async fn candidates(
 ) -> Vec<ClusterCandidate> {
     let refs: Vec<ClusterRef> = clusters
         .iter()
-        .map(|c| ClusterRef::new(Cluster::clone(c)))
+        .map(|c| ClusterRef::from_arc(c.clone()))
         .collect();
     let query = CapacityQuery {
         object: Some(object),

@@ -188,7 +188,7 @@ impl AssumedLedger {
         }
         if members > 0 {
             let mut of = self.clusters_of.entry(object.to_owned()).or_default();
-            if !of.iter().any(|c| *c == cluster) {
+            if !of.contains(&cluster) {
                 of.push(cluster);
             }
         } else {

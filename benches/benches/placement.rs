@@ -136,10 +136,12 @@ fn baselines(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
+    // A change is reported (against `--baseline`) only beyond 20 %: the regression bound.
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(1))
-        .sample_size(20);
+        .sample_size(20)
+        .noise_threshold(0.20);
     targets = engine, stable_replan, baselines
 }
 criterion_main!(benches);

@@ -7,7 +7,11 @@
 #   4. e2e              the local federation (docs/local-federation.md: real kube-apiserver, etcd,
 #                       Karmada, kwok): builds or reuses the pinned Go binaries, then runs e2e/
 #                       against them
-#   5. real mongod      only when FEDSTATE_MONGOD points at a mongod binary; otherwise skipped
+#   5. bench smoke      the side-by-side scheduling benchmark, short (benches/side-by-side.sh
+#                       --smoke: 200 bindings per scheduler, one round, on its own federation):
+#                       fails if fedstate-scheduler makes more than 2 binding writes per decision
+#                       or any scheduler stops placing; skipped with the e2e tier
+#   6. real mongod      only when FEDSTATE_MONGOD points at a mongod binary; otherwise skipped
 #
 # Stages can be picked: `scripts/test-all.sh unit e2e`. Default: all.
 # Environment: FEDSTATE_SKIP_E2E=1 skips stage 4 (it says so); FEDSTATE_MONGOD=/path/to/mongod.
@@ -15,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(static crds unit e2e mongod)
+[ ${#stages[@]} -gt 0 ] || stages=(static crds unit e2e bench mongod)
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 summary=()
@@ -69,6 +73,16 @@ stage_e2e() {
   deploy/local/e2e.sh
 }
 
+stage_bench() {
+  if [ "${FEDSTATE_SKIP_E2E:-}" = 1 ]; then
+    echo "skipped: FEDSTATE_SKIP_E2E=1 (the smoke benchmark needs the local federation)"
+    return 0
+  fi
+  # Debug binaries (already built by the e2e stage): the smoke checks writes per decision and
+  # that every scheduler still places, not speed.
+  benches/side-by-side.sh --debug --smoke --run-dir "$PWD/.fedstate-local/bench-smoke"
+}
+
 stage_mongod() {
   if [ -z "${FEDSTATE_MONGOD:-}" ]; then
     echo "skipped: no mongod (set FEDSTATE_MONGOD=/path/to/mongod to run the agent's replica-set code against a real one)"
@@ -79,8 +93,8 @@ stage_mongod() {
 
 for s in "${stages[@]}"; do
   case "$s" in
-    static | crds | unit | e2e | mongod) run_stage "$s" "stage_$s" ;;
-    *) echo "unknown stage '$s' (static, crds, unit, e2e, mongod)" >&2; exit 2 ;;
+    static | crds | unit | e2e | bench | mongod) run_stage "$s" "stage_$s" ;;
+    *) echo "unknown stage '$s' (static, crds, unit, e2e, bench, mongod)" >&2; exit 2 ;;
   esac
 done
 print_summary

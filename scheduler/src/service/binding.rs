@@ -239,7 +239,7 @@ fn notes(
         .map(|regarding| Note {
             regarding,
             kind,
-            reason,
+            reason: reason.into(),
             message: message.to_owned(),
         })
         .collect()

@@ -22,7 +22,7 @@ const QUEUE: usize = 8192;
 pub struct Note {
     pub regarding: ObjectReference,
     pub kind: EventType,
-    pub reason: &'static str,
+    pub reason: std::borrow::Cow<'static, str>,
     pub message: String,
 }
 
@@ -49,13 +49,13 @@ impl EventSink {
                 }
                 let event = Event {
                     type_: note.kind,
-                    reason: note.reason.to_owned(),
+                    reason: note.reason.to_string(),
                     note: Some(note.message),
                     action: "Scheduling".into(),
                     secondary: None,
                 };
                 if let Err(e) = recorder.publish(&event, &note.regarding).await {
-                    tracing::debug!(error = %e, reason = note.reason, "cannot publish event");
+                    tracing::debug!(error = %e, reason = %note.reason, "cannot publish event");
                 }
             }
         });

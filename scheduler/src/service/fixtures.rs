@@ -72,6 +72,7 @@ fn three_clusters() -> Vec<Cluster> {
 
 /// The service's context over the mock client, with `clusters` in the Cluster store.
 fn context(client: Client, clusters: Vec<Cluster>) -> Arc<Context> {
+    let events_client = client.clone();
     let (store, mut writer) = reflector::store::<Cluster>();
     writer.apply_watcher_event(&watcher::Event::Init);
     for c in clusters {
@@ -94,8 +95,32 @@ fn context(client: Client, clusters: Vec<Cluster>) -> Arc<Context> {
             },
         ),
         backoff: super::backoff(),
-        events: super::events::EventSink::capture().0,
+        // Publishing to the mock apiserver, as the service does: off the critical path, once
+        // no decision is in flight (see `events_published`).
+        events: super::events::EventSink::spawn(
+            Recorder::new(
+                events_client,
+                Reporter {
+                    controller: "fedstate-scheduler".into(),
+                    instance: None,
+                },
+            ),
+            tokio_util::sync::CancellationToken::new(),
+        ),
     })
+}
+
+/// Waits until `n` events reached the mock apiserver (they follow the decision's writes).
+async fn events_published(log: &RequestLog, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while requests(log).iter().filter(|r| r.is_event()).count() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} events not published: {:?}",
+            requests(log)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// The seed sample as created: namespace `db`, generation 1, resourceVersion "100".
@@ -168,6 +193,7 @@ async fn a_new_object_gets_one_annotation_patch_one_status_apply_and_an_event() 
     let action = mcm::reconcile(Arc::new(obj), ctx).await.unwrap();
     assert_eq!(action, Action::await_change());
 
+    events_published(&log, 1).await;
     let log = requests(&log);
     let verbs: Vec<(String, &str)> = log
         .iter()
@@ -365,6 +391,7 @@ async fn an_invalid_spec_is_reported_and_no_placement_is_written() {
         .unwrap();
     // A spec error needs the user: no retry loop, the next edit brings it back.
     assert_eq!(action, Action::await_change());
+    events_published(&log, 1).await;
     let log = requests(&log);
     assert!(
         log.iter()

@@ -4,7 +4,8 @@
 //!
 //! [`decide`] is pure: the object, what the engine said, and the clock in; what to write out.
 //! [`reconcile`] gathers the inputs (cluster store, capacities) and applies the decision with at
-//! most two writes: a merge patch of the annotation, a server-side apply of our status fields.
+//! most two writes: a merge patch of the annotation, a server-side apply of our status fields;
+//! its event goes to the background queue ([`super::events`]), off the critical path.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use fedstate_api::{MultiCloudMongoDB, SchedulerResultError};
 use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -404,18 +405,14 @@ async fn apply(obj: &MultiCloudMongoDB, ctx: &Context, decision: &Decision) -> R
         })?;
         metrics::write("MultiCloudMongoDB", "apply-status");
     }
-    if let Some((type_, reason, note)) = &decision.event {
-        let event = Event {
-            type_: *type_,
-            reason: reason.clone(),
-            note: Some(note.clone()),
-            action: "Scheduling".into(),
-            secondary: None,
-        };
-        // An event that cannot be written is not worth failing the placement for.
-        if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-            tracing::warn!(object = %format!("{ns}/{name}"), error = %e, "cannot publish event");
-        }
+    // Off the critical path, as the bindings' events: published once no decision is in flight.
+    if let Some((kind, reason, message)) = &decision.event {
+        ctx.events.send(super::events::Note {
+            regarding: obj.object_ref(&()),
+            kind: *kind,
+            reason: reason.clone().into(),
+            message: message.clone(),
+        });
     }
     Ok(())
 }

@@ -49,6 +49,18 @@ pub trait Binding:
     fn status(&self) -> Option<&ResourceBindingStatus>;
     /// The Api this binding lives in.
     fn api(&self, client: Client) -> Api<Self>;
+    /// Drops what the scheduler never reads before the object is cached: each cluster's
+    /// reflected member status (it can be the largest part of a binding).
+    fn strip_unread(&mut self);
+}
+
+fn strip_status(status: Option<&mut ResourceBindingStatus>) {
+    for item in status
+        .into_iter()
+        .flat_map(|s| s.aggregated_status.iter_mut())
+    {
+        item.status = None;
+    }
 }
 
 impl Binding for ResourceBinding {
@@ -62,6 +74,9 @@ impl Binding for ResourceBinding {
     fn api(&self, client: Client) -> Api<Self> {
         Api::namespaced(client, &self.namespace().unwrap_or_default())
     }
+    fn strip_unread(&mut self) {
+        strip_status(self.status.as_mut());
+    }
 }
 
 impl Binding for ClusterResourceBinding {
@@ -74,6 +89,9 @@ impl Binding for ClusterResourceBinding {
     }
     fn api(&self, client: Client) -> Api<Self> {
         Api::all(client)
+    }
+    fn strip_unread(&mut self) {
+        strip_status(self.status.as_mut());
     }
 }
 
@@ -510,6 +528,24 @@ spec:
             &refs,
             &|n| caps.get(n).copied(),
         )
+    }
+
+    #[test]
+    fn cached_bindings_keep_the_health_but_not_the_reflected_status() {
+        let mut b = rb(&format!(
+            "{BASE}status:\n  aggregatedStatus:\n  - clusterName: m1\n    applied: true\n    health: Healthy\n    status: {{readyReplicas: 2, conditions: [{{type: Available}}]}}\n"
+        ));
+        b.strip_unread();
+        let item = &b.status.as_ref().unwrap().aggregated_status[0];
+        assert_eq!(item.status, None);
+        assert_eq!(
+            (
+                item.cluster_name.as_str(),
+                item.health.as_deref(),
+                item.applied
+            ),
+            ("m1", Some("Healthy"), true)
+        );
     }
 
     #[test]

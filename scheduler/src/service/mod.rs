@@ -251,6 +251,8 @@ pub async fn controllers(
         watcher::Config::default(),
     )
     .default_backoff()
+    // Cached Clusters keep no managedFields (nothing reads them; Karmada's caches drop them too).
+    .modify(|c| kube::ResourceExt::managed_fields_mut(c).clear())
     .reflect_shared(writer)
     .for_each(|e| async move {
         if let Err(e) = e {
@@ -347,7 +349,8 @@ pub async fn controllers(
 
 /// One binding kind's controller: woken by its own generation changes (as karmada-scheduler is;
 /// our status writes do not wake it) and by the Cluster changes [`triggers::BindingTrigger`] says
-/// matter to it. Cached bindings keep no `managedFields`.
+/// matter to it. Cached bindings keep no `managedFields`, and of each cluster's aggregated status
+/// only what we read (the cluster and its health, not the member object's reflected status).
 async fn binding_controller<B>(
     client: &Client,
     config: kube::runtime::controller::Config,
@@ -361,7 +364,10 @@ async fn binding_controller<B>(
     let ledger_ctx = ctx.clone();
     let bindings = watcher(Api::<B>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .modify(|b| kube::ResourceExt::managed_fields_mut(b).clear())
+        .modify(|b| {
+            kube::ResourceExt::managed_fields_mut(b).clear();
+            b.strip_unread();
+        })
         .inspect_ok(move |e| binding::release_visible(&ledger_ctx, e))
         .reflect(writer)
         .applied_objects()

@@ -307,6 +307,7 @@ pub async fn reconcile<B: Binding>(b: Arc<B>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     };
     let _in_flight = metrics::InFlight::start(B::KIND);
+    let _deciding = ctx.events.deciding();
     let started = Instant::now();
     metrics::counter_incoming(match trigger {
         Trigger::PlacementChanged => "PlacementChanged",

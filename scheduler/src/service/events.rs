@@ -6,6 +6,9 @@
 //! counted (events are best-effort in Kubernetes too; client-go's broadcaster drops them the
 //! same way).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tokio::sync::mpsc;
@@ -30,12 +33,49 @@ pub struct Note {
 #[derive(Clone, Debug)]
 pub struct EventSink {
     tx: mpsc::Sender<Note>,
+    deciding: Arc<Deciding>,
+}
+
+/// Decisions in flight: what the client's budget serves first.
+#[derive(Debug, Default)]
+struct Deciding {
+    count: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl Deciding {
+    /// Returns once no decision is in flight (at once if none is).
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A decision in flight, for as long as it lives ([`EventSink::deciding`]).
+#[derive(Debug)]
+pub struct DecidingGuard(Arc<Deciding>);
+
+impl Drop for DecidingGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl EventSink {
     /// A sink whose events `recorder` publishes from a background task, until `stop`.
     pub fn spawn(recorder: Recorder, stop: CancellationToken) -> Self {
         let (tx, mut rx) = mpsc::channel::<Note>(QUEUE);
+        let deciding = Arc::new(Deciding::default());
+        let waiting = deciding.clone();
         tokio::spawn(async move {
             loop {
                 let note = tokio::select! {
@@ -45,7 +85,7 @@ impl EventSink {
                 // Placements first: wait until no decision is in flight.
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = super::metrics::idle() => {}
+                    _ = waiting.idle() => {}
                 }
                 let event = Event {
                     type_: note.kind,
@@ -59,18 +99,55 @@ impl EventSink {
                 }
             }
         });
-        Self { tx }
+        Self { tx, deciding }
     }
 
     /// A sink and the receiving end, for tests that check what would be published.
     pub fn capture() -> (Self, mpsc::Receiver<Note>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        (Self { tx }, rx)
+        (
+            Self {
+                tx,
+                deciding: Arc::default(),
+            },
+            rx,
+        )
+    }
+
+    /// Marks a decision in flight until the guard is dropped: events wait for none to run.
+    pub fn deciding(&self) -> DecidingGuard {
+        self.deciding.count.fetch_add(1, Ordering::SeqCst);
+        DecidingGuard(self.deciding.clone())
     }
 
     pub fn send(&self, note: Note) {
         if self.tx.try_send(note).is_err() {
             metrics::counter!(EVENTS_DROPPED).increment(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn idle_waits_for_the_decisions_in_flight() {
+        let (sink, _rx) = EventSink::capture();
+        let first = sink.deciding();
+        let second = sink.deciding();
+        let deciding = sink.deciding.clone();
+        let waiter = tokio::spawn(async move { deciding.idle().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "two decisions in flight");
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "one decision in flight");
+        drop(second);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("idle once the decisions ended")
+            .expect("no panic");
     }
 }

@@ -303,6 +303,7 @@ pub async fn reconcile(obj: Arc<MultiCloudMongoDB>, ctx: Arc<Context>) -> Result
         return Ok(Action::await_change());
     }
     let _in_flight = metrics::InFlight::start("multicloudmongodb");
+    let _deciding = ctx.events.deciding();
     let started = Instant::now();
     let outcome = match placement_request(&obj) {
         Err(e) => Outcome::InvalidSpec(e.to_string()),

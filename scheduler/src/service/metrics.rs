@@ -113,11 +113,6 @@ pub fn write(kind: &'static str, verb: &'static str) {
     metrics::counter!(API_WRITES, "kind" => kind, "verb" => verb).increment(1);
 }
 
-/// Decisions in flight in this process, of every kind: what waits for the client budget first
-/// (best-effort work such as events waits for none to run, [`idle`]).
-static DECIDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static IDLE: tokio::sync::Notify = tokio::sync::Notify::const_new();
-
 /// Counts a reconcile in flight for as long as it lives.
 #[derive(Debug)]
 pub struct InFlight(&'static str);
@@ -125,7 +120,6 @@ pub struct InFlight(&'static str);
 impl InFlight {
     pub fn start(queue: &'static str) -> Self {
         metrics::gauge!(PENDING, "queue" => queue).increment(1.0);
-        DECIDING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Self(queue)
     }
 }
@@ -133,41 +127,5 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         metrics::gauge!(PENDING, "queue" => self.0).decrement(1.0);
-        if DECIDING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
-            IDLE.notify_waiters();
-        }
-    }
-}
-
-/// Returns once no decision is in flight (at once if none is).
-pub async fn idle() {
-    loop {
-        let notified = IDLE.notified();
-        let mut notified = std::pin::pin!(notified);
-        notified.as_mut().enable();
-        if DECIDING.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            return;
-        }
-        notified.await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[tokio::test]
-    async fn idle_waits_for_the_decisions_in_flight() {
-        let decision = InFlight::start("test");
-        let waiter = tokio::spawn(idle());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiter.is_finished(), "a decision is in flight");
-        drop(decision);
-        // Other tests of this binary may hold decisions for a moment; none holds one for long.
-        tokio::time::timeout(Duration::from_secs(30), waiter)
-            .await
-            .expect("idle once the decision ended")
-            .expect("no panic");
     }
 }

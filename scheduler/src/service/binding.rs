@@ -52,6 +52,7 @@ pub trait Binding:
     /// Drops what the scheduler never reads before the object is cached: each cluster's
     /// reflected member status (it can be the largest part of a binding).
     fn strip_unread(&mut self);
+    fn set_status(&mut self, status: ResourceBindingStatus);
 }
 
 fn strip_status(status: Option<&mut ResourceBindingStatus>) {
@@ -77,6 +78,9 @@ impl Binding for ResourceBinding {
     fn strip_unread(&mut self) {
         strip_status(self.status.as_mut());
     }
+    fn set_status(&mut self, status: ResourceBindingStatus) {
+        self.status = Some(status);
+    }
 }
 
 impl Binding for ClusterResourceBinding {
@@ -92,6 +96,67 @@ impl Binding for ClusterResourceBinding {
     }
     fn strip_unread(&mut self) {
         strip_status(self.status.as_mut());
+    }
+    fn set_status(&mut self, status: ResourceBindingStatus) {
+        self.status = Some(status);
+    }
+}
+
+/// The last status we wrote to each binding, until the binding watch delivers it: our spec patch
+/// reaches the cache before our status patch does, and a pass in between would take our own
+/// write for news (and, as karmada-scheduler does, patch the observed generation once more).
+/// Watch events arrive in resourceVersion order, so until the one we wrote shows up the cache is
+/// older than our write; a re-list (which may skip it) forgets everything.
+#[derive(Debug, Default)]
+pub struct Written {
+    by_binding: dashmap::DashMap<String, (String, ResourceBindingStatus)>,
+}
+
+impl Written {
+    fn record<B: Binding>(&self, written: &B) {
+        if let (Some(rv), Some(status)) = (&written.meta().resource_version, written.status()) {
+            self.by_binding
+                .insert(key(written), (rv.clone(), status.clone()));
+        }
+    }
+
+    /// `b` with the status we wrote, if the cache has not caught up with it yet.
+    fn view<B: Binding>(&self, b: Arc<B>) -> Arc<B> {
+        let Some(entry) = self.by_binding.get(&key(&*b)) else {
+            return b;
+        };
+        if b.meta().resource_version.as_ref() == Some(&entry.0) {
+            return b;
+        }
+        let mut ours = (*b).clone();
+        ours.set_status(entry.1.clone());
+        Arc::new(ours)
+    }
+
+    /// A watch event: our write has arrived, or the binding is gone, or the watch re-listed.
+    fn seen<B: Binding>(&self, event: &kube::runtime::watcher::Event<B>) {
+        use kube::runtime::watcher::Event;
+        match event {
+            Event::Apply(b) => {
+                let k = key(b);
+                self.by_binding.remove_if(&k, |_, (rv, _)| {
+                    b.meta().resource_version.as_ref() == Some(rv)
+                });
+            }
+            Event::Delete(b) => {
+                self.by_binding.remove(&key(b));
+            }
+            Event::Init => self.by_binding.clear(),
+            Event::InitApply(_) | Event::InitDone => {}
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_binding.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_binding.is_empty()
     }
 }
 
@@ -290,6 +355,8 @@ pub async fn reconcile<B: Binding>(b: Arc<B>, ctx: Arc<Context>) -> Result<Actio
         tracing::warn!(binding = %key(&*b), "binding has no placement; nothing to schedule");
         return Ok(Action::await_change());
     }
+    let b = ctx.written.view(b);
+    let spec = b.spec();
     let status = b.status().cloned().unwrap_or_default();
     let clusters = ctx.clusters.state();
     let refs: Vec<&Cluster> = clusters.iter().map(AsRef::as_ref).collect();
@@ -302,7 +369,7 @@ pub async fn reconcile<B: Binding>(b: Arc<B>, ctx: Arc<Context>) -> Result<Actio
         // Karmada's late patch: the scheduler has seen this generation, nothing to place.
         if status.scheduler_observed_generation != b.meta().generation {
             let patch = json!({"status": {"schedulerObservedGeneration": b.meta().generation}});
-            write_status(&api, &*b, &patch).await?;
+            write_status(&api, &*b, &patch, &ctx.written).await?;
         }
         return Ok(Action::await_change());
     };
@@ -405,6 +472,7 @@ fn assume(
 /// healthy in a cluster, are visible to the estimators (or gone) and stop being assumed.
 pub fn release_visible<B: Binding>(ctx: &Context, event: &kube::runtime::watcher::Event<B>) {
     use kube::runtime::watcher::Event;
+    ctx.written.seen(event);
     match event {
         Event::Delete(b) => ctx.estimator.release(&key(b)),
         Event::Apply(b) | Event::InitApply(b) => {
@@ -422,8 +490,14 @@ pub fn release_visible<B: Binding>(ctx: &Context, event: &kube::runtime::watcher
     }
 }
 
-async fn write_status<B: Binding>(api: &Api<B>, b: &B, patch: &Value) -> Result<(), Error> {
-    api.patch_status(&b.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+async fn write_status<B: Binding>(
+    api: &Api<B>,
+    b: &B,
+    patch: &Value,
+    written: &Written,
+) -> Result<(), Error> {
+    let patched = api
+        .patch_status(&b.name_any(), &PatchParams::default(), &Patch::Merge(patch))
         .await
         .map_err(|source| Error::Write {
             what: "binding status",
@@ -431,6 +505,7 @@ async fn write_status<B: Binding>(api: &Api<B>, b: &B, patch: &Value) -> Result<
             source,
         })?;
     metrics::write(B::KIND, "patch-status");
+    written.record(&patched);
     Ok(())
 }
 
@@ -459,7 +534,7 @@ async fn apply<B: Binding>(
             }
             Err(source) => {
                 let failed = write_failure_status(status_before, &source, Timestamp::now());
-                let _ = write_status(api, b, &failed).await;
+                let _ = write_status(api, b, &failed, &ctx.written).await;
                 return Err(Error::Write {
                     what: "binding placement",
                     object: key(b),
@@ -469,7 +544,7 @@ async fn apply<B: Binding>(
         }
     }
     if let Some(st) = &status {
-        write_status(api, b, st).await?;
+        write_status(api, b, st, &ctx.written).await?;
     }
     for note in &writes.events {
         ctx.events.send(note.clone());

@@ -95,6 +95,7 @@ fn context(client: Client, clusters: Vec<Cluster>) -> Arc<Context> {
             },
         ),
         backoff: super::backoff(),
+        written: super::binding::Written::default(),
         // Publishing to the mock apiserver, as the service does: off the critical path, once
         // no decision is in flight (see `events_published`).
         events: super::events::EventSink::spawn(
@@ -565,6 +566,61 @@ async fn our_own_spec_write_does_not_cost_another_decision() {
         .await
         .unwrap();
     assert!(requests(&log).is_empty(), "{:?}", requests(&log));
+}
+
+/// An apiserver holding one object: every write merges into it and moves its resourceVersion
+/// on; a spec write also moves its generation.
+fn stateful(object: Value) -> Arc<Answer> {
+    let state = std::sync::Mutex::new(object);
+    Arc::new(move |req: &Seen| {
+        let mut obj = state.lock().unwrap();
+        merge(&mut obj, &req.body);
+        if !req.is_status() && req.body.get("spec").is_some() {
+            let g = obj["metadata"]["generation"].as_i64().unwrap_or(0);
+            obj["metadata"]["generation"] = json!(g + 1);
+        }
+        let rv: i64 = obj["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        obj["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+        (200, obj.clone())
+    })
+}
+
+#[tokio::test]
+async fn a_pass_before_our_status_write_reaches_the_cache_writes_nothing() {
+    let rb = binding(fedstate_api::names::DEFAULT_SCHEDULER_NAME);
+    let (client, log) = scripted(stateful(serde_json::to_value(&rb).unwrap()));
+    let ctx = context(client, three_clusters());
+    binding::reconcile(Arc::new(rb.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let first = requests(&log);
+    assert_eq!(first.len(), 2, "{first:?}");
+    // What the cache holds once the watch delivered our spec patch but not yet our status
+    // patch: generation 2, the placement, the old status, the spec patch's resourceVersion.
+    let mut spec_only = binding_after(&rb, &first[..1]);
+    spec_only.metadata.generation = Some(2);
+    spec_only.metadata.resource_version = Some("11".into());
+    binding::reconcile(Arc::new(spec_only.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(requests(&log).len(), 2, "{:?}", &requests(&log)[2..]);
+    // The watch delivers our status write: nothing is remembered any more.
+    assert_eq!(ctx.written.len(), 1);
+    let mut delivered = binding_after(&rb, &first);
+    delivered.metadata.generation = Some(2);
+    delivered.metadata.resource_version = Some("12".into());
+    binding::release_visible(&ctx, &watcher::Event::Apply(delivered));
+    assert!(ctx.written.is_empty());
+    // Without the memory of our write, the same pass patches the observed generation again.
+    let (client, log) = scripted(stateful(serde_json::to_value(&spec_only).unwrap()));
+    binding::reconcile(Arc::new(spec_only), context(client, three_clusters()))
+        .await
+        .unwrap();
+    assert_eq!(requests(&log).len(), 1, "{:?}", requests(&log));
 }
 
 #[tokio::test]

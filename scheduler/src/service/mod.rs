@@ -123,6 +123,8 @@ pub struct Context {
     pub events: events::EventSink,
     /// Retry delays of failed reconciles ([`backoff`]).
     pub backoff: Backoff,
+    /// The binding statuses we wrote that the cache does not show yet.
+    pub written: binding::Written,
 }
 
 /// 10 s after a failure, doubling per consecutive failure of the same object up to 5 minutes;
@@ -275,6 +277,7 @@ pub async fn controllers(
         events: events::EventSink::spawn(recorder.clone(), stop.clone()),
         recorder,
         backoff: backoff(),
+        written: binding::Written::default(),
     });
 
     let config = kube::runtime::controller::Config::default().concurrency(args.concurrency);

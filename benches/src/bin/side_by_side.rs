@@ -437,7 +437,13 @@ struct Seen {
 struct Tracker {
     seen: Arc<Mutex<Seen>>,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl Tracker {
@@ -487,7 +493,11 @@ impl Tracker {
         ready_rx
             .await
             .context("watch ended before its first list")?;
-        Ok(Tracker { seen, stop, task })
+        Ok(Tracker {
+            seen,
+            stop,
+            task: Some(task),
+        })
     }
 
     async fn counts(&self) -> (usize, usize) {
@@ -515,12 +525,12 @@ impl Tracker {
         }
     }
 
-    async fn finish(self) -> Seen {
+    async fn finish(mut self) -> Seen {
         self.stop.cancel();
-        let _ = self.task.await;
-        Arc::try_unwrap(self.seen)
-            .map(Mutex::into_inner)
-            .unwrap_or_default()
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        std::mem::take(&mut *self.seen.lock().await)
     }
 }
 
@@ -825,6 +835,8 @@ impl Bench {
         self.namespace(&ns).await?;
         let api: Api<ResourceBinding> = Api::namespaced(self.karmada.clone(), &ns);
         let tracker = Tracker::start(api, workload::is_scheduled).await?;
+        // Counters first: a paused process answers no /metrics, and does nothing until resumed.
+        let before = self.snapshot(p, "ResourceBinding").await?;
         p.pause()?;
         let created = self.create_bindings(&ns, 0..n, shapes, p.who).await;
         let seen = tracker
@@ -835,11 +847,9 @@ impl Bench {
             return Err(e);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let before = self.snapshot(p, "ResourceBinding").await;
         let _ = procstat::reset_peak(p.pid());
         let t0 = Instant::now();
         p.resume()?;
-        let before = before?;
         let placed = tracker
             .wait(
                 &format!("[{section}] {}", p.who.label()),

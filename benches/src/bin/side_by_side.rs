@@ -1296,7 +1296,7 @@ impl Bench {
 
     /// RSS of a fresh fedstate-scheduler once it cached `clusters` Clusters and `bindings`
     /// bindings.
-    async fn footprint(&self) -> anyhow::Result<String> {
+    async fn footprint(&self) -> anyhow::Result<(String, u64)> {
         let clusters: Api<Cluster> = Api::all(self.karmada.clone());
         let have = clusters.list(&Default::default()).await?.items.len();
         if have < self.args.footprint_clusters {
@@ -1357,12 +1357,15 @@ impl Bench {
         let resident = metric_sum(&ours, "process_resident_memory_bytes", &[]);
         drop(p);
         let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
-        Ok(format!(
-            "| {total_clusters} | {total_bindings} | {:.1} MiB | {:.1} MiB | {:.1} MiB | ≤ 64 MiB: {} |\n",
-            mib(m.rss),
-            mib(m.peak),
-            resident / (1u64 << 20) as f64,
-            if m.rss <= 64 << 20 { "met" } else { "not met" }
+        Ok((
+            format!(
+                "| {total_clusters} | {total_bindings} | {:.1} MiB | {:.1} MiB | {:.1} MiB | ≤ 64 MiB: {} |\n",
+                mib(m.rss),
+                mib(m.peak),
+                resident / (1u64 << 20) as f64,
+                if m.rss <= 64 << 20 { "met" } else { "not met" }
+            ),
+            m.rss,
         ))
     }
 }
@@ -1524,6 +1527,181 @@ fn writes_per_decision(results: &[PhaseResult]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// The goals of `docs/performance.md`, each with what this run measured.
+fn goals(results: &[PhaseResult], footprint_rss: Option<u64>) -> String {
+    let sections = |prefix: &str| -> Vec<String> {
+        let mut v: Vec<String> = results
+            .iter()
+            .filter(|r| r.section.starts_with(prefix))
+            .map(|r| r.section.clone())
+            .collect();
+        v.dedup();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let binding_sections: Vec<String> = sections("")
+        .into_iter()
+        .filter(|s| !s.starts_with("MultiCloudMongoDB"))
+        .collect();
+    let med = |v: Vec<f64>| stats::Spread::of(&v).map(|s| s.median);
+    let per_section =
+        |names: &[String], f: &dyn Fn(&str) -> Option<f64>, d: usize| -> (String, Vec<f64>) {
+            let mut parts = Vec::new();
+            let mut values = Vec::new();
+            for n in names {
+                if let Some(v) = f(n) {
+                    parts.push(format!("{n}: {v:.d$}"));
+                    values.push(v);
+                }
+            }
+            (parts.join("; "), values)
+        };
+    let verdict = |values: &[f64], ok: &dyn Fn(f64) -> bool| {
+        if values.is_empty() {
+            "not measured"
+        } else if values.iter().all(|v| ok(*v)) {
+            "met"
+        } else {
+            "not met"
+        }
+    };
+    let mut out = String::from(
+        "\n### goals\n\n| measure | goal | this run (median over rounds) | verdict |\n|---|---|---|---|\n",
+    );
+    let mut row = |measure: &str,
+                   goal: &str,
+                   (text, values): (String, Vec<f64>),
+                   ok: &dyn Fn(f64) -> bool| {
+        let _ = writeln!(
+            out,
+            "| {measure} | {goal} | {text} | {} |",
+            verdict(&values, ok)
+        );
+    };
+    row(
+        "binding writes per decision (ours, audit log)",
+        "exactly 2",
+        per_section(
+            &binding_sections,
+            &|n| {
+                med(figure(results, n, Who::Ours, |r| {
+                    r.per(r.requests.binding_spec + r.requests.binding_status)
+                }))
+            },
+            2,
+        ),
+        &|v| (v - 2.0).abs() < 0.005,
+    );
+    let limited: Vec<String> = binding_sections
+        .iter()
+        .filter(|s| s.ends_with(" 40/60") && !s.starts_with("trickle"))
+        .cloned()
+        .collect();
+    row(
+        "throughput at 40/60, ours / karmada-scheduler",
+        "≥ 2",
+        per_section(
+            &limited,
+            &|n| med(ratio(results, n, Who::Ours, Who::Karmada, |r| r.throughput)),
+            2,
+        ),
+        &|v| v >= 2.0,
+    );
+    let free: Vec<String> = binding_sections
+        .iter()
+        .filter(|s| s.ends_with(" unthrottled") && !s.starts_with("trickle"))
+        .cloned()
+        .collect();
+    row(
+        "throughput unthrottled, ours / ceiling",
+        "≥ 0.9",
+        per_section(
+            &free,
+            &|n| med(ratio(results, n, Who::Ours, Who::Ceiling, |r| r.throughput)),
+            2,
+        ),
+        &|v| v >= 0.9,
+    );
+    row(
+        "throughput unthrottled, ours / karmada-scheduler",
+        "reported",
+        per_section(
+            &free,
+            &|n| med(ratio(results, n, Who::Ours, Who::Karmada, |r| r.throughput)),
+            2,
+        ),
+        &|_| true,
+    );
+    let backlog: Vec<String> = binding_sections
+        .iter()
+        .filter(|s| !s.starts_with("trickle"))
+        .cloned()
+        .collect();
+    row(
+        "CPU per decision, ours / karmada-scheduler",
+        "≤ 0.1",
+        per_section(
+            &backlog,
+            &|n| {
+                med(ratio(results, n, Who::Ours, Who::Karmada, |r| {
+                    r.cpu_s / r.objects as f64
+                }))
+            },
+            3,
+        ),
+        &|v| v <= 0.1,
+    );
+    let trickle = sections("trickle");
+    row(
+        "p99 latency while trickling, ours / karmada-scheduler",
+        "≤ 0.2",
+        per_section(
+            &trickle,
+            &|n| med(ratio(results, n, Who::Ours, Who::Karmada, |r| r.p99_ms)),
+            3,
+        ),
+        &|v| v <= 0.2,
+    );
+    let mcm = sections("MultiCloudMongoDB");
+    row(
+        "MultiCloudMongoDB burst, ours / one-write ceiling",
+        "≥ 0.9 (every object placed)",
+        per_section(
+            &mcm,
+            &|n| med(ratio(results, n, Who::Ours, Who::Ceiling, |r| r.throughput)),
+            2,
+        ),
+        &|v| v >= 0.9,
+    );
+    let uniform: Vec<String> = backlog
+        .iter()
+        .filter(|s| s.starts_with("uniform"))
+        .cloned()
+        .collect();
+    row(
+        "estimator calls per decision, capacity unchanged (ours, one shape)",
+        "0",
+        per_section(
+            &uniform,
+            &|n| med(figure(results, n, Who::Ours, |r| r.per(r.estimator_calls))),
+            3,
+        ),
+        &|v| v == 0.0,
+    );
+    let fp = footprint_rss.map(|b| b as f64 / (1u64 << 20) as f64);
+    row(
+        "RSS, 1,000 Clusters × 10,000 bindings (MiB)",
+        "≤ 64",
+        (
+            fp.map(|v| format!("{v:.1}")).unwrap_or_default(),
+            fp.into_iter().collect(),
+        ),
+        &|v| v <= 64.0,
+    );
+    out
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -1571,9 +1749,12 @@ async fn run(args: &Args, fed: Federation) -> anyhow::Result<String> {
         bench.bin_dir.display()
     );
     out.push_str(&report(args, &results, ""));
-    if let Ok(footprint) = &outcome {
+    let mut rss = None;
+    if let Ok((footprint, r)) = &outcome {
         out.push_str(footprint);
+        rss = *r;
     }
+    out.push_str(&goals(&results, rss));
     {
         let log = bench.audit.lock().await;
         if log.unparsed > 0 {
@@ -1607,7 +1788,7 @@ async fn run(args: &Args, fed: Federation) -> anyhow::Result<String> {
 }
 
 impl Bench {
-    async fn run_all(&self) -> anyhow::Result<String> {
+    async fn run_all(&self) -> anyhow::Result<(String, Option<u64>)> {
         let a = &self.args;
         for &workload in &a.workloads {
             if workload == Workload::ManyClusters {
@@ -1634,10 +1815,11 @@ impl Bench {
             let mut out = String::from(
                 "\n### footprint\n\n| Clusters | bindings | ours' RSS | peak RSS | process_resident_memory_bytes | goal |\n|---:|---:|---:|---:|---:|---|\n",
             );
-            out.push_str(&self.footprint().await?);
-            return Ok(out);
+            let (row, rss) = self.footprint().await?;
+            out.push_str(&row);
+            return Ok((out, Some(rss)));
         }
-        Ok(String::new())
+        Ok((String::new(), None))
     }
 }
 

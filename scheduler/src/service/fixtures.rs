@@ -99,13 +99,11 @@ fn context(client: Client, clusters: Vec<Cluster>) -> Arc<Context> {
         // Publishing to the mock apiserver, as the service does: off the critical path, once
         // no decision is in flight (see `events_published`).
         events: super::events::EventSink::spawn(
-            Recorder::new(
-                events_client,
-                Reporter {
-                    controller: "fedstate-scheduler".into(),
-                    instance: None,
-                },
-            ),
+            events_client,
+            Reporter {
+                controller: "fedstate-scheduler".into(),
+                instance: None,
+            },
             tokio_util::sync::CancellationToken::new(),
         ),
     })

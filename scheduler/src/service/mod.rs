@@ -274,7 +274,14 @@ pub async fn controllers(
         scheduler_name: args.scheduler_name.clone(),
         clusters: clusters.clone(),
         estimator: estimator(&args.estimator, &client, &stop)?,
-        events: events::EventSink::spawn(recorder.clone(), stop.clone()),
+        events: events::EventSink::spawn(
+            client.clone(),
+            Reporter {
+                controller: args.scheduler_name.clone(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+            stop.clone(),
+        ),
         recorder,
         backoff: backoff(),
         written: binding::Written::default(),

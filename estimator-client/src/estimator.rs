@@ -358,11 +358,12 @@ impl CapacityEstimator {
     }
 
     /// `object`'s members are visible to the estimators now (or it was deleted): stop
-    /// subtracting them, and refresh the answers of its clusters in the background (the old
-    /// ones, which may still count its members, err towards full while they are served).
+    /// subtracting them, and drop the answers of its clusters that predate them (the next
+    /// decision there asks again). Not marked stale: a stale answer is served once more, and
+    /// an estimator that went away meanwhile would then keep its last answer in use.
     pub fn release(&self, object: &str) {
         for cluster in self.inner.ledger.release(object) {
-            self.inner.cache.mark_cluster_stale(&cluster);
+            self.inner.cache.remove_cluster(&cluster);
         }
     }
 }
@@ -561,8 +562,10 @@ mod tests {
         );
         let caps = est.capacities(&cs, &shape, &q).await;
         assert_eq!(caps[0].capacity.replicas, Some(0), "50 − 100 assumed");
-        // A deletion refreshes the clusters it held, in the background, once.
+        // A deletion drops the answers of the clusters it held: the next decision asks, once.
         est.release("ns/b0");
+        let caps = est.capacities(&cs, &shape, &q).await;
+        assert!(caps.iter().all(|c| c.source == Source::Fetched));
         est.capacities(&cs, &shape, &q).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(scripted.calls.load(Ordering::Relaxed), 4);

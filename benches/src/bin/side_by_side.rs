@@ -117,8 +117,10 @@ struct Args {
     /// Member clusters of the federation.
     #[arg(long, default_value_t = 3)]
     members: u32,
-    /// First port of the federation's port plan (one no other federation on the machine uses).
-    #[arg(long, default_value_t = 38000)]
+    /// First port of the federation's port plan: one no other federation on the machine uses
+    /// (the demo's is 31000, e2e's 32000), below Linux's ephemeral range (32768–60999), where
+    /// any client's outgoing connection may hold a port the plan needs.
+    #[arg(long, default_value_t = 30000)]
     port_base: u16,
     /// Run directory of the federation (logs, certificates, the audit log).
     #[arg(long, default_value = "/tmp/fed-bench")]

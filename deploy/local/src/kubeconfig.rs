@@ -79,7 +79,11 @@ pub async fn client(path: &Path) -> Result<kube::Client> {
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .map_err(|e| err(e.to_string()))?;
+    // A stopped member's apiserver refuses connections, so a short connect timeout is enough to
+    // fail fast. No read timeout (kube's default): it applies to every response body, watches
+    // included, and a watch that sees no event for that long was cut ("error reading a body from
+    // connection"), every 30 to 60 s on the Cluster watch (Karmada's aggregated API sends
+    // bookmarks about once a minute); the watcher's own idle timeout guards watches.
     config.connect_timeout = Some(std::time::Duration::from_secs(5));
-    config.read_timeout = Some(std::time::Duration::from_secs(30));
     kube::Client::try_from(config).map_err(|e| err(e.to_string()))
 }

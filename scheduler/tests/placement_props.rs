@@ -235,7 +235,7 @@ proptest! {
         prev in proptest::collection::vec(("c[0-9]{1,2}", 0u32..60), 0..6),
         prev_arb in proptest::option::of("c[0-9]"),
         spread in proptest::collection::vec((0u8..5, 0u32..5, 0u32..5), 0..3),
-        any_mode in prop_oneof![mode(), Just(Distribution::Duplicated), Just(Distribution::StaticWeighted)],
+        any_mode in mode(),
         names in proptest::collection::vec("c[0-9]", 0..3),
         primary in proptest::collection::vec("c[0-9]", 0..3),
     ) {

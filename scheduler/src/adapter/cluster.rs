@@ -43,6 +43,5 @@ pub fn candidate_with_capacity(c: &Cluster, capacity: u32) -> ClusterCandidate {
         ready: c.is_ready(),
         has_vip: c.vip().is_some(),
         capacity,
-        static_weight: 0,
     }
 }

@@ -177,10 +177,7 @@ pub fn place(
                 }
             });
         }
-        let weight = match req.distribution {
-            Distribution::StaticWeighted => u64::from(c.static_weight),
-            _ => u64::from(cap),
-        };
+        let weight = u64::from(cap);
         slots.push(Slot {
             idx: i as u32,
             cap,
@@ -206,10 +203,7 @@ pub fn place(
     }
 
     // 2. Rank: primary preference, then capacity (or weight), then the tie-break hash.
-    let weighted = matches!(
-        req.distribution,
-        Distribution::Weighting | Distribution::StaticWeighted
-    );
+    let weighted = req.distribution == Distribution::Weighting;
     let mut order: Vec<(u128, u32)> = slots
         .iter()
         .enumerate()
@@ -230,10 +224,6 @@ pub fn place(
         slots[*s as usize].rank = rank as u32;
     }
     let order: Vec<u32> = order.into_iter().map(|(_, s)| s).collect();
-
-    if req.distribution == Distribution::Duplicated {
-        return duplicated(req, clusters, slots, &order, spreads, records);
-    }
 
     // Hard capacity and spread feasibility.
     let available: u64 = slots.iter().map(|s| u64::from(s.cap)).sum();
@@ -542,8 +532,6 @@ pub fn place(
             Distribution::Uniform => "even share",
             Distribution::Weighting => "Webster share of capacity",
             Distribution::Aggregated => "packed into the fewest clusters",
-            Distribution::Duplicated => "duplicated",
-            Distribution::StaticWeighted => "Webster share of static weight",
         };
         if slot.d > 0 || slot.prev > 0 {
             rec.verdict = Verdict::Placed {
@@ -642,10 +630,8 @@ fn quotient_cmp(wa: u64, da: u32, wb: u64, db: u32) -> Ordering {
 /// Is `a` a better place for the next member than `b`?
 fn better_add(mode: Distribution, a: &Slot, b: &Slot) -> bool {
     let by_mode = match mode {
-        Distribution::Uniform | Distribution::Duplicated => b.d.cmp(&a.d),
-        Distribution::Weighting | Distribution::StaticWeighted => {
-            quotient_cmp(a.weight, a.d, b.weight, b.d)
-        }
+        Distribution::Uniform => b.d.cmp(&a.d),
+        Distribution::Weighting => quotient_cmp(a.weight, a.d, b.weight, b.d),
         // Keep packing the clusters in use before opening another.
         Distribution::Aggregated => (a.d > 0).cmp(&(b.d > 0)),
     };
@@ -664,11 +650,9 @@ fn pick_removal(
 ) -> Option<usize> {
     let worse = |a: &Slot, b: &Slot| -> bool {
         let by_mode = match mode {
-            Distribution::Uniform | Distribution::Duplicated => a.d.cmp(&b.d),
+            Distribution::Uniform => a.d.cmp(&b.d),
             // The member with the weakest claim: lowest w/(2d−1), i.e. quotient at d−1.
-            Distribution::Weighting | Distribution::StaticWeighted => {
-                quotient_cmp(b.weight, b.d - 1, a.weight, a.d - 1)
-            }
+            Distribution::Weighting => quotient_cmp(b.weight, b.d - 1, a.weight, a.d - 1),
             // Empty the smallest, lowest-ranked clusters first.
             Distribution::Aggregated => b.d.cmp(&a.d),
         };
@@ -717,74 +701,4 @@ fn choose_arbiter(
     (0..slots.len())
         .min_by_key(|&s| key(&slots[s]))
         .unwrap_or_default()
-}
-
-/// Karmada `Duplicated`: every eligible cluster that fits all replicas gets them, within the
-/// spread constraints' `maxGroups`.
-fn duplicated(
-    req: &PlacementRequest,
-    clusters: &[ClusterCandidate],
-    mut slots: Vec<Slot>,
-    order: &[u32],
-    mut spreads: Vec<SpreadState>,
-    mut records: Vec<ClusterRecord>,
-) -> Result<PlacementPlan, PlacementError> {
-    let r = req.replicas;
-    let mut out = Vec::new();
-    for &s in order {
-        let s = s as usize;
-        if slots[s].cap < r {
-            records[slots[s].idx as usize].verdict = Verdict::NoCapacity;
-            continue;
-        }
-        let blocked = spreads
-            .iter()
-            .any(|st| st.max > 0 && st.groups() >= st.max && st.members_in(st.group[s]) == 0);
-        if blocked {
-            continue;
-        }
-        for st in spreads.iter_mut() {
-            st.add(st.group[s]);
-        }
-        slots[s].d = r;
-        let rec = &mut records[slots[s].idx as usize];
-        rec.data = r;
-        rec.verdict = Verdict::Placed {
-            count: CountReason {
-                kept: slots[s].prev.min(r),
-                added: r - slots[s].prev.min(r),
-                at_capacity: slots[s].cap == r,
-                ..CountReason::default()
-            },
-        };
-        out.push(ClusterPlacement {
-            cluster: clusters[slots[s].idx as usize].name.clone(),
-            data: r,
-            votes: 0,
-            priority: 0,
-            arbiter: false,
-        });
-    }
-    if out.is_empty() {
-        return Err(PlacementError::InsufficientCapacity {
-            needed: r,
-            available: slots.iter().map(|s| u64::from(s.cap)).max().unwrap_or(0),
-            explanation: Box::new(Explanation {
-                clusters: records,
-                decisions: vec!["Duplicated needs a cluster that fits every replica".into()],
-            }),
-        });
-    }
-    out.sort_unstable_by(|a, b| a.cluster.cmp(&b.cluster));
-    Ok(PlacementPlan {
-        replicas: r,
-        voters: 0,
-        mode: Distribution::Duplicated,
-        clusters: out,
-        quorum: QuorumStatus::NotApplicable,
-        explanation: Explanation {
-            clusters: records,
-            decisions: Vec::new(),
-        },
-    })
 }

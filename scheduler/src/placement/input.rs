@@ -9,8 +9,7 @@ pub use fedstate_api::v1alpha1::QuorumPolicy;
 
 use super::selector::{FieldMatcher, LabelMatcher};
 
-/// How the data members are divided over the chosen clusters (`docs/placement.md#modes`,
-/// `docs/karmada.md#scheduling-resourcebindings`).
+/// How the data members are divided over the chosen clusters (`docs/placement.md#modes`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Distribution {
     /// As even as possible (max − min ≤ 1 where capacity allows).
@@ -21,11 +20,6 @@ pub enum Distribution {
     Weighting,
     /// The fewest clusters that satisfy the hard constraints and the quorum.
     Aggregated,
-    /// Karmada `Duplicated`: every chosen cluster gets all replicas.
-    Duplicated,
-    /// Karmada `Divided` with a static weight list: proportional to
-    /// [`ClusterCandidate::static_weight`], Webster rounding.
-    StaticWeighted,
 }
 
 impl Distribution {
@@ -34,8 +28,6 @@ impl Distribution {
             Self::Uniform => "Uniform",
             Self::Weighting => "Weighting",
             Self::Aggregated => "Aggregated",
-            Self::Duplicated => "Duplicated",
-            Self::StaticWeighted => "StaticWeighted",
         }
     }
 }
@@ -190,8 +182,6 @@ pub struct ClusterCandidate {
     /// How many more members of this shape the cluster can take, from the estimator chain,
     /// not counting the members of this object it already hosts.
     pub capacity: u32,
-    /// Weight for [`Distribution::StaticWeighted`]; ignored otherwise.
-    pub static_weight: u32,
 }
 
 /// Where the members were before: the input of rule 4 (stability).

@@ -112,7 +112,6 @@ impl PlacementPlan {
                 Distribution::Uniform => Some(SchedulerMode::Uniform),
                 Distribution::Weighting => Some(SchedulerMode::Weighting),
                 Distribution::Aggregated => Some(SchedulerMode::Aggregated),
-                _ => None,
             },
             quorum_safe: match self.quorum {
                 QuorumStatus::Safe => Some(true),

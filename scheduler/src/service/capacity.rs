@@ -112,15 +112,6 @@ pub async fn binding_capacities(
         .collect()
 }
 
-/// Whose rules bound the capacity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Workload {
-    /// A MongoDB replica set: its members go to different nodes (the node-spread bound applies).
-    ReplicaSet,
-    /// Any Karmada workload: replicas may share nodes, only resources bound them.
-    Replicas,
-}
-
 /// Candidates for every cluster in `clusters`, with capacity from the estimator chain.
 /// `hosted`: members of this object each cluster already runs; the engine counts them as room.
 pub async fn candidates(
@@ -129,7 +120,6 @@ pub async fn candidates(
     shape: &MemberShape,
     object: &str,
     hosted: &HashMap<&str, u32>,
-    workload: Workload,
 ) -> Vec<ClusterCandidate> {
     let refs: Vec<ClusterRef> = clusters
         .iter()
@@ -144,19 +134,7 @@ pub async fn candidates(
         .iter()
         .zip(caps)
         .map(|(c, cap)| {
-            let replicas = match workload {
-                Workload::ReplicaSet => cap.capacity.replicas,
-                // The same answers (cached once per shape), without the per-set node bound.
-                Workload::Replicas => {
-                    let resource_answers: Vec<PluginAnswer> = cap
-                        .answers
-                        .iter()
-                        .filter(|a| !a.counts_hosted_members)
-                        .cloned()
-                        .collect();
-                    merge(&resource_answers, 0, cap.capacity.assumed).replicas
-                }
-            };
+            let replicas = cap.capacity.replicas;
             tracing::debug!(
                 object,
                 cluster = %cap.cluster,

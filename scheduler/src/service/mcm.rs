@@ -324,7 +324,6 @@ pub async fn reconcile(obj: Arc<MultiCloudMongoDB>, ctx: Arc<Context>) -> Result
                 &shape,
                 &ledger_key(&obj),
                 &hosted,
-                super::capacity::Workload::ReplicaSet,
             )
             .await;
             metrics::step("estimate", estimate_started);

@@ -2,6 +2,8 @@
 //!
 //! * [`v1alpha1`]: the `MultiCloudMongoDB` (Karmada control plane) and `MongoDB` (member cluster)
 //!   custom resources of group `middleware.fedstate.io`, compatible with FedState's Go API.
+//! * [`placement`]: the placement vocabulary every federated kind shares (scheduler, mode,
+//!   quorum policy, affinity, spread, primary preference, the placement status).
 //! * [`scheduler_result`]: the `schedulerResult` annotation, the scheduler → manager contract.
 //! * [`condition`]: Kubernetes-style conditions and the helper that sets them.
 //! * [`karmada`]: the few Karmada types we read and write (`Cluster`, affinity, spread constraints).
@@ -18,6 +20,7 @@ pub mod hostconf;
 pub mod karmada;
 pub mod limits;
 pub mod names;
+pub mod placement;
 pub mod quantity;
 pub mod scheduler_result;
 pub mod secrets;

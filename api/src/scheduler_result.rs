@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{MAX_MEMBERS, MAX_PRIORITY, MAX_VOTERS};
-use crate::v1alpha1::SchedulerMode;
+use crate::placement::SchedulerMode;
 
 /// The whole annotation value.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

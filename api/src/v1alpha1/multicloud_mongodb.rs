@@ -6,17 +6,19 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration, TopologySpreadConstraint};
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{ImagePullSecret, SecretKeyRef};
 use crate::condition::Condition;
-use crate::karmada::{ClusterAffinity, SpreadConstraint};
-use crate::scheduler_result::ClusterWithReplicaset;
+// The kind-independent placement vocabulary, re-exported so `v1alpha1::*` keeps naming it.
+pub use crate::placement::{
+    PlacementStatus, PrimaryPreference, QuorumPolicy, SchedulerMode, SchedulerSetting,
+    SpreadConstraints,
+};
 
 /// A MongoDB replica set across the member clusters of a Karmada federation.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -219,78 +221,6 @@ pub struct ConfigSetting {
     pub config_set: Option<BTreeMap<String, String>>,
 }
 
-/// How members are spread over clusters (docs/placement.md#modes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum SchedulerMode {
-    /// As even as possible over the chosen clusters.
-    #[default]
-    Uniform,
-    /// Proportional to each cluster's available capacity.
-    Weighting,
-    /// The fewest clusters that keep the quorum safe.
-    Aggregated,
-}
-
-/// What to do when no placement survives the loss of any one cluster.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum QuorumPolicy {
-    /// Refuse such placements (`Scheduled=False`, reason `QuorumUnsatisfiable`).
-    Required,
-    /// Place anyway and set `QuorumAtRisk`.
-    #[default]
-    Preferred,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SchedulerSetting {
-    /// Only objects naming our scheduler are placed by it; defaults to
-    /// `multicloud-middleware-scheduler`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "multicloud-middleware-scheduler"))]
-    pub scheduler_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scheduler_mode: Option<SchedulerMode>,
-    /// Karmada cluster affinity: label selector, cluster names, exclusions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<ClusterAffinity>,
-    /// Cluster taints this object tolerates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tolerations: Option<Vec<Toleration>>,
-    /// Clusters that should host the primary.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub primary_preference: Option<PrimaryPreference>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quorum_policy: Option<QuorumPolicy>,
-}
-
-/// Ordered cluster names, or a label selector, for the clusters that should host the primary.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PrimaryPreference {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cluster_names: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label_selector: Option<LabelSelector>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SpreadConstraints {
-    /// Karmada spread constraints over cluster / region / zone / provider.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spread_constraints: Option<Vec<SpreadConstraint>>,
-    /// nodeSelector of every member pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_select: Option<BTreeMap<String, String>>,
-    /// Topology spread of member pods inside each cluster.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
-    /// FedState field, kept for compatibility; has no effect.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allow_dynamic_scheduler: Option<bool>,
-}
-
 /// `Health`, `SubHealth`, `UnHealth`, `UnKnown` (FedState's values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ServiceState {
@@ -348,41 +278,18 @@ pub struct ServiceTopology {
     pub applied: Option<bool>,
 }
 
-/// The placement in force, with votes and priorities.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PlacementStatus {
-    /// e.g. `a:2,b:2,c:1+arbiter`.
-    pub summary: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub clusters: Vec<ClusterWithReplicaset>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generation: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quorum_safe: Option<bool>,
-}
-
 impl MultiCloudMongoDBSpec {
     /// The scheduler this object asks for (FedState's default when unset).
     pub fn scheduler_name(&self) -> &str {
-        self.scheduler
-            .as_ref()
-            .and_then(|s| s.scheduler_name.as_deref())
-            .unwrap_or(crate::names::DEFAULT_SCHEDULER_NAME)
+        SchedulerSetting::name_or_default(self.scheduler.as_ref())
     }
 
     pub fn scheduler_mode(&self) -> SchedulerMode {
-        self.scheduler
-            .as_ref()
-            .and_then(|s| s.scheduler_mode)
-            .unwrap_or_default()
+        SchedulerSetting::mode_or_default(self.scheduler.as_ref())
     }
 
     pub fn quorum_policy(&self) -> QuorumPolicy {
-        self.scheduler
-            .as_ref()
-            .and_then(|s| s.quorum_policy)
-            .unwrap_or_default()
+        SchedulerSetting::quorum_policy_or_default(self.scheduler.as_ref())
     }
 
     pub fn arbiter(&self) -> bool {

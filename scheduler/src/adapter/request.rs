@@ -3,7 +3,7 @@
 use fedstate_api::MultiCloudMongoDB;
 use fedstate_api::karmada::{ClusterAffinity, SpreadConstraint, SpreadField};
 use fedstate_api::limits::MAX_MEMBERS;
-use fedstate_api::v1alpha1::SchedulerMode;
+use fedstate_api::placement::SchedulerMode;
 use k8s_openapi::api::core::v1::Toleration as K8sToleration;
 
 use super::capacity::{CapacityError, MemberShape};

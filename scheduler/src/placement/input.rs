@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-pub use fedstate_api::v1alpha1::QuorumPolicy;
+pub use fedstate_api::placement::QuorumPolicy;
 
 use super::selector::{FieldMatcher, LabelMatcher};
 

@@ -19,8 +19,8 @@ pub mod tiebreak;
 pub mod votes;
 pub mod webster;
 
+use fedstate_api::placement::SchedulerMode;
 use fedstate_api::scheduler_result::{ClusterWithReplicaset, SchedulerResult};
-use fedstate_api::v1alpha1::SchedulerMode;
 use serde::Serialize;
 
 pub use engine::place;

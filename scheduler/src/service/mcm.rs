@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use fedstate_api::condition::{Condition, ConditionStatus, set_condition, types};
 use fedstate_api::names::{FIELD_MANAGER_SCHEDULER, SCHEDULER_RESULT_ANNOTATION};
+use fedstate_api::placement::PlacementStatus;
 use fedstate_api::scheduler_result::{SchedulerResult, summary};
-use fedstate_api::v1alpha1::PlacementStatus;
 use fedstate_api::{MultiCloudMongoDB, SchedulerResultError};
 use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};

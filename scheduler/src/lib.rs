@@ -1,9 +1,10 @@
 //! fedstate-scheduler: the placement engine and its adapters.
 //!
 //! * [`placement`]: the pure engine of `docs/placement.md` (no I/O).
-//! * [`adapter`]: Karmada `Cluster` objects and `MultiCloudMongoDB` specs → engine inputs,
-//!   including the general capacity estimate from `status.resourceSummary`.
-//! * [`binding`]: Karmada ResourceBinding replica scheduling strategies through the engine.
+//! * [`adapter`]: the middleware seam ([`adapter::Schedulable`], what the service asks of a
+//!   federated kind; MongoDB's implementation in `adapter/mongodb.rs`) and Karmada `Cluster`s →
+//!   engine inputs, including the general capacity estimate from `status.resourceSummary`.
+//! * [`karmada`]: karmada-scheduler's own pipeline for ResourceBindings (a separate pure module).
 //! * [`plan`]: the offline `fedstate-scheduler plan` command (parse, place, render).
 //! * [`service`]: `fedstate-scheduler run`, the controllers on the Karmada apiserver.
 

@@ -8,7 +8,7 @@ use fedstate_api::karmada::Cluster;
 use fedstate_api::{MultiCloudMongoDB, SchedulerResult};
 use serde::{Deserialize, Serialize};
 
-use crate::adapter::{cluster, request};
+use crate::adapter::{Schedulable, cluster, request};
 use crate::placement::{
     self, ClusterCandidate, Explanation, PlacementError, PlacementPlan, PreviousPlacement,
     QuorumStatus, Verdict,
@@ -166,7 +166,9 @@ pub fn load(
     let obj = read_object(object)?;
     let shape =
         request::member_shape(&obj).map_err(|e| invalid(object, "spec.resource.requests", e))?;
-    let req = request::placement_request(&obj).map_err(|e| invalid(object, "spec", e))?;
+    let req = obj
+        .placement_request()
+        .map_err(|e| invalid(object, "spec", e))?;
     let candidates = read_clusters(clusters, &shape)?;
     let previous = match previous {
         Some(p) => {

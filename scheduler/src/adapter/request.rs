@@ -1,16 +1,18 @@
-//! A `MultiCloudMongoDB` → [`PlacementRequest`].
+//! The shared placement vocabulary (`fedstate_api::placement`) → the engine's request parts,
+//! for any federated kind: cluster filter, tolerations, primary rule, spread rules, mode, the
+//! object UID, and one member's requests. Errors name the field.
 
-use fedstate_api::MultiCloudMongoDB;
 use fedstate_api::karmada::{ClusterAffinity, SpreadConstraint, SpreadField};
 use fedstate_api::limits::MAX_MEMBERS;
-use fedstate_api::placement::SchedulerMode;
+use fedstate_api::placement::{SchedulerMode, SchedulerSetting, SpreadConstraints};
 use k8s_openapi::api::core::v1::Toleration as K8sToleration;
+use kube::api::ObjectMeta;
 
 use super::capacity::{CapacityError, MemberShape};
+use super::schedulable::Schedulable;
 use crate::placement::selector::{FieldMatcher, LabelMatcher, SelectorError};
 use crate::placement::{
-    ClusterFilter, Distribution, PlacementRequest, PrimaryRule, ReplicaSetRules, SpreadKey,
-    SpreadRule, TaintEffect, Toleration,
+    ClusterFilter, Distribution, PrimaryRule, SpreadKey, SpreadRule, TaintEffect, Toleration,
 };
 
 /// A spec field the engine cannot use.
@@ -26,15 +28,12 @@ pub enum RequestError {
     Field { field: String, problem: String },
 }
 
-/// Requests of one member pod: mongod's `spec.resource.requests` (the CRD's defaults when unset)
-/// plus the exporter sidecar's `spec.export.resource.requests` when enabled, the same shape the
-/// scheduler service asks the estimators about.
-pub fn member_shape(obj: &MultiCloudMongoDB) -> Result<MemberShape, RequestError> {
-    let spec = &obj.spec;
-    let mut shape = MemberShape::from_requests("spec.resource.requests", &spec.mongod_requests())?;
-    if let Some(r) = spec.exporter_requests() {
-        let sidecar = MemberShape::from_requests("spec.export.resource.requests", r)?;
-        for (name, v) in sidecar.requests {
+/// One member pod's requests, summed over its containers (`Schedulable::member`), the shape the
+/// offline general estimate divides by.
+pub fn member_shape<K: Schedulable>(obj: &K) -> Result<MemberShape, RequestError> {
+    let mut shape = MemberShape::default();
+    for (field, requests) in obj.member().requests {
+        for (name, v) in MemberShape::from_requests(field, &requests)?.requests {
             *shape.requests.entry(name).or_insert(0) += v;
         }
     }
@@ -49,16 +48,38 @@ pub fn mode(m: SchedulerMode) -> Distribution {
     }
 }
 
-/// Everything of the object the engine needs.
-pub fn placement_request(obj: &MultiCloudMongoDB) -> Result<PlacementRequest, RequestError> {
-    let spec = &obj.spec;
-    let replicas = u32::try_from(spec.replicaset)
-        .ok()
-        .filter(|r| (1..=u32::from(MAX_MEMBERS)).contains(r))
-        .ok_or(RequestError::Replicas(spec.replicaset))?;
-    let sched = spec.scheduler.clone().unwrap_or_default();
+/// The object UID the tie-breaks hash; `namespace/name` for offline plans of objects not
+/// created yet, which keeps their ties stable.
+pub fn object_uid(meta: &ObjectMeta) -> String {
+    meta.uid.clone().unwrap_or_else(|| {
+        format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or("default"),
+            meta.name.as_deref().unwrap_or("")
+        )
+    })
+}
+
+/// Which clusters, and which of them for the primary, from the shared vocabulary.
+#[derive(Debug, Default)]
+pub struct PlacementRules {
+    pub filter: ClusterFilter,
+    pub tolerations: Vec<Toleration>,
+    pub spread: Vec<SpreadRule>,
+    pub primary: PrimaryRule,
+}
+
+/// The engine's rules from a kind's `SchedulerSetting` (at `scheduler_field`, e.g.
+/// `spec.scheduler`) and `SpreadConstraints` (at `spread_field`, e.g. `spec.spreadConstraints`).
+pub fn placement_rules(
+    scheduler: Option<&SchedulerSetting>,
+    scheduler_field: &str,
+    spread: Option<&SpreadConstraints>,
+    spread_field: &str,
+) -> Result<PlacementRules, RequestError> {
+    let sched = scheduler.cloned().unwrap_or_default();
     let filter = match &sched.affinity {
-        Some(a) => cluster_filter("spec.scheduler.affinity", a)?,
+        Some(a) => cluster_filter(&format!("{scheduler_field}.affinity"), a)?,
         None => ClusterFilter::default(),
     };
     let tolerations = sched
@@ -66,7 +87,7 @@ pub fn placement_request(obj: &MultiCloudMongoDB) -> Result<PlacementRequest, Re
         .iter()
         .flatten()
         .enumerate()
-        .map(|(i, t)| toleration(&format!("spec.scheduler.tolerations[{i}]"), t))
+        .map(|(i, t)| toleration(&format!("{scheduler_field}.tolerations[{i}]"), t))
         .collect::<Result<_, _>>()?;
     let primary = match &sched.primary_preference {
         Some(p) => PrimaryRule {
@@ -74,40 +95,28 @@ pub fn placement_request(obj: &MultiCloudMongoDB) -> Result<PlacementRequest, Re
             labels: p
                 .label_selector
                 .as_ref()
-                .map(|s| LabelMatcher::compile("spec.scheduler.primaryPreference.labelSelector", s))
+                .map(|s| {
+                    LabelMatcher::compile(
+                        &format!("{scheduler_field}.primaryPreference.labelSelector"),
+                        s,
+                    )
+                })
                 .transpose()?,
         },
         None => PrimaryRule::default(),
     };
-    let spread = spec
-        .spread_constraints
-        .as_ref()
+    let spread = spread
         .and_then(|s| s.spread_constraints.as_ref())
         .into_iter()
         .flatten()
         .enumerate()
-        .map(|(i, c)| spread_rule(&format!("spec.spreadConstraints.spreadConstraints[{i}]"), c))
+        .map(|(i, c)| spread_rule(&format!("{spread_field}.spreadConstraints[{i}]"), c))
         .collect::<Result<_, _>>()?;
-    Ok(PlacementRequest {
-        uid: obj.metadata.uid.clone().unwrap_or_else(|| {
-            // Offline plans of objects not yet created: namespace/name keeps ties stable.
-            format!(
-                "{}/{}",
-                obj.metadata.namespace.as_deref().unwrap_or("default"),
-                obj.metadata.name.as_deref().unwrap_or("")
-            )
-        }),
-        replicas,
-        distribution: mode(spec.scheduler_mode()),
-        replica_set: Some(ReplicaSetRules {
-            arbiter: spec.arbiter(),
-            quorum_policy: spec.quorum_policy(),
-        }),
+    Ok(PlacementRules {
         filter,
         tolerations,
         spread,
         primary,
-        require_vip: true,
     })
 }
 
@@ -203,59 +212,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn obj(yaml: &str) -> MultiCloudMongoDB {
-        serde_yaml::from_str(yaml).unwrap()
-    }
-
     #[test]
-    fn a_member_pod_requests_mongod_plus_the_enabled_exporter() {
-        let o = obj(
-            "apiVersion: middleware.fedstate.io/v1alpha1\nkind: MultiCloudMongoDB\nmetadata: {name: a}\nspec:\n  replicaset: 3\n  resource: {requests: {cpu: '1', memory: 512Mi}}\n  export: {enable: true, resource: {requests: {cpu: 200m, memory: 256Mi}}}\n",
-        );
-        let s = member_shape(&o).unwrap();
-        assert_eq!(s.requests["cpu"], 1200);
-        assert_eq!(s.requests["memory"], 768 * 1024 * 1024 * 1000);
-        let o = obj(
-            "apiVersion: middleware.fedstate.io/v1alpha1\nkind: MultiCloudMongoDB\nmetadata: {name: a}\nspec:\n  replicaset: 3\n  export: {enable: false, resource: {requests: {cpu: '9'}}}\n",
-        );
-        let s = member_shape(&o).unwrap();
-        assert_eq!(
-            s.requests["cpu"], 500,
-            "the CRD default, no disabled exporter"
-        );
-    }
-
-    #[test]
-    fn spec_fields_become_the_request() {
-        let o = obj(
-            "apiVersion: middleware.fedstate.io/v1alpha1\nkind: MultiCloudMongoDB\nmetadata: {name: a, namespace: db, uid: u-1}\nspec:\n  replicaset: 5\n  config: {arbiter: true}\n  scheduler:\n    schedulerMode: Weighting\n    quorumPolicy: Required\n    affinity: {clusterNames: [m1, m2], exclude: [m3]}\n    tolerations: [{key: k, operator: Exists, effect: NoSchedule}]\n    primaryPreference: {clusterNames: [m2]}\n  spreadConstraints:\n    spreadConstraints: [{spreadByField: region, minGroups: 2, maxGroups: 3}]\n",
-        );
-        let r = placement_request(&o).unwrap();
-        assert_eq!(r.uid, "u-1");
-        assert_eq!(r.replicas, 5);
-        assert_eq!(r.distribution, Distribution::Weighting);
-        let rs = r.replica_set.unwrap();
-        assert!(rs.arbiter);
-        assert_eq!(rs.quorum_policy, crate::placement::QuorumPolicy::Required);
-        assert_eq!(r.filter.names, vec!["m1", "m2"]);
-        assert_eq!(r.filter.exclude, vec!["m3"]);
-        assert!(r.tolerations[0].exists);
-        assert_eq!(r.primary.names, vec!["m2"]);
-        assert_eq!(
-            r.spread[0],
-            SpreadRule {
-                key: SpreadKey::Region,
-                min_groups: 2,
-                max_groups: 3
-            }
-        );
-        let bad = obj(
-            "apiVersion: middleware.fedstate.io/v1alpha1\nkind: MultiCloudMongoDB\nmetadata: {name: a}\nspec:\n  replicaset: 3\n  spreadConstraints:\n    spreadConstraints: [{spreadByField: zone, minGroups: 4, maxGroups: 2}]\n",
-        );
-        let e = placement_request(&bad).unwrap_err();
+    fn rules_name_the_kinds_own_fields() {
+        let setting: SchedulerSetting = serde_json::from_value(serde_json::json!({
+            "tolerations": [{"key": "k", "operator": "Sometimes"}]
+        }))
+        .unwrap();
+        let e = placement_rules(Some(&setting), "spec.placement", None, "spec.spread").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "spec.spreadConstraints.spreadConstraints[0]: minGroups 4 is larger than maxGroups 2"
+            "spec.placement.tolerations[0].operator: unknown operator \"Sometimes\" (use Equal or Exists)"
         );
+        let r = placement_rules(None, "spec.scheduler", None, "spec.spreadConstraints").unwrap();
+        assert!(r.filter.names.is_empty() && r.tolerations.is_empty() && r.spread.is_empty());
     }
 }

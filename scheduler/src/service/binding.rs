@@ -428,7 +428,7 @@ pub async fn reconcile<B: Binding>(b: Arc<B>, ctx: Arc<Context>) -> Result<Actio
     }
     Ok(match &outcome.result {
         Err(ScheduleError::Unschedulable(_) | ScheduleError::Error(_)) => {
-            Action::requeue(super::mcm::RETRY_UNSCHEDULABLE)
+            Action::requeue(super::RETRY_UNSCHEDULABLE)
         }
         _ => Action::await_change(),
     })

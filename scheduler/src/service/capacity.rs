@@ -1,10 +1,9 @@
 //! The bridge from the estimator chain to the engine's candidates: per-member shapes of our
-//! objects and of Karmada bindings, and a capacity for every cluster.
+//! objects (any [`Schedulable`] kind) and of Karmada bindings, and a capacity for every cluster.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use fedstate_api::MultiCloudMongoDB;
 use fedstate_api::karmada::Cluster;
 use fedstate_api::karmada::binding::ResourceBindingSpec;
 use fedstate_estimator_client::{
@@ -13,30 +12,25 @@ use fedstate_estimator_client::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::adapter::candidate_with_capacity;
+use crate::adapter::{Schedulable, candidate_with_capacity};
 use crate::placement::ClusterCandidate;
 
-/// Requests of one member as the estimators must see them: mongod's requests (the CRD defaults
-/// when unset) plus the exporter sidecar's when enabled, the pod nodeSelector, the namespace.
-pub fn mcm_shape(obj: &MultiCloudMongoDB) -> MemberShape {
-    let spec = &obj.spec;
+/// One member as the estimators must see it: its requests summed over its containers
+/// (`Schedulable::member`: for MongoDB mongod's, the CRD defaults when unset, plus the exporter
+/// sidecar's when enabled), the pods' nodeSelector, the object's namespace.
+pub fn estimator_shape<K: Schedulable>(obj: &K) -> MemberShape {
+    let member = obj.member();
     let mut requests: BTreeMap<String, i128> = BTreeMap::new();
-    add_requests(&mut requests, &spec.mongod_requests());
-    if let Some(r) = spec.exporter_requests() {
-        add_requests(&mut requests, r);
+    for (_, container) in &member.requests {
+        add_requests(&mut requests, container);
     }
-    let node_selector = spec
-        .spread_constraints
-        .as_ref()
-        .and_then(|s| s.node_select.clone())
-        .unwrap_or_default();
     MemberShape::new(MemberRequirements {
         resource_request: requests
             .into_iter()
             .map(|(k, millis)| (k, Quantity(format!("{millis}m"))))
             .collect(),
-        node_selector,
-        namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+        node_selector: member.node_selector,
+        namespace: obj.meta().namespace.clone().unwrap_or_default(),
         ..Default::default()
     })
 }

@@ -1,5 +1,5 @@
 //! Mock-apiserver scenarios for the reconcile paths (kube's `tower-test` pattern): the real
-//! `mcm::reconcile` and `binding::reconcile` run against a scripted apiserver
+//! `middleware::reconcile` and `binding::reconcile` run against a scripted apiserver
 //! (`fedstate-fake-apiserver`) that records every request and answers it, with a `Context` whose
 //! cluster store is filled by hand and whose estimator has only the general estimate and the node
 //! spread (no gRPC). Each scenario asserts
@@ -26,7 +26,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use super::{Context, Error, binding, error_policy, mcm};
+use super::{Context, Error, binding, error_policy, middleware};
 
 /// An apiserver that accepts every write of `object`: merge patches answer the patched object,
 /// status applies the object with the applied status, events are created.
@@ -189,7 +189,7 @@ async fn a_new_object_gets_one_annotation_patch_one_status_apply_and_an_event() 
     let (client, log) = scripted(accepting(serde_json::to_value(&obj).unwrap()));
     let ctx = context(client, three_clusters());
 
-    let action = mcm::reconcile(Arc::new(obj), ctx).await.unwrap();
+    let action = middleware::reconcile(Arc::new(obj), ctx).await.unwrap();
     assert_eq!(action, Action::await_change());
 
     events_published(&log, 1).await;
@@ -261,7 +261,7 @@ async fn scaling_up_moves_exactly_the_added_members() {
     // First placement of 3 members.
     let obj = mcm_object(3);
     let (client, log) = scripted(accepting(serde_json::to_value(&obj).unwrap()));
-    mcm::reconcile(Arc::new(obj.clone()), context(client, three_clusters()))
+    middleware::reconcile(Arc::new(obj.clone()), context(client, three_clusters()))
         .await
         .unwrap();
     let before = placed(&requests(&log));
@@ -272,7 +272,7 @@ async fn scaling_up_moves_exactly_the_added_members() {
     scaled.metadata.generation = Some(2);
     scaled.metadata.resource_version = Some("200".into());
     let (client, log) = scripted(accepting(serde_json::to_value(&scaled).unwrap()));
-    mcm::reconcile(Arc::new(scaled), context(client, three_clusters()))
+    middleware::reconcile(Arc::new(scaled), context(client, three_clusters()))
         .await
         .unwrap();
     let log = requests(&log);
@@ -311,7 +311,9 @@ async fn a_conflict_on_the_annotation_is_retried_soon_and_nothing_else_is_writte
     let (client, log) = scripted(Arc::new(|_: &Seen| conflict()));
     let ctx = context(client, three_clusters());
 
-    let err = mcm::reconcile(obj.clone(), ctx.clone()).await.unwrap_err();
+    let err = middleware::reconcile(obj.clone(), ctx.clone())
+        .await
+        .unwrap_err();
     let Error::Write { what, source, .. } = &err;
     assert_eq!(*what, "schedulerResult annotation");
     assert!(
@@ -339,7 +341,9 @@ async fn other_errors_back_off_longer_than_conflicts() {
         )
     }));
     let ctx = context(client, three_clusters());
-    let err = mcm::reconcile(obj.clone(), ctx.clone()).await.unwrap_err();
+    let err = middleware::reconcile(obj.clone(), ctx.clone())
+        .await
+        .unwrap_err();
     assert_eq!(
         error_policy(obj, &err, ctx),
         Action::requeue(Duration::from_secs(10))
@@ -357,7 +361,7 @@ async fn a_broken_annotation_is_replaced_and_the_condition_says_so() {
         .into(),
     );
     let (client, log) = scripted(accepting(serde_json::to_value(&obj).unwrap()));
-    mcm::reconcile(Arc::new(obj), context(client, three_clusters()))
+    middleware::reconcile(Arc::new(obj), context(client, three_clusters()))
         .await
         .unwrap();
     let log = requests(&log);
@@ -385,7 +389,7 @@ async fn an_invalid_spec_is_reported_and_no_placement_is_written() {
         .unwrap(),
     );
     let (client, log) = scripted(accepting(serde_json::to_value(&obj).unwrap()));
-    let action = mcm::reconcile(Arc::new(obj), context(client, three_clusters()))
+    let action = middleware::reconcile(Arc::new(obj), context(client, three_clusters()))
         .await
         .unwrap();
     // A spec error needs the user: no retry loop, the next edit brings it back.
@@ -418,7 +422,7 @@ async fn an_object_naming_another_scheduler_causes_no_request() {
     obj.spec.scheduler =
         Some(serde_json::from_value(json!({"schedulerName": "someone-else"})).unwrap());
     let (client, log) = scripted(accepting(serde_json::to_value(&obj).unwrap()));
-    let action = mcm::reconcile(Arc::new(obj), context(client, three_clusters()))
+    let action = middleware::reconcile(Arc::new(obj), context(client, three_clusters()))
         .await
         .unwrap();
     assert_eq!(action, Action::await_change());

@@ -2,7 +2,8 @@
 //!
 //! * One shared reflector of Karmada `Cluster`s feeds the candidate list and triggers re-placement
 //!   of the objects a cluster change can affect ([`triggers`]).
-//! * [`mcm`]: `MultiCloudMongoDB`s that name us get a `schedulerResult` annotation.
+//! * [`middleware`]: objects of a federated middleware kind ([`Schedulable`]; so far
+//!   `MultiCloudMongoDB`) that name us get a `schedulerResult` annotation.
 //! * [`binding`]: `ResourceBinding`s whose policy names us get `spec.clusters`.
 //! * Capacity comes from the estimator chain ([`capacity`]); only the Lease holder writes.
 
@@ -11,8 +12,8 @@ pub mod capacity;
 pub mod events;
 #[cfg(test)]
 mod fixtures;
-pub mod mcm;
 pub mod metrics;
+pub mod middleware;
 pub mod triggers;
 
 use std::sync::Arc;
@@ -34,6 +35,12 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use tokio_util::sync::CancellationToken;
+
+use crate::adapter::Schedulable;
+
+/// How soon to look again at an object we could not place: capacity can appear without any
+/// Cluster event (pods ending in a member cluster).
+pub const RETRY_UNSCHEDULABLE: Duration = Duration::from_secs(30);
 
 /// `fedstate-scheduler run`.
 #[derive(clap::Args, Debug, Clone)]
@@ -288,30 +295,13 @@ pub async fn controllers(
     });
 
     let config = kube::runtime::controller::Config::default().concurrency(args.concurrency);
-    let mcm_controller = Controller::new(
-        Api::<MultiCloudMongoDB>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(config.clone());
-    let mcm_store = mcm_controller.store();
-    let mcm_trigger = triggers::ClusterTrigger::default();
-    let clusters_for_mcm = clusters.clone();
-    let stop_mcm = stop.clone();
-    let mcm = mcm_controller
-        .watches_shared_stream(cluster_events_mcm, move |c| {
-            mcm_trigger.affected_objects(&c, &clusters_for_mcm, &mcm_store)
-        })
-        .graceful_shutdown_on(async move { stop_mcm.cancelled().await })
-        .run(
-            |o, c| reconciled(mcm::reconcile, o, c),
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "MultiCloudMongoDB reconcile");
-            }
-        });
+    let mcm = middleware_controller::<MultiCloudMongoDB>(
+        &client,
+        config.clone(),
+        cluster_events_mcm,
+        &ctx,
+        &stop,
+    );
 
     let rb = async {
         if args.schedule_bindings {
@@ -355,6 +345,39 @@ pub async fn controllers(
         _ = stop.cancelled() => {}
     }
     Ok(())
+}
+
+/// One middleware kind's controller: woken by its objects' changes and by the Cluster changes
+/// [`triggers::ClusterTrigger`] says can affect them.
+async fn middleware_controller<K: Schedulable>(
+    client: &Client,
+    config: kube::runtime::controller::Config,
+    cluster_events: impl futures::Stream<Item = Arc<Cluster>> + Send + 'static,
+    ctx: &Arc<Context>,
+    stop: &CancellationToken,
+) {
+    let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default())
+        .with_config(config);
+    let store = controller.store();
+    let trigger = triggers::ClusterTrigger::default();
+    let clusters = ctx.clusters.clone();
+    let stop = stop.clone();
+    controller
+        .watches_shared_stream(cluster_events, move |c| {
+            trigger.affected_objects(&c, &clusters, &store)
+        })
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(
+            |o, c| reconciled(middleware::reconcile::<K>, o, c),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, kind = K::KIND, "reconcile");
+            }
+        })
+        .await;
 }
 
 /// One binding kind's controller: woken by its own generation changes (as karmada-scheduler is;

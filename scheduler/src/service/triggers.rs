@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
+use crate::adapter::Schedulable;
 use crate::karmada::triggers::cluster_change_matters;
-use fedstate_api::MultiCloudMongoDB;
 use fedstate_api::condition::{find_condition, types};
 use fedstate_api::karmada::Cluster;
 
@@ -75,13 +75,13 @@ impl ClusterTrigger {
         }
     }
 
-    /// `MultiCloudMongoDB`s to look at again after this Cluster event.
-    pub fn affected_objects(
+    /// Objects of a middleware kind to look at again after this Cluster event.
+    pub fn affected_objects<K: Schedulable>(
         &self,
         cluster: &Cluster,
         clusters: &Store<Cluster>,
-        objects: &Store<MultiCloudMongoDB>,
-    ) -> Vec<ObjectRef<MultiCloudMongoDB>> {
+        objects: &Store<K>,
+    ) -> Vec<ObjectRef<K>> {
         let name = cluster.name_any();
         let change = self.classify(cluster, clusters.get(&ObjectRef::new(&name)).is_some());
         if change == ClusterChange::Nothing {
@@ -96,7 +96,9 @@ impl ClusterTrigger {
             .state()
             .iter()
             .filter(|o| {
-                change == ClusterChange::Scheduling || placed_on(o, &name) || !is_scheduled(o)
+                change == ClusterChange::Scheduling
+                    || placed_on(&***o, &name)
+                    || !is_scheduled(&***o)
             })
             .map(|o| ObjectRef::from_obj(o.as_ref()))
             .collect()
@@ -143,7 +145,7 @@ impl BindingTrigger {
     }
 }
 
-fn placed_on(obj: &MultiCloudMongoDB, cluster: &str) -> bool {
+fn placed_on<K: Schedulable>(obj: &K, cluster: &str) -> bool {
     obj.annotations()
         .get(SCHEDULER_RESULT_ANNOTATION)
         .is_some_and(|a| {
@@ -152,11 +154,8 @@ fn placed_on(obj: &MultiCloudMongoDB, cluster: &str) -> bool {
         })
 }
 
-fn is_scheduled(obj: &MultiCloudMongoDB) -> bool {
-    obj.status
-        .as_ref()
-        .and_then(|s| find_condition(&s.conditions, types::SCHEDULED))
-        .is_some_and(|c| c.is_true())
+fn is_scheduled<K: Schedulable>(obj: &K) -> bool {
+    find_condition(obj.conditions(), types::SCHEDULED).is_some_and(|c| c.is_true())
 }
 
 #[cfg(test)]

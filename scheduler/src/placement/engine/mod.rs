@@ -1,15 +1,15 @@
 //! The placement algorithm, one phase per module, each a function over the working state
-//! [`Work`] (as Karmada's scheduling framework keeps filter, score and assign apart):
+//! `Work` (as Karmada's scheduling framework keeps filter, score and assign apart):
 //!
-//! 1. [`gather`]: check the request, filter the clusters (rule 1), build one [`Slot`] per
+//! 1. `gather`: check the request, filter the clusters (rule 1), build one `Slot` per
 //!    eligible cluster with its capacity (previous members included) and spread groups, and
 //!    refuse what cannot fit at all;
-//! 2. [`rank`]: order the eligible clusters once (primary preference, capacity, tie-break hash);
-//! 3. [`keep`]: keep what still fits (rule 4), scale down one member at a time from the cluster
+//! 2. `rank`: order the eligible clusters once (primary preference, capacity, tie-break hash);
+//! 3. `keep`: keep what still fits (rule 4), scale down one member at a time from the cluster
 //!    the mode likes least, and repair the quorum by moving surplus non-voting members (rule 3);
-//! 4. [`add`]: add members one at a time where the mode wants them (rule 5), bent only by
+//! 4. `add`: add members one at a time where the mode wants them (rule 5), bent only by
 //!    quorum safety and the spread rules' `minGroups`;
-//! 5. [`finish`]: arbiter, votes, priorities (rules 2, 3, 6), the plan and its explanation.
+//! 5. `finish`: arbiter, votes, priorities (rules 2, 3, 6), the plan and its explanation.
 //!
 //! Every placement, from scratch or not, is built incrementally from the previous one (empty
 //! when there is none). So a scale by ±k moves exactly k members, a lost cluster's members are

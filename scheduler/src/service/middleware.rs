@@ -1,21 +1,23 @@
-//! `MultiCloudMongoDB` objects that name us: place them and write the placement as the
-//! `schedulerResult` annotation (the manager's input), with the `Scheduled`,
-//! `ServerScheduledResult` and `QuorumAtRisk` conditions and `status.placement`.
+//! Objects of a federated middleware kind ([`Schedulable`]; MongoDB's `MultiCloudMongoDB`) that
+//! name us: place them and write the placement as the `schedulerResult` annotation (the
+//! manager's input), with the `Scheduled`, `ServerScheduledResult` and `QuorumAtRisk` conditions
+//! and `status.placement`. Nothing here knows the kind beyond the trait.
 //!
-//! [`decide`] is pure: the object, what the engine said, and the clock in; what to write out.
-//! [`reconcile`] gathers the inputs (cluster store, capacities) and applies the decision with at
-//! most two writes: a merge patch of the annotation, a server-side apply of our status fields;
-//! its event goes to the background queue ([`super::events`]), off the critical path.
+//! [`reconcile`] is gather → decide → apply: `gather` reads the cluster store and the
+//! capacities and runs the engine; [`decide`] is pure (the object, what the engine said, the
+//! clock in; what to write out); `apply` makes at most two writes, a merge patch of the
+//! annotation and a server-side apply of our status fields; its event goes to the background
+//! queue ([`super::events`]), off the critical path.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fedstate_api::condition::{Condition, ConditionStatus, set_condition, types};
+use fedstate_api::SchedulerResultError;
+use fedstate_api::condition::{Condition, ConditionStatus, find_condition, set_condition, types};
 use fedstate_api::names::{FIELD_MANAGER_SCHEDULER, SCHEDULER_RESULT_ANNOTATION};
 use fedstate_api::placement::PlacementStatus;
 use fedstate_api::scheduler_result::{SchedulerResult, summary};
-use fedstate_api::{MultiCloudMongoDB, SchedulerResultError};
 use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -23,16 +25,13 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use super::capacity;
 use super::metrics::{self, AttemptResult};
-use super::{Context, Error};
-use crate::adapter::placement_request;
+use super::{Context, Error, RETRY_UNSCHEDULABLE};
+use crate::adapter::Schedulable;
 use crate::placement::{
     self, ClusterCandidate, PlacementError, PlacementPlan, PreviousPlacement, QuorumStatus, Verdict,
 };
-
-/// How soon to look again at an object we could not place: capacity can appear without any
-/// Cluster event (pods ending in a member cluster).
-pub const RETRY_UNSCHEDULABLE: Duration = Duration::from_secs(30);
 
 /// What the engine made of the object.
 #[derive(Debug)]
@@ -61,8 +60,8 @@ pub struct Decision {
 }
 
 /// The annotation in force, if it parses. A broken one is reported and replaced.
-pub fn previous(
-    obj: &MultiCloudMongoDB,
+pub fn previous<K: Schedulable>(
+    obj: &K,
 ) -> (Option<SchedulerResult>, Option<SchedulerResultError>) {
     match obj.annotations().get(SCHEDULER_RESULT_ANNOTATION) {
         None => (None, None),
@@ -114,153 +113,177 @@ pub fn lost_clusters(
         .collect()
 }
 
+/// The object's conditions and placement status as [`decide`] changes them.
+struct StatusDraft {
+    conditions: Vec<Condition>,
+    placement: Option<PlacementStatus>,
+}
+
 /// The pure heart of the reconcile.
-pub fn decide(obj: &MultiCloudMongoDB, outcome: Outcome, now: Timestamp) -> Decision {
-    let generation = obj.metadata.generation;
-    let (before, broken) = previous(obj);
-    let mut conditions = obj
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let mut decision = Decision::default();
-    let placement_status;
-    match outcome {
-        Outcome::Placed { plan, lost } => {
-            let result = plan.to_scheduler_result(generation);
-            let changed = before.as_ref().is_none_or(|b| *b != result);
-            let summary_text = summary(&result.clusters);
-            // The reason tells what the last change was; a re-plan that changes nothing keeps it.
-            let kept_reason = obj
-                .status
-                .as_ref()
-                .and_then(|s| {
-                    fedstate_api::condition::find_condition(&s.conditions, types::SCHEDULED)
-                })
-                .filter(|c| c.is_true())
-                .and_then(|c| c.reason.clone());
-            let reason: String = match (changed, kept_reason) {
-                (false, Some(r)) => r,
-                _ => change_reason(before.as_ref(), &plan, &lost).to_owned(),
-            };
-            let reason = reason.as_str();
-            if changed {
-                decision.annotation = Some(result.to_annotation());
-                let placement_changed = before
-                    .as_ref()
-                    .is_none_or(|b| b.clusters != result.clusters);
-                if placement_changed {
-                    let note = if lost.is_empty() {
-                        format!("placed {} members: {summary_text}", plan.replicas)
-                    } else {
-                        format!(
-                            "clusters {} lost; members moved: {summary_text}",
-                            lost.join(", ")
-                        )
-                    };
-                    decision.event = Some((EventType::Normal, reason.to_owned(), note));
-                }
-                decision.result = Some(AttemptResult::Scheduled);
-            } else {
-                decision.result = Some(AttemptResult::Unchanged);
-            }
-            let message = format!(
-                "{summary_text} ({} voters, mode {}){}",
-                plan.voters,
-                plan.mode.as_str(),
-                broken
-                    .as_ref()
-                    .map(|e| format!("; replaced an invalid annotation: {e}"))
-                    .unwrap_or_default()
-            );
-            set_condition(
-                &mut conditions,
-                Condition::new(
-                    types::SCHEDULED,
-                    ConditionStatus::True,
-                    reason,
-                    message,
-                    generation,
-                ),
-                now,
-            );
-            set_condition(
-                &mut conditions,
-                Condition::new(
-                    types::SERVER_SCHEDULED_RESULT,
-                    ConditionStatus::True,
-                    "GetSchedulerSuccess",
-                    format!(
-                        "scheduler result for generation {}: {}",
-                        generation.unwrap_or(0),
-                        result.to_annotation()
-                    ),
-                    generation,
-                ),
-                now,
-            );
-            let risk = match &plan.quorum {
-                QuorumStatus::AtRisk { missing } => Condition::new(
-                    types::QUORUM_AT_RISK,
-                    ConditionStatus::True,
-                    "QuorumAtRisk",
-                    format!("losing one cluster can lose the voting majority: {missing}"),
-                    generation,
-                ),
-                _ => Condition::new(
-                    types::QUORUM_AT_RISK,
-                    ConditionStatus::False,
-                    "QuorumSafe",
-                    "every cluster holds less than half of the votes",
-                    generation,
-                ),
-            };
-            set_condition(&mut conditions, risk, now);
-            placement_status = Some(PlacementStatus {
-                summary: summary_text,
-                clusters: result.clusters.clone(),
-                generation,
-                quorum_safe: result.quorum_safe,
-            });
-        }
+pub fn decide<K: Schedulable>(obj: &K, outcome: Outcome, now: Timestamp) -> Decision {
+    let generation = obj.meta().generation;
+    let mut draft = StatusDraft {
+        conditions: obj.conditions().to_vec(),
+        placement: obj.placement_status().cloned(),
+    };
+    let mut decision = match outcome {
+        Outcome::Placed { plan, lost } => placed(obj, &plan, &lost, &mut draft, now),
         Outcome::InvalidSpec(message)
         | Outcome::Unplaceable(PlacementError::InvalidRequest(message)) => {
-            decision.result = Some(AttemptResult::Unschedulable);
-            let c = Condition::new(
-                types::SCHEDULED,
-                ConditionStatus::False,
-                "InvalidSpec",
-                message.clone(),
-                generation,
-            );
-            if set_condition(&mut conditions, c, now) {
-                decision.event = Some((EventType::Warning, "InvalidSpec".to_owned(), message));
-            }
-            placement_status = obj.status.as_ref().and_then(|s| s.placement.clone());
+            not_placed(&mut draft, "InvalidSpec", message, generation, now)
         }
         Outcome::Unplaceable(err) => {
             // Keep the placement in force: members keep running where they are.
-            decision.result = Some(AttemptResult::Unschedulable);
-            decision.requeue = Some(RETRY_UNSCHEDULABLE);
-            let kept = if before.is_some() {
+            let kept = if previous(obj).0.is_some() {
                 " The current placement stays in force."
             } else {
                 ""
             };
-            let message = format!("{err}.{kept}");
-            let c = Condition::new(
-                types::SCHEDULED,
-                ConditionStatus::False,
+            let mut d = not_placed(
+                &mut draft,
                 err.reason(),
-                message.clone(),
+                format!("{err}.{kept}"),
                 generation,
+                now,
             );
-            if set_condition(&mut conditions, c, now) {
-                decision.event = Some((EventType::Warning, err.reason().to_owned(), message));
-            }
-            placement_status = obj.status.as_ref().and_then(|s| s.placement.clone());
+            d.requeue = Some(RETRY_UNSCHEDULABLE);
+            d
         }
+    };
+    decision.status = changed_status(obj, draft);
+    decision
+}
+
+/// A plan: the annotation and an event when it changed, and our three conditions.
+fn placed<K: Schedulable>(
+    obj: &K,
+    plan: &PlacementPlan,
+    lost: &[String],
+    draft: &mut StatusDraft,
+    now: Timestamp,
+) -> Decision {
+    let generation = obj.meta().generation;
+    let (before, broken) = previous(obj);
+    let result = plan.to_scheduler_result(generation);
+    let changed = before.as_ref().is_none_or(|b| *b != result);
+    let summary_text = summary(&result.clusters);
+    // The reason tells what the last change was; a re-plan that changes nothing keeps it.
+    let kept_reason = find_condition(obj.conditions(), types::SCHEDULED)
+        .filter(|c| c.is_true())
+        .and_then(|c| c.reason.clone());
+    let reason: String = match (changed, kept_reason) {
+        (false, Some(r)) => r,
+        _ => change_reason(before.as_ref(), plan, lost).to_owned(),
+    };
+    let mut decision = Decision::default();
+    if changed {
+        decision.annotation = Some(result.to_annotation());
+        let placement_changed = before
+            .as_ref()
+            .is_none_or(|b| b.clusters != result.clusters);
+        if placement_changed {
+            let note = if lost.is_empty() {
+                format!("placed {} members: {summary_text}", plan.replicas)
+            } else {
+                format!(
+                    "clusters {} lost; members moved: {summary_text}",
+                    lost.join(", ")
+                )
+            };
+            decision.event = Some((EventType::Normal, reason.clone(), note));
+        }
+        decision.result = Some(AttemptResult::Scheduled);
+    } else {
+        decision.result = Some(AttemptResult::Unchanged);
     }
+    let message = format!(
+        "{summary_text} ({} voters, mode {}){}",
+        plan.voters,
+        plan.mode.as_str(),
+        broken
+            .as_ref()
+            .map(|e| format!("; replaced an invalid annotation: {e}"))
+            .unwrap_or_default()
+    );
+    let conditions = &mut draft.conditions;
+    let scheduled = Condition::new(
+        types::SCHEDULED,
+        ConditionStatus::True,
+        &reason,
+        message,
+        generation,
+    );
+    set_condition(conditions, scheduled, now);
+    let result_condition = Condition::new(
+        types::SERVER_SCHEDULED_RESULT,
+        ConditionStatus::True,
+        "GetSchedulerSuccess",
+        format!(
+            "scheduler result for generation {}: {}",
+            generation.unwrap_or(0),
+            result.to_annotation()
+        ),
+        generation,
+    );
+    set_condition(conditions, result_condition, now);
+    set_condition(conditions, quorum_condition(&plan.quorum, generation), now);
+    draft.placement = Some(PlacementStatus {
+        summary: summary_text,
+        clusters: result.clusters.clone(),
+        generation,
+        quorum_safe: result.quorum_safe,
+    });
+    decision
+}
+
+/// `QuorumAtRisk`: true with what is missing, or false.
+fn quorum_condition(quorum: &QuorumStatus, generation: Option<i64>) -> Condition {
+    match quorum {
+        QuorumStatus::AtRisk { missing } => Condition::new(
+            types::QUORUM_AT_RISK,
+            ConditionStatus::True,
+            "QuorumAtRisk",
+            format!("losing one cluster can lose the voting majority: {missing}"),
+            generation,
+        ),
+        _ => Condition::new(
+            types::QUORUM_AT_RISK,
+            ConditionStatus::False,
+            "QuorumSafe",
+            "every cluster holds less than half of the votes",
+            generation,
+        ),
+    }
+}
+
+/// No placement: `Scheduled=False` with the reason, and a warning event when that is news. The
+/// annotation and `status.placement` in force are kept.
+fn not_placed(
+    draft: &mut StatusDraft,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Decision {
+    let mut decision = Decision {
+        result: Some(AttemptResult::Unschedulable),
+        ..Decision::default()
+    };
+    let c = Condition::new(
+        types::SCHEDULED,
+        ConditionStatus::False,
+        reason,
+        message.clone(),
+        generation,
+    );
+    if set_condition(&mut draft.conditions, c, now) {
+        decision.event = Some((EventType::Warning, reason.to_owned(), message));
+    }
+    decision
+}
+
+/// Our conditions and `status.placement` to apply, when they differ from the object's.
+fn changed_status<K: Schedulable>(obj: &K, draft: StatusDraft) -> Option<serde_json::Value> {
     let ours = |c: &&Condition| {
         [
             types::SCHEDULED,
@@ -269,107 +292,100 @@ pub fn decide(obj: &MultiCloudMongoDB, outcome: Outcome, now: Timestamp) -> Deci
         ]
         .contains(&c.type_.as_str())
     };
-    let old_ours: Vec<&Condition> = obj
-        .status
-        .as_ref()
-        .map(|s| s.conditions.iter().filter(ours).collect())
-        .unwrap_or_default();
-    let new_ours: Vec<&Condition> = conditions.iter().filter(ours).collect();
-    let old_placement = obj.status.as_ref().and_then(|s| s.placement.as_ref());
-    if old_ours != new_ours || old_placement != placement_status.as_ref() {
-        let mut status = json!({ "conditions": new_ours });
-        if let Some(p) = placement_status {
-            status["placement"] = serde_json::to_value(p).expect("placement status serializes");
-        }
-        decision.status = Some(status);
+    let old_ours: Vec<&Condition> = obj.conditions().iter().filter(ours).collect();
+    let new_ours: Vec<&Condition> = draft.conditions.iter().filter(ours).collect();
+    if old_ours == new_ours && obj.placement_status() == draft.placement.as_ref() {
+        return None;
     }
-    decision
+    let mut status = json!({ "conditions": new_ours });
+    if let Some(p) = draft.placement {
+        status["placement"] = serde_json::to_value(p).expect("placement status serializes");
+    }
+    Some(status)
 }
 
-fn ledger_key(obj: &MultiCloudMongoDB) -> String {
+/// The object's key in the estimators' assumed-members ledger.
+fn ledger_key<K: Schedulable>(obj: &K) -> String {
     format!(
-        "mcm/{}/{}",
+        "{}/{}/{}",
+        K::LEDGER_PREFIX,
         obj.namespace().unwrap_or_default(),
         obj.name_any()
     )
 }
 
-pub async fn reconcile(obj: Arc<MultiCloudMongoDB>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if obj.spec.scheduler_name() != ctx.scheduler_name {
+/// gather → decide → apply, for an object that names us.
+pub async fn reconcile<K: Schedulable>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if obj.scheduler_name() != ctx.scheduler_name {
         return Ok(Action::await_change());
     }
     if obj.meta().deletion_timestamp.is_some() {
-        ctx.estimator.release(&ledger_key(&obj));
+        ctx.estimator.release(&ledger_key(&*obj));
         return Ok(Action::await_change());
     }
-    let _in_flight = metrics::InFlight::start("multicloudmongodb");
+    let _in_flight = metrics::InFlight::start(K::QUEUE);
     let _deciding = ctx.events.deciding();
     let started = Instant::now();
-    let outcome = match placement_request(&obj) {
-        Err(e) => Outcome::InvalidSpec(e.to_string()),
-        Ok(request) => {
-            let (before, _) = previous(&obj);
-            let previous_placement = before.as_ref().map(PreviousPlacement::from);
-            let hosted: HashMap<&str, u32> = before
-                .iter()
-                .flat_map(|b| b.clusters.iter())
-                .map(|c| (c.cluster.as_str(), u32::try_from(c.replicaset).unwrap_or(0)))
-                .collect();
-            let clusters = ctx.clusters.state();
-            let shape = super::capacity::mcm_shape(&obj);
-            let estimate_started = Instant::now();
-            let candidates = super::capacity::candidates(
-                &ctx.estimator,
-                &clusters,
-                &shape,
-                &ledger_key(&obj),
-                &hosted,
-            )
-            .await;
-            metrics::step("estimate", estimate_started);
-            let place_started = Instant::now();
-            let placed = placement::place(&request, &candidates, previous_placement.as_ref());
-            metrics::step("place", place_started);
-            if let Ok(plan) = &placed {
-                for c in &plan.clusters {
-                    let before_here = hosted.get(c.cluster.as_str()).copied().unwrap_or(0);
-                    if c.data > before_here {
-                        ctx.estimator.assume(
-                            &ledger_key(&obj),
-                            &c.cluster,
-                            &shape,
-                            c.data - before_here,
-                        );
-                    }
-                }
-            }
-            match placed {
-                Ok(plan) => {
-                    let lost = lost_clusters(before.as_ref(), &plan, &candidates);
-                    Outcome::Placed { plan, lost }
-                }
-                Err(e) => Outcome::Unplaceable(e),
-            }
-        }
-    };
-    let decision = decide(&obj, outcome, Timestamp::now());
-    let result = apply(&obj, &ctx, &decision).await;
+    let outcome = gather(&*obj, &ctx).await;
+    let decision = decide(&*obj, outcome, Timestamp::now());
+    let result = apply(&*obj, &ctx, &decision).await;
     let attempt = if result.is_err() {
         AttemptResult::Error
     } else {
         decision.result.unwrap_or(AttemptResult::Unchanged)
     };
-    metrics::attempt("MultiCloudMongoDB", attempt, started);
+    metrics::attempt(K::KIND, attempt, started);
     result?;
     Ok(decision
         .requeue
         .map_or_else(Action::await_change, Action::requeue))
 }
 
-async fn apply(obj: &MultiCloudMongoDB, ctx: &Context, decision: &Decision) -> Result<(), Error> {
+/// Read the clusters and their capacities for one member, run the engine, and hold the members
+/// it adds in the ledger (so the next object placed does not count the same room).
+async fn gather<K: Schedulable>(obj: &K, ctx: &Context) -> Outcome {
+    let request = match obj.placement_request() {
+        Ok(r) => r,
+        Err(e) => return Outcome::InvalidSpec(e.to_string()),
+    };
+    let (before, _) = previous(obj);
+    let previous_placement = before.as_ref().map(PreviousPlacement::from);
+    let hosted: HashMap<&str, u32> = before
+        .iter()
+        .flat_map(|b| b.clusters.iter())
+        .map(|c| (c.cluster.as_str(), u32::try_from(c.replicaset).unwrap_or(0)))
+        .collect();
+    let clusters = ctx.clusters.state();
+    let shape = capacity::estimator_shape(obj);
+    let key = ledger_key(obj);
+    let estimate_started = Instant::now();
+    let candidates = capacity::candidates(&ctx.estimator, &clusters, &shape, &key, &hosted).await;
+    metrics::step("estimate", estimate_started);
+    let place_started = Instant::now();
+    let placed = placement::place(&request, &candidates, previous_placement.as_ref());
+    metrics::step("place", place_started);
+    match placed {
+        Ok(plan) => {
+            for c in &plan.clusters {
+                let before_here = hosted.get(c.cluster.as_str()).copied().unwrap_or(0);
+                if c.data > before_here {
+                    ctx.estimator
+                        .assume(&key, &c.cluster, &shape, c.data - before_here);
+                }
+            }
+            let lost = lost_clusters(before.as_ref(), &plan, &candidates);
+            Outcome::Placed { plan, lost }
+        }
+        Err(e) => Outcome::Unplaceable(e),
+    }
+}
+
+/// Write what [`decide`] said: the annotation (guarded by resourceVersion), our status fields,
+/// the event (a failed event fails nothing).
+async fn apply<K: Schedulable>(obj: &K, ctx: &Context, decision: &Decision) -> Result<(), Error> {
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let api: Api<MultiCloudMongoDB> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     if let Some(value) = &decision.annotation {
         // Guarded by resourceVersion: a placement computed from a stale object is retried, never
         // written over a newer spec.
@@ -384,18 +400,13 @@ async fn apply(obj: &MultiCloudMongoDB, ctx: &Context, decision: &Decision) -> R
                 object: format!("{ns}/{name}"),
                 source,
             })?;
-        metrics::write("MultiCloudMongoDB", "patch");
+        metrics::write(K::KIND, "patch");
     }
     if let Some(status) = &decision.status {
-        let apply = json!({
-            "apiVersion": fedstate_api::API_VERSION,
-            "kind": "MultiCloudMongoDB",
-            "status": status,
-        });
         api.patch_status(
             &name,
             &PatchParams::apply(FIELD_MANAGER_SCHEDULER).force(),
-            &Patch::Apply(&apply),
+            &Patch::Apply(&K::status_apply(status)),
         )
         .await
         .map_err(|source| Error::Write {
@@ -403,7 +414,7 @@ async fn apply(obj: &MultiCloudMongoDB, ctx: &Context, decision: &Decision) -> R
             object: format!("{ns}/{name}"),
             source,
         })?;
-        metrics::write("MultiCloudMongoDB", "apply-status");
+        metrics::write(K::KIND, "apply-status");
     }
     // Off the critical path, as the bindings' events: published once no decision is in flight.
     if let Some((kind, reason, message)) = &decision.event {
@@ -422,6 +433,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::placement::PlacementRequest;
+    use fedstate_api::MultiCloudMongoDB;
 
     fn t(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()
@@ -458,7 +470,7 @@ mod tests {
     }
 
     fn plan(obj: &MultiCloudMongoDB, clusters: &[ClusterCandidate]) -> Outcome {
-        let req: PlacementRequest = placement_request(obj).unwrap();
+        let req: PlacementRequest = obj.placement_request().unwrap();
         let (before, _) = previous(obj);
         match placement::place(
             &req,

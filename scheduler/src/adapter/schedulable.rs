@@ -35,7 +35,7 @@ pub trait Schedulable:
     + Sync
     + 'static
 {
-    /// The kind in metrics labels (`schedule_type`, the writes' `kind`), e.g. `MultiCloudMongoDB`.
+    /// The kind in metrics labels (the attempts' and the writes' `kind`), e.g. `MultiCloudMongoDB`.
     const KIND: &'static str;
     /// Its reconcile queue in the pending-reconciles gauge, e.g. `multicloudmongodb`.
     const QUEUE: &'static str;

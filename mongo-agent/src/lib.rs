@@ -12,10 +12,14 @@
 //! * [`replset`]: the narrow adapter over the official `mongodb` driver.
 //! * [`inpod`]: what only the member's own pod may do (initiate, the first user), by `pods/exec`.
 //! * [`converge`]: one observe → plan → apply step, and users/password rotation.
-//! * [`controller`]: the kube-runtime controller; [`service`]: the process.
+//! * [`controller`]: the kube-runtime controller, each reconcile [`gather`] → [`decide`] (pure)
+//!   → [`apply`]; [`service`]: the process.
 
+pub mod apply;
 pub mod controller;
 pub mod converge;
+pub mod decide;
+pub mod gather;
 pub mod inpod;
 pub mod planner;
 pub mod replset;

@@ -240,8 +240,25 @@ fn plan(desired: &Desired, observed: &Observed, force: ForceOptIn) -> Step {
             config.version
         ));
     }
+    non_voting_changes(desired, config, observed, primary)
+        .unwrap_or_else(|| voting_change(desired, config, observed, primary))
+}
 
-    // 1. Changes without a voting change, batched.
+/// A member the list no longer holds that this agent may remove: its own, or one that is down
+/// (its cluster is gone).
+fn removable(desired: &Desired, observed: &Observed, m: &RsMember) -> bool {
+    desired.entry(&m.host).is_none()
+        && (desired.own.contains(&m.host) || !observed.state(&m.host).is_up())
+}
+
+/// Step 1, changes without a voting change, batched: own ready members added as non-voting,
+/// priorities of voters, non-voters the list dropped.
+fn non_voting_changes(
+    desired: &Desired,
+    config: &RsConfig,
+    observed: &Observed,
+    primary: &str,
+) -> Option<Step> {
     let mut next = config.clone();
     let mut reasons = Vec::new();
     for h in &desired.hosts {
@@ -276,30 +293,35 @@ fn plan(desired: &Desired, observed: &Observed, force: ForceOptIn) -> Step {
             m.priority = h.priority;
         }
     }
-    let removable = |m: &RsMember| {
-        desired.entry(&m.host).is_none()
-            && (desired.own.contains(&m.host) || !observed.state(&m.host).is_up())
-    };
     let before = next.members.len();
-    next.members.retain(|m| m.is_voter() || !removable(m));
+    next.members
+        .retain(|m| m.is_voter() || !removable(desired, observed, m));
     if next.members.len() != before {
         reasons.push(format!("remove {} non-voting", before - next.members.len()));
     }
-    if !reasons.is_empty() {
-        next.version += 1;
-        return Step::Reconfig {
-            config: next,
-            reason: reasons.join(", "),
-        };
+    if reasons.is_empty() {
+        return None;
     }
+    next.version += 1;
+    Some(Step::Reconfig {
+        config: next,
+        reason: reasons.join(", "),
+    })
+}
 
-    // 2. One voting change.
-    let promotion = config.members.iter().find(|m| {
+/// Step 2, at most one voting change: a promotion or the arbiter first (adds before removes),
+/// then a voter dropped (the primary stepped down first); otherwise wait or done.
+fn voting_change(desired: &Desired, config: &RsConfig, observed: &Observed, primary: &str) -> Step {
+    let wants_vote = |m: &RsMember, state: MemberState| {
         !m.is_voter()
             && desired.own.contains(&m.host)
             && desired.entry(&m.host).is_some_and(|h| h.votes == 1)
-            && observed.state(&m.host) == MemberState::Secondary
-    });
+            && observed.state(&m.host) == state
+    };
+    let promotion = config
+        .members
+        .iter()
+        .find(|m| wants_vote(m, MemberState::Secondary));
     let arbiter_add = desired.hosts.iter().find(|h| {
         h.arbiter_only
             && desired.own.contains(&h.host)
@@ -310,60 +332,23 @@ fn plan(desired: &Desired, observed: &Observed, force: ForceOptIn) -> Step {
     let drop = config.members.iter().find(|m| {
         m.is_voter()
             && match desired.entry(&m.host) {
-                None => removable(m),
+                None => removable(desired, observed, m),
                 Some(h) => h.votes == 0 && desired.own.contains(&m.host),
             }
     });
     let room = config.voters() < usize::from(MAX_VOTERS);
     if room && let Some(m) = promotion {
-        let h = desired.entry(&m.host).map(|h| h.priority).unwrap_or(1);
-        let mut next = config.clone();
-        if let Some(n) = next.members.iter_mut().find(|n| n.id == m.id) {
-            n.votes = 1;
-            n.priority = h;
-        }
-        // "Modify a PSA Replica Set Safely": from one data-bearing voter to a PSA set, the
-        // vote comes first with priority 0; the priority follows in the next reconfig.
-        let psa_first_step = next.is_psa() && config.writable_voters() == 1 && h > 0;
-        if psa_first_step && let Some(n) = next.members.iter_mut().find(|n| n.id == m.id) {
-            n.priority = 0;
-        }
-        next.version += 1;
-        return Step::Reconfig {
-            config: next,
-            reason: if psa_first_step {
-                format!(
-                    "promote {} to voting with priority 0 first (primary-secondary-arbiter set)",
-                    m.host
-                )
-            } else {
-                format!("promote {} to voting", m.host)
-            },
-        };
+        let priority = desired.entry(&m.host).map(|h| h.priority).unwrap_or(1);
+        return promote(config, m, priority);
     }
     if room && let Some(h) = arbiter_add {
-        let mut next = config.clone();
-        let id = next.next_id();
-        next.members.push(RsMember {
-            id,
-            host: h.host.clone(),
-            votes: 1,
-            priority: 0,
-            arbiter_only: true,
-        });
-        next.version += 1;
-        return Step::Reconfig {
-            config: next,
-            reason: format!("add arbiter {}", h.host),
-        };
+        return add_arbiter(config, &h.host);
     }
     // Adds before removes: while an own member is still catching up to be promoted, wait.
-    let catching_up = config.members.iter().find(|m| {
-        !m.is_voter()
-            && desired.own.contains(&m.host)
-            && desired.entry(&m.host).is_some_and(|h| h.votes == 1)
-            && observed.state(&m.host) == MemberState::Syncing
-    });
+    let catching_up = config
+        .members
+        .iter()
+        .find(|m| wants_vote(m, MemberState::Syncing));
     if let (Some(_), Some(c), true) = (drop, catching_up, room) {
         return Step::Wait(format!(
             "{} is catching up; it is promoted before a voter is removed",
@@ -381,36 +366,7 @@ fn plan(desired: &Desired, observed: &Observed, force: ForceOptIn) -> Step {
         if m.host == primary {
             return step_down_first(config, observed, primary, "to be removed");
         }
-        let mut next = config.clone();
-        let removing = desired.entry(&m.host).is_none();
-        if removing {
-            next.members.retain(|n| n.id != m.id);
-        } else if let Some(n) = next.members.iter_mut().find(|n| n.id == m.id) {
-            n.votes = 0;
-            n.priority = 0;
-        }
-        // MongoDB refuses a config whose voting majority cannot be reached.
-        let new_voters: Vec<&RsMember> = next.members.iter().filter(|n| n.is_voter()).collect();
-        let up = new_voters
-            .iter()
-            .filter(|n| observed.state(&n.host).is_up())
-            .count();
-        if up < new_voters.len() / 2 + 1 {
-            return Step::Wait(format!(
-                "removing {} would leave {up} of {} voters reachable",
-                m.host,
-                new_voters.len()
-            ));
-        }
-        next.version += 1;
-        return Step::Reconfig {
-            config: next,
-            reason: format!(
-                "{} voting member {}",
-                if removing { "remove" } else { "demote" },
-                m.host
-            ),
-        };
+        return drop_voter(config, observed, m, desired.entry(&m.host).is_none());
     }
     if !room && promotion.is_some() {
         return Step::Wait("7 voters already; waiting for a voter to be removed".into());
@@ -427,6 +383,84 @@ fn plan(desired: &Desired, observed: &Observed, force: ForceOptIn) -> Step {
     match pending {
         Some(h) => Step::Wait(format!("waiting for {} to be ready and SECONDARY", h.host)),
         None => Step::Done,
+    }
+}
+
+/// Give `m` its vote and `priority`. "Modify a PSA Replica Set Safely": from one data-bearing
+/// voter to a PSA set, the vote comes first with priority 0; the priority follows in the next
+/// reconfig (the priority batch of [`non_voting_changes`]).
+fn promote(config: &RsConfig, m: &RsMember, priority: i32) -> Step {
+    let mut next = config.clone();
+    if let Some(n) = next.members.iter_mut().find(|n| n.id == m.id) {
+        n.votes = 1;
+        n.priority = priority;
+    }
+    let psa_first_step = next.is_psa() && config.writable_voters() == 1 && priority > 0;
+    if psa_first_step && let Some(n) = next.members.iter_mut().find(|n| n.id == m.id) {
+        n.priority = 0;
+    }
+    next.version += 1;
+    Step::Reconfig {
+        config: next,
+        reason: if psa_first_step {
+            format!(
+                "promote {} to voting with priority 0 first (primary-secondary-arbiter set)",
+                m.host
+            )
+        } else {
+            format!("promote {} to voting", m.host)
+        },
+    }
+}
+
+/// The arbiter joins with its vote and priority 0 (an arbiter must vote).
+fn add_arbiter(config: &RsConfig, host: &str) -> Step {
+    let mut next = config.clone();
+    let id = next.next_id();
+    next.members.push(RsMember {
+        id,
+        host: host.to_owned(),
+        votes: 1,
+        priority: 0,
+        arbiter_only: true,
+    });
+    next.version += 1;
+    Step::Reconfig {
+        config: next,
+        reason: format!("add arbiter {host}"),
+    }
+}
+
+/// Remove (`removing`) or demote voter `m`, unless the new voting majority would be out of
+/// reach (MongoDB refuses such a config).
+fn drop_voter(config: &RsConfig, observed: &Observed, m: &RsMember, removing: bool) -> Step {
+    let mut next = config.clone();
+    if removing {
+        next.members.retain(|n| n.id != m.id);
+    } else if let Some(n) = next.members.iter_mut().find(|n| n.id == m.id) {
+        n.votes = 0;
+        n.priority = 0;
+    }
+    let new_voters: Vec<&RsMember> = next.members.iter().filter(|n| n.is_voter()).collect();
+    let up = new_voters
+        .iter()
+        .filter(|n| observed.state(&n.host).is_up())
+        .count();
+    if up < new_voters.len() / 2 + 1 {
+        return Step::Wait(format!(
+            "removing {} would leave {up} of {} voters reachable",
+            m.host,
+            new_voters.len()
+        ));
+    }
+    next.version += 1;
+    Step::Reconfig {
+        config: next,
+        reason: format!(
+            "{} voting member {}",
+            if removing { "remove" } else { "demote" },
+            m.host
+        ),
     }
 }
 

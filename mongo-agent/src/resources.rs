@@ -292,60 +292,10 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
         None => (creds.clone(), ROOT_PASSWORD_KEY.to_owned()),
     };
     let arbiter = index.is_none();
-    let mut mongod = json!({
-        "name": "mongod",
-        "image": image,
-        "imagePullPolicy": pull_policy,
-        // The configuration file only: no password on the command line.
-        "args": ["--config", "/etc/mongod/mongod.conf"],
-        "ports": [{"name": "mongodb", "containerPort": MONGOD_PORT}],
-        // WiredTiger recovery after an unclean stop can take long: liveness starts only once
-        // mongod listens (up to 30 minutes), so it never kills a recovering member.
-        "startupProbe": {"tcpSocket": {"port": MONGOD_PORT}, "periodSeconds": 10, "failureThreshold": 180},
-        "readinessProbe": {"tcpSocket": {"port": MONGOD_PORT}, "periodSeconds": 10},
-        "livenessProbe": {"tcpSocket": {"port": MONGOD_PORT}, "periodSeconds": 20, "failureThreshold": 6},
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": true,
-            "runAsUser": MONGODB_UID,
-        },
-        "volumeMounts": [
-            {"name": "config", "mountPath": "/etc/mongod", "readOnly": true},
-            {"name": "keyfile", "mountPath": KEYFILE_DIR, "readOnly": true},
-            // The root password, for the agent's in-pod first-user script (crate::inpod).
-            {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": true},
-            {"name": "data", "mountPath": "/data/db"},
-        ],
-    });
-    if let Some(r) = &spec.resources {
-        mongod["resources"] = serde_json::to_value(r)?;
-    }
+    let mongod = mongod_container(spec, &image, &pull_policy)?;
     let mut containers = vec![mongod];
-    let exporter = spec
-        .metrics_exporter_spec
-        .as_ref()
-        .is_none_or(|m| m.enable.unwrap_or(true));
-    if exporter && !arbiter {
-        let mut c = json!({
-            "name": "exporter",
-            "image": EXPORTER_IMAGE,
-            "args": ["--mongodb.uri=mongodb://127.0.0.1:27017/admin?directConnection=true", "--collect-all", "--compatible-mode"],
-            "env": [
-                {"name": "MONGODB_USER", "value": CLUSTER_MONITOR_USER},
-                {"name": "MONGODB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": creds, "key": CLUSTER_MONITOR_PASSWORD_KEY}}},
-            ],
-            "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT}],
-            "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": true, "runAsUser": 65534},
-        });
-        if let Some(r) = spec
-            .metrics_exporter_spec
-            .as_ref()
-            .and_then(|m| m.resources.as_ref())
-        {
-            c["resources"] = serde_json::to_value(r)?;
-        }
-        containers.push(c);
+    if let Some(c) = exporter_container(spec, &creds).filter(|_| !arbiter) {
+        containers.push(c?);
     }
     let pod_spec = spec.pod_spec.clone().unwrap_or_default();
     let affinity = match &pod_spec.affinity {
@@ -365,27 +315,7 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
             json!({"runAsNonRoot": true, "runAsUser": MONGODB_UID, "fsGroup": MONGODB_UID, "seccompProfile": {"type": "RuntimeDefault"}})
         }
     };
-    // mongod refuses a keyfile readable by group or others, and a Secret volume cannot give
-    // "0400, owned by the mongod user" (0440 under an fsGroup, root-owned without one): copy it
-    // to a memory emptyDir as that user, as the MongoDB and Percona operators do.
-    let keyfile_init = json!({
-        "name": "keyfile",
-        "image": &image,
-        "imagePullPolicy": &pull_policy,
-        "command": ["sh", "-c", format!(
-            "rm -f {KEYFILE_DIR}/{KEYFILE_KEY} && cp {KEYFILE_SECRET_DIR}/{KEYFILE_KEY} {KEYFILE_DIR}/{KEYFILE_KEY} && chmod 0400 {KEYFILE_DIR}/{KEYFILE_KEY}"
-        )],
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": true,
-            "runAsUser": MONGODB_UID,
-        },
-        "volumeMounts": [
-            {"name": "keyfile-secret", "mountPath": KEYFILE_SECRET_DIR, "readOnly": true},
-            {"name": "keyfile", "mountPath": KEYFILE_DIR},
-        ],
-    });
+    let keyfile_init = keyfile_init_container(&image, &pull_policy);
     let mut pod = json!({
         "initContainers": [keyfile_init],
         "containers": containers,
@@ -451,6 +381,104 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
         "metadata": meta(mdb, &sts, &member_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())?,
         "spec": sts_spec,
     }))?)
+}
+
+/// The mongod container: the config file only on its command line, probes (a startupProbe
+/// first), the security context, the keyfile, credentials and data mounts.
+fn mongod_container(
+    spec: &MongoDBSpec,
+    image: &str,
+    pull_policy: &Value,
+) -> Result<Value, ResourceError> {
+    let mut mongod = json!({
+        "name": "mongod",
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        // The configuration file only: no password on the command line.
+        "args": ["--config", "/etc/mongod/mongod.conf"],
+        "ports": [{"name": "mongodb", "containerPort": MONGOD_PORT}],
+        // WiredTiger recovery after an unclean stop can take long: liveness starts only once
+        // mongod listens (up to 30 minutes), so it never kills a recovering member.
+        "startupProbe": {"tcpSocket": {"port": MONGOD_PORT}, "periodSeconds": 10, "failureThreshold": 180},
+        "readinessProbe": {"tcpSocket": {"port": MONGOD_PORT}, "periodSeconds": 10},
+        "livenessProbe": {"tcpSocket": {"port": MONGOD_PORT}, "periodSeconds": 20, "failureThreshold": 6},
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": true,
+            "runAsUser": MONGODB_UID,
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/mongod", "readOnly": true},
+            {"name": "keyfile", "mountPath": KEYFILE_DIR, "readOnly": true},
+            // The root password, for the agent's in-pod first-user script (crate::inpod).
+            {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": true},
+            {"name": "data", "mountPath": "/data/db"},
+        ],
+    });
+    if let Some(r) = &spec.resources {
+        mongod["resources"] = serde_json::to_value(r)?;
+    }
+    Ok(mongod)
+}
+
+/// The exporter sidecar of `metricsExporterSpec` (on by default), logged in as the cluster
+/// monitor with the password from the credentials Secret.
+fn exporter_container(spec: &MongoDBSpec, creds: &str) -> Option<Result<Value, ResourceError>> {
+    let enabled = spec
+        .metrics_exporter_spec
+        .as_ref()
+        .is_none_or(|m| m.enable.unwrap_or(true));
+    if !enabled {
+        return None;
+    }
+    let mut c = json!({
+        "name": "exporter",
+        "image": EXPORTER_IMAGE,
+        "args": ["--mongodb.uri=mongodb://127.0.0.1:27017/admin?directConnection=true", "--collect-all", "--compatible-mode"],
+        "env": [
+            {"name": "MONGODB_USER", "value": CLUSTER_MONITOR_USER},
+            {"name": "MONGODB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": creds, "key": CLUSTER_MONITOR_PASSWORD_KEY}}},
+        ],
+        "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT}],
+        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": true, "runAsUser": 65534},
+    });
+    if let Some(r) = spec
+        .metrics_exporter_spec
+        .as_ref()
+        .and_then(|m| m.resources.as_ref())
+    {
+        match serde_json::to_value(r) {
+            Ok(v) => c["resources"] = v,
+            Err(e) => return Some(Err(e.into())),
+        }
+    }
+    Some(Ok(c))
+}
+
+/// mongod refuses a keyfile readable by group or others, and a Secret volume cannot give
+/// "0400, owned by the mongod user" (0440 under an fsGroup, root-owned without one): an init
+/// container copies it to a memory emptyDir as that user, as the MongoDB and Percona operators
+/// do.
+fn keyfile_init_container(image: &str, pull_policy: &Value) -> Value {
+    json!({
+        "name": "keyfile",
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        "command": ["sh", "-c", format!(
+            "rm -f {KEYFILE_DIR}/{KEYFILE_KEY} && cp {KEYFILE_SECRET_DIR}/{KEYFILE_KEY} {KEYFILE_DIR}/{KEYFILE_KEY} && chmod 0400 {KEYFILE_DIR}/{KEYFILE_KEY}"
+        )],
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": true,
+            "runAsUser": MONGODB_UID,
+        },
+        "volumeMounts": [
+            {"name": "keyfile-secret", "mountPath": KEYFILE_SECRET_DIR, "readOnly": true},
+            {"name": "keyfile", "mountPath": KEYFILE_DIR},
+        ],
+    })
 }
 
 /// Every object for `mdb`: the mongod ConfigMap, then per member a Service and a StatefulSet.

@@ -119,70 +119,7 @@ pub fn compute(
                 set(cond(READY, false, "ReplicaSetUnreachable", e.clone(), g));
                 MongoState::Reconciling
             }
-            Some(Ok(outcome)) => {
-                let lost = matches!(outcome, Outcome::QuorumLost { .. });
-                match outcome {
-                    Outcome::QuorumLost {
-                        reachable_voters,
-                        voters,
-                    } => set(cond(
-                        QUORUM_LOST,
-                        true,
-                        "MajorityUnreachable",
-                        quorum_lost_message(o.name, o.namespace, g, *reachable_voters, *voters),
-                        g,
-                    )),
-                    _ => set(cond(QUORUM_LOST, false, "MajorityReachable", "", g)),
-                }
-                let done = *outcome == Outcome::Done;
-                set(cond(
-                    SCALING,
-                    !done && !lost,
-                    if done { "Converged" } else { "InProgress" },
-                    match outcome {
-                        Outcome::Waiting(w) => w.clone(),
-                        Outcome::Reconfigured { reason, version } => {
-                            format!("config version {version}: {reason}")
-                        }
-                        Outcome::Initiated { on } => format!("initiated on {on}"),
-                        Outcome::SteppedDown { host } => format!("stepped down {host}"),
-                        Outcome::DefaultWriteConcernSet { reason } => format!(
-                            "set the cluster-wide default write concern to majority ({reason})"
-                        ),
-                        Outcome::ForcedReconfig { on, version } => {
-                            format!(
-                                "forced reconfig on {on} (version {version}) by the user's opt-in"
-                            )
-                        }
-                        Outcome::ForeignSet { host, set_name } => format!(
-                            "{host} already belongs to replica set {set_name}; FedState will not join or re-initiate it"
-                        ),
-                        _ => String::new(),
-                    },
-                    g,
-                ));
-                match outcome {
-                    Outcome::ForeignSet { .. } => {
-                        set(cond(
-                            READY,
-                            false,
-                            "ForeignReplicaSet",
-                            "a desired host belongs to another replica set",
-                            g,
-                        ));
-                        MongoState::Error
-                    }
-                    Outcome::QuorumLost { .. } => {
-                        set(cond(READY, false, "QuorumLost", "no primary", g));
-                        MongoState::Error
-                    }
-                    Outcome::Done => {
-                        set(cond(READY, true, "Running", "", g));
-                        MongoState::Running
-                    }
-                    _ => MongoState::Reconciling,
-                }
-            }
+            Some(Ok(outcome)) => outcome_state(outcome, o, g, &mut set),
         }
     };
     if sick.is_empty() {
@@ -199,6 +136,75 @@ pub fn compute(
     s.conditions = conds;
     s.state = Some(state);
     s
+}
+
+/// The conditions a replica-set step's outcome sets, and the object's state.
+fn outcome_state(
+    outcome: &Outcome,
+    o: &Observation<'_>,
+    g: Option<i64>,
+    set: &mut impl FnMut(Condition),
+) -> MongoState {
+    let lost = matches!(outcome, Outcome::QuorumLost { .. });
+    match outcome {
+        Outcome::QuorumLost {
+            reachable_voters,
+            voters,
+        } => set(cond(
+            QUORUM_LOST,
+            true,
+            "MajorityUnreachable",
+            quorum_lost_message(o.name, o.namespace, g, *reachable_voters, *voters),
+            g,
+        )),
+        _ => set(cond(QUORUM_LOST, false, "MajorityReachable", "", g)),
+    }
+    let done = *outcome == Outcome::Done;
+    set(cond(
+        SCALING,
+        !done && !lost,
+        if done { "Converged" } else { "InProgress" },
+        match outcome {
+            Outcome::Waiting(w) => w.clone(),
+            Outcome::Reconfigured { reason, version } => {
+                format!("config version {version}: {reason}")
+            }
+            Outcome::Initiated { on } => format!("initiated on {on}"),
+            Outcome::SteppedDown { host } => format!("stepped down {host}"),
+            Outcome::DefaultWriteConcernSet { reason } => {
+                format!("set the cluster-wide default write concern to majority ({reason})")
+            }
+            Outcome::ForcedReconfig { on, version } => {
+                format!("forced reconfig on {on} (version {version}) by the user's opt-in")
+            }
+            Outcome::ForeignSet { host, set_name } => format!(
+                "{host} already belongs to replica set {set_name}; FedState will not join or re-initiate it"
+            ),
+            _ => String::new(),
+        },
+        g,
+    ));
+    match outcome {
+        Outcome::ForeignSet { .. } => {
+            set(cond(
+                READY,
+                false,
+                "ForeignReplicaSet",
+                "a desired host belongs to another replica set",
+                g,
+            ));
+            MongoState::Error
+        }
+        Outcome::QuorumLost { .. } => {
+            set(cond(READY, false, "QuorumLost", "no primary", g));
+            MongoState::Error
+        }
+        Outcome::Done => {
+            set(cond(READY, true, "Running", "", g));
+            MongoState::Running
+        }
+        _ => MongoState::Reconciling,
+    }
 }
 
 #[cfg(test)]

@@ -246,6 +246,75 @@ fn truthy(d: &Document, key: &str) -> bool {
     number(d, key).is_some_and(|n| n != 0.0)
 }
 
+/// One member of a config document, validated on its own.
+fn parse_member(m: &Document) -> Result<Member, CommandError> {
+    let invalid = |m: String| err(INVALID_REPLICA_SET_CONFIG, m);
+    let id = number(m, "_id").ok_or_else(|| invalid("member is missing \"_id\"".into()))? as i32;
+    let host = m
+        .get_str("host")
+        .map_err(|_| invalid(format!("member {id} is missing \"host\"")))?
+        .to_owned();
+    if host
+        .rsplit_once(':')
+        .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+    {
+        return Err(invalid(format!(
+            "member {id}: host {host:?} is not host:port"
+        )));
+    }
+    let arbiter_only = truthy(m, "arbiterOnly");
+    let votes = number(m, "votes").unwrap_or(1.0) as i32;
+    let priority = number(m, "priority").unwrap_or(if arbiter_only { 0.0 } else { 1.0 });
+    let hidden = truthy(m, "hidden");
+    if votes != 0 && votes != 1 {
+        return Err(invalid(format!(
+            "votes field value is {votes} but must be 0 or 1"
+        )));
+    }
+    if !(0.0..=1000.0).contains(&priority) {
+        return Err(invalid(format!(
+            "priority field value of {priority} is out of range"
+        )));
+    }
+    if votes == 0 && priority != 0.0 {
+        return Err(invalid(
+            "priority must be 0 when non-voting (votes:0)".into(),
+        ));
+    }
+    if arbiter_only && priority != 0.0 {
+        return Err(invalid("priority must be 0 when arbiterOnly=true".into()));
+    }
+    // member_config.cpp: an arbiter exists only to vote.
+    if arbiter_only && votes == 0 {
+        return Err(err(BAD_VALUE, "Arbiter must vote (cannot have 0 votes)"));
+    }
+    // 4.4+: `newlyAdded` is for the server to set (repl_set_config_checks.cpp).
+    if m.contains_key("newlyAdded") {
+        return Err(invalid(format!(
+            "Cannot provide newlyAdded field to member config for member {id}"
+        )));
+    }
+    if hidden && priority != 0.0 {
+        return Err(invalid("priority must be 0 when hidden=true".into()));
+    }
+    let build_indexes = m.get_bool("buildIndexes").unwrap_or(true);
+    if !build_indexes && priority != 0.0 {
+        return Err(invalid("priority must be 0 when buildIndexes=false".into()));
+    }
+    let tags = m.get_document("tags").cloned().unwrap_or_default();
+    Ok(Member {
+        id,
+        host,
+        votes,
+        priority,
+        arbiter_only,
+        hidden,
+        build_indexes,
+        newly_added: false,
+        tags,
+    })
+}
+
 /// Parse and validate a config document ("Replica Set Configuration" and the validation in
 /// `ReplSetConfig::validate`).
 pub fn parse_config(d: &Document) -> Result<Config, CommandError> {
@@ -263,71 +332,7 @@ pub fn parse_config(d: &Document) -> Result<Config, CommandError> {
         let Bson::Document(m) = m else {
             return Err(invalid("members entries must be documents".into()));
         };
-        let id =
-            number(m, "_id").ok_or_else(|| invalid("member is missing \"_id\"".into()))? as i32;
-        let host = m
-            .get_str("host")
-            .map_err(|_| invalid(format!("member {id} is missing \"host\"")))?
-            .to_owned();
-        if host
-            .rsplit_once(':')
-            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
-        {
-            return Err(invalid(format!(
-                "member {id}: host {host:?} is not host:port"
-            )));
-        }
-        let arbiter_only = truthy(m, "arbiterOnly");
-        let votes = number(m, "votes").unwrap_or(1.0) as i32;
-        let priority = number(m, "priority").unwrap_or(if arbiter_only { 0.0 } else { 1.0 });
-        let hidden = truthy(m, "hidden");
-        if votes != 0 && votes != 1 {
-            return Err(invalid(format!(
-                "votes field value is {votes} but must be 0 or 1"
-            )));
-        }
-        if !(0.0..=1000.0).contains(&priority) {
-            return Err(invalid(format!(
-                "priority field value of {priority} is out of range"
-            )));
-        }
-        if votes == 0 && priority != 0.0 {
-            return Err(invalid(
-                "priority must be 0 when non-voting (votes:0)".into(),
-            ));
-        }
-        if arbiter_only && priority != 0.0 {
-            return Err(invalid("priority must be 0 when arbiterOnly=true".into()));
-        }
-        // member_config.cpp: an arbiter exists only to vote.
-        if arbiter_only && votes == 0 {
-            return Err(err(BAD_VALUE, "Arbiter must vote (cannot have 0 votes)"));
-        }
-        // 4.4+: `newlyAdded` is for the server to set (repl_set_config_checks.cpp).
-        if m.contains_key("newlyAdded") {
-            return Err(invalid(format!(
-                "Cannot provide newlyAdded field to member config for member {id}"
-            )));
-        }
-        if hidden && priority != 0.0 {
-            return Err(invalid("priority must be 0 when hidden=true".into()));
-        }
-        let build_indexes = m.get_bool("buildIndexes").unwrap_or(true);
-        if !build_indexes && priority != 0.0 {
-            return Err(invalid("priority must be 0 when buildIndexes=false".into()));
-        }
-        let tags = m.get_document("tags").cloned().unwrap_or_default();
-        members.push(Member {
-            id,
-            host,
-            votes,
-            priority,
-            arbiter_only,
-            hidden,
-            build_indexes,
-            newly_added: false,
-            tags,
-        });
+        members.push(parse_member(m)?);
     }
     for (i, a) in members.iter().enumerate() {
         for b in &members[i + 1..] {

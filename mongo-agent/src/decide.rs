@@ -1,0 +1,611 @@
+//! The agent's decisions (pure): from what [`crate::gather`] read and what the replica set did,
+//! what to write. Nothing here talks to an apiserver or to MongoDB; [`crate::apply`] carries the
+//! decisions out, [`crate::converge`] (with [`crate::planner`]) takes the replica-set step.
+//!
+//! A live object is decided in two steps around the replica-set step, which needs the members'
+//! Services, Pods and Secrets the first step writes: [`objects`] (Secrets, the mongod
+//! ConfigMap, Services, StatefulSets, the users), then [`after_step`] (rolling restarts, the
+//! objects of members that left the set, the status and the events).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use fedstate_api::hostconf::{HostConf, HostEntry};
+use fedstate_api::names::managed_labels;
+use fedstate_api::secrets::{check_keyfile, generate_keyfile, generate_password};
+use fedstate_api::v1alpha1::{DEFAULT_IMAGE, MongoDB, MongoDBStatus, check_image};
+use jiff::Timestamp;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use rand::Rng;
+
+use crate::controller::Settings;
+use crate::converge::{Outcome, SetGoal, UserChanges, Users};
+use crate::gather::Seen;
+use crate::planner::{Desired, ForceOptIn, MemberState};
+use crate::replset::{Login, Observation, Password};
+use crate::resources::{self, MemberAddressing, ResourceError, is_arbiter, member_index_of};
+use crate::rollout::{self, PodRollout, RolloutStep};
+use crate::status::{self, FORCE_RECONFIG_ANNOTATION};
+
+/// This cluster's members of one object, from its Services and Pods.
+#[derive(Clone, Debug, Default)]
+pub struct Members {
+    /// memberIndex → address, for own Services that have a NodePort.
+    pub addresses: BTreeMap<i32, String>,
+    /// The arbiter's address, when this cluster runs it.
+    pub arbiter: Option<String>,
+    /// Own members whose pod is ready (or Running).
+    pub ready: BTreeSet<String>,
+    pub running: i32,
+    /// Member address → its pod's name (where `pods/exec` runs in-pod steps).
+    pub pods_by_host: BTreeMap<String, String>,
+}
+
+impl Members {
+    /// Every address this cluster's members answer on.
+    pub fn own(&self) -> BTreeSet<String> {
+        let mut own: BTreeSet<String> = self.addresses.values().cloned().collect();
+        own.extend(self.arbiter.clone());
+        own
+    }
+}
+
+/// Addresses from the Services' NodePorts; readiness from the Pods.
+pub fn members(services: &[Service], pods: &[Pod], addressing: &MemberAddressing) -> Members {
+    let mut m = Members::default();
+    for s in services {
+        let port = s
+            .spec
+            .as_ref()
+            .and_then(|sp| sp.ports.as_ref())
+            .and_then(|p| p.first())
+            .and_then(|p| p.node_port);
+        let Some(port) = port else { continue };
+        if is_arbiter(s.labels()) {
+            m.arbiter = Some(addressing.address(port));
+        } else if let Some(i) = member_index_of(s.labels()) {
+            m.addresses.insert(i, addressing.address(port));
+        }
+    }
+    for p in pods {
+        let st = p.status.as_ref();
+        let is_running = st.and_then(|s| s.phase.as_deref()) == Some("Running");
+        let is_ready = st
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if is_running {
+            m.running += 1;
+        }
+        let addr = if is_arbiter(p.labels()) {
+            m.arbiter.clone()
+        } else {
+            member_index_of(p.labels()).and_then(|i| m.addresses.get(&i).cloned())
+        };
+        if (is_ready || is_running)
+            && p.metadata.deletion_timestamp.is_none()
+            && let Some(addr) = addr
+        {
+            m.ready.insert(addr.clone());
+            m.pods_by_host.insert(addr, p.name_any());
+        }
+    }
+    m
+}
+
+/// Why nothing but the status is written.
+#[derive(Debug, thiserror::Error)]
+pub enum Decline {
+    #[error("spec.pause is true: the agent changes nothing")]
+    Paused,
+    /// Something the user must fix; the message names the field and what to do.
+    #[error("{0}")]
+    InvalidSpec(String),
+    #[error(transparent)]
+    Broken(#[from] ResourceError),
+}
+
+/// One Secret write.
+#[derive(Clone, Debug)]
+pub enum SecretWrite {
+    /// Create once and never touch again (the keyfile: a new one would split the set).
+    Create(Secret),
+    /// Server-side apply (the credentials: new keys, or `spec.rootPassword` rotating root).
+    Apply(Secret),
+}
+
+/// The Kubernetes objects of a live object, and what the replica-set step needs.
+#[derive(Debug)]
+pub struct Objects {
+    pub secrets: Vec<SecretWrite>,
+    pub config_map: ConfigMap,
+    /// Services the agent owns (single-cluster objects only: the manager propagates a
+    /// federated set's, with NodePorts allocated once federation-wide).
+    pub services: Vec<Service>,
+    pub statefulsets: Vec<StatefulSet>,
+    /// `spec.config` names that are not mongod YAML paths.
+    pub ignored_config: Vec<String>,
+    /// The users with the passwords their Secrets hold (after the writes above).
+    pub users: Option<Users>,
+    pub members: Members,
+    /// The desired member list, or why it is not known yet.
+    pub hosts: Result<Vec<HostEntry>, String>,
+}
+
+/// The first step of a live object.
+pub fn objects(
+    mdb: &MongoDB,
+    seen: &Seen,
+    settings: &Settings,
+    rng: &mut impl Rng,
+) -> Result<Objects, Decline> {
+    if mdb.spec.pause == Some(true) {
+        return Err(Decline::Paused);
+    }
+    let image = mdb.spec.image.as_deref().unwrap_or(DEFAULT_IMAGE);
+    check_image("spec.image", image).map_err(|e| Decline::InvalidSpec(e.to_string()))?;
+    if let Some(content) = &seen.keyfile
+        && let Err(e) = check_keyfile(content)
+    {
+        let what = match &mdb.spec.keyfile_secret_ref {
+            Some(s) => format!("spec.keyfileSecretRef: Secret {s:?}"),
+            None => format!(
+                "Secret {:?}",
+                resources::keyfile_secret_name(&mdb.name_any())
+            ),
+        };
+        return Err(Decline::InvalidSpec(format!(
+            "{what}, key {:?}: {e}; put 6 to 1024 base64 characters there (e.g. openssl rand -base64 756)",
+            resources::KEYFILE_KEY
+        )));
+    }
+    let desired = match resources::desired_objects(mdb, seen.user_yaml.as_deref()) {
+        Ok(d) => d,
+        Err(e @ ResourceError::UserConfig { .. }) => {
+            return Err(Decline::InvalidSpec(e.to_string()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (secrets, credentials) = if mdb.spec.member_config_ref.is_none() {
+        single_cluster_secrets(mdb, seen, rng)
+    } else {
+        (Vec::new(), seen.credentials.clone())
+    };
+    let members = members(&seen.services, &seen.pods, &settings.addressing);
+    let hosts = hosts(mdb, seen, &members, settings.cluster_name.as_deref());
+    Ok(Objects {
+        secrets,
+        config_map: desired.config_map,
+        services: if mdb.spec.member_config_ref.is_none() {
+            desired.services
+        } else {
+            Vec::new()
+        },
+        statefulsets: desired.statefulsets,
+        ignored_config: desired.ignored_config,
+        users: users(
+            mdb,
+            credentials.as_ref(),
+            seen.root_password_from_ref.as_deref(),
+        ),
+        members,
+        hosts,
+    })
+}
+
+/// Single-cluster use: the keyfile Secret once (unless `spec.keyfileSecretRef`), the
+/// credentials Secret with any missing password generated; `spec.rootPassword` (compatibility)
+/// is copied into it, never into an object. Returns the writes and the credentials' data after
+/// them.
+pub fn single_cluster_secrets(
+    mdb: &MongoDB,
+    seen: &Seen,
+    rng: &mut impl Rng,
+) -> (Vec<SecretWrite>, Option<BTreeMap<String, ByteString>>) {
+    let name = mdb.name_any();
+    let mut writes = Vec::new();
+    if mdb.spec.keyfile_secret_ref.is_none() && !seen.keyfile_secret_exists {
+        writes.push(SecretWrite::Create(secret(
+            mdb,
+            resources::keyfile_secret_name(&name),
+            BTreeMap::from([(
+                resources::KEYFILE_KEY.to_owned(),
+                ByteString(generate_keyfile(rng).into_bytes()),
+            )]),
+        )));
+    }
+    let mut data = seen.credentials.clone().unwrap_or_default();
+    let before = data.clone();
+    for key in [
+        resources::CLUSTER_ADMIN_PASSWORD_KEY,
+        resources::CLUSTER_MONITOR_PASSWORD_KEY,
+    ] {
+        data.entry(key.to_owned())
+            .or_insert_with(|| ByteString(generate_password(rng).into_bytes()));
+    }
+    if mdb.spec.root_password_secret_ref.is_none() {
+        match mdb.spec.root_password.as_deref().filter(|p| !p.is_empty()) {
+            Some(p) => {
+                data.insert(
+                    resources::ROOT_PASSWORD_KEY.to_owned(),
+                    ByteString(p.as_bytes().to_vec()),
+                );
+            }
+            None => {
+                data.entry(resources::ROOT_PASSWORD_KEY.to_owned())
+                    .or_insert_with(|| ByteString(generate_password(rng).into_bytes()));
+            }
+        }
+    }
+    if seen.credentials.is_none() || data != before {
+        writes.push(SecretWrite::Apply(secret(
+            mdb,
+            resources::credentials_secret_name(&name),
+            data.clone(),
+        )));
+    }
+    (writes, Some(data))
+}
+
+fn secret(mdb: &MongoDB, name: String, data: BTreeMap<String, ByteString>) -> Secret {
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name),
+            namespace: mdb.namespace(),
+            labels: Some(managed_labels(&mdb.name_any())),
+            owner_references: Some(mdb.controller_owner_ref(&()).into_iter().collect()),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+/// The three users with the passwords their Secrets hold; `None` until all three are known.
+pub fn users(
+    mdb: &MongoDB,
+    credentials: Option<&BTreeMap<String, ByteString>>,
+    root_from_ref: Option<&str>,
+) -> Option<Users> {
+    let value = |key: &str| {
+        credentials
+            .and_then(|d| d.get(key))
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+    };
+    let root = match &mdb.spec.root_password_secret_ref {
+        Some(_) => root_from_ref.map(str::to_owned),
+        None => value(resources::ROOT_PASSWORD_KEY),
+    }?;
+    let login = |u: &str, p: String| Login {
+        user: u.to_owned(),
+        password: Password::new(p),
+    };
+    Some(Users {
+        root: login(resources::ROOT_USER, root),
+        cluster_admin: login(
+            resources::CLUSTER_ADMIN_USER,
+            value(resources::CLUSTER_ADMIN_PASSWORD_KEY)?,
+        ),
+        cluster_monitor: login(
+            resources::CLUSTER_MONITOR_USER,
+            value(resources::CLUSTER_MONITOR_PASSWORD_KEY)?,
+        ),
+    })
+}
+
+/// The desired member list: the manager's host list, or (single cluster) the own members, all
+/// voting up to 7.
+pub fn hosts(
+    mdb: &MongoDB,
+    seen: &Seen,
+    members: &Members,
+    cluster: Option<&str>,
+) -> Result<Vec<HostEntry>, String> {
+    if let Some(read) = &seen.hostconf {
+        let json = read.as_ref().map_err(Clone::clone)?;
+        return HostConf::parse(json)
+            .map(|c| c.hosts)
+            .map_err(|e| e.to_string());
+    }
+    Ok(resources::local_members(&mdb.spec)
+        .into_iter()
+        .filter_map(|m| {
+            Some(HostEntry {
+                host: members.addresses.get(&m.index)?.clone(),
+                member_index: m.index,
+                votes: m.votes,
+                priority: m.priority,
+                arbiter_only: false,
+                cluster: cluster.unwrap_or_default().to_owned(),
+            })
+        })
+        .collect())
+}
+
+/// What this agent wants of the set and the users it logs in as, or why it cannot say yet.
+pub fn set_goal(
+    mdb: &MongoDB,
+    objects: &Objects,
+    settings: &Settings,
+) -> Result<(SetGoal, Users), String> {
+    let hosts = objects.hosts.clone()?;
+    let users = objects.users.clone().ok_or_else(|| {
+        format!(
+            "waiting for Secret {}",
+            resources::credentials_secret_name(&mdb.name_any())
+        )
+    })?;
+    let mut own = objects.members.own();
+    if let Some(cluster) = &settings.cluster_name {
+        own.extend(
+            hosts
+                .iter()
+                .filter(|h| &h.cluster == cluster)
+                .map(|h| h.host.clone()),
+        );
+    }
+    let force = mdb
+        .annotations()
+        .get(FORCE_RECONFIG_ANNOTATION)
+        .and_then(|v| v.parse::<i64>().ok())
+        .is_some_and(|g| Some(g) == mdb.metadata.generation);
+    let goal = SetGoal {
+        set_name: resources::set_name(mdb),
+        rs_init: mdb
+            .spec
+            .rs_init
+            .unwrap_or(mdb.spec.member_config_ref.is_none()),
+        desired: Desired {
+            hosts,
+            own,
+            ready: objects.members.ready.clone(),
+        },
+        force: ForceOptIn(force),
+    };
+    Ok((goal, users))
+}
+
+/// What the replica-set step did.
+#[derive(Clone, Debug, Default)]
+pub struct SetResult {
+    /// The step's outcome, or why it could not run (the set unreachable).
+    pub outcome: Option<Result<Outcome, String>>,
+    pub observation: Option<Observation>,
+    /// Users created or rotated.
+    pub users: UserChanges,
+}
+
+impl SetResult {
+    /// No step was possible (no host list or no Secrets yet).
+    pub fn waiting(why: String) -> Self {
+        Self {
+            outcome: Some(Ok(Outcome::Waiting(why))),
+            ..Default::default()
+        }
+    }
+}
+
+/// An Event to record on the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub type_: EventType,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// The second step of a live object.
+#[derive(Debug)]
+pub struct AfterStep {
+    /// Delete this pod (its StatefulSet recreates it at the new revision).
+    pub restart: Option<String>,
+    /// Step this primary down before its pod is restarted.
+    pub step_down: Option<String>,
+    /// StatefulSets of members that left the set (and their Services when the agent owns them).
+    pub delete: Vec<String>,
+    pub delete_services: bool,
+    pub status: MongoDBStatus,
+    pub events: Vec<Note>,
+    pub requeue: Duration,
+}
+
+/// Restarts, removals, status and events after the replica-set step.
+pub fn after_step(
+    mdb: &MongoDB,
+    seen: &Seen,
+    objects: &Objects,
+    set: &SetResult,
+    now: Timestamp,
+) -> AfterStep {
+    let name = mdb.name_any();
+    let (restart, step_down, delete) = match &set.observation {
+        Some(obs) => {
+            let (restart, step_down) = match restart_step(mdb, seen, &objects.members, obs) {
+                RolloutStep::Restart { index } => (
+                    Some(format!(
+                        "{}-0",
+                        fedstate_api::names::member_service_name(&name, index.max(0) as u32)
+                    )),
+                    None,
+                ),
+                RolloutStep::StepDown { host } => (None, Some(host)),
+                RolloutStep::Wait(_) | RolloutStep::Done => (None, None),
+            };
+            (restart, step_down, departed(seen, objects, obs))
+        }
+        None => (None, None, Vec::new()),
+    };
+    let members = set
+        .observation
+        .as_ref()
+        .map(|o| o.members.clone())
+        .unwrap_or_default();
+    let o = status::Observation {
+        name: &name,
+        namespace: &mdb.namespace().unwrap_or_default(),
+        generation: mdb.metadata.generation,
+        paused: false,
+        spec_error: None,
+        outcome: set.outcome.clone(),
+        members: &members,
+        running: objects.members.running,
+        resources: mdb.spec.resources.clone(),
+        ignored_config: &objects.ignored_config,
+    };
+    let mut events: Vec<Note> = set
+        .outcome
+        .iter()
+        .flatten()
+        .filter_map(announcement)
+        .collect();
+    if set.users != UserChanges::default() {
+        events.push(Note {
+            type_: EventType::Normal,
+            reason: "UsersUpdated",
+            note: format!(
+                "created {:?}, rotated {:?}",
+                set.users.created, set.users.rotated
+            ),
+        });
+    }
+    AfterStep {
+        restart,
+        step_down,
+        delete,
+        delete_services: mdb.spec.member_config_ref.is_none(),
+        status: status::compute(mdb.status.as_ref(), &o, now),
+        events,
+        requeue: match set.outcome {
+            Some(Ok(Outcome::Done)) => Duration::from_secs(30),
+            _ => Duration::from_secs(2),
+        },
+    }
+}
+
+/// The status when nothing else is written (paused, or a spec the user must fix).
+pub fn declined_status(mdb: &MongoDB, why: &Decline, now: Timestamp) -> MongoDBStatus {
+    let spec_error = match why {
+        Decline::Paused => None,
+        other => Some(other.to_string()),
+    };
+    let o = status::Observation {
+        name: &mdb.name_any(),
+        namespace: &mdb.namespace().unwrap_or_default(),
+        generation: mdb.metadata.generation,
+        paused: matches!(why, Decline::Paused),
+        spec_error,
+        ..Default::default()
+    };
+    status::compute(mdb.status.as_ref(), &o, now)
+}
+
+/// The next rolling restart of an own member whose pod runs an older revision.
+fn restart_step(mdb: &MongoDB, seen: &Seen, members: &Members, obs: &Observation) -> RolloutStep {
+    let revisions: BTreeMap<String, String> = seen
+        .statefulsets
+        .iter()
+        .filter_map(|s| {
+            let rev = s.status.as_ref()?.update_revision.clone()?;
+            Some((s.name_any(), rev))
+        })
+        .collect();
+    let pods: Vec<PodRollout> = seen
+        .pods
+        .iter()
+        .filter_map(|p| {
+            let index = member_index_of(p.labels())?;
+            let host = members.addresses.get(&index)?;
+            let sts =
+                fedstate_api::names::member_service_name(&mdb.name_any(), index.max(0) as u32);
+            let update = revisions.get(&sts);
+            let current = p.labels().get("controller-revision-hash");
+            Some(PodRollout {
+                index,
+                host: host.clone(),
+                outdated: update.is_some() && current.is_some() && update != current,
+                ready: members.ready.contains(host),
+            })
+        })
+        .collect();
+    let voters: BTreeMap<String, MemberState> = obs
+        .observed
+        .config
+        .iter()
+        .flat_map(|c| c.members.iter().filter(|m| m.votes > 0))
+        .map(|m| (m.host.clone(), obs.observed.state(&m.host)))
+        .collect();
+    rollout::next_restart(&pods, &voters, obs.primary.as_deref())
+}
+
+/// StatefulSets the object no longer wants whose member is not in the set's config (a member is
+/// removed from the set first, then its workload).
+fn departed(seen: &Seen, objects: &Objects, obs: &Observation) -> Vec<String> {
+    let Some(config) = &obs.observed.config else {
+        return Vec::new();
+    };
+    let in_config: BTreeSet<&str> = config.members.iter().map(|m| m.host.as_str()).collect();
+    let wanted: BTreeSet<String> = objects.statefulsets.iter().map(|s| s.name_any()).collect();
+    seen.statefulsets
+        .iter()
+        .filter(|s| !wanted.contains(&s.name_any()))
+        .filter(|s| {
+            let addr = if is_arbiter(s.labels()) {
+                objects.members.arbiter.as_ref()
+            } else {
+                member_index_of(s.labels()).and_then(|i| objects.members.addresses.get(&i))
+            };
+            !addr.is_some_and(|a| in_config.contains(a.as_str()))
+        })
+        .map(|s| s.name_any())
+        .collect()
+}
+
+/// The Event a replica-set step deserves.
+fn announcement(o: &Outcome) -> Option<Note> {
+    let (type_, reason) = match o {
+        Outcome::Initiated { .. } => (EventType::Normal, "Initiated"),
+        Outcome::Reconfigured { .. } => (EventType::Normal, "Reconfigured"),
+        Outcome::SteppedDown { .. } => (EventType::Normal, "SteppedDown"),
+        Outcome::DefaultWriteConcernSet { .. } => (EventType::Normal, "DefaultWriteConcernSet"),
+        Outcome::ForcedReconfig { .. } => (EventType::Warning, "ForcedReconfig"),
+        Outcome::QuorumLost { .. } => (EventType::Warning, "QuorumLost"),
+        Outcome::ForeignSet { .. } => (EventType::Warning, "ForeignReplicaSet"),
+        Outcome::Waiting(_) | Outcome::Done => return None,
+    };
+    Some(Note {
+        type_,
+        reason,
+        note: format!("{o:?}"),
+    })
+}
+
+/// What an agent leaving the set (its object is being deleted) wants: the other clusters'
+/// members only. `None` when there is nothing to leave (no other member, paused, not known).
+pub fn leaving_goal(mdb: &MongoDB, seen: &Seen, settings: &Settings) -> Option<SetGoal> {
+    if mdb.spec.pause == Some(true) {
+        return None;
+    }
+    let members = members(&seen.services, &seen.pods, &settings.addressing);
+    let own = members.own();
+    let others: Vec<HostEntry> = hosts(mdb, seen, &members, settings.cluster_name.as_deref())
+        .ok()?
+        .into_iter()
+        .filter(|h| !own.contains(&h.host))
+        .collect();
+    if others.is_empty() {
+        return None;
+    }
+    Some(SetGoal {
+        set_name: resources::set_name(mdb),
+        rs_init: false,
+        desired: Desired {
+            hosts: others,
+            own,
+            ready: BTreeSet::new(),
+        },
+        force: ForceOptIn(false),
+    })
+}

@@ -18,6 +18,9 @@ pub struct SetGoal {
     pub rs_init: bool,
     pub desired: Desired,
     pub force: ForceOptIn,
+    /// The feature compatibility version to set once the set is otherwise converged
+    /// ([`crate::version::plan`]).
+    pub fcv: Option<(u32, u32)>,
 }
 
 /// What the step did.
@@ -36,6 +39,10 @@ pub enum Outcome {
     ForcedReconfig {
         on: String,
         version: i64,
+    },
+    /// The set's feature compatibility version was set (an upgrade or downgrade step).
+    FeatureCompatibilitySet {
+        version: String,
     },
     /// A cluster-wide default write concern was set (MongoDB 5.0+ needs one before a reconfig
     /// that changes the implicit default, such as adding an arbiter).
@@ -65,6 +72,7 @@ impl Outcome {
                 | Self::SteppedDown { .. }
                 | Self::ForcedReconfig { .. }
                 | Self::DefaultWriteConcernSet { .. }
+                | Self::FeatureCompatibilitySet { .. }
         )
     }
 }
@@ -106,7 +114,19 @@ pub async fn step(
         return Ok((outcome, obs));
     };
     let outcome = match planner::next_step(&goal.desired, &obs.observed, goal.force) {
-        Step::Done => Outcome::Done,
+        Step::Done => match (goal.fcv, obs.primary.clone()) {
+            (Some(fcv), Some(primary)) => {
+                // 7.0+ wants `confirm: true`, older servers refuse the unknown field.
+                let confirm = obs.observed.server.version.is_some_and(|v| v >= (7, 0));
+                admin
+                    .set_feature_compatibility(&primary, fcv, confirm)
+                    .await?;
+                let version = format!("{}.{}", fcv.0, fcv.1);
+                tracing::info!(set = %goal.set_name, %version, "set the feature compatibility version");
+                Outcome::FeatureCompatibilitySet { version }
+            }
+            _ => Outcome::Done,
+        },
         Step::Wait(w) => Outcome::Waiting(w),
         Step::QuorumLost {
             reachable_voters,

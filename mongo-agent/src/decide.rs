@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use fedstate_api::condition::ConditionStatus;
 use fedstate_api::hostconf::{HostConf, HostEntry};
 use fedstate_api::names::managed_labels;
 use fedstate_api::secrets::{check_keyfile, generate_keyfile, generate_password};
@@ -30,6 +31,7 @@ use crate::replset::{Login, Observation, Password};
 use crate::resources::{self, MemberAddressing, ResourceError, is_arbiter, member_index_of};
 use crate::rollout::{self, PodRollout, RolloutStep};
 use crate::status::{self, FORCE_RECONFIG_ANNOTATION};
+use crate::version::{self, Progress, VersionPlan};
 
 /// This cluster's members of one object, from its Services and Pods.
 #[derive(Clone, Debug, Default)]
@@ -133,6 +135,8 @@ pub struct Objects {
     pub members: Members,
     /// The desired member list, or why it is not known yet.
     pub hosts: Result<Vec<HostEntry>, String>,
+    /// The image the members get and the FCV step ([`crate::version`]).
+    pub version: VersionPlan,
 }
 
 /// The first step of a live object.
@@ -162,7 +166,19 @@ pub fn objects(
             resources::KEYFILE_KEY
         )));
     }
-    let desired = match resources::desired_objects(mdb, seen.user_yaml.as_deref()) {
+    let version = match &seen.versions {
+        Some(running) => version::plan(image, running),
+        None => VersionPlan {
+            image: image.to_owned(),
+            fcv: None,
+            progress: Progress::Current,
+        },
+    };
+    // The members get the image the version plan allows (a refused or not yet allowed change
+    // keeps the one they run).
+    let mut gated = mdb.clone();
+    gated.spec.image = Some(version.image.clone());
+    let desired = match resources::desired_objects(&gated, seen.user_yaml.as_deref()) {
         Ok(d) => d,
         Err(e @ ResourceError::UserConfig { .. }) => {
             return Err(Decline::InvalidSpec(e.to_string()));
@@ -193,7 +209,40 @@ pub fn objects(
         ),
         members,
         hosts,
+        version,
     })
+}
+
+/// The image this cluster's member StatefulSets have now (the first data member's).
+pub fn running_image(seen: &Seen) -> Option<String> {
+    seen.statefulsets
+        .iter()
+        .filter(|s| !is_arbiter(s.labels()))
+        .find_map(|s| {
+            let pod = s.spec.as_ref()?.template.spec.as_ref()?;
+            pod.containers
+                .iter()
+                .find(|c| c.name == "mongod")?
+                .image
+                .clone()
+        })
+}
+
+/// Whether the members' versions must be read: `spec.image` names another series than the
+/// members' image, or the last reconcile reported a version change under way (the FCV still
+/// to raise once every member runs the new binary).
+pub fn needs_version_check(mdb: &MongoDB, seen: &Seen) -> bool {
+    let desired = mdb.spec.image.as_deref().unwrap_or(DEFAULT_IMAGE);
+    let series = |image: &str| {
+        fedstate_api::v1alpha1::image_version(image)
+            .and_then(|v| version::series((v.major, v.minor)))
+    };
+    let changing = mdb.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == status::VERSION_UPGRADE && c.status == ConditionStatus::True)
+    });
+    changing || running_image(seen).is_some_and(|running| series(&running) != series(desired))
 }
 
 /// Single-cluster use: the keyfile Secret once (unless `spec.keyfileSecretRef`), the
@@ -365,6 +414,7 @@ pub fn set_goal(
             ready: objects.members.ready.clone(),
         },
         force: ForceOptIn(force),
+        fcv: objects.version.fcv,
     };
     Ok((goal, users))
 }
@@ -454,6 +504,7 @@ pub fn after_step(
         running: objects.members.running,
         resources: mdb.spec.resources.clone(),
         ignored_config: &objects.ignored_config,
+        version: Some(&objects.version.progress),
     };
     let mut events: Vec<Note> = set
         .outcome
@@ -570,6 +621,7 @@ fn announcement(o: &Outcome) -> Option<Note> {
         Outcome::Reconfigured { .. } => (EventType::Normal, "Reconfigured"),
         Outcome::SteppedDown { .. } => (EventType::Normal, "SteppedDown"),
         Outcome::DefaultWriteConcernSet { .. } => (EventType::Normal, "DefaultWriteConcernSet"),
+        Outcome::FeatureCompatibilitySet { .. } => (EventType::Normal, "FeatureCompatibilitySet"),
         Outcome::ForcedReconfig { .. } => (EventType::Warning, "ForcedReconfig"),
         Outcome::QuorumLost { .. } => (EventType::Warning, "QuorumLost"),
         Outcome::ForeignSet { .. } => (EventType::Warning, "ForeignReplicaSet"),
@@ -607,5 +659,6 @@ pub fn leaving_goal(mdb: &MongoDB, seen: &Seen, settings: &Settings) -> Option<S
             ready: BTreeSet::new(),
         },
         force: ForceOptIn(false),
+        fcv: None,
     })
 }

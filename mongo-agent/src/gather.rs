@@ -14,7 +14,9 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 use crate::controller::{Context, Error, kube_err};
+use crate::decide;
 use crate::resources;
+use crate::version::Running;
 
 /// Everything one reconcile of a live object reads.
 #[derive(Clone, Debug, Default)]
@@ -38,6 +40,9 @@ pub struct Seen {
     /// `hostconf.json` of `spec.memberConfigRef`, or why it cannot be read (`None` without a
     /// host list: single-cluster use).
     pub hostconf: Option<Result<String, String>>,
+    /// The members' versions and the set's FCV, read only while a version change may be under
+    /// way ([`crate::decide::needs_version_check`]).
+    pub versions: Option<Running>,
 }
 
 fn secret_value(s: &Secret, key: &str) -> Option<String> {
@@ -113,7 +118,7 @@ pub async fn live(ctx: &Context, mdb: &MongoDB) -> Result<Seen, Error> {
         .await
         .map_err(kube_err("list", "StatefulSets of", &name))?
         .items;
-    Ok(Seen {
+    let mut seen = Seen {
         keyfile_secret_exists: mdb.spec.keyfile_secret_ref.is_none() && keyfile_secret.is_some(),
         keyfile: keyfile_secret.and_then(|s| secret_value(&s, resources::KEYFILE_KEY)),
         credentials: credentials.map(|s| s.data.unwrap_or_default()),
@@ -123,5 +128,41 @@ pub async fn live(ctx: &Context, mdb: &MongoDB) -> Result<Seen, Error> {
         pods,
         statefulsets,
         hostconf,
-    })
+        versions: None,
+    };
+    if decide::needs_version_check(mdb, &seen) {
+        seen.versions = Some(versions(ctx, mdb, &seen).await);
+    }
+    Ok(seen)
+}
+
+/// The members' binaries (`buildInfo`, no login needed) and the set's FCV (as the cluster
+/// admin), asked of every desired and own member.
+async fn versions(ctx: &Context, mdb: &MongoDB, seen: &Seen) -> Running {
+    let members = decide::members(&seen.services, &seen.pods, &ctx.settings.addressing);
+    let mut hosts = members.own();
+    if let Ok(desired) = decide::hosts(mdb, seen, &members, ctx.settings.cluster_name.as_deref()) {
+        hosts.extend(desired.into_iter().map(|h| h.host));
+    }
+    let key = crate::controller::object_key(mdb);
+    let binaries = ctx.admin(&key, None).await.binaries(&hosts).await;
+    let users = decide::users(
+        mdb,
+        seen.credentials.as_ref(),
+        seen.root_password_from_ref.as_deref(),
+    );
+    let fcv = match &users {
+        Some(u) => {
+            ctx.admin(&key, Some(&u.cluster_admin))
+                .await
+                .feature_compatibility(&hosts)
+                .await
+        }
+        None => None,
+    };
+    Running {
+        binaries,
+        fcv,
+        image: decide::running_image(seen),
+    }
 }

@@ -6,12 +6,15 @@
 //! through the `pods/exec` subresource, as Percona's operator does, and runs the image's own shell
 //! (`mongosh` from 6.0, `mongo` before; the script picks whichever the image has).
 //!
-//! Why exec and not the official image's `MONGO_INITDB_ROOT_*` entrypoint: the entrypoint creates
-//! the user only on an empty dbPath, in a temporary mongod it starts for its init scripts before
-//! the real one, so it does not initiate the set (a user cannot be written before a primary
-//! exists), never runs again for a member whose data survived (a restored or recycled PVC), and
-//! its result is invisible to the agent. An exec is explicit, repeatable, and its answer is the
-//! server's.
+//! Why exec and not the official image's `MONGO_INITDB_ROOT_*` entrypoint (docker-library/mongo
+//! `docker-entrypoint.sh`): it creates the user only when the dbPath holds no data yet (no
+//! `WiredTiger`, `journal`, `local.0` or `storage.bson`), in a temporary mongod it forks on
+//! 127.0.0.1:27017 without `--auth` before the real one. It drops a `--replSet` given on the
+//! command line, but a replica-set name from the config file (our pods pass `--config` only) stays,
+//! so that temporary mongod is an uninitiated set member, not a writable primary, and its
+//! `createUser` cannot succeed; it never initiates the set, never runs again for a member whose
+//! data survived (a restored or recycled PVC), and its result is invisible to the agent. An exec
+//! is explicit, repeatable, and its answer is the server's.
 //!
 //! The password never travels in the exec: the script reads it from the credentials file the
 //! pod mounts ([`ROOT_PASSWORD_FILE`]); the command line holds only the user name and roles.

@@ -7,6 +7,7 @@
 //! * [`resources`]: the Kubernetes objects a `MongoDB` wants (one StatefulSet and NodePort
 //!   Service per member; see the module docs for why).
 //! * [`status`]: the `MongoDB` status and conditions.
+//! * [`version`]: versions and the feature compatibility version (one major at a time).
 //!
 //! Edges:
 //! * [`replset`]: the narrow adapter over the official `mongodb` driver.
@@ -27,3 +28,4 @@ pub mod resources;
 pub mod rollout;
 pub mod service;
 pub mod status;
+pub mod version;

@@ -414,6 +414,57 @@ impl ReplSetAdmin {
         .map(drop)
     }
 
+    /// `buildInfo` of each of `hosts` that answers (needs no login).
+    pub async fn binaries(&self, hosts: &BTreeSet<String>) -> BTreeMap<String, (u32, u32)> {
+        let mut out = BTreeMap::new();
+        for h in hosts {
+            if let Ok(v) = self.version(h).await {
+                out.insert(h.clone(), v);
+            }
+        }
+        out
+    }
+
+    /// The set's feature compatibility version, as the first of `hosts` that answers says
+    /// (`getParameter`, a clusterMonitor privilege).
+    pub async fn feature_compatibility(&self, hosts: &BTreeSet<String>) -> Option<(u32, u32)> {
+        for h in hosts {
+            let Ok(d) = self
+                .run(
+                    h,
+                    "getParameter",
+                    doc! {"getParameter": 1, "featureCompatibilityVersion": 1},
+                )
+                .await
+            else {
+                continue;
+            };
+            let v = d
+                .get_document("featureCompatibilityVersion")
+                .ok()
+                .and_then(|f| f.get_str("version").ok())?;
+            let (a, b) = v.split_once('.')?;
+            return Some((a.parse().ok()?, b.parse().ok()?));
+        }
+        None
+    }
+
+    /// `setFeatureCompatibilityVersion` on the primary (`confirm: true` for 7.0+ servers).
+    pub async fn set_feature_compatibility(
+        &self,
+        primary: &str,
+        (major, minor): (u32, u32),
+        confirm: bool,
+    ) -> Result<(), ReplSetError> {
+        let mut cmd = doc! {"setFeatureCompatibilityVersion": format!("{major}.{minor}")};
+        if confirm {
+            cmd.insert("confirm", true);
+        }
+        self.run(primary, "setFeatureCompatibilityVersion", cmd)
+            .await
+            .map(drop)
+    }
+
     /// `replSetInitiate` with `config` on `on`.
     pub async fn initiate(&self, on: &str, config: &RsConfig) -> Result<(), ReplSetError> {
         let cfg = render_config(None, config);

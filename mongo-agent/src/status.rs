@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 
 use crate::converge::Outcome;
+use crate::version::Progress;
 
 /// The annotation naming the generation the user allows a forced reconfig for.
 pub const FORCE_RECONFIG_ANNOTATION: &str = "middleware.fedstate.io/force-reconfig-generation";
@@ -16,6 +17,9 @@ pub const DEGRADED: &str = "Degraded";
 pub const QUORUM_LOST: &str = "QuorumLost";
 pub const SCALING: &str = "ScalingInProgress";
 pub const CONFIG_VALID: &str = "ConfigValid";
+/// True while a version change is under way; False with `Refused` when MongoDB does not
+/// support the change `spec.image` asks for (the message says what to do).
+pub const VERSION_UPGRADE: &str = "VersionUpgrade";
 
 /// What one reconcile learnt.
 #[derive(Clone, Debug, Default)]
@@ -33,6 +37,8 @@ pub struct Observation<'a> {
     pub running: i32,
     pub resources: Option<ResourceRequirements>,
     pub ignored_config: &'a [String],
+    /// Where a version change stands (`None`: not looked at in this reconcile).
+    pub version: Option<&'a Progress>,
 }
 
 fn cond(
@@ -122,6 +128,16 @@ pub fn compute(
             Some(Ok(outcome)) => outcome_state(outcome, o, g, &mut set),
         }
     };
+    match o.version {
+        Some(Progress::Current) => set(cond(VERSION_UPGRADE, false, "Current", "", g)),
+        Some(Progress::Changing(what)) => {
+            set(cond(VERSION_UPGRADE, true, "InProgress", what.clone(), g))
+        }
+        Some(Progress::Refused(why)) => {
+            set(cond(VERSION_UPGRADE, false, "Refused", why.clone(), g))
+        }
+        None => {}
+    }
     if sick.is_empty() {
         set(cond(DEGRADED, false, "AllMembersHealthy", "", g));
     } else {
@@ -171,6 +187,9 @@ fn outcome_state(
             }
             Outcome::Initiated { on } => format!("initiated on {on}"),
             Outcome::SteppedDown { host } => format!("stepped down {host}"),
+            Outcome::FeatureCompatibilitySet { version } => {
+                format!("set featureCompatibilityVersion {version}")
+            }
             Outcome::DefaultWriteConcernSet { reason } => {
                 format!("set the cluster-wide default write concern to majority ({reason})")
             }

@@ -172,6 +172,7 @@ async fn the_replica_set_code_works_against_real_mongod() {
             ready: own.clone(),
         },
         force: ForceOptIn(false),
+        fcv: None,
     };
     let password_file = procs.dir.join("root-password");
     std::fs::write(&password_file, "Real-Root-Pass-1").unwrap();

@@ -291,3 +291,35 @@ async fn a_changed_root_password_reaches_the_credentials_secret_only() {
         }
     }
 }
+
+/// An image of another major version rolls only once the members' versions and FCV are known
+/// (they are not here: nothing answers): the StatefulSets keep the image they have and
+/// `VersionUpgrade` says what the agent waits for.
+#[tokio::test]
+async fn an_image_of_another_major_waits_for_the_members_versions() {
+    let mut obj = seed(1);
+    obj["spec"]["image"] = json!("mongo:6.0");
+    let c = cluster(obj);
+    c.reconcile().await.unwrap();
+    let image = |c: &Cluster| {
+        c.fake
+            .get(STATEFULSETS, NS, "mongodb-sample-mongodb-0")
+            .unwrap()["spec"]["template"]["spec"]["containers"][0]["image"]
+            .clone()
+    };
+    assert_eq!(image(&c), "mongo:6.0");
+    let mut obj = c.object();
+    obj["spec"]["image"] = json!("mongo:7.0");
+    c.fake.put(MONGODBS, obj);
+    c.reconcile().await.unwrap();
+    assert_eq!(image(&c), "mongo:6.0");
+    let upgrade = c.condition("VersionUpgrade");
+    assert_eq!(upgrade["status"], "True");
+    assert!(
+        upgrade["message"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for the members"),
+        "{upgrade}"
+    );
+}

@@ -173,6 +173,7 @@ fn goal(desired: Vec<HostEntry>, own: &[String], rs_init: bool) -> SetGoal {
             own,
         },
         force: ForceOptIn(false),
+        fcv: None,
     }
 }
 
@@ -611,4 +612,87 @@ async fn a_member_that_stops_answering_does_not_hang_the_agent() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Upgrades go one major at a time with `setFeatureCompatibilityVersion` at each step (manual,
+/// "Upgrade a Replica Set to 6.0 / 7.0"): a skipped major is refused and the members keep their
+/// image; the FCV is raised before the binaries move and again once they all moved (with
+/// `confirm: true` on 7.0); a binary two majors ahead of the FCV does not start.
+#[tokio::test]
+async fn an_upgrade_moves_one_major_at_a_time_with_its_fcv() {
+    use fedstate_mongo_agent::version::{self, Progress, Running};
+    let sim = manual_sim();
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        let h = sim.serve_new("127.0.0.1").await.unwrap();
+        sim.world().set_version(&h, "5.0.26");
+        hosts.push(h);
+    }
+    let agent = Agent::new(&sim, goal(entries(&hosts, |_| "a"), &hosts, true));
+    converge_all(&sim, &[&agent], &BTreeSet::new()).await;
+    assert_eq!(sim.world().set("rs").unwrap().fcv, (5, 0));
+    // The pods roll to 6.0 images (the kubelet's part, by hand here): 6.0 runs on FCV 5.0.
+    for h in &hosts {
+        sim.world().set_version(h, "6.0.14");
+        assert!(sim.world().start_failure(h).is_none());
+    }
+    let known: BTreeSet<String> = hosts.iter().cloned().collect();
+    let running = |image: &str| {
+        let (admin, known, image) = (&agent.admin, &known, image.to_owned());
+        async move {
+            Running {
+                binaries: admin.binaries(known).await,
+                fcv: admin.feature_compatibility(known).await,
+                image: Some(image),
+            }
+        }
+    };
+    let step = |fcv: Option<(u32, u32)>| {
+        let mut g = agent.goal.clone();
+        g.fcv = fcv;
+        let (agent, known) = (&agent, &known);
+        async move {
+            converge::step(&agent.admin, &agent.pods, &g, known)
+                .await
+                .unwrap()
+                .0
+        }
+    };
+    // spec.image asks for 8.0: two majors up, refused; the members keep 6.0.
+    let p = version::plan("mongo:8.0", &running("mongo:6.0").await);
+    assert!(matches!(&p.progress, Progress::Refused(m) if m.contains("7.0 image first")));
+    assert_eq!((p.image.as_str(), p.fcv), ("mongo:6.0", None));
+    // 7.0: FCV 6.0 first, the members still on 6.0.
+    let p = version::plan("mongo:7.0", &running("mongo:6.0").await);
+    assert_eq!((p.image.as_str(), p.fcv), ("mongo:6.0", Some((6, 0))));
+    assert_eq!(
+        step(p.fcv).await,
+        Outcome::FeatureCompatibilitySet {
+            version: "6.0".into()
+        }
+    );
+    let p = version::plan("mongo:7.0", &running("mongo:6.0").await);
+    assert_eq!(
+        (p.image.as_str(), p.fcv),
+        ("mongo:7.0", None),
+        "now they roll"
+    );
+    // An 8.0 binary would not start on FCV 6.0 data.
+    sim.world().set_version(&hosts[2], "8.0.4");
+    assert!(sim.world().start_failure(&hosts[2]).is_some());
+    for h in &hosts {
+        sim.world().set_version(h, "7.0.12");
+    }
+    sim.world().tick();
+    let p = version::plan("mongo:7.0", &running("mongo:7.0").await);
+    assert_eq!(p.fcv, Some((7, 0)), "{p:?}");
+    assert_eq!(
+        step(p.fcv).await,
+        Outcome::FeatureCompatibilitySet {
+            version: "7.0".into()
+        }
+    );
+    let p = version::plan("mongo:7.0", &running("mongo:7.0").await);
+    assert_eq!(p.progress, Progress::Current);
+    assert_eq!(sim.world().set("rs").unwrap().fcv, (7, 0));
 }

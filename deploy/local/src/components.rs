@@ -284,7 +284,9 @@ impl Components<'_> {
         let name = member_name(index);
         let mut args = self.apiserver_args(self.ports.member(index).apiserver, &format!("/{name}"));
         // pods/exec goes to kwok's server at the node's InternalIP (kwok also reports a Hostname
-        // address, which does not resolve here).
+        // address, which does not resolve here). Without --kubelet-certificate-authority the
+        // apiserver does not verify that server's (self-signed) certificate: kubelet_client.go
+        // `transportConfig` sets Insecure when no CA is given.
         args.push("--kubelet-preferred-address-types=InternalIP".into());
         self.spec(&format!("{name}-kube-apiserver"), "kube-apiserver", args)
     }

@@ -99,6 +99,27 @@ pub async fn running_pods(cluster: &MemberCluster) -> Option<BTreeMap<String, Po
     Some(hosts)
 }
 
+/// The MongoDB version a pod's `mongod` image tag names (`mongo:6.0.14-jammy` → `6.0.14`), as
+/// the binary it would run; `None` when the tag names none (`latest`, a digest).
+pub fn image_version(pod: &Pod) -> Option<String> {
+    let image = pod
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == "mongod")?
+        .image
+        .clone()?;
+    let last = image.split('@').next()?.rsplit('/').next()?.to_owned();
+    let tag = last.split_once(':')?.1;
+    let version: String = tag
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let version = version.trim_end_matches('.');
+    (version.contains('.')).then(|| version.to_owned())
+}
+
 /// kwok's `Exec` kind (kwok.x-k8s.io/v1alpha1).
 fn exec_resource() -> ApiResource {
     ApiResource {
@@ -274,6 +295,7 @@ pub async fn run_with_shell(
         tracing::warn!(dir = %sh.dir.display(), error = %e, "cannot install the pod shell");
     }
     let mut served: BTreeSet<String> = BTreeSet::new();
+    let mut versions: BTreeMap<String, String> = BTreeMap::new();
     let mut round: u64 = 0;
     loop {
         let mut want = BTreeSet::new();
@@ -290,7 +312,27 @@ pub async fn run_with_shell(
                     tracing::warn!(%host, error = %e, "cannot prepare the pod's exec");
                 }
             }
-            want.extend(pods.into_keys());
+            for (host, pod) in &pods {
+                // The binary is the image's: a changed tag (a rolled pod) is another mongod.
+                if let Some(v) = image_version(pod)
+                    && versions.get(host) != Some(&v)
+                {
+                    sim.world().set_version(host, &v);
+                    versions.insert(host.clone(), v);
+                }
+                // A mongod that refuses to start on its data (an FCV it cannot run with) does
+                // not listen.
+                let failure = sim.world().start_failure(host).map(str::to_owned);
+                match failure {
+                    Some(why) if round.is_multiple_of(20) => {
+                        tracing::warn!(%host, %why, "member does not start")
+                    }
+                    Some(_) => {}
+                    None => {
+                        want.insert(host.clone());
+                    }
+                }
+            }
         }
         for h in served.difference(&want) {
             tracing::info!(host = %h, "member gone: no longer served");

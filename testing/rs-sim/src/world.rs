@@ -44,6 +44,8 @@ pub const CONFIGURATION_IN_PROGRESS: i32 = 109;
 pub const NOT_WRITABLE_PRIMARY: i32 = 10107;
 pub const EXCEEDED_TIME_LIMIT: i32 = 262;
 pub const MAX_TIME_MS_EXPIRED: i32 = 50;
+pub const ILLEGAL_OPERATION: i32 = 20;
+pub const IDL_UNKNOWN_FIELD: i32 = 40415;
 pub const CURRENT_CONFIG_NOT_COMMITTED_YET: i32 = 308;
 pub const MECHANISM_UNAVAILABLE: i32 = 334;
 pub const USER_ALREADY_EXISTS: i32 = 51003;
@@ -64,6 +66,8 @@ fn code_name(code: i32) -> &'static str {
         NOT_WRITABLE_PRIMARY => "NotWritablePrimary",
         EXCEEDED_TIME_LIMIT => "ExceededTimeLimit",
         MAX_TIME_MS_EXPIRED => "MaxTimeMSExpired",
+        ILLEGAL_OPERATION => "IllegalOperation",
+        IDL_UNKNOWN_FIELD => "Location40415",
         CURRENT_CONFIG_NOT_COMMITTED_YET => "CurrentConfigNotCommittedYet",
         MECHANISM_UNAVAILABLE => "MechanismUnavailable",
         USER_ALREADY_EXISTS => "Location51003",
@@ -421,6 +425,8 @@ pub struct ReplSet {
     pub forced_reconfigs: u32,
     /// The cluster-wide default write concern (`setDefaultRWConcern`), when one was set.
     pub default_write_concern: Option<Document>,
+    /// The feature compatibility version, `(major, minor)` of a series (4.4, 5.0, …).
+    pub fcv: (u32, u32),
     runtime: BTreeMap<String, Runtime>,
     users: BTreeMap<String, User>,
 }
@@ -447,11 +453,49 @@ struct Node {
     set: Option<u64>,
     /// Answers only `hello`/`isMaster` (a mongod whose disk hangs: [`World::stall`]).
     stalled: bool,
+    /// Why the binary refuses to start on this node's data (an FCV it cannot run with).
+    start_failure: Option<String>,
     /// The users in this node's own data when it is in no set (MongoDB keeps
     /// `admin.system.users` on disk: a removed member keeps the users it had).
     local_users: BTreeMap<String, User>,
     /// The mongod binary's version (the image tag), `None` = 7.0.0.
     version: Option<(u32, u32, u32)>,
+}
+
+impl Node {
+    fn running(&self) -> bool {
+        self.up && self.start_failure.is_none()
+    }
+}
+
+/// The release series of a version: 4.4, or `X.0` from 5 on (rapid releases belong to their
+/// major).
+fn series((major, minor, _): (u32, u32, u32)) -> (u32, u32) {
+    if major >= 5 {
+        (major, 0)
+    } else {
+        (major, minor)
+    }
+}
+
+fn series_name((a, b): (u32, u32)) -> String {
+    format!("{a}.{b}")
+}
+
+/// The series before `s` (5.0 → 4.4, 6.0 → 5.0, …).
+fn previous_series(s: (u32, u32)) -> (u32, u32) {
+    match s {
+        (5, 0) => (4, 4),
+        (4, 4) => (4, 2),
+        (a, _) if a > 5 => (a - 1, 0),
+        other => other,
+    }
+}
+
+/// A binary of version `v` runs with FCV `fcv` (its own series or the one before).
+fn runs_with(v: (u32, u32, u32), fcv: (u32, u32)) -> bool {
+    let own = series(v);
+    fcv == own || fcv == previous_series(own)
 }
 
 /// Per-connection state: authentication and an open SCRAM conversation.
@@ -525,7 +569,11 @@ impl World {
         self.recompute();
     }
 
-    /// Run `host` on another mongod version (`"4.4.1"`: what its image tag says).
+    /// Run `host` on another mongod version (`"4.4.1"`: what its image tag says). A binary
+    /// runs only with its series' FCV or the one before: on data of a set whose FCV is older
+    /// (two majors behind) or newer, mongod refuses to start ("UPGRADE PROBLEM: Found an
+    /// invalid featureCompatibilityVersion document", exit 62: `feature_compatibility_version.cpp`,
+    /// `MustDowngrade`), and the node stays down until it runs a binary that fits.
     pub fn set_version(&mut self, host: &str, version: &str) {
         let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
         let v = (
@@ -533,7 +581,21 @@ impl World {
             parts.next().unwrap_or(0),
             parts.next().unwrap_or(0),
         );
-        self.nodes.entry(host.to_owned()).or_default().version = Some(v);
+        let fcv = self.set_of(host).map(|s| s.fcv);
+        let node = self.nodes.entry(host.to_owned()).or_default();
+        node.version = Some(v);
+        node.start_failure = fcv.filter(|f| !runs_with(v, *f)).map(|(a, b)| {
+            format!(
+                "UPGRADE PROBLEM: Found an invalid featureCompatibilityVersion document (version {a}.{b}); mongod {}.{}.{} runs with featureCompatibilityVersion {} or the one before",
+                v.0, v.1, v.2, series_name(series(v))
+            )
+        });
+        self.recompute();
+    }
+
+    /// Why `host`'s mongod refuses to start, when it does ([`World::set_version`]).
+    pub fn start_failure(&self, host: &str) -> Option<&str> {
+        self.nodes.get(host)?.start_failure.as_deref()
     }
 
     fn version_of(&self, host: &str) -> (u32, u32, u32) {
@@ -550,7 +612,9 @@ impl World {
     }
 
     pub fn is_up(&self, host: &str) -> bool {
-        self.nodes.get(host).is_some_and(|n| n.up)
+        self.nodes
+            .get(host)
+            .is_some_and(|n| n.up && n.start_failure.is_none())
     }
 
     /// The set a node belongs to.
@@ -578,7 +642,7 @@ impl World {
         let now = self.now;
         for set in self.sets.values_mut() {
             for m in &set.config.members {
-                let up = self.nodes.get(&m.host).is_some_and(|n| n.up);
+                let up = self.nodes.get(&m.host).is_some_and(Node::running);
                 if let Some(rt) = set.runtime.get_mut(&m.host)
                     && rt.state == STARTUP2
                     && up
@@ -623,7 +687,7 @@ impl World {
         self.changes.0.send_modify(|n| *n += 1);
         let now = self.now;
         for set in self.sets.values_mut() {
-            let up = |h: &str| self.nodes.get(h).is_some_and(|n| n.up);
+            let up = |h: &str| self.nodes.get(h).is_some_and(Node::running);
             let voters: Vec<&Member> = set.config.voters().collect();
             let majority = voters.len() / 2 + 1;
             let reachable = voters.iter().filter(|m| up(&m.host)).count();
@@ -695,7 +759,7 @@ impl World {
             let holding = set
                 .config
                 .voters()
-                .filter(|m| !m.arbiter_only && self.nodes.get(&m.host).is_some_and(|n| n.up))
+                .filter(|m| !m.arbiter_only && self.nodes.get(&m.host).is_some_and(Node::running))
                 .filter(|m| {
                     set.runtime
                         .get(&m.host)
@@ -737,7 +801,9 @@ impl World {
         if let Err(e) = self.authorize(node, session, &name) {
             return Answer::Now(e.to_document());
         }
-        if name == "replSetReconfig" && !truthy(cmd, "force") {
+        let waits = (name == "replSetReconfig" && !truthy(cmd, "force"))
+            || name == "setFeatureCompatibilityVersion";
+        if waits {
             let mut wait = Wait {
                 node: node.to_owned(),
                 cmd: cmd.clone(),
@@ -754,6 +820,19 @@ impl World {
     /// Look again at a waiting command (after time moved): its answer once it has one.
     pub fn resume(&mut self, wait: &mut Wait) -> Option<Document> {
         match wait.phase {
+            Phase::CurrentConfig if wait.cmd.contains_key("setFeatureCompatibilityVersion") => {
+                let Some(set) = self
+                    .set_of(&wait.node)
+                    .filter(|s| s.primary.as_deref() == Some(wait.node.as_str()))
+                    .map(|s| s.id)
+                else {
+                    return Some(err(NOT_WRITABLE_PRIMARY, "not primary").to_document());
+                };
+                if !self.sets[&set].ready_for_reconfig() {
+                    return None;
+                }
+                Some(reply(self.set_fcv(&wait.node.clone(), &wait.cmd.clone())))
+            }
             Phase::CurrentConfig => {
                 // Not the primary (any more): no waiting, an error.
                 let set = match self.reconfig_target(&wait.node) {
@@ -919,6 +998,8 @@ impl World {
             // Forced (the others go through `begin`): no waiting.
             "replSetReconfig" => self.reconfig(node, cmd).map(|_| Document::new()),
             "setDefaultRWConcern" => self.set_default_rw_concern(node, cmd),
+            "setFeatureCompatibilityVersion" => self.set_fcv(node, cmd),
+            "getParameter" => self.get_parameter(node, cmd),
             "getDefaultRWConcern" => self.get_default_rw_concern(node),
             "replSetStepDown" => self.step_down(node, cmd),
             "createUser" => self.create_user(node, cmd),
@@ -1137,6 +1218,7 @@ impl World {
                 config_forced: false,
                 forced_reconfigs: 0,
                 default_write_concern: None,
+                fcv: series(self.version_of(node)),
                 runtime,
                 users: BTreeMap::new(),
             },
@@ -1500,7 +1582,7 @@ impl World {
         let electable = set.config.members.iter().any(|m| {
             m.host != node
                 && m.electable()
-                && nodes.get(&m.host).is_some_and(|n| n.up)
+                && nodes.get(&m.host).is_some_and(Node::running)
                 && set
                     .runtime
                     .get(&m.host)
@@ -1547,6 +1629,86 @@ impl World {
             set.default_write_concern = (!w.is_empty()).then_some(w);
         }
         Ok(self.default_rw_concern(node))
+    }
+
+    /// `setFeatureCompatibilityVersion` ("setFeatureCompatibilityVersion", the upgrade pages): on
+    /// the primary; to the primary's series or the one before, and only when every data-bearing
+    /// member's binary runs with it (the upgrade pages' prerequisite, enforced here); 7.0+ wants
+    /// `confirm: true`, which older servers do not know (an unknown field). Like a reconfig, it
+    /// first waits for the current config's commitment (`waitForCurrentConfigCommitment`).
+    fn set_fcv(&mut self, node: &str, cmd: &Document) -> Reply {
+        let v = self.version_of(node);
+        let confirm = cmd.contains_key("confirm");
+        if v >= (7, 0, 0) && !truthy(cmd, "confirm") {
+            return Err(err(
+                ILLEGAL_OPERATION,
+                "Once you have upgraded to 7.0, you will not be able to downgrade FCV and binary version without support assistance. Please re-run this command with 'confirm: true' to acknowledge this and continue with the FCV upgrade.",
+            ));
+        }
+        if v < (7, 0, 0) && confirm {
+            return Err(err(
+                IDL_UNKNOWN_FIELD,
+                "BSON field 'setFeatureCompatibilityVersion.confirm' is an unknown field.",
+            ));
+        }
+        let target = cmd
+            .get_str("setFeatureCompatibilityVersion")
+            .ok()
+            .and_then(|t| {
+                let (a, b) = t.split_once('.')?;
+                Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
+            })
+            .ok_or_else(|| {
+                err(
+                    BAD_VALUE,
+                    "setFeatureCompatibilityVersion needs a version string",
+                )
+            })?;
+        if !runs_with(v, target) {
+            return Err(err(
+                BAD_VALUE,
+                format!(
+                    "Invalid feature compatibility version value '{}'; this binary runs {} or the one before",
+                    series_name(target),
+                    series_name(series(v))
+                ),
+            ));
+        }
+        let set = self
+            .set_of(node)
+            .ok_or_else(|| err(NOT_WRITABLE_PRIMARY, "not primary"))?;
+        let behind: Vec<String> = set
+            .config
+            .members
+            .iter()
+            .filter(|m| !m.arbiter_only && !runs_with(self.version_of(&m.host), target))
+            .map(|m| m.host.clone())
+            .collect();
+        if !behind.is_empty() {
+            return Err(err(
+                ILLEGAL_OPERATION,
+                format!(
+                    "cannot set featureCompatibilityVersion {}: members {} run binaries that do not support it",
+                    series_name(target),
+                    behind.join(", ")
+                ),
+            ));
+        }
+        self.writable_set(node)?.fcv = target;
+        Ok(Document::new())
+    }
+
+    /// `getParameter` (`featureCompatibilityVersion` only).
+    fn get_parameter(&self, node: &str, cmd: &Document) -> Reply {
+        let mut d = Document::new();
+        if cmd.contains_key("featureCompatibilityVersion") {
+            let set = self.need_set(node)?;
+            d.insert(
+                "featureCompatibilityVersion",
+                doc! {"version": series_name(set.fcv)},
+            );
+        }
+        Ok(d)
     }
 
     fn get_default_rw_concern(&self, node: &str) -> Reply {
@@ -1737,6 +1899,29 @@ mod rule_tests {
         assert!(ok(&r), "{r}");
         w.tick();
         w
+    }
+
+    /// As [`initiated`], on nodes that run `version` from the start.
+    fn initiated_on(n: u16, version: &str) -> (World, Session) {
+        let (mut w, mut s) = world(n);
+        for i in 0..n {
+            w.set_version(&h(i), version);
+        }
+        let members: Vec<Bson> = (0..n).map(|i| member(i, 1, 1.0)).collect();
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetInitiate": {"_id": "rs", "members": members}},
+        );
+        assert!(ok(&r), "{r}");
+        w.tick();
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"createUser": "root", "pwd": "root-pass", "roles": ["root"]},
+        );
+        assert!(ok(&r), "{r}");
+        (w, logged_in("root"))
     }
 
     /// As [`initiated_without_users`], then root created in node 0's pod; returns a remote
@@ -2185,11 +2370,9 @@ mod rule_tests {
         let r = reconfig(&mut w, &mut s, 0, 2, psa_members.clone());
         assert!(ok(&r), "{r}");
         // The same change on 4.4 needs nothing.
-        let (mut w, mut s) = initiated(2);
-        for i in 0..3 {
-            w.set_version(&h(i), "4.4.18");
-        }
+        let (mut w, mut s) = initiated_on(2, "4.4.18");
         w.set_up(&h(2), true);
+        w.set_version(&h(2), "4.4.18");
         let r = reconfig(&mut w, &mut s, 0, 2, psa_members);
         assert!(ok(&r), "{r}");
     }
@@ -2635,5 +2818,107 @@ mod rule_tests {
         )));
         let r = reconfig(&mut w, &mut mon, 0, 2, vec![member(0, 1, 2.0)]);
         assert_eq!(code(&r), Some(UNAUTHORIZED));
+    }
+    /// A binary runs only with its series' FCV or the one before (manual, "Upgrade a Replica
+    /// Set to 7.0": one major at a time; server `feature_compatibility_version.cpp`: "UPGRADE
+    /// PROBLEM: Found an invalid featureCompatibilityVersion document", `MustDowngrade`): a set
+    /// initiated on 6.0 has FCV 6.0; a 7.0 binary starts on its data, an 8.0 one (two majors
+    /// ahead) or a 5.0 one does not.
+    #[test]
+    fn binaries_run_only_with_their_fcv_or_the_one_before() {
+        let (mut w, mut s) = world(2);
+        for i in 0..2 {
+            w.set_version(&h(i), "6.0.14");
+        }
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetInitiate": {"_id": "rs", "members": [member(0, 1, 1.0), member(1, 1, 1.0)]}},
+        );
+        assert!(ok(&r), "{r}");
+        w.tick();
+        assert_eq!(w.set("rs").unwrap().fcv, (6, 0));
+        for bad in ["8.0.4", "5.0.26"] {
+            w.set_version(&h(1), bad);
+            assert!(
+                w.start_failure(&h(1))
+                    .is_some_and(|f| f.contains("featureCompatibilityVersion")),
+                "{bad}"
+            );
+            assert!(!w.is_up(&h(1)));
+        }
+        w.set_version(&h(1), "7.0.12");
+        assert!(w.start_failure(&h(1)).is_none());
+        assert!(w.is_up(&h(1)));
+    }
+
+    /// `setFeatureCompatibilityVersion`: to the binary's series or the one before, only when
+    /// every data-bearing member runs a binary that supports it (the upgrade pages'
+    /// prerequisite); 7.0+ wants `confirm: true` and older servers refuse that field
+    /// (manual, `setFeatureCompatibilityVersion`). `getParameter` reads it.
+    #[test]
+    fn set_feature_compatibility_version_needs_every_member_and_confirm_from_7_0() {
+        let (mut w, mut s) = world(2);
+        for i in 0..2 {
+            w.set_version(&h(i), "6.0.14");
+        }
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetInitiate": {"_id": "rs", "members": [member(0, 1, 1.0), member(1, 1, 1.0)]}},
+        );
+        assert!(ok(&r), "{r}");
+        w.tick();
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"createUser": "root", "pwd": "root-pass", "roles": ["root"]},
+        );
+        assert!(ok(&r), "{r}");
+        let mut root = logged_in("root");
+        let fcv = |w: &mut World, root: &mut Session| {
+            w.handle(
+                &h(0),
+                root,
+                &doc! {"getParameter": 1, "featureCompatibilityVersion": 1},
+            )
+            .get_document("featureCompatibilityVersion")
+            .unwrap()
+            .get_str("version")
+            .unwrap()
+            .to_owned()
+        };
+        assert_eq!(fcv(&mut w, &mut root), "6.0");
+        let set = |w: &mut World, root: &mut Session, v: &str, confirm: bool| {
+            let mut cmd = doc! {"setFeatureCompatibilityVersion": v};
+            if confirm {
+                cmd.insert("confirm", true);
+            }
+            w.handle(&h(0), root, &cmd)
+        };
+        // A 6.0 server does not know `confirm`.
+        assert_eq!(
+            code(&set(&mut w, &mut root, "6.0", true)),
+            Some(IDL_UNKNOWN_FIELD)
+        );
+        w.set_version(&h(0), "7.0.12");
+        assert_eq!(
+            code(&set(&mut w, &mut root, "7.0", false)),
+            Some(ILLEGAL_OPERATION)
+        );
+        let r = set(&mut w, &mut root, "7.0", true);
+        assert_eq!(code(&r), Some(ILLEGAL_OPERATION), "member 1 still runs 6.0");
+        assert!(r.get_str("errmsg").unwrap().contains(&h(1)), "{r}");
+        w.set_version(&h(1), "7.0.12");
+        assert!(ok(&set(&mut w, &mut root, "7.0", true)));
+        assert_eq!(fcv(&mut w, &mut root), "7.0");
+        assert_eq!(
+            code(&set(&mut w, &mut root, "8.0", true)),
+            Some(BAD_VALUE),
+            "a 7.0 binary cannot run FCV 8.0"
+        );
+        // Back down (the downgrade path: the FCV first).
+        assert!(ok(&set(&mut w, &mut root, "6.0", true)));
+        assert_eq!(w.set("rs").unwrap().fcv, (6, 0));
     }
 }

@@ -74,11 +74,13 @@ pub async fn read_request<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Requ
                 pos += used;
             }
             1 => {
-                let size = read_i32(&rest[pos..end])? as usize;
-                let section_end = pos + size;
-                if size < 5 || section_end > end {
-                    return Err(WireError::Malformed("document sequence size"));
-                }
+                // A negative size once wrapped to a huge usize and overflowed `pos + size`.
+                let bad_size = || WireError::Malformed("document sequence size");
+                let size = usize::try_from(read_i32(&rest[pos..end])?).map_err(|_| bad_size())?;
+                let section_end = pos
+                    .checked_add(size)
+                    .filter(|e| size >= 5 && *e <= end)
+                    .ok_or_else(bad_size)?;
                 let mut p = pos + 4;
                 let nul = rest[p..section_end]
                     .iter()
@@ -192,6 +194,25 @@ mod tests {
         msg.extend_from_slice(&seq);
         let req = read_request(&mut &msg[..]).await.unwrap().unwrap();
         assert_eq!(req.command.get_array("documents").unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_negative_document_sequence_size_is_malformed_not_a_panic() {
+        // Found by the wire fuzz target: `pos + size` overflowed for size -1.
+        let body = doc! {"ping": 1, "$db": "admin"}.to_vec().unwrap();
+        let len = 16 + 4 + 1 + body.len() + 1 + 4;
+        let mut msg = Vec::new();
+        msg.extend_from_slice(&(len as i32).to_le_bytes());
+        msg.extend_from_slice(&1i32.to_le_bytes());
+        msg.extend_from_slice(&0i32.to_le_bytes());
+        msg.extend_from_slice(&OP_MSG.to_le_bytes());
+        msg.extend_from_slice(&0u32.to_le_bytes());
+        msg.push(0);
+        msg.extend_from_slice(&body);
+        msg.push(1);
+        msg.extend_from_slice(&(-1i32).to_le_bytes());
+        let err = read_request(&mut &msg[..]).await.unwrap_err();
+        assert!(err.to_string().contains("document sequence size"), "{err}");
     }
 
     #[tokio::test]

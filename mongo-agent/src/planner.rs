@@ -66,8 +66,17 @@ impl RsConfig {
     pub fn member(&self, host: &str) -> Option<&RsMember> {
         self.members.iter().find(|m| m.host == host)
     }
+    /// One above the highest `_id`; the lowest free one when that would overflow (a config
+    /// holding `_id` i32::MAX, found by the planner fuzz target).
     fn next_id(&self) -> i32 {
-        self.members.iter().map(|m| m.id + 1).max().unwrap_or(0)
+        let ids: BTreeSet<i32> = self.members.iter().map(|m| m.id).collect();
+        match ids.last() {
+            None => 0,
+            Some(max) => max
+                .checked_add(1)
+                .or_else(|| (0..=i32::MAX).find(|i| !ids.contains(i)))
+                .unwrap_or(0),
+        }
     }
 }
 
@@ -216,6 +225,13 @@ fn plan(desired: &Desired, observed: &Observed, force: ForceOptIn) -> Step {
     let Some(config) = &observed.config else {
         return Step::Wait("the replica set is not initiated yet".into());
     };
+    // Every reconfig below raises the version by one (found by the planner fuzz target).
+    if config.version.checked_add(1).is_none() {
+        return Step::Wait(format!(
+            "config version {} cannot be raised; no reconfig is possible",
+            config.version
+        ));
+    }
     let voters: Vec<&RsMember> = config.members.iter().filter(|m| m.is_voter()).collect();
     let reachable = voters
         .iter()
@@ -1169,6 +1185,31 @@ mod tests {
             }
         }
         panic!("no convergence: {config:?}")
+    }
+
+    #[test]
+    fn extreme_ids_and_versions_are_not_overflowed() {
+        let mut config = RsConfig {
+            name: "rs".into(),
+            version: 3,
+            members: vec![voter(i32::MAX, 0)],
+        };
+        assert_eq!(config.next_id(), 0, "the lowest free id");
+        config.members.push(voter(0, 1));
+        assert_eq!(config.next_id(), 1);
+        // A new own member would be added, but the version cannot go up.
+        config.version = i64::MAX;
+        let hosts = vec![
+            entry(0, 1, 1, "a"),
+            entry(1, 1, 1, "a"),
+            entry(2, 1, 1, "a"),
+        ];
+        let desired = all_own(&hosts, &[]);
+        let step = next_step(&desired, &observed(config, 0), ForceOptIn(false));
+        assert!(
+            matches!(&step, Step::Wait(why) if why.contains("cannot be raised")),
+            "{step:?}"
+        );
     }
 
     proptest! {

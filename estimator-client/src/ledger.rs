@@ -143,7 +143,8 @@ pub fn displaced(usage: &BTreeMap<String, i128>, to: &BTreeMap<String, i128>) ->
         if want <= 0 || used <= 0 {
             continue;
         }
-        let n = (used + want - 1) / want;
+        // Rounded up without `used + want - 1`, which overflows for a saturated usage.
+        let n = used / want + i128::from(used % want != 0);
         most = most.max(n.unsigned_abs());
     }
     u32::try_from(most).unwrap_or(u32::MAX)
@@ -339,6 +340,17 @@ impl AssumedLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saturated_usage_displaces_the_most_without_overflowing() {
+        // The usage is summed with saturation; `used + want - 1` overflowed at i128::MAX (found
+        // by the estimator fuzz target).
+        let usage = BTreeMap::from([("cpu".to_owned(), i128::MAX)]);
+        let to = BTreeMap::from([("cpu".to_owned(), 1000)]);
+        assert_eq!(displaced(&usage, &to), u32::MAX);
+        let usage = BTreeMap::from([("cpu".to_owned(), 2001)]);
+        assert_eq!(displaced(&usage, &to), 3, "rounded up");
+    }
 
     #[test]
     fn displacement_of_other_shapes_rounds_up_per_resource() {

@@ -115,6 +115,15 @@ pub fn merge(answers: &[PluginAnswer], hosted: u32, assumed: u32) -> Capacity {
     }
 }
 
+/// What an estimator's `maxReplicas` says: a negative number is Karmada's "no opinion"
+/// (`UnauthenticReplica`, −1), anything else the replicas that fit.
+pub fn estimate_from_max_replicas(max_replicas: i32) -> Estimate {
+    match u32::try_from(max_replicas) {
+        Ok(n) => Estimate::Replicas(n),
+        Err(_) => Estimate::NoOpinion,
+    }
+}
+
 /// Karmada's scheduler-estimator of the cluster, found through [`EstimatorRegistry`].
 #[derive(Clone, Debug)]
 pub struct KarmadaAccurate {
@@ -146,8 +155,7 @@ impl CapacityPlugin for KarmadaAccurate {
                 Err(e) => return Estimate::Failed(e.to_string()),
             };
             match client.max_available_replicas(shape, None, deadline).await {
-                Ok(n) if n < 0 => Estimate::NoOpinion,
-                Ok(n) => Estimate::Replicas(n.unsigned_abs()),
+                Ok(n) => estimate_from_max_replicas(n),
                 Err(e) => Estimate::Failed(e.to_string()),
             }
         })

@@ -67,11 +67,10 @@ pub fn general_estimate(
             + get(&s.allocating, "allocating")?.unwrap_or(0);
         Ok(Some((alloc - used).max(0)))
     };
-    let mut best = i128::from(u32::MAX);
-    // Every member is one pod.
-    if let Some(pods) = free("pods")? {
-        best = best.min(pods / 1000);
-    }
+    // Every member is one pod, and a summary that reports no pods has room for none (Karmada's
+    // general estimator, `getAllowedPodNumber`; the estimator client's copy agrees).
+    let pods = free("pods")?.unwrap_or(0);
+    let mut best = i128::from(u32::MAX).min(pods / 1000);
     for (name, request) in &shape.requests {
         if *request <= 0 {
             continue;
@@ -134,6 +133,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(general_estimate(Some(&over), &shape()).unwrap(), 0);
+        // No pods reported: no room, as in Karmada (found by the estimator fuzz target, which
+        // compares this copy of the formula with the estimator client's; this said u32::MAX).
+        let no_pods = ResourceSummary {
+            allocatable: q(&[("cpu", "64"), ("memory", "256Gi")]),
+            ..Default::default()
+        };
+        assert_eq!(general_estimate(Some(&no_pods), &shape()).unwrap(), 0);
+        assert_eq!(
+            general_estimate(Some(&ResourceSummary::default()), &MemberShape::default()).unwrap(),
+            0
+        );
     }
 
     #[test]

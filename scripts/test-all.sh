@@ -4,24 +4,26 @@
 #   2. CRD drift        deploy/crds/ must equal what `crdgen` generates from api/
 #   3. unit + scenario  cargo test --workspace (pure planners, proptests, mock-apiserver scenarios,
 #                       in-process gRPC estimators, Lua interpreter tests)
-#   4. e2e              the local federation (docs/local-federation.md: real kube-apiserver, etcd,
+#   4. fuzz             every fuzz target of fuzz/ for a fixed time each (FEDSTATE_FUZZ_SECONDS,
+#                       default 15 s; seeds in fuzz/seeds/, failures kept in fuzz/regressions/)
+#   5. e2e              the local federation (docs/local-federation.md: real kube-apiserver, etcd,
 #                       Karmada, kwok): builds or reuses the pinned Go binaries, then runs e2e/
 #                       against them
-#   5. bench smoke      the side-by-side scheduling benchmark, short (benches/side-by-side.sh
+#   6. bench smoke      the side-by-side scheduling benchmark, short (benches/side-by-side.sh
 #                       --smoke: 200 bindings per scheduler, one round, on its own federation):
 #                       fails if fedstate-scheduler makes more than 2 binding writes per decision
 #                       or any scheduler stops placing; skipped with the e2e tier. Not in the
 #                       default stages until its time is measured on this machine: run it with
 #                       `scripts/test-all.sh bench`
-#   6. real mongod      only when FEDSTATE_MONGOD points at a mongod binary; otherwise skipped
+#   7. real mongod      only when FEDSTATE_MONGOD points at a mongod binary; otherwise skipped
 #
 # Stages can be picked: `scripts/test-all.sh unit e2e`. Default: all but bench.
-# Environment: FEDSTATE_SKIP_E2E=1 skips stage 4 (it says so); FEDSTATE_MONGOD=/path/to/mongod.
+# Environment: FEDSTATE_SKIP_E2E=1 skips stage 5 (it says so); FEDSTATE_FUZZ_SECONDS=N; FEDSTATE_MONGOD=/path/to/mongod.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(static crds unit e2e mongod)
+[ ${#stages[@]} -gt 0 ] || stages=(static crds unit fuzz e2e mongod)
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 summary=()
@@ -65,6 +67,12 @@ stage_unit() {
   cargo test --locked --workspace
 }
 
+stage_fuzz() {
+  # One target at a time, each for the same time, so the stage takes targets × seconds.
+  FEDSTATE_FUZZ_SECONDS="${FEDSTATE_FUZZ_SECONDS:-15}" \
+    cargo test --locked -p fedstate-fuzz --test targets -- --test-threads=1 --nocapture
+}
+
 stage_e2e() {
   if [ "${FEDSTATE_SKIP_E2E:-}" = 1 ]; then
     echo "skipped: FEDSTATE_SKIP_E2E=1"
@@ -95,8 +103,8 @@ stage_mongod() {
 
 for s in "${stages[@]}"; do
   case "$s" in
-    static | crds | unit | e2e | bench | mongod) run_stage "$s" "stage_$s" ;;
-    *) echo "unknown stage '$s' (static, crds, unit, e2e, bench, mongod)" >&2; exit 2 ;;
+    static | crds | unit | fuzz | e2e | bench | mongod) run_stage "$s" "stage_$s" ;;
+    *) echo "unknown stage '$s' (static, crds, unit, fuzz, e2e, bench, mongod)" >&2; exit 2 ;;
   esac
 done
 print_summary

@@ -9,7 +9,7 @@
 //! a pass that finds the placement in force still right writes nothing, and one estimator
 //! failing costs only its own cluster its accurate answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Instant;
@@ -376,34 +376,10 @@ pub async fn reconcile<B: Binding>(b: Arc<B>, ctx: Arc<Context>) -> Result<Actio
     let _in_flight = metrics::InFlight::start(B::KIND);
     let _deciding = ctx.events.deciding();
     let started = Instant::now();
-    metrics::counter_incoming(match trigger {
-        Trigger::PlacementChanged => "PlacementChanged",
-        Trigger::ReplicasChanged => "ReplicasChanged",
-        Trigger::RescheduleRequested => "RescheduleTriggered",
-        Trigger::FollowsClusters => "ClusterChanged",
-        Trigger::TargetTerminating => "ClusterTerminating",
-    });
-
-    // Gather: capacities only for the clusters the pipeline may read them for.
+    metrics::counter_incoming(trigger_label(trigger));
     let binding_key = key(&*b);
-    // The reflector's own objects (shared, not copied), picked by identity.
-    let to_estimate: Vec<Arc<Cluster>> = {
-        let picked: std::collections::HashSet<*const Cluster> =
-            karmada::clusters_to_estimate(spec, &status, &refs)
-                .into_iter()
-                .map(std::ptr::from_ref)
-                .collect();
-        clusters
-            .iter()
-            .filter(|c| picked.contains(&Arc::as_ptr(c)))
-            .cloned()
-            .collect()
-    };
     let estimate_started = Instant::now();
-    let shape = super::capacity::binding_shape(spec, b.meta().namespace.as_deref());
-    let capacity =
-        super::capacity::binding_capacities(&ctx.estimator, &to_estimate, &shape, &binding_key)
-            .await;
+    let (shape, capacity) = gather_capacities(&ctx, &*b, &status, &clusters).await;
     metrics::step("estimate", estimate_started);
 
     // Decide.
@@ -432,6 +408,47 @@ pub async fn reconcile<B: Binding>(b: Arc<B>, ctx: Arc<Context>) -> Result<Actio
         }
         _ => Action::await_change(),
     })
+}
+
+/// The trigger's label on the scheduler's incoming-queue counter (Karmada's event names).
+fn trigger_label(trigger: Trigger) -> &'static str {
+    match trigger {
+        Trigger::PlacementChanged => "PlacementChanged",
+        Trigger::ReplicasChanged => "ReplicasChanged",
+        Trigger::RescheduleRequested => "RescheduleTriggered",
+        Trigger::FollowsClusters => "ClusterChanged",
+        Trigger::TargetTerminating => "ClusterTerminating",
+    }
+}
+
+/// Gather: the binding's pod shape and the capacities of only the clusters the pipeline may read
+/// them for (the reflector's own objects, shared, not copied, picked by identity).
+async fn gather_capacities<B: Binding>(
+    ctx: &Context,
+    b: &B,
+    status: &ResourceBindingStatus,
+    clusters: &[Arc<Cluster>],
+) -> (
+    fedstate_estimator_client::MemberShape,
+    HashMap<String, Option<i32>>,
+) {
+    let spec = b.spec();
+    let to_estimate: Vec<Arc<Cluster>> = {
+        let refs: Vec<&Cluster> = clusters.iter().map(AsRef::as_ref).collect();
+        let picked: HashSet<*const Cluster> = karmada::clusters_to_estimate(spec, status, &refs)
+            .into_iter()
+            .map(std::ptr::from_ref)
+            .collect();
+        clusters
+            .iter()
+            .filter(|c| picked.contains(&Arc::as_ptr(c)))
+            .cloned()
+            .collect()
+    };
+    let shape = super::capacity::binding_shape(spec, b.meta().namespace.as_deref());
+    let capacity =
+        super::capacity::binding_capacities(&ctx.estimator, &to_estimate, &shape, &key(b)).await;
+    (shape, capacity)
 }
 
 fn key<B: Binding>(b: &B) -> String {

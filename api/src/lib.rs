@@ -18,6 +18,7 @@
 pub mod condition;
 pub mod hostconf;
 pub mod karmada;
+pub mod kind;
 pub mod limits;
 pub mod names;
 pub mod placement;

@@ -12,39 +12,13 @@ use fedstate_api::karmada::binding_status::TargetCluster;
 use fedstate_api::karmada::override_policy::Overriders;
 use fedstate_api::karmada::propagation::ResourceSelector;
 use fedstate_api::v1alpha1::{ServiceState, ServiceTopology};
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
-use kube::Resource;
 use rand::Rng;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::members::Assignment;
 
 /// A kind the manager can hold: a namespaced custom resource with a static type.
-pub trait Kind:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + Clone
-    + Debug
-    + Serialize
-    + DeserializeOwned
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<K> Kind for K where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static
-{
-}
+pub use fedstate_api::kind::NamespacedKind as Kind;
 
 /// Why the spec cannot be acted on, as the user reads it in `SpecValid` and `ServerReady`.
 #[derive(Clone, Debug, PartialEq, Eq)]

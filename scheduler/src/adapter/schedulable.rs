@@ -14,27 +14,14 @@ use std::fmt::Debug;
 
 use fedstate_api::Condition;
 use fedstate_api::placement::PlacementStatus;
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::Resource;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::request::RequestError;
 use crate::placement::PlacementRequest;
 
 /// A federated middleware kind the scheduler places (`MultiCloudMongoDB`), implemented on the
 /// kind itself: a namespaced custom resource on the Karmada apiserver.
-pub trait Schedulable:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + Clone
-    + Debug
-    + Serialize
-    + DeserializeOwned
-    + Send
-    + Sync
-    + 'static
-{
+pub trait Schedulable: fedstate_api::kind::NamespacedKind {
     /// The kind in metrics labels (the attempts' and the writes' `kind`), e.g. `MultiCloudMongoDB`.
     const KIND: &'static str;
     /// Its reconcile queue in the pending-reconciles gauge, e.g. `multicloudmongodb`.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::json;
 
@@ -32,6 +33,8 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// `kill_member` simulates a failure: a short SIGTERM grace (kube-apiserver's graceful shutdown
 /// can take over 10 s while clients hold watches), then SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long each bring-up step (a component healthy, the Clusters Ready) may take.
+const BRING_UP_STEP: Duration = Duration::from_secs(240);
 
 /// Options of [`Federation::up`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -598,7 +601,29 @@ impl Federation {
         }
     }
 
+    /// Every process and object of the federation, in dependency order: files, control plane,
+    /// members, Karmada's controllers, the joins, then every component healthy.
     async fn bring_up(&self, bins: &Binaries) -> Result<()> {
+        let layout = &self.layout;
+        let pki = self.write_files(bins)?;
+        let ca_b64 = STANDARD.encode(pki.ca_pem()?);
+        let c = Components {
+            bins,
+            layout,
+            ports: self.ports,
+            pki: &pki,
+        };
+        let karmada = self.start_apiservers(&c, &ca_b64).await?;
+        self.start_members(&c).await?;
+        let clusters = self
+            .start_karmada_controllers(&c, &karmada, &ca_b64)
+            .await?;
+        self.join_members(bins, &karmada, &clusters).await?;
+        self.wait_healthy().await
+    }
+
+    /// The PKI, kubeconfigs, webhook serving pair, kwok stages and audit policy.
+    fn write_files(&self, bins: &Binaries) -> Result<Pki> {
         let layout = &self.layout;
         let pki = Pki::generate(&layout.pki_dir(), self.members)?;
         kubeconfig::write_admin(
@@ -621,38 +646,35 @@ impl Federation {
             .map_err(Error::io("create", layout.kwok_dir()))?;
         std::fs::write(&kwok_config, bootstrap::kwok_stages(&bins.kwok_module)?)
             .map_err(Error::io("write", &kwok_config))?;
-        let ca_b64 = STANDARD.encode(pki.ca_pem()?);
-        let c = Components {
-            bins,
-            layout,
-            ports: self.ports,
-            pki: &pki,
-        };
-        let long = Duration::from_secs(240);
-
         let policy = layout.audit_policy();
         std::fs::write(&policy, crate::layout::audit_policy())
             .map_err(Error::io("write", &policy))?;
+        Ok(pki)
+    }
 
+    /// etcd, every apiserver, Karmada's CRDs and APIService, the aggregated apiserver, Karmada's
+    /// kube-controller-manager and webhook.
+    async fn start_apiservers(&self, c: &Components<'_>, ca_b64: &str) -> Result<Client> {
         self.start(c.etcd())?;
         let etcd = loopback(self.ports.etcd_client());
-        self.wait_until("etcd healthy", long, || probe::http_ok(etcd, "/health"))
-            .await?;
-
+        self.wait_until("etcd healthy", BRING_UP_STEP, || {
+            probe::http_ok(etcd, "/health")
+        })
+        .await?;
         self.start(c.karmada_apiserver())?;
         for i in 1..=self.members {
             self.start(c.member_apiserver(i))?;
         }
         let karmada = self.karmada_client().await?;
-        self.wait_until("karmada-apiserver ready", long, || {
+        self.wait_until("karmada-apiserver ready", BRING_UP_STEP, || {
             probe::apiserver_ready(&karmada)
         })
         .await?;
         bootstrap::install_control_plane_objects(
             &karmada,
-            &bins.karmada_module,
+            &c.bins.karmada_module,
             self.ports,
-            &ca_b64,
+            ca_b64,
             self.members,
         )
         .await?;
@@ -660,37 +682,54 @@ impl Federation {
         self.start(c.aggregated_apiserver())?;
         self.start(c.karmada_kube_controller_manager())?;
         self.start(c.webhook())?;
+        Ok(karmada)
+    }
 
+    /// Each member's objects, controller manager, scheduler, kwok and estimator.
+    async fn start_members(&self, c: &Components<'_>) -> Result<()> {
+        let kwok_config = kwok_config_path(&self.layout);
         for i in 1..=self.members {
             let name = member_name(i);
             let member = self.member_client(i).await?;
-            self.wait_until(&format!("{name} apiserver ready"), long, || {
+            self.wait_until(&format!("{name} apiserver ready"), BRING_UP_STEP, || {
                 probe::apiserver_ready(&member)
             })
             .await?;
-            bootstrap::install_member_objects(&member, i, &bins.kwok_module).await?;
+            bootstrap::install_member_objects(&member, i, &c.bins.kwok_module).await?;
             self.start(c.member_controller_manager(i))?;
             self.start(c.member_scheduler(i))?;
             self.start(c.member_kwok(i, &kwok_config))?;
             self.start(c.member_estimator(i))?;
         }
+        Ok(())
+    }
 
+    /// The webhook configurations once the webhook serves, then karmada-controller-manager and
+    /// karmada-scheduler once Clusters are served through the aggregation layer.
+    async fn start_karmada_controllers(
+        &self,
+        c: &Components<'_>,
+        karmada: &Client,
+        ca_b64: &str,
+    ) -> Result<Api<DynamicObject>> {
         // karmada-webhook serves readiness only on its TLS port; accepting TLS connections
         // there means its certificate loaded and handlers are registered.
         let webhook = loopback(self.ports.webhook());
-        self.wait_until("karmada-webhook serving", long, || probe::tcp(webhook))
-            .await?;
+        self.wait_until("karmada-webhook serving", BRING_UP_STEP, || {
+            probe::tcp(webhook)
+        })
+        .await?;
         bootstrap::install_webhook_configurations(
-            &karmada,
-            &bins.karmada_module,
+            karmada,
+            &c.bins.karmada_module,
             self.ports.webhook(),
-            &ca_b64,
+            ca_b64,
         )
         .await?;
         let clusters: Api<DynamicObject> = Api::all_with(karmada.clone(), &cluster_resource());
         self.wait_until(
             "cluster.karmada.io served through the aggregation layer",
-            long,
+            BRING_UP_STEP,
             || {
                 let clusters = clusters.clone();
                 async move { clusters.list(&ListParams::default()).await.is_ok() }
@@ -699,12 +738,24 @@ impl Federation {
         .await?;
         self.start(c.controller_manager())?;
         self.start(c.scheduler())?;
+        Ok(clusters)
+    }
 
+    /// Every member joined (once its nodes are Ready), labelled with its VIP, and Ready with a
+    /// resource summary in Karmada.
+    async fn join_members(
+        &self,
+        bins: &Binaries,
+        karmada: &Client,
+        clusters: &Api<DynamicObject>,
+    ) -> Result<()> {
         for i in 1..=self.members {
             let member = self.member_client(i).await?;
-            self.wait_until(&format!("{} nodes Ready", member_name(i)), long, || {
-                nodes_ready(member.clone(), crate::capacity::member_nodes(i).len())
-            })
+            self.wait_until(
+                &format!("{} nodes Ready", member_name(i)),
+                BRING_UP_STEP,
+                || nodes_ready(member.clone(), crate::capacity::member_nodes(i).len()),
+            )
             .await?;
         }
         for i in 1..=self.members {
@@ -726,9 +777,9 @@ impl Federation {
         }
         self.wait_until(
             "every Cluster Ready with a resource summary",
-            long,
+            BRING_UP_STEP,
             || async {
-                match self.cluster_statuses(&karmada).await {
+                match self.cluster_statuses(karmada).await {
                     Ok(s) => {
                         s.len() == self.members as usize
                             && s.iter().all(|c| c.ready && c.has_resource_summary)
@@ -737,12 +788,17 @@ impl Federation {
                 }
             },
         )
-        .await?;
+        .await
+    }
+
+    /// Every estimator, karmada-controller-manager and karmada-scheduler answer their health
+    /// checks.
+    async fn wait_healthy(&self) -> Result<()> {
         for i in 1..=self.members {
             let health = loopback(self.ports.member(i).estimator_health);
             self.wait_until(
                 &format!("{} estimator healthy", member_name(i)),
-                long,
+                BRING_UP_STEP,
                 || probe::http_ok(health, "/healthz"),
             )
             .await?;
@@ -755,7 +811,7 @@ impl Federation {
             ("karmada-scheduler", self.ports.scheduler_health()),
         ] {
             let addr = loopback(health);
-            self.wait_until(&format!("{name} healthy"), long, || {
+            self.wait_until(&format!("{name} healthy"), BRING_UP_STEP, || {
                 probe::http_ok(addr, "/healthz")
             })
             .await?;

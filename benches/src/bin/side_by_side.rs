@@ -359,29 +359,43 @@ struct OurCounters {
 }
 
 async fn our_counters(admin: SocketAddr, kind: &str) -> anyhow::Result<OurCounters> {
+    Ok(counters(&http_get(admin, "/metrics").await?, kind))
+}
+
+/// Ours' counters for objects of `kind` in a rendered /metrics page.
+fn counters(text: &str, kind: &str) -> OurCounters {
     use fedstate_scheduler::service::metrics as m;
-    let text = http_get(admin, "/metrics").await?;
     let kind_label = format!("kind=\"{kind}\"");
-    let schedule_type = format!("schedule_type=\"{kind}\"");
-    Ok(OurCounters {
-        decisions: metric_sum(
-            &text,
-            m::SCHEDULE_ATTEMPTS,
-            &[&schedule_type, "result=\"scheduled\""],
-        ),
-        attempts: metric_sum(&text, m::SCHEDULE_ATTEMPTS, &[&schedule_type]),
-        writes: metric_sum(&text, m::API_WRITES, &[&kind_label]),
+    // Attempts on bindings are labelled with their schedule type (`kind="ReconcileSchedule"`,
+    // `"ScaleSchedule"`), MultiCloudMongoDB's with `kind="MultiCloudMongoDB"`.
+    let mcm = "kind=\"MultiCloudMongoDB\"";
+    let of_kind = |with: &[&str]| {
+        let all = metric_sum(text, m::SCHEDULE_ATTEMPTS, with);
+        let mcms = metric_sum(text, m::SCHEDULE_ATTEMPTS, &[with, &[mcm]].concat());
+        if kind == "MultiCloudMongoDB" {
+            mcms
+        } else {
+            all - mcms
+        }
+    };
+    OurCounters {
+        decisions: of_kind(&[&format!(
+            "outcome=\"{}\"",
+            m::AttemptResult::Scheduled.outcome()
+        )]),
+        attempts: of_kind(&[]),
+        writes: metric_sum(text, m::API_WRITES, &[&kind_label]),
         estimator_rpcs: metric_sum(
-            &text,
+            text,
             fedstate_estimator_client::metrics::RPC_TOTAL,
             &["method=\"MaxAvailableReplicas\""],
         ),
         events_dropped: metric_sum(
-            &text,
+            text,
             fedstate_scheduler::service::events::EVENTS_DROPPED,
             &[],
         ),
-    })
+    }
 }
 
 impl std::ops::Sub for OurCounters {
@@ -1862,4 +1876,23 @@ fn main() -> anyhow::Result<()> {
         );
         run(&args, fed).await.map(drop)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_counters_tell_bindings_from_multicloudmongodbs() {
+        let text = r#"fedstate_scheduler_schedule_attempts_total{result="scheduled",schedule_type="ReconcileSchedule",kind="ReconcileSchedule",outcome="placed"} 7
+fedstate_scheduler_schedule_attempts_total{result="scheduled",schedule_type="ReconcileSchedule",kind="ScaleSchedule",outcome="placed"} 2
+fedstate_scheduler_schedule_attempts_total{result="scheduled",schedule_type="ReconcileSchedule",kind="ReconcileSchedule",outcome="unchanged"} 3
+fedstate_scheduler_schedule_attempts_total{result="scheduled",schedule_type="ReconcileSchedule",kind="MultiCloudMongoDB",outcome="placed"} 5
+fedstate_scheduler_api_writes_total{kind="ResourceBinding",verb="patch"} 18
+"#;
+        let b = counters(text, "ResourceBinding");
+        assert_eq!((b.decisions, b.attempts, b.writes), (9.0, 12.0, 18.0));
+        let m = counters(text, "MultiCloudMongoDB");
+        assert_eq!((m.decisions, m.attempts, m.writes), (5.0, 5.0, 0.0));
+    }
 }

@@ -535,3 +535,95 @@ fn annotation_seeds_cover_accepted_and_refused_values() {
         seeds.len()
     );
 }
+
+/// The placement engine on arbitrary Cluster lists, requests and previous placements (duplicate
+/// names, capacities and counts up to `u32::MAX`, previous clusters that no longer exist): no
+/// panic, an answer in bounded time, and whatever it places is a replica set MongoDB accepts
+/// (≤ 50 members, ≤ 7 votes, ≤ 1 arbiter, only in clusters it was given).
+#[test]
+fn placement() {
+    use fedstate_scheduler::placement::{
+        ClusterCandidate, Distribution, PlacementRequest, PreviousPlacement, QuorumPolicy,
+        ReplicaSetRules, place,
+    };
+    let count = prop_oneof![
+        4 => 0u32..12,
+        1 => Just(u32::MAX),
+        1 => any::<u32>(),
+    ];
+    let name = prop_oneof![Just("a"), Just("b"), Just("c"), Just("d"), Just("")];
+    let cluster = (
+        name.clone(),
+        count.clone(),
+        any::<bool>(),
+        any::<bool>(),
+        0u8..3,
+    )
+        .prop_map(
+            |(name, capacity, ready, has_vip, region)| ClusterCandidate {
+                name: name.into(),
+                ready,
+                has_vip,
+                capacity,
+                region: Some(format!("r{region}")),
+                ..Default::default()
+            },
+        );
+    let previous = proptest::option::of((
+        proptest::collection::vec((name.clone(), count.clone()), 0..6),
+        proptest::option::of(name),
+    ))
+    .prop_map(|p| {
+        p.map(|(members, arbiter)| PreviousPlacement {
+            members: members.into_iter().map(|(n, c)| (n.into(), c)).collect(),
+            arbiter: arbiter.map(Into::into),
+        })
+    });
+    let mode = prop_oneof![
+        Just(Distribution::Uniform),
+        Just(Distribution::Weighting),
+        Just(Distribution::Aggregated)
+    ];
+    let request = (count, mode, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+        |(replicas, distribution, arbiter, required, require_vip)| PlacementRequest {
+            uid: "fuzz".into(),
+            replicas,
+            distribution,
+            replica_set: Some(ReplicaSetRules {
+                arbiter,
+                quorum_policy: if required {
+                    QuorumPolicy::Required
+                } else {
+                    QuorumPolicy::Preferred
+                },
+            }),
+            require_vip,
+            ..Default::default()
+        },
+    );
+    let world = (proptest::collection::vec(cluster, 0..8), request, previous);
+    fuzz("placement", world, |(clusters, req, previous)| {
+        let started = std::time::Instant::now();
+        let plan = place(&req, &clusters, previous.as_ref());
+        prop_assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "placement took {:?}",
+            started.elapsed()
+        );
+        let Ok(plan) = plan else { return Ok(()) };
+        let data: u64 = plan.clusters.iter().map(|c| u64::from(c.data)).sum();
+        let votes: u64 = plan.clusters.iter().map(|c| u64::from(c.votes)).sum();
+        let arbiters = plan.clusters.iter().filter(|c| c.arbiter).count();
+        prop_assert!(data <= u64::from(MAX_MEMBERS), "{data} members");
+        prop_assert!(votes <= u64::from(MAX_VOTERS), "{votes} votes");
+        prop_assert!(arbiters <= 1, "{arbiters} arbiters");
+        for c in &plan.clusters {
+            prop_assert!(
+                clusters.iter().any(|k| k.name == c.cluster),
+                "placed in {:?}, not a given cluster",
+                c.cluster
+            );
+        }
+        Ok(())
+    });
+}

@@ -45,7 +45,14 @@ impl<'a> PreviousMembers<'a> {
             .map(|p| {
                 p.members
                     .iter()
-                    .map(|(n, d)| (tiebreak::cluster_hash(seed, n), n.as_str(), *d))
+                    // No replica set holds more than MAX_MEMBERS: a larger count cannot be a
+                    // placement of ours (the annotation parser refuses it), and read as it is
+                    // it would overflow the engine's sums and scale down one member at a time
+                    // from billions.
+                    .map(|(n, d)| {
+                        let d = (*d).min(u32::from(MAX_MEMBERS));
+                        (tiebreak::cluster_hash(seed, n), n.as_str(), d)
+                    })
                     .collect()
             })
             .unwrap_or_default();

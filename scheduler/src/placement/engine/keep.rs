@@ -15,8 +15,9 @@ pub(super) fn keep(work: &mut Work) {
         slot.d = keep;
         slot.count.kept = keep;
         slot.count.removed_for_capacity = slot.prev - keep;
-        work.total += keep;
-        work.useful += keep.min(m);
+        // Saturating: clusters given twice under one name each keep the previous count.
+        work.total = work.total.saturating_add(keep);
+        work.useful = work.useful.saturating_add(keep.min(m));
         for st in &mut work.spreads {
             st.add(st.group[s], keep);
         }
@@ -114,6 +115,19 @@ mod tests {
     use super::super::testing::*;
     use super::*;
     use crate::placement::input::{SpreadKey, SpreadRule};
+
+    #[test]
+    fn a_previous_placement_beyond_mongodbs_limits_is_read_as_at_most_50_per_cluster() {
+        // Found by the placement fuzz target: u32::MAX previous members overflowed `total` and
+        // scale-down took ~4·10⁹ steps.
+        let cs = clusters(&[u32::MAX, u32::MAX, 5]);
+        let prev = previous(&[("m1", u32::MAX), ("m2", u32::MAX)]);
+        let mut w = work(&request(3, Distribution::Uniform), &cs, Some(&prev));
+        keep(&mut w);
+        assert_eq!(w.total, 100);
+        scale_down(&mut w);
+        assert_eq!(w.total, 3);
+    }
 
     #[test]
     fn rule4_previous_members_are_kept_and_counted() {

@@ -366,8 +366,8 @@ async fn our_counters(admin: SocketAddr, kind: &str) -> anyhow::Result<OurCounte
 fn counters(text: &str, kind: &str) -> OurCounters {
     use fedstate_scheduler::service::metrics as m;
     let kind_label = format!("kind=\"{kind}\"");
-    // Attempts on bindings are labelled with their schedule type (`kind="ReconcileSchedule"`,
-    // `"ScaleSchedule"`), MultiCloudMongoDB's with `kind="MultiCloudMongoDB"`.
+    // Attempts are labelled with their object's kind (`ResourceBinding`, `MultiCloudMongoDB`, …):
+    // a binding kind's figure is every attempt but MultiCloudMongoDB's.
     let mcm = "kind=\"MultiCloudMongoDB\"";
     let of_kind = |with: &[&str]| {
         let all = metric_sum(text, m::SCHEDULE_ATTEMPTS, with);
@@ -1884,9 +1884,9 @@ mod tests {
 
     #[test]
     fn our_counters_tell_bindings_from_multicloudmongodbs() {
-        let text = r#"fedstate_scheduler_schedule_attempts_total{result="scheduled",schedule_type="ReconcileSchedule",kind="ReconcileSchedule",outcome="placed"} 7
-fedstate_scheduler_schedule_attempts_total{result="scheduled",schedule_type="ReconcileSchedule",kind="ScaleSchedule",outcome="placed"} 2
-fedstate_scheduler_schedule_attempts_total{result="scheduled",schedule_type="ReconcileSchedule",kind="ReconcileSchedule",outcome="unchanged"} 3
+        let text = r#"fedstate_scheduler_schedule_attempts_total{result="scheduled",schedule_type="ReconcileSchedule",kind="ResourceBinding",outcome="placed"} 7
+fedstate_scheduler_schedule_attempts_total{result="scheduled",schedule_type="ScaleSchedule",kind="ResourceBinding",outcome="placed"} 2
+fedstate_scheduler_schedule_attempts_total{result="scheduled",schedule_type="ReconcileSchedule",kind="ResourceBinding",outcome="unchanged"} 3
 fedstate_scheduler_schedule_attempts_total{result="scheduled",schedule_type="ReconcileSchedule",kind="MultiCloudMongoDB",outcome="placed"} 5
 fedstate_scheduler_api_writes_total{kind="ResourceBinding",verb="patch"} 18
 "#;

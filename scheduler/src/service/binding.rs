@@ -397,7 +397,7 @@ pub async fn reconcile<B: Binding>(b: Arc<B>, ctx: Arc<Context>) -> Result<Actio
     } else {
         writes.result
     };
-    metrics::attempt(trigger.schedule_type(), result, started);
+    metrics::attempt(B::KIND, trigger.schedule_type(), result, started);
     applied?;
     if let (Ok(()), Some(targets)) = (&outcome.result, &outcome.clusters) {
         assume(&ctx, &binding_key, spec, &shape, targets);

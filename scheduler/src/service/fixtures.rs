@@ -20,7 +20,7 @@ use fedstate_estimator_client::{CapacityEstimator, EstimatorConfig, GeneralEstim
 use fedstate_fake_apiserver::{Answer, Request as Seen, RequestLog, conflict, merge, scripted};
 use http::Method;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -86,13 +86,6 @@ fn context(client: Client, clusters: Vec<Cluster>) -> Arc<Context> {
         estimator: CapacityEstimator::new(
             vec![Arc::new(GeneralEstimate), Arc::new(NodeSpread)],
             EstimatorConfig::default(),
-        ),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "fedstate-scheduler".into(),
-                instance: None,
-            },
         ),
         backoff: super::backoff(),
         written: super::binding::Written::default(),

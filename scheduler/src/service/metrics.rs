@@ -85,10 +85,16 @@ pub fn describe() {
     metrics::describe_counter!(API_WRITES, "Writes to the apiserver by kind and verb");
 }
 
-/// Record one finished attempt on an object of `kind`.
-pub fn attempt(kind: &'static str, result: AttemptResult, started: std::time::Instant) {
-    metrics::counter!(SCHEDULE_ATTEMPTS, "result" => result.karmada_result(), "schedule_type" => SCHEDULE_TYPE, "kind" => kind, "outcome" => result.outcome()).increment(1);
-    metrics::histogram!(E2E_DURATION, "result" => result.karmada_result(), "schedule_type" => SCHEDULE_TYPE, "kind" => kind)
+/// Record one finished attempt on an object of `kind`; `schedule_type` as karmada-scheduler labels
+/// it (`ScaleSchedule`, `ReconcileSchedule`).
+pub fn attempt(
+    kind: &'static str,
+    schedule_type: &'static str,
+    result: AttemptResult,
+    started: std::time::Instant,
+) {
+    metrics::counter!(SCHEDULE_ATTEMPTS, "result" => result.karmada_result(), "schedule_type" => schedule_type, "kind" => kind, "outcome" => result.outcome()).increment(1);
+    metrics::histogram!(E2E_DURATION, "result" => result.karmada_result(), "schedule_type" => schedule_type, "kind" => kind)
         .record(started.elapsed().as_secs_f64());
 }
 

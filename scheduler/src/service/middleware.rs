@@ -334,7 +334,7 @@ pub async fn reconcile<K: Schedulable>(obj: Arc<K>, ctx: Arc<Context>) -> Result
     } else {
         decision.result.unwrap_or(AttemptResult::Unchanged)
     };
-    metrics::attempt(K::KIND, attempt, started);
+    metrics::attempt(K::KIND, metrics::SCHEDULE_TYPE, attempt, started);
     result?;
     Ok(decision
         .requeue

@@ -30,7 +30,7 @@ use fedstate_runtime::backoff::{Backoff, ReconcileError};
 use fedstate_runtime::{CommonArgs, admin};
 use futures::{StreamExt, TryStreamExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -125,8 +125,7 @@ pub struct Context {
     pub scheduler_name: String,
     pub clusters: Store<Cluster>,
     pub estimator: CapacityEstimator,
-    pub recorder: Recorder,
-    /// Binding events, published off the critical path.
+    /// Events (bindings' and MultiCloudMongoDBs'), published off the critical path.
     pub events: events::EventSink,
     /// Retry delays of failed reconciles ([`backoff`]).
     pub backoff: Backoff,
@@ -269,13 +268,6 @@ pub async fn controllers(
         }
     });
 
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: args.scheduler_name.clone(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
     let ctx = Arc::new(Context {
         client: client.clone(),
         scheduler_name: args.scheduler_name.clone(),
@@ -289,7 +281,6 @@ pub async fn controllers(
             },
             stop.clone(),
         ),
-        recorder,
         backoff: backoff(),
         written: binding::Written::default(),
     });

@@ -20,7 +20,8 @@ status=0
 (cd "$repo" && cargo build -p fedstate-scheduler -p fedstate-manager -p fedstate-mongo-agent --bins) || exit 1
 our_dir="$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug"
-(cd "$repo" && cargo test -p fedstate-e2e -- --nocapture --test-threads=1 "$@") || status=$?
+# --no-fail-fast: every suite runs and reports, not only those before the first failure.
+(cd "$repo" && cargo test -p fedstate-e2e --no-fail-fast -- --nocapture --test-threads=1 "$@") || status=$?
 
 # Processes of the federation's binaries, or of ours, that still name the e2e run directory.
 left=()

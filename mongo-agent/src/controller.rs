@@ -33,6 +33,9 @@ use crate::replset::{Login, ReplSetAdmin, ReplSetError};
 use crate::resources::{self, MemberAddressing};
 use crate::{apply, gather};
 
+/// How long a deleted `MongoDB`'s agent tries to take its members out of the replica set.
+const LEAVE_BUDGET: Duration = Duration::from_secs(40);
+
 /// FedState's finalizer name (objects FedState created carry it already).
 pub const FINALIZER: &str = "mongodb.finalizers.middleware.fedstate.io";
 
@@ -269,13 +272,26 @@ async fn cleanup(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
         Api::namespaced(ctx.client.clone(), &mdb.namespace().unwrap_or_default()),
         members.pods_by_host,
     );
-    // Bounded: a set that cannot change (no primary) must not block deletion forever.
-    for _ in 0..20 {
-        match converge::step(&admin, &in_pod, &goal, &BTreeSet::new()).await {
-            Ok((Outcome::Done, _)) | Ok((Outcome::QuorumLost { .. }, _)) => break,
-            Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-            Err(ReplSetError::Unreachable { .. }) => break,
-            Err(e) => {
+    // Bounded in time, not in steps: a set that cannot change (no primary) must not block
+    // deletion forever, and when a whole MultiCloudMongoDB is deleted every cluster's agent
+    // leaves at once, so each step can wait on members that are going away (20 steps once took
+    // over two minutes).
+    let deadline = tokio::time::Instant::now() + LEAVE_BUDGET;
+    let none_pending = BTreeSet::new();
+    loop {
+        let step = converge::step(&admin, &in_pod, &goal, &none_pending);
+        match tokio::time::timeout_at(deadline, step).await {
+            Err(_elapsed) => {
+                tracing::warn!(
+                    seconds = LEAVE_BUDGET.as_secs(),
+                    "could not leave the replica set in time; deleting anyway"
+                );
+                break;
+            }
+            Ok(Ok((Outcome::Done, _)) | Ok((Outcome::QuorumLost { .. }, _))) => break,
+            Ok(Ok(_)) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Ok(Err(ReplSetError::Unreachable { .. })) => break,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "leaving the replica set failed; deleting anyway");
                 break;
             }

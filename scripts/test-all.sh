@@ -5,7 +5,7 @@
 #   3. unit + scenario  cargo test --workspace (pure planners, proptests, mock-apiserver scenarios,
 #                       in-process gRPC estimators, Lua interpreter tests)
 #   4. fuzz             every fuzz target of fuzz/ for a fixed time each (FEDSTATE_FUZZ_SECONDS,
-#                       default 15 s; seeds in fuzz/seeds/, failures kept in fuzz/regressions/)
+#                       default 10 s; seeds in fuzz/seeds/, failures kept in fuzz/regressions/)
 #   5. e2e              the local federation (docs/local-federation.md: real kube-apiserver, etcd,
 #                       Karmada, kwok): builds or reuses the pinned Go binaries, then runs e2e/
 #                       against them
@@ -70,7 +70,7 @@ stage_unit() {
 
 stage_fuzz() {
   # One target at a time, each for the same time, so the stage takes targets × seconds.
-  FEDSTATE_FUZZ_SECONDS="${FEDSTATE_FUZZ_SECONDS:-15}" \
+  FEDSTATE_FUZZ_SECONDS="${FEDSTATE_FUZZ_SECONDS:-10}" \
     cargo test --locked -p fedstate-fuzz --test targets -- --test-threads=1 --nocapture
 }
 

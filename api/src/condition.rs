@@ -115,6 +115,9 @@ pub mod types {
     pub const DEGRADED: &str = "Degraded";
     /// Set on an object whose spec we cannot act on (e.g. an unsupported image version).
     pub const SPEC_VALID: &str = "SpecValid";
+    /// Set by the manager while a deleted object is torn down: the message says what the
+    /// deletion waits for (e.g. members in an unreachable cluster, which may still vote).
+    pub const DELETING: &str = "Deleting";
     /// Set by the agent when the replica set lost its voting majority
     /// (`docs/mongodb.md#quorum-lost-and-forced-reconfig`).
     pub const QUORUM_LOST: &str = "QuorumLost";

@@ -8,6 +8,12 @@
 //!    with one voting change each.
 //! 3. `kill-member` of a cluster holding a minority of the voters: the set keeps a primary,
 //!    nothing is forced, the surviving objects report `Degraded`.
+//! 4. Deleting the object while that cluster is unreachable: the members elsewhere are torn down
+//!    but every PVC stays, the finalizer waits and the status names the unreachable cluster;
+//!    once it is back, the teardown completes and its member's PVC is kept too.
+//!
+//! Scaling down (2) deletes the PVC of each member that left the set; every StatefulSet keeps
+//! its PVC when deleted (`Retain`).
 //!
 //! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
 
@@ -24,6 +30,8 @@ use fedstate_local::capacity::STORAGE_CLASS;
 use fedstate_local::member_name;
 use fedstate_rs_sim::bridge::{self};
 use fedstate_rs_sim::{Simulator, world};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{Api, ApiResource, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -100,6 +108,45 @@ async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
     converged(&sim, 5).await;
     scale(&karmada, 3, &[1, 1, 1]).await;
     converged(&sim, 3).await;
+    for i in 1..=fed.members() {
+        let member = fed.member_client(i).await.expect("member client");
+        eventually(
+            &format!(
+                "{}: one member's PVC, its StatefulSet keeps it",
+                member_name(i)
+            ),
+            WAIT,
+            || async {
+                let claims = pvcs(&member).await?;
+                let sts: Api<StatefulSet> = Api::namespaced(member.clone(), NS);
+                let retention: Vec<_> = sts
+                    .list(&Default::default())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .items
+                    .into_iter()
+                    .filter_map(|s| s.spec?.persistent_volume_claim_retention_policy)
+                    .map(|p| (p.when_deleted, p.when_scaled))
+                    .collect();
+                let retain = Some("Retain".to_owned());
+                if claims.len() == 1
+                    && retention.len() == 1
+                    && retention[0] == (retain.clone(), retain)
+                {
+                    Ok(())
+                } else {
+                    Err(format!("PVCs {claims:?}, retention {retention:?}"))
+                }
+            },
+        )
+        .await;
+    }
+
+    // Every cluster's member PVCs, for scenario 4 (member3's cannot be listed once it is down).
+    let mut kept = Vec::new();
+    for i in 1..=fed.members() {
+        kept.push(pvcs(&fed.member_client(i).await.expect("member client")).await);
+    }
 
     eprintln!("scenario 3: kill-member of a minority cluster");
     fed.kill_member(3).expect("kill member3");
@@ -147,9 +194,112 @@ async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
     .await;
     assert_eq!(sim.world().set(NAME).expect("set").forced_reconfigs, 0);
 
+    eprintln!("scenario 4: delete the object while member3 is unreachable");
+    let api: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), NS);
+    api.delete(NAME, &Default::default()).await.expect("delete");
+    for i in 1..=2 {
+        let member = fed.member_client(i).await.expect("member client");
+        let mdbs: Api<MongoDB> = Api::namespaced(member.clone(), NS);
+        eventually(
+            &format!("{}: MongoDB torn down, PVC kept", member_name(i)),
+            WAIT,
+            || async {
+                if mdbs
+                    .get_opt(NAME)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                {
+                    return Err("MongoDB still there".into());
+                }
+                let claims = pvcs(&member).await?;
+                if Ok(&claims) == kept[i as usize - 1].as_ref() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "PVCs {claims:?}, before {:?}",
+                        kept[i as usize - 1]
+                    ))
+                }
+            },
+        )
+        .await;
+    }
+    let waiting = eventually(
+        "the finalizer waits, the status names member3",
+        Duration::from_secs(180),
+        || async {
+            let o = api.get(NAME).await.map_err(|e| e.to_string())?;
+            let st = o.status.unwrap_or_default();
+            let c = st
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Deleting")
+                .ok_or("no Deleting condition")?;
+            let msg = c.message.clone().unwrap_or_default();
+            if o.metadata.finalizers.unwrap_or_default().is_empty() {
+                Err("finalizer released".into())
+            } else if c.reason.as_deref() == Some("WaitingForUnreachableClusters")
+                && msg.contains("member3")
+            {
+                Ok(msg)
+            } else {
+                Err(format!("{c:?}"))
+            }
+        },
+    )
+    .await;
+    eprintln!("  Deleting: {waiting}");
+    fed.restore_member(3).await.expect("restore member3");
+    eventually(
+        "the object is gone once member3 is back",
+        Duration::from_secs(240),
+        || async {
+            match api.get_opt(NAME).await.map_err(|e| e.to_string())? {
+                None => Ok(()),
+                Some(o) => Err(format!("still there: {:?}", o.status.map(|s| s.conditions))),
+            }
+        },
+    )
+    .await;
+    let member3 = fed.member_client(3).await.expect("member3");
+    let mdbs: Api<MongoDB> = Api::namespaced(member3.clone(), NS);
+    eventually("member3: MongoDB torn down, PVC kept", WAIT, || async {
+        if mdbs
+            .get_opt(NAME)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            return Err("MongoDB still there".into());
+        }
+        let claims = pvcs(&member3).await?;
+        if Ok(&claims) == kept[2].as_ref() {
+            Ok(())
+        } else {
+            Err(format!("PVCs {claims:?}, before {:?}", kept[2]))
+        }
+    })
+    .await;
+
     stop.cancel();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = std::fs::remove_dir_all(&pods_dir);
+}
+
+/// The names of the object's member PVCs in one cluster.
+async fn pvcs(member: &kube::Client) -> Result<Vec<String>, String> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(member.clone(), NS);
+    let prefix = format!("data-{NAME}-mongodb-");
+    Ok(api
+        .list(&Default::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .filter(|n| n.starts_with(&prefix))
+        .collect())
 }
 
 /// What the scheduler would do: the placement for the object's current generation.

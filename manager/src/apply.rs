@@ -20,7 +20,7 @@ use crate::controller::{Context, Error, Result};
 use crate::decide::{self, Blocked, Decision, Members, Note};
 use crate::desired;
 use crate::middleware::{Kind, Middleware};
-use crate::teardown::{OwnedKind, OwnedRef, TeardownStep, TeardownView};
+use crate::teardown::{OwnedKind, OwnedRef, TeardownStep};
 
 /// How soon to look again while a deletion step or a NodePort allocation is under way.
 const STEP_REQUEUE: Duration = Duration::from_secs(2);
@@ -214,19 +214,29 @@ pub async fn teardown<M: Middleware>(
     ctx: &Context<M>,
     obj: &M::Federated,
     step: TeardownStep,
-    view: &TeardownView,
 ) -> Result<Option<Action>> {
     let ns = namespace(obj)?;
-    for n in decide::teardown_events::<M>(&step, view) {
+    let w = decide::teardown(&ctx.middleware, obj, &step, jiff::Timestamp::now());
+    if let Some(n) = w.event {
         publish(ctx, obj, n).await;
+    }
+    if let Some(body) = &w.status {
+        write_status(ctx, obj, body).await?;
     }
     match step {
         TeardownStep::DeleteTemplate { template } => {
             delete_owned(ctx, &ns, &template).await?;
             Ok(Some(Action::requeue(STEP_REQUEUE)))
         }
-        TeardownStep::WaitForMembers { clusters } => {
-            info!(?clusters, "waiting for the members to be gone");
+        TeardownStep::WaitForMembers {
+            clusters,
+            unreachable,
+        } => {
+            info!(
+                ?clusters,
+                ?unreachable,
+                "waiting for the members to be gone"
+            );
             Ok(Some(Action::requeue(MEMBERS_GONE_REQUEUE)))
         }
         TeardownStep::DeleteOwned { objects } => {

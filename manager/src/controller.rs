@@ -247,7 +247,7 @@ async fn reconcile_live<M: Middleware>(obj: &M::Federated, ctx: &Context<M>) -> 
 async fn cleanup<M: Middleware>(obj: &M::Federated, ctx: &Context<M>) -> Result<Option<Action>> {
     let view = gather::teardown(ctx, obj).await?;
     let step = teardown::next_step(&view);
-    apply::teardown(ctx, obj, step, &view).await
+    apply::teardown(ctx, obj, step).await
 }
 
 /// The federated object a member template's binding belongs to.

@@ -25,17 +25,18 @@ use crate::desired::{self, DesiredError};
 use crate::members::{self, Assignment, MemberRecord, Phase};
 use crate::middleware::{FederatedStatus, Middleware};
 use crate::status::{self, StatusInputs};
-use crate::teardown::{OwnedKind, OwnedRef, TeardownStep, TeardownView};
+use crate::teardown::{OwnedKind, OwnedRef, TeardownStep};
 
 /// Conditions the manager owns (the scheduler owns `Scheduled`, `ServerScheduledResult`,
 /// `QuorumAtRisk`).
-pub const OWNED_CONDITIONS: [&str; 6] = [
+pub const OWNED_CONDITIONS: [&str; 7] = [
     types::SERVER_READY,
     types::READY,
     types::SCALING_IN_PROGRESS,
     types::FAILOVER_IN_PROGRESS,
     types::DEGRADED,
     types::SPEC_VALID,
+    types::DELETING,
 ];
 
 /// A Karmada Cluster as the decisions need it.
@@ -615,30 +616,79 @@ fn status_body<M: Middleware>(
     Some(body)
 }
 
-/// The events of one teardown step.
-pub fn teardown_events<M: Middleware>(step: &TeardownStep, view: &TeardownView) -> Vec<Note> {
-    match step {
-        TeardownStep::DeleteTemplate { .. } => vec![Note::new(
+/// The event and the `Deleting` condition of one teardown step: the condition says what the
+/// deletion waits for; an event goes out when that changes.
+pub fn teardown<M: Middleware>(
+    middleware: &M,
+    obj: &M::Federated,
+    step: &TeardownStep,
+    now: jiff::Timestamp,
+) -> BlockedWrite {
+    let kind = M::Member::kind(&());
+    let (type_, reason, message) = match step {
+        TeardownStep::DeleteTemplate { .. } => (
             EventType::Normal,
             "DeletingMembers",
-            "Delete",
+            format!("deleting the member {kind} objects in every cluster"),
+        ),
+        TeardownStep::WaitForMembers {
+            clusters,
+            unreachable,
+        } if unreachable.is_empty() => (
+            EventType::Normal,
+            "WaitingForMembers",
             format!(
-                "deleting the member {} objects in every cluster",
-                M::Member::kind(&())
+                "waiting for the member {kind} objects in {} to be torn down",
+                clusters.join(", ")
             ),
-        )],
-        TeardownStep::DeleteOwned { .. } if !view.works_in_unreachable_clusters.is_empty() => {
-            vec![Note::new(
-                EventType::Warning,
-                "UnreachableClusters",
-                "Delete",
-                format!(
-                    "clusters {} are unreachable; Karmada removes the members there when they return",
-                    view.works_in_unreachable_clusters.join(", ")
-                ),
-            )]
+        ),
+        TeardownStep::WaitForMembers {
+            clusters,
+            unreachable,
+        } => (
+            EventType::Warning,
+            "WaitingForUnreachableClusters",
+            format!(
+                "clusters {} are unreachable: their members may still be running and voting, so \
+                 the deletion waits (the finalizer stays; no member's data is deleted); it \
+                 completes when they return, or once they are removed from the Karmada \
+                 federation{}",
+                unreachable.join(", "),
+                if clusters.is_empty() {
+                    String::new()
+                } else {
+                    format!("; members still being torn down in {}", clusters.join(", "))
+                }
+            ),
+        ),
+        TeardownStep::DeleteOwned { objects } => (
+            EventType::Normal,
+            "DeletingObjects",
+            format!(
+                "the members are gone; deleting {}",
+                objects
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        TeardownStep::Done => {
+            return BlockedWrite {
+                event: None,
+                status: None,
+            };
         }
-        _ => Vec::new(),
+    };
+    let g = obj.meta().generation;
+    let old = middleware.current_status(obj);
+    let before = condition_of(&old.conditions, types::DELETING);
+    let event = (before.and_then(|c| c.message.as_deref()) != Some(message.as_str()))
+        .then(|| Note::new(type_, reason, "Delete", message.clone()));
+    let condition = Condition::new(types::DELETING, ConditionStatus::True, reason, message, g);
+    BlockedWrite {
+        event,
+        status: status_body::<M>(&old, g, None, vec![condition], now),
     }
 }
 

@@ -553,6 +553,26 @@ mod tests {
     }
 
     #[test]
+    fn deleting_the_members_data_on_teardown_is_an_opt_in_that_reaches_every_member() {
+        let mut m = seed();
+        let a = assign(&[], &SchedulerResult::parse(PLAN).unwrap()).unwrap();
+        let d = desired(&MongoDb, &m, &a, &vips(), &ports(&a)).unwrap();
+        assert_eq!(
+            member_object(&d, "member1")["spec"]["persistence"].get("deleteOnTeardown"),
+            None,
+            "kept by default"
+        );
+        m.spec.storage.as_mut().unwrap().delete_on_teardown = Some(true);
+        let d = desired(&MongoDb, &m, &a, &vips(), &ports(&a)).unwrap();
+        for c in ["member1", "member2", "member3"] {
+            assert_eq!(
+                member_object(&d, c)["spec"]["persistence"]["deleteOnTeardown"],
+                true
+            );
+        }
+    }
+
+    #[test]
     fn every_field_of_the_seed_sample_reaches_the_member_objects() {
         let (_, _, d) = setup(PLAN);
         let mut total = 0;

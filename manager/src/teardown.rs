@@ -1,8 +1,10 @@
 //! Ordered deletion of one federated object (pure): the member template goes first, so Karmada
 //! deletes the member objects and each agent tears its members down; then we wait until Karmada
-//! reports no Work of that template left in any reachable cluster; only then do the policies,
-//! Services, ConfigMaps and Secrets go (the agents may need them while they tear down), and the
-//! finalizer is released once nothing of ours is left. Each step names exactly what to delete.
+//! reports no Work of that template left in any cluster, reachable or not (a member in an
+//! unreachable cluster may still be running and voting: the finalizer never goes while one may);
+//! only then do the policies, Services, ConfigMaps and Secrets go (the agents may need them while
+//! they tear down), and the finalizer is released once nothing of ours is left. Each step names
+//! exactly what to delete or what it waits for.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -70,8 +72,9 @@ pub struct TeardownView {
     pub template: Option<OwnedRef>,
     /// Reachable clusters where a Work of the template remains (member object not deleted yet).
     pub works_in_reachable_clusters: Vec<String>,
-    /// Unreachable clusters where a Work remains: not waited for (they may never come back);
-    /// Karmada deletes the member objects when they return.
+    /// Unreachable clusters where a Work remains: waited for too (their members may still be
+    /// running and voting); Karmada deletes the member objects when they return, and removes
+    /// their Works when a cluster leaves the federation.
     pub works_in_unreachable_clusters: Vec<String>,
     /// Our other objects (policies, Services, ConfigMaps, Secrets) still present.
     pub owned_left: Vec<OwnedRef>,
@@ -80,17 +83,25 @@ pub struct TeardownView {
 /// The next step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TeardownStep {
-    DeleteTemplate { template: OwnedRef },
-    WaitForMembers { clusters: Vec<String> },
-    DeleteOwned { objects: Vec<OwnedRef> },
+    DeleteTemplate {
+        template: OwnedRef,
+    },
+    /// Member objects remain: in `clusters` (being deleted) and in `unreachable` ones.
+    WaitForMembers {
+        clusters: Vec<String>,
+        unreachable: Vec<String>,
+    },
+    DeleteOwned {
+        objects: Vec<OwnedRef>,
+    },
     Done,
 }
 
-/// Split the clusters where a Work of the template remains into reachable ones (waited for) and
-/// unreachable ones (not waited for): a cluster Karmada knows and reports not Ready, or one it no
-/// longer knows (it left the federation). A Cluster cache that knows no cluster at all says
-/// nothing about readiness (it is not filled yet), so then every cluster is waited for: never
-/// are all members left behind because the cache was empty.
+/// Split the clusters where a Work of the template remains into reachable ones and unreachable
+/// ones (both are waited for; the split only says why): a cluster Karmada knows and reports not
+/// Ready, or one it no longer knows (it left the federation). A Cluster cache that knows no
+/// cluster at all says nothing about readiness (it is not filled yet), so then every cluster
+/// counts as reachable.
 pub fn split_works(
     clusters: impl IntoIterator<Item = String>,
     ready: &BTreeMap<String, bool>,
@@ -105,9 +116,12 @@ pub fn next_step(v: &TeardownView) -> TeardownStep {
         TeardownStep::DeleteTemplate {
             template: template.clone(),
         }
-    } else if !v.works_in_reachable_clusters.is_empty() {
+    } else if !v.works_in_reachable_clusters.is_empty()
+        || !v.works_in_unreachable_clusters.is_empty()
+    {
         TeardownStep::WaitForMembers {
             clusters: v.works_in_reachable_clusters.clone(),
+            unreachable: v.works_in_unreachable_clusters.clone(),
         }
     } else if !v.owned_left.is_empty() {
         TeardownStep::DeleteOwned {
@@ -123,7 +137,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn members_go_before_what_they_need_and_lost_clusters_do_not_block() {
+    fn members_go_before_what_they_need_and_unreachable_members_are_waited_for() {
         let template = OwnedRef::new(OwnedKind::Template, "demo");
         let keyfile = OwnedRef::new(OwnedKind::Secret, "demo-keyfile");
         let mut v = TeardownView {
@@ -137,10 +151,21 @@ mod tests {
         assert_eq!(
             next_step(&v),
             TeardownStep::WaitForMembers {
-                clusters: vec!["a".into()]
+                clusters: vec!["a".into()],
+                unreachable: vec!["b".into()],
             }
         );
+        // Only an unreachable cluster's member is left: it may still vote, so nothing else goes
+        // (the Secrets, the host list) and the finalizer stays.
         v.works_in_reachable_clusters.clear();
+        assert_eq!(
+            next_step(&v),
+            TeardownStep::WaitForMembers {
+                clusters: vec![],
+                unreachable: vec!["b".into()],
+            }
+        );
+        v.works_in_unreachable_clusters.clear();
         assert_eq!(
             next_step(&v),
             TeardownStep::DeleteOwned {
@@ -163,7 +188,7 @@ mod tests {
         assert_eq!(
             split_works(works(), &BTreeMap::new()),
             (vec!["a".into(), "b".into(), "gone".into()], vec![]),
-            "nothing known: wait for every member"
+            "nothing known: none is called unreachable"
         );
     }
 }

@@ -528,6 +528,63 @@ async fn deletion_waits_for_members_then_removes_everything() {
     );
 }
 
+#[tokio::test]
+async fn deletion_waits_for_the_members_of_an_unreachable_cluster_and_says_why() {
+    let w = world(&[(1, true), (2, true), (3, false)]);
+    w.fake.put(MCM, seed_object("mongo:7.0", Some(PLAN)));
+    w.reconcile().await.unwrap();
+    let work = |c: &str| {
+        json!({"apiVersion": "work.karmada.io/v1alpha1", "kind": "Work",
+            "metadata": {"name": format!("{NAME}-abc"), "namespace": format!("karmada-es-{c}"),
+                "annotations": {"resourcebinding.karmada.io/name": format!("{NAME}-mongodb"),
+                                "resourcebinding.karmada.io/namespace": NS}}})
+    };
+    w.fake.put(WORKS, work("member1"));
+    w.fake.put(WORKS, work("member3"));
+    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    w.fake.put(MCM, obj);
+    w.reconcile().await.unwrap();
+    assert!(w.fake.get(MONGODB, NS, NAME).is_none(), "members go first");
+    // member1's member is torn down; member3's cannot be while member3 is unreachable, and it
+    // may still be voting: nothing else goes and the finalizer stays, however often we look.
+    w.fake
+        .remove(WORKS, "karmada-es-member1", &format!("{NAME}-abc"));
+    for _ in 0..5 {
+        w.reconcile().await.unwrap();
+    }
+    assert_eq!(
+        w.fake.get(MCM, NS, NAME).unwrap()["metadata"]["finalizers"],
+        json!([FINALIZER]),
+        "the finalizer waits for member3"
+    );
+    assert!(!w.fake.list(SECRETS).is_empty(), "Secrets stay");
+    assert!(!w.fake.list(CONFIGMAPS).is_empty(), "the host list stays");
+    let deleting = w.condition("Deleting");
+    assert_eq!(deleting["status"], "True");
+    assert_eq!(deleting["reason"], "WaitingForUnreachableClusters");
+    let msg = deleting["message"].as_str().unwrap();
+    assert!(
+        msg.contains("member3") && msg.contains("may still be running and voting"),
+        "{msg}"
+    );
+    // member3 returns and Karmada removes its member: the teardown completes.
+    w.cluster_event(cluster(3, true));
+    w.fake
+        .remove(WORKS, "karmada-es-member3", &format!("{NAME}-abc"));
+    w.reconcile().await.unwrap();
+    assert_eq!(w.condition("Deleting")["reason"], "DeletingObjects");
+    for c in [SERVICES, CONFIGMAPS, SECRETS, PPS, OPS] {
+        assert!(w.fake.list(c).is_empty(), "{c} left behind");
+    }
+    w.reconcile().await.unwrap();
+    assert_eq!(
+        w.fake.get(MCM, NS, NAME).unwrap()["metadata"]["finalizers"],
+        json!([]),
+        "finalizer released once nothing is left"
+    );
+}
+
 /// Every request the manager makes in a full life cycle is allowed by `deploy/manager/rbac.yaml`
 /// (and the ClusterRole grants nothing the controller's watches and applies do not need).
 #[tokio::test]

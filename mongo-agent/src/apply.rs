@@ -8,7 +8,7 @@ use std::sync::Arc;
 use fedstate_api::names::FIELD_MANAGER_AGENT;
 use fedstate_api::v1alpha1::{MongoDB, MongoDBStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Event;
@@ -214,6 +214,11 @@ pub async fn after_step(
         if next.delete_services {
             let _ = services.delete(name, &DeleteParams::default()).await;
         }
+    }
+    let claims = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns);
+    for name in &next.delete_claims {
+        tracing::info!(pvc = %name, "member left the replica set; deleting its data");
+        let _ = claims.delete(name, &DeleteParams::default()).await;
     }
     for note in &next.events {
         publish(ctx, mdb, note).await;

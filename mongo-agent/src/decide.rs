@@ -456,6 +456,9 @@ pub struct AfterStep {
     pub step_down: Option<String>,
     /// StatefulSets of members that left the set (and their Services when the agent owns them).
     pub delete: Vec<String>,
+    /// PVCs of data members seen to have left the config (their address is known and not in
+    /// it): a member that left cannot rejoin later with stale data. Every other PVC stays.
+    pub delete_claims: Vec<String>,
     pub delete_services: bool,
     pub status: MongoDBStatus,
     pub events: Vec<Note>,
@@ -471,7 +474,7 @@ pub fn after_step(
     now: Timestamp,
 ) -> AfterStep {
     let name = mdb.name_any();
-    let (restart, step_down, delete) = match &set.observation {
+    let (restart, step_down, departed) = match &set.observation {
         Some(obs) => {
             let (restart, step_down) = match restart_step(mdb, seen, &objects.members, obs) {
                 RolloutStep::Restart { index } => (
@@ -488,6 +491,12 @@ pub fn after_step(
         }
         None => (None, None, Vec::new()),
     };
+    let delete_claims = departed
+        .iter()
+        .filter(|d| d.left_config && !d.arbiter)
+        .map(|d| resources::data_claim_name(&d.statefulset))
+        .collect();
+    let delete = departed.into_iter().map(|d| d.statefulset).collect();
     let members = set
         .observation
         .as_ref()
@@ -526,6 +535,7 @@ pub fn after_step(
         restart,
         step_down,
         delete,
+        delete_claims,
         delete_services: mdb.spec.member_config_ref.is_none(),
         status: status::compute(mdb.status.as_ref(), &o, now),
         events,
@@ -593,7 +603,16 @@ fn restart_step(mdb: &MongoDB, seen: &Seen, members: &Members, obs: &Observation
 
 /// StatefulSets the object no longer wants whose member is not in the set's config (a member is
 /// removed from the set first, then its workload).
-fn departed(seen: &Seen, objects: &Objects, obs: &Observation) -> Vec<String> {
+/// A StatefulSet of a member that is no longer wanted and not in the config.
+#[derive(Debug)]
+struct Departed {
+    statefulset: String,
+    arbiter: bool,
+    /// Its address is known and not in the config (else it could not be resolved at all).
+    left_config: bool,
+}
+
+fn departed(seen: &Seen, objects: &Objects, obs: &Observation) -> Vec<Departed> {
     let Some(config) = &obs.observed.config else {
         return Vec::new();
     };
@@ -602,15 +621,19 @@ fn departed(seen: &Seen, objects: &Objects, obs: &Observation) -> Vec<String> {
     seen.statefulsets
         .iter()
         .filter(|s| !wanted.contains(&s.name_any()))
-        .filter(|s| {
-            let addr = if is_arbiter(s.labels()) {
+        .filter_map(|s| {
+            let arbiter = is_arbiter(s.labels());
+            let addr = if arbiter {
                 objects.members.arbiter.as_ref()
             } else {
                 member_index_of(s.labels()).and_then(|i| objects.members.addresses.get(&i))
             };
-            !addr.is_some_and(|a| in_config.contains(a.as_str()))
+            (!addr.is_some_and(|a| in_config.contains(a.as_str()))).then(|| Departed {
+                statefulset: s.name_any(),
+                arbiter,
+                left_config: addr.is_some(),
+            })
         })
-        .map(|s| s.name_any())
         .collect()
 }
 

@@ -269,6 +269,11 @@ fn member_names(name: &str, index: Option<i32>) -> (String, BTreeMap<String, Str
     }
 }
 
+/// The PVC a data member's StatefulSet `sts` creates for its one pod (`data-<sts>-0`).
+pub fn data_claim_name(sts: &str) -> String {
+    format!("data-{sts}-0")
+}
+
 /// The StatefulSet of one member (`index` `None` = the arbiter, without PVC or exporter).
 pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulSet, ResourceError> {
     let name = mdb.name_any();
@@ -372,9 +377,18 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
             pvc["spec"]["storageClassName"] = json!(sc);
         }
         sts_spec["volumeClaimTemplates"] = json!([pvc]);
-        // A member removed by scale-down must not rejoin later with stale data.
+        // Fail safe: deleting a StatefulSet (by hand, by the owner reference when this object is
+        // deleted, or by any mistake) keeps the member's data unless the user asked for
+        // `persistence.deleteOnTeardown`. A member that left the set by scale-down has its PVC
+        // deleted explicitly, after it left the config (`decide::after_step`), so it cannot
+        // rejoin later with stale data.
+        let when_deleted = if persistence.delete_on_teardown == Some(true) {
+            "Delete"
+        } else {
+            "Retain"
+        };
         sts_spec["persistentVolumeClaimRetentionPolicy"] =
-            json!({"whenDeleted": "Delete", "whenScaled": "Delete"});
+            json!({"whenDeleted": when_deleted, "whenScaled": "Retain"});
     }
     Ok(serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -601,6 +615,29 @@ mod tests {
             "1Gi"
         );
         assert_eq!(pvc_spec.storage_class_name, None);
+    }
+
+    #[test]
+    fn deleting_a_statefulset_keeps_the_members_data_unless_asked() {
+        let retention = |m: &MongoDB| {
+            let d = desired_objects(m, None).unwrap();
+            let p = d.statefulsets[0]
+                .spec
+                .as_ref()
+                .unwrap()
+                .persistent_volume_claim_retention_policy
+                .clone()
+                .unwrap();
+            (p.when_deleted.unwrap(), p.when_scaled.unwrap())
+        };
+        let mut m = sample();
+        assert_eq!(retention(&m), ("Retain".into(), "Retain".into()));
+        m.spec.persistence.as_mut().unwrap().delete_on_teardown = Some(false);
+        assert_eq!(retention(&m), ("Retain".into(), "Retain".into()));
+        m.spec.persistence.as_mut().unwrap().delete_on_teardown = Some(true);
+        assert_eq!(retention(&m), ("Delete".into(), "Retain".into()));
+        let sts = desired_objects(&m, None).unwrap().statefulsets[0].name_any();
+        assert_eq!(data_claim_name(&sts), "data-mongodb-sample-mongodb-0-0");
     }
 
     #[test]

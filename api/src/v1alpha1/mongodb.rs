@@ -179,6 +179,11 @@ pub struct PersistenceSpec {
     /// StorageClass; empty uses the cluster default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
+    /// Delete the members' PVCs (their data) when this object is deleted. Off by default: the
+    /// StatefulSets keep their PVCs (`persistentVolumeClaimRetentionPolicy` `Retain`), so a
+    /// deletion never takes a member's data with it unless asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_on_teardown: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -195,6 +195,10 @@ pub struct StorageSetting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "2Gi"))]
     pub storage_size: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    /// Delete the members' PVCs (their data) in every cluster when this object is deleted. Off
+    /// by default: deleting the object keeps every member's PVC, so its data can be recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_on_teardown: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

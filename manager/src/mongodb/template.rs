@@ -110,6 +110,7 @@ pub fn mongodb_template(mcm: &MultiCloudMongoDB, members: i32) -> MongoDB {
                 storage_class_name: storage
                     .and_then(|s| s.storage_class.clone())
                     .filter(|c| !c.is_empty()),
+                delete_on_teardown: storage.and_then(|s| s.delete_on_teardown).filter(|d| *d),
             }),
             metrics_exporter_spec: Some(MetricsExporterSpec {
                 enable: Some(export.and_then(|e| e.enable).unwrap_or(false)),

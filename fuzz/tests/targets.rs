@@ -280,7 +280,9 @@ mod planner {
         observed: &Observed,
         force: bool,
     ) -> Result<(), TestCaseError> {
-        let step = next_step(desired, observed, ForceOptIn(force));
+        // The opt-in, when given, names the observed config's version (as the user's would).
+        let opt_in = force.then(|| observed.config.as_ref().map(|c| c.version));
+        let step = next_step(desired, observed, ForceOptIn(opt_in.flatten()));
         let Some(before) = &observed.config else {
             return Ok(());
         };

@@ -36,8 +36,10 @@ pub enum Outcome {
     SteppedDown {
         host: String,
     },
+    /// A forced reconfig from config version `from` to `version` (the user's one-shot opt-in).
     ForcedReconfig {
         on: String,
+        from: i64,
         version: i64,
     },
     /// The set's feature compatibility version was set (an upgrade or downgrade step).
@@ -58,6 +60,7 @@ pub enum Outcome {
     QuorumLost {
         reachable_voters: usize,
         voters: usize,
+        config_version: i64,
     },
     Done,
 }
@@ -131,9 +134,11 @@ pub async fn step(
         Step::QuorumLost {
             reachable_voters,
             voters,
+            config_version,
         } => Outcome::QuorumLost {
             reachable_voters,
             voters,
+            config_version,
         },
         Step::Reconfig {
             config: next,
@@ -180,6 +185,7 @@ pub async fn step(
             tracing::warn!(set = %goal.set_name, %on, from = config.version, "forced reconfig by the user's opt-in");
             Outcome::ForcedReconfig {
                 on,
+                from: config.version,
                 version: next.version,
             }
         }

@@ -397,11 +397,18 @@ pub fn set_goal(
                 .map(|h| h.host.clone()),
         );
     }
-    let force = mdb
-        .annotations()
-        .get(FORCE_RECONFIG_ANNOTATION)
-        .and_then(|v| v.parse::<i64>().ok())
-        .is_some_and(|g| Some(g) == mdb.metadata.generation);
+    let used = mdb
+        .status
+        .as_ref()
+        .and_then(|s| s.forced_reconfig.as_ref())
+        .map(|f| f.opt_in.as_str());
+    let force = force_opt_in(
+        mdb.annotations()
+            .get(FORCE_RECONFIG_ANNOTATION)
+            .map(String::as_str),
+        mdb.metadata.generation,
+        used,
+    );
     let goal = SetGoal {
         set_name: resources::set_name(mdb),
         rs_init: mdb
@@ -413,7 +420,7 @@ pub fn set_goal(
             own,
             ready: objects.members.ready.clone(),
         },
-        force: ForceOptIn(force),
+        force,
         fcv: objects.version.fcv,
     };
     Ok((goal, users))
@@ -637,6 +644,26 @@ fn departed(seen: &Seen, objects: &Objects, obs: &Observation) -> Vec<Departed> 
         .collect()
 }
 
+/// The user's opt-in (`<generation>/<configVersion>`, [`FORCE_RECONFIG_ANNOTATION`]) as the
+/// planner takes it: only for the current generation, and never once `used` (the opt-in the
+/// last forced reconfig recorded in the status).
+fn force_opt_in(
+    annotation: Option<&str>,
+    generation: Option<i64>,
+    used: Option<&str>,
+) -> ForceOptIn {
+    let Some(value) = annotation.map(str::trim) else {
+        return ForceOptIn(None);
+    };
+    let parsed = value
+        .split_once('/')
+        .and_then(|(g, v)| Some((g.parse::<i64>().ok()?, v.parse::<i64>().ok()?)));
+    ForceOptIn(match parsed {
+        Some((g, version)) if Some(g) == generation && used != Some(value) => Some(version),
+        _ => None,
+    })
+}
+
 /// The Event a replica-set step deserves.
 fn announcement(o: &Outcome) -> Option<Note> {
     let (type_, reason) = match o {
@@ -681,7 +708,34 @@ pub fn leaving_goal(mdb: &MongoDB, seen: &Seen, settings: &Settings) -> Option<S
             own,
             ready: BTreeSet::new(),
         },
-        force: ForceOptIn(false),
+        force: ForceOptIn(None),
         fcv: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_force_opt_in_is_bound_to_a_generation_and_a_config_version_and_used_once() {
+        let g = Some(7);
+        assert_eq!(force_opt_in(None, g, None), ForceOptIn(None));
+        assert_eq!(force_opt_in(Some("7/12"), g, None), ForceOptIn(Some(12)));
+        assert_eq!(force_opt_in(Some(" 7/12 "), g, None), ForceOptIn(Some(12)));
+        // Another generation, the old generation-only form, garbage: no consent.
+        assert_eq!(force_opt_in(Some("6/12"), g, None), ForceOptIn(None));
+        assert_eq!(force_opt_in(Some("7"), g, None), ForceOptIn(None));
+        assert_eq!(force_opt_in(Some("7/x"), g, None), ForceOptIn(None));
+        // Used once (recorded in the status): never again, even at the same generation.
+        assert_eq!(
+            force_opt_in(Some("7/12"), g, Some("7/12")),
+            ForceOptIn(None)
+        );
+        // A new opt-in for the config the forced one wrote is a new consent.
+        assert_eq!(
+            force_opt_in(Some("7/13"), g, Some("7/12")),
+            ForceOptIn(Some(13))
+        );
+    }
 }

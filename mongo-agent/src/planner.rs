@@ -190,15 +190,19 @@ pub enum Step {
     QuorumLost {
         reachable_voters: usize,
         voters: usize,
+        /// The version of the config that lost its majority: what an opt-in must name.
+        config_version: i64,
     },
     /// The user opted in: `replSetReconfig` with `force: true` on a reachable member, keeping
     /// only reachable members.
     ForceReconfig { config: RsConfig, on: String },
 }
 
-/// Whether the user opted into a forced reconfig for the generation being reconciled.
+/// The config version the user allowed one forced reconfig from (`None`: no opt-in). Bound to
+/// that version, the opt-in is one-shot: a forced reconfig raises the version, so a later loss
+/// of the majority (even at the same generation) is offered again, never forced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ForceOptIn(pub bool);
+pub struct ForceOptIn(pub Option<i64>);
 
 /// The next step for an initiated set. `observed.config` must be `Some`.
 pub fn next_step(desired: &Desired, observed: &Observed, force: ForceOptIn) -> Step {
@@ -242,12 +246,13 @@ fn plan(desired: &Desired, observed: &Observed, force: ForceOptIn) -> Step {
         if reachable >= majority {
             return Step::Wait("no primary yet; an election is under way".into());
         }
-        if force.0 {
+        if force.0 == Some(config.version) {
             return force_step(config, observed);
         }
         return Step::QuorumLost {
             reachable_voters: reachable,
             voters: voters.len(),
+            config_version: config.version,
         };
     };
     if !observed.committed {
@@ -511,6 +516,7 @@ fn force_step(config: &RsConfig, observed: &Observed) -> Step {
         return Step::QuorumLost {
             reachable_voters: 0,
             voters: config.voters(),
+            config_version: config.version,
         };
     };
     next.version += 1;
@@ -714,7 +720,7 @@ mod tests {
             &[],
         );
         let Step::Reconfig { config, .. } =
-            next_step(&desired, &observed(three.clone(), 0), ForceOptIn(false))
+            next_step(&desired, &observed(three.clone(), 0), ForceOptIn(None))
         else {
             panic!("expected a reconfig")
         };
@@ -729,12 +735,12 @@ mod tests {
         obs.states.insert(host(3), MemberState::Syncing);
         obs.states.insert(host(4), MemberState::Syncing);
         assert!(matches!(
-            next_step(&desired, &obs, ForceOptIn(false)),
+            next_step(&desired, &obs, ForceOptIn(None)),
             Step::Wait(_)
         ));
         obs.states.insert(host(3), MemberState::Secondary);
         obs.states.insert(host(4), MemberState::Secondary);
-        let Step::Reconfig { config: c5, .. } = next_step(&desired, &obs, ForceOptIn(false)) else {
+        let Step::Reconfig { config: c5, .. } = next_step(&desired, &obs, ForceOptIn(None)) else {
             panic!("expected a promotion")
         };
         assert_eq!(voting_diff(&config, &c5), 1);
@@ -753,7 +759,7 @@ mod tests {
         obs.committed = false;
         let desired = all_own(&[entry(0, 1, 1, "a"), entry(1, 1, 1, "a")], &[]);
         assert!(matches!(
-            next_step(&desired, &obs, ForceOptIn(false)),
+            next_step(&desired, &obs, ForceOptIn(None)),
             Step::Wait(m) if m.contains("not committed")
         ));
     }
@@ -767,11 +773,11 @@ mod tests {
         };
         let desired = all_own(&[entry(1, 1, 1, "a"), entry(2, 1, 1, "a")], &[0]);
         assert_eq!(
-            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(false)),
+            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(None)),
             Step::StepDown { host: host(0) }
         );
         let Step::Reconfig { config, .. } =
-            next_step(&desired, &observed(c.clone(), 1), ForceOptIn(false))
+            next_step(&desired, &observed(c.clone(), 1), ForceOptIn(None))
         else {
             panic!("expected a removal")
         };
@@ -793,13 +799,13 @@ mod tests {
             ready: [host(0), host(1)].into(),
         };
         assert_eq!(
-            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(false)),
+            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(None)),
             Step::Done
         );
         // Once its cluster is gone (unreachable), any surviving agent removes it.
         let mut obs = observed(c, 0);
         obs.states.insert(host(2), MemberState::Down);
-        let Step::Reconfig { config, .. } = next_step(&desired, &obs, ForceOptIn(false)) else {
+        let Step::Reconfig { config, .. } = next_step(&desired, &obs, ForceOptIn(None)) else {
             panic!("expected a removal")
         };
         assert!(config.member(&host(2)).is_none());
@@ -820,17 +826,44 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            next_step(&desired, &obs, ForceOptIn(false)),
+            next_step(&desired, &obs, ForceOptIn(None)),
             Step::QuorumLost {
                 reachable_voters: 1,
-                voters: 3
+                voters: 3,
+                config_version: 3,
             }
         );
-        let Step::ForceReconfig { config, on } = next_step(&desired, &obs, ForceOptIn(true)) else {
+        // An opt-in given for another config version is not a consent for this one.
+        assert!(matches!(
+            next_step(&desired, &obs, ForceOptIn(Some(2))),
+            Step::QuorumLost { .. }
+        ));
+        let Step::ForceReconfig { config, on } = next_step(&desired, &obs, ForceOptIn(Some(3)))
+        else {
             panic!("expected a forced reconfig")
         };
         assert_eq!(on, host(0));
         assert_eq!(config.members.len(), 1);
+        // One-shot: the forced config lost its majority again (same opt-in, same generation):
+        // offered, not forced.
+        let forced = RsConfig {
+            members: vec![voter(0, 0), voter(3, 3), voter(4, 4)],
+            ..config
+        };
+        let again = Observed {
+            config: Some(forced),
+            committed: true,
+            states: [(host(0), MemberState::Secondary)].into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            next_step(&desired, &again, ForceOptIn(Some(3))),
+            Step::QuorumLost {
+                reachable_voters: 1,
+                voters: 3,
+                config_version: 4,
+            }
+        );
         // With a reachable majority and no primary, we only wait, even with the opt-in.
         let c = RsConfig {
             name: "rs".into(),
@@ -848,7 +881,7 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            next_step(&desired, &obs, ForceOptIn(true)),
+            next_step(&desired, &obs, ForceOptIn(Some(3))),
             Step::Wait(_)
         ));
     }
@@ -870,14 +903,14 @@ mod tests {
         hosts.push(entry(8, 0, 0, "a"));
         let desired = all_own(&hosts, &[0]);
         let Step::Reconfig { config, .. } =
-            next_step(&desired, &observed(c.clone(), 3), ForceOptIn(false))
+            next_step(&desired, &observed(c.clone(), 3), ForceOptIn(None))
         else {
             panic!("expected a reconfig")
         };
         // First the non-voting add of member 8, then the voter swap.
         assert!(config.member(&host(8)).is_some());
         let obs = observed(config.clone(), 3);
-        let Step::Reconfig { config: c2, .. } = next_step(&desired, &obs, ForceOptIn(false)) else {
+        let Step::Reconfig { config: c2, .. } = next_step(&desired, &obs, ForceOptIn(None)) else {
             panic!("expected a removal")
         };
         assert!(c2.member(&host(0)).is_none());
@@ -963,12 +996,12 @@ mod tests {
         let mut desired = all_own(&hosts, &[]);
         desired.ready.remove(&host(9));
         assert!(matches!(
-            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(false)),
+            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(None)),
             Step::Wait(_)
         ));
         desired.ready.insert(host(9));
         let Step::Reconfig { config, .. } =
-            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(false))
+            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(None))
         else {
             panic!("expected the arbiter add")
         };
@@ -1007,7 +1040,7 @@ mod tests {
             };
             assert!(
                 matches!(
-                    next_step(&desired, &obs, ForceOptIn(false)),
+                    next_step(&desired, &obs, ForceOptIn(None)),
                     Step::SetDefaultWriteConcern { reason } if reason.contains("arbiter")
                 ),
                 "{version:?}"
@@ -1025,7 +1058,7 @@ mod tests {
         ] {
             obs.server = server;
             assert!(matches!(
-                next_step(&desired, &obs, ForceOptIn(false)),
+                next_step(&desired, &obs, ForceOptIn(None)),
                 Step::Reconfig { reason, .. } if reason.contains("arbiter")
             ));
         }
@@ -1061,14 +1094,14 @@ mod tests {
             &[],
         );
         let Step::Reconfig { config, reason } =
-            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(false))
+            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(None))
         else {
             panic!("expected the vote")
         };
         let m = config.member(&host(1)).unwrap();
         assert_eq!((m.votes, m.priority), (1, 0), "{reason}");
         let Step::Reconfig { config: second, .. } =
-            next_step(&desired, &observed(config, 0), ForceOptIn(false))
+            next_step(&desired, &observed(config, 0), ForceOptIn(None))
         else {
             panic!("expected the priority")
         };
@@ -1097,7 +1130,7 @@ mod tests {
             &[],
         );
         let Step::Reconfig { config, .. } =
-            next_step(&desired, &observed(pss, 0), ForceOptIn(false))
+            next_step(&desired, &observed(pss, 0), ForceOptIn(None))
         else {
             panic!("expected the promotion")
         };
@@ -1122,10 +1155,10 @@ mod tests {
             &[],
         );
         assert_eq!(
-            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(false)),
+            next_step(&desired, &observed(c.clone(), 0), ForceOptIn(None)),
             Step::StepDown { host: host(0) }
         );
-        let Step::Reconfig { config, .. } = next_step(&desired, &observed(c, 1), ForceOptIn(false))
+        let Step::Reconfig { config, .. } = next_step(&desired, &observed(c, 1), ForceOptIn(None))
         else {
             panic!("expected the priority change")
         };
@@ -1160,7 +1193,7 @@ mod tests {
                 states,
                 ..Default::default()
             };
-            match next_step(desired, &obs, ForceOptIn(false)) {
+            match next_step(desired, &obs, ForceOptIn(None)) {
                 Step::Done => return (config, history),
                 Step::Reconfig { config: next, .. } => {
                     for m in &next.members {
@@ -1205,7 +1238,7 @@ mod tests {
             entry(2, 1, 1, "a"),
         ];
         let desired = all_own(&hosts, &[]);
-        let step = next_step(&desired, &observed(config, 0), ForceOptIn(false));
+        let step = next_step(&desired, &observed(config, 0), ForceOptIn(None));
         assert!(
             matches!(&step, Step::Wait(why) if why.contains("cannot be raised")),
             "{step:?}"

@@ -2,15 +2,25 @@
 //! conditions. One sick member makes the object `Degraded` (a condition), not `Error`.
 
 use fedstate_api::condition::{Condition, ConditionStatus, set_condition};
-use fedstate_api::v1alpha1::{CurrentInfo, MongoDBStatus, MongoState, ReplSetMemberStatus};
+use fedstate_api::v1alpha1::{
+    CurrentInfo, ForcedReconfigStatus, MongoDBStatus, MongoState, ReplSetMemberStatus,
+};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 
 use crate::converge::Outcome;
 use crate::version::Progress;
 
-/// The annotation naming the generation the user allows a forced reconfig for.
-pub const FORCE_RECONFIG_ANNOTATION: &str = "middleware.fedstate.io/force-reconfig-generation";
+/// The user's one-shot opt-in to a forced reconfig: `<generation>/<configVersion>`, the
+/// object's generation and the config version `QuorumLost` names. Used once (recorded in
+/// `status.forcedReconfig`); a forced reconfig raises the config version, so it cannot apply
+/// to a later loss.
+pub const FORCE_RECONFIG_ANNOTATION: &str = "middleware.fedstate.io/force-reconfig";
+
+/// The opt-in value for `generation` and `config_version`.
+pub fn force_opt_in(generation: Option<i64>, config_version: i64) -> String {
+    format!("{}/{config_version}", generation.unwrap_or(0))
+}
 
 pub const READY: &str = "ServerReady";
 pub const DEGRADED: &str = "Degraded";
@@ -58,10 +68,11 @@ pub fn quorum_lost_message(
     generation: Option<i64>,
     reachable: usize,
     voters: usize,
+    config_version: i64,
 ) -> String {
     format!(
-        "only {reachable} of {voters} voting members are reachable, so the replica set has no primary and cannot change its members; FedState never forces a reconfig on its own. If the lost members will not come back, allow a forced reconfig from the reachable members (writes they did not replicate may be lost): kubectl -n {namespace} annotate mongodb {name} {FORCE_RECONFIG_ANNOTATION}={} --overwrite",
-        generation.unwrap_or(0)
+        "only {reachable} of {voters} voting members are reachable, so the replica set has no primary and cannot change its members; FedState never forces a reconfig on its own. If the lost members will not come back, allow one forced reconfig of config version {config_version} from the reachable members (writes they did not replicate may be lost; the opt-in is used once): kubectl -n {namespace} annotate mongodb {name} {FORCE_RECONFIG_ANNOTATION}={} --overwrite",
+        force_opt_in(generation, config_version)
     )
 }
 
@@ -88,6 +99,15 @@ pub fn compute(
         .filter(|m| m.health == 0 || !matches!(m.state, 1 | 2 | 7))
         .map(|m| m.name.as_str())
         .collect();
+    if let Some(Ok(Outcome::ForcedReconfig { on, from, version })) = &o.outcome {
+        s.forced_reconfig = Some(ForcedReconfigStatus {
+            opt_in: force_opt_in(g, *from),
+            on: on.clone(),
+            from_version: *from,
+            version: *version,
+            time: now.to_string(),
+        });
+    }
     let mut conds = std::mem::take(&mut s.conditions);
     let mut set = |c: Condition| {
         set_condition(&mut conds, c, now);
@@ -166,11 +186,19 @@ fn outcome_state(
         Outcome::QuorumLost {
             reachable_voters,
             voters,
+            config_version,
         } => set(cond(
             QUORUM_LOST,
             true,
             "MajorityUnreachable",
-            quorum_lost_message(o.name, o.namespace, g, *reachable_voters, *voters),
+            quorum_lost_message(
+                o.name,
+                o.namespace,
+                g,
+                *reachable_voters,
+                *voters,
+                *config_version,
+            ),
             g,
         )),
         _ => set(cond(QUORUM_LOST, false, "MajorityReachable", "", g)),
@@ -193,9 +221,10 @@ fn outcome_state(
             Outcome::DefaultWriteConcernSet { reason } => {
                 format!("set the cluster-wide default write concern to majority ({reason})")
             }
-            Outcome::ForcedReconfig { on, version } => {
-                format!("forced reconfig on {on} (version {version}) by the user's opt-in")
-            }
+            Outcome::ForcedReconfig { on, from, version } => format!(
+                "forced reconfig on {on} from config version {from} to {version} by the user's one-shot opt-in {}",
+                force_opt_in(g, *from)
+            ),
             Outcome::ForeignSet { host, set_name } => format!(
                 "{host} already belongs to replica set {set_name}; FedState will not join or re-initiate it"
             ),
@@ -282,14 +311,50 @@ mod tests {
             outcome: Some(Ok(Outcome::QuorumLost {
                 reachable_voters: 1,
                 voters: 3,
+                config_version: 12,
             })),
             ..Default::default()
         };
         let s = compute(None, &o, Timestamp::UNIX_EPOCH);
         assert_eq!(s.state, Some(MongoState::Error));
         let msg = find(&s, QUORUM_LOST).message.clone().unwrap();
-        assert!(msg.contains("kubectl -n ns annotate mongodb demo middleware.fedstate.io/force-reconfig-generation=7"), "{msg}");
+        assert!(
+            msg.contains(
+                "kubectl -n ns annotate mongodb demo middleware.fedstate.io/force-reconfig=7/12"
+            ),
+            "{msg}"
+        );
         assert!(msg.contains("1 of 3"));
+        assert_eq!(s.forced_reconfig, None);
+    }
+
+    #[test]
+    fn a_forced_reconfig_is_recorded_and_the_record_stays() {
+        let forced = Observation {
+            name: "demo",
+            namespace: "ns",
+            generation: Some(7),
+            outcome: Some(Ok(Outcome::ForcedReconfig {
+                on: "h0:27017".into(),
+                from: 12,
+                version: 13,
+            })),
+            ..Default::default()
+        };
+        let s = compute(None, &forced, Timestamp::UNIX_EPOCH);
+        let record = s.forced_reconfig.clone().unwrap();
+        assert_eq!(
+            (record.opt_in.as_str(), record.from_version, record.version),
+            ("7/12", 12, 13)
+        );
+        let later = Observation {
+            outcome: Some(Ok(Outcome::Done)),
+            ..forced
+        };
+        assert_eq!(
+            compute(Some(&s), &later, Timestamp::UNIX_EPOCH).forced_reconfig,
+            Some(record)
+        );
     }
 
     #[test]

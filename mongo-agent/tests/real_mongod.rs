@@ -171,7 +171,7 @@ async fn the_replica_set_code_works_against_real_mongod() {
             own: own.clone(),
             ready: own.clone(),
         },
-        force: ForceOptIn(false),
+        force: ForceOptIn(None),
         fcv: None,
     };
     let password_file = procs.dir.join("root-password");

@@ -172,7 +172,7 @@ fn goal(desired: Vec<HostEntry>, own: &[String], rs_init: bool) -> SetGoal {
             ready: own.clone(),
             own,
         },
-        force: ForceOptIn(false),
+        force: ForceOptIn(None),
         fcv: None,
     }
 }
@@ -310,26 +310,43 @@ async fn three_clusters_initiate_once_and_survive_losing_one_without_force() {
     sim.stop(&hosts[1]);
     sim.world().tick();
     let (o, _) = agents[0].step(&known).await.unwrap();
-    assert_eq!(
-        o,
-        Outcome::QuorumLost {
-            reachable_voters: 1,
-            voters: 3
-        }
-    );
+    let Outcome::QuorumLost {
+        reachable_voters: 1,
+        voters: 3,
+        config_version,
+    } = o
+    else {
+        panic!("expected QuorumLost, got {o:?}")
+    };
     assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
-    // ...until the user opts in.
+    // An opt-in for another config version is no consent...
     let mut forced = agents[0].goal.clone();
-    forced.force = ForceOptIn(true);
+    forced.force = ForceOptIn(Some(config_version - 1));
     let (o, _) = converge::step(&agents[0].admin, &agents[0].pods, &forced, &known)
         .await
         .unwrap();
-    assert!(matches!(o, Outcome::ForcedReconfig { .. }), "{o:?}");
+    assert!(matches!(o, Outcome::QuorumLost { .. }), "{o:?}");
+    assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
+    // ...the one for this config version is.
+    forced.force = ForceOptIn(Some(config_version));
+    let (o, _) = converge::step(&agents[0].admin, &agents[0].pods, &forced, &known)
+        .await
+        .unwrap();
+    assert!(
+        matches!(o, Outcome::ForcedReconfig { from, .. } if from == config_version),
+        "{o:?}"
+    );
     sim.world().tick();
     assert_eq!(
         sim.world().set("rs").unwrap().primary.as_deref(),
         Some(hosts[0].as_str())
     );
+    // The same opt-in again forces nothing more.
+    let (o, _) = converge::step(&agents[0].admin, &agents[0].pods, &forced, &known)
+        .await
+        .unwrap();
+    assert!(!matches!(o, Outcome::ForcedReconfig { .. }), "{o:?}");
+    assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 1);
 }
 
 #[tokio::test]

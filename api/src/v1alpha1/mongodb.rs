@@ -273,6 +273,24 @@ pub struct MongoDBStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The last forced reconfig, run by the user's one-shot opt-in (never used twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced_reconfig: Option<ForcedReconfigStatus>,
+}
+
+/// A forced reconfig the agent ran, and the opt-in it used up.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForcedReconfigStatus {
+    /// The opt-in annotation's value it used (`<generation>/<configVersion>`).
+    pub opt_in: String,
+    /// The member it ran on.
+    pub on: String,
+    /// The config version it was forced from, and the one it wrote.
+    pub from_version: i64,
+    pub version: i64,
+    /// When (RFC 3339).
+    pub time: String,
 }
 
 /// One entry of `replSetGetStatus.members`.

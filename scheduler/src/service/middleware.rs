@@ -59,17 +59,31 @@ pub struct Decision {
     pub requeue: Option<Duration>,
 }
 
-/// The annotation in force, if it parses. A broken one is reported and replaced.
+/// The placement in force: the annotation when it parses; when it was deleted or broken by
+/// hand, the last placement we recorded in `status.placement`, so such an edit never causes a
+/// fresh placement that moves the whole set (the members stay where they run, and the
+/// annotation is written again). A broken annotation is reported and replaced.
 pub fn previous<K: Schedulable>(
     obj: &K,
 ) -> (Option<SchedulerResult>, Option<SchedulerResultError>) {
-    match obj.annotations().get(SCHEDULER_RESULT_ANNOTATION) {
+    let (parsed, broken) = match obj.annotations().get(SCHEDULER_RESULT_ANNOTATION) {
         None => (None, None),
         Some(raw) => match SchedulerResult::parse(raw) {
             Ok(r) => (Some(r), None),
             Err(e) => (None, Some(e)),
         },
-    }
+    };
+    let recorded = || {
+        obj.placement_status()
+            .filter(|p| !p.clusters.is_empty())
+            .map(|p| SchedulerResult {
+                clusters: p.clusters.clone(),
+                generation: p.generation,
+                quorum_safe: p.quorum_safe,
+                ..Default::default()
+            })
+    };
+    (parsed.or_else(recorded), broken)
 }
 
 /// Why the placement moved, for the condition reason and the event.
@@ -647,6 +661,48 @@ mod tests {
                 .unwrap()
                 .contains("replaced an invalid annotation")
         );
+    }
+
+    #[test]
+    fn a_deleted_or_broken_annotation_falls_back_to_the_recorded_placement() {
+        let obj = object(3, None);
+        let few = [cluster("a", 2), cluster("b", 2), cluster("c", 2)];
+        let placed = with_status(obj.clone(), &decide(&obj, plan(&obj, &few), t(1)));
+        let kept = placed.status.as_ref().unwrap().placement.clone().unwrap();
+        // More room elsewhere now: a fresh placement would go there.
+        let more = [
+            cluster("a", 2),
+            cluster("b", 2),
+            cluster("c", 2),
+            cluster("dd", 50),
+            cluster("eee", 50),
+            cluster("ffff", 50),
+        ];
+        let clusters_of = |o: &Outcome| match o {
+            Outcome::Placed { plan, .. } => plan.to_scheduler_result(Some(3)).clusters,
+            other => panic!("not placed: {other:?}"),
+        };
+        let fresh = clusters_of(&plan(&object(3, None), &more));
+        assert_ne!(
+            fresh, kept.clusters,
+            "the test needs a fresh placement that moves"
+        );
+        for edit in [None, Some("{not json")] {
+            let mut edited = placed.clone();
+            edited.metadata.annotations =
+                edit.map(|a| [(SCHEDULER_RESULT_ANNOTATION.to_owned(), a.to_owned())].into());
+            let outcome = plan(&edited, &more);
+            assert_eq!(
+                clusters_of(&outcome),
+                kept.clusters,
+                "{edit:?}: members moved"
+            );
+            let d = decide(&edited, outcome, t(2));
+            // The annotation is written again, with the same placement; nothing moved.
+            let written = SchedulerResult::parse(d.annotation.as_deref().unwrap()).unwrap();
+            assert_eq!(written.clusters, kept.clusters);
+            assert_eq!(d.event, None, "{edit:?}: no placement change to announce");
+        }
     }
 
     #[test]

@@ -41,7 +41,42 @@ pub const API_VERSION: &str = "middleware.fedstate.io/v1alpha1";
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::Resource;
+    use kube::{CustomResourceExt, Resource};
+
+    /// Every key and string of a JSON value, recursively.
+    fn words(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    out.push(k.clone());
+                    words(v, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| words(v, out)),
+            serde_json::Value::String(s) => out.push(s.clone()),
+            _ => {}
+        }
+    }
+
+    /// Helm (and any YAML 1.1 reader) reads an unquoted `on`, `off`, `yes`, `no`, `y` or `n` as a
+    /// boolean, and crdgen's YAML 1.2 writer leaves them unquoted (it quotes only `true`/`false`):
+    /// a field named `on` in our CRDs broke `helm install` (`required: [true]`).
+    #[test]
+    fn no_crd_field_is_a_yaml_1_1_boolean_word() {
+        const BOOLEAN_WORDS: [&str; 6] = ["y", "n", "yes", "no", "on", "off"];
+        for crd in [MongoDB::crd(), MultiCloudMongoDB::crd()] {
+            let mut all = Vec::new();
+            words(
+                &serde_json::to_value(&crd.spec.versions).unwrap_or_default(),
+                &mut all,
+            );
+            let bad: Vec<&String> = all
+                .iter()
+                .filter(|w| BOOLEAN_WORDS.contains(&w.to_ascii_lowercase().as_str()))
+                .collect();
+            assert!(bad.is_empty(), "{}: {bad:?}", crd.spec.names.kind);
+        }
+    }
 
     #[test]
     fn the_group_and_version_constants_are_the_kinds_own() {

@@ -102,7 +102,7 @@ pub fn compute(
     if let Some(Ok(Outcome::ForcedReconfig { on, from, version })) = &o.outcome {
         s.forced_reconfig = Some(ForcedReconfigStatus {
             opt_in: force_opt_in(g, *from),
-            on: on.clone(),
+            member: on.clone(),
             from_version: *from,
             version: *version,
             time: now.to_string(),

@@ -284,8 +284,8 @@ pub struct MongoDBStatus {
 pub struct ForcedReconfigStatus {
     /// The opt-in annotation's value it used (`<generation>/<configVersion>`).
     pub opt_in: String,
-    /// The member it ran on.
-    pub on: String,
+    /// The member it ran on (not `on`: YAML 1.1 readers such as Helm's take `on` for `true`).
+    pub member: String,
     /// The config version it was forced from, and the one it wrote.
     pub from_version: i64,
     pub version: i64,

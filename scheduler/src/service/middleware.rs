@@ -400,6 +400,14 @@ async fn apply<K: Schedulable>(obj: &K, ctx: &Context, decision: &Decision) -> R
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let write_error = |what: &'static str| {
+        let object = format!("{ns}/{name}");
+        move |source| Error::Write {
+            what,
+            object,
+            source,
+        }
+    };
     if let Some(value) = &decision.annotation {
         // Guarded by resourceVersion: a placement computed from a stale object is retried, never
         // written over a newer spec.
@@ -409,11 +417,7 @@ async fn apply<K: Schedulable>(obj: &K, ctx: &Context, decision: &Decision) -> R
         }});
         api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|source| Error::Write {
-                what: "schedulerResult annotation",
-                object: format!("{ns}/{name}"),
-                source,
-            })?;
+            .map_err(write_error("schedulerResult annotation"))?;
         metrics::write(K::KIND, "patch");
     }
     if let Some(status) = &decision.status {
@@ -423,11 +427,7 @@ async fn apply<K: Schedulable>(obj: &K, ctx: &Context, decision: &Decision) -> R
             &Patch::Apply(&K::status_apply(status)),
         )
         .await
-        .map_err(|source| Error::Write {
-            what: "status",
-            object: format!("{ns}/{name}"),
-            source,
-        })?;
+        .map_err(write_error("status"))?;
         metrics::write(K::KIND, "apply-status");
     }
     // Off the critical path, as the bindings' events: published once no decision is in flight.

@@ -73,17 +73,23 @@ pub fn previous<K: Schedulable>(
             Err(e) => (None, Some(e)),
         },
     };
-    let recorded = || {
-        obj.placement_status()
-            .filter(|p| !p.clusters.is_empty())
-            .map(|p| SchedulerResult {
-                clusters: p.clusters.clone(),
-                generation: p.generation,
-                quorum_safe: p.quorum_safe,
-                ..Default::default()
-            })
-    };
-    (parsed.or_else(recorded), broken)
+    (parsed.or_else(|| recorded(obj)), broken)
+}
+
+/// The last placement recorded in `status.placement`, written in one apply with the `Scheduled`
+/// reason that explains it. The reason of a change is judged against this, not against the
+/// annotation: a reconcile that reads a cache which has our annotation patch but not yet our
+/// status apply would otherwise see "nothing changed" and overwrite the reason (`Failover`)
+/// with the older one.
+fn recorded<K: Schedulable>(obj: &K) -> Option<SchedulerResult> {
+    obj.placement_status()
+        .filter(|p| !p.clusters.is_empty())
+        .map(|p| SchedulerResult {
+            clusters: p.clusters.clone(),
+            generation: p.generation,
+            quorum_safe: p.quorum_safe,
+            ..Default::default()
+        })
 }
 
 /// Why the placement moved, for the condition reason and the event.
@@ -181,13 +187,17 @@ fn placed<K: Schedulable>(
     let result = plan.to_scheduler_result(generation);
     let changed = before.as_ref().is_none_or(|b| *b != result);
     let summary_text = summary(&result.clusters);
-    // The reason tells what the last change was; a re-plan that changes nothing keeps it.
+    // The reason tells what the last recorded change was; a re-plan that changes nothing keeps it.
+    let recorded = recorded(obj);
+    let unchanged_since_recorded = recorded
+        .as_ref()
+        .is_some_and(|r| r.clusters == result.clusters && r.generation == result.generation);
     let kept_reason = find_condition(obj.conditions(), types::SCHEDULED)
         .filter(|c| c.is_true())
         .and_then(|c| c.reason.clone());
-    let reason: String = match (changed, kept_reason) {
-        (false, Some(r)) => r,
-        _ => change_reason(before.as_ref(), plan, lost).to_owned(),
+    let reason: String = match (unchanged_since_recorded, kept_reason) {
+        (true, Some(r)) => r,
+        _ => change_reason(recorded.as_ref().or(before.as_ref()), plan, lost).to_owned(),
     };
     let mut decision = Decision::default();
     if changed {
@@ -387,7 +397,9 @@ async fn gather<K: Schedulable>(obj: &K, ctx: &Context) -> Outcome {
                         .assume(&key, &c.cluster, &shape, c.data - before_here);
                 }
             }
-            let lost = lost_clusters(before.as_ref(), &plan, &candidates);
+            // Judged against the recorded placement, as the reason is (see `recorded`).
+            let reference = recorded(obj).or(before);
+            let lost = lost_clusters(reference.as_ref(), &plan, &candidates);
             Outcome::Placed { plan, lost }
         }
         Err(e) => Outcome::Unplaceable(e),
@@ -492,7 +504,7 @@ mod tests {
             before.as_ref().map(PreviousPlacement::from).as_ref(),
         ) {
             Ok(plan) => Outcome::Placed {
-                lost: lost_clusters(before.as_ref(), &plan, clusters),
+                lost: lost_clusters(recorded(obj).or(before).as_ref(), &plan, clusters),
                 plan,
             },
             Err(e) => Outcome::Unplaceable(e),
@@ -609,6 +621,42 @@ mod tests {
         let (kind, reason, note) = d.event.unwrap();
         assert_eq!((kind, reason.as_str()), (EventType::Normal, "Failover"));
         assert!(note.contains(&victim));
+    }
+
+    /// The watch cache can deliver our annotation patch before our status apply; a reconcile of
+    /// that view must write the same status as the one that moved the members, not overwrite
+    /// `Failover` with the older reason.
+    #[test]
+    fn a_view_with_our_annotation_but_not_yet_our_status_keeps_the_failover_reason() {
+        let obj = object(3, None);
+        let mut clusters = vec![cluster("a", 10), cluster("b", 10), cluster("c", 10)];
+        let placed = with_status(obj.clone(), &decide(&obj, plan(&obj, &clusters), t(1)));
+        clusters[0].ready = false;
+        let failover = decide(&placed, plan(&placed, &clusters), t(2));
+        assert_eq!(failover.event.as_ref().unwrap().1, "Failover");
+        // The annotation patch landed; the status apply is not in the cache yet.
+        let stale = with_status(
+            placed.clone(),
+            &Decision {
+                annotation: failover.annotation.clone(),
+                ..Default::default()
+            },
+        );
+        let d = decide(&stale, plan(&stale, &clusters), t(3));
+        assert_eq!(d.annotation, None, "the annotation is already written");
+        assert_eq!(d.event, None, "the move was announced once");
+        // The same status as the reconcile that moved the members (a transition time may be
+        // later: it is judged from the older view).
+        let done = with_status(stale, &d);
+        let moved = with_status(placed, &failover);
+        assert_eq!(done.placement_status(), moved.placement_status());
+        let scheduled = |o: &MultiCloudMongoDB| {
+            find_condition(o.conditions(), types::SCHEDULED)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(scheduled(&done), scheduled(&moved));
+        assert_eq!(scheduled(&done).reason.as_deref(), Some("Failover"));
     }
 
     #[test]

@@ -294,12 +294,14 @@ pub async fn run_for<M: Middleware>(
     let (reader, writer) = reflector::store_shared(CLUSTER_EVENTS);
     // A shared store always has a dispatcher to subscribe to.
     let cluster_events = writer.subscribe().expect("shared store");
+    fedstate_runtime::watch::register("clusters");
+    fedstate_runtime::watch::register(M::CONTROLLER);
     let cluster_watch = watcher(clusters, watcher::Config::default())
         .default_backoff()
         .reflect_shared(writer)
         .for_each(|e| async move {
             if let Err(e) = e {
-                warn!(error = %e, "Cluster watch");
+                fedstate_runtime::watch::record("clusters", &e);
             }
         });
     let stop = shutdown.clone();
@@ -349,11 +351,8 @@ pub async fn run_for<M: Middleware>(
         .run(reconcile, error_policy, ctx)
         .for_each(|res| {
             forget_deleted(&after.backoff, &res);
-            async move {
-                if let Err(e) = res {
-                    tracing::debug!(error = %e, "reconcile error");
-                }
-            }
+            fedstate_runtime::watch::controller_result(M::CONTROLLER, &res);
+            async {}
         })
         .await;
     health.set_ready(false);

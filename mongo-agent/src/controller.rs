@@ -160,6 +160,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             ),
         };
     let managed = watcher::Config::default().labels("app.kubernetes.io/managed-by=fedstate");
+    fedstate_runtime::watch::register("mongo-agent");
     Controller::new(mdbs, watcher::Config::default())
         .owns(sts, managed.clone())
         .owns(svcs, managed)
@@ -177,10 +178,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "reconcile failed");
-            }
+        .for_each(|r| {
+            fedstate_runtime::watch::controller_result("mongo-agent", &r);
+            async {}
         })
         .await;
 }

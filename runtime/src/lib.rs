@@ -1,7 +1,7 @@
 //! What every FedState binary shares, so each `main.rs` stays a dozen lines:
 //! [`CommonArgs`] (kubeconfig, client rate limit, admin address, log format, leader election),
 //! [`telemetry`], the [`admin`] server (`/metrics`, `/healthz`, `/readyz`), [`leader`] election
-//! through a Lease, [`shutdown`] on SIGTERM/Ctrl-C, and [`process::run`], the one process
+//! through a Lease, [`shutdown`] on SIGTERM/Ctrl-C, [`watch`] health (every watch error counted), and [`process::run`], the one process
 //! skeleton that ties them together.
 
 pub mod admin;
@@ -10,6 +10,7 @@ pub mod leader;
 pub mod process;
 pub mod shutdown;
 pub mod telemetry;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

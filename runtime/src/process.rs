@@ -75,6 +75,7 @@ where
     let stop = crate::shutdown::signal();
     let prometheus = admin::install_metrics_recorder()?;
     admin::describe_process_metrics();
+    crate::watch::describe();
     (component.describe_metrics)();
     admin::build_info(component.name);
     let lease = if common.leader.enabled {

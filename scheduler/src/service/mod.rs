@@ -254,6 +254,7 @@ pub async fn controllers(
     let cluster_events_mcm = writer.subscribe().expect("shared store");
     let cluster_events_rb = writer.subscribe().expect("shared store");
     let cluster_events_crb = writer.subscribe().expect("shared store");
+    fedstate_runtime::watch::register("clusters");
     let cluster_watch = watcher(
         Api::<Cluster>::all(client.clone()),
         watcher::Config::default(),
@@ -264,7 +265,7 @@ pub async fn controllers(
     .reflect_shared(writer)
     .for_each(|e| async move {
         if let Err(e) = e {
-            tracing::warn!(error = %e, "Cluster watch");
+            fedstate_runtime::watch::record("clusters", &e);
         }
     });
 
@@ -347,6 +348,7 @@ async fn middleware_controller<K: Schedulable>(
     ctx: &Arc<Context>,
     stop: &CancellationToken,
 ) {
+    fedstate_runtime::watch::register(K::KIND);
     let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default())
         .with_config(config);
     let store = controller.store();
@@ -363,10 +365,9 @@ async fn middleware_controller<K: Schedulable>(
             error_policy,
             ctx.clone(),
         )
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, kind = K::KIND, "reconcile");
-            }
+        .for_each(|r| {
+            fedstate_runtime::watch::controller_result(K::KIND, &r);
+            async {}
         })
         .await;
 }
@@ -384,6 +385,7 @@ async fn binding_controller<B>(
 ) where
     B: binding::Binding,
 {
+    fedstate_runtime::watch::register(B::KIND);
     let (reader, writer) = reflector::store::<B>();
     let ledger_ctx = ctx.clone();
     let bindings = watcher(Api::<B>::all(client.clone()), watcher::Config::default())
@@ -408,10 +410,9 @@ async fn binding_controller<B>(
             error_policy,
             ctx.clone(),
         )
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, kind = B::KIND, "binding reconcile");
-            }
+        .for_each(|r| {
+            fedstate_runtime::watch::controller_result(B::KIND, &r);
+            async {}
         })
         .await;
 }

@@ -257,8 +257,11 @@ impl SchedulerResult {
     }
 
     /// The annotation value (compact JSON).
+    #[allow(
+        clippy::expect_used,
+        reason = "plain strings, integers, booleans and a unit enum: serde_json cannot fail on them"
+    )]
     pub fn to_annotation(&self) -> String {
-        // Plain strings, integers, booleans and a unit enum: serde_json cannot fail on them.
         serde_json::to_string(self).expect("SchedulerResult always serializes")
     }
 

@@ -17,6 +17,10 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+#[allow(
+    clippy::panic,
+    reason = "test helper (not a #[test] itself): a panic fails the calling test"
+)]
 fn load_yaml(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

@@ -57,6 +57,10 @@ fn request(r: u32, mode: Distribution) -> PlacementRequest {
     }
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "benchmark set-up (criterion calls it, not a #[test]): its inputs are built to fit, and a panic stops the benchmark"
+)]
 fn engine(c: &mut Criterion) {
     for mode in MODES {
         let mut group = c.benchmark_group(format!("placement/{}", mode.as_str()));
@@ -85,6 +89,10 @@ fn engine(c: &mut Criterion) {
     }
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "benchmark set-up (criterion calls it, not a #[test]): its inputs are built to fit, and a panic stops the benchmark"
+)]
 fn stable_replan(c: &mut Criterion) {
     // The common case in the service: the object is already placed and nothing changed.
     let mut group = c.benchmark_group("placement/replan_unchanged");

@@ -1,5 +1,11 @@
 //! Bringing the federation up for a test binary, and small helpers tests share.
 
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: its functions are called by the e2e trials, and a panic is how they fail the trial"
+)]
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -19,6 +19,12 @@
 //! Anything else in a pod spec (another volume type, `command`, an env source) is refused with a
 //! message naming it, so a chart change that this emulation does not understand fails the test.
 
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: its functions are called by the e2e trials, and a panic is how they fail the trial"
+)]
+
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,12 @@
 //! period) when the handle is dropped. The one launcher of the e2e tier: the suites that start a
 //! binary and [`crate::pods`], which runs a Deployment's pods, both use it.
 
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: its functions are called by the e2e trials, and a panic is how they fail the trial"
+)]
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

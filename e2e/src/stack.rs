@@ -3,6 +3,12 @@
 //! member and the replica-set simulator (the test stand-in for mongod) running as tasks. Used by
 //! the demo (`scripts/demo.sh`) and end-to-end tests that need the whole story.
 
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: its functions are called by the e2e trials, and a panic is how they fail the trial"
+)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -12,6 +12,12 @@
 //! *ignored* and the reason is printed once; run with `FEDSTATE_E2E=1` (what `deploy/local/e2e.sh`
 //! does) to run them.
 
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: its functions are called by the e2e trials, and a panic is how they fail the trial"
+)]
+
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;

@@ -9,6 +9,12 @@
 //! binaries next to the test's (`fedstate_e2e::process::our_binary`); ignored, like every e2e trial, without
 //! `FEDSTATE_E2E=1`. The `chroot` step needs root and says so when skipped.
 
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "an e2e test binary (libtest-mimic, harness = false): clippy does not see its trials as tests; a panic is how a trial fails"
+)]
+
 use std::path::Path;
 use std::process::Command;
 

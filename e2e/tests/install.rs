@@ -34,6 +34,12 @@
 //! Runs only with `FEDSTATE_E2E=1` (otherwise every trial is reported ignored), through
 //! `deploy/local/e2e.sh`, which builds our binaries (`fedstate_e2e::process::our_binary`).
 
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "an e2e test binary (libtest-mimic, harness = false): clippy does not see its trials as tests; a panic is how a trial fails"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

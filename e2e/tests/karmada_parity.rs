@@ -23,6 +23,12 @@
 //!
 //! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
 
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "an e2e test binary (libtest-mimic, harness = false): clippy does not see its trials as tests; a panic is how a trial fails"
+)]
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 

@@ -212,6 +212,10 @@ async fn ask(client: &EstimatorClient) -> Result<i32, ClientError> {
 
 /// A refusal is a TLS failure reported at once, not a wait for the deadline, and nothing
 /// reaches the estimator.
+#[allow(
+    clippy::panic,
+    reason = "test helper (not a #[test] itself): a panic fails the calling test"
+)]
 fn assert_refused(result: Result<i32, ClientError>, server: &TlsServer, what: &str) {
     match result {
         Err(ClientError::Rpc { .. }) => {}

@@ -86,6 +86,10 @@ pub fn regression_file(target: &str) -> String {
 
 /// Run `test` on inputs from `strategy` under `budget`, replaying the target's regression seeds
 /// first. Panics with the minimal failing input.
+#[allow(
+    clippy::panic,
+    reason = "called from the fuzz tests: panicking with the minimal input is how it fails them"
+)]
 pub fn fuzz_with<S>(
     target: &str,
     budget: Budget,

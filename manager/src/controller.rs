@@ -292,7 +292,10 @@ pub async fn run_for<M: Middleware>(
 ) {
     let clusters: Api<Cluster> = Api::all(client.clone());
     let (reader, writer) = reflector::store_shared(CLUSTER_EVENTS);
-    // A shared store always has a dispatcher to subscribe to.
+    #[allow(
+        clippy::expect_used,
+        reason = "a shared store (store_shared) always has a dispatcher to subscribe to"
+    )]
     let cluster_events = writer.subscribe().expect("shared store");
     fedstate_runtime::watch::register("clusters");
     fedstate_runtime::watch::register(M::CONTROLLER);

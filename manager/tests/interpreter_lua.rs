@@ -12,6 +12,10 @@ const MEMBER_WITH_STATUS: &str =
     include_str!("../../deploy/samples/seed/mongodb-member-with-status.yaml");
 const SINGLE_CLUSTER: &str = include_str!("../../deploy/samples/seed/mongodb-single-cluster.yaml");
 
+#[allow(
+    clippy::panic,
+    reason = "test helper (not a #[test] itself): a panic fails the calling test"
+)]
 fn script(kind: &str) -> String {
     let doc: Value = serde_yaml::from_str(INTERPRETER).unwrap();
     doc["spec"]["customizations"][kind]["luaScript"]

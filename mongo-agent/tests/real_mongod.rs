@@ -128,6 +128,10 @@ fn entries(hosts: &[String]) -> Vec<HostEntry> {
         .collect()
 }
 
+#[allow(
+    clippy::panic,
+    reason = "test helper (not a #[test] itself): a panic fails the calling test"
+)]
 async fn converge_until_done(admin: &ReplSetAdmin, pod: &LocalPod, goal: &SetGoal) -> Vec<Outcome> {
     let mut log = Vec::new();
     // Real elections and initial syncs take seconds; bounded by attempts, not by a clock.

@@ -193,6 +193,10 @@ fn voters(sim: &Simulator) -> BTreeSet<String> {
 
 /// Run agents round-robin until each says Done, ticking the simulator between rounds. Checks
 /// after every step that the set's voters changed by at most one.
+#[allow(
+    clippy::panic,
+    reason = "test helper (not a #[test] itself): a panic fails the calling test"
+)]
 async fn converge_all(
     sim: &Simulator,
     agents: &[&Agent<'_>],

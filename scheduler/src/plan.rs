@@ -239,6 +239,10 @@ fn json_explanation<'a>(
 }
 
 /// `plan --output json` for a result of [`placement::place`].
+#[allow(
+    clippy::expect_used,
+    reason = "derived Serialize of strings, integers, booleans and unit enums, no map: serde_json cannot fail on them"
+)]
 pub fn render_json(input: &PlanInput, result: &Result<PlacementPlan, PlacementError>) -> String {
     let empty = Explanation::default();
     let out = match result {

@@ -27,6 +27,10 @@ fn step(text: &str) {
     println!("\n==> {text}");
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "the demo is built on the e2e harness, which fails by panicking; unwinding runs the drops that stop our processes and the federation (process::exit would leave them running)"
+)]
 #[tokio::main]
 async fn main() {
     let keep = std::env::args().any(|a| a == "--keep");

@@ -323,7 +323,12 @@ fn changed_status<K: Schedulable>(obj: &K, draft: StatusDraft) -> Option<serde_j
     }
     let mut status = json!({ "conditions": new_ours });
     if let Some(p) = draft.placement {
-        status["placement"] = serde_json::to_value(p).expect("placement status serializes");
+        #[allow(
+            clippy::expect_used,
+            reason = "PlacementStatus is strings, integers and a unit enum: serde_json cannot fail on them"
+        )]
+        let placement = serde_json::to_value(p).expect("placement status serializes");
+        status["placement"] = placement;
     }
     Some(status)
 }

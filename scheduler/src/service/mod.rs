@@ -251,9 +251,15 @@ pub async fn controllers(
     stop: CancellationToken,
 ) -> Result<(), ServiceError> {
     let (clusters, writer) = reflector::store_shared::<Cluster>(1024);
-    let cluster_events_mcm = writer.subscribe().expect("shared store");
-    let cluster_events_rb = writer.subscribe().expect("shared store");
-    let cluster_events_crb = writer.subscribe().expect("shared store");
+    #[allow(
+        clippy::expect_used,
+        reason = "a shared store (store_shared) always has a dispatcher to subscribe to"
+    )]
+    let (cluster_events_mcm, cluster_events_rb, cluster_events_crb) = (
+        writer.subscribe().expect("shared store"),
+        writer.subscribe().expect("shared store"),
+        writer.subscribe().expect("shared store"),
+    );
     fedstate_runtime::watch::register("clusters");
     let cluster_watch = watcher(
         Api::<Cluster>::all(client.clone()),

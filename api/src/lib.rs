@@ -15,6 +15,10 @@
 //!
 //! This crate depends on nothing of ours and does no I/O.
 
+// Indexing or slicing that may panic is refused in this crate too (it handles user input and
+// answers from other processes); tests may (clippy.toml). Not yet workspace-wide (README).
+#![warn(clippy::indexing_slicing)]
+
 pub mod condition;
 pub mod hostconf;
 pub mod karmada;

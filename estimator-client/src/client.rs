@@ -210,6 +210,10 @@ impl EstimatorClient {
         let mut outcome = "deadline";
         for attempt in 0..self.targets.len() {
             let index = (start_index + attempt) % self.targets.len();
+            #[allow(
+                clippy::indexing_slicing,
+                reason = "index < len: taken modulo len, and len > 0 (checked above)"
+            )]
             let target = &self.targets[index];
             let now = Instant::now();
             if now >= deadline {

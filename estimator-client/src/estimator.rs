@@ -223,34 +223,30 @@ impl CapacityEstimator {
             .collect();
         let budget_end = Instant::now() + self.inner.config.budget;
         let mut tasks = JoinSet::new();
-        for (i, c) in clusters.iter().enumerate() {
-            if out[i].is_some() {
+        for (i, (c, cached)) in clusters.iter().zip(&out).enumerate() {
+            if cached.is_some() {
                 continue;
             }
             let (this, c, shape) = (self.clone(), c.clone(), shape.clone());
             tasks.spawn(async move {
                 let answers = this.fetch(&c, &shape, budget_end).await;
-                (i, answers)
+                (i, c, answers)
             });
         }
         // Every task ends by its deadline (≤ budget_end); the outer bound is a safety net.
         let grace = budget_end + Duration::from_millis(50);
         while let Ok(Some(joined)) = tokio::time::timeout_at(grace, tasks.join_next()).await {
-            if let Ok((i, answers)) = joined {
-                out[i] = Some(self.finish(
-                    &clusters[i],
-                    shape,
-                    query,
-                    answers,
-                    Source::Fetched,
-                    Duration::ZERO,
-                ));
+            if let Ok((i, c, answers)) = joined
+                && let Some(slot) = out.get_mut(i)
+            {
+                *slot =
+                    Some(self.finish(&c, shape, query, answers, Source::Fetched, Duration::ZERO));
             }
         }
         tasks.abort_all();
         out.into_iter()
-            .enumerate()
-            .map(|(i, c)| {
+            .zip(clusters)
+            .map(|(c, cluster)| {
                 c.unwrap_or_else(|| {
                     let answers: Arc<[PluginAnswer]> = Arc::from([PluginAnswer {
                         plugin: "chain",
@@ -258,7 +254,7 @@ impl CapacityEstimator {
                         counts_hosted_members: false,
                     }]);
                     self.finish(
-                        &clusters[i],
+                        cluster,
                         shape,
                         query,
                         answers,

@@ -44,6 +44,10 @@
 //! # Ok(()) }
 //! ```
 
+// Indexing or slicing that may panic is refused in this crate too (it handles user input and
+// answers from other processes); tests may (clippy.toml). Not yet workspace-wide (README).
+#![warn(clippy::indexing_slicing)]
+
 pub mod cache;
 pub mod client;
 pub mod discovery;

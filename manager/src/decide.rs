@@ -354,6 +354,10 @@ pub enum Outcome<T> {
     Blocked(Blocked),
 }
 
+#[allow(
+    clippy::indexing_slicing,
+    reason = "only inserts into the object literal built here: IndexMut on a JSON object cannot panic"
+)]
 fn binding_write(
     rb: &ResourceBinding,
     clusters: &[TargetCluster],
@@ -380,7 +384,6 @@ fn binding_write(
                     "message": "placed by fedstate-manager from the schedulerResult annotation",
                     "lastTransitionTime": now,
                 }));
-                // An object literal: indexing it to insert cannot panic.
                 let mut st = json!({"conditions": conditions, "lastScheduledTime": now});
                 if let Some(g) = rb.metadata.generation {
                     st["schedulerObservedGeneration"] = json!(g);
@@ -565,6 +568,10 @@ pub fn blocked<M: Middleware>(
 /// The server-side apply body of the status fields we own, or `None` when nothing changed.
 /// `fresh` replaces state/result/externalAddr; `None` re-applies the current ones (so a blocked
 /// reconcile does not wipe the topology).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "only inserts into the object literal built here: IndexMut on a JSON object cannot panic"
+)]
 fn status_body<M: Middleware>(
     old: &FederatedStatus,
     generation: Option<i64>,

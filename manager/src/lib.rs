@@ -16,6 +16,10 @@
 //! * [`triggers`]: which objects a Cluster change concerns (pure but for the stores);
 //! * [`service`]: flags and the process (admin server, leader election) from `fedstate-runtime`.
 
+// Indexing or slicing that may panic is refused in this crate too (it handles user input and
+// answers from other processes); tests may (clippy.toml). Not yet workspace-wide (README).
+#![warn(clippy::indexing_slicing)]
+
 pub mod apply;
 pub mod controller;
 pub mod decide;

@@ -4,6 +4,10 @@
 //! through a Lease, [`shutdown`] on SIGTERM/Ctrl-C, [`watch`] health (every watch error counted), and [`process::run`], the one process
 //! skeleton that ties them together.
 
+// Indexing or slicing that may panic is refused in this crate too (it handles user input and
+// answers from other processes); tests may (clippy.toml). Not yet workspace-wide (README).
+#![warn(clippy::indexing_slicing)]
+
 pub mod admin;
 pub mod backoff;
 pub mod leader;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::sample::select;
-use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestCaseError, TestRunner};
 
 /// How long, or how many cases, each target runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,15 +104,23 @@ where
     let file: &'static str = Box::leak(regression_file(target).into_boxed_str());
     let started = Instant::now();
     let mut cases = 0u64;
-    loop {
+    // proptest's default reads `PROPTEST_RNG_SEED`: CI sets it, so a CI run is reproducible.
+    let base = Config::default();
+    for batch in 0u64.. {
+        // A new runner per batch: a fresh random seed (or the next fixed one), the regression
+        // seeds replayed again.
+        let rng_seed = match base.rng_seed {
+            RngSeed::Fixed(seed) => RngSeed::Fixed(seed.wrapping_add(batch)),
+            RngSeed::Random => RngSeed::Random,
+        };
         let config = Config {
             cases: budget.cases,
             failure_persistence: Some(Box::new(FileFailurePersistence::Direct(file))),
             // Shrinking a crash should not eat the whole budget.
             max_shrink_time: 30_000,
-            ..Config::default()
+            rng_seed,
+            ..base.clone()
         };
-        // A new runner per batch: a fresh random seed, the regression seeds replayed again.
         let mut runner = TestRunner::new(config);
         record_target_panics();
         FUZZING.with(|f| f.set(true));
@@ -123,8 +131,15 @@ where
                 .with(|l| l.borrow_mut().take())
                 .map(|p| format!("\nthe last panic while shrinking: {p}"))
                 .unwrap_or_default();
+            let rerun = match rng_seed {
+                RngSeed::Fixed(seed) => format!(
+                    " (batch seed {seed}: PROPTEST_RNG_SEED={seed} FEDSTATE_FUZZ_CASES={} reruns it)",
+                    budget.cases
+                ),
+                RngSeed::Random => String::new(),
+            };
             panic!(
-                "fuzz target {target} failed after {cases} cases: {e}{panic}\nits seed is kept in {file}; make the minimal input above a unit test next to the code it broke"
+                "fuzz target {target} failed after {cases} cases{rerun}: {e}{panic}\nits seed is kept in {file}; make the minimal input above a unit test next to the code it broke"
             );
         }
         cases += u64::from(budget.cases);

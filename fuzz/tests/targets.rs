@@ -515,7 +515,11 @@ mod wire {
                     .block_on(read_request(&mut reply.as_slice()))
                     .unwrap()
                     .unwrap();
-                prop_assert_eq!(back.command, req.command);
+                // As bytes: a document holding a NaN is not equal to itself.
+                prop_assert_eq!(
+                    back.command.to_vec().unwrap(),
+                    req.command.to_vec().unwrap()
+                );
             }
             Ok(())
         });

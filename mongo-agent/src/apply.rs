@@ -3,7 +3,6 @@
 //! decision here beyond "which call".
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use fedstate_api::names::FIELD_MANAGER_AGENT;
 use fedstate_api::v1alpha1::{MongoDB, MongoDBStatus};
@@ -103,6 +102,8 @@ pub async fn replica_set(
         goal.desired.hosts.iter().map(|h| h.host.clone()).collect();
     candidates.extend(goal.desired.own.iter().cloned());
     candidates.extend(known.iter().cloned());
+    // Members no longer desired, own or known: their clients go (they would dial forever).
+    ctx.admin(&key, None).await.retain_hosts(&candidates).await;
     let mut result = SetResult::default();
     let mut admin = pick_admin(ctx, &key, users, &candidates).await;
     if admin.login().is_none()
@@ -168,7 +169,7 @@ async fn pick_admin(
     key: &str,
     users: &Users,
     hosts: &BTreeSet<String>,
-) -> Arc<ReplSetAdmin> {
+) -> ReplSetAdmin {
     for login in [&users.cluster_admin, &users.root] {
         let admin = ctx.admin(key, Some(login)).await;
         for h in hosts {
@@ -224,7 +225,8 @@ pub async fn after_step(
         publish(ctx, mdb, note).await;
     }
     write_status(ctx, mdb, next.status).await?;
-    Ok(Action::requeue(next.requeue))
+    let key = crate::controller::object_key(mdb);
+    Ok(Action::requeue(ctx.pacing.next(&key, &next.requeue)))
 }
 
 pub async fn publish(ctx: &Context, mdb: &MongoDB, note: &Note) {

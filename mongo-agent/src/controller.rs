@@ -29,6 +29,7 @@ use fedstate_runtime::backoff::{Backoff, ReconcileError};
 use crate::converge::{self, Outcome};
 use crate::decide::{self, Decline, SetResult};
 use crate::inpod::PodExec;
+use crate::pacing::Pacing;
 use crate::replset::{Login, ReplSetAdmin, ReplSetError};
 use crate::resources::{self, MemberAddressing};
 use crate::{apply, gather};
@@ -83,18 +84,19 @@ pub(crate) fn kube_err(
     }
 }
 
-/// (object, login) → its adapter, so connections are reused across reconciles.
-type AdminKey = (String, Option<(String, String)>);
-
 /// Shared by every reconcile.
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub settings: Settings,
-    admins: Mutex<HashMap<AdminKey, Arc<ReplSetAdmin>>>,
+    /// Each object's driver clients (one per member and user, the latest password only), reused
+    /// across reconciles and dropped when the object is deleted ([`Context::forget`]).
+    admins: Mutex<HashMap<String, ReplSetAdmin>>,
     /// 5 s after a failure, doubling per consecutive failure of the same object up to 5 minutes;
     /// 1 s after a write conflict (`fedstate_runtime::backoff`).
     backoff: Backoff,
+    /// When a reconcile that worked looks again ([`crate::pacing`]).
+    pub(crate) pacing: Pacing,
 }
 
 impl std::fmt::Debug for Context {
@@ -120,24 +122,35 @@ impl Context {
             settings,
             admins: Mutex::new(HashMap::new()),
             backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
+            pacing: Pacing::default(),
         }
     }
 
-    pub(crate) async fn admin(&self, key: &str, login: Option<&Login>) -> Arc<ReplSetAdmin> {
-        let k = (
-            key.to_owned(),
-            login.map(|l| (l.user.clone(), l.password.expose().to_owned())),
-        );
+    /// Object `key`'s adapter logged in as `login`, on the object's shared clients.
+    pub(crate) async fn admin(&self, key: &str, login: Option<&Login>) -> ReplSetAdmin {
         let mut admins = self.admins.lock().await;
         admins
-            .entry(k)
-            .or_insert_with(|| {
-                Arc::new(ReplSetAdmin::new(
-                    login.cloned(),
-                    self.settings.mongo_timeout,
-                ))
-            })
-            .clone()
+            .entry(key.to_owned())
+            .or_insert_with(|| ReplSetAdmin::new(None, self.settings.mongo_timeout))
+            .with_login(login.cloned())
+    }
+
+    /// Forget a deleted object: its driver clients are dropped (so they stop dialling its
+    /// members), and its backoff and pacing entries.
+    pub(crate) async fn forget(&self, key: &str) {
+        self.admins.lock().await.remove(key);
+        self.backoff.forget(key);
+        self.pacing.forget(key);
+    }
+
+    /// How many objects have driver clients, and how many (member, user) clients in all.
+    pub async fn admin_clients(&self) -> (usize, usize) {
+        let admins = self.admins.lock().await;
+        let mut clients = 0;
+        for a in admins.values() {
+            clients += a.clients().await.len();
+        }
+        (admins.len(), clients)
     }
 }
 
@@ -252,8 +265,15 @@ async fn reconcile_live(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// Deletion: leave the replica set cleanly (remove this cluster's members, stepping the primary
-/// down first) when other clusters' members remain; then the owner references delete the rest.
+/// down first) when other clusters' members remain; then the owner references delete the rest,
+/// and the agent forgets the object (its driver clients are shut down).
 async fn cleanup(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
+    let left = leave(mdb, ctx).await;
+    ctx.forget(&object_key(mdb)).await;
+    left
+}
+
+async fn leave(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
     let seen = gather::live(ctx, mdb).await?;
     let goal = decide::leaving_goal(mdb, &seen, &ctx.settings);
     let users = decide::users(
@@ -298,4 +318,60 @@ async fn cleanup(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
         }
     }
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::replset::Password;
+
+    /// What issue 16 found: the map was keyed by object and password, so every rotation added
+    /// clients that were never dropped, and a deleted object's clients kept dialling its members.
+    #[tokio::test]
+    async fn an_objects_clients_keep_the_latest_password_and_go_with_the_object() {
+        let sim = fedstate_rs_sim::Simulator::start(
+            fedstate_rs_sim::Settings {
+                sync_ticks: 1,
+                stepdown_ticks: 3,
+            },
+            Duration::from_secs(3600),
+        );
+        let host = sim.serve_new("127.0.0.1").await.unwrap();
+        let ctx = Context::new(
+            fedstate_fake_apiserver::FakeApiserver::default().client(),
+            Settings {
+                addressing: MemberAddressing::NodePort {
+                    vip: "127.0.0.1".into(),
+                },
+                cluster_name: None,
+                namespace: None,
+                mongo_timeout: Duration::from_secs(2),
+            },
+        );
+        for i in 0..5 {
+            let login = Login {
+                user: "fedstate-cluster-admin".into(),
+                password: Password::new(format!("rotated-{i}")),
+            };
+            // No such user on an empty member: the login fails, but a client was made.
+            let _ = ctx.admin("db/a", Some(&login)).await.hello(&host).await;
+            assert_eq!(ctx.admin_clients().await, (1, 1), "after rotation {i}");
+        }
+        ctx.admin("db/a", None).await.hello(&host).await.unwrap();
+        ctx.admin("db/b", None).await.hello(&host).await.unwrap();
+        assert_eq!(ctx.admin_clients().await, (2, 3));
+        assert!(sim.open_connections(&host) > 0);
+        ctx.forget("db/a").await;
+        ctx.forget("db/b").await;
+        assert_eq!(ctx.admin_clients().await, (0, 0));
+        // The driver's clients are shut down with them: nothing dials the member any more.
+        for _ in 0..100 {
+            if sim.open_connections(&host) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(sim.open_connections(&host), 0);
+    }
 }

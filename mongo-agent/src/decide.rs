@@ -8,7 +8,6 @@
 //! objects of members that left the set, the status and the events).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use fedstate_api::condition::ConditionStatus;
 use fedstate_api::hostconf::{HostConf, HostEntry};
@@ -26,6 +25,7 @@ use rand::Rng;
 use crate::controller::Settings;
 use crate::converge::{Outcome, SetGoal, UserChanges, Users};
 use crate::gather::Seen;
+use crate::pacing::Requeue;
 use crate::planner::{Desired, ForceOptIn, MemberState};
 use crate::replset::{Login, Observation, Password};
 use crate::resources::{self, MemberAddressing, ResourceError, is_arbiter, member_index_of};
@@ -469,7 +469,8 @@ pub struct AfterStep {
     pub delete_services: bool,
     pub status: MongoDBStatus,
     pub events: Vec<Note>,
-    pub requeue: Duration,
+    /// Why to look again ([`crate::pacing`] says when).
+    pub requeue: Requeue,
 }
 
 /// Restarts, removals, status and events after the replica-set step.
@@ -546,10 +547,19 @@ pub fn after_step(
         delete_services: mdb.spec.member_config_ref.is_none(),
         status: status::compute(mdb.status.as_ref(), &o, now),
         events,
-        requeue: match set.outcome {
-            Some(Ok(Outcome::Done)) => Duration::from_secs(30),
-            _ => Duration::from_secs(2),
-        },
+        requeue: requeue(set),
+    }
+}
+
+/// Converged, a step taken, or the state nothing could change this time.
+fn requeue(set: &SetResult) -> Requeue {
+    match &set.outcome {
+        Some(Ok(Outcome::Done)) => Requeue::Converged,
+        Some(Ok(o)) if o.changed() => Requeue::Progress,
+        // Waiting, ForeignSet, QuorumLost: their fields tell one state from another.
+        Some(Ok(o)) => Requeue::Stalled(format!("{o:?}")),
+        Some(Err(e)) => Requeue::Stalled(e.clone()),
+        None => Requeue::Progress,
     }
 }
 

@@ -22,6 +22,7 @@ pub mod converge;
 pub mod decide;
 pub mod gather;
 pub mod inpod;
+pub mod pacing;
 pub mod planner;
 pub mod replset;
 pub mod resources;

@@ -4,6 +4,7 @@
 //! monitoring to notice an election). No shell, no `kubectl exec`, no password on a command line.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fedstate_api::v1alpha1::ReplSetMemberStatus;
@@ -121,12 +122,20 @@ pub struct Observation {
     pub members: Vec<ReplSetMemberStatus>,
 }
 
-/// The adapter. Clients are cached per (member, credentials).
-#[derive(Debug)]
+/// One driver client per (member, user), made with that user's password at the time.
+type Clients = HashMap<(String, Option<String>), (Option<Password>, Client)>;
+
+/// The adapter, logged in as one user (or nobody). Adapters made from one another with
+/// [`ReplSetAdmin::with_login`] share their driver clients: at most one per (member, user), with
+/// the password last asked for, so a reconcile logs in to a member once per user and the next
+/// reconcile not at all (the driver keeps the authenticated connection). A client for an older
+/// password (a rotation) or a member [`ReplSetAdmin::retain_hosts`] no longer names is dropped,
+/// which shuts the driver's client down (its monitor stops dialling that member).
+#[derive(Clone, Debug)]
 pub struct ReplSetAdmin {
     login: Option<Login>,
     timeout: Duration,
-    clients: Mutex<HashMap<(String, Option<String>), Client>>,
+    clients: Arc<Mutex<Clients>>,
 }
 
 fn number(d: &Document, key: &str) -> Option<f64> {
@@ -145,13 +154,17 @@ impl ReplSetAdmin {
         Self {
             login,
             timeout,
-            clients: Mutex::new(HashMap::new()),
+            clients: Arc::default(),
         }
     }
 
-    /// The same adapter logged in as someone else.
+    /// The same adapter logged in as someone else, sharing its clients.
     pub fn with_login(&self, login: Option<Login>) -> Self {
-        Self::new(login, self.timeout)
+        Self {
+            login,
+            timeout: self.timeout,
+            clients: self.clients.clone(),
+        }
     }
 
     pub fn login(&self) -> Option<&Login> {
@@ -160,9 +173,12 @@ impl ReplSetAdmin {
 
     async fn client(&self, host: &str, command: &'static str) -> Result<Client, ReplSetError> {
         let key = (host.to_owned(), self.login.as_ref().map(|l| l.user.clone()));
+        let password = self.login.as_ref().map(|l| l.password.clone());
         let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(&key) {
-            return Ok(c.clone());
+        match clients.get(&key) {
+            Some((p, c)) if *p == password => return Ok(c.clone()),
+            // Made with an older password: dropped below, when the new one replaces it.
+            Some(_) | None => {}
         }
         let address = ServerAddress::parse(host).map_err(|e| ReplSetError::Unreachable {
             host: host.to_owned(),
@@ -188,13 +204,26 @@ impl ReplSetAdmin {
             command,
             reason: e.to_string(),
         })?;
-        clients.insert(key, client.clone());
+        clients.insert(key, (password, client.clone()));
         Ok(client)
     }
 
     /// Forget a member's clients (after a step-down or a restart closes their connections).
     pub async fn forget(&self, host: &str) {
         self.clients.lock().await.retain(|(h, _), _| h != host);
+    }
+
+    /// Drop the clients of every member not in `hosts` (members that left, deleted hosts).
+    pub async fn retain_hosts(&self, hosts: &BTreeSet<String>) {
+        self.clients
+            .lock()
+            .await
+            .retain(|(h, _), _| hosts.contains(h));
+    }
+
+    /// The (member, user) pairs this adapter family holds a client for.
+    pub async fn clients(&self) -> BTreeSet<(String, Option<String>)> {
+        self.clients.lock().await.keys().cloned().collect()
     }
 
     /// One command on `host`'s admin database, bounded twice: the server gives up after

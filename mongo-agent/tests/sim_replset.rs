@@ -84,9 +84,11 @@ struct Agent<'a> {
 impl<'a> Agent<'a> {
     fn new(sim: &'a Simulator, goal: SetGoal) -> Self {
         let users = users();
+        // As the controller: one adapter family per object, sharing its clients.
+        let anonymous = ReplSetAdmin::new(None, Duration::from_secs(2));
         Self {
-            anonymous: ReplSetAdmin::new(None, Duration::from_secs(2)),
-            admin: ReplSetAdmin::new(Some(users.cluster_admin.clone()), Duration::from_secs(2)),
+            admin: anonymous.with_login(Some(users.cluster_admin.clone())),
+            anonymous,
             pods: Pods {
                 sim,
                 root_password: users.root.password.expose().to_owned(),
@@ -716,4 +718,84 @@ async fn an_upgrade_moves_one_major_at_a_time_with_its_fcv() {
     let p = version::plan("mongo:7.0", &running("mongo:7.0").await);
     assert_eq!(p.progress, Progress::Current);
     assert_eq!(sim.world().set("rs").unwrap().fcv, (7, 0));
+}
+
+/// Wait (up to 10 s) until no network connection to `host` is open.
+async fn closed(sim: &Simulator, host: &str) -> usize {
+    for _ in 0..100 {
+        if sim.open_connections(host) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sim.open_connections(host)
+}
+
+/// The agent's driver clients: a reconcile logs in to a member once per user it needs and the
+/// next reconcile not at all (it reuses the authenticated connections); a rotation replaces the
+/// rotated user's client instead of adding one; a member that is no longer part of the object
+/// loses its clients, and nothing dials it any more.
+#[tokio::test]
+async fn a_reconcile_logs_in_once_rotations_and_departed_members_leave_no_client() {
+    let sim = manual_sim();
+    let hosts = vec![
+        sim.serve_new("127.0.0.1").await.unwrap(),
+        sim.serve_new("127.0.0.1").await.unwrap(),
+    ];
+    let known = BTreeSet::new();
+    let setup = Agent::new(&sim, goal(entries(&hosts, |_| "a"), &hosts, true));
+    converge_all(&sim, &[&setup], &known).await;
+    drop(setup);
+
+    // A new agent (a restart) on the converged set: one login per (member, user) it uses.
+    let mut agent = Agent::new(&sim, goal(entries(&hosts, |_| "a"), &hosts, true));
+    let before = sim.logins();
+    let (o, _) = agent.step(&known).await.unwrap();
+    assert_eq!(o, Outcome::Done);
+    let clients = agent.anonymous.clients().await;
+    let logged_in = clients.iter().filter(|(_, u)| u.is_some()).count() as u64;
+    assert_eq!(sim.logins() - before, logged_in, "{clients:?}");
+    assert!(
+        logged_in <= 2 * 3,
+        "two members, three users at most: {clients:?}"
+    );
+    // The next reconciles log in no more.
+    let before = sim.logins();
+    for _ in 0..3 {
+        agent.step(&known).await.unwrap();
+    }
+    assert_eq!(sim.logins() - before, 0, "a reconcile reuses its clients");
+
+    // Three rotations of the monitor's password: the same clients, the last password.
+    for i in 2..5 {
+        agent.users.cluster_monitor.password = Password::new(format!("Monitor-Pass-000{i}"));
+        agent.step(&known).await.unwrap();
+        assert_eq!(agent.anonymous.clients().await, clients, "rotation {i}");
+    }
+    assert!(
+        agent
+            .anonymous
+            .can_login(&hosts[0], &agent.users.cluster_monitor)
+            .await
+            .unwrap()
+    );
+
+    // Member 1 leaves the object: its clients go and its connections close.
+    let kept: BTreeSet<String> = [hosts[0].clone()].into();
+    agent.anonymous.retain_hosts(&kept).await;
+    assert!(
+        agent
+            .anonymous
+            .clients()
+            .await
+            .iter()
+            .all(|(h, _)| *h == hosts[0]),
+        "{:?}",
+        agent.anonymous.clients().await
+    );
+    assert_eq!(closed(&sim, &hosts[1]).await, 0, "nothing dials member 1");
+    assert!(sim.open_connections(&hosts[0]) > 0);
+    // The object is deleted: with the last adapter its clients go.
+    drop(agent);
+    assert_eq!(closed(&sim, &hosts[0]).await, 0, "nothing dials member 0");
 }

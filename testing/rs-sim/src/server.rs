@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -44,6 +44,10 @@ struct Shared {
     socket_dir: PathBuf,
     served: Mutex<BTreeMap<String, CancellationToken>>,
     connection_ids: AtomicI32,
+    /// Network connections open now, per member endpoint (the in-pod socket's not counted).
+    open: Mutex<BTreeMap<String, usize>>,
+    /// `saslStart` commands seen: each is one login attempt.
+    logins: AtomicU64,
 }
 
 /// A running simulator. Dropping it stops every listener, connection and the clock.
@@ -74,6 +78,8 @@ impl Simulator {
             socket_dir,
             served: Mutex::new(BTreeMap::new()),
             connection_ids: AtomicI32::new(1),
+            open: Mutex::new(BTreeMap::new()),
+            logins: AtomicU64::new(0),
         });
         let shutdown = CancellationToken::new();
         let (s, stop) = (shared.clone(), shutdown.clone());
@@ -104,6 +110,17 @@ impl Simulator {
         self.shared
             .socket_dir
             .join(format!("{}.sock", host.replace([':', '/'], "_")))
+    }
+
+    /// How many network connections to `host` are open now (what a client that still dials a
+    /// member shows; connections over the in-pod socket are not counted).
+    pub fn open_connections(&self, host: &str) -> usize {
+        lock(&self.shared.open).get(host).copied().unwrap_or(0)
+    }
+
+    /// How many logins (`saslStart`, one per SCRAM conversation) all members have seen.
+    pub fn logins(&self) -> u64 {
+        self.shared.logins.load(Ordering::Relaxed)
     }
 
     /// Serve member `host` (`<ip>:<port>`); a no-op when it is served already.
@@ -220,6 +237,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Counts a network connection as open while it lives.
+struct Open {
+    shared: Arc<Shared>,
+    host: String,
+}
+
+impl Open {
+    fn new(shared: Arc<Shared>, host: String) -> Self {
+        *lock(&shared.open).entry(host.clone()).or_default() += 1;
+        Self { shared, host }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(n) = lock(&self.shared.open).get_mut(&self.host) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
 async fn connection(
     shared: Arc<Shared>,
     host: String,
@@ -227,6 +265,7 @@ async fn connection(
     mut session: Session,
     token: CancellationToken,
 ) {
+    let _open = (!session.in_pod).then(|| Open::new(shared.clone(), host.clone()));
     let (mut r, mut w) = tokio::io::split(stream);
     let mut reply_id = 1;
     loop {
@@ -242,6 +281,9 @@ async fn connection(
                 return;
             }
         };
+        if req.command.keys().next().map(String::as_str) == Some("saslStart") {
+            shared.logins.fetch_add(1, Ordering::Relaxed);
+        }
         let answer = lock(&shared.world).begin(&host, &mut session, &req.command);
         let reply = match answer {
             Answer::Now(d) => d,

@@ -728,6 +728,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_step_is_progress_and_each_state_nothing_changed_is_its_own_stall() {
+        let of = |o: Result<Outcome, String>| {
+            requeue(&SetResult {
+                outcome: Some(o),
+                ..Default::default()
+            })
+        };
+        assert_eq!(of(Ok(Outcome::Done)), Requeue::Converged);
+        let reconfigured = Outcome::Reconfigured {
+            version: 3,
+            reason: "promote".into(),
+        };
+        assert_eq!(of(Ok(reconfigured)), Requeue::Progress);
+        let lost = |reachable_voters| {
+            of(Ok(Outcome::QuorumLost {
+                reachable_voters,
+                voters: 3,
+                config_version: 4,
+            }))
+        };
+        assert!(matches!(lost(1), Requeue::Stalled(_)));
+        assert_eq!(lost(1), lost(1));
+        assert_ne!(lost(1), lost(0), "another observation is another state");
+        assert_ne!(
+            of(Ok(Outcome::Waiting("no primary".into()))),
+            of(Err("no primary".into()))
+        );
+    }
+
+    #[test]
     fn the_force_opt_in_is_bound_to_a_generation_and_a_config_version_and_used_once() {
         let g = Some(7);
         assert_eq!(force_opt_in(None, g, None), ForceOptIn(None));

@@ -88,6 +88,7 @@ pub fn parse_reply(host: &str, command: &'static str, stdout: &str) -> Result<()
             command,
             what: "the member's shell printed no reply".into(),
         })?;
+    // Reading a serde_json::Value by key cannot panic (a missing key reads as Null).
     if reply["ok"].as_f64() == Some(1.0) {
         return Ok(());
     }

@@ -338,6 +338,7 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
             {"name": "credentials", "secret": {"secretName": root_secret, "items": [{"key": root_key, "path": ROOT_PASSWORD_FILE_NAME}], "defaultMode": 0o444}},
         ],
     });
+    // Assigning by key cannot panic: `pod`, `sts_spec` and `pvc` are `json!` object literals.
     if let Some(ns) = &pod_spec.node_selector {
         pod["nodeSelector"] = serde_json::to_value(ns)?;
     }
@@ -430,6 +431,7 @@ fn mongod_container(
             {"name": "data", "mountPath": "/data/db"},
         ],
     });
+    // Cannot panic: `mongod` is a `json!` object literal.
     if let Some(r) = &spec.resources {
         mongod["resources"] = serde_json::to_value(r)?;
     }
@@ -463,6 +465,7 @@ fn exporter_container(spec: &MongoDBSpec, creds: &str) -> Option<Result<Value, R
         .and_then(|m| m.resources.as_ref())
     {
         match serde_json::to_value(r) {
+            // Cannot panic: `c` is a `json!` object literal.
             Ok(v) => c["resources"] = v,
             Err(e) => return Some(Err(e.into())),
         }

@@ -56,6 +56,7 @@ pub fn next_restart(
     match outdated.iter().find(|p| Some(p.host.as_str()) != primary) {
         Some(p) => RolloutStep::Restart { index: p.index },
         None => RolloutStep::StepDown {
+            // Cannot fail: `outdated` is not empty (returned above when it is).
             host: outdated[0].host.clone(),
         },
     }

@@ -30,6 +30,8 @@ pub fn series((major, minor): (u32, u32)) -> Option<usize> {
     SERIES.iter().position(|s| *s == key)
 }
 
+// Indexing SERIES cannot fail here and below: every index is a position `series` returned, or one
+// step from such a position towards another one.
 fn name(i: usize) -> String {
     let (a, b) = SERIES[i];
     format!("{a}.{b}")

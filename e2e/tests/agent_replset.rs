@@ -7,7 +7,10 @@
 //! 1. The seed's single-cluster sample as written (mongo:3.6) gets a condition naming `spec.image`
 //!    and no StatefulSet; with a supported image it becomes a working one-member set (PRIMARY).
 //! 2. Scaling that object to 3 members adds them one voter at a time; no forced reconfig.
-//! 3. No password of the run appears in any process log, the agents' log, a status or an event.
+//! 3. A new clusterMonitor password in the credentials Secret reaches mongod (`updateUser`) and
+//!    every member's pod is recreated (the exporter reads its password only at start), the set
+//!    keeping one PRIMARY and two SECONDARY.
+//! 4. No password of the run appears in any process log, the agents' log, a status or an event.
 //!
 //! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
 
@@ -97,7 +100,9 @@ async fn single_cluster_set_from_seed_to_scale(env: &Env<()>) {
     single_cluster_sample_becomes_a_working_set(&member1, &sim).await;
     eprintln!("scenario 2: scale the single-cluster set 1 -> 3");
     single_cluster_scales_one_voter_at_a_time(&member1, &sim).await;
-    eprintln!("scenario 3: no password in any log, status or event");
+    eprintln!("scenario 3: a rotated monitor password rolls the members' exporters");
+    a_rotated_monitor_password_recreates_every_member(&member1).await;
+    eprintln!("scenario 4: no password in any log, status or event");
     stop.cancel();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = std::fs::remove_dir_all(&pods_dir);
@@ -224,6 +229,86 @@ async fn single_cluster_scales_one_voter_at_a_time(member: &kube::Client, sim: &
     // The simulator refuses any reconfig changing two voters, so getting here proves the agent
     // went one voter at a time; and nothing was forced.
     assert_eq!(sim.world().set(NAME).expect("set").forced_reconfigs, 0);
+}
+
+/// The user puts a new `clusterMonitorPassword` into the credentials Secret: the agent sets it
+/// in mongod and rolls every member (one at a time, through the StatefulSets' new revision) so
+/// the exporters start with it; the set ends with one PRIMARY and two SECONDARY.
+async fn a_rotated_monitor_password_recreates_every_member(member: &kube::Client) {
+    use fedstate_mongo_agent::replset::{Login, Password, ReplSetAdmin};
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(member.clone(), NS);
+    let uids = || async {
+        let list = pods
+            .list(
+                &ListParams::default()
+                    .labels(&format!("{}={NAME}", fedstate_api::names::LABEL_INSTANCE)),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(
+            list.items
+                .into_iter()
+                .map(|p| (p.metadata.name.unwrap_or_default(), p.metadata.uid))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+    };
+    let before = uids().await.expect("pods");
+    assert_eq!(before.len(), 3, "{before:?}");
+    // 24 alphanumeric characters: counted by the password search of scenario 4.
+    let rotated = "RotatedMonitor0123456789";
+    Api::<Secret>::namespaced(member.clone(), NS)
+        .patch(
+            &resources::credentials_secret_name(NAME),
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"stringData": {resources::CLUSTER_MONITOR_PASSWORD_KEY: rotated}}),
+            ),
+        )
+        .await
+        .expect("rotate the monitor password");
+    let monitor = Login {
+        user: resources::CLUSTER_MONITOR_USER.to_owned(),
+        password: Password::new(rotated),
+    };
+    let probe = ReplSetAdmin::new(None, Duration::from_secs(5));
+    let api: Api<MongoDB> = Api::namespaced(member.clone(), NS);
+    eventually(
+        "the new monitor password logs in, every member recreated, 1 PRIMARY 2 SECONDARY",
+        WAIT,
+        || async {
+            let m = api.get(NAME).await.map_err(|e| e.to_string())?;
+            let st = m.status.clone().unwrap_or_default();
+            let by_state = |s: &str| st.replset.iter().filter(|r| r.state_str == s).count();
+            let primary = st
+                .replset
+                .iter()
+                .find(|r| r.state_str == "PRIMARY")
+                .ok_or("no PRIMARY")?;
+            let logs_in = probe
+                .can_login(&primary.name, &monitor)
+                .await
+                .map_err(|e| e.to_string())?;
+            let now = uids().await?;
+            let recreated = before
+                .iter()
+                .filter(|(name, uid)| now.get(*name).is_some_and(|u| u.is_some() && u != *uid))
+                .count();
+            if logs_in
+                && recreated == 3
+                && by_state("PRIMARY") == 1
+                && by_state("SECONDARY") == 2
+                && st.state == Some(MongoState::Running)
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "new password logs in: {logs_in}, recreated {recreated}/3, replset {:?}, state {:?}",
+                    st.replset, st.state
+                ))
+            }
+        },
+    )
+    .await;
 }
 
 async fn no_password_anywhere(

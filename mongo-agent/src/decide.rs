@@ -200,7 +200,17 @@ pub fn objects(
         } else {
             Vec::new()
         },
-        statefulsets: desired.statefulsets,
+        // A new monitor password rolls the members so their exporters log in with it.
+        statefulsets: resources::stamp_exporter_login(
+            mdb,
+            desired.statefulsets,
+            credentials
+                .as_ref()
+                .and_then(|d| d.get(resources::CLUSTER_MONITOR_PASSWORD_KEY))
+                .map(|v| String::from_utf8_lossy(&v.0))
+                .as_deref(),
+            &seen.statefulsets,
+        ),
         ignored_config: desired.ignored_config,
         users: users(
             mdb,

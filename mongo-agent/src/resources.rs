@@ -438,8 +438,100 @@ fn mongod_container(
     Ok(mongod)
 }
 
+/// Pod-template annotation of a member with an exporter: a digest of the exporter's login
+/// ([`exporter_login_digest`]), so that a new monitor password makes a new StatefulSet revision.
+///
+/// Why: `percona/mongodb_exporter` takes its login only from flags or environment variables
+/// (`--mongodb.user`/`MONGODB_USER`, `--mongodb.password`/`MONGODB_PASSWORD`, or the URI), reads
+/// them once at start and has no option to read a file (its image is `FROM scratch`: no shell
+/// to wrap it either). Environment variables from a Secret are resolved only when the container
+/// is created, so after a rotation the exporter keeps logging in with the old password until its
+/// pod is recreated. The new revision makes the agent's rolling restart ([`crate::rollout`])
+/// recreate the pods one member at a time, secondaries first and the primary last after a
+/// step-down, only while every voting member is healthy. The restart comes at the earliest in
+/// the reconcile after the one that applied the new revision (restarts are decided on the
+/// revisions read at its start), that is after the agent ran `updateUser` with the new password
+/// ([`crate::converge::ensure_users`]); and should that have failed, the recreated exporter
+/// still catches up by itself, since it opens a new connection (and logs in again) on every
+/// scrape unless `--mongodb.global-conn-pool` is given, which we do not.
+pub const EXPORTER_LOGIN_ANNOTATION: &str = "middleware.fedstate.io/exporter-login";
+
+/// The digest [`EXPORTER_LOGIN_ANNOTATION`] carries: SHA-256 over the object's uid, the user and
+/// the password (the uid keeps equal passwords of two objects from looking equal). Never the
+/// password; generated monitor passwords are 32 random alphanumeric characters, out of reach of
+/// guessing from their digest.
+pub fn exporter_login_digest(uid: &str, user: &str, password: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in ["fedstate exporter login", uid, user, password] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Stamp the exporter's login digest onto the StatefulSets that run an exporter, given the
+/// monitor password of the credentials Secret (`None`: not known yet). While it is not known a
+/// member that already exists keeps the digest it has (nothing rolls because a Secret could not
+/// be read), and one that does not exist yet is left out: its pod could not start the exporter
+/// without the Secret anyway, and creating it without the digest would only restart it once
+/// the Secret arrives. StatefulSets without an exporter (the arbiter, or
+/// `metricsExporterSpec.enable: false`) are kept as they are.
+pub fn stamp_exporter_login(
+    mdb: &MongoDB,
+    desired: Vec<StatefulSet>,
+    monitor_password: Option<&str>,
+    live: &[StatefulSet],
+) -> Vec<StatefulSet> {
+    let uid = mdb.uid().unwrap_or_default();
+    let digest = monitor_password.map(|p| exporter_login_digest(&uid, CLUSTER_MONITOR_USER, p));
+    let template_digest = |s: &StatefulSet| {
+        s.spec
+            .as_ref()?
+            .template
+            .metadata
+            .as_ref()?
+            .annotations
+            .as_ref()?
+            .get(EXPORTER_LOGIN_ANNOTATION)
+            .cloned()
+    };
+    desired
+        .into_iter()
+        .filter_map(|mut s| {
+            if !has_exporter(&s) {
+                return Some(s);
+            }
+            let value = match &digest {
+                Some(d) => Some(d.clone()),
+                None => {
+                    let existing = live.iter().find(|l| l.name_any() == s.name_any())?;
+                    template_digest(existing)
+                }
+            };
+            if let (Some(v), Some(spec)) = (value, s.spec.as_mut()) {
+                spec.template
+                    .metadata
+                    .get_or_insert_with(Default::default)
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(EXPORTER_LOGIN_ANNOTATION.to_owned(), v);
+            }
+            Some(s)
+        })
+        .collect()
+}
+
+fn has_exporter(s: &StatefulSet) -> bool {
+    s.spec
+        .as_ref()
+        .and_then(|sp| sp.template.spec.as_ref())
+        .is_some_and(|p| p.containers.iter().any(|c| c.name == "exporter"))
+}
+
 /// The exporter sidecar of `metricsExporterSpec` (on by default), logged in as the cluster
-/// monitor with the password from the credentials Secret.
+/// monitor with the password from the credentials Secret (a `secretKeyRef`, never a literal;
+/// it follows a rotation through [`EXPORTER_LOGIN_ANNOTATION`]).
 fn exporter_container(spec: &MongoDBSpec, creds: &str) -> Option<Result<Value, ResourceError>> {
     let enabled = spec
         .metrics_exporter_spec
@@ -875,5 +967,109 @@ mod tests {
             .filter(|l| l.votes == 1)
             .count();
         assert_eq!(voters, 7);
+    }
+
+    fn login_digest(s: &StatefulSet) -> Option<String> {
+        s.spec
+            .as_ref()?
+            .template
+            .metadata
+            .as_ref()?
+            .annotations
+            .as_ref()?
+            .get(EXPORTER_LOGIN_ANNOTATION)
+            .cloned()
+    }
+
+    /// The exporter reads its password only at start (an env var from the Secret): a new
+    /// monitor password must change the members' pod template, so the rolling restart recreates
+    /// them; the arbiter (no exporter) is not rolled for it; the template names the password
+    /// only by `secretKeyRef` and its digest is not the password.
+    #[test]
+    fn a_new_monitor_password_changes_the_pod_template_of_members_with_an_exporter() {
+        let mut m = sample();
+        m.spec.members = 2;
+        m.spec.arbiter = Some(true);
+        let render = |password: &str| {
+            stamp_exporter_login(
+                &m,
+                desired_objects(&m, None).unwrap().statefulsets,
+                Some(password),
+                &[],
+            )
+        };
+        let before = render("Monitor-Password-1");
+        let after = render("Monitor-Password-2");
+        assert_eq!(before.len(), 3);
+        for (b, a) in before.iter().zip(&after).take(2) {
+            let (db, da) = (login_digest(b).unwrap(), login_digest(a).unwrap());
+            assert_ne!(db, da, "{}: a rotation must roll the member", b.name_any());
+            assert_eq!(
+                b.spec.as_ref().unwrap().template.spec,
+                a.spec.as_ref().unwrap().template.spec,
+                "only the annotation changes"
+            );
+            let text = serde_json::to_string(a).unwrap();
+            assert!(!text.contains("Monitor-Password"), "{text}");
+        }
+        let arbiter = (&before[2], &after[2]);
+        assert!(login_digest(arbiter.0).is_none());
+        assert_eq!(
+            arbiter.0, arbiter.1,
+            "no exporter on the arbiter: not rolled"
+        );
+        // The same password renders the same digest (no restart on every reconcile); another
+        // object's digest of it differs.
+        assert_eq!(render("Monitor-Password-1"), before);
+        assert_ne!(
+            exporter_login_digest("u-1", CLUSTER_MONITOR_USER, "p"),
+            exporter_login_digest("u-2", CLUSTER_MONITOR_USER, "p")
+        );
+        // The exporter gets the password from the Secret, not from its spec.
+        let pod = before[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
+        let exporter = pod
+            .containers
+            .iter()
+            .find(|c| c.name == "exporter")
+            .unwrap();
+        let env = exporter.env.as_ref().unwrap();
+        let pw = env.iter().find(|e| e.name == "MONGODB_PASSWORD").unwrap();
+        assert!(pw.value.is_none());
+        let key = pw
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(key.key, CLUSTER_MONITOR_PASSWORD_KEY);
+        assert_eq!(key.name, "mongodb-sample-credentials");
+    }
+
+    /// The monitor password not known (the manager's Secret not here yet, or not readable): an
+    /// existing member keeps its digest, a new one is not created yet; without an exporter
+    /// nothing waits.
+    #[test]
+    fn without_the_monitor_password_existing_members_keep_their_digest_and_new_ones_wait() {
+        let mut m = sample();
+        m.spec.members = 2;
+        let desired = desired_objects(&m, None).unwrap().statefulsets;
+        let live = stamp_exporter_login(&m, desired.clone(), Some("Monitor-1"), &[]);
+        let kept = stamp_exporter_login(&m, desired.clone(), None, &live[..1]);
+        assert_eq!(kept.len(), 1, "member 1 does not exist yet: not created");
+        assert_eq!(login_digest(&kept[0]), login_digest(&live[0]));
+        assert_eq!(kept[0], live[0]);
+        m.spec.metrics_exporter_spec =
+            Some(serde_json::from_value(json!({"enable": false})).unwrap());
+        let desired = desired_objects(&m, None).unwrap().statefulsets;
+        let plain = stamp_exporter_login(&m, desired.clone(), None, &[]);
+        assert_eq!(plain, desired, "no exporter: nothing to wait for or stamp");
     }
 }

@@ -251,12 +251,79 @@ async fn a_federated_object_leaves_secrets_and_services_to_the_manager() {
     c.reconcile().await.unwrap();
     assert!(c.names(SECRETS).is_empty());
     assert!(c.names(SERVICES).is_empty());
+    // The members' exporters need the manager's credentials Secret: no member before it.
+    assert!(c.names(STATEFULSETS).is_empty());
+    let message = c.condition("ScalingInProgress")["message"].to_string();
+    assert!(message.contains("mongodb-sample-hostconf"), "{message}");
+    c.fake.put(SECRETS, credentials("Monitor-From-Manager-1"));
+    c.reconcile().await.unwrap();
+    assert_eq!(c.names(SECRETS), ["mongodb-sample-credentials"]);
     assert_eq!(
         c.names(STATEFULSETS),
         ["mongodb-sample-mongodb-0", "mongodb-sample-mongodb-3"]
     );
-    let message = c.condition("ScalingInProgress")["message"].to_string();
-    assert!(message.contains("mongodb-sample-hostconf"), "{message}");
+}
+
+/// The manager's credentials Secret, as it propagates it.
+fn credentials(monitor: &str) -> Value {
+    use base64::Engine;
+    let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": "mongodb-sample-credentials", "namespace": NS},
+           "data": {"password": b64("Root-Password-1"),
+                    "clusterAdminPassword": b64("Admin-Password-1"),
+                    "clusterMonitorPassword": b64(monitor)}})
+}
+
+/// The exporter's login digest on a member's pod template.
+fn exporter_login(c: &Cluster, sts: &str) -> Value {
+    c.fake.get(STATEFULSETS, NS, sts).unwrap()["spec"]["template"]["metadata"]["annotations"]
+        ["middleware.fedstate.io/exporter-login"]
+        .clone()
+}
+
+/// A new clusterMonitor password in the credentials Secret: the exporter reads it only when
+/// its container starts (an env var from the Secret), so the members' pod templates change and
+/// the agent's rolling restart recreates them; no password appears in a StatefulSet.
+#[tokio::test]
+async fn a_rotated_monitor_password_changes_the_members_pod_templates() {
+    let c = cluster(seed(2));
+    c.reconcile().await.unwrap();
+    let old = c
+        .secret_value("mongodb-sample-credentials", "clusterMonitorPassword")
+        .unwrap();
+    let before = exporter_login(&c, "mongodb-sample-mongodb-0");
+    assert!(before.is_string(), "{before}");
+    // The user rotates the password in the Secret.
+    let mut secret = c
+        .fake
+        .get(SECRETS, NS, "mongodb-sample-credentials")
+        .unwrap();
+    use base64::Engine;
+    secret["data"]["clusterMonitorPassword"] =
+        json!(base64::engine::general_purpose::STANDARD.encode("Rotated-Monitor-Password-2"));
+    c.fake.put(SECRETS, secret);
+    c.fake.clear_requests();
+    c.reconcile().await.unwrap();
+    for sts in ["mongodb-sample-mongodb-0", "mongodb-sample-mongodb-1"] {
+        let after = exporter_login(&c, sts);
+        assert!(after.is_string(), "{after}");
+        assert_ne!(after, before, "{sts}: the exporter must be recreated");
+        let text = c.fake.get(STATEFULSETS, NS, sts).unwrap().to_string();
+        for p in [old.as_str(), "Rotated-Monitor-Password-2"] {
+            assert!(!text.contains(p), "a password in {sts}");
+        }
+    }
+    assert_eq!(
+        c.secret_value("mongodb-sample-credentials", "clusterMonitorPassword")
+            .as_deref(),
+        Some("Rotated-Monitor-Password-2"),
+        "the agent keeps the user's password"
+    );
+    // Unchanged since: the template stays (no restart on every reconcile).
+    let now = exporter_login(&c, "mongodb-sample-mongodb-0");
+    c.reconcile().await.unwrap();
+    assert_eq!(exporter_login(&c, "mongodb-sample-mongodb-0"), now);
 }
 
 /// `spec.rootPassword` (compatibility) changed: the credentials Secret follows (the agent then

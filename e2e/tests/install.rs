@@ -22,10 +22,14 @@
 //!    dashboard and the alerts query exists in the scrape (except kube-state-metrics' series).
 //! 7. `helm upgrade` to the README's token kubeconfigs (no impersonation), one scheduler replica and
 //!    a debug log level; the new pods replace the old ones (SIGTERM, clean exit) and take the Leases.
-//! 8. Deleting the sample is finished by the manager and, in every member, by its agent (no
+//! 8. Fault injection: the Karmada apiserver restarts. Every process keeps running (none
+//!    restarted), counts its watches' drops in `fedstate_watch_errors_total`, is ready again, and
+//!    acts on what changes after the restart: the scheduler places a new binding, and the next
+//!    step's teardown is the manager's work after the restart.
+//! 9. Deleting the sample is finished by the manager and, in every member, by its agent (no
 //!    MongoDB left); then every process exits cleanly on SIGTERM within its pod's grace period.
-//! 9. No Secret value of the sample in any pod's log.
-//! 10. `helm uninstall` of every release leaves nothing of ours in any cluster.
+//! 10. No Secret value of the sample in any pod's log.
+//! 11. `helm uninstall` of every release leaves nothing of ours in any cluster.
 //!
 //! Standalone trials (no federation): `helm lint --strict` of both charts, a bad value named by
 //! the schema; `promtool check rules` and `promtool test rules` on the shipped alerts; the default
@@ -85,6 +89,7 @@ fn main() -> std::process::ExitCode {
             seed_sample_reaches_health,
             metrics_have_help_karmada_buckets_and_every_queried_series,
             helm_upgrade_to_token_kubeconfigs_rolls_out,
+            the_karmada_apiserver_restarts_and_every_process_recovers,
             deleting_the_sample_then_sigterm_stops_everything_cleanly,
             no_secret_value_in_any_log,
             helm_uninstall_leaves_nothing_behind,
@@ -395,6 +400,117 @@ async fn metrics_have_help_karmada_buckets_and_every_queried_series(env: &Env<St
 
 async fn helm_upgrade_to_token_kubeconfigs_rolls_out(env: &Env<Story>) {
     upgraded(env).await;
+}
+
+async fn the_karmada_apiserver_restarts_and_every_process_recovers(env: &Env<Story>) {
+    health(env).await;
+    let s = &env.ctx;
+    let mut pods = s.pods.lock().await;
+    env.fed
+        .restart_karmada_apiserver()
+        .await
+        .expect("restart the Karmada apiserver");
+    for (what, pod) in pods.iter_mut() {
+        assert!(
+            pod.process.running(),
+            "{what} {} exited when the Karmada apiserver restarted; log {}",
+            pod.name,
+            pod.log().display()
+        );
+    }
+    all_ready(&pods).await;
+    // Each control-plane component saw its watches drop and counted it (the standby replicas
+    // watch nothing; the agents watch their member cluster).
+    for component in COMPONENTS {
+        let of_component: Vec<&Pod> = pods
+            .iter()
+            .filter(|(what, _)| what == component)
+            .map(|(_, p)| p)
+            .collect();
+        eventually(
+            &format!("{component} counts the dropped watches"),
+            Duration::from_secs(60),
+            || async {
+                let mut total = 0.0;
+                for pod in &of_component {
+                    let (_, body) = http_get(&pod.url(ADMIN_PORT, "/metrics")).await?;
+                    total += body
+                        .lines()
+                        .filter(|l| l.starts_with("fedstate_watch_errors_total{"))
+                        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                        .sum::<f64>();
+                }
+                if total > 0.0 {
+                    Ok(())
+                } else {
+                    Err("fedstate_watch_errors_total is 0".to_owned())
+                }
+            },
+        )
+        .await;
+    }
+    drop(pods);
+    // The scheduler's watches are live again: a ConfigMap propagated after the restart by a
+    // policy naming it gets its clusters.
+    let name = "after-apiserver-restart";
+    let karmada = &s.karmada.client;
+    harness::apply_json(
+        karmada,
+        &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": name, "namespace": SAMPLE_NS}, "data": {"a": "b"}}),
+    )
+    .await;
+    let policy = harness::propagation_policy_resource();
+    harness::apply_json(
+        karmada,
+        &policy,
+        json!({"apiVersion": "policy.karmada.io/v1alpha1", "kind": "PropagationPolicy",
+               "metadata": {"name": name, "namespace": SAMPLE_NS},
+               "spec": {"schedulerName": scheduler_name(),
+                        "resourceSelectors": [{"apiVersion": "v1", "kind": "ConfigMap", "name": name}],
+                        "placement": {"clusterAffinity": {"clusterNames": [member_name(1)]}}}}),
+    )
+    .await;
+    let bindings: Api<fedstate_api::karmada::binding::ResourceBinding> =
+        Api::namespaced(karmada.clone(), SAMPLE_NS);
+    let binding = format!("{name}-configmap");
+    eventually(
+        "the scheduler places a binding created after the restart",
+        Duration::from_secs(120),
+        || async {
+            let b = bindings.get(&binding).await.map_err(|e| e.to_string())?;
+            let clusters: Vec<String> = b.spec.clusters.iter().map(|c| c.name.clone()).collect();
+            if clusters == [member_name(1)] {
+                Ok(())
+            } else {
+                Err(format!("spec.clusters {clusters:?}"))
+            }
+        },
+    )
+    .await;
+    let dp = DeleteParams::default();
+    Api::<kube::api::DynamicObject>::namespaced_with(karmada.clone(), SAMPLE_NS, &policy)
+        .delete(name, &dp)
+        .await
+        .expect("delete the policy");
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(karmada.clone(), SAMPLE_NS)
+        .delete(name, &dp)
+        .await
+        .expect("delete the ConfigMap");
+}
+
+/// The scheduler name the control-plane chart gives by default.
+fn scheduler_name() -> String {
+    let values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("deploy/charts/fedstate/values.yaml"))
+            .expect("values.yaml"),
+    )
+    .expect("values yaml");
+    values["scheduler"]["schedulerName"]
+        .as_str()
+        .expect("scheduler.schedulerName in values.yaml")
+        .to_owned()
 }
 
 async fn deleting_the_sample_then_sigterm_stops_everything_cleanly(env: &Env<Story>) {

@@ -288,6 +288,34 @@ impl Federation {
         Ok(())
     }
 
+    /// Restarts the Karmada apiserver (stop, start with the same flags and data) and waits until
+    /// it is ready again: every client's watches on it drop and must reconnect (fault injection).
+    pub async fn restart_karmada_apiserver(&self) -> Result<()> {
+        const NAME: &str = "karmada-apiserver";
+        self.stop_processes(&[NAME.to_owned()])?;
+        {
+            let mut procs = self.lock();
+            for r in procs.iter_mut().filter(|r| r.record.spec.name == NAME) {
+                let (record, child) = r.record.spec.spawn()?;
+                *r = Running {
+                    record,
+                    child: Some(child),
+                    stopped: false,
+                };
+            }
+        }
+        self.save_state()?;
+        let client = self.karmada_client().await?;
+        self.wait_until(
+            "karmada-apiserver ready after its restart",
+            Duration::from_secs(120),
+            || probe::apiserver_ready(&client),
+        )
+        .await?;
+        tracing::info!("karmada-apiserver restarted");
+        Ok(())
+    }
+
     /// How a component of the federation is run (program, flags, log).
     pub fn component(&self, name: &str) -> Option<ProcessSpec> {
         self.lock()

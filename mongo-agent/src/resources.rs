@@ -460,7 +460,7 @@ pub const EXPORTER_LOGIN_ANNOTATION: &str = "middleware.fedstate.io/exporter-log
 /// the password (the uid keeps equal passwords of two objects from looking equal). Never the
 /// password; generated monitor passwords are 32 random alphanumeric characters, out of reach of
 /// guessing from their digest.
-pub fn exporter_login_digest(uid: &str, user: &str, password: &str) -> String {
+pub fn exporter_template_digest(uid: &str, user: &str, password: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for part in ["fedstate exporter login", uid, user, password] {
@@ -468,6 +468,19 @@ pub fn exporter_login_digest(uid: &str, user: &str, password: &str) -> String {
         h.update([0u8]);
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The exporter-login digest a StatefulSet's pod template carries, if any.
+fn template_digest(s: &StatefulSet) -> Option<String> {
+    s.spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(EXPORTER_LOGIN_ANNOTATION)
+        .cloned()
 }
 
 /// Stamp the exporter's login digest onto the StatefulSets that run an exporter, given the
@@ -484,18 +497,7 @@ pub fn stamp_exporter_login(
     live: &[StatefulSet],
 ) -> Vec<StatefulSet> {
     let uid = mdb.uid().unwrap_or_default();
-    let digest = monitor_password.map(|p| exporter_login_digest(&uid, CLUSTER_MONITOR_USER, p));
-    let template_digest = |s: &StatefulSet| {
-        s.spec
-            .as_ref()?
-            .template
-            .metadata
-            .as_ref()?
-            .annotations
-            .as_ref()?
-            .get(EXPORTER_LOGIN_ANNOTATION)
-            .cloned()
-    };
+    let digest = monitor_password.map(|p| exporter_template_digest(&uid, CLUSTER_MONITOR_USER, p));
     desired
         .into_iter()
         .filter_map(|mut s| {
@@ -969,18 +971,6 @@ mod tests {
         assert_eq!(voters, 7);
     }
 
-    fn login_digest(s: &StatefulSet) -> Option<String> {
-        s.spec
-            .as_ref()?
-            .template
-            .metadata
-            .as_ref()?
-            .annotations
-            .as_ref()?
-            .get(EXPORTER_LOGIN_ANNOTATION)
-            .cloned()
-    }
-
     /// The exporter reads its password only at start (an env var from the Secret): a new
     /// monitor password must change the members' pod template, so the rolling restart recreates
     /// them; the arbiter (no exporter) is not rolled for it; the template names the password
@@ -1002,7 +992,7 @@ mod tests {
         let after = render("Monitor-Password-2");
         assert_eq!(before.len(), 3);
         for (b, a) in before.iter().zip(&after).take(2) {
-            let (db, da) = (login_digest(b).unwrap(), login_digest(a).unwrap());
+            let (db, da) = (template_digest(b).unwrap(), template_digest(a).unwrap());
             assert_ne!(db, da, "{}: a rotation must roll the member", b.name_any());
             assert_eq!(
                 b.spec.as_ref().unwrap().template.spec,
@@ -1013,7 +1003,7 @@ mod tests {
             assert!(!text.contains("Monitor-Password"), "{text}");
         }
         let arbiter = (&before[2], &after[2]);
-        assert!(login_digest(arbiter.0).is_none());
+        assert!(template_digest(arbiter.0).is_none());
         assert_eq!(
             arbiter.0, arbiter.1,
             "no exporter on the arbiter: not rolled"
@@ -1022,8 +1012,8 @@ mod tests {
         // object's digest of it differs.
         assert_eq!(render("Monitor-Password-1"), before);
         assert_ne!(
-            exporter_login_digest("u-1", CLUSTER_MONITOR_USER, "p"),
-            exporter_login_digest("u-2", CLUSTER_MONITOR_USER, "p")
+            exporter_template_digest("u-1", CLUSTER_MONITOR_USER, "p"),
+            exporter_template_digest("u-2", CLUSTER_MONITOR_USER, "p")
         );
         // The exporter gets the password from the Secret, not from its spec.
         let pod = before[0]
@@ -1064,7 +1054,7 @@ mod tests {
         let live = stamp_exporter_login(&m, desired.clone(), Some("Monitor-1"), &[]);
         let kept = stamp_exporter_login(&m, desired.clone(), None, &live[..1]);
         assert_eq!(kept.len(), 1, "member 1 does not exist yet: not created");
-        assert_eq!(login_digest(&kept[0]), login_digest(&live[0]));
+        assert_eq!(template_digest(&kept[0]), template_digest(&live[0]));
         assert_eq!(kept[0], live[0]);
         m.spec.metrics_exporter_spec =
             Some(serde_json::from_value(json!({"enable": false})).unwrap());

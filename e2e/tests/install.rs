@@ -25,7 +25,9 @@
 //! 8. Fault injection: the Karmada apiserver restarts. Every process keeps running (none
 //!    restarted), counts its watches' drops in `fedstate_watch_errors_total`, is ready again, and
 //!    acts on what changes after the restart: the scheduler places a new binding, and the next
-//!    step's teardown is the manager's work after the restart.
+//!    step's teardown is the manager's work after the restart. Then member2's apiserver restarts:
+//!    its agent keeps running, counts the drop and is ready again (the teardown in member2 is
+//!    its work after the restart).
 //! 9. Deleting the sample is finished by the manager and, in every member, by its agent (no
 //!    MongoDB left); then every process exits cleanly on SIGTERM within its pod's grace period.
 //! 10. No Secret value of the sample in any pod's log.
@@ -90,6 +92,7 @@ fn main() -> std::process::ExitCode {
             metrics_have_help_karmada_buckets_and_every_queried_series,
             helm_upgrade_to_token_kubeconfigs_rolls_out,
             the_karmada_apiserver_restarts_and_every_process_recovers,
+            a_member_apiserver_restarts_and_its_agent_recovers,
             deleting_the_sample_then_sigterm_stops_everything_cleanly,
             no_secret_value_in_any_log,
             helm_uninstall_leaves_nothing_behind,
@@ -433,12 +436,7 @@ async fn the_karmada_apiserver_restarts_and_every_process_recovers(env: &Env<Sto
             || async {
                 let mut total = 0.0;
                 for pod in &of_component {
-                    let (_, body) = http_get(&pod.url(ADMIN_PORT, "/metrics")).await?;
-                    total += body
-                        .lines()
-                        .filter(|l| l.starts_with("fedstate_watch_errors_total{"))
-                        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-                        .sum::<f64>();
+                    total += watch_errors(pod).await?;
                 }
                 if total > 0.0 {
                     Ok(())
@@ -498,6 +496,54 @@ async fn the_karmada_apiserver_restarts_and_every_process_recovers(env: &Env<Sto
         .delete(name, &dp)
         .await
         .expect("delete the ConfigMap");
+}
+
+async fn a_member_apiserver_restarts_and_its_agent_recovers(env: &Env<Story>) {
+    health(env).await;
+    let s = &env.ctx;
+    let mut pods = s.pods.lock().await;
+    let agent = format!("fedstate-mongo-agent@{}", member_name(2));
+    env.fed.kill_member(2).expect("stop member2's apiserver");
+    // Long enough for every watch on it to notice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.fed
+        .restore_member(2)
+        .await
+        .expect("start member2's apiserver again");
+    let (_, pod) = pods
+        .iter_mut()
+        .find(|(what, _)| *what == agent)
+        .unwrap_or_else(|| panic!("{agent} runs"));
+    assert!(
+        pod.process.running(),
+        "{agent} exited when its apiserver restarted; log {}",
+        pod.log().display()
+    );
+    let pod = &*pod;
+    eventually(
+        &format!("{agent} counts the dropped watches"),
+        Duration::from_secs(60),
+        || async {
+            let total = watch_errors(pod).await?;
+            if total > 0.0 {
+                Ok(())
+            } else {
+                Err("fedstate_watch_errors_total is 0".to_owned())
+            }
+        },
+    )
+    .await;
+    all_ready(&pods).await;
+}
+
+/// The sum of a pod's `fedstate_watch_errors_total` series.
+async fn watch_errors(pod: &Pod) -> Result<f64, String> {
+    let (_, body) = http_get(&pod.url(ADMIN_PORT, "/metrics")).await?;
+    Ok(body
+        .lines()
+        .filter(|l| l.starts_with("fedstate_watch_errors_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum())
 }
 
 /// The scheduler name the control-plane chart gives by default.

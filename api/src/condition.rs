@@ -118,6 +118,9 @@ pub mod types {
     /// Set by the manager while a deleted object is torn down: the message says what the
     /// deletion waits for (e.g. members in an unreachable cluster, which may still vote).
     pub const DELETING: &str = "Deleting";
+    /// Set by the manager while a change of the members' pods is rolled out one member cluster
+    /// at a time: the message names the cluster rolling and what the next one waits for.
+    pub const ROLLING_UPDATE: &str = "RollingUpdate";
     /// Set by the agent when the replica set lost its voting majority
     /// (`docs/mongodb.md#quorum-lost-and-forced-reconfig`).
     pub const QUORUM_LOST: &str = "QuorumLost";

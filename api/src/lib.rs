@@ -27,6 +27,7 @@ pub mod limits;
 pub mod names;
 pub mod placement;
 pub mod quantity;
+pub mod revision;
 pub mod scheduler_result;
 pub mod secrets;
 pub mod v1alpha1;

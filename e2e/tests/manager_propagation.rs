@@ -13,7 +13,10 @@
 //! 2. What the members report (written here on each member's `MongoDB` status, as the agent
 //!    would) travels through Karmada's status reflection (our interpreter's Lua, run by Karmada)
 //!    into `state: Health`, `result[]` with roles per address, and `ServerReady`.
-//! 3. A spec change (image, resources) reaches every member; identities do not change.
+//! 3. A spec change of the members' pods (image, resources) reaches one member cluster at a time:
+//!    the test plays the agents, holding each cluster that got it "rolling" for a while (no other
+//!    cluster may get it meanwhile), then reporting the revision its members run; identities do
+//!    not change.
 //! 4. Scale 5 → 3: the host list drops two members at once, but their `MongoDB` places and
 //!    Services stay until the members report them gone; then they go.
 //! 5. Losing member3 (its apiserver is killed): with the new placement its member leaves the host
@@ -160,8 +163,10 @@ async fn reported(env: &Env<Story>) {
         .await;
 }
 
-/// 3. A spec change reaches every member.
+/// 3. A change of the members' pods reaches one member cluster at a time, once the members
+///    reported healthy (the next cluster waits for that).
 async fn spec_change_reaches_every_member(env: &Env<Story>) {
+    reported(env).await;
     let hosts = placed(env).await.to_vec();
     env.ctx
         .changed
@@ -578,7 +583,48 @@ async fn placed_step(fed: &Federation, karmada: &kube::Client) -> Vec<String> {
     all_hosts.into_iter().collect()
 }
 
+/// The new pod spec of scenario 3.
+fn is_changed(spec: &Value) -> bool {
+    spec["image"] == "mongo:8.0"
+        && spec["resources"]["limits"]["cpu"] == "3"
+        && spec["resources"]["limits"]["memory"] == "1Gi"
+}
+
+/// Each member cluster's `MongoDB` spec, in cluster order.
+async fn member_specs(fed: &Federation) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for i in 1..=fed.members() {
+        let member = fed.member_client(i).await.map_err(|e| e.to_string())?;
+        let m = Api::<MongoDB>::namespaced(member, NS)
+            .get(NAME)
+            .await
+            .map_err(|e| e.to_string())?;
+        out.push(serde_json::to_value(&m.spec).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+/// What an agent reports once all its members run the spec it was given.
+async fn report_rolled(fed: &Federation, i: u32, spec: &Value) {
+    let member = fed.member_client(i).await.expect("member client");
+    Api::<MongoDB>::namespaced(member, NS)
+        .patch_status(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"currentRevision": fedstate_api::revision::spec_revision(NAME, spec)}}),
+            ),
+        )
+        .await
+        .expect("member status");
+}
+
+/// Scenario 3, the test playing the agents: a change of the members' pods (image, resources)
+/// reaches one member cluster at a time. A cluster that got it "rolls" (is held for a while
+/// without reporting); no other cluster may get it meanwhile. Then it reports that its members
+/// run it, and the next one gets it. Non-pod fields (members, identities) stay the same.
 async fn changed_step(fed: &Federation, karmada: &kube::Client, hosts: &[String]) {
+    const HOLD: Duration = Duration::from_secs(3);
     let api = mcm_api(karmada);
     api.patch(
         NAME,
@@ -589,26 +635,79 @@ async fn changed_step(fed: &Federation, karmada: &kube::Client, hosts: &[String]
     .await
     .expect("change spec");
     place(karmada).await;
-    for i in 1..=fed.members() {
-        let member = fed.member_client(i).await.expect("member client");
-        let mdbs: Api<MongoDB> = Api::namespaced(member.clone(), NS);
-        eventually(
-            &format!("image and resources updated in {}", member_name(i)),
+    let started = std::time::Instant::now();
+    let mut rolled: Vec<u32> = Vec::new();
+    let mut checks = 0;
+    while rolled.len() < fed.members() as usize {
+        // The next cluster gets the change…
+        let next = eventually(
+            &format!("the change reaches cluster number {}", rolled.len() + 1),
             WAIT,
             || async {
-                let m = mdbs.get(NAME).await.map_err(|e| e.to_string())?;
-                let v = serde_json::to_value(&m.spec).map_err(|e| e.to_string())?;
-                if v["image"] == "mongo:8.0"
-                    && v["resources"]["limits"]["cpu"] == "3"
-                    && v["resources"]["limits"]["memory"] == "1Gi"
-                {
-                    Ok(())
-                } else {
-                    Err(format!("image {} resources {}", v["image"], v["resources"]))
-                }
+                let specs = member_specs(fed).await?;
+                let changed: Vec<u32> = (1..=fed.members())
+                    .zip(&specs)
+                    .filter(|(_, s)| is_changed(s))
+                    .map(|(i, _)| i)
+                    .collect();
+                let rolling: Vec<u32> = changed
+                    .iter()
+                    .copied()
+                    .filter(|i| !rolled.contains(i))
+                    .collect();
+                assert!(
+                    rolling.len() <= 1,
+                    "clusters {rolling:?} got the change together (rolled: {rolled:?})"
+                );
+                rolling
+                    .first()
+                    .map(|i| (*i, specs[*i as usize - 1].clone()))
+                    .ok_or_else(|| format!("changed {changed:?}"))
             },
         )
         .await;
+        // …and rolls for a while: nobody else gets it meanwhile.
+        let until = std::time::Instant::now() + HOLD;
+        while std::time::Instant::now() < until {
+            let specs = member_specs(fed).await.expect("member specs");
+            for (i, s) in (1..=fed.members()).zip(&specs) {
+                assert!(
+                    i == next.0 || rolled.contains(&i) || !is_changed(s),
+                    "{} got the change while {} was rolling",
+                    member_name(i),
+                    member_name(next.0)
+                );
+            }
+            checks += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let o = api.get(NAME).await.expect("get");
+        let c = condition(&o, "RollingUpdate").expect("RollingUpdate");
+        assert!(c.is_true(), "{c:?}");
+        let msg = c.message.clone().unwrap_or_default();
+        assert!(msg.contains(&member_name(next.0)), "{msg}");
+        report_rolled(fed, next.0, &next.1).await;
+        rolled.push(next.0);
+    }
+    eprintln!(
+        "  rolled one cluster at a time: {:?}, {checks} checks of every member cluster, violations: 0, {:.1}s",
+        rolled.iter().map(|i| member_name(*i)).collect::<Vec<_>>(),
+        started.elapsed().as_secs_f32()
+    );
+    eventually(
+        "RollingUpdate=False once every cluster reports the revision",
+        WAIT,
+        || async {
+            let o = api.get(NAME).await.map_err(|e| e.to_string())?;
+            let c = condition(&o, "RollingUpdate").ok_or("no RollingUpdate")?;
+            (!c.is_true())
+                .then_some(())
+                .ok_or(format!("{:?}", c.message))
+        },
+    )
+    .await;
+    for i in 1..=fed.members() {
+        let member = fed.member_client(i).await.expect("member client");
         // Identities survive the change: the host list is unchanged.
         let cms: Api<ConfigMap> = Api::namespaced(member.clone(), NS);
         let cm = cms
@@ -778,11 +877,15 @@ async fn members_report_from(
         let member = fed.member_client(i).await.expect("member client");
         let mdbs: Api<MongoDB> = Api::namespaced(member, NS);
         let n = running.get(&member_name(i)).copied().unwrap_or(0);
+        // The revision its members run: that of the spec the cluster has.
+        let spec =
+            serde_json::to_value(mdbs.get(NAME).await.expect("member object").spec).expect("spec");
+        let revision = fedstate_api::revision::spec_revision(NAME, &spec);
         mdbs.patch_status(
             NAME,
             &PatchParams::default(),
             &Patch::Merge(
-                json!({"status": {"state": "Running", "currentRevision": "rev-1",
+                json!({"status": {"state": "Running", "currentRevision": revision,
                 "currentInfo": {"members": n}, "replset": replset}}),
             ),
         )

@@ -24,13 +24,15 @@ use serde_json::{Value, json};
 use crate::desired::{self, DesiredError};
 use crate::members::{self, Assignment, MemberRecord, Phase};
 use crate::middleware::{FederatedStatus, Middleware};
+use crate::rollout;
 use crate::status::{self, StatusInputs};
 use crate::teardown::{OwnedKind, OwnedRef, TeardownStep};
 
 /// Conditions the manager owns (the scheduler owns `Scheduled`, `ServerScheduledResult`,
 /// `QuorumAtRisk`).
-pub const OWNED_CONDITIONS: [&str; 7] = [
+pub const OWNED_CONDITIONS: [&str; 8] = [
     types::SERVER_READY,
+    types::ROLLING_UPDATE,
     types::READY,
     types::SCALING_IN_PROGRESS,
     types::FAILOVER_IN_PROGRESS,
@@ -189,6 +191,10 @@ pub struct World {
     pub secrets: BTreeMap<String, Secret>,
     /// Names of our PropagationPolicies.
     pub policies: Vec<String>,
+    /// The member template's spec as last applied (JSON), and our OverridePolicy as last
+    /// applied: what each cluster runs, for the rollout ([`crate::rollout::applied`]).
+    pub applied_template: Option<Value>,
+    pub applied_overrides: Option<OverridePolicy>,
     pub clusters: Clusters,
     pub now: jiff::Timestamp,
 }
@@ -208,6 +214,11 @@ impl std::fmt::Debug for World {
             .field("binding", &self.binding.as_ref().map(|b| &b.metadata.name))
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("policies", &self.policies)
+            .field("applied_template", &self.applied_template.is_some())
+            .field(
+                "applied_overrides",
+                &self.applied_overrides.as_ref().map(|p| &p.metadata.name),
+            )
             .field("clusters", &self.clusters)
             .field("now", &self.now)
             .finish()
@@ -462,7 +473,7 @@ pub fn objects<M: Middleware>(
 ) -> Outcome<M::Member> {
     let assignment = &members.assignment;
     let vips = &world.clusters.vips;
-    let want = match desired::desired(middleware, obj, assignment, vips, node_ports) {
+    let mut want = match desired::desired(middleware, obj, assignment, vips, node_ports) {
         Ok(d) => d,
         Err(e @ DesiredError::PortPending { .. }) => return Outcome::WaitForPorts(e.to_string()),
         Err(e) => return Outcome::Blocked(Blocked::invalid_placement(e.to_string())),
@@ -492,11 +503,14 @@ pub fn objects<M: Middleware>(
             cluster_ready: &world.clusters.ready,
         },
     );
+    let roll = roll(middleware, obj, world, assignment, &addresses, &mut want);
     let busy = observed.conditions.iter().any(|c| {
         (c.type_ == types::SCALING_IN_PROGRESS || c.type_ == types::FAILOVER_IN_PROGRESS)
             && c.is_true()
-    }) || world.binding.is_none();
+    }) || world.binding.is_none()
+        || roll.in_progress;
     let mut conditions = observed.conditions;
+    conditions.push(roll.condition(generation));
     conditions.push(spec_valid(generation));
     let old = middleware.current_status(obj);
     Outcome::Apply(Box::new(Decision {
@@ -517,6 +531,72 @@ pub fn objects<M: Middleware>(
         placement_event,
         busy,
     }))
+}
+
+/// The rollout across clusters ([`rollout`]): which clusters get the template's pod fields now;
+/// the others are held at what they run by pins added to their OverridePolicy rule.
+fn roll<M: Middleware>(
+    middleware: &M,
+    obj: &M::Federated,
+    world: &World,
+    assignment: &Assignment,
+    addresses: &BTreeMap<(i32, bool), String>,
+    want: &mut desired::Desired<M::Member>,
+) -> rollout::Roll {
+    let fields = middleware.pod_fields();
+    let instance = obj.meta().name.clone().unwrap_or_default();
+    let template = serde_json::to_value(&want.template).unwrap_or_default();
+    let desired_fields = rollout::pod_fields(template.get("spec"), fields);
+    let revision = middleware.pod_revision(&instance, &desired_fields);
+    let live_clusters: Vec<String> = world
+        .binding
+        .iter()
+        .flat_map(|b| b.spec.clusters.iter().map(|c| c.name.clone()))
+        .collect();
+    let mut applied = rollout::applied(
+        world.applied_template.as_ref(),
+        world.applied_overrides.as_ref(),
+        &live_clusters,
+        fields,
+    );
+    let reports = status::reports(middleware, &world.binding_status().aggregated_status);
+    let clusters: Vec<rollout::RollCluster> = want
+        .binding_clusters
+        .iter()
+        .map(|c| rollout::RollCluster {
+            name: c.name.clone(),
+            current: applied.remove(&c.name),
+            reported: reports.get(&c.name).and_then(|r| r.revision.clone()),
+        })
+        .collect();
+    let active: Vec<(String, Option<String>)> = assignment
+        .members
+        .iter()
+        .filter(|m| m.is_active())
+        .map(|m| {
+            (
+                m.cluster.clone(),
+                addresses.get(&(m.index, m.arbiter)).cloned(),
+            )
+        })
+        .collect();
+    let health = rollout::member_health(&active, &reports, &world.clusters.ready);
+    let roll = rollout::decide(&desired_fields, &revision, &clusters, &health);
+    for rule in &mut want.override_policy.spec.override_rules {
+        let Some(c) = rule
+            .target_cluster
+            .as_ref()
+            .and_then(|t| t.cluster_names.first())
+        else {
+            continue;
+        };
+        if let Some(current) = roll.pins.get(c) {
+            rule.overriders
+                .plaintext
+                .extend(rollout::pin(current, &desired_fields, fields));
+        }
+    }
+    roll
 }
 
 /// Conditions (and an event when the reason is new) for an object nothing is applied for; what

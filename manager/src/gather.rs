@@ -94,11 +94,24 @@ pub async fn live<M: Middleware>(
             secrets.insert(s, found);
         }
     }
+    // What was last applied: each cluster's pod fields for the rollout across clusters.
+    let applied_template = api::<M::Member>(ctx, &ns)
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube("get", M::Member::kind(&()), &ns, &name))?
+        .and_then(|t| serde_json::to_value(t).ok())
+        .and_then(|mut v| v.get_mut("spec").map(serde_json::Value::take));
+    let applied_overrides = api::<OverridePolicy>(ctx, &ns)
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube("get", "OverridePolicy", &ns, &name))?;
     Ok(World {
         services,
         binding,
         secrets,
         policies: names_of::<PropagationPolicy>(ctx, &ns, &name).await?,
+        applied_template,
+        applied_overrides,
         clusters,
         now: jiff::Timestamp::now(),
     })

@@ -9,6 +9,7 @@
 //! * [`members`]: stable member identities, votes and priorities from a placement (pure);
 //! * [`desired`]: placement + spec → every object we apply on the Karmada apiserver (pure);
 //! * [`status`]: the binding's `aggregatedStatus` → our status and conditions (pure);
+//! * [`rollout`]: a change of the members' pods reaches one member cluster at a time (pure);
 //! * [`teardown`]: the ordered deletion steps, naming what to delete (pure);
 //! * [`decide`]: the decisions of one reconcile (pure);
 //! * [`gather`] and [`apply`]: the reads and the writes;
@@ -28,6 +29,7 @@ pub mod gather;
 pub mod members;
 pub mod middleware;
 pub mod mongodb;
+pub mod rollout;
 pub mod service;
 pub mod status;
 pub mod teardown;

@@ -54,6 +54,7 @@ pub struct ClusterReport {
     pub state: Option<String>,
     /// The member object reports an error the user must look at.
     pub failed: bool,
+    /// The pod revision every one of the cluster's members runs ([`Middleware::pod_revision`]).
     pub revision: Option<String>,
 }
 
@@ -121,6 +122,17 @@ pub trait Middleware: Send + Sync + 'static {
     /// Everything besides the host list that must reach every binding cluster: our Secrets and
     /// the user's objects the spec references (never copied).
     fn shared_objects(&self, obj: &Self::Federated) -> Vec<ResourceSelector>;
+
+    /// The member spec fields (JSON names) that reach the members' pods: a change of one is
+    /// rolled out one member cluster at a time ([`crate::rollout`]).
+    fn pod_fields(&self) -> &'static [&'static str];
+    /// The revision a cluster's agent reports (`ClusterReport::revision`) once all its members
+    /// run these pod fields.
+    fn pod_revision(
+        &self,
+        instance: &str,
+        fields: &serde_json::Map<String, serde_json::Value>,
+    ) -> String;
 
     /// One cluster's reflected member status; `None` when it cannot be read.
     fn member_report(&self, reflected: &serde_json::Value) -> Option<ClusterReport>;

@@ -397,6 +397,135 @@ async fn the_root_password_travels_only_inside_the_credentials_secret() {
     }
 }
 
+impl World {
+    /// What Karmada renders for `cluster`: the template with that cluster's override rule.
+    fn member_spec(&self, cluster: &str) -> Value {
+        let mut obj = self.fake.get(MONGODB, NS, NAME).unwrap();
+        let policy = self.fake.get(OPS, NS, NAME).unwrap();
+        for rule in policy["spec"]["overrideRules"].as_array().unwrap() {
+            if rule["targetCluster"]["clusterNames"][0] != cluster {
+                continue;
+            }
+            for p in rule["overriders"]["plaintext"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let path = p["path"].as_str().unwrap();
+                let (parent, key) = path.rsplit_once('/').unwrap();
+                let target = obj.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+                match p["operator"].as_str().unwrap() {
+                    "remove" => {
+                        target.remove(key);
+                    }
+                    _ => {
+                        target.insert(key.into(), p["value"].clone());
+                    }
+                }
+            }
+        }
+        obj["spec"].clone()
+    }
+
+    /// Each cluster's agent reports the revision its members run (`None`: still the old one).
+    fn report_revisions(&self, hosts: &[String], revisions: &[(&str, String)]) {
+        let clusters: Vec<&str> = revisions.iter().map(|(c, _)| *c).collect();
+        self.members_report(hosts, &clusters);
+        let mut rb = self.fake.get(RBS, NS, &format!("{NAME}-mongodb")).unwrap();
+        for item in rb["status"]["aggregatedStatus"].as_array_mut().unwrap() {
+            let c = item["clusterName"].as_str().unwrap().to_owned();
+            let rev = &revisions.iter().find(|(n, _)| *n == c).unwrap().1;
+            item["status"]["currentRevision"] = json!(rev);
+        }
+        self.fake.put(RBS, rb);
+    }
+
+    fn images(&self) -> Vec<(String, Value)> {
+        ["member1", "member2", "member3"]
+            .iter()
+            .map(|c| ((*c).to_owned(), self.member_spec(c)["image"].clone()))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn an_image_change_reaches_one_member_cluster_at_a_time() {
+    // Failed before: the new template reached every cluster at once (three clusters with
+    // mongo:8.0 after the first reconcile), so two agents could each restart a voter.
+    let w = world(&[(1, true), (2, true), (3, true)]);
+    w.fake.put(MCM, seed_object("mongo:7.0", Some(PLAN)));
+    w.reconcile().await.unwrap();
+    w.karmada_creates_binding();
+    w.reconcile().await.unwrap();
+    let hosts = w.hosts();
+    let all = ["member1", "member2", "member3"];
+    let rev = |c: &str| fedstate_api::revision::spec_revision(NAME, &w.member_spec(c));
+    let reported: Vec<(&str, String)> = all.iter().map(|c| (*c, rev(c))).collect();
+    w.report_revisions(&hosts, &reported);
+    w.reconcile().await.unwrap();
+    assert_eq!(w.condition("RollingUpdate")["status"], "False");
+    assert_eq!(w.status()["state"], "Health");
+
+    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
+    obj["spec"]["imageSetting"]["image"] = json!("mongo:8.0");
+    obj["metadata"]["generation"] = json!(2);
+    obj["metadata"]["annotations"][names::SCHEDULER_RESULT_ANNOTATION] =
+        json!(PLAN.replace(r#""generation":1"#, r#""generation":2"#));
+    w.fake.put(MCM, obj);
+    let mut order = Vec::new();
+    let mut reported = reported;
+    for step in 1..=3 {
+        // Twice: a reconcile that sees nothing new releases nothing more.
+        for _ in 0..2 {
+            w.reconcile().await.unwrap();
+            let new: Vec<String> = w
+                .images()
+                .into_iter()
+                .filter(|(_, i)| i == "mongo:8.0")
+                .map(|(c, _)| c)
+                .collect();
+            assert_eq!(new.len(), step, "step {step}: {:?}", w.images());
+            let c = w.condition("RollingUpdate");
+            assert_eq!(c["status"], "True", "{c}");
+        }
+        let now = w
+            .images()
+            .into_iter()
+            .find(|(c, i)| i == "mongo:8.0" && !order.contains(c))
+            .unwrap()
+            .0;
+        let msg = w.condition("RollingUpdate")["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(msg.contains(&now), "{msg}");
+        // Everything else (members, roles) is the same in every cluster: only the pod spec waits.
+        assert_eq!(
+            w.member_spec(&now)["resources"],
+            w.member_spec("member1")["resources"]
+        );
+        order.push(now.clone());
+        // Its agent rolled its members: it reports the new revision.
+        let r = rev(&now);
+        for (c, v) in reported.iter_mut() {
+            if *c == now {
+                *v = r.clone();
+            }
+        }
+        w.report_revisions(&hosts, &reported);
+    }
+    // The primary's cluster (the first host is PRIMARY in the report) goes last.
+    assert_eq!(
+        order.last().map(String::as_str),
+        Some("member1"),
+        "{order:?}"
+    );
+    w.reconcile().await.unwrap();
+    let c = w.condition("RollingUpdate");
+    assert_eq!(c["status"], "False", "{c}");
+    assert_eq!(c["reason"], "Current");
+}
+
 #[tokio::test]
 async fn scale_down_waits_for_the_agents_before_dropping_members() {
     let w = world(&[(1, true), (2, true), (3, true)]);

@@ -532,6 +532,7 @@ pub fn after_step(
         resources: mdb.spec.resources.clone(),
         ignored_config: &objects.ignored_config,
         version: Some(&objects.version.progress),
+        revision: rolled_revision(mdb, seen, &objects.members),
     };
     let mut events: Vec<Note> = set
         .outcome
@@ -588,6 +589,45 @@ pub fn declined_status(mdb: &MongoDB, why: &Decline, now: Timestamp) -> MongoDBS
         ..Default::default()
     };
     status::compute(mdb.status.as_ref(), &o, now)
+}
+
+/// The pod revision every own data member runs, for `status.currentRevision` (the manager
+/// releases the next cluster's rollout only once this cluster reports the revision it gave it):
+/// each member's StatefulSet carries it, its controller has seen the StatefulSet's latest spec,
+/// and the member's pod runs the StatefulSet's update revision and is ready. `None` while that is
+/// not so. A cluster without data members runs its spec's revision (the arbiter is not rolled).
+fn rolled_revision(mdb: &MongoDB, seen: &Seen, members: &Members) -> Option<String> {
+    use fedstate_api::revision::{SPEC_REVISION_ANNOTATION, spec_revision};
+    let name = mdb.name_any();
+    let local = resources::local_members(&mdb.spec);
+    if local.is_empty() {
+        return Some(spec_revision(&name, &serde_json::to_value(&mdb.spec).ok()?));
+    }
+    let mut revision: Option<&String> = None;
+    for m in local {
+        let sts_name = fedstate_api::names::member_service_name(&name, m.index.max(0) as u32);
+        let sts = seen
+            .statefulsets
+            .iter()
+            .find(|s| s.name_any() == sts_name)?;
+        let rev = sts.annotations().get(SPEC_REVISION_ANNOTATION)?;
+        let status = sts.status.as_ref()?;
+        let update = status.update_revision.as_ref()?;
+        let pod = seen
+            .pods
+            .iter()
+            .find(|p| !is_arbiter(p.labels()) && member_index_of(p.labels()) == Some(m.index))?;
+        let host = members.addresses.get(&m.index)?;
+        let runs_it = status.observed_generation == sts.metadata.generation
+            && pod.labels().get("controller-revision-hash") == Some(update)
+            && members.ready.contains(host)
+            && revision.is_none_or(|r| r == rev);
+        if !runs_it {
+            return None;
+        }
+        revision = Some(rev);
+    }
+    revision.cloned()
 }
 
 /// The next rolling restart of an own member whose pod runs an older revision.
@@ -764,6 +804,89 @@ mod tests {
         assert_ne!(
             of(Ok(Outcome::Waiting("no primary".into()))),
             of(Err("no primary".into()))
+        );
+    }
+
+    #[test]
+    fn the_cluster_reports_a_revision_only_once_every_member_runs_it() {
+        #![allow(clippy::unwrap_used)]
+        use k8s_openapi::api::apps::v1::StatefulSetStatus;
+        let mdb: MongoDB = serde_json::from_value(serde_json::json!({
+            "apiVersion": "middleware.fedstate.io/v1alpha1", "kind": "MongoDB",
+            "metadata": {"name": "db", "namespace": "ns", "uid": "u"},
+            "spec": {"members": 1, "image": "mongo:8.0",
+                     "memberRoles": [{"memberIndex": 0, "votes": 1, "priority": 1}]}
+        }))
+        .unwrap();
+        let want =
+            fedstate_api::revision::spec_revision("db", &serde_json::to_value(&mdb.spec).unwrap());
+        let mut sts = resources::member_statefulset(&mdb, Some(0)).unwrap();
+        sts.metadata.generation = Some(2);
+        sts.status = Some(StatefulSetStatus {
+            observed_generation: Some(2),
+            update_revision: Some("db-mongodb-0-new".into()),
+            replicas: 1,
+            ..Default::default()
+        });
+        let pod = |hash: &str| -> Pod {
+            let mut labels = sts
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .clone()
+                .unwrap()
+                .labels
+                .unwrap();
+            labels.insert("controller-revision-hash".into(), hash.into());
+            let mut p = Pod::default();
+            p.metadata.name = Some("db-mongodb-0-0".into());
+            p.metadata.labels = Some(labels);
+            p
+        };
+        let members = Members {
+            addresses: BTreeMap::from([(0, "h:30000".to_owned())]),
+            ready: BTreeSet::from(["h:30000".to_owned()]),
+            ..Default::default()
+        };
+        let seen = |sts: &StatefulSet, p: Pod| Seen {
+            statefulsets: vec![sts.clone()],
+            pods: vec![p],
+            ..Default::default()
+        };
+        assert_eq!(
+            rolled_revision(&mdb, &seen(&sts, pod("db-mongodb-0-new")), &members),
+            Some(want.clone())
+        );
+        assert!(want.starts_with("db-"));
+        // The pod still runs the old template: not yet.
+        assert_eq!(
+            rolled_revision(&mdb, &seen(&sts, pod("db-mongodb-0-old")), &members),
+            None
+        );
+        // Its StatefulSet controller has not seen the latest spec: its update revision is stale.
+        let mut lagging = sts.clone();
+        lagging.metadata.generation = Some(3);
+        assert_eq!(
+            rolled_revision(&mdb, &seen(&lagging, pod("db-mongodb-0-new")), &members),
+            None
+        );
+        // Restarting (not ready): not yet.
+        let down = Members {
+            ready: BTreeSet::new(),
+            ..members.clone()
+        };
+        assert_eq!(
+            rolled_revision(&mdb, &seen(&sts, pod("db-mongodb-0-new")), &down),
+            None
+        );
+        // A StatefulSet built from another spec (no annotation: an older agent) says nothing.
+        let mut unstamped = sts.clone();
+        unstamped.metadata.annotations = None;
+        assert_eq!(
+            rolled_revision(&mdb, &seen(&unstamped, pod("db-mongodb-0-new")), &members),
+            None
         );
     }
 

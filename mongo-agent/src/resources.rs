@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use fedstate_api::names::{
     self, LABEL_MEMBER_INDEX, LABEL_MEMBER_ROLE, ROLE_ARBITER, ROLE_DATA, managed_labels,
 };
+use fedstate_api::revision::{SPEC_REVISION_ANNOTATION, spec_revision};
 use fedstate_api::v1alpha1::{DEFAULT_IMAGE, ImagePullSecret, MongoDB, MongoDBSpec};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -391,9 +392,22 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
         sts_spec["persistentVolumeClaimRetentionPolicy"] =
             json!({"whenDeleted": when_deleted, "whenScaled": "Retain"});
     }
+    let mut metadata = meta(
+        mdb,
+        &sts,
+        &member_labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+    )?;
+    // Which spec the StatefulSet was built from (`status.currentRevision` once its member runs
+    // it); on the StatefulSet, not its pod template, so adding it restarts nothing.
+    metadata["annotations"] = json!({
+        SPEC_REVISION_ANNOTATION: spec_revision(&name, &serde_json::to_value(spec)?),
+    });
     Ok(serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": meta(mdb, &sts, &member_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())?,
+        "metadata": metadata,
         "spec": sts_spec,
     }))?)
 }

@@ -49,6 +49,9 @@ pub struct Observation<'a> {
     pub ignored_config: &'a [String],
     /// Where a version change stands (`None`: not looked at in this reconcile).
     pub version: Option<&'a Progress>,
+    /// The pod revision every own member runs (`status.currentRevision`; `None`: not one yet).
+    /// The manager rolls the next cluster only once it is the one it gave this cluster.
+    pub revision: Option<String>,
 }
 
 fn cond(
@@ -88,6 +91,7 @@ pub fn compute(
     if !o.members.is_empty() {
         s.replset = o.members.to_vec();
     }
+    s.current_revision = o.revision.clone();
     s.current_info = Some(CurrentInfo {
         members: o.running,
         resources: o.resources.clone(),

@@ -131,6 +131,18 @@ impl Middleware for MongoDb {
         shared
     }
 
+    fn pod_fields(&self) -> &'static [&'static str] {
+        &fedstate_api::revision::POD_FIELDS
+    }
+
+    fn pod_revision(
+        &self,
+        instance: &str,
+        fields: &serde_json::Map<String, serde_json::Value>,
+    ) -> String {
+        fedstate_api::revision::revision_of_fields(instance, fields)
+    }
+
     fn member_report(&self, reflected: &serde_json::Value) -> Option<ClusterReport> {
         let status: MongoDBStatus = serde_json::from_value(reflected.clone()).ok()?;
         Some(ClusterReport {

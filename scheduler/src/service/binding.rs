@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 
 use super::events::Note;
 use super::metrics::{self, AttemptResult};
+use super::written::Written;
 use super::{Context, Error};
 use crate::karmada::triggers::{self, Trigger};
 use crate::karmada::{self, Outcome, ScheduleError};
@@ -99,64 +100,6 @@ impl Binding for ClusterResourceBinding {
     }
     fn set_status(&mut self, status: ResourceBindingStatus) {
         self.status = Some(status);
-    }
-}
-
-/// The last status we wrote to each binding, until the binding watch delivers it: our spec patch
-/// reaches the cache before our status patch does, and a pass in between would take our own
-/// write for news (and, as karmada-scheduler does, patch the observed generation once more).
-/// Watch events arrive in resourceVersion order, so until the one we wrote shows up the cache is
-/// older than our write; a re-list (which may skip it) forgets everything.
-#[derive(Debug, Default)]
-pub struct Written {
-    by_binding: dashmap::DashMap<String, (String, ResourceBindingStatus)>,
-}
-
-impl Written {
-    fn record<B: Binding>(&self, written: &B) {
-        if let (Some(rv), Some(status)) = (&written.meta().resource_version, written.status()) {
-            self.by_binding
-                .insert(key(written), (rv.clone(), status.clone()));
-        }
-    }
-
-    /// `b` with the status we wrote, if the cache has not caught up with it yet.
-    fn view<B: Binding>(&self, b: Arc<B>) -> Arc<B> {
-        let Some(entry) = self.by_binding.get(&key(&*b)) else {
-            return b;
-        };
-        if b.meta().resource_version.as_ref() == Some(&entry.0) {
-            return b;
-        }
-        let mut ours = (*b).clone();
-        ours.set_status(entry.1.clone());
-        Arc::new(ours)
-    }
-
-    /// A watch event: our write has arrived, or the binding is gone, or the watch re-listed.
-    fn seen<B: Binding>(&self, event: &kube::runtime::watcher::Event<B>) {
-        use kube::runtime::watcher::Event;
-        match event {
-            Event::Apply(b) => {
-                let k = key(b);
-                self.by_binding.remove_if(&k, |_, (rv, _)| {
-                    b.meta().resource_version.as_ref() == Some(rv)
-                });
-            }
-            Event::Delete(b) => {
-                self.by_binding.remove(&key(b));
-            }
-            Event::Init => self.by_binding.clear(),
-            Event::InitApply(_) | Event::InitDone => {}
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_binding.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_binding.is_empty()
     }
 }
 
@@ -369,7 +312,7 @@ pub async fn reconcile<B: Binding>(b: Arc<B>, ctx: Arc<Context>) -> Result<Actio
         // Karmada's late patch: the scheduler has seen this generation, nothing to place.
         if status.scheduler_observed_generation != b.meta().generation {
             let patch = json!({"status": {"schedulerObservedGeneration": b.meta().generation}});
-            write_status(&api, &*b, &patch, &ctx.written).await?;
+            write_status(&api, &*b, &patch, &ctx.written, read_version(&*b)).await?;
         }
         return Ok(Action::await_change());
     };
@@ -507,13 +450,16 @@ pub fn release_visible<B: Binding>(ctx: &Context, event: &kube::runtime::watcher
     }
 }
 
+/// Patches the status and remembers the binding as written (see [`Written`]); `older`: the
+/// versions the cache can show that predate this write.
 async fn write_status<B: Binding>(
     api: &Api<B>,
     b: &B,
     patch: &Value,
     written: &Written,
+    older: Vec<String>,
 ) -> Result<(), Error> {
-    let patched = api
+    let mut patched = api
         .patch_status(&b.name_any(), &PatchParams::default(), &Patch::Merge(patch))
         .await
         .map_err(|source| Error::Write {
@@ -522,8 +468,16 @@ async fn write_status<B: Binding>(
             source,
         })?;
     metrics::write(B::KIND, "patch-status");
-    written.record(&patched);
+    // Kept as the cache keeps bindings.
+    kube::ResourceExt::managed_fields_mut(&mut patched).clear();
+    patched.strip_unread();
+    written.record(patched, older);
     Ok(())
+}
+
+/// The version `b` was read at.
+fn read_version<B: Binding>(b: &B) -> Vec<String> {
+    b.meta().resource_version.iter().cloned().collect()
 }
 
 async fn apply<B: Binding>(
@@ -534,6 +488,7 @@ async fn apply<B: Binding>(
     status_before: &ResourceBindingStatus,
 ) -> Result<(), Error> {
     let mut status = writes.status.clone();
+    let mut older = read_version(b);
     if let Some(spec) = &writes.spec {
         match api
             .patch(&b.name_any(), &PatchParams::default(), &Patch::Merge(spec))
@@ -541,6 +496,7 @@ async fn apply<B: Binding>(
         {
             Ok(patched) => {
                 metrics::write(B::KIND, "patch");
+                older.extend(patched.meta().resource_version.clone());
                 // Writing spec.clusters bumps the generation: the status observes the one we
                 // wrote, or our own write would look like a spec change and cost another pass.
                 if let (Some(st), Some(g)) = (status.as_mut(), patched.meta().generation)
@@ -551,7 +507,7 @@ async fn apply<B: Binding>(
             }
             Err(source) => {
                 let failed = write_failure_status(status_before, &source, Timestamp::now());
-                let _ = write_status(api, b, &failed, &ctx.written).await;
+                let _ = write_status(api, b, &failed, &ctx.written, older).await;
                 return Err(Error::Write {
                     what: "binding placement",
                     object: key(b),
@@ -561,7 +517,7 @@ async fn apply<B: Binding>(
         }
     }
     if let Some(st) = &status {
-        write_status(api, b, st, &ctx.written).await?;
+        write_status(api, b, st, &ctx.written, older).await?;
     }
     for note in &writes.events {
         ctx.events.send(note.clone());

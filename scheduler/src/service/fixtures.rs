@@ -88,7 +88,7 @@ fn context(client: Client, clusters: Vec<Cluster>) -> Arc<Context> {
             EstimatorConfig::default(),
         ),
         backoff: super::backoff(),
-        written: super::binding::Written::default(),
+        written: super::written::Written::default(),
         // Publishing to the mock apiserver, as the service does: off the critical path, once
         // no decision is in flight (see `events_published`).
         events: super::events::EventSink::spawn(
@@ -137,6 +137,14 @@ const MCM_PATH: &str = "/apis/middleware.fedstate.io/v1alpha1/namespaces/db/mult
 
 fn requests(log: &RequestLog) -> Vec<Seen> {
     log.all()
+}
+
+/// The requests in `log` that are not events.
+fn writes(log: &RequestLog) -> Vec<Seen> {
+    requests(log)
+        .into_iter()
+        .filter(|r| !r.is_event())
+        .collect()
 }
 
 /// The object as the apiserver holds it after the writes in `log` (annotation and status).
@@ -247,6 +255,69 @@ async fn a_new_object_gets_one_annotation_patch_one_status_apply_and_an_event() 
         "{}",
         event.body["note"]
     );
+}
+
+/// What one MultiCloudMongoDB decision costs once the watch delivers its own writes: the
+/// annotation patch reaches the cache first, then the status apply; neither view is news.
+#[tokio::test]
+async fn our_own_annotation_patch_does_not_cost_a_second_status_apply() {
+    let obj = mcm_object(3);
+    let (client, log) = scripted(stateful(serde_json::to_value(&obj).unwrap()));
+    let ctx = context(client, three_clusters());
+    middleware::reconcile(Arc::new(obj.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let first = writes(&log);
+    assert_eq!(
+        first.len(),
+        2,
+        "one annotation patch, one status apply: {first:?}"
+    );
+    // The cache as the watch shows our annotation patch (resourceVersion 101), then our status
+    // apply (102): each wakes the object; neither costs a write.
+    let mut annotated = after_writes(obj.clone(), &first[..1]);
+    annotated.metadata.resource_version = Some("101".into());
+    middleware::reconcile(Arc::new(annotated.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(writes(&log).len(), 2, "{:?}", &writes(&log)[2..]);
+    let mut applied = after_writes(obj.clone(), &first);
+    applied.metadata.resource_version = Some("102".into());
+    ctx.written.seen(&watcher::Event::Apply(applied.clone()));
+    assert!(ctx.written.is_empty(), "the cache shows our write now");
+    middleware::reconcile(Arc::new(applied), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(writes(&log).len(), 2, "{:?}", &writes(&log)[2..]);
+    // Without the memory of our write, the annotated view costs a second status apply.
+    let (client, log) = scripted(stateful(serde_json::to_value(&annotated).unwrap()));
+    middleware::reconcile(Arc::new(annotated), context(client, three_clusters()))
+        .await
+        .unwrap();
+    assert_eq!(writes(&log).len(), 1, "{:?}", writes(&log));
+}
+
+/// The memory of our write never hides someone else's newer one.
+#[tokio::test]
+async fn a_newer_edit_is_decided_from_as_the_cache_shows_it() {
+    let obj = mcm_object(3);
+    let (client, log) = scripted(stateful(serde_json::to_value(&obj).unwrap()));
+    let ctx = context(client, three_clusters());
+    middleware::reconcile(Arc::new(obj.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let first = writes(&log);
+    // A user deletes the annotation (resourceVersion 103) before the watch brought ours.
+    let mut edited = after_writes(obj, &first);
+    edited.metadata.annotations = None;
+    edited.metadata.resource_version = Some("103".into());
+    middleware::reconcile(Arc::new(edited), ctx.clone())
+        .await
+        .unwrap();
+    let again = writes(&log);
+    assert_eq!(again.len(), 3, "{again:?}");
+    assert_eq!(again[2].path, MCM_PATH, "the annotation is written again");
+    assert_eq!(again[2].body["metadata"]["resourceVersion"], "103");
 }
 
 #[tokio::test]

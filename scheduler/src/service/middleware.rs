@@ -352,6 +352,9 @@ pub async fn reconcile<K: Schedulable>(obj: Arc<K>, ctx: Arc<Context>) -> Result
         ctx.estimator.release(&ledger_key(&*obj));
         return Ok(Action::await_change());
     }
+    // Our own annotation patch reaches the cache before our status apply does: decide from
+    // what we wrote, or that view costs a second status apply.
+    let obj = ctx.written.view(obj);
     let _in_flight = metrics::InFlight::start(K::QUEUE);
     let _deciding = ctx.events.deciding();
     let started = Instant::now();
@@ -412,8 +415,11 @@ async fn gather<K: Schedulable>(obj: &K, ctx: &Context) -> Outcome {
 }
 
 /// Write what [`decide`] said: the annotation (guarded by resourceVersion), our status fields,
-/// the event (a failed event fails nothing).
+/// the event (a failed event fails nothing). The object as the last write left it is
+/// remembered until the cache shows it ([`super::written`]).
 async fn apply<K: Schedulable>(obj: &K, ctx: &Context, decision: &Decision) -> Result<(), Error> {
+    let mut older: Vec<String> = obj.meta().resource_version.iter().cloned().collect();
+    let mut last: Option<K> = None;
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
@@ -432,21 +438,36 @@ async fn apply<K: Schedulable>(obj: &K, ctx: &Context, decision: &Decision) -> R
             "resourceVersion": obj.resource_version(),
             "annotations": {SCHEDULER_RESULT_ANNOTATION: value}
         }});
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        let patched = api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(write_error("schedulerResult annotation"))?;
         metrics::write(K::KIND, "patch");
+        older.extend(patched.meta().resource_version.clone());
+        last = Some(patched);
     }
     if let Some(status) = &decision.status {
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER_SCHEDULER).force(),
-            &Patch::Apply(&K::status_apply(status)),
-        )
-        .await
-        .map_err(write_error("status"))?;
-        metrics::write(K::KIND, "apply-status");
+        let applied = api
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER_SCHEDULER).force(),
+                &Patch::Apply(&K::status_apply(status)),
+            )
+            .await;
+        match applied {
+            Ok(applied) => {
+                metrics::write(K::KIND, "apply-status");
+                last = Some(applied);
+            }
+            Err(source) => {
+                // The annotation is written: a pass reading the older cache must not write it
+                // again.
+                remember(ctx, last, older);
+                return Err(write_error("status")(source));
+            }
+        }
     }
+    remember(ctx, last, older);
     // Off the critical path, as the bindings' events: published once no decision is in flight.
     if let Some((kind, reason, message)) = &decision.event {
         ctx.events.send(super::events::Note {
@@ -457,6 +478,14 @@ async fn apply<K: Schedulable>(obj: &K, ctx: &Context, decision: &Decision) -> R
         });
     }
     Ok(())
+}
+
+/// Remembers the object as our last write left it (without managedFields, unread).
+fn remember<K: Schedulable>(ctx: &Context, written: Option<K>, older: Vec<String>) {
+    if let Some(mut written) = written {
+        kube::ResourceExt::managed_fields_mut(&mut written).clear();
+        ctx.written.record(written, older);
+    }
 }
 
 #[cfg(test)]

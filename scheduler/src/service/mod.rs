@@ -15,6 +15,7 @@ mod fixtures;
 pub mod metrics;
 pub mod middleware;
 pub mod triggers;
+pub mod written;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,8 +130,8 @@ pub struct Context {
     pub events: events::EventSink,
     /// Retry delays of failed reconciles ([`backoff`]).
     pub backoff: Backoff,
-    /// The binding statuses we wrote that the cache does not show yet.
-    pub written: binding::Written,
+    /// The objects we wrote that the cache does not show yet (bindings and middleware objects).
+    pub written: written::Written,
 }
 
 /// 10 s after a failure, doubling per consecutive failure of the same object up to 5 minutes;
@@ -289,7 +290,7 @@ pub async fn controllers(
             stop.clone(),
         ),
         backoff: backoff(),
-        written: binding::Written::default(),
+        written: written::Written::default(),
     });
 
     let config = kube::runtime::controller::Config::default().concurrency(args.concurrency);
@@ -355,13 +356,21 @@ async fn middleware_controller<K: Schedulable>(
     stop: &CancellationToken,
 ) {
     fedstate_runtime::watch::register(K::KIND);
-    let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default())
-        .with_config(config);
-    let store = controller.store();
+    let (reader, writer) = reflector::store::<K>();
+    let written_ctx = ctx.clone();
+    // Every change wakes the object (an edited or deleted annotation must be written again);
+    // the watch also tells what we wrote that the cache now shows (`written`).
+    let objects = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .inspect_ok(move |e| written_ctx.written.seen(e))
+        .reflect(writer)
+        .applied_objects();
+    let store = reader.clone();
     let trigger = triggers::ClusterTrigger::default();
     let clusters = ctx.clusters.clone();
     let stop = stop.clone();
-    controller
+    Controller::for_stream(objects, reader)
+        .with_config(config)
         .watches_shared_stream(cluster_events, move |c| {
             trigger.affected_objects(&c, &clusters, &store)
         })

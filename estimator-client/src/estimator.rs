@@ -6,8 +6,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -15,7 +20,7 @@ use crate::cache::{CacheConfig, CapacityCache, Freshness, Lookup, Slot};
 use crate::ledger::AssumedLedger;
 use crate::metrics::{CACHE_ENTRY_AGE, CACHE_HITS, CACHE_MISSES, PLUGIN_FAILURES};
 use crate::plugin::{Capacity, CapacityPlugin, ClusterRef, Estimate, PluginAnswer, merge};
-use crate::shape::MemberShape;
+use crate::shape::{MemberShape, ShapeId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EstimatorConfig {
@@ -81,6 +86,24 @@ struct Inner {
     ledger: AssumedLedger,
     config: EstimatorConfig,
     metrics: CacheMetrics,
+    /// The asks running now, one per (cluster, shape): concurrent misses of the same pair wait
+    /// for the same answers instead of each asking (after a release dropped a cluster's
+    /// answers, 32 decisions in flight asked 32 times).
+    in_flight: DashMap<(Arc<str>, ShapeId), InFlight, foldhash::fast::RandomState>,
+    next_ask: AtomicU64,
+}
+
+/// One ask of a cluster's plugins, shared by every miss that came while it runs. `None`: the
+/// task ended without answers (it panicked).
+struct InFlight {
+    id: u64,
+    answers: Shared<BoxFuture<'static, Option<Arc<[PluginAnswer]>>>>,
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight").field("id", &self.id).finish()
+    }
 }
 
 /// The cache metric handles, registered once: the lookup is too hot to resolve a metric key
@@ -148,6 +171,8 @@ impl CapacityEstimator {
                 ledger: AssumedLedger::new(config.ledger_ttl),
                 config,
                 metrics: CacheMetrics::register(),
+                in_flight: DashMap::default(),
+                next_ask: AtomicU64::new(0),
             }),
         }
     }
@@ -229,7 +254,7 @@ impl CapacityEstimator {
             }
             let (this, c, shape) = (self.clone(), c.clone(), shape.clone());
             tasks.spawn(async move {
-                let answers = this.fetch(&c, &shape, budget_end).await;
+                let answers = this.fetch_once(&c, &shape, budget_end).await;
                 (i, c, answers)
             });
         }
@@ -290,6 +315,57 @@ impl CapacityEstimator {
         answers
     }
 
+    /// [`Self::fetch`], unless an ask of the same cluster and shape is running: then its
+    /// answers. The ask runs as its own task, so it fills the cache even if the decision that
+    /// started it stops waiting.
+    async fn fetch_once(
+        &self,
+        cluster: &ClusterRef,
+        shape: &MemberShape,
+        budget_end: Instant,
+    ) -> Arc<[PluginAnswer]> {
+        let key = (cluster.name.clone(), shape.id());
+        let answers = match self.inner.in_flight.entry(key.clone()) {
+            Entry::Occupied(running) => running.get().answers.clone(),
+            Entry::Vacant(vacant) => {
+                // An ask that ended since our cache lookup has filled the cache.
+                if let Lookup::Servable {
+                    answers, refresh, ..
+                } = self
+                    .inner
+                    .cache
+                    .lookup(&cluster.name, shape.id(), &self.inner.config.cache)
+                {
+                    if refresh {
+                        self.spawn_refresh(cluster.clone(), shape.clone());
+                    }
+                    return answers;
+                }
+                let id = self.inner.next_ask.fetch_add(1, Ordering::Relaxed);
+                let (this, c, s) = (self.clone(), cluster.clone(), shape.clone());
+                let task = tokio::spawn(async move {
+                    let answers = this.fetch(&c, &s, budget_end).await;
+                    // Only our own entry: a release may have replaced it meanwhile.
+                    this.inner.in_flight.remove_if(&key, |_, f| f.id == id);
+                    answers
+                });
+                let answers = task.map(Result::ok).boxed().shared();
+                vacant.insert(InFlight {
+                    id,
+                    answers: answers.clone(),
+                });
+                answers
+            }
+        };
+        answers.await.unwrap_or_else(|| {
+            Arc::from([PluginAnswer {
+                plugin: "chain",
+                estimate: Estimate::Failed("the estimation task failed".into()),
+                counts_hosted_members: false,
+            }])
+        })
+    }
+
     fn spawn_refresh(&self, cluster: ClusterRef, shape: MemberShape) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
@@ -336,7 +412,14 @@ impl CapacityEstimator {
 
     /// The Cluster is gone.
     pub fn cluster_deleted(&self, cluster: &str) {
+        self.forget(cluster);
+    }
+
+    /// Drops the cluster's answers and its running asks (started before what made their
+    /// answers wrong: the next miss asks anew).
+    fn forget(&self, cluster: &str) {
         self.inner.cache.remove_cluster(cluster);
+        self.inner.in_flight.retain(|(c, _), _| &**c != cluster);
     }
 
     /// We placed `members` members of `object` on `cluster`: subtract them until released. The
@@ -359,7 +442,7 @@ impl CapacityEstimator {
     /// an estimator that went away meanwhile would then keep its last answer in use.
     pub fn release(&self, object: &str) {
         for cluster in self.inner.ledger.release(object) {
-            self.inner.cache.remove_cluster(&cluster);
+            self.forget(&cluster);
         }
     }
 }
@@ -565,6 +648,81 @@ mod tests {
         est.capacities(&cs, &shape, &q).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(scripted.calls.load(Ordering::Relaxed), 4);
+    }
+
+    /// Answers every cluster after 50 ms, counting the asks.
+    #[derive(Debug, Default)]
+    struct Slow {
+        calls: AtomicU32,
+    }
+
+    impl CapacityPlugin for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn estimate<'a>(
+            &'a self,
+            _c: &'a ClusterRef,
+            _s: &'a MemberShape,
+            _d: Instant,
+        ) -> BoxFuture<'a, Estimate> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Estimate::Replicas(7)
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_misses_of_a_cluster_and_shape_ask_once() {
+        let slow = Arc::new(Slow::default());
+        let est = CapacityEstimator::new(vec![slow.clone()], EstimatorConfig::default());
+        let cs = clusters(&["a", "b", "c"]);
+        let shape = MemberShape::from_requests([("cpu", "1")]);
+        let q = CapacityQuery::default();
+        let decide = || async {
+            let caps = est.capacities(&cs, &shape, &q).await;
+            assert!(caps.iter().all(|c| c.capacity.replicas == Some(7)));
+        };
+        // 32 decisions in flight, all missing the same three clusters: three asks.
+        futures::future::join_all((0..32).map(|_| decide())).await;
+        assert_eq!(slow.calls.load(Ordering::Relaxed), 3);
+        assert_eq!(est.inner.in_flight.len(), 0, "finished asks are forgotten");
+        // A release drops the answers of the object's clusters: the next 32 ask once again.
+        est.assume("ns/x", "a", &shape, 1);
+        est.release("ns/x");
+        futures::future::join_all((0..32).map(|_| decide())).await;
+        assert_eq!(slow.calls.load(Ordering::Relaxed), 4);
+        // Another shape is another ask.
+        let other = MemberShape::from_requests([("cpu", "2")]);
+        let (x, y) = futures::join!(
+            est.capacities(&cs[..1], &other, &q),
+            est.capacities(&cs[..1], &other, &q)
+        );
+        assert_eq!(
+            (x[0].capacity.replicas, y[0].capacity.replicas),
+            (Some(7), Some(7))
+        );
+        assert_eq!(slow.calls.load(Ordering::Relaxed), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_release_while_an_ask_runs_makes_the_next_miss_ask_anew() {
+        let slow = Arc::new(Slow::default());
+        let est = CapacityEstimator::new(vec![slow.clone()], EstimatorConfig::default());
+        let cs = clusters(&["a"]);
+        let shape = MemberShape::from_requests([("cpu", "1")]);
+        let q = CapacityQuery::default();
+        let first = est.capacities(&cs, &shape, &q);
+        let after_release = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            est.assume("ns/x", "a", &shape, 1);
+            est.release("ns/x");
+            est.capacities(&cs, &shape, &q).await
+        };
+        futures::join!(first, after_release);
+        assert_eq!(slow.calls.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test(start_paused = true)]

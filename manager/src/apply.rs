@@ -123,7 +123,12 @@ pub async fn blocked<M: Middleware>(
     if let Some(body) = &w.status {
         write_status(ctx, obj, body).await?;
     }
-    Ok(Action::await_change())
+    // Secrets and ConfigMaps are not watched: look again for a refused one after a while.
+    Ok(if b.reason == decide::REASON_ADOPTION_REFUSED {
+        Action::requeue(ctx.options.busy_requeue)
+    } else {
+        Action::await_change()
+    })
 }
 
 /// Secrets, then every member's Service; returns the NodePorts the apiserver allocated.

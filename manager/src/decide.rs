@@ -106,6 +106,9 @@ pub const REASON_INVALID_SCHEDULER_RESULT: &str = "InvalidSchedulerResult";
 pub const REASON_MISSING_CLUSTER_VIP: &str = "MissingClusterVip";
 /// No member identities or host list can be made for the placement.
 pub const REASON_INVALID_PLACEMENT: &str = "InvalidPlacement";
+/// An object we would write exists and is not ours: we neither take it over nor delete it. Such
+/// objects are not watched, so a blocked object is looked at again after a while.
+pub const REASON_ADOPTION_REFUSED: &str = "AdoptionRefused";
 
 /// Why nothing is applied, and what the user reads about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,6 +194,8 @@ pub struct World {
     pub secrets: BTreeMap<String, Secret>,
     /// Names of our PropagationPolicies.
     pub policies: Vec<String>,
+    /// The host list ConfigMap, if one of that name exists (ours or not).
+    pub host_list: Option<ConfigMap>,
     /// The member template's spec as last applied (JSON), and our OverridePolicy as last
     /// applied: what each cluster runs, for the rollout ([`crate::rollout::applied`]).
     pub applied_template: Option<Value>,
@@ -214,6 +219,10 @@ impl std::fmt::Debug for World {
             .field("binding", &self.binding.as_ref().map(|b| &b.metadata.name))
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("policies", &self.policies)
+            .field(
+                "host_list",
+                &self.host_list.as_ref().map(|c| &c.metadata.name),
+            )
             .field("applied_template", &self.applied_template.is_some())
             .field(
                 "applied_overrides",
@@ -268,6 +277,56 @@ fn node_ports(records: &[MemberRecord]) -> BTreeMap<(i32, bool), i32> {
         .collect()
 }
 
+/// The objects of that name we would write that exist but are not ours
+/// ([`desired::is_ours`]): we refuse to take them over (and so never delete them), and say
+/// which and what to do.
+pub fn refuse_foreign<M: Middleware>(
+    middleware: &M,
+    obj: &M::Federated,
+    world: &World,
+) -> Result<(), Blocked> {
+    let ns = obj.meta().namespace.clone().unwrap_or_default();
+    let instance = obj.meta().name.clone().unwrap_or_default();
+    let label = format!(
+        "{}={} {}={instance}",
+        names::LABEL_MANAGED_BY,
+        names::MANAGED_BY,
+        names::LABEL_INSTANCE
+    );
+    let mut why = Vec::new();
+    if let Some(cm) = world
+        .host_list
+        .as_ref()
+        .filter(|c| !desired::is_ours(obj, &c.metadata))
+    {
+        let name = cm.metadata.name.clone().unwrap_or_default();
+        why.push(match middleware.host_list_field(obj) {
+            Some(field) => format!(
+                "{field} names ConfigMap {ns}/{name}, which exists and was not created by FedState for this object; the manager writes the member list into that ConfigMap (and deletes it with the object), so it will not take over yours: set {field} to a name no ConfigMap has, or remove it (the manager then uses {instance}-hostconf)"
+            ),
+            None => format!(
+                "ConfigMap {ns}/{name} (the host list) exists and was not created by FedState for this object; FedState will neither overwrite nor delete it: delete or rename it, or hand it over with kubectl -n {ns} label configmap {name} {label}"
+            ),
+        });
+    }
+    for (name, s) in &world.secrets {
+        if !desired::is_ours(obj, &s.metadata) {
+            why.push(format!(
+                "Secret {ns}/{name} exists and was not created by FedState for this object (it lacks the labels {label}, or another object owns it); FedState will neither overwrite nor delete it: delete or rename it and FedState creates its own, or, to hand it to FedState (its values are kept, and it is deleted with this object), kubectl -n {ns} label secret {name} {label}"
+            ));
+        }
+    }
+    if why.is_empty() {
+        Ok(())
+    } else {
+        Err(Blocked {
+            reason: REASON_ADOPTION_REFUSED,
+            message: why.join("; "),
+            spec_invalid: false,
+        })
+    }
+}
+
 /// Stable identities for `plan`: forget retiring members the status shows gone, then assign.
 pub fn members<M: Middleware>(
     middleware: &M,
@@ -276,6 +335,7 @@ pub fn members<M: Middleware>(
     world: &World,
     rng: &mut impl Rng,
 ) -> Result<Members, Blocked> {
+    refuse_foreign(middleware, obj, world)?;
     let records = world.records();
     let invalid = |e: members::MembersError| Blocked::invalid_placement(e.to_string());
     let first = members::assign(&records, plan).map_err(invalid)?;

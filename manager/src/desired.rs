@@ -85,6 +85,20 @@ pub fn meta<K: Kind>(owner: &K, name: String) -> ObjectMeta {
     }
 }
 
+/// Whether an existing object is one we created for `owner`: it carries our labels for this
+/// instance, and no other object is its controller. Anything else (a user's Secret or
+/// ConfigMap that happens to have the name) is neither overwritten nor deleted.
+pub fn is_ours<K: Kind>(owner: &K, existing: &ObjectMeta) -> bool {
+    let labels = existing.labels.as_ref();
+    let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+    let owned_elsewhere = existing.owner_references.iter().flatten().any(|r| {
+        r.controller == Some(true) && owner.meta().uid.as_deref().is_some_and(|u| u != r.uid)
+    });
+    label(names::LABEL_MANAGED_BY) == Some(names::MANAGED_BY)
+        && label(names::LABEL_INSTANCE) == Some(instance(owner).as_str())
+        && !owned_elsewhere
+}
+
 /// One NodePort Service per member, active or retiring. The NodePort is left to the Karmada
 /// apiserver's allocator (unique across the federation, kept on every later apply) and carried
 /// unchanged to the member cluster.

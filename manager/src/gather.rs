@@ -94,6 +94,11 @@ pub async fn live<M: Middleware>(
             secrets.insert(s, found);
         }
     }
+    let host_list_name = ctx.middleware.host_list_name(obj);
+    let host_list = api::<ConfigMap>(ctx, &ns)
+        .get_opt(&host_list_name)
+        .await
+        .map_err(Error::kube("get", "ConfigMap", &ns, &host_list_name))?;
     // What was last applied: each cluster's pod fields for the rollout across clusters.
     let applied_template = api::<M::Member>(ctx, &ns)
         .get_opt(&name)
@@ -110,6 +115,7 @@ pub async fn live<M: Middleware>(
         binding,
         secrets,
         policies: names_of::<PropagationPolicy>(ctx, &ns, &name).await?,
+        host_list,
         applied_template,
         applied_overrides,
         clusters,
@@ -117,12 +123,12 @@ pub async fn live<M: Middleware>(
     })
 }
 
-/// The Secrets the middleware keeps for `obj` that still exist and carry our labels, got by name.
+/// The Secrets the middleware keeps for `obj` that still exist and are ours
+/// ([`crate::desired::is_ours`]: a user's Secret of that name is never deleted), got by name.
 async fn our_secrets<M: Middleware>(
     ctx: &Context<M>,
     obj: &M::Federated,
     ns: &str,
-    name: &str,
 ) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for s in ctx.middleware.secret_names(obj) {
@@ -130,12 +136,7 @@ async fn our_secrets<M: Middleware>(
             .get_opt(&s)
             .await
             .map_err(Error::kube("get", "Secret", ns, &s))?;
-        let ours = found.is_some_and(|f| {
-            let l = f.labels();
-            l.get(names::LABEL_MANAGED_BY)
-                .is_some_and(|v| v == names::MANAGED_BY)
-                && l.get(names::LABEL_INSTANCE).is_some_and(|v| v == name)
-        });
+        let ours = found.is_some_and(|f| crate::desired::is_ours(obj, &f.metadata));
         if ours {
             out.push(s);
         }
@@ -190,7 +191,7 @@ pub async fn teardown<M: Middleware>(ctx: &Context<M>, obj: &M::Federated) -> Re
             OwnedKind::Service => names_of::<Service>(ctx, &ns, &name).await?,
             OwnedKind::ConfigMap => names_of::<ConfigMap>(ctx, &ns, &name).await?,
             // By name, never listed: the Karmada apiserver holds the member clusters' credentials.
-            OwnedKind::Secret => our_secrets(ctx, obj, &ns, &name).await?,
+            OwnedKind::Secret => our_secrets(ctx, obj, &ns).await?,
             OwnedKind::PropagationPolicy => names_of::<PropagationPolicy>(ctx, &ns, &name).await?,
             OwnedKind::OverridePolicy => names_of::<OverridePolicy>(ctx, &ns, &name).await?,
             OwnedKind::Template => Vec::new(),

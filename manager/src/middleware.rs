@@ -98,6 +98,8 @@ pub trait Middleware: Send + Sync + 'static {
     fn member_service_name(&self, instance: &str, index: i32, arbiter: bool) -> String;
     /// The ConfigMap carrying the host list to every cluster's agent.
     fn host_list_name(&self, obj: &Self::Federated) -> String;
+    /// The spec field that names that ConfigMap, when the spec sets it (for messages).
+    fn host_list_field(&self, obj: &Self::Federated) -> Option<&'static str>;
 
     /// The member template: every cluster-independent field, for `members` data members in all.
     fn member_template(&self, obj: &Self::Federated, members: i32) -> Self::Member;

@@ -611,6 +611,122 @@ async fn a_lost_clusters_members_leave_the_host_list_but_stay_tracked() {
 }
 
 #[tokio::test]
+async fn objects_we_did_not_create_are_neither_taken_over_nor_deleted() {
+    // Failed before: a user's Secret named <name>-credentials and the ConfigMap
+    // spec.member.memberConfigRef names were force-applied (our labels, owner and data written
+    // over theirs) and deleted with the object.
+    let w = world(&[(1, true), (2, true), (3, true)]);
+    let mut obj = seed_object("mongo:7.0", Some(PLAN));
+    obj["spec"]["member"] = json!({"memberConfigRef": "my-hosts"});
+    w.fake.put(MCM, obj);
+    let theirs_secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("{NAME}-credentials"), "namespace": NS, "labels": {"team": "db"}},
+        "data": {"clusterAdminPassword": "dXNlcg=="}});
+    let theirs_cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "my-hosts", "namespace": NS}, "data": {"hosts": "mine"}});
+    w.fake.put(SECRETS, theirs_secret.clone());
+    w.fake.put(CONFIGMAPS, theirs_cm.clone());
+    w.reconcile().await.unwrap();
+    let c = w.condition("ServerReady");
+    assert_eq!(c["status"], "False");
+    assert_eq!(c["reason"], "AdoptionRefused");
+    let msg = c["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("Secret {NS}/{NAME}-credentials")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("spec.member.memberConfigRef names ConfigMap demo/my-hosts"),
+        "{msg}"
+    );
+    assert!(msg.contains("kubectl -n demo label secret"), "{msg}");
+    assert!(w.applies().is_empty(), "nothing applied: {:?}", w.applies());
+    assert_eq!(w.events()[0]["reason"], "AdoptionRefused");
+    let secret = w
+        .fake
+        .get(SECRETS, NS, &format!("{NAME}-credentials"))
+        .unwrap();
+    assert_eq!(secret["metadata"]["labels"], json!({"team": "db"}));
+    assert_eq!(secret["data"], theirs_secret["data"]);
+
+    // The user points memberConfigRef elsewhere; their credentials Secret is still not ours.
+    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
+    obj["spec"]["member"] = json!({});
+    w.fake.put(MCM, obj);
+    w.reconcile().await.unwrap();
+    let msg = w.condition("ServerReady")["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        msg.contains("credentials") && !msg.contains("my-hosts"),
+        "{msg}"
+    );
+    // Handing it over by label: it is used, its value kept.
+    let mut handed = theirs_secret.clone();
+    handed["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "fedstate",
+        "app.kubernetes.io/instance": NAME});
+    w.fake.put(SECRETS, handed);
+    w.reconcile().await.unwrap();
+    assert_ne!(w.condition("ServerReady")["reason"], "AdoptionRefused");
+    let secret = w
+        .fake
+        .get(SECRETS, NS, &format!("{NAME}-credentials"))
+        .unwrap();
+    assert_eq!(
+        secret["data"]["clusterAdminPassword"], "dXNlcg==",
+        "the user's value is kept"
+    );
+
+    // Deleting the object deletes what is ours, never their ConfigMap.
+    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    w.fake.put(MCM, obj);
+    for _ in 0..4 {
+        w.reconcile().await.unwrap();
+    }
+    assert_eq!(
+        w.fake.get(CONFIGMAPS, NS, "my-hosts").unwrap()["data"],
+        theirs_cm["data"]
+    );
+    assert!(
+        w.fake
+            .get(CONFIGMAPS, NS, &format!("{NAME}-hostconf"))
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_secret_of_our_name_owned_by_another_object_is_not_deleted() {
+    let w = world(&[(1, true), (2, true), (3, true)]);
+    w.fake.put(MCM, seed_object("mongo:7.0", Some(PLAN)));
+    w.reconcile().await.unwrap();
+    // Someone gives our keyfile Secret to another controller, labels kept.
+    let mut s = w.fake.get(SECRETS, NS, &format!("{NAME}-keyfile")).unwrap();
+    s["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap",
+        "name": "other", "uid": "other-uid", "controller": true}]);
+    w.fake.put(SECRETS, s);
+    w.reconcile().await.unwrap();
+    assert_eq!(w.condition("ServerReady")["reason"], "AdoptionRefused");
+    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    w.fake.put(MCM, obj);
+    for _ in 0..4 {
+        w.reconcile().await.unwrap();
+    }
+    assert!(
+        w.fake
+            .get(SECRETS, NS, &format!("{NAME}-keyfile"))
+            .is_some()
+    );
+    assert!(
+        w.fake
+            .get(SECRETS, NS, &format!("{NAME}-credentials"))
+            .is_none()
+    );
+}
+
+#[tokio::test]
 async fn deletion_waits_for_members_then_removes_everything() {
     let w = world(&[(1, true), (2, true), (3, true)]);
     w.fake.put(MCM, seed_object("mongo:7.0", Some(PLAN)));

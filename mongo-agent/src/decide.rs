@@ -185,6 +185,19 @@ pub fn objects(
         }
         Err(e) => return Err(e.into()),
     };
+    if mdb.spec.member_config_ref.is_none() && seen.credentials_foreign {
+        // Writing our keys into it would also give it our owner reference, and Kubernetes would
+        // delete it with this object.
+        let (ns, secret) = (
+            mdb.namespace().unwrap_or_default(),
+            resources::credentials_secret_name(&mdb.name_any()),
+        );
+        return Err(Decline::InvalidSpec(format!(
+            "Secret {ns}/{secret} exists and was not created by FedState for this object (it lacks the labels app.kubernetes.io/managed-by=fedstate, app.kubernetes.io/instance={}); the agent will neither write into it nor delete it: delete or rename it and the agent creates its own, or hand it over (its values are kept) with kubectl -n {ns} label secret {secret} app.kubernetes.io/managed-by=fedstate app.kubernetes.io/instance={}",
+            mdb.name_any(),
+            mdb.name_any()
+        )));
+    }
     let (secrets, credentials) = if mdb.spec.member_config_ref.is_none() {
         single_cluster_secrets(mdb, seen, rng)
     } else {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use fedstate_api::hostconf::HOSTCONF_KEY;
-use fedstate_api::names::LABEL_INSTANCE;
+use fedstate_api::names::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY};
 use fedstate_api::v1alpha1::MongoDB;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -29,6 +29,9 @@ pub struct Seen {
     pub keyfile: Option<String>,
     /// The data of `<name>-credentials`, `None` when it does not exist.
     pub credentials: Option<BTreeMap<String, ByteString>>,
+    /// `<name>-credentials` exists without our labels for this object (someone else's Secret:
+    /// in single-cluster mode the agent neither writes nor adopts it).
+    pub credentials_foreign: bool,
     /// The root password from `spec.rootPasswordSecretRef`, when set and present.
     pub root_password_from_ref: Option<String>,
     /// `mongod.yaml` of `spec.customConfigRef`.
@@ -121,6 +124,11 @@ pub async fn live(ctx: &Context, mdb: &MongoDB) -> Result<Seen, Error> {
     let mut seen = Seen {
         keyfile_secret_exists: mdb.spec.keyfile_secret_ref.is_none() && keyfile_secret.is_some(),
         keyfile: keyfile_secret.and_then(|s| secret_value(&s, resources::KEYFILE_KEY)),
+        credentials_foreign: credentials.as_ref().is_some_and(|s| {
+            let l = s.labels();
+            l.get(LABEL_MANAGED_BY).map(String::as_str) != Some(MANAGED_BY)
+                || l.get(LABEL_INSTANCE) != Some(&name)
+        }),
         credentials: credentials.map(|s| s.data.unwrap_or_default()),
         root_password_from_ref,
         user_yaml,

@@ -212,6 +212,35 @@ async fn a_user_keyfile_mongod_would_refuse_is_reported_and_nothing_rolls_out() 
     assert_eq!(c.object()["status"]["state"], "Error");
 }
 
+/// A credentials Secret of our name that FedState did not create (single-cluster mode) is
+/// neither written into nor given our owner reference (which would have Kubernetes delete it
+/// with the object): the object says which Secret and what to do. Failed before: the agent
+/// server-side applied its keys, labels and owner reference over it.
+#[tokio::test]
+async fn a_credentials_secret_we_did_not_create_is_not_taken_over() {
+    let c = cluster(seed(3));
+    let theirs = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "mongodb-sample-credentials", "namespace": NS, "labels": {"team": "db"}},
+        "data": {"password": "dXNlcg=="}});
+    c.fake.put(SECRETS, theirs.clone());
+    c.reconcile().await.unwrap();
+    assert!(c.object_writes().is_empty(), "{:?}", c.object_writes());
+    assert_eq!(
+        c.fake
+            .get(SECRETS, NS, "mongodb-sample-credentials")
+            .unwrap(),
+        theirs
+    );
+    let ready = c.condition("ServerReady");
+    assert_eq!(ready["reason"], "InvalidSpec");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains("Secret demo/mongodb-sample-credentials")
+            && message.contains("kubectl -n demo label secret mongodb-sample-credentials"),
+        "{message}"
+    );
+}
+
 /// A `customConfigRef` whose `mongod.yaml` is not a YAML mapping is reported on the object
 /// (not only in the agent's log), and nothing is applied.
 #[tokio::test]

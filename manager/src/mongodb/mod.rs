@@ -72,6 +72,12 @@ impl Middleware for MongoDb {
         template::hostconf_name(obj)
     }
 
+    fn host_list_field(&self, obj: &MultiCloudMongoDB) -> Option<&'static str> {
+        (template::hostconf_name(obj)
+            != names::hostconf_name(&obj.metadata.name.clone().unwrap_or_default()))
+        .then_some("spec.member.memberConfigRef")
+    }
+
     fn member_template(&self, obj: &MultiCloudMongoDB, members: i32) -> MongoDB {
         template::mongodb_template(obj, members)
     }

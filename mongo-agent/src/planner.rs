@@ -8,7 +8,9 @@
 //!   removing non-voters) are batched, since MongoDB does not limit them;
 //! * at most one voting member is added, promoted, demoted or removed per reconfig, and only once
 //!   the previous config is committed;
-//! * adds and promotions come before removals, except when the set already has 7 voters;
+//! * adds and promotions come before removals, across clusters: a voter leaves only while the
+//!   set keeps the host list's voter count without it (its replacement already votes, whichever
+//!   agent promoted it), except when the set already has 7 voters;
 //! * the primary is stepped down before it is removed or demoted;
 //! * nothing changes without a primary; when the voting majority is unreachable the answer is
 //!   [`Step::QuorumLost`], and only the user's explicit opt-in turns it into [`Step::ForceReconfig`].
@@ -384,6 +386,9 @@ fn voting_change(desired: &Desired, config: &RsConfig, observed: &Observed, prim
         return step_down_first(config, observed, primary, "to get priority 0");
     }
     if let Some(m) = drop {
+        if room && let Some(wait) = awaiting_replacement(desired, config, m) {
+            return wait;
+        }
         if m.host == primary {
             return step_down_first(config, observed, primary, "to be removed");
         }
@@ -405,6 +410,45 @@ fn voting_change(desired: &Desired, config: &RsConfig, observed: &Observed, prim
         Some(h) => Step::Wait(format!("waiting for {} to be ready and SECONDARY", h.host)),
         None => Step::Done,
     }
+}
+
+/// Adds before removes, across clusters: voter `m` leaves (removed or demoted) only while the
+/// set keeps the target's voter count without it, i.e. the desired voters that replace it
+/// already vote, wherever they live (another cluster's agent adds and promotes them). Each
+/// agent sees only its own members' readiness, so counting the config's voters against the
+/// host list's is what keeps a move (a:1,b:1,c:1 → a:1,b:1,d:1) from dropping to two voters
+/// while d does not exist yet. The same holds for a down voter of a gone cluster: the set kept
+/// its majority without it (there is a primary), and promoting the replacement first never puts
+/// that majority out of reach. Exceptions: with 7 voters there is no room to promote first (the
+/// caller does not ask then); an arbiter does not wait for another arbiter (one arbiter per set);
+/// a set that lost its majority changes only through the user's forced reconfig.
+fn awaiting_replacement(desired: &Desired, config: &RsConfig, m: &RsMember) -> Option<Step> {
+    let target = desired.hosts.iter().filter(|h| h.votes == 1).count();
+    if config.voters() > target {
+        return None;
+    }
+    let missing: Vec<String> = desired
+        .hosts
+        .iter()
+        .filter(|h| h.votes == 1 && !config.member(&h.host).is_some_and(RsMember::is_voter))
+        .filter(|h| !(m.arbiter_only && h.arbiter_only))
+        .map(|h| {
+            if h.cluster.is_empty() {
+                h.host.clone()
+            } else {
+                format!("{} (cluster {})", h.host, h.cluster)
+            }
+        })
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    Some(Step::Wait(format!(
+        "adds before removes: {} keeps its vote until {} {} a voting member (the set keeps its {target} voters)",
+        m.host,
+        missing.join(", "),
+        if missing.len() == 1 { "is" } else { "are" }
+    )))
 }
 
 /// Give `m` its vote and `priority`. "Modify a PSA Replica Set Safely": from one data-bearing
@@ -809,6 +853,121 @@ mod tests {
             panic!("expected a removal")
         };
         assert!(config.member(&host(2)).is_none());
+    }
+
+    /// This cluster's agent: the whole host list, its own members (all ready).
+    fn agent_of(hosts: &[HostEntry], own: &[i32]) -> Desired {
+        let own: BTreeSet<String> = own.iter().map(|i| host(*i)).collect();
+        Desired {
+            hosts: hosts.to_vec(),
+            ready: own.clone(),
+            own,
+        }
+    }
+
+    /// Issue 15: a move a:1,b:1,c:1 → a:1,b:1,d:1. c's agent sees nothing of d; it must not
+    /// remove (or step down) its voter until d votes, and then it does.
+    #[test]
+    fn a_move_across_clusters_removes_the_old_voter_only_once_its_replacement_votes() {
+        let abc = RsConfig {
+            name: "rs".into(),
+            version: 3,
+            members: vec![voter(0, 0), voter(1, 1), voter(2, 2)],
+        };
+        let abd = [
+            entry(0, 1, 1, "a"),
+            entry(1, 1, 1, "b"),
+            entry(3, 1, 1, "d"),
+        ];
+        let c_agent = agent_of(&abd, &[2]);
+        for primary in [0, 2] {
+            let step = next_step(&c_agent, &observed(abc.clone(), primary), ForceOptIn(None));
+            assert!(
+                matches!(&step, Step::Wait(why) if why.contains(&host(3)) && why.contains("cluster d")),
+                "primary {primary}: {step:?}"
+            );
+        }
+        // d joined as a non-voter (d's agent): still not a replacement.
+        let mut with_d = abc.clone();
+        with_d.version = 4;
+        with_d.members.push(RsMember {
+            votes: 0,
+            priority: 0,
+            ..voter(3, 3)
+        });
+        assert!(matches!(
+            next_step(&c_agent, &observed(with_d.clone(), 0), ForceOptIn(None)),
+            Step::Wait(why) if why.contains(&host(3))
+        ));
+        // d votes: c leaves (its primary steps down first).
+        let d = with_d.members.iter_mut().find(|m| m.id == 3).unwrap();
+        (d.votes, d.priority) = (1, 1);
+        let Step::Reconfig { config, reason } =
+            next_step(&c_agent, &observed(with_d.clone(), 0), ForceOptIn(None))
+        else {
+            panic!("expected c's removal")
+        };
+        assert!(config.member(&host(2)).is_none(), "{reason}");
+        assert_eq!(config.voters(), 3);
+        assert_eq!(
+            next_step(&c_agent, &observed(with_d, 2), ForceOptIn(None)),
+            Step::StepDown { host: host(2) }
+        );
+    }
+
+    /// A down voter of a gone cluster waits for its replacement too (the set has its majority:
+    /// there is a primary); a shrinking list (no replacement) removes it at once.
+    #[test]
+    fn a_gone_clusters_voter_is_removed_once_its_replacement_votes() {
+        let abc = RsConfig {
+            name: "rs".into(),
+            version: 3,
+            members: vec![voter(0, 0), voter(1, 1), voter(2, 2)],
+        };
+        let mut obs = observed(abc.clone(), 0);
+        obs.states.insert(host(2), MemberState::Down);
+        let abd = [
+            entry(0, 1, 1, "a"),
+            entry(1, 1, 1, "b"),
+            entry(3, 1, 1, "d"),
+        ];
+        let a_agent = agent_of(&abd, &[0]);
+        assert!(matches!(
+            next_step(&a_agent, &obs, ForceOptIn(None)),
+            Step::Wait(why) if why.contains(&host(3))
+        ));
+        let mut abcd = abc.clone();
+        abcd.members.push(voter(3, 3));
+        let mut obs = observed(abcd, 0);
+        obs.states.insert(host(2), MemberState::Down);
+        let Step::Reconfig { config, .. } = next_step(&a_agent, &obs, ForceOptIn(None)) else {
+            panic!("expected the gone member's removal")
+        };
+        assert!(config.member(&host(2)).is_none());
+    }
+
+    /// One arbiter per set: a moving arbiter leaves before its replacement can join.
+    #[test]
+    fn an_arbiter_moving_clusters_does_not_wait_for_a_second_arbiter() {
+        let arbiter = |i: i32| RsMember {
+            id: i,
+            host: host(i),
+            votes: 1,
+            priority: 0,
+            arbiter_only: true,
+        };
+        let c = RsConfig {
+            name: "rs".into(),
+            version: 3,
+            members: vec![voter(0, 0), voter(1, 1), arbiter(9)],
+        };
+        let hosts = [entry(0, 1, 1, "a"), entry(1, 1, 1, "a"), arbiter_entry(10)];
+        let Step::Reconfig { config, .. } =
+            next_step(&agent_of(&hosts, &[9]), &observed(c, 0), ForceOptIn(None))
+        else {
+            panic!("expected the arbiter's removal")
+        };
+        assert!(config.member(&host(9)).is_none());
     }
 
     #[test]

@@ -204,6 +204,20 @@ async fn converge_all(
     agents: &[&Agent<'_>],
     known: &BTreeSet<String>,
 ) -> Vec<Outcome> {
+    converge_keeping(sim, agents, known, 0).await
+}
+
+/// [`converge_all`], also checking after every step that the set has at least `floor` voters.
+#[allow(
+    clippy::panic,
+    reason = "test helper (not a #[test] itself): a panic fails the calling test"
+)]
+async fn converge_keeping(
+    sim: &Simulator,
+    agents: &[&Agent<'_>],
+    known: &BTreeSet<String>,
+    floor: usize,
+) -> Vec<Outcome> {
     let mut log = Vec::new();
     let mut before = voters(sim);
     for _round in 0..60 {
@@ -214,6 +228,10 @@ async fn converge_all(
             assert!(
                 before.symmetric_difference(&after).count() <= 1,
                 "more than one voting change in one step: {before:?} -> {after:?} ({outcome:?})"
+            );
+            assert!(
+                after.len() >= floor,
+                "voters dropped below {floor}: {after:?} after {outcome:?}"
             );
             before = after;
             if outcome != Outcome::Done {
@@ -353,6 +371,66 @@ async fn three_clusters_initiate_once_and_survive_losing_one_without_force() {
         .unwrap();
     assert!(!matches!(o, Outcome::ForcedReconfig { .. }), "{o:?}");
     assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 1);
+}
+
+/// Issue 15: a move between clusters (a:1,b:1,c:1 → a:1,b:1,d:1), each cluster's agent seeing
+/// only its own members and c's agent acting before d's in every round: the set never has fewer
+/// than 3 voters; c leaves once d votes, with its primary stepped down first when it is c.
+#[tokio::test]
+async fn a_move_between_clusters_keeps_the_target_voter_count() {
+    let sim = manual_sim();
+    let mut hosts = Vec::new();
+    for _ in 0..4 {
+        hosts.push(sim.serve_new("127.0.0.1").await.unwrap());
+    }
+    let cluster = |i: usize| ["a", "b", "c", "d"][i];
+    let abc = entries(&hosts[..3], cluster);
+    let formed: Vec<Agent> = (0..3)
+        .map(|i| Agent::new(&sim, goal(abc.clone(), &hosts[i..=i], i == 0)))
+        .collect();
+    let known = BTreeSet::new();
+    converge_all(&sim, &formed.iter().collect::<Vec<_>>(), &known).await;
+    assert_eq!(voters(&sim).len(), 3);
+    // Make c the primary, the hardest case: it must not even step down before d votes.
+    let c_priority = {
+        let mut e = abc.clone();
+        e[2].priority = 2;
+        e
+    };
+    let c_first: Vec<Agent> = (0..3)
+        .map(|i| Agent::new(&sim, goal(c_priority.clone(), &hosts[i..=i], false)))
+        .collect();
+    converge_all(&sim, &c_first.iter().collect::<Vec<_>>(), &known).await;
+    for _ in 0..10 {
+        sim.world().tick();
+    }
+    assert_eq!(
+        sim.world().set("rs").unwrap().primary.as_deref(),
+        Some(hosts[2].as_str())
+    );
+
+    let mut abd = entries(&hosts, cluster);
+    abd.remove(2);
+    let moved: Vec<Agent> = (0..4)
+        .map(|i| Agent::new(&sim, goal(abd.clone(), &hosts[i..=i], false)))
+        .collect();
+    let log = converge_keeping(&sim, &moved.iter().collect::<Vec<_>>(), &known, 3).await;
+    assert!(
+        log.iter()
+            .any(|o| matches!(o, Outcome::Waiting(w) if w.contains("adds before removes") && w.contains(&hosts[3]))),
+        "c's agent said what it waits for: {log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|o| matches!(o, Outcome::SteppedDown { host } if *host == hosts[2])),
+        "{log:?}"
+    );
+    let want: BTreeSet<String> = [&hosts[0], &hosts[1], &hosts[3]]
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(voters(&sim), want);
+    assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
 }
 
 #[tokio::test]

@@ -26,10 +26,10 @@ use crate::controller::Settings;
 use crate::converge::{Outcome, SetGoal, UserChanges, Users};
 use crate::gather::Seen;
 use crate::pacing::Requeue;
-use crate::planner::{Desired, ForceOptIn, MemberState};
+use crate::planner::{Desired, ForceOptIn};
 use crate::replset::{Login, Observation, Password};
 use crate::resources::{self, MemberAddressing, ResourceError, is_arbiter, member_index_of};
-use crate::rollout::{self, PodRollout, RolloutStep};
+use crate::rollout::{self, PodRollout, RolloutStep, Voter};
 use crate::status::{self, FORCE_RECONFIG_ANNOTATION};
 use crate::version::{self, Progress, VersionPlan};
 
@@ -508,13 +508,7 @@ pub fn after_step(
     let (restart, step_down, departed) = match &set.observation {
         Some(obs) => {
             let (restart, step_down) = match restart_step(mdb, seen, &objects.members, obs) {
-                RolloutStep::Restart { index } => (
-                    Some(format!(
-                        "{}-0",
-                        fedstate_api::names::member_service_name(&name, index.max(0) as u32)
-                    )),
-                    None,
-                ),
+                RolloutStep::Restart { pod } => (Some(pod), None),
                 RolloutStep::StepDown { host } => (None, Some(host)),
                 RolloutStep::Wait(_) | RolloutStep::Done => (None, None),
             };
@@ -608,7 +602,8 @@ pub fn declined_status(mdb: &MongoDB, why: &Decline, now: Timestamp) -> MongoDBS
 /// releases the next cluster's rollout only once this cluster reports the revision it gave it):
 /// each member's StatefulSet carries it, its controller has seen the StatefulSet's latest spec,
 /// and the member's pod runs the StatefulSet's update revision and is ready. `None` while that is
-/// not so. A cluster without data members runs its spec's revision (the arbiter is not rolled).
+/// not so. A cluster without data members runs its spec's revision (its arbiter's restart is held
+/// by the agent's own rule: every voter healthy and caught up).
 fn rolled_revision(mdb: &MongoDB, seen: &Seen, members: &Members) -> Option<String> {
     use fedstate_api::revision::{SPEC_REVISION_ANNOTATION, spec_revision};
     let name = mdb.name_any();
@@ -643,8 +638,10 @@ fn rolled_revision(mdb: &MongoDB, seen: &Seen, members: &Members) -> Option<Stri
     revision.cloned()
 }
 
-/// The next rolling restart of an own member whose pod runs an older revision.
+/// The next rolling restart of an own member (data or arbiter) whose pod runs an older
+/// revision.
 fn restart_step(mdb: &MongoDB, seen: &Seen, members: &Members, obs: &Observation) -> RolloutStep {
+    let name = mdb.name_any();
     let revisions: BTreeMap<String, String> = seen
         .statefulsets
         .iter()
@@ -657,13 +654,19 @@ fn restart_step(mdb: &MongoDB, seen: &Seen, members: &Members, obs: &Observation
         .pods
         .iter()
         .filter_map(|p| {
-            let index = member_index_of(p.labels())?;
-            let host = members.addresses.get(&index)?;
-            let sts =
-                fedstate_api::names::member_service_name(&mdb.name_any(), index.max(0) as u32);
+            let (index, host, sts) = if is_arbiter(p.labels()) {
+                let host = members.arbiter.as_ref()?;
+                (None, host, fedstate_api::names::arbiter_service_name(&name))
+            } else {
+                let index = member_index_of(p.labels())?;
+                let host = members.addresses.get(&index)?;
+                let sts = fedstate_api::names::member_service_name(&name, index.max(0) as u32);
+                (Some(index), host, sts)
+            };
             let update = revisions.get(&sts);
             let current = p.labels().get("controller-revision-hash");
             Some(PodRollout {
+                pod: p.name_any(),
                 index,
                 host: host.clone(),
                 outdated: update.is_some() && current.is_some() && update != current,
@@ -671,14 +674,24 @@ fn restart_step(mdb: &MongoDB, seen: &Seen, members: &Members, obs: &Observation
             })
         })
         .collect();
-    let voters: BTreeMap<String, MemberState> = obs
-        .observed
+    rollout::next_restart(&pods, &voters(obs), obs.primary.as_deref())
+}
+
+/// The set's voting members as the rolling restart judges them: state, arbiter, optime.
+pub fn voters(obs: &Observation) -> BTreeMap<String, Voter> {
+    obs.observed
         .config
         .iter()
         .flat_map(|c| c.members.iter().filter(|m| m.votes > 0))
-        .map(|m| (m.host.clone(), obs.observed.state(&m.host)))
-        .collect();
-    rollout::next_restart(&pods, &voters, obs.primary.as_deref())
+        .map(|m| {
+            let voter = Voter {
+                state: obs.observed.state(&m.host),
+                arbiter: m.arbiter_only,
+                optime: obs.optimes.get(&m.host).copied(),
+            };
+            (m.host.clone(), voter)
+        })
+        .collect()
 }
 
 /// StatefulSets the object no longer wants whose member is not in the set's config (a member is
@@ -789,6 +802,84 @@ pub fn leaving_goal(mdb: &MongoDB, seen: &Seen, settings: &Settings) -> Option<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 13: an outdated arbiter pod was never restarted (`restart_step` only looked at pods
+    /// with a member index). Now it is found, and rolled first once every voter is healthy and
+    /// caught up.
+    #[test]
+    fn an_outdated_arbiter_pod_is_restarted() {
+        use crate::planner::{MemberState, RsConfig, RsMember};
+        use crate::rollout::OpTime;
+        let mdb: MongoDB = serde_json::from_value(serde_json::json!({
+            "apiVersion": "middleware.fedstate.io/v1alpha1", "kind": "MongoDB",
+            "metadata": {"name": "db", "namespace": "demo"},
+            "spec": {"members": 2, "arbiter": true},
+        }))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+            serde_json::from_value(v).unwrap_or_else(|e| unreachable!("{e}"))
+        }
+        let arbiter_label = serde_json::json!({
+            fedstate_api::names::LABEL_MEMBER_ROLE: "arbiter",
+            "controller-revision-hash": "db-mongodb-arbiter-old",
+        });
+        let seen = Seen {
+            pods: vec![obj(serde_json::json!({
+                "metadata": {"name": "db-mongodb-arbiter-0", "labels": arbiter_label},
+            }))],
+            statefulsets: vec![obj(serde_json::json!({
+                "metadata": {"name": "db-mongodb-arbiter"},
+                "status": {"replicas": 1, "updateRevision": "db-mongodb-arbiter-new"},
+            }))],
+            ..Default::default()
+        };
+        let members = Members {
+            arbiter: Some("vip:30009".into()),
+            ready: BTreeSet::from(["vip:30009".to_owned()]),
+            ..Default::default()
+        };
+        let voter = |id: i32, host: &str, arbiter_only: bool| RsMember {
+            id,
+            host: host.into(),
+            votes: 1,
+            priority: i32::from(!arbiter_only),
+            arbiter_only,
+        };
+        let at = OpTime {
+            seconds: 100,
+            increment: 1,
+            term: 1,
+        };
+        let obs = Observation {
+            observed: crate::planner::Observed {
+                config: Some(RsConfig {
+                    name: "rs".into(),
+                    version: 3,
+                    members: vec![
+                        voter(0, "vip:30000", false),
+                        voter(1, "vip:30001", false),
+                        voter(2, "vip:30009", true),
+                    ],
+                }),
+                committed: true,
+                states: BTreeMap::from([
+                    ("vip:30000".to_owned(), MemberState::Primary),
+                    ("vip:30001".to_owned(), MemberState::Secondary),
+                    ("vip:30009".to_owned(), MemberState::Arbiter),
+                ]),
+                ..Default::default()
+            },
+            primary: Some("vip:30000".into()),
+            optimes: BTreeMap::from([("vip:30000".to_owned(), at), ("vip:30001".to_owned(), at)]),
+            ..Default::default()
+        };
+        assert_eq!(
+            restart_step(&mdb, &seen, &members, &obs),
+            RolloutStep::Restart {
+                pod: "db-mongodb-arbiter-0".into()
+            }
+        );
+    }
 
     #[test]
     fn a_step_is_progress_and_each_state_nothing_changed_is_its_own_stall() {

@@ -14,6 +14,7 @@ use mongodb::{Client, error::ErrorKind};
 use tokio::sync::Mutex;
 
 use crate::planner::{HostProbe, MemberState, Observed, RsConfig, RsMember, ServerFacts};
+use crate::rollout::OpTime;
 
 /// MongoDB's `CommandNotFound`.
 const COMMAND_NOT_FOUND: i32 = 59;
@@ -120,6 +121,9 @@ pub struct Observation {
     pub primary: Option<String>,
     /// A reachable member of the set (where a forced reconfig or status read can run).
     pub members: Vec<ReplSetMemberStatus>,
+    /// Each data-bearing member's last applied operation, as the member the status was read
+    /// from knows it (`replSetGetStatus.members[].optime`; arbiters have none).
+    pub optimes: BTreeMap<String, OpTime>,
 }
 
 /// One driver client per (member, user), made with that user's password at the time.
@@ -370,6 +374,7 @@ impl ReplSetAdmin {
             .run(&source, "replSetGetStatus", doc! {"replSetGetStatus": 1})
             .await?;
         let members = parse_status(&status);
+        let optimes = parse_optimes(&status);
         let states: BTreeMap<String, MemberState> = members
             .iter()
             .map(|m| (m.name.clone(), MemberState::from_status(m.state, m.health)))
@@ -392,6 +397,7 @@ impl ReplSetAdmin {
             raw_config: Some(raw),
             primary,
             members,
+            optimes,
         })
     }
 
@@ -689,10 +695,54 @@ pub fn parse_status(status: &Document) -> Vec<ReplSetMemberStatus> {
         .collect()
 }
 
+/// `replSetGetStatus.members[].optime` by member name: `{ts: Timestamp, t: term}` (protocol
+/// version 1, the only one from 4.0 on). Members without one (arbiters) are left out.
+pub fn parse_optimes(status: &Document) -> BTreeMap<String, OpTime> {
+    status
+        .get_array("members")
+        .into_iter()
+        .flatten()
+        .filter_map(Bson::as_document)
+        .filter_map(|m| {
+            let optime = m.get_document("optime").ok()?;
+            let ts = optime.get_timestamp("ts").ok()?;
+            let t = OpTime {
+                seconds: ts.time,
+                increment: ts.increment,
+                term: number(optime, "t").map_or(-1, |t| t as i64),
+            };
+            Some((m.get_str("name").ok()?.to_owned(), t))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// mongod's shapes: a member with `{ts, t}`, a down one with `Timestamp(0, 0)` and term -1
+    /// (known, not caught up), an arbiter without any.
+    #[test]
+    fn optimes_are_read_from_replset_get_status_as_mongod_reports_them() {
+        let ts = |time, increment| mongodb::bson::Timestamp { time, increment };
+        let status = doc! {"members": [
+            {"name": "a:1", "state": 1, "optime": {"ts": ts(1_700_000_100, 3), "t": 4i64}, "optimeDate": mongodb::bson::DateTime::from_millis(1_700_000_100_000)},
+            {"name": "b:2", "state": 8, "optime": {"ts": ts(0, 0), "t": -1i64}},
+            {"name": "c:3", "state": 7},
+        ]};
+        let got = parse_optimes(&status);
+        assert_eq!(
+            got.get("a:1"),
+            Some(&OpTime {
+                seconds: 1_700_000_100,
+                increment: 3,
+                term: 4
+            })
+        );
+        assert!(!got.get("b:2").unwrap().is_known());
+        assert!(!got.contains_key("c:3"));
+    }
 
     #[test]
     fn render_keeps_unmanaged_fields_and_drops_the_term() {

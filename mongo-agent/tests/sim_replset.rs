@@ -433,6 +433,61 @@ async fn a_move_between_clusters_keeps_the_target_voter_count() {
     assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
 }
 
+/// Issue 15: a rolling restart goes on only once the member restarted last (in any cluster) is
+/// a SECONDARY that has caught up. Through the driver: the simulator reports optimes as mongod
+/// does, a member back from a restart is SECONDARY but behind the primary (it missed the
+/// writes made while it was down), and the next restart waits until it replayed them.
+#[tokio::test]
+async fn the_next_restart_waits_for_the_restarted_member_to_catch_up() {
+    use fedstate_mongo_agent::decide;
+    use fedstate_mongo_agent::rollout::{self, PodRollout, RolloutStep};
+    let sim = manual_sim();
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        hosts.push(sim.serve_new("127.0.0.1").await.unwrap());
+    }
+    let agent = Agent::new(&sim, goal(entries(&hosts, |_| "a"), &hosts, true));
+    let known = BTreeSet::new();
+    converge_all(&sim, &[&agent], &known).await;
+    let all: BTreeSet<String> = hosts.iter().cloned().collect();
+    let primary = sim.world().set("rs").unwrap().primary.clone().unwrap();
+    let restarted = hosts.iter().find(|h| **h != primary).unwrap().clone();
+    // Another cluster's agent restarted `restarted`: down for 30 s of writes, then back.
+    sim.world().set_up(&restarted, false);
+    for _ in 0..30 {
+        sim.world().tick();
+    }
+    sim.world().set_up(&restarted, true);
+    let pods: Vec<PodRollout> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| PodRollout {
+            pod: format!("m-{i}-0"),
+            index: Some(i as i32),
+            host: h.clone(),
+            outdated: *h != restarted,
+            ready: true,
+        })
+        .collect();
+    let obs = agent.admin.observe("rs", &all).await.unwrap();
+    assert_eq!(
+        obs.observed.state(&restarted),
+        fedstate_mongo_agent::planner::MemberState::Secondary,
+        "back and SECONDARY: the old rule would restart the next member now"
+    );
+    let step = rollout::next_restart(&pods, &decide::voters(&obs), obs.primary.as_deref());
+    assert!(
+        matches!(&step, RolloutStep::Wait(why) if why.contains(&restarted) && why.contains("behind")),
+        "{step:?}"
+    );
+    // It replays what it missed (sync_ticks later): the next member may go.
+    sim.world().tick();
+    sim.world().tick();
+    let obs = agent.admin.observe("rs", &all).await.unwrap();
+    let step = rollout::next_restart(&pods, &decide::voters(&obs), obs.primary.as_deref());
+    assert!(matches!(step, RolloutStep::Restart { .. }), "{step:?}");
+}
+
 #[tokio::test]
 async fn the_first_user_is_created_in_the_primarys_pod_and_passwords_rotate() {
     let sim = manual_sim();

@@ -396,6 +396,33 @@ struct Runtime {
     state: i32,
     synced_at: u64,
     barred_until: u64,
+    /// The last write it applied: `(tick, term)`; `(0, -1)` for none yet (initial sync).
+    applied: (u64, i64),
+    /// A restarted member replays what it missed until this tick (it is SECONDARY meanwhile).
+    catch_up_at: u64,
+}
+
+/// Optime seconds of tick 0: one tick is one second of optime (2026-01-01T00:00:00Z, fixed so
+/// that tests are deterministic).
+const OPTIME_EPOCH_SECONDS: u32 = 1_767_225_600;
+
+/// `members[].optime` and `optimeDate` as mongod reports them: `{ts: Timestamp, t: term}`;
+/// `Timestamp(0, 0)`, term -1 and the epoch for a member with none (down, in initial sync).
+fn optime_fields(applied: Option<(u64, i64)>) -> (Document, bson::DateTime) {
+    match applied.filter(|(_, t)| *t >= 0) {
+        Some((tick, term)) => {
+            let seconds =
+                OPTIME_EPOCH_SECONDS.saturating_add(u32::try_from(tick).unwrap_or(u32::MAX));
+            (
+                doc! {"ts": bson::Timestamp { time: seconds, increment: 1 }, "t": term},
+                bson::DateTime::from_millis(i64::from(seconds) * 1000),
+            )
+        }
+        None => (
+            doc! {"ts": bson::Timestamp { time: 0, increment: 0 }, "t": -1i64},
+            bson::DateTime::from_millis(0),
+        ),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -557,8 +584,27 @@ impl World {
     /// Bring a node up (its pod Running and its cluster up). A node keeps its data (set
     /// membership) while down, like a pod whose PVC survives.
     pub fn set_up(&mut self, host: &str, up: bool) {
+        let was = self.is_up(host);
         self.nodes.entry(host.to_owned()).or_default().up = up;
+        self.restarted(host, was);
         self.recompute();
+    }
+
+    /// A member that comes back (its pod recreated, its cluster back) is SECONDARY at once but
+    /// replays the writes it missed: its optime stays where it stopped for `sync_ticks` more
+    /// ticks (mongod: "a member that rejoins ... catches up from the oplog of its sync source").
+    fn restarted(&mut self, host: &str, was_up: bool) {
+        if was_up || !self.is_up(host) {
+            return;
+        }
+        let at = self.now + self.settings.sync_ticks;
+        let id = self.nodes.get(host).and_then(|n| n.set);
+        if let Some(rt) = id
+            .and_then(|id| self.sets.get_mut(&id))
+            .and_then(|s| s.runtime.get_mut(host))
+        {
+            rt.catch_up_at = at;
+        }
     }
 
     /// Make `host` stop answering anything but `hello`/`isMaster` (as a mongod whose storage
@@ -582,6 +628,7 @@ impl World {
             parts.next().unwrap_or(0),
         );
         let fcv = self.set_of(host).map(|s| s.fcv);
+        let was = self.is_up(host);
         let node = self.nodes.entry(host.to_owned()).or_default();
         node.version = Some(v);
         node.start_failure = fcv.filter(|f| !runs_with(v, *f)).map(|(a, b)| {
@@ -590,6 +637,7 @@ impl World {
                 v.0, v.1, v.2, series_name(series(v))
             )
         });
+        self.restarted(host, was);
         self.recompute();
     }
 
@@ -649,6 +697,21 @@ impl World {
                     && now >= rt.synced_at
                 {
                     rt.state = if m.arbiter_only { ARBITER } else { SECONDARY };
+                }
+            }
+            // The primary writes every tick (mongod's primary writes a no-op at least every
+            // 10 s even without clients); a data-bearing SECONDARY that is up applies every
+            // write at once, unless it is still replaying what it missed while it was down.
+            if let Some(p) = set.primary.clone() {
+                let write = (now, set.term);
+                for m in set.config.members.iter().filter(|m| !m.arbiter_only) {
+                    let up = self.nodes.get(&m.host).is_some_and(Node::running);
+                    if let Some(rt) = set.runtime.get_mut(&m.host)
+                        && up
+                        && (m.host == p || (rt.state == SECONDARY && now >= rt.catch_up_at))
+                    {
+                        rt.applied = write;
+                    }
                 }
             }
             // 4.4+: once a newly added member finished its initial sync, the primary removes
@@ -1200,6 +1263,12 @@ impl World {
                     state,
                     synced_at: self.now + self.settings.sync_ticks,
                     barred_until: 0,
+                    applied: if state == STARTUP2 {
+                        (0, -1)
+                    } else {
+                        (self.now, 0)
+                    },
+                    catch_up_at: 0,
                 },
             );
             if let Some(n) = self.nodes.get_mut(&m.host) {
@@ -1289,6 +1358,12 @@ impl World {
                     "syncSourceHost": sync,
                     "configVersion": set.config.version as i32,
                 };
+                if !m.arbiter_only {
+                    let applied = set.runtime.get(&m.host).map(|r| r.applied);
+                    let (optime, date) = optime_fields(applied.filter(|_| state != DOWN));
+                    d.insert("optime", optime);
+                    d.insert("optimeDate", date);
+                }
                 if m.host == node {
                     d.insert("self", true);
                 }
@@ -1547,6 +1622,8 @@ impl World {
                         state: STARTUP2,
                         synced_at: self.now + self.settings.sync_ticks,
                         barred_until: 0,
+                        applied: (0, -1),
+                        catch_up_at: 0,
                     },
                 );
             }
@@ -2620,6 +2697,60 @@ mod rule_tests {
             .collect();
         assert_eq!(down.len(), 2);
         assert_eq!(down[0].get_f64("health").unwrap(), 0.0);
+    }
+
+    /// replSetGetStatus (manual, `replSetGetStatus` output: `members[].optime` `{ts, t}` and
+    /// `optimeDate`; none for an arbiter; `Timestamp(0, 0)`, `t: -1` for an unreachable
+    /// member; `rs.printSecondaryReplicationInfo()` measures lag as the primary's optimeDate
+    /// minus the member's): a member that comes back after a restart is SECONDARY at once but
+    /// behind the primary until it replayed what it missed.
+    #[test]
+    fn optimes_show_a_restarted_member_behind_the_primary_until_it_caught_up() {
+        let (mut w, mut s) = initiated(3);
+        let optime = |w: &mut World, s: &mut Session, i: u16| {
+            let st = w.handle(&h(0), s, &doc! {"replSetGetStatus": 1});
+            let m = st
+                .get_array("members")
+                .unwrap()
+                .iter()
+                .filter_map(Bson::as_document)
+                .find(|m| m.get_str("name").unwrap() == h(i))
+                .unwrap()
+                .clone();
+            let o = m.get_document("optime").unwrap();
+            let ts = o.get_timestamp("ts").unwrap();
+            assert_eq!(
+                m.get_datetime("optimeDate").unwrap().timestamp_millis(),
+                i64::from(ts.time) * 1000
+            );
+            (
+                m.get_i32("state").unwrap(),
+                ts.time,
+                o.get_i64("t").unwrap(),
+            )
+        };
+        w.tick();
+        let (_, p0, t) = optime(&mut w, &mut s, 0);
+        assert!(t >= 1);
+        assert_eq!(
+            optime(&mut w, &mut s, 2).1,
+            p0,
+            "a healthy secondary keeps up"
+        );
+        w.set_up(&h(2), false);
+        assert_eq!(optime(&mut w, &mut s, 2), (DOWN, 0, -1));
+        for _ in 0..5 {
+            w.tick();
+        }
+        w.set_up(&h(2), true);
+        let (state, behind, _) = optime(&mut w, &mut s, 2);
+        let primary = optime(&mut w, &mut s, 0).1;
+        assert_eq!(state, SECONDARY);
+        assert_eq!(primary - behind, 5, "it missed five seconds of writes");
+        // sync_ticks (1) later it has caught up.
+        w.tick();
+        w.tick();
+        assert_eq!(optime(&mut w, &mut s, 2).1, optime(&mut w, &mut s, 0).1);
     }
 
     /// New members go through STARTUP2 (initial sync) before they are SECONDARY.

@@ -26,7 +26,7 @@ use crate::controller::Settings;
 use crate::converge::{Outcome, SetGoal, UserChanges, Users};
 use crate::gather::Seen;
 use crate::pacing::Requeue;
-use crate::planner::{Desired, ForceOptIn};
+use crate::planner::{Desired, ForceOptIn, RsConfig};
 use crate::replset::{Login, Observation, Password};
 use crate::resources::{self, MemberAddressing, ResourceError, is_arbiter, member_index_of};
 use crate::rollout::{self, PodRollout, RolloutStep, Voter};
@@ -205,6 +205,18 @@ pub fn objects(
     };
     let members = members(&seen.services, &seen.pods, &settings.addressing);
     let hosts = hosts(mdb, seen, &members, settings.cluster_name.as_deref());
+    // A new monitor password rolls the members so their exporters log in with it.
+    let statefulsets = resources::stamp_exporter_login(
+        mdb,
+        desired.statefulsets,
+        credentials
+            .as_ref()
+            .and_then(|d| d.get(resources::CLUSTER_MONITOR_PASSWORD_KEY))
+            .map(|v| String::from_utf8_lossy(&v.0))
+            .as_deref(),
+        &seen.statefulsets,
+    );
+    let statefulsets = record_member_hosts(statefulsets, &members, &seen.statefulsets);
     Ok(Objects {
         secrets,
         config_map: desired.config_map,
@@ -213,17 +225,7 @@ pub fn objects(
         } else {
             Vec::new()
         },
-        // A new monitor password rolls the members so their exporters log in with it.
-        statefulsets: resources::stamp_exporter_login(
-            mdb,
-            desired.statefulsets,
-            credentials
-                .as_ref()
-                .and_then(|d| d.get(resources::CLUSTER_MONITOR_PASSWORD_KEY))
-                .map(|v| String::from_utf8_lossy(&v.0))
-                .as_deref(),
-            &seen.statefulsets,
-        ),
+        statefulsets,
         ignored_config: desired.ignored_config,
         users: users(
             mdb,
@@ -505,20 +507,30 @@ pub fn after_step(
     now: Timestamp,
 ) -> AfterStep {
     let name = mdb.name_any();
-    let (restart, step_down, departed) = match &set.observation {
+    let (restart, step_down, leaving) = match &set.observation {
         Some(obs) => {
             let (restart, step_down) = match restart_step(mdb, seen, &objects.members, obs) {
                 RolloutStep::Restart { pod } => (Some(pod), None),
                 RolloutStep::StepDown { host } => (None, Some(host)),
                 RolloutStep::Wait(_) | RolloutStep::Done => (None, None),
             };
-            (restart, step_down, departed(seen, objects, obs))
+            let wanted: BTreeSet<String> =
+                objects.statefulsets.iter().map(|s| s.name_any()).collect();
+            let leaving = obs
+                .observed
+                .config
+                .as_ref()
+                .map(|c| unwanted(&seen.statefulsets, &wanted, &objects.members, c));
+            (restart, step_down, leaving)
         }
-        None => (None, None, Vec::new()),
+        None => (None, None, None),
     };
+    let (departed, retained) = leaving
+        .map(|u| (u.departed, Some(u.retained)))
+        .unwrap_or_default();
     let delete_claims = departed
         .iter()
-        .filter(|d| d.left_config && !d.arbiter)
+        .filter(|d| !d.arbiter)
         .map(|d| resources::data_claim_name(&d.statefulset))
         .collect();
     let delete = departed.into_iter().map(|d| d.statefulset).collect();
@@ -540,6 +552,7 @@ pub fn after_step(
         ignored_config: &objects.ignored_config,
         version: Some(&objects.version.progress),
         revision: rolled_revision(mdb, seen, &objects.members),
+        retained: retained.as_deref(),
     };
     let mut events: Vec<Note> = set
         .outcome
@@ -694,40 +707,82 @@ pub fn voters(obs: &Observation) -> BTreeMap<String, Voter> {
         .collect()
 }
 
-/// StatefulSets the object no longer wants whose member is not in the set's config (a member is
-/// removed from the set first, then its workload).
-/// A StatefulSet of a member that is no longer wanted and not in the config.
+/// A StatefulSet the object no longer wants whose member is not in the set's config (a member
+/// is removed from the set first, then its workload).
 #[derive(Debug)]
 struct Departed {
     statefulset: String,
     arbiter: bool,
-    /// Its address is known and not in the config (else it could not be resolved at all).
-    left_config: bool,
 }
 
-fn departed(seen: &Seen, objects: &Objects, obs: &Observation) -> Vec<Departed> {
-    let Some(config) = &obs.observed.config else {
-        return Vec::new();
+/// What becomes of the StatefulSets the object no longer wants.
+#[derive(Debug, Default)]
+struct Unwanted {
+    /// Their member's address is known and not in the config: deleted.
+    departed: Vec<Departed>,
+    /// Their member's address cannot be resolved (no Service with a NodePort, none recorded on
+    /// the StatefulSet): whether the member left the set cannot be told, so they are kept and
+    /// the status says so. Never deleted for that reason.
+    retained: Vec<String>,
+}
+
+/// A member StatefulSet's address: from its Service, else the one it recorded
+/// ([`resources::MEMBER_HOST_ANNOTATION`]).
+fn member_host<'a>(s: &'a StatefulSet, members: &'a Members) -> Option<&'a str> {
+    let live = if is_arbiter(s.labels()) {
+        members.arbiter.as_ref()
+    } else {
+        member_index_of(s.labels()).and_then(|i| members.addresses.get(&i))
     };
+    live.map(String::as_str).or_else(|| recorded_host(s))
+}
+
+fn recorded_host(s: &StatefulSet) -> Option<&str> {
+    s.annotations()
+        .get(resources::MEMBER_HOST_ANNOTATION)
+        .map(String::as_str)
+}
+
+/// Each StatefulSet records its member's address while the Service gives it, and keeps the
+/// recorded one while it does not (server-side apply would drop an annotation no longer set), so
+/// a StatefulSet whose Service went first can still be told to have left the set.
+fn record_member_hosts(
+    mut statefulsets: Vec<StatefulSet>,
+    members: &Members,
+    seen: &[StatefulSet],
+) -> Vec<StatefulSet> {
+    for s in &mut statefulsets {
+        let previous = seen.iter().find(|o| o.name_any() == s.name_any());
+        let host = member_host(s, members)
+            .or_else(|| previous.and_then(recorded_host))
+            .map(str::to_owned);
+        if let Some(h) = host {
+            s.annotations_mut()
+                .insert(resources::MEMBER_HOST_ANNOTATION.to_owned(), h);
+        }
+    }
+    statefulsets
+}
+
+fn unwanted(
+    seen: &[StatefulSet],
+    wanted: &BTreeSet<String>,
+    members: &Members,
+    config: &RsConfig,
+) -> Unwanted {
     let in_config: BTreeSet<&str> = config.members.iter().map(|m| m.host.as_str()).collect();
-    let wanted: BTreeSet<String> = objects.statefulsets.iter().map(|s| s.name_any()).collect();
-    seen.statefulsets
-        .iter()
-        .filter(|s| !wanted.contains(&s.name_any()))
-        .filter_map(|s| {
-            let arbiter = is_arbiter(s.labels());
-            let addr = if arbiter {
-                objects.members.arbiter.as_ref()
-            } else {
-                member_index_of(s.labels()).and_then(|i| objects.members.addresses.get(&i))
-            };
-            (!addr.is_some_and(|a| in_config.contains(a.as_str()))).then(|| Departed {
+    let mut out = Unwanted::default();
+    for s in seen.iter().filter(|s| !wanted.contains(&s.name_any())) {
+        match member_host(s, members) {
+            Some(h) if in_config.contains(h) => {}
+            Some(_) => out.departed.push(Departed {
                 statefulset: s.name_any(),
-                arbiter,
-                left_config: addr.is_some(),
-            })
-        })
-        .collect()
+                arbiter: is_arbiter(s.labels()),
+            }),
+            None => out.retained.push(s.name_any()),
+        }
+    }
+    out
 }
 
 /// The user's opt-in (`<generation>/<configVersion>`, [`FORCE_RECONFIG_ANNOTATION`]) as the
@@ -802,6 +857,73 @@ pub fn leaving_goal(mdb: &MongoDB, seen: &Seen, settings: &Settings) -> Option<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sts(index: Option<i32>, recorded: Option<&str>) -> StatefulSet {
+        let mut s = StatefulSet::default();
+        let labels = s.labels_mut();
+        match index {
+            Some(i) => {
+                labels.insert(fedstate_api::names::LABEL_MEMBER_ROLE.into(), "data".into());
+                labels.insert(
+                    fedstate_api::names::LABEL_MEMBER_INDEX.into(),
+                    i.to_string(),
+                );
+                s.metadata.name = Some(format!("db-mongodb-{i}"));
+            }
+            None => {
+                labels.insert(
+                    fedstate_api::names::LABEL_MEMBER_ROLE.into(),
+                    "arbiter".into(),
+                );
+                s.metadata.name = Some("db-mongodb-arbiter".into());
+            }
+        }
+        if let Some(h) = recorded {
+            s.annotations_mut()
+                .insert(resources::MEMBER_HOST_ANNOTATION.into(), h.into());
+        }
+        s
+    }
+
+    /// Issue 15: a StatefulSet whose member's address cannot be resolved (its Service is gone
+    /// and no address was recorded) is never deleted for that reason: it is kept and reported.
+    /// One whose Service went first but that recorded its address is judged by that address;
+    /// one still in the config waits.
+    #[test]
+    fn an_unresolvable_member_workload_is_kept_and_reported_never_deleted() {
+        let config = RsConfig {
+            name: "rs".into(),
+            version: 5,
+            members: vec![crate::planner::RsMember {
+                id: 0,
+                host: "vip:30000".into(),
+                votes: 1,
+                priority: 1,
+                arbiter_only: false,
+            }],
+        };
+        let members = Members {
+            addresses: BTreeMap::from([(0, "vip:30000".to_owned())]),
+            ..Default::default()
+        };
+        let seen = vec![
+            sts(Some(0), None),
+            sts(Some(1), None),
+            sts(Some(2), Some("vip:30002")),
+            sts(Some(3), Some("vip:30000")),
+            sts(None, None),
+        ];
+        let wanted = BTreeSet::new();
+        let u = unwanted(&seen, &wanted, &members, &config);
+        let departed: Vec<&str> = u.departed.iter().map(|d| d.statefulset.as_str()).collect();
+        assert_eq!(departed, ["db-mongodb-2"], "{u:?}");
+        assert_eq!(u.retained, ["db-mongodb-1", "db-mongodb-arbiter"]);
+        // Applied StatefulSets record the address while the Service gives it, and keep it after.
+        let recorded = record_member_hosts(vec![sts(Some(0), None)], &members, &[]);
+        assert_eq!(recorded_host(&recorded[0]), Some("vip:30000"));
+        let kept = record_member_hosts(vec![sts(Some(0), None)], &Members::default(), &recorded);
+        assert_eq!(recorded_host(&kept[0]), Some("vip:30000"));
+    }
 
     /// Issue 13: an outdated arbiter pod was never restarted (`restart_step` only looked at pods
     /// with a member index). Now it is found, and rolled first once every voter is healthy and

@@ -470,6 +470,11 @@ fn mongod_container(
 /// scrape unless `--mongodb.global-conn-pool` is given, which we do not.
 pub const EXPORTER_LOGIN_ANNOTATION: &str = "middleware.fedstate.io/exporter-login";
 
+/// On a member's StatefulSet: the member's address (`<vip>:<nodePort>`), recorded while its
+/// Service gives it, so the agent can still tell whether the member left the replica set after
+/// the Service is gone (a StatefulSet is deleted only once its member is out of the config).
+pub const MEMBER_HOST_ANNOTATION: &str = "middleware.fedstate.io/member-host";
+
 /// The digest [`EXPORTER_LOGIN_ANNOTATION`] carries: SHA-256 over the object's uid, the user and
 /// the password (the uid keeps equal passwords of two objects from looking equal). Never the
 /// password; generated monitor passwords are 32 random alphanumeric characters, out of reach of

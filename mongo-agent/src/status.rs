@@ -27,6 +27,9 @@ pub const DEGRADED: &str = "Degraded";
 pub const QUORUM_LOST: &str = "QuorumLost";
 pub const SCALING: &str = "ScalingInProgress";
 pub const CONFIG_VALID: &str = "ConfigValid";
+/// True while StatefulSets the object no longer wants are kept because their member's address
+/// cannot be resolved (whether the member left the set cannot be told).
+pub const WORKLOAD_RETAINED: &str = "WorkloadRetained";
 /// True while a version change is under way; False with `Refused` when MongoDB does not
 /// support the change `spec.image` asks for (the message says what to do).
 pub const VERSION_UPGRADE: &str = "VersionUpgrade";
@@ -52,6 +55,9 @@ pub struct Observation<'a> {
     /// The pod revision every own member runs (`status.currentRevision`; `None`: not one yet).
     /// The manager rolls the next cluster only once it is the one it gave this cluster.
     pub revision: Option<String>,
+    /// Unwanted StatefulSets kept because their member's address is unknown (`None`: not
+    /// looked at in this reconcile).
+    pub retained: Option<&'a [String]>,
 }
 
 fn cond(
@@ -160,6 +166,20 @@ pub fn compute(
         Some(Progress::Refused(why)) => {
             set(cond(VERSION_UPGRADE, false, "Refused", why.clone(), g))
         }
+        None => {}
+    }
+    match o.retained {
+        Some([]) => set(cond(WORKLOAD_RETAINED, false, "NoneRetained", "", g)),
+        Some(kept) => set(cond(
+            WORKLOAD_RETAINED,
+            true,
+            "MemberAddressUnknown",
+            format!(
+                "StatefulSets {} are no longer wanted, but their member's address cannot be resolved (no Service with a NodePort, none recorded on the StatefulSet), so the agent cannot tell whether the member left the replica set and keeps them; restore the member's Service, or delete the StatefulSet by hand once rs.conf() no longer lists the member",
+                kept.join(", ")
+            ),
+            g,
+        )),
         None => {}
     }
     if sick.is_empty() {
@@ -304,6 +324,36 @@ mod tests {
         );
         assert_eq!(s.replset.len(), 3);
         assert_eq!(s.observed_generation, Some(3));
+    }
+
+    /// A workload kept because its member's address is unknown is named, with what to do.
+    #[test]
+    fn a_retained_workload_is_reported_until_it_is_resolved() {
+        let kept = ["demo-mongodb-4".to_owned()];
+        let o = Observation {
+            name: "demo",
+            outcome: Some(Ok(Outcome::Done)),
+            retained: Some(&kept),
+            ..Default::default()
+        };
+        let s = compute(None, &o, Timestamp::UNIX_EPOCH);
+        let c = find(&s, WORKLOAD_RETAINED);
+        assert!(c.is_true());
+        let message = c.message.as_ref().unwrap();
+        assert!(
+            message.contains("demo-mongodb-4") && message.contains("restore the member's Service")
+        );
+        let o = Observation {
+            retained: Some(&[]),
+            ..o
+        };
+        assert!(
+            !find(
+                &compute(Some(&s), &o, Timestamp::UNIX_EPOCH),
+                WORKLOAD_RETAINED
+            )
+            .is_true()
+        );
     }
 
     #[test]

@@ -83,6 +83,11 @@ impl OurProcess {
         self
     }
 
+    /// Its process id (for reading `/proc/<pid>`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Still running?
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -17,6 +17,9 @@
 //! 5. Killing a member moves only that member's share to the survivors, with the Failover reason
 //!    and QuorumAtRisk; an object whose members cannot fit on the survivors keeps its placement
 //!    and says why.
+//! 6. A member whose estimator hangs (accepts the call, never answers), then one whose estimator
+//!    answers garbage (a negative count that is not Karmada's −1), costs only that member its
+//!    accurate answer: the object is placed within the estimator budget, not stalled.
 //!
 //! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
 
@@ -36,6 +39,8 @@ use fedstate_e2e::harness::{apply_json, eventually, propagation_policy_resource}
 use fedstate_e2e::scenarios;
 use fedstate_e2e::stack;
 use fedstate_e2e::suite::{Env, Suite};
+use fedstate_estimator_client::proto::pb;
+use fedstate_estimator_client::proto::service::estimator_server::{Estimator, EstimatorServer};
 use fedstate_local::{Federation, member_name};
 use fedstate_scheduler::service;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -58,6 +63,7 @@ fn main() -> std::process::ExitCode {
             scaling_changes_exactly_the_difference,
             deployment_naming_us_is_scheduled_by_us,
             unreachable_estimator_falls_back,
+            hung_or_garbage_estimator_falls_back_without_stalling,
             lost_member_moves_only_its_share,
         ])
         .teardown(|env| Box::pin(teardown(env)))
@@ -524,6 +530,157 @@ async fn unreachable_estimator_falls_back(env: &Env<Scheduler>) {
     let restore = json!({"spec": {"ports": [{"name": "grpc-or-https", "port": port, "protocol": "TCP", "targetPort": fed.estimator_address(member).port()}]}});
     services
         .patch(&svc_name, &PatchParams::default(), &Patch::Merge(&restore))
+        .await
+        .expect("restore estimator service");
+}
+
+/// How a faulty estimator misbehaves.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Takes the call and never answers.
+    Hang,
+    /// Answers every call with this count.
+    Garbage(i32),
+}
+
+#[tonic::async_trait]
+impl Estimator for Fault {
+    async fn max_available_replicas(
+        &self,
+        _r: tonic::Request<pb::MaxAvailableReplicasRequest>,
+    ) -> Result<tonic::Response<pb::MaxAvailableReplicasResponse>, tonic::Status> {
+        match *self {
+            Fault::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Err(tonic::Status::deadline_exceeded("hung"))
+            }
+            Fault::Garbage(n) => Ok(tonic::Response::new(pb::MaxAvailableReplicasResponse {
+                max_replicas: n,
+            })),
+        }
+    }
+
+    async fn max_available_component_sets(
+        &self,
+        _r: tonic::Request<pb::MaxAvailableComponentSetsRequest>,
+    ) -> Result<tonic::Response<pb::MaxAvailableComponentSetsResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("faulty estimator"))
+    }
+
+    async fn get_unschedulable_replicas(
+        &self,
+        _r: tonic::Request<pb::UnschedulableReplicasRequest>,
+    ) -> Result<tonic::Response<pb::UnschedulableReplicasResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::UnschedulableReplicasResponse {
+            unschedulable_replicas: 0,
+        }))
+    }
+}
+
+/// A faulty estimator on loopback with the federation's serving certificate and mutual TLS, as
+/// the real ones; its port. Served until `stop`.
+async fn serve_faulty(fed: &Federation, fault: Fault, stop: CancellationToken) -> u16 {
+    use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+    let pki = fedstate_local::pki::Pki::at(fed.run_dir().join("pki"));
+    let read = |p: std::path::PathBuf| {
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            read(pki.server_cert()),
+            read(pki.server_key()),
+        ))
+        .client_ca_root(Certificate::from_pem(read(pki.ca_cert())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the faulty estimator");
+    let port = listener.local_addr().expect("its address").port();
+    let server = Server::builder()
+        .tls_config(tls)
+        .expect("faulty estimator TLS")
+        .add_service(EstimatorServer::new(fault));
+    tokio::spawn(async move {
+        let _ = server
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                stop.cancelled_owned(),
+            )
+            .await;
+    });
+    port
+}
+
+async fn hung_or_garbage_estimator_falls_back_without_stalling(env: &Env<Scheduler>) {
+    let (fed, karmada) = (&env.fed, &env.karmada);
+    // As in the unreachable case: only member 2's nodes are in the pool, so member 1's estimator
+    // answers 0; member 3's estimator is replaced by a faulty one, and only its general estimate
+    // (which cannot see node labels) may stand in, for member 3 alone.
+    pool_on(fed, &[2]).await;
+    let member = fed.members();
+    let services: Api<Service> = Api::namespaced(karmada.clone(), "karmada-system");
+    let svc_name = format!("karmada-scheduler-estimator-{}", member_name(member));
+    let port = fedstate_local::ESTIMATOR_SERVICE_PORT;
+    let target = |p: u16| json!({"spec": {"ports": [{"name": "grpc-or-https", "port": port, "protocol": "TCP", "targetPort": p}]}});
+    // Each case its own CPU request: a new shape, so no cached answer of member 3 is used.
+    for (fault, cpu) in [(Fault::Hang, "111m"), (Fault::Garbage(-987_654), "112m")] {
+        let stop = CancellationToken::new();
+        let faulty = serve_faulty(fed, fault, stop.clone()).await;
+        services
+            .patch(
+                &svc_name,
+                &PatchParams::default(),
+                &Patch::Merge(&target(faulty)),
+            )
+            .await
+            .expect("point the estimator service at the faulty estimator");
+        let name = match fault {
+            Fault::Hang => "hung-estimator",
+            Fault::Garbage(_) => "garbage-estimator",
+        };
+        let mut obj = sample("multicloudmongodb-minimal.yaml", name);
+        obj["spec"]["replicaset"] = json!(3);
+        obj["spec"]["resource"] = json!({"requests": {"cpu": cpu, "memory": "128Mi"}, "limits": {"cpu": cpu, "memory": "128Mi"}});
+        obj["spec"]["spreadConstraints"] = json!({"nodeSelect": {POOL_LABEL: "a"}});
+        let started = std::time::Instant::now();
+        apply_json(karmada, &mcm_resource(), obj).await;
+        let (_, r) = placement_of(
+            karmada,
+            name,
+            &format!("placed despite a {fault:?} estimator"),
+            |_| true,
+        )
+        .await;
+        let took = started.elapsed();
+        let placed = per_cluster(&r);
+        eprintln!(
+            "  placed {:.1}s after create with {}'s estimator {fault:?}: {}",
+            took.as_secs_f32(),
+            member_name(member),
+            r.summary()
+        );
+        // The scheduler's flags: 2 s per estimator call, 4 s for all of them; the rest is the
+        // watch and two writes. A scheduler that waited for the hung call would not place at all.
+        assert!(
+            took < Duration::from_secs(20),
+            "{fault:?}: placed only after {took:?}: the faulty estimator stalled the decision"
+        );
+        assert!(
+            !placed.contains_key(&member_name(1)),
+            "{fault:?}: member1's own estimator still says 0 for the pool: {r:?}"
+        );
+        assert!(
+            placed.contains_key(&member_name(member)),
+            "{fault:?}: the faulty member counts with its general estimate: {r:?}"
+        );
+        assert_eq!(placed.values().sum::<i32>(), 3, "{fault:?}: {r:?}");
+        stop.cancel();
+    }
+    services
+        .patch(
+            &svc_name,
+            &PatchParams::default(),
+            &Patch::Merge(&target(fed.estimator_address(member).port())),
+        )
         .await
         .expect("restore estimator service");
 }

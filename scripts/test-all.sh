@@ -21,8 +21,10 @@
 #                       manager and agents as processes, on its own federation): fails if an
 #                       object does not converge within 150 s or a process's RSS grows more than
 #                       10 % from the second quarter to the last; skipped with the e2e tier.
-#                       Not in the default stages (SOAK_TIME); run it with
-#                       `scripts/test-all.sh soak`
+#                       Not in the default stages: it took 312 s here (2026-12-01: 20 s
+#                       federation, 275 s of churn until the last cycle ended, teardown), over
+#                       the 4 minutes CI may add, and its RSS verdict is red today
+#                       (benches/README.md, "Soak test"). Run it with `scripts/test-all.sh soak`
 #   8. real mongod      only when FEDSTATE_MONGOD points at a mongod binary; otherwise skipped
 #
 # Stages can be picked: `scripts/test-all.sh unit e2e`. Default: all but bench and soak.

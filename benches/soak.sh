@@ -5,7 +5,7 @@
 # end. Extra arguments go to soak (see `soak --help`; `--smoke` is the CI version).
 #
 #   benches/soak.sh                   # full size: 200 MultiCloudMongoDBs + 2,000 bindings, 30 min
-#   benches/soak.sh --smoke           # CI: 20 + 200, 3 minutes of rounds
+#   benches/soak.sh --smoke           # CI: 5 + 200, 5 minutes of churn
 #
 # Only one local federation may run on a machine at a time: on a shared machine take its lock,
 # e.g. `flock /tmp/fedstate-e2e.lock benches/soak.sh --smoke`.

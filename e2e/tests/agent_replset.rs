@@ -122,6 +122,18 @@ async fn single_cluster_sample_becomes_a_working_set(member: &kube::Client, sim:
     let api: Api<MongoDB> = Api::namespaced(member.clone(), NS);
     let mut seed: Value = serde_yaml::from_str(SEED).expect("seed");
     seed["metadata"]["namespace"] = json!(NS);
+    // The test bed's members have two nodes and scenario 2 runs three members in one cluster, so
+    // the set asks only to prefer distinct nodes (by default data members require them), as a
+    // user with a small cluster would.
+    seed["spec"]["podSpec"]["affinity"] = json!({"podAntiAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": {
+                "labelSelector": {"matchLabels": fedstate_api::names::managed_labels(NAME)},
+                "topologyKey": "kubernetes.io/hostname",
+            },
+        }],
+    }});
     let obj: MongoDB = serde_json::from_value(seed).expect("seed parses");
     api.patch(
         NAME,

@@ -270,6 +270,27 @@ fn member_names(name: &str, index: Option<i32>) -> (String, BTreeMap<String, Str
     }
 }
 
+/// Where a member's pod may run unless the spec gives its own affinity. Data members of one set
+/// never share a node (required): one node failure must not take two voters, and the scheduler's
+/// node-spread bound (at most one data member per ready node) assumes it. The arbiter only
+/// prefers a node without a data member of its set, so it never blocks a data member's node.
+fn default_affinity(name: &str, arbiter: bool) -> serde_json::Value {
+    let mut data_members = managed_labels(name);
+    data_members.insert(LABEL_MEMBER_ROLE.to_owned(), ROLE_DATA.to_owned());
+    let term = json!({
+        "labelSelector": {"matchLabels": data_members},
+        "topologyKey": "kubernetes.io/hostname",
+    });
+    if arbiter {
+        json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": term,
+        }]}})
+    } else {
+        json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}})
+    }
+}
+
 /// The PVC a data member's StatefulSet `sts` creates for its one pod (`data-<sts>-0`).
 pub fn data_claim_name(sts: &str) -> String {
     format!("data-{sts}-0")
@@ -306,14 +327,7 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
     let pod_spec = spec.pod_spec.clone().unwrap_or_default();
     let affinity = match &pod_spec.affinity {
         Some(a) => serde_json::to_value(a)?,
-        // Members of one set on different nodes, preferably (kwok and small clusters may have few).
-        None => json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-            "weight": 100,
-            "podAffinityTerm": {
-                "labelSelector": {"matchLabels": managed_labels(&name)},
-                "topologyKey": "kubernetes.io/hostname",
-            },
-        }]}}),
+        None => default_affinity(&name, arbiter),
     };
     let security = match &pod_spec.security_context {
         Some(s) => serde_json::to_value(s)?,
@@ -988,6 +1002,66 @@ mod tests {
             .filter(|l| l.votes == 1)
             .count();
         assert_eq!(voters, 7);
+    }
+
+    /// One node failure must not take two voters: data members of a set repel each other by
+    /// hostname (required), and the arbiter only prefers a node without one, so it never takes a
+    /// data member's node. A user's own affinity replaces ours.
+    #[test]
+    fn data_members_never_share_a_node_and_the_arbiter_only_prefers_not_to() {
+        let mut m = sample();
+        m.spec.members = 2;
+        m.spec.arbiter = Some(true);
+        let anti = |m: &MongoDB, index: Option<i32>| {
+            let sts = member_statefulset(m, index).unwrap();
+            let pod = sts.spec.unwrap().template.spec.unwrap();
+            pod.affinity.and_then(|a| a.pod_anti_affinity)
+        };
+        let data = anti(&m, Some(1)).unwrap();
+        let required = data
+            .required_during_scheduling_ignored_during_execution
+            .unwrap();
+        assert_eq!(required.len(), 1);
+        assert_eq!(required[0].topology_key, "kubernetes.io/hostname");
+        let labels = required[0]
+            .label_selector
+            .clone()
+            .unwrap()
+            .match_labels
+            .unwrap();
+        assert_eq!(labels[LABEL_MEMBER_ROLE], ROLE_DATA);
+        assert_eq!(labels[names::LABEL_INSTANCE], "mongodb-sample");
+        assert!(
+            data.preferred_during_scheduling_ignored_during_execution
+                .is_none()
+        );
+
+        let arbiter = anti(&m, None).unwrap();
+        assert!(
+            arbiter
+                .required_during_scheduling_ignored_during_execution
+                .is_none()
+        );
+        let preferred = arbiter
+            .preferred_during_scheduling_ignored_during_execution
+            .unwrap();
+        assert_eq!(
+            preferred[0].pod_affinity_term.label_selector,
+            required[0].label_selector
+        );
+
+        let own: k8s_openapi::api::core::v1::Affinity = serde_json::from_value(json!({
+            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                "weight": 1,
+                "podAffinityTerm": {"topologyKey": "topology.kubernetes.io/zone"},
+            }]}
+        }))
+        .unwrap();
+        m.spec.pod_spec = Some(fedstate_api::v1alpha1::PodSpec {
+            affinity: Some(own.clone()),
+            ..Default::default()
+        });
+        assert_eq!(anti(&m, Some(1)), own.pod_anti_affinity);
     }
 
     /// The exporter reads its password only at start (an env var from the Secret): a new

@@ -80,9 +80,11 @@ fn parse_doc<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<
 }
 
 /// Read `kubectl get clusters.cluster.karmada.io -o yaml` output (a `List`), or a single Cluster.
+/// `previous`: the placement the object has (its members count against the node bound).
 pub fn read_clusters(
     path: &Path,
     shape: &crate::adapter::capacity::MemberShape,
+    previous: Option<&PreviousPlacement>,
 ) -> Result<Vec<ClusterCandidate>, PlanError> {
     let text = read(path)?;
     let doc: serde_json::Value = parse_doc(path, &text)?;
@@ -130,7 +132,10 @@ pub fn read_clusters(
                 format!("cluster {name:?} is listed twice"),
             ));
         }
-        let candidate = cluster::candidate(&c, shape)
+        let hosted = previous
+            .and_then(|p| p.members.iter().find(|(c, _)| *c == name))
+            .map_or(0, |(_, n)| *n);
+        let candidate = cluster::candidate(&c, shape, hosted)
             .map_err(|e| invalid(path, format!("{field} ({name}).{}", e.field), e.source))?;
         out.push(candidate);
     }
@@ -169,7 +174,6 @@ pub fn load(
     let req = obj
         .placement_request()
         .map_err(|e| invalid(object, "spec", e))?;
-    let candidates = read_clusters(clusters, &shape)?;
     let previous = match previous {
         Some(p) => {
             let text = read(p)?;
@@ -190,6 +194,7 @@ pub fn load(
             })
             .transpose()?,
     };
+    let candidates = read_clusters(clusters, &shape, previous.as_ref())?;
     let generation = obj.metadata.generation.unwrap_or(1);
     Ok((
         PlanInput {

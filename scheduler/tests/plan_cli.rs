@@ -190,3 +190,46 @@ fn an_impossible_required_quorum_exits_one_with_the_reason() {
         "{out}"
     );
 }
+
+/// Members of one set go to different nodes: a cluster with one ready node gets one data member,
+/// however much room its resources have (member1 has room for 5 by resources).
+#[test]
+fn a_cluster_with_one_ready_node_gets_one_data_member() {
+    let dir = std::env::temp_dir().join(format!("fedstate-plan-nodes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(repo().join(CLUSTERS)).unwrap();
+    let mut docs: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let member1 = docs["items"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["metadata"]["name"] == "member1")
+        .unwrap();
+    member1["status"]["nodeSummary"] = serde_json::json!({"totalNum": 3, "readyNum": 1});
+    let clusters = dir.join("clusters.yaml");
+    std::fs::write(&clusters, serde_yaml::to_string(&docs).unwrap()).unwrap();
+    let (code, out, err) = plan(&[
+        "--clusters",
+        clusters.to_str().unwrap(),
+        "--object",
+        SAMPLE,
+        "--output",
+        "json",
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let placed: Vec<(String, i64)> = v["schedulerResult"]["ClusterWithReplicaset"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["cluster"].as_str().unwrap().to_owned(),
+                c["replicaset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(placed.contains(&("member1".to_owned(), 1)), "{placed:?}");
+    assert_eq!(placed.iter().map(|(_, n)| n).sum::<i64>(), 5, "{placed:?}");
+}

@@ -5,12 +5,20 @@ use fedstate_api::karmada::Cluster;
 use super::capacity::{CapacityError, MemberShape, general_estimate};
 use crate::placement::{ClusterCandidate, Taint, TaintEffect};
 
-/// The engine's view of a Cluster, with capacity from the general estimate.
-pub fn candidate(c: &Cluster, shape: &MemberShape) -> Result<ClusterCandidate, CapacityError> {
-    let capacity = general_estimate(
-        c.status.as_ref().and_then(|s| s.resource_summary.as_ref()),
-        shape,
-    )?;
+/// The engine's view of a Cluster offline, with the bounds the scheduler's own chain applies
+/// without estimators: the general estimate from the resource summary, and at most one data
+/// member of the set per ready node (`nodeSummary.readyNum`), `hosted` of them already there.
+pub fn candidate(
+    c: &Cluster,
+    shape: &MemberShape,
+    hosted: u32,
+) -> Result<ClusterCandidate, CapacityError> {
+    let status = c.status.as_ref();
+    let resources = general_estimate(status.and_then(|s| s.resource_summary.as_ref()), shape)?;
+    let nodes = status
+        .and_then(|s| s.node_summary.as_ref())
+        .map(|n| n.ready_num.max(0).unsigned_abs().saturating_sub(hosted));
+    let capacity = nodes.map_or(resources, |n| n.min(resources));
     Ok(candidate_with_capacity(c, capacity))
 }
 

@@ -929,6 +929,16 @@ mod tests {
                     .flatten()
                     .any(|m| m.name == mount.name)
             );
+            // The simulator's rule (kubelet ownership and modes, mongod's checks) agrees.
+            let pod = k8s_openapi::api::core::v1::Pod {
+                spec: Some(pod.clone()),
+                ..Default::default()
+            };
+            let path = format!("{KEYFILE_DIR}/{KEYFILE_KEY}");
+            assert_eq!(
+                fedstate_rs_sim::keyfile::check(&pod, "mongod", &path),
+                Ok(())
+            );
         }
     }
 

@@ -282,6 +282,73 @@ async fn write_mounted_files(
     Ok(())
 }
 
+/// The keyfile mongod in `pod` is started with: `--keyFile`, else `security.keyFile` of the
+/// `--config` file (read from the ConfigMap volume that holds it). `None` without one.
+async fn mongod_key_file(client: &Client, ns: &str, pod: &Pod) -> Result<Option<String>, String> {
+    let Some(spec) = &pod.spec else {
+        return Ok(None);
+    };
+    let Some(c) = spec.containers.iter().find(|c| c.name == "mongod") else {
+        return Ok(None);
+    };
+    let words: Vec<&str> = c
+        .command
+        .iter()
+        .chain(c.args.iter())
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    let after = |flag: &str| {
+        words
+            .windows(2)
+            .find(|w| w.first() == Some(&flag))
+            .and_then(|w| w.get(1).map(|v| (*v).to_owned()))
+    };
+    if let Some(k) = after("--keyFile") {
+        return Ok(Some(k));
+    }
+    let Some(config) = after("--config").or_else(|| after("-f")) else {
+        return Ok(None);
+    };
+    let Some(m) = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| config.starts_with(&format!("{}/", m.mount_path.trim_end_matches('/'))))
+    else {
+        return Err(format!("{config}: not on a mounted volume"));
+    };
+    let rel = config
+        .get(m.mount_path.trim_end_matches('/').len() + 1..)
+        .unwrap_or_default();
+    let Some(v) = spec.volumes.iter().flatten().find(|v| v.name == m.name) else {
+        return Err(format!("{config}: volume {} is not in the pod", m.name));
+    };
+    let Some((files, items, _)) = volume_files(client, ns, v).await? else {
+        return Err(format!("{config}: volume {} is not a ConfigMap", m.name));
+    };
+    let key = match items {
+        Some(items) => items.into_iter().find(|i| i.path == rel).map(|i| i.key),
+        None => Some(rel.to_owned()),
+    };
+    let Some(text) = key.and_then(|k| files.get(&k).cloned()) else {
+        return Err(format!("{config}: no such file in volume {}", m.name));
+    };
+    let conf: serde_yaml::Value =
+        serde_yaml::from_slice(&text).map_err(|e| format!("{config}: {e}"))?;
+    Ok(conf["security"]["keyFile"].as_str().map(str::to_owned))
+}
+
+/// Why mongod in `pod` would not start for its keyfile (see [`crate::keyfile`]), if it would not.
+async fn keyfile_refusal(client: &Client, pod: &Pod) -> Option<String> {
+    let ns = pod.namespace().unwrap_or_default();
+    match mongod_key_file(client, &ns, pod).await {
+        Ok(Some(path)) => crate::keyfile::check(pod, "mongod", &path).err(),
+        Ok(None) => None,
+        Err(e) => Some(e),
+    }
+}
+
 /// Keep serving what the clusters run until `stop`; with `shell`, exec into served pods works.
 pub async fn run_with_shell(
     sim: Arc<Simulator>,
@@ -296,9 +363,12 @@ pub async fn run_with_shell(
     }
     let mut served: BTreeSet<String> = BTreeSet::new();
     let mut versions: BTreeMap<String, String> = BTreeMap::new();
+    // Per pod (uid): why its mongod would refuse its keyfile, if it would.
+    let mut keyfiles: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut round: u64 = 0;
     loop {
         let mut want = BTreeSet::new();
+        let mut pod_uids = BTreeSet::new();
         for c in &clusters {
             let Some(pods) = running_pods(c).await else {
                 continue;
@@ -320,9 +390,19 @@ pub async fn run_with_shell(
                     sim.world().set_version(host, &v);
                     versions.insert(host.clone(), v);
                 }
-                // A mongod that refuses to start on its data (an FCV it cannot run with) does
-                // not listen.
-                let failure = sim.world().start_failure(host).map(str::to_owned);
+                // A mongod that refuses to start on its data (an FCV it cannot run with) or its
+                // keyfile does not listen.
+                let uid = pod.uid().unwrap_or_default();
+                pod_uids.insert(uid.clone());
+                if !keyfiles.contains_key(&uid) {
+                    let refusal = keyfile_refusal(&c.client, pod).await;
+                    keyfiles.insert(uid.clone(), refusal);
+                }
+                let failure = keyfiles
+                    .get(&uid)
+                    .cloned()
+                    .flatten()
+                    .or_else(|| sim.world().start_failure(host).map(str::to_owned));
                 match failure {
                     Some(why) if round.is_multiple_of(20) => {
                         tracing::warn!(%host, %why, "member does not start")
@@ -334,6 +414,7 @@ pub async fn run_with_shell(
                 }
             }
         }
+        keyfiles.retain(|uid, _| pod_uids.contains(uid));
         for h in served.difference(&want) {
             tracing::info!(host = %h, "member gone: no longer served");
             sim.stop(h);

@@ -16,6 +16,7 @@
 //!   `pods/exec` into them reach [`shell`], the stand-in for the image's `mongosh`/`mongo`.
 
 pub mod bridge;
+pub mod keyfile;
 pub mod scram;
 pub mod server;
 pub mod shell;

@@ -291,13 +291,7 @@ async fn mongod_key_file(client: &Client, ns: &str, pod: &Pod) -> Result<Option<
     let Some(c) = spec.containers.iter().find(|c| c.name == "mongod") else {
         return Ok(None);
     };
-    let words: Vec<&str> = c
-        .command
-        .iter()
-        .chain(c.args.iter())
-        .flatten()
-        .map(String::as_str)
-        .collect();
+    let words = crate::keyfile::command_line(c);
     let after = |flag: &str| {
         words
             .windows(2)
@@ -310,29 +304,21 @@ async fn mongod_key_file(client: &Client, ns: &str, pod: &Pod) -> Result<Option<
     let Some(config) = after("--config").or_else(|| after("-f")) else {
         return Ok(None);
     };
-    let Some(m) = c
-        .volume_mounts
-        .iter()
-        .flatten()
-        .find(|m| config.starts_with(&format!("{}/", m.mount_path.trim_end_matches('/'))))
-    else {
+    let Some((volume, rel)) = crate::keyfile::mount_for(c, &config) else {
         return Err(format!("{config}: not on a mounted volume"));
     };
-    let rel = config
-        .get(m.mount_path.trim_end_matches('/').len() + 1..)
-        .unwrap_or_default();
-    let Some(v) = spec.volumes.iter().flatten().find(|v| v.name == m.name) else {
-        return Err(format!("{config}: volume {} is not in the pod", m.name));
+    let Some(v) = spec.volumes.iter().flatten().find(|v| v.name == volume) else {
+        return Err(format!("{config}: volume {volume} is not in the pod"));
     };
     let Some((files, items, _)) = volume_files(client, ns, v).await? else {
-        return Err(format!("{config}: volume {} is not a ConfigMap", m.name));
+        return Err(format!("{config}: volume {volume} is not a ConfigMap"));
     };
     let key = match items {
         Some(items) => items.into_iter().find(|i| i.path == rel).map(|i| i.key),
         None => Some(rel.to_owned()),
     };
     let Some(text) = key.and_then(|k| files.get(&k).cloned()) else {
-        return Err(format!("{config}: no such file in volume {}", m.name));
+        return Err(format!("{config}: no such file in volume {volume}"));
     };
     let conf: serde_yaml::Value =
         serde_yaml::from_slice(&text).map_err(|e| format!("{config}: {e}"))?;

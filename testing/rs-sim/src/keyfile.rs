@@ -60,8 +60,19 @@ fn run_as_user(spec: &PodSpec, c: &Container) -> Option<i64> {
         .or_else(|| spec.security_context.as_ref().and_then(|s| s.run_as_user))
 }
 
-/// The mount of `c` that holds `path` (the longest mount path that is a parent), and the rest.
-fn mount_for<'a>(c: &'a Container, path: &'a str) -> Option<(&'a str, &'a str)> {
+/// The container's command, then its arguments.
+pub(crate) fn command_line(c: &Container) -> Vec<&str> {
+    c.command
+        .iter()
+        .chain(c.args.iter())
+        .flatten()
+        .map(String::as_str)
+        .collect()
+}
+
+/// The mount of `c` that holds `path` (the longest mount path that is a parent): its volume's
+/// name and the path inside it.
+pub(crate) fn mount_for<'a>(c: &'a Container, path: &'a str) -> Option<(&'a str, &'a str)> {
     c.volume_mounts
         .iter()
         .flatten()
@@ -130,14 +141,7 @@ fn written_by_init(spec: &PodSpec, volume: &str, rel: &str) -> Option<FileView> 
             .flatten()
             .find(|m| m.name == volume && m.read_only != Some(true))?;
         let target = format!("{}/{rel}", mount.mount_path.trim_end_matches('/'));
-        let script: Vec<&str> = c
-            .command
-            .iter()
-            .chain(c.args.iter())
-            .flatten()
-            .map(String::as_str)
-            .collect();
-        let words: Vec<&str> = script
+        let words: Vec<&str> = command_line(c)
             .iter()
             .flat_map(|s| s.split(|ch: char| ch.is_whitespace() || ch == ';'))
             .filter(|w| !w.is_empty() && *w != "&&")

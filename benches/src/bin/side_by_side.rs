@@ -45,7 +45,7 @@ use fedstate_benches::workload::{self, Shapes};
 use fedstate_local::process::{ProcessRecord, ProcessSpec};
 use fedstate_local::{AUDITED_GROUP, Federation, Options, PortPlan};
 use futures::{StreamExt, TryStreamExt, stream};
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -1121,32 +1121,17 @@ fn order(mut who: Vec<Who>, r: usize) -> Vec<Who> {
 const BENCH_NODE_PODS: u32 = 2500;
 
 async fn add_bench_nodes(fed: &Federation, karmada: &kube::Client) -> anyhow::Result<()> {
-    let resources = json!({"cpu": "64", "memory": "256Gi", "pods": BENCH_NODE_PODS.to_string()});
+    let pods = BENCH_NODE_PODS.to_string();
     for i in 1..=fed.members() {
-        let nodes: Api<Node> = Api::all(fed.member_client(i).await?);
         let name = format!("member{i}-bench-node");
-        nodes
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(json!({
-                    "apiVersion": "v1", "kind": "Node",
-                    "metadata": {"name": name,
-                                 "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                                 "labels": {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                            "kubernetes.io/arch": "amd64", "fedstate.io/node-index": "bench"}},
-                })),
-            )
-            .await
-            .with_context(|| format!("create node {name}"))?;
-        nodes
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"capacity": resources, "allocatable": resources}})),
-            )
-            .await
-            .with_context(|| format!("set capacity of node {name}"))?;
+        fedstate_benches::kwok::add_node(
+            &fed.member_client(i).await?,
+            FIELD_MANAGER,
+            &name,
+            "bench",
+            ("64", "256Gi", &pods),
+        )
+        .await?;
     }
     let clusters: Api<Cluster> = Api::all(karmada.clone());
     let deadline = Instant::now() + Duration::from_secs(180);

@@ -41,7 +41,7 @@ use fedstate_e2e::stack;
 use fedstate_local::capacity::STORAGE_CLASS;
 use fedstate_local::{Federation, Options, PortPlan, member_name, member_vip};
 use futures::{FutureExt, StreamExt, stream};
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -348,33 +348,15 @@ impl Soak {
             }
             // Two nodes of 110 pods each; a larger population gets one more node.
             if volumes > 150 {
-                let nodes: Api<Node> = Api::all(client.clone());
                 let name = format!("{cluster}-soak-node");
-                let resources = json!({"cpu": "64", "memory": "256Gi", "pods": "2000"});
-                nodes
-                    .patch(
-                        &name,
-                        &PatchParams::apply(FIELD_MANAGER).force(),
-                        &Patch::Apply(json!({
-                            "apiVersion": "v1", "kind": "Node",
-                            "metadata": {"name": name,
-                                         "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                                         "labels": {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                                    "kubernetes.io/arch": "amd64", "fedstate.io/node-index": "soak"}},
-                        })),
-                    )
-                    .await
-                    .with_context(|| format!("create node {name}"))?;
-                nodes
-                    .patch_status(
-                        &name,
-                        &PatchParams::default(),
-                        &Patch::Merge(
-                            json!({"status": {"capacity": resources, "allocatable": resources}}),
-                        ),
-                    )
-                    .await
-                    .with_context(|| format!("set capacity of node {name}"))?;
+                fedstate_benches::kwok::add_node(
+                    client,
+                    FIELD_MANAGER,
+                    &name,
+                    "soak",
+                    ("64", "256Gi", "2000"),
+                )
+                .await?;
             }
         }
         Ok(())

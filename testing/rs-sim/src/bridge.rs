@@ -282,14 +282,23 @@ async fn write_mounted_files(
     Ok(())
 }
 
+/// The keyfile mongod in `pod` is started with.
+enum KeyFile {
+    None,
+    Path(String),
+    /// mongod would not start: its config file cannot be read.
+    Unusable(String),
+}
+
 /// The keyfile mongod in `pod` is started with: `--keyFile`, else `security.keyFile` of the
-/// `--config` file (read from the ConfigMap volume that holds it). `None` without one.
-async fn mongod_key_file(client: &Client, ns: &str, pod: &Pod) -> Result<Option<String>, String> {
+/// `--config` file (read from the ConfigMap volume that holds it). `Err` when there is no verdict
+/// yet: the apiserver did not answer, or the ConfigMap does not hold the file yet (ask again).
+async fn mongod_key_file(client: &Client, ns: &str, pod: &Pod) -> Result<KeyFile, String> {
     let Some(spec) = &pod.spec else {
-        return Ok(None);
+        return Ok(KeyFile::None);
     };
     let Some(c) = spec.containers.iter().find(|c| c.name == "mongod") else {
-        return Ok(None);
+        return Ok(KeyFile::None);
     };
     let words = crate::keyfile::command_line(c);
     let after = |flag: &str| {
@@ -299,40 +308,53 @@ async fn mongod_key_file(client: &Client, ns: &str, pod: &Pod) -> Result<Option<
             .and_then(|w| w.get(1).map(|v| (*v).to_owned()))
     };
     if let Some(k) = after("--keyFile") {
-        return Ok(Some(k));
+        return Ok(KeyFile::Path(k));
     }
     let Some(config) = after("--config").or_else(|| after("-f")) else {
-        return Ok(None);
+        return Ok(KeyFile::None);
     };
     let Some((volume, rel)) = crate::keyfile::mount_for(c, &config) else {
-        return Err(format!("{config}: not on a mounted volume"));
+        return Ok(KeyFile::Unusable(format!(
+            "{config}: not on a mounted volume"
+        )));
     };
     let Some(v) = spec.volumes.iter().flatten().find(|v| v.name == volume) else {
-        return Err(format!("{config}: volume {volume} is not in the pod"));
+        return Ok(KeyFile::Unusable(format!(
+            "{config}: volume {volume} is not in the pod"
+        )));
     };
     let Some((files, items, _)) = volume_files(client, ns, v).await? else {
-        return Err(format!("{config}: volume {volume} is not a ConfigMap"));
+        return Ok(KeyFile::Unusable(format!(
+            "{config}: volume {volume} is not a ConfigMap"
+        )));
     };
     let key = match items {
         Some(items) => items.into_iter().find(|i| i.path == rel).map(|i| i.key),
         None => Some(rel.to_owned()),
     };
     let Some(text) = key.and_then(|k| files.get(&k).cloned()) else {
-        return Err(format!("{config}: no such file in volume {volume}"));
+        // The kubelet starts the container once the ConfigMap holds it: not yet, not never.
+        return Err(format!("{config}: no such file in volume {volume} yet"));
     };
-    let conf: serde_yaml::Value =
-        serde_yaml::from_slice(&text).map_err(|e| format!("{config}: {e}"))?;
-    Ok(conf["security"]["keyFile"].as_str().map(str::to_owned))
+    let conf: serde_yaml::Value = match serde_yaml::from_slice(&text) {
+        Ok(v) => v,
+        Err(e) => return Ok(KeyFile::Unusable(format!("{config}: {e}"))),
+    };
+    Ok(match conf["security"]["keyFile"].as_str() {
+        Some(k) => KeyFile::Path(k.to_owned()),
+        None => KeyFile::None,
+    })
 }
 
 /// Why mongod in `pod` would not start for its keyfile (see [`crate::keyfile`]), if it would not.
-async fn keyfile_refusal(client: &Client, pod: &Pod) -> Option<String> {
+/// `Err`: no verdict yet (see [`mongod_key_file`]).
+async fn keyfile_refusal(client: &Client, pod: &Pod) -> Result<Option<String>, String> {
     let ns = pod.namespace().unwrap_or_default();
-    match mongod_key_file(client, &ns, pod).await {
-        Ok(Some(path)) => crate::keyfile::check(pod, "mongod", &path).err(),
-        Ok(None) => None,
-        Err(e) => Some(e),
-    }
+    Ok(match mongod_key_file(client, &ns, pod).await? {
+        KeyFile::Path(path) => crate::keyfile::check(pod, "mongod", &path).err(),
+        KeyFile::None => None,
+        KeyFile::Unusable(why) => Some(why),
+    })
 }
 
 /// Keep serving what the clusters run until `stop`; with `shell`, exec into served pods works.
@@ -381,8 +403,16 @@ pub async fn run_with_shell(
                 let uid = pod.uid().unwrap_or_default();
                 pod_uids.insert(uid.clone());
                 if !keyfiles.contains_key(&uid) {
-                    let refusal = keyfile_refusal(&c.client, pod).await;
-                    keyfiles.insert(uid.clone(), refusal);
+                    match keyfile_refusal(&c.client, pod).await {
+                        Ok(refusal) => {
+                            if let Some(why) = &refusal {
+                                tracing::warn!(%host, %why, "mongod would refuse its keyfile");
+                            }
+                            keyfiles.insert(uid.clone(), refusal);
+                        }
+                        // No verdict yet: served as before the check, asked again next round.
+                        Err(e) => tracing::debug!(%host, error = %e, "keyfile check deferred"),
+                    }
                 }
                 let failure = keyfiles
                     .get(&uid)

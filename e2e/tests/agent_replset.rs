@@ -59,7 +59,12 @@ fn main() -> std::process::ExitCode {
     let code = Suite::new("agent_replset", |_, _| Box::pin(async {}))
         .scenarios(scenarios![single_cluster_set_from_seed_to_scale])
         .run();
-    let _ = std::fs::remove_file(&agent_log);
+    if code == std::process::ExitCode::SUCCESS {
+        let _ = std::fs::remove_file(&agent_log);
+    } else {
+        // What the agents and the simulator's bridge did, for the failure above.
+        eprintln!("agents' and bridge's log kept: {}", agent_log.display());
+    }
     code
 }
 

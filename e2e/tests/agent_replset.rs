@@ -42,6 +42,8 @@ use tokio_util::sync::CancellationToken;
 const NS: &str = "fedstate-e2e-agent";
 const NAME: &str = "mongodb-sample";
 const WAIT: Duration = Duration::from_secs(180);
+/// A rolling restart of all three members.
+const ROLL_WAIT: Duration = Duration::from_secs(360);
 const SEED: &str = include_str!("../../deploy/samples/seed/mongodb-single-cluster.yaml");
 
 fn main() -> std::process::ExitCode {
@@ -291,7 +293,9 @@ async fn a_rotated_monitor_password_recreates_every_member(member: &kube::Client
     let api: Api<MongoDB> = Api::namespaced(member.clone(), NS);
     eventually(
         "the new monitor password logs in, every member recreated, 1 PRIMARY 2 SECONDARY",
-        WAIT,
+        // Three restarts in turn, each waiting until the last one caught up: 121 s on a quiet
+        // machine, over 180 s once under CI's load.
+        ROLL_WAIT,
         || async {
             let m = api.get(NAME).await.map_err(|e| e.to_string())?;
             let st = m.status.clone().unwrap_or_default();

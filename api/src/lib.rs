@@ -12,6 +12,7 @@
 //! * [`secrets`]: the keyfile and credential Secrets: names, keys, generators, keyfile check.
 //! * [`quantity`]: Kubernetes resource quantities as exact milli-unit integers.
 //! * [`limits`]: MongoDB's replica-set limits (voters, members, member index).
+//! * [`quorum`]: quorum safety of a vote layout and of a change of voters (scheduler, manager).
 //!
 //! This crate depends on nothing of ours and does no I/O.
 
@@ -27,6 +28,7 @@ pub mod limits;
 pub mod names;
 pub mod placement;
 pub mod quantity;
+pub mod quorum;
 pub mod revision;
 pub mod scheduler_result;
 pub mod secrets;

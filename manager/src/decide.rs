@@ -6,13 +6,16 @@
 //! the members are, their Secrets and Services — the Karmada apiserver then allocates the
 //! NodePorts), and [`objects`] (everything else, the binding, garbage, status and events).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use fedstate_api::condition::{Condition, ConditionStatus, set_condition, types};
+use fedstate_api::hostconf::{HOSTCONF_KEY, HostConf, HostEntry};
 use fedstate_api::karmada::binding::ResourceBinding;
 use fedstate_api::karmada::binding_status::{ResourceBindingStatus, TargetCluster};
 use fedstate_api::karmada::override_policy::OverridePolicy;
 use fedstate_api::karmada::propagation::PropagationPolicy;
+use fedstate_api::placement::QuorumPolicy;
+use fedstate_api::quorum::{self, Voter};
 use fedstate_api::{SchedulerResult, names};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -106,6 +109,9 @@ pub const REASON_INVALID_SCHEDULER_RESULT: &str = "InvalidSchedulerResult";
 pub const REASON_MISSING_CLUSTER_VIP: &str = "MissingClusterVip";
 /// No member identities or host list can be made for the placement.
 pub const REASON_INVALID_PLACEMENT: &str = "InvalidPlacement";
+/// Under `quorumPolicy: Required`, the placement is not quorum-safe, or replaces more running
+/// voters at once than is safe ([`quorum_guard`]); what was applied before stays.
+pub const REASON_QUORUM_UNSAFE_PLACEMENT: &str = "QuorumUnsafePlacement";
 /// An object we would write exists and is not ours: we neither take it over nor delete it. Such
 /// objects are not watched, so a blocked object is looked at again after a while.
 pub const REASON_ADOPTION_REFUSED: &str = "AdoptionRefused";
@@ -327,6 +333,92 @@ pub fn refuse_foreign<M: Middleware>(
     }
 }
 
+/// The voters of the host list last applied (what the agents run the set to): empty before
+/// the first apply, or when it cannot be read.
+fn applied_voters(world: &World) -> Vec<HostEntry> {
+    world
+        .host_list
+        .as_ref()
+        .and_then(|c| c.data.as_ref())
+        .and_then(|d| d.get(HOSTCONF_KEY))
+        .and_then(|v| HostConf::parse(v).ok())
+        .map(|c| c.hosts.into_iter().filter(|h| h.votes > 0).collect())
+        .unwrap_or_default()
+}
+
+/// `a:2,b:2,c:1+arbiter` for the voters of a host list.
+fn voters_summary(hosts: &[HostEntry]) -> String {
+    let mut per_cluster: BTreeMap<&str, (usize, bool)> = BTreeMap::new();
+    for h in hosts {
+        let e = per_cluster.entry(h.cluster.as_str()).or_default();
+        if h.arbiter_only {
+            e.1 = true;
+        } else {
+            e.0 += 1;
+        }
+    }
+    per_cluster
+        .into_iter()
+        .map(|(c, (d, a))| format!("{c}:{d}{}", if a { "+arbiter" } else { "" }))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Under `quorumPolicy: Required`, a placement is applied only when it is quorum-safe on its own
+/// (no cluster holds half the votes or more) and as a change from the voters the last applied
+/// host list names (at most one cluster's share of them replaced at once), by the rules in
+/// [`fedstate_api::quorum`] the scheduler places by. The annotation may have been edited by
+/// hand; whoever wrote it, such a placement is refused and what was applied stays.
+pub fn quorum_guard<M: Middleware>(
+    middleware: &M,
+    obj: &M::Federated,
+    plan: &SchedulerResult,
+    assignment: &Assignment,
+    world: &World,
+) -> Result<(), Blocked> {
+    if middleware.quorum_policy(obj) != QuorumPolicy::Required {
+        return Ok(());
+    }
+    let voter = |cluster: &str, index: i32, arbiter: bool| Voter {
+        cluster: cluster.to_owned(),
+        index,
+        arbiter,
+    };
+    let wanted: BTreeSet<Voter> = assignment
+        .members
+        .iter()
+        .filter(|m| m.is_active() && m.votes > 0)
+        .map(|m| voter(&m.cluster, m.index, m.arbiter))
+        .collect();
+    let applied = applied_voters(world);
+    let running: BTreeSet<Voter> = applied
+        .iter()
+        .map(|h| voter(&h.cluster, h.member_index, h.arbiter_only))
+        .collect();
+    let verdict = quorum::check_layout(wanted.iter().map(|v| (v.cluster.as_str(), 1)))
+        .and_then(|()| quorum::check_change(&running, &wanted));
+    let Err(why) = verdict else {
+        return Ok(());
+    };
+    let kept = if applied.is_empty() {
+        "no member is created until then".to_owned()
+    } else {
+        format!(
+            "the members keep the placement last applied ({})",
+            voters_summary(&applied)
+        )
+    };
+    Err(Blocked {
+        reason: REASON_QUORUM_UNSAFE_PLACEMENT,
+        message: format!(
+            "the {} annotation places {}, which is not quorum-safe: {why}. spec.scheduler.quorumPolicy is Required, so it is not applied and {kept}. To go on: edit the annotation back, or delete it (the scheduler writes it again from status.placement); move members in steps of at most one cluster's share (for example exclude one cluster at a time in spec.scheduler.affinity); or set spec.scheduler.quorumPolicy: Preferred to apply it anyway",
+            names::SCHEDULER_RESULT_ANNOTATION,
+            plan.summary()
+        ),
+        spec_invalid: false,
+    })
+}
+
 /// Stable identities for `plan`: forget retiring members the status shows gone, then assign.
 pub fn members<M: Middleware>(
     middleware: &M,
@@ -358,6 +450,7 @@ pub fn members<M: Middleware>(
     );
     let kept = members::confirm_gone(&records, &retiring, &observations);
     let assignment = members::assign(&kept, plan).map_err(invalid)?;
+    quorum_guard(middleware, obj, plan, &assignment, world)?;
     if let Some(c) = desired::binding_clusters(&assignment)
         .into_iter()
         .find(|c| !world.clusters.vips.contains_key(&c.name))
@@ -887,5 +980,106 @@ mod tests {
                 assert!(!debug.contains(v.as_str()), "{debug}");
             }
         }
+    }
+
+    fn mcm(policy: &str) -> MultiCloudMongoDB {
+        serde_json::from_value(json!({
+            "apiVersion": "middleware.fedstate.io/v1alpha1", "kind": "MultiCloudMongoDB",
+            "metadata": {"name": "db", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": {"replicaset": 3, "scheduler": {"quorumPolicy": policy}}
+        }))
+        .unwrap()
+    }
+
+    /// A world whose applied host list has one voting member per (cluster, index).
+    fn running(members: &[(&str, i32)]) -> (Vec<MemberRecord>, World) {
+        let records: Vec<MemberRecord> = members
+            .iter()
+            .map(|(c, i)| MemberRecord {
+                index: *i,
+                cluster: (*c).to_owned(),
+                arbiter: false,
+                node_port: Some(30000 + i),
+            })
+            .collect();
+        let hosts: Vec<Value> = members
+            .iter()
+            .map(|(c, i)| {
+                json!({"host": format!("{c}.vip:{}", 30000 + i), "memberIndex": i,
+                "votes": 1, "priority": 1, "cluster": c})
+            })
+            .collect();
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "db-hostconf", "namespace": "ns"},
+            "data": {HOSTCONF_KEY: serde_json::to_string(&hosts).unwrap()}
+        }))
+        .unwrap();
+        let world = World {
+            host_list: Some(cm),
+            ..Default::default()
+        };
+        (records, world)
+    }
+
+    fn guard(policy: &str, run: &[(&str, i32)], annotation: &str) -> Result<(), Blocked> {
+        let (records, world) = running(run);
+        let plan = SchedulerResult::parse(annotation).unwrap();
+        let assignment = members::assign(&records, &plan).unwrap();
+        quorum_guard(&MongoDb, &mcm(policy), &plan, &assignment, &world)
+    }
+
+    const ABC: [(&str, i32); 3] = [("a", 0), ("b", 1), ("c", 2)];
+
+    #[test]
+    fn a_quorum_unsafe_placement_is_refused_under_required_only() {
+        let one_cluster = r#"{"ClusterWithReplicaset":[{"cluster":"a","replicaset":3}]}"#;
+        let b = guard("Required", &ABC, one_cluster).unwrap_err();
+        assert_eq!(b.reason, REASON_QUORUM_UNSAFE_PLACEMENT);
+        assert!(!b.spec_invalid);
+        for part in [
+            "the schedulerResult annotation places a:3, which is not quorum-safe",
+            "cluster \"a\" holds 3 of the 3 votes, more than 1",
+            "quorumPolicy is Required, so it is not applied",
+            "the members keep the placement last applied (a:1,b:1,c:1)",
+            "edit the annotation back",
+            "spec.scheduler.quorumPolicy: Preferred",
+        ] {
+            assert!(b.message.contains(part), "{part}: {}", b.message);
+        }
+        // Two clusters: 2 of 3 votes in one of them.
+        let two = r#"{"ClusterWithReplicaset":[{"cluster":"a","replicaset":2},{"cluster":"b","replicaset":1}]}"#;
+        assert!(guard("Required", &ABC, two).is_err());
+        // Preferred applies what it is given (the scheduler reports QuorumAtRisk).
+        assert!(guard("Preferred", &ABC, one_cluster).is_ok());
+        // Nothing applied yet: the layout alone decides.
+        assert!(
+            guard("Required", &[], one_cluster)
+                .unwrap_err()
+                .message
+                .contains("no member is created until then")
+        );
+        assert!(guard("Required", &[], r#"{"ClusterWithReplicaset":[{"cluster":"a","replicaset":1},{"cluster":"b","replicaset":1},{"cluster":"c","replicaset":1}]}"#).is_ok());
+    }
+
+    #[test]
+    fn moving_more_voters_at_once_than_one_cluster_holds_is_refused_under_required() {
+        let elsewhere = r#"{"ClusterWithReplicaset":[{"cluster":"d","replicaset":1},{"cluster":"e","replicaset":1},{"cluster":"f","replicaset":1}]}"#;
+        let b = guard("Required", &ABC, elsewhere).unwrap_err();
+        assert_eq!(b.reason, REASON_QUORUM_UNSAFE_PLACEMENT);
+        assert!(
+            b.message.contains("replaces 3 of the 3 running voters at once (member 0 in a, member 1 in b, member 2 in c); at most 1"),
+            "{}",
+            b.message
+        );
+        assert!(guard("Preferred", &ABC, elsewhere).is_ok());
+        // One cluster's member moves (what a failover does): applied.
+        let failover = r#"{"ClusterWithReplicaset":[{"cluster":"a","replicaset":1},{"cluster":"b","replicaset":1},{"cluster":"d","replicaset":1}]}"#;
+        assert!(guard("Required", &ABC, failover).is_ok());
+        // The same placement again (nothing replaced) is applied.
+        let same = r#"{"ClusterWithReplicaset":[{"cluster":"a","replicaset":1},{"cluster":"b","replicaset":1},{"cluster":"c","replicaset":1}]}"#;
+        assert!(guard("Required", &ABC, same).is_ok());
+        // Taking the votes away in place counts as replacing them: a:1,b:1,c:1 with votes 0 in a and b.
+        let demoted = r#"{"ClusterWithReplicaset":[{"cluster":"a","replicaset":1,"votes":0},{"cluster":"b","replicaset":1,"votes":0},{"cluster":"c","replicaset":1,"votes":1}]}"#;
+        assert!(guard("Required", &ABC, demoted).is_err());
     }
 }

@@ -11,6 +11,7 @@ use fedstate_api::Condition;
 use fedstate_api::karmada::binding_status::TargetCluster;
 use fedstate_api::karmada::override_policy::Overriders;
 use fedstate_api::karmada::propagation::ResourceSelector;
+use fedstate_api::placement::QuorumPolicy;
 use fedstate_api::v1alpha1::{ServiceState, ServiceTopology};
 use k8s_openapi::api::core::v1::Secret;
 use rand::Rng;
@@ -89,6 +90,9 @@ pub trait Middleware: Send + Sync + 'static {
     fn replicas(&self, obj: &Self::Federated) -> i32;
     /// The scheduler the object names (for "waiting for scheduler …").
     fn scheduler_name<'a>(&self, obj: &'a Self::Federated) -> &'a str;
+    /// `spec.scheduler.quorumPolicy`: under `Required` a placement that is not quorum-safe, or
+    /// replaces more running voters at once than is safe, is refused ([`crate::decide::members`]).
+    fn quorum_policy(&self, obj: &Self::Federated) -> QuorumPolicy;
 
     /// The port every member listens on inside its pod (its Service's target port).
     fn member_port(&self) -> i32;

@@ -611,6 +611,75 @@ async fn a_lost_clusters_members_leave_the_host_list_but_stay_tracked() {
 }
 
 #[tokio::test]
+async fn a_quorum_unsafe_hand_edit_is_refused_under_required_and_what_runs_is_kept() {
+    let w = world(&[(1, true), (2, true), (3, true)]);
+    let mut obj = seed_object("mongo:7.0", Some(PLAN));
+    obj["spec"]["scheduler"]["quorumPolicy"] = json!("Required");
+    w.fake.put(MCM, obj);
+    w.reconcile().await.unwrap();
+    w.karmada_creates_binding();
+    w.reconcile().await.unwrap();
+    let five = w.hosts();
+    w.members_report(&five, &["member1", "member2", "member3"]);
+    w.reconcile().await.unwrap();
+    let services = w.fake.list(SERVICES).len();
+    let rb_before = w.fake.get(RBS, NS, &format!("{NAME}-mongodb")).unwrap()["spec"].clone();
+
+    // Someone edits the annotation by hand: valid, but member1 would hold 3 of the 5 votes.
+    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
+    obj["metadata"]["annotations"][names::SCHEDULER_RESULT_ANNOTATION] = json!(
+        r#"{"ClusterWithReplicaset":[{"cluster":"member1","replicaset":3},{"cluster":"member2","replicaset":2}],"generation":1}"#
+    );
+    w.fake.put(MCM, obj);
+    w.fake.clear_requests();
+    w.reconcile().await.unwrap();
+    let c = w.condition("ServerReady");
+    assert_eq!(c["status"], "False");
+    assert_eq!(c["reason"], "QuorumUnsafePlacement");
+    let msg = c["message"].as_str().unwrap();
+    for part in [
+        "schedulerResult annotation places member1:3,member2:2",
+        "cluster \"member1\" holds 3 of the 5 votes",
+        "the members keep the placement last applied (member1:2,member2:2,member3:1)",
+        "edit the annotation back",
+        "quorumPolicy: Preferred",
+    ] {
+        assert!(msg.contains(part), "{part}: {msg}");
+    }
+    // Nothing moved: the host list, the Services and the binding are what ran before.
+    assert!(w.applies().is_empty(), "{:?}", w.applies());
+    assert_eq!(w.hosts(), five);
+    assert_eq!(w.fake.list(SERVICES).len(), services);
+    assert_eq!(
+        w.fake.get(RBS, NS, &format!("{NAME}-mongodb")).unwrap()["spec"],
+        rb_before
+    );
+    let ev = w.events();
+    let refused: Vec<&Value> = ev
+        .iter()
+        .filter(|e| e["reason"] == "QuorumUnsafePlacement")
+        .collect();
+    assert_eq!(refused.len(), 1, "{ev:?}");
+    assert_eq!(refused[0]["type"], "Warning");
+
+    // With quorumPolicy Preferred the user takes the risk: the edit is applied.
+    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
+    obj["spec"]["scheduler"]["quorumPolicy"] = json!("Preferred");
+    w.fake.put(MCM, obj);
+    w.reconcile().await.unwrap();
+    assert_ne!(
+        w.condition("ServerReady")["reason"],
+        "QuorumUnsafePlacement"
+    );
+    let hosts = w.hosts();
+    assert_eq!(
+        hosts.iter().filter(|h| h.starts_with("127.0.1.1:")).count(),
+        3,
+        "{hosts:?}"
+    );
+}
+
+#[tokio::test]
 async fn objects_we_did_not_create_are_neither_taken_over_nor_deleted() {
     // Failed before: a user's Secret named <name>-credentials and the ConfigMap
     // spec.member.memberConfigRef names were force-applied (our labels, owner and data written

@@ -14,6 +14,7 @@ use fedstate_api::karmada::binding_status::TargetCluster;
 use fedstate_api::karmada::override_policy::Overriders;
 use fedstate_api::karmada::propagation::{ResourceSelector, select_named};
 use fedstate_api::names;
+use fedstate_api::placement::QuorumPolicy;
 use fedstate_api::v1alpha1::{MongoDBStatus, MongoState, check_image};
 use fedstate_api::{MongoDB, MultiCloudMongoDB};
 use k8s_openapi::api::core::v1::Secret;
@@ -50,6 +51,10 @@ impl Middleware for MongoDb {
 
     fn scheduler_name<'a>(&self, obj: &'a MultiCloudMongoDB) -> &'a str {
         obj.spec.scheduler_name()
+    }
+
+    fn quorum_policy(&self, obj: &MultiCloudMongoDB) -> QuorumPolicy {
+        obj.spec.quorum_policy()
     }
 
     fn member_port(&self) -> i32 {

@@ -6,6 +6,7 @@
 //! vote 2/2/1.
 
 use fedstate_api::limits::MAX_VOTERS;
+use fedstate_api::quorum::max_votes_per_cluster;
 
 /// The number of voters and whether it can be made safe with these capacities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +58,7 @@ pub fn choose_voters(r: u32, arbiter: bool, caps: impl Iterator<Item = u32>) -> 
     }
     let mut v = rule2;
     while v >= 3 {
-        let m = (v - 1) / 2;
+        let m = max_votes_per_cluster(v);
         let arb_gain = u64::from(arbiter && small[m as usize]);
         if sum[m as usize] + arb_gain >= u64::from(v) {
             return VotePlan {
@@ -71,7 +72,7 @@ pub fn choose_voters(r: u32, arbiter: bool, caps: impl Iterator<Item = u32>) -> 
     }
     VotePlan {
         voters: rule2,
-        max_per_cluster: (rule2.saturating_sub(1)) / 2,
+        max_per_cluster: max_votes_per_cluster(rule2),
         feasible: false,
         rule2_voters: rule2,
     }

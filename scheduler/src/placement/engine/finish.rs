@@ -1,6 +1,8 @@
 //! Phase 5, finish: the arbiter's cluster, votes and priorities (rules 2, 3 and 6), then the
 //! plan and its explanation.
 
+use fedstate_api::quorum;
+
 use super::super::explain::{Explanation, Verdict};
 use super::super::input::{
     ClusterCandidate, Distribution, PlacementRequest, PreviousPlacement, QuorumPolicy,
@@ -88,9 +90,15 @@ fn vote(
         .map(|&s| (slots[s].d, arbiter == Some(s), slots[s].pref, slots[s].rank))
         .collect();
     let assigned = votes::assign(&members, plan.voters, plan.max_per_cluster);
-    let safe = plan.voters >= 3
-        && assigned.votes.iter().all(|v| *v <= plan.max_per_cluster)
-        && assigned.votes.iter().sum::<u32>() == plan.voters;
+    // Every vote seated, and the layout quorum-safe by the rule the manager checks too.
+    let safe = assigned.votes.iter().sum::<u32>() == plan.voters
+        && quorum::check_layout(
+            placed
+                .iter()
+                .zip(&assigned.votes)
+                .map(|(&s, &v)| (clusters[slots[s].idx as usize].name.as_str(), v)),
+        )
+        .is_ok();
     let mut decisions = vec![plan.describe(r, rules.arbiter)];
     if let Some(a) = arbiter {
         decisions.push(format!(

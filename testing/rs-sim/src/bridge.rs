@@ -374,13 +374,18 @@ pub async fn run_with_shell(
     // Per pod (uid): why its mongod would refuse its keyfile, if it would.
     let mut keyfiles: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut round: u64 = 0;
+    // The hosts each cluster ran when it last answered.
+    let mut cluster_hosts: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
     loop {
         let mut want = BTreeSet::new();
         let mut pod_uids = BTreeSet::new();
-        for c in &clusters {
+        let mut partitioned = BTreeSet::new();
+        for (ci, c) in clusters.iter().enumerate() {
             let Some(pods) = running_pods(c).await else {
+                partitioned.extend(cluster_hosts.remove(&ci).unwrap_or_default());
                 continue;
             };
+            cluster_hosts.insert(ci, pods.keys().cloned().collect());
             for (host, pod) in &pods {
                 let fresh = !served.contains(host);
                 if let Some(sh) = &shell
@@ -432,8 +437,14 @@ pub async fn run_with_shell(
         }
         keyfiles.retain(|uid, _| pod_uids.contains(uid));
         for h in served.difference(&want) {
-            tracing::info!(host = %h, "member gone: no longer served");
-            sim.stop(h);
+            if partitioned.contains(h) {
+                // Its cluster does not answer: a partition, not a stopped process.
+                tracing::info!(host = %h, "member's cluster gone: no longer served");
+                sim.partition(h);
+            } else {
+                tracing::info!(host = %h, "member gone: no longer served");
+                sim.stop(h);
+            }
         }
         for h in want.difference(&served) {
             match sim.serve(h).await {

@@ -216,6 +216,16 @@ impl Simulator {
         }
         self.world().set_up(host, false);
     }
+
+    /// Stop serving `host` because its cluster went away: as [`Simulator::stop`], but the other
+    /// members get no answer at all from it (a partition), so they mark it down only after
+    /// their heartbeat timeout ([`World::partition`]).
+    pub fn partition(&self, host: &str) {
+        if let Some(token) = lock(&self.shared.served).remove(host) {
+            token.cancel();
+        }
+        self.world().partition(host);
+    }
 }
 
 impl Drop for Simulator {

@@ -145,16 +145,20 @@ impl Wait {
     }
 }
 
+pub const STARTUP: i32 = 0;
 pub const PRIMARY: i32 = 1;
 pub const SECONDARY: i32 = 2;
+pub const RECOVERING: i32 = 3;
 pub const STARTUP2: i32 = 5;
 pub const ARBITER: i32 = 7;
 pub const DOWN: i32 = 8;
 
 fn state_str(state: i32) -> &'static str {
     match state {
+        STARTUP => "STARTUP",
         PRIMARY => "PRIMARY",
         SECONDARY => "SECONDARY",
+        RECOVERING => "RECOVERING",
         STARTUP2 => "STARTUP2",
         ARBITER => "ARBITER",
         DOWN => "(not reachable/healthy)",
@@ -234,6 +238,55 @@ impl Config {
     pub fn member(&self, host: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.host == host)
     }
+    /// The set's timing from its `settings`, with mongod's defaults.
+    pub fn timing(&self) -> Timing {
+        let ticks = |key: &str, default_ms: f64, unit_ms: f64| {
+            let ms = number(&self.settings, key).map_or(default_ms, |v| v * unit_ms);
+            ((ms / 1000.0).ceil() as u64).max(1)
+        };
+        Timing {
+            heartbeat: ticks("heartbeatIntervalMillis", 2000.0, 1.0),
+            election: ticks("electionTimeoutMillis", 10_000.0, 1.0),
+            heartbeat_timeout: ticks("heartbeatTimeoutSecs", 10_000.0, 1000.0),
+        }
+    }
+}
+
+/// How long failure detection and elections take, in ticks (one tick is one simulated second,
+/// rounded up, at least one), from the config's `settings` (manual, "Replica Set
+/// Configuration": `settings.heartbeatIntervalMillis` 2000, `settings.electionTimeoutMillis`
+/// 10000, `settings.heartbeatTimeoutSecs` 10 by default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Members heartbeat each other every this many ticks (all in the same rounds here).
+    pub heartbeat: u64,
+    /// A member that heard nothing from a primary for this long calls an election.
+    pub election: u64,
+    /// A heartbeat without any answer for this long marks its target down.
+    pub heartbeat_timeout: u64,
+}
+
+impl Timing {
+    /// When the others mark a member down that stopped answering at `lost.at` (server
+    /// `topology_coordinator.cpp` `processHeartbeatResponse`: `setDownValues` once a heartbeat
+    /// used up its retries, which a closed port does at once, or once the heartbeat timeout
+    /// elapsed, which is what a member that does not answer at all costs).
+    fn detected_at(&self, lost: Lost) -> u64 {
+        if lost.silent {
+            lost.at + self.heartbeat_timeout
+        } else {
+            (lost.at / self.heartbeat + 1) * self.heartbeat
+        }
+    }
+}
+
+/// A member that stopped answering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Lost {
+    at: u64,
+    /// No answer at all (a partitioned cluster) rather than a refused connection (a stopped
+    /// process, a deleted pod).
+    silent: bool,
 }
 
 fn number(d: &Document, key: &str) -> Option<f64> {
@@ -383,6 +436,19 @@ pub fn parse_config(d: &Document) -> Result<Config, CommandError> {
     let settings = d.get_document("settings").cloned().unwrap_or_else(|_| {
         doc! {"chainingAllowed": true, "heartbeatIntervalMillis": 2000, "electionTimeoutMillis": 10000}
     });
+    // repl_set_config.cpp: the timing settings must be positive.
+    for key in [
+        "heartbeatIntervalMillis",
+        "electionTimeoutMillis",
+        "heartbeatTimeoutSecs",
+    ] {
+        if settings.contains_key(key) && !number(&settings, key).is_some_and(|v| v > 0.0) {
+            return Err(err(
+                BAD_VALUE,
+                format!("settings.{key} must be greater than 0"),
+            ));
+        }
+    }
     Ok(Config {
         name,
         version,
@@ -400,6 +466,25 @@ struct Runtime {
     applied: (u64, i64),
     /// A restarted member replays what it missed until this tick (it is SECONDARY meanwhile).
     catch_up_at: u64,
+    /// Since when it does not answer; the others go on reporting what they last heard of it
+    /// until their heartbeats mark it down ([`Timing::detected_at`]).
+    lost: Option<Lost>,
+    /// When it came back after a restart: STARTUP, STARTUP2 and RECOVERING before SECONDARY.
+    restarted_at: Option<u64>,
+}
+
+impl Runtime {
+    fn new(state: i32, synced_at: u64, applied: (u64, i64)) -> Self {
+        Self {
+            state,
+            synced_at,
+            barred_until: 0,
+            applied,
+            catch_up_at: 0,
+            lost: None,
+            restarted_at: None,
+        }
+    }
 }
 
 /// Optime seconds of tick 0: one tick is one second of optime (2026-01-01T00:00:00Z, fixed so
@@ -454,6 +539,10 @@ pub struct ReplSet {
     pub default_write_concern: Option<Document>,
     /// The feature compatibility version, `(major, minor)` of a series (4.4, 5.0, …).
     pub fcv: (u32, u32),
+    /// With no primary: when an electable member's election timeout runs out.
+    pub election_at: Option<u64>,
+    /// A priority takeover a higher-priority member waits for: `(host, tick)`.
+    takeover: Option<(String, u64)>,
     runtime: BTreeMap<String, Runtime>,
     users: BTreeMap<String, User>,
 }
@@ -463,6 +552,35 @@ impl ReplSet {
     /// records it; whether it is up is [`World::is_up`].
     pub fn state(&self, host: &str) -> Option<i32> {
         self.runtime.get(host).map(|r| r.state)
+    }
+
+    /// What the other members report about `host` at `now`: its state as they last heard it
+    /// until their heartbeats mark it down, then DOWN (`(not reachable/healthy)`, health 0).
+    fn reported(&self, host: &str, now: u64) -> i32 {
+        match self.runtime.get(host) {
+            None => DOWN,
+            Some(rt) => match rt.lost {
+                Some(l) if now >= self.config.timing().detected_at(l) => DOWN,
+                _ => rt.state,
+            },
+        }
+    }
+
+    /// The primary the members know of: the one there is, or one that is gone but not marked
+    /// down yet.
+    fn known_primary(&self, now: u64) -> Option<&str> {
+        self.primary.as_deref().or_else(|| {
+            self.config
+                .members
+                .iter()
+                .find(|m| {
+                    self.runtime
+                        .get(&m.host)
+                        .is_some_and(|r| r.lost.is_some() && r.state == PRIMARY)
+                        && self.reported(&m.host, now) == PRIMARY
+                })
+                .map(|m| m.host.as_str())
+        })
     }
 
     /// Whether a reconfig may start: the current config is committed (on a majority of its
@@ -487,6 +605,8 @@ struct Node {
     local_users: BTreeMap<String, User>,
     /// The mongod binary's version (the image tag), `None` = 7.0.0.
     version: Option<(u32, u32, u32)>,
+    /// While down: unreachable without any answer (a partition), not refused.
+    silent: bool,
 }
 
 impl Node {
@@ -583,27 +703,54 @@ impl World {
 
     /// Bring a node up (its pod Running and its cluster up). A node keeps its data (set
     /// membership) while down, like a pod whose PVC survives.
+    ///
+    /// A node that goes down stops answering at once (its port closed: what a stopped mongod
+    /// or a deleted pod looks like); the others mark it down at their next heartbeat.
     pub fn set_up(&mut self, host: &str, up: bool) {
         let was = self.is_up(host);
-        self.nodes.entry(host.to_owned()).or_default().up = up;
+        let node = self.nodes.entry(host.to_owned()).or_default();
+        node.up = up;
+        if up {
+            node.silent = false;
+        }
         self.restarted(host, was);
         self.recompute();
     }
 
-    /// A member that comes back (its pod recreated, its cluster back) is SECONDARY at once but
-    /// replays the writes it missed: its optime stays where it stopped for `sync_ticks` more
-    /// ticks (mongod: "a member that rejoins ... catches up from the oplog of its sync source").
+    /// Take a node down without a word (its cluster partitioned away: heartbeats to it get no
+    /// answer at all, so the others mark it down only after `heartbeatTimeoutSecs`).
+    pub fn partition(&mut self, host: &str) {
+        let node = self.nodes.entry(host.to_owned()).or_default();
+        if node.up {
+            node.silent = true;
+        }
+        node.up = false;
+        self.recompute();
+    }
+
+    /// A member that comes back (its pod recreated, its cluster back) starts as mongod does
+    /// (manual, "Replica Set Member States"; a restarted mongod logs STARTUP → STARTUP2 →
+    /// RECOVERING → SECONDARY): one tick in each of STARTUP, STARTUP2 and RECOVERING, then
+    /// SECONDARY, still replaying the writes it missed, so its optime stays where it stopped
+    /// for `sync_ticks` more ticks ("a member that rejoins ... catches up from the oplog of its
+    /// sync source"). One that never finished its initial sync starts it again.
     fn restarted(&mut self, host: &str, was_up: bool) {
         if was_up || !self.is_up(host) {
             return;
         }
-        let at = self.now + self.settings.sync_ticks;
+        let now = self.now;
+        let sync = self.settings.sync_ticks;
         let id = self.nodes.get(host).and_then(|n| n.set);
         if let Some(rt) = id
             .and_then(|id| self.sets.get_mut(&id))
             .and_then(|s| s.runtime.get_mut(host))
         {
-            rt.catch_up_at = at;
+            rt.lost = None;
+            rt.state = STARTUP;
+            rt.restarted_at = Some(now);
+            if rt.applied.1 < 0 {
+                rt.synced_at = now + 1 + sync;
+            }
         }
     }
 
@@ -688,15 +835,46 @@ impl World {
     pub fn tick(&mut self) {
         self.now += 1;
         let now = self.now;
+        let sync = self.settings.sync_ticks;
         for set in self.sets.values_mut() {
+            // What an initial sync copies: the newest optime a member that is up holds.
+            let newest = set
+                .config
+                .members
+                .iter()
+                .filter(|m| !m.arbiter_only && self.nodes.get(&m.host).is_some_and(Node::running))
+                .filter_map(|m| set.runtime.get(&m.host))
+                .filter(|r| matches!(r.state, PRIMARY | SECONDARY))
+                .map(|r| r.applied)
+                .max_by_key(|(tick, term)| (*term, *tick));
             for m in &set.config.members {
                 let up = self.nodes.get(&m.host).is_some_and(Node::running);
-                if let Some(rt) = set.runtime.get_mut(&m.host)
-                    && rt.state == STARTUP2
-                    && up
-                    && now >= rt.synced_at
-                {
+                let Some(rt) = set.runtime.get_mut(&m.host).filter(|_| up) else {
+                    continue;
+                };
+                if let Some(r) = rt.restarted_at {
+                    let initial_sync = rt.applied.1 < 0;
+                    rt.state = match now - r {
+                        0 => STARTUP,
+                        1 => STARTUP2,
+                        _ if initial_sync => STARTUP2,
+                        _ if m.arbiter_only => ARBITER,
+                        2 => RECOVERING,
+                        _ => SECONDARY,
+                    };
+                    if initial_sync && rt.state == STARTUP2 {
+                        rt.restarted_at = None;
+                    } else if matches!(rt.state, SECONDARY | ARBITER) {
+                        rt.restarted_at = None;
+                        rt.catch_up_at = now + sync;
+                    }
+                } else if rt.state == STARTUP2 && now >= rt.synced_at {
                     rt.state = if m.arbiter_only { ARBITER } else { SECONDARY };
+                    if !m.arbiter_only
+                        && let Some(n) = newest
+                    {
+                        rt.applied = rt.applied.max(n);
+                    }
                 }
             }
             // The primary writes every tick (mongod's primary writes a no-op at least every
@@ -743,14 +921,48 @@ impl World {
         self.recompute();
     }
 
-    /// Elections ("Replica Set Elections"): a primary needs a majority of voting members up; the
-    /// reachable electable SECONDARY with the highest priority wins, and a higher-priority member
-    /// takes over from a lower-priority primary ("priority takeover").
+    /// Failure detection and elections (manual, "Replica Set Elections"; server
+    /// `topology_coordinator.cpp`, `replication_coordinator_impl_elect_v1.cpp`):
+    /// * a member that stops answering is still reported as it was (a PRIMARY as PRIMARY, with
+    ///   health 1) until the others' heartbeats mark it down ([`Timing::detected_at`]);
+    /// * a primary that dies leaves the set without one until an electable member's election
+    ///   timeout (`settings.electionTimeoutMillis` after it last heard from the primary) runs
+    ///   out; the set then elects the caught-up electable SECONDARY with the highest priority,
+    ///   given a majority of voters up to vote (STARTUP members do not vote); a failed election
+    ///   is tried again one election timeout later. The random offset mongod adds (up to 15 %)
+    ///   is left out, so the window is deterministic;
+    /// * a set with a single electable voter elects it at once (mongod's single-node election);
+    /// * a primary that no longer sees a majority of voters (counting the ones not marked down
+    ///   yet), or is no longer electable, steps down;
+    /// * a higher-priority caught-up member takes over from a lower-priority primary after
+    ///   `(priorityRank + 1) × electionTimeout` (`repl_set_config.cpp`
+    ///   `getPriorityTakeoverDelay`: priority takeover).
     fn recompute(&mut self) {
         self.changes.0.send_modify(|n| *n += 1);
         let now = self.now;
         for set in self.sets.values_mut() {
             let up = |h: &str| self.nodes.get(h).is_some_and(Node::running);
+            let silent = |h: &str| self.nodes.get(h).is_some_and(|n| n.silent);
+            let timing = set.config.timing();
+            for m in &set.config.members {
+                let Some(rt) = set.runtime.get_mut(&m.host) else {
+                    continue;
+                };
+                if up(&m.host) {
+                    rt.lost = None;
+                } else if rt.lost.is_none() {
+                    rt.lost = Some(Lost {
+                        at: now,
+                        silent: silent(&m.host),
+                    });
+                    if set.primary.as_deref() == Some(m.host.as_str()) {
+                        // It is gone; the others still think it is PRIMARY (its state stays)
+                        // and call an election once their timeout runs out.
+                        set.primary = None;
+                        set.election_at = Some(now + timing.election);
+                    }
+                }
+            }
             let voters: Vec<&Member> = set.config.voters().collect();
             let majority = voters.len() / 2 + 1;
             let reachable = voters.iter().filter(|m| up(&m.host)).count();
@@ -758,56 +970,100 @@ impl World {
                 set.committed = true;
             }
             if let Some(p) = set.primary.clone() {
-                let still = up(&p)
-                    && reachable >= majority
-                    && set.config.member(&p).is_some_and(Member::electable);
+                let seen = voters
+                    .iter()
+                    .filter(|m| {
+                        up(&m.host)
+                            || set
+                                .runtime
+                                .get(&m.host)
+                                .and_then(|r| r.lost)
+                                .is_some_and(|l| now < timing.detected_at(l))
+                    })
+                    .count();
+                let still = seen >= majority && set.config.member(&p).is_some_and(Member::electable);
                 if !still {
                     if let Some(rt) = set.runtime.get_mut(&p) {
                         rt.state = SECONDARY;
                     }
                     set.primary = None;
+                    set.election_at = Some(now + timing.election);
                 }
             }
-            if reachable < majority {
-                continue;
-            }
-            let best = set
+            let candidates: Vec<Member> = set
                 .config
                 .members
                 .iter()
                 .filter(|m| m.electable() && up(&m.host))
                 .filter(|m| {
                     set.runtime.get(&m.host).is_some_and(|rt| {
-                        matches!(rt.state, SECONDARY | PRIMARY) && now >= rt.barred_until
+                        matches!(rt.state, SECONDARY | PRIMARY)
+                            && now >= rt.barred_until
+                            && now >= rt.catch_up_at
                     })
                 })
+                .cloned()
+                .collect();
+            let best = candidates
+                .iter()
                 .max_by(|a, b| {
                     a.priority
                         .total_cmp(&b.priority)
                         .then_with(|| b.id.cmp(&a.id))
                 })
                 .cloned();
-            let current_priority = set
+            let votes = voters
+                .iter()
+                .filter(|m| up(&m.host))
+                .filter(|m| set.runtime.get(&m.host).is_some_and(|r| r.state != STARTUP))
+                .count();
+            if set.primary.is_none() {
+                set.takeover = None;
+                let single = voters.len() == 1 && voters.iter().all(|m| m.electable());
+                let at = if single {
+                    now
+                } else {
+                    *set.election_at.get_or_insert(now + timing.election)
+                };
+                if now < at {
+                    continue;
+                }
+                match best {
+                    Some(best) if votes >= majority => {
+                        Self::elect(set, &best.host);
+                    }
+                    _ => set.election_at = Some(now + timing.election),
+                }
+                continue;
+            }
+            // Priority takeover.
+            let current = set
                 .primary
                 .as_ref()
                 .and_then(|p| set.config.member(p))
-                .map(|m| m.priority);
-            if let Some(best) = best {
-                let takeover = match current_priority {
-                    None => true,
-                    Some(p) => best.priority > p,
-                };
-                if takeover {
-                    if let Some(old) = set.primary.take()
-                        && let Some(rt) = set.runtime.get_mut(&old)
-                    {
-                        rt.state = SECONDARY;
+                .map_or(0.0, |m| m.priority);
+            match best.filter(|b| b.priority > current && votes >= majority) {
+                None => set.takeover = None,
+                Some(best) => {
+                    let rank = set
+                        .config
+                        .members
+                        .iter()
+                        .filter(|m| m.priority > best.priority)
+                        .count() as u64;
+                    let at = match &set.takeover {
+                        Some((h, at)) if *h == best.host => *at,
+                        _ => now + (rank + 1) * timing.election,
+                    };
+                    set.takeover = Some((best.host.clone(), at));
+                    if now >= at {
+                        if let Some(old) = set.primary.take()
+                            && let Some(rt) = set.runtime.get_mut(&old)
+                        {
+                            rt.state = SECONDARY;
+                        }
+                        Self::elect(set, &best.host);
                     }
-                    set.term += 1;
-                    if let Some(rt) = set.runtime.get_mut(&best.host) {
-                        rt.state = PRIMARY;
-                    }
-                    set.primary = Some(best.host.clone());
                 }
             }
         }
@@ -833,6 +1089,17 @@ impl World {
                 set.oplog_committed_term = set.term;
             }
         }
+    }
+
+    /// `host` wins an election: a new term, it is PRIMARY.
+    fn elect(set: &mut ReplSet, host: &str) {
+        set.term += 1;
+        if let Some(rt) = set.runtime.get_mut(host) {
+            rt.state = PRIMARY;
+        }
+        set.primary = Some(host.to_owned());
+        set.election_at = None;
+        set.takeover = None;
     }
 
     /// Answer one command sent to `node` on a connection with `session`. A command that mongod
@@ -1141,7 +1408,7 @@ impl World {
                 if !arbiters.is_empty() {
                     d.insert("arbiters", arbiters);
                 }
-                if let Some(p) = &set.primary {
+                if let Some(p) = set.known_primary(self.now) {
                     d.insert("primary", p);
                 }
                 if state == PRIMARY {
@@ -1259,17 +1526,15 @@ impl World {
             };
             runtime.insert(
                 m.host.clone(),
-                Runtime {
+                Runtime::new(
                     state,
-                    synced_at: self.now + self.settings.sync_ticks,
-                    barred_until: 0,
-                    applied: if state == STARTUP2 {
+                    self.now + self.settings.sync_ticks,
+                    if state == STARTUP2 {
                         (0, -1)
                     } else {
                         (self.now, 0)
                     },
-                    catch_up_at: 0,
-                },
+                ),
             );
             if let Some(n) = self.nodes.get_mut(&m.host) {
                 n.set = Some(id);
@@ -1288,6 +1553,8 @@ impl World {
                 forced_reconfigs: 0,
                 default_write_concern: None,
                 fcv: series(self.version_of(node)),
+                election_at: None,
+                takeover: None,
                 runtime,
                 users: BTreeMap::new(),
             },
@@ -1331,13 +1598,17 @@ impl World {
 
     fn get_status(&self, node: &str) -> Reply {
         let set = self.need_set(node)?;
+        let now = self.now;
         let state_of = |h: &str| {
-            if !self.is_up(h) {
-                DOWN
-            } else {
+            if h == node {
                 set.runtime.get(h).map_or(STARTUP2, |r| r.state)
+            } else if self.is_up(h) {
+                set.runtime.get(h).map_or(STARTUP2, |r| r.state)
+            } else {
+                set.reported(h, now)
             }
         };
+        let known_primary = set.known_primary(now).map(str::to_owned);
         let voters = set.config.voters().count() as i32;
         let members: Vec<Bson> = set
             .config
@@ -1345,8 +1616,8 @@ impl World {
             .iter()
             .map(|m| {
                 let state = state_of(&m.host);
-                let sync = match (&set.primary, state) {
-                    (Some(p), SECONDARY | STARTUP2) => p.clone(),
+                let sync = match (&known_primary, state) {
+                    (Some(p), SECONDARY | STARTUP2 | RECOVERING) if *p != m.host => p.clone(),
                     _ => String::new(),
                 };
                 let mut d = doc! {
@@ -1375,7 +1646,7 @@ impl World {
             "date": bson::DateTime::now(),
             "myState": state_of(node),
             "term": set.term,
-            "heartbeatIntervalMillis": 2000i64,
+            "heartbeatIntervalMillis": number(&set.config.settings, "heartbeatIntervalMillis").map_or(2000, |v| v as i64),
             "majorityVoteCount": voters / 2 + 1,
             "writeMajorityCount": (voters / 2 + 1).min(set.config.writable_voters() as i32),
             "votingMembersCount": voters,
@@ -1618,13 +1889,7 @@ impl World {
             if !set.runtime.contains_key(&m.host) {
                 set.runtime.insert(
                     m.host.clone(),
-                    Runtime {
-                        state: STARTUP2,
-                        synced_at: self.now + self.settings.sync_ticks,
-                        barred_until: 0,
-                        applied: (0, -1),
-                        catch_up_at: 0,
-                    },
+                    Runtime::new(STARTUP2, self.now + self.settings.sync_ticks, (0, -1)),
                 );
             }
             self.nodes.entry(m.host.clone()).or_default().set = Some(set_id);
@@ -1676,6 +1941,14 @@ impl World {
             rt.barred_until = now + bar;
         }
         set.primary = None;
+        // Election handoff (`enableElectionHandoff`, default true): the old primary asks an
+        // electable caught-up secondary to stand at once (`replSetStepUp`), so the next tick has
+        // a primary; without one (`force`), the secondaries wait out their election timeout.
+        set.election_at = Some(if electable {
+            now + 1
+        } else {
+            now + set.config.timing().election
+        });
         self.recompute();
         Ok(Document::new())
     }
@@ -1974,8 +2247,20 @@ mod rule_tests {
             &doc! {"replSetInitiate": {"_id": "rs", "members": members}},
         );
         assert!(ok(&r), "{r}");
-        w.tick();
+        elect(&mut w);
         w
+    }
+
+    /// Tick until set `rs` has a primary (an election timeout after initiating); returns the
+    /// ticks it took.
+    fn elect(w: &mut World) -> u64 {
+        for t in 1..=30 {
+            w.tick();
+            if w.set("rs").is_some_and(|s| s.primary.is_some()) {
+                return t;
+            }
+        }
+        panic!("no primary after 30 ticks");
     }
 
     /// As [`initiated`], on nodes that run `version` from the start.
@@ -1991,7 +2276,7 @@ mod rule_tests {
             &doc! {"replSetInitiate": {"_id": "rs", "members": members}},
         );
         assert!(ok(&r), "{r}");
-        w.tick();
+        elect(&mut w);
         let r = w.handle(
             &h(0),
             &mut s,
@@ -2305,6 +2590,9 @@ mod rule_tests {
         // Losing the majority: no primary, a normal reconfig is impossible, force works on a
         // secondary and bumps the version by a large amount.
         w.set_up(&h(1), false);
+        // The primary steps down once its heartbeats marked the other voter down.
+        w.tick();
+        w.tick();
         assert!(w.set("rs").unwrap().primary.is_none());
         let r = reconfig(&mut w, &mut s, 0, 3, vec![member(0, 1, 1.0)]);
         assert_eq!(code(&r), Some(NOT_WRITABLE_PRIMARY));
@@ -2330,7 +2618,7 @@ mod rule_tests {
             &doc! {"replSetInitiate": {"_id": "rs", "members": [member(0, 1, 1.0), member(1, 1, 1.0), arbiter(2)]}},
         );
         assert!(ok(&r), "{r}");
-        w.tick();
+        elect(&mut w);
         let r = w.handle(
             &h(0),
             &mut s,
@@ -2370,6 +2658,7 @@ mod rule_tests {
         // The primary dies: the secondary wins with the arbiter's vote, but its term's writes
         // reach no write majority (two data-bearing voters, one up).
         w.set_up(&h(0), false);
+        elect(&mut w);
         assert_eq!(w.set("rs").unwrap().primary.as_deref(), Some(h(1).as_str()));
         assert!(!commitment(&mut w, &mut s, 1));
         let demote = doc! {"replSetReconfig": {"_id": "rs", "version": 2, "members": [member(0, 0, 0.0), member(1, 1, 1.0), arbiter(2)]}, "maxTimeMS": 5000};
@@ -2382,9 +2671,13 @@ mod rule_tests {
         let r = w.expire(wait.clone());
         assert_eq!(code(&r), Some(CURRENT_CONFIG_NOT_COMMITTED_YET));
         assert_eq!(version(&w), 1, "nothing installed");
-        // The old primary comes back as a secondary: the write majority holds the term, the
-        // same waiting reconfig goes through.
+        // The old primary comes back as a secondary (after STARTUP, STARTUP2, RECOVERING):
+        // the write majority holds the term, the same waiting reconfig goes through.
         w.set_up(&h(0), true);
+        assert!(!commitment(&mut w, &mut s, 1), "still starting up");
+        for _ in 0..3 {
+            w.tick();
+        }
         assert!(commitment(&mut w, &mut s, 1));
         let r = w.resume(&mut wait).unwrap();
         assert!(ok(&r), "{r}");
@@ -2632,6 +2925,7 @@ mod rule_tests {
         }
         let r = w.handle(&h(0), &mut s, &doc! {"replSetStepDown": 60});
         assert!(ok(&r), "{r}");
+        w.tick();
         let p = w.set("rs").unwrap().primary.clone().unwrap();
         let on: u16 = p.rsplit_once(':').unwrap().1.parse::<u16>().unwrap() - 27000;
         let r = reconfig(
@@ -2661,13 +2955,138 @@ mod rule_tests {
         assert_eq!(code(&r), Some(NEW_CONFIG_INCOMPATIBLE));
     }
 
-    /// Elections: the electable member with the highest priority becomes primary, a primary
-    /// needs a majority of voters up, and a higher-priority member takes over ("priority
-    /// takeover").
+    /// The state and health members report about `host` (`replSetGetStatus` on `on`).
+    fn seen(w: &mut World, on: u16, host: &str) -> (i32, f64) {
+        let st = w.handle(&h(on), &mut logged_in("root"), &doc! {"replSetGetStatus": 1});
+        let m = st
+            .get_array("members")
+            .unwrap()
+            .iter()
+            .filter_map(Bson::as_document)
+            .find(|m| m.get_str("name").unwrap() == host)
+            .unwrap()
+            .clone();
+        (m.get_i32("state").unwrap(), m.get_f64("health").unwrap())
+    }
+
+    fn primary(w: &World) -> Option<String> {
+        w.set("rs").unwrap().primary.clone()
+    }
+
+    /// "Replica Set Elections" (manual: a secondary calls an election after losing the primary
+    /// for `settings.electionTimeoutMillis`, 10 s by default; "the replica set cannot process
+    /// write operations until the election completes"): a multi-member set has no primary
+    /// until an election timeout after `replSetInitiate`; a single-voter set elects its member
+    /// at once (`replication_coordinator_impl.cpp`, single-node election).
+    #[test]
+    fn a_new_set_has_no_primary_until_an_election_timeout_passed() {
+        let (mut w, mut s) = world(3);
+        let members: Vec<Bson> = (0..3).map(|i| member(i, 1, 1.0)).collect();
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetInitiate": {"_id": "rs", "members": members}},
+        );
+        assert!(ok(&r), "{r}");
+        let hello = w.handle(&h(0), &mut s, &doc! {"hello": 1});
+        assert!(!hello.get_bool("isWritablePrimary").unwrap());
+        assert!(!hello.contains_key("primary"));
+        assert_eq!(elect(&mut w), 10, "mongod's default electionTimeoutMillis");
+        let (mut one, mut s) = world(1);
+        let r = one.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetInitiate": {"_id": "rs", "members": [member(0, 1, 1.0)]}},
+        );
+        assert!(ok(&r), "{r}");
+        assert_eq!(primary(&one), Some(h(0)));
+    }
+
+    /// "Replica Set Elections" and server `topology_coordinator.cpp` (`processHeartbeatResponse`
+    /// marks a member down once a heartbeat used up its retries, at once for a refused
+    /// connection, or after `heartbeatTimeoutSecs` without an answer): right after a kill the
+    /// others still report the dead primary as PRIMARY and a dead secondary as SECONDARY, both
+    /// healthy; a refused member is `(not reachable/healthy)` from the next heartbeat on (2 s),
+    /// a partitioned one after 10 s; the set has no primary until the election timeout (10 s)
+    /// ran out, then the caught-up electable secondary wins in a new term.
+    #[test]
+    fn a_killed_primary_is_reported_until_heartbeats_mark_it_down_and_an_election_takes_time() {
+        let (mut w, _) = initiated(3);
+        assert_eq!(primary(&w), Some(h(0)));
+        let term = w.set("rs").unwrap().term;
+        w.set_up(&h(0), false);
+        assert_eq!(primary(&w), None, "the dead primary takes no writes");
+        assert_eq!(seen(&mut w, 1, &h(0)), (PRIMARY, 1.0), "a stale PRIMARY");
+        let hello = w.handle(&h(1), &mut Session::new(false, 9), &doc! {"hello": 1});
+        assert_eq!(hello.get_str("primary").unwrap(), h(0));
+        let mut down_after = None;
+        let mut elected_after = None;
+        for t in 1..=12u64 {
+            w.tick();
+            if down_after.is_none() && seen(&mut w, 1, &h(0)) == (DOWN, 0.0) {
+                down_after = Some(t);
+                let hello = w.handle(&h(1), &mut Session::new(false, 9), &doc! {"hello": 1});
+                assert!(!hello.contains_key("primary"), "{hello}");
+            }
+            if elected_after.is_none() && primary(&w).is_some() {
+                elected_after = Some(t);
+            }
+        }
+        assert!(down_after.is_some_and(|t| t <= 2), "{down_after:?}");
+        assert_eq!(elected_after, Some(10), "no primary for one election timeout");
+        assert_eq!(primary(&w), Some(h(1)));
+        assert!(w.set("rs").unwrap().term > term);
+        // A partitioned secondary: healthy for heartbeatTimeoutSecs, then down.
+        w.partition(&h(2));
+        for t in 1..=10u64 {
+            let expected = if t < 10 { (SECONDARY, 1.0) } else { (DOWN, 0.0) };
+            w.tick();
+            assert_eq!(seen(&mut w, 1, &h(2)), expected, "tick {t}");
+        }
+    }
+
+    /// The timing follows the config's `settings` (manual, "Replica Set Configuration":
+    /// `settings.electionTimeoutMillis`, `settings.heartbeatIntervalMillis`, which must be
+    /// positive, `repl_set_config.cpp`).
+    #[test]
+    fn election_timing_follows_the_configs_settings() {
+        let (mut w, mut s) = world(3);
+        let members: Vec<Bson> = (0..3).map(|i| member(i, 1, 1.0)).collect();
+        let bad = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetInitiate": {"_id": "rs", "members": members.clone(), "settings": {"electionTimeoutMillis": 0}}},
+        );
+        assert_eq!(code(&bad), Some(BAD_VALUE), "{bad}");
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetInitiate": {"_id": "rs", "members": members, "settings": {"electionTimeoutMillis": 3000, "heartbeatIntervalMillis": 1000}}},
+        );
+        assert!(ok(&r), "{r}");
+        assert_eq!(elect(&mut w), 3);
+        let root = doc! {"createUser": "root", "pwd": "root-pass", "roles": ["root"]};
+        assert!(ok(&w.handle(&h(0), &mut s, &root)));
+        let st = w.handle(&h(0), &mut logged_in("root"), &doc! {"replSetGetStatus": 1});
+        assert_eq!(st.get_i64("heartbeatIntervalMillis").unwrap(), 1000);
+        let p = primary(&w).unwrap();
+        w.set_up(&p, false);
+        let mut t = 0;
+        while primary(&w).is_none() {
+            w.tick();
+            t += 1;
+        }
+        assert_eq!(t, 3);
+    }
+
+    /// "Replica Set Elections" (a primary that loses sight of a majority steps down; one voter
+    /// of three cannot elect), priority (the highest-priority caught-up electable member is
+    /// elected) and priority takeover (`repl_set_config.cpp` `getPriorityTakeoverDelay`:
+    /// `(priorityRank + 1) × electionTimeout` after it saw itself as the better candidate).
     #[test]
     fn elections_follow_priority_and_majority() {
         let (mut w, mut s) = initiated(3);
-        assert_eq!(w.set("rs").unwrap().primary.as_deref(), Some(h(0).as_str()));
+        assert_eq!(primary(&w), Some(h(0)));
         let r = reconfig(
             &mut w,
             &mut s,
@@ -2676,27 +3095,31 @@ mod rule_tests {
             vec![member(0, 1, 1.0), member(1, 1, 5.0), member(2, 1, 1.0)],
         );
         assert!(ok(&r));
-        assert_eq!(w.set("rs").unwrap().primary.as_deref(), Some(h(1).as_str()));
-        let term = w.set("rs").unwrap().term;
+        assert_eq!(primary(&w), Some(h(0)), "a takeover is not instant");
+        let mut t = 0;
+        while primary(&w) != Some(h(1)) {
+            w.tick();
+            t += 1;
+            assert!(t <= 20);
+        }
+        assert_eq!(t, 10, "priority rank 0: one election timeout");
         w.set_up(&h(1), false);
-        assert_ne!(w.set("rs").unwrap().primary.as_deref(), Some(h(1).as_str()));
-        assert!(w.set("rs").unwrap().primary.is_some());
-        assert!(w.set("rs").unwrap().term > term);
+        for _ in 0..10 {
+            w.tick();
+        }
+        assert_eq!(primary(&w), Some(h(0)));
         w.set_up(&h(2), false);
-        assert!(
-            w.set("rs").unwrap().primary.is_none(),
-            "1 of 3 voters cannot elect"
-        );
-        let st = w.handle(&h(0), &mut s, &doc! {"replSetGetStatus": 1});
-        let down: Vec<_> = st
-            .get_array("members")
-            .unwrap()
-            .iter()
-            .filter_map(|m| m.as_document())
-            .filter(|m| m.get_i32("state").ok() == Some(DOWN))
-            .collect();
-        assert_eq!(down.len(), 2);
-        assert_eq!(down[0].get_f64("health").unwrap(), 0.0);
+        assert_eq!(primary(&w), Some(h(0)), "it has not noticed yet");
+        for _ in 0..2 {
+            w.tick();
+        }
+        assert!(primary(&w).is_none(), "1 of 3 voters cannot stay primary");
+        for _ in 0..30 {
+            w.tick();
+        }
+        assert!(primary(&w).is_none(), "1 of 3 voters cannot elect");
+        assert_eq!(seen(&mut w, 0, &h(1)), (DOWN, 0.0));
+        assert_eq!(seen(&mut w, 0, &h(2)), (DOWN, 0.0));
     }
 
     /// replSetGetStatus (manual, `replSetGetStatus` output: `members[].optime` `{ts, t}` and
@@ -2738,19 +3161,54 @@ mod rule_tests {
             "a healthy secondary keeps up"
         );
         w.set_up(&h(2), false);
+        w.tick();
+        w.tick();
         assert_eq!(optime(&mut w, &mut s, 2), (DOWN, 0, -1));
-        for _ in 0..5 {
+        for _ in 0..3 {
             w.tick();
         }
         w.set_up(&h(2), true);
+        // STARTUP, STARTUP2, RECOVERING, then SECONDARY.
+        for _ in 0..3 {
+            w.tick();
+        }
         let (state, behind, _) = optime(&mut w, &mut s, 2);
         let primary = optime(&mut w, &mut s, 0).1;
         assert_eq!(state, SECONDARY);
-        assert_eq!(primary - behind, 5, "it missed five seconds of writes");
+        assert_eq!(primary - behind, 8, "it missed eight seconds of writes");
         // sync_ticks (1) later it has caught up.
         w.tick();
         w.tick();
         assert_eq!(optime(&mut w, &mut s, 2).1, optime(&mut w, &mut s, 0).1);
+    }
+
+    /// "Replica Set Member States" (manual; a restarted mongod logs STARTUP → STARTUP2 →
+    /// RECOVERING → SECONDARY): a restarted member is neither SECONDARY nor electable at once,
+    /// the others report it in those states, and an arbiter comes back as ARBITER.
+    #[test]
+    fn a_restarted_member_starts_up_and_recovers_before_it_is_secondary() {
+        let (mut w, _) = initiated(3);
+        w.set_up(&h(2), false);
+        w.tick();
+        w.tick();
+        w.set_up(&h(2), true);
+        let mut states = vec![seen(&mut w, 0, &h(2)).0];
+        for _ in 0..3 {
+            w.tick();
+            states.push(seen(&mut w, 0, &h(2)).0);
+            }
+        assert_eq!(states, vec![STARTUP, STARTUP2, RECOVERING, SECONDARY]);
+        let st = w.handle(&h(0), &mut logged_in("root"), &doc! {"replSetGetStatus": 1});
+        assert!(st.to_string().contains("\"stateStr\": \"SECONDARY\""));
+        let (mut w, _) = psa();
+        w.set_up(&h(2), false);
+        w.set_up(&h(2), true);
+        let mut states = vec![seen(&mut w, 0, &h(2)).0];
+        for _ in 0..2 {
+            w.tick();
+            states.push(seen(&mut w, 0, &h(2)).0);
+        }
+        assert_eq!(states, vec![STARTUP, STARTUP2, ARBITER]);
     }
 
     /// New members go through STARTUP2 (initial sync) before they are SECONDARY.
@@ -2777,7 +3235,9 @@ mod rule_tests {
     }
 
     /// replSetStepDown: only on the primary; fails with no electable caught-up secondary; the old
-    /// primary is not re-elected during the step-down period.
+    /// primary is not re-elected during the step-down period; with `enableElectionHandoff`
+    /// (default true, manual `replSetStepDown`: "it nominates an eligible secondary to call an
+    /// election immediately") the next primary follows within a tick.
     #[test]
     fn step_down_hands_over_and_bars_the_old_primary() {
         let (mut w, mut s) = initiated(1);
@@ -2788,6 +3248,9 @@ mod rule_tests {
         assert_eq!(code(&r), Some(NOT_WRITABLE_PRIMARY));
         let r = w.handle(&h(0), &mut s, &doc! {"replSetStepDown": 60});
         assert!(ok(&r), "{r}");
+        assert!(w.set("rs").unwrap().primary.is_none(), "a moment without one");
+        // Election handoff: a secondary stands at once, no election timeout is waited for.
+        w.tick();
         let p = w.set("rs").unwrap().primary.clone().unwrap();
         assert_ne!(p, h(0));
         for _ in 0..2 {
@@ -2811,7 +3274,7 @@ mod rule_tests {
             Some(UNAUTHORIZED)
         );
         assert!(ok(&w.handle(&h(0), &mut in_pod, &initiate)));
-        w.tick();
+        elect(&mut w);
         for cmd in [
             doc! {"replSetGetConfig": 1},
             doc! {"replSetGetStatus": 1},
@@ -2999,7 +3462,7 @@ mod rule_tests {
             &doc! {"replSetInitiate": {"_id": "rs", "members": [member(0, 1, 1.0), member(1, 1, 1.0)]}},
         );
         assert!(ok(&r), "{r}");
-        w.tick();
+        elect(&mut w);
         let r = w.handle(
             &h(0),
             &mut s,

@@ -88,7 +88,12 @@ async fn the_driver_initiates_a_set_and_authenticates_with_scram_sha_256() {
     )
     .await
     .unwrap();
-    sim.world().tick();
+    // No primary until an election timeout (10 s of simulated time) has passed.
+    let hello = run(&ca, doc! {"hello": 1}).await.unwrap();
+    assert!(hello.get_str("primary").is_err(), "{hello}");
+    for _ in 0..10 {
+        sim.world().tick();
+    }
     let hello = run(&ca, doc! {"hello": 1}).await.unwrap();
     assert_eq!(hello.get_str("setName").unwrap(), "rs");
     assert_eq!(hello.get_str("primary").unwrap(), a);

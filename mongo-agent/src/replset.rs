@@ -110,6 +110,8 @@ pub struct Hello {
     pub primary: Option<String>,
     pub is_primary: bool,
     pub me: Option<String>,
+    /// `arbiterOnly`: an arbiter has no users, so nothing but `hello` can be read from it.
+    pub arbiter: bool,
 }
 
 /// What the agent saw, with what the status needs.
@@ -296,6 +298,7 @@ impl ReplSetAdmin {
             primary: d.get_str("primary").ok().map(str::to_owned),
             is_primary: d.get_bool(writable).unwrap_or(false),
             me: d.get_str("me").ok().map(str::to_owned),
+            arbiter: d.get_bool("arbiterOnly").unwrap_or(false),
         })
     }
 
@@ -317,6 +320,7 @@ impl ReplSetAdmin {
         hosts: &BTreeSet<String>,
     ) -> Result<Observation, ReplSetError> {
         let mut in_set = Vec::new();
+        let mut arbiters = Vec::new();
         let mut primary = None;
         for h in hosts {
             if let Ok(hello) = self.hello(h).await
@@ -327,13 +331,22 @@ impl ReplSetAdmin {
                 } else if primary.is_none() {
                     primary = hello.primary.clone();
                 }
-                in_set.push(h.clone());
+                if hello.arbiter {
+                    arbiters.push(h.clone());
+                } else {
+                    in_set.push(h.clone());
+                }
             }
         }
+        // An arbiter cannot be logged in to (it has no users): it is read only when no
+        // data-bearing member answers, and then the read fails as it must.
+        in_set.extend(arbiters);
         let Some(first) = in_set.first().cloned() else {
             return Ok(Observation::default());
         };
-        // Read from the primary when it answers; otherwise from any member.
+        // Read from the primary when it answers; otherwise from a data-bearing member: while
+        // the set has no primary (an election takes an election timeout, 10 s by default), or
+        // the members still report a dead one as PRIMARY until heartbeats mark it down.
         let mut source = first;
         let mut committed = false;
         let mut raw = None;

@@ -139,6 +139,13 @@ impl<'a> Agent<'a> {
     }
 }
 
+/// Let `n` simulated seconds pass.
+fn ticks(sim: &Simulator, n: u32) {
+    for _ in 0..n {
+        sim.world().tick();
+    }
+}
+
 fn manual_sim() -> Simulator {
     Simulator::start(
         Settings {
@@ -323,16 +330,21 @@ async fn three_clusters_initiate_once_and_survive_losing_one_without_force() {
     assert_eq!(voters(&sim).len(), 3);
 
     // Cluster c goes away: a majority remains, there is still a primary, nothing is forced.
+    // (The others mark it down at their next heartbeat, 2 s.)
     sim.stop(&hosts[2]);
-    sim.world().tick();
+    ticks(&sim, 2);
     let (o, obs) = agents[0].step(&known).await.unwrap();
     assert_eq!(o, Outcome::Done);
     assert!(obs.primary.is_some());
     assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
 
-    // Cluster b goes too: quorum lost, reported, not forced...
+    // Cluster b goes too: quorum lost, reported, not forced... Right after, the survivor still
+    // reports b as it last heard of it: nothing drastic happens meanwhile.
     sim.stop(&hosts[1]);
-    sim.world().tick();
+    let (o, _) = agents[0].step(&known).await.unwrap();
+    assert!(!matches!(o, Outcome::ForcedReconfig { .. }), "{o:?}");
+    assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
+    ticks(&sim, 2);
     let (o, _) = agents[0].step(&known).await.unwrap();
     let Outcome::QuorumLost {
         reachable_voters: 1,
@@ -458,6 +470,30 @@ async fn the_next_restart_waits_for_the_restarted_member_to_catch_up() {
         sim.world().tick();
     }
     sim.world().set_up(&restarted, true);
+    let pods = |restarted: &str| -> Vec<PodRollout> {
+        hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| PodRollout {
+                pod: format!("m-{i}-0"),
+                index: Some(i as i32),
+                host: h.clone(),
+                outdated: *h != restarted,
+                ready: true,
+            })
+            .collect()
+    };
+    // Starting up (STARTUP, STARTUP2, RECOVERING): not healthy, the next restart waits.
+    for _ in 0..3 {
+        let obs = agent.admin.observe("rs", &all).await.unwrap();
+        let step =
+            rollout::next_restart(&pods(&restarted), &decide::voters(&obs), obs.primary.as_deref());
+        assert!(
+            matches!(&step, RolloutStep::Wait(why) if why.contains(&restarted) && why.contains("not healthy")),
+            "{step:?}"
+        );
+        sim.world().tick();
+    }
     let pods: Vec<PodRollout> = hosts
         .iter()
         .enumerate()
@@ -665,6 +701,69 @@ async fn an_arbiter_and_a_secondary_join_a_5_0_set_the_documented_way() {
     assert_eq!(set.forced_reconfigs, 0);
 }
 
+/// Elections take time (manual, "Replica Set Elections"): after the primary of a PSA set dies,
+/// the survivors report it as PRIMARY until their heartbeats mark it down, and no primary exists
+/// until the secondary's election timeout ran out. The agent still observes the set meanwhile,
+/// from the data-bearing survivor (an arbiter has no users, so the agent cannot log in to it: the
+/// old `observe` read from whichever host sorted first, here the arbiter, and failed with
+/// Unauthorized for the whole window), reports no writable primary, and does not force anything.
+#[tokio::test]
+async fn the_set_is_observed_through_the_window_without_a_primary() {
+    use mongodb::bson::doc;
+    let sim = manual_sim();
+    // The arbiter's address sorts first.
+    let arbiter = sim.serve_new("127.0.0.1").await.unwrap();
+    let data = [
+        sim.serve_new("127.0.0.2").await.unwrap(),
+        sim.serve_new("127.0.0.2").await.unwrap(),
+    ];
+    let pods = Pods {
+        sim: &sim,
+        root_password: users().root.password.expose().to_owned(),
+    };
+    let members = vec![
+        doc! {"_id": 0, "host": &data[0]},
+        doc! {"_id": 1, "host": &data[1]},
+        doc! {"_id": 2, "host": &arbiter, "arbiterOnly": true},
+    ];
+    pods.run(
+        &data[0],
+        &doc! {"replSetInitiate": {"_id": "rs", "members": members}},
+        false,
+    )
+    .await
+    .unwrap();
+    ticks(&sim, 10);
+    pods.run(&data[0], &doc! {"createUser": "root", "roles": ["root"]}, true)
+        .await
+        .unwrap();
+    let old = sim.world().set("rs").unwrap().primary.clone().unwrap();
+    let survivor = data.iter().find(|h| **h != old).unwrap().clone();
+    sim.stop(&old);
+    let root = ReplSetAdmin::new(Some(users().root), Duration::from_millis(300));
+    let known: BTreeSet<String> = data.iter().chain([&arbiter]).cloned().collect();
+    let mut saw_stale = false;
+    let mut saw_none = false;
+    for _ in 0..12 {
+        let obs = root
+            .observe("rs", &known)
+            .await
+            .expect("the set is observed while it has no primary");
+        assert!(obs.observed.config.is_some());
+        match obs.primary.as_deref() {
+            Some(p) if p == old => saw_stale = true,
+            None => saw_none = true,
+            Some(p) => assert_eq!(p, survivor),
+        }
+        sim.world().tick();
+    }
+    assert!(saw_stale, "right after the kill the dead primary is still reported");
+    assert!(saw_none, "then a window without a primary");
+    let obs = root.observe("rs", &known).await.unwrap();
+    assert_eq!(obs.primary.as_deref(), Some(survivor.as_str()));
+    assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
+}
+
 /// A reconfig the set cannot start (its current config is not committed: a PSA set whose
 /// primary died has no write majority) gives up within its `maxTimeMS` with
 /// CurrentConfigNotCommittedYet instead of holding the reconcile forever, and the planner then
@@ -693,7 +792,8 @@ async fn a_reconfig_that_cannot_start_gives_up_within_its_max_time_ms() {
     )
     .await
     .unwrap();
-    sim.world().tick();
+    // The first primary: one election timeout (10 s) after initiating.
+    ticks(&sim, 10);
     pods.run(
         &hosts[0],
         &doc! {"createUser": "root", "roles": ["root"]},
@@ -704,6 +804,10 @@ async fn a_reconfig_that_cannot_start_gives_up_within_its_max_time_ms() {
     sim.stop(&hosts[0]);
     let root = ReplSetAdmin::new(Some(users().root), Duration::from_secs(1));
     let known: BTreeSet<String> = hosts.iter().cloned().collect();
+    // No primary until the secondary's election timeout ran out.
+    let obs = root.observe("rs", &known).await.unwrap();
+    assert_ne!(obs.primary.as_deref(), Some(hosts[1].as_str()));
+    ticks(&sim, 10);
     let obs = root.observe("rs", &known).await.unwrap();
     assert_eq!(obs.primary.as_deref(), Some(hosts[1].as_str()));
     assert!(!obs.observed.committed, "commitmentStatus says: not ready");

@@ -486,8 +486,11 @@ async fn the_next_restart_waits_for_the_restarted_member_to_catch_up() {
     // Starting up (STARTUP, STARTUP2, RECOVERING): not healthy, the next restart waits.
     for _ in 0..3 {
         let obs = agent.admin.observe("rs", &all).await.unwrap();
-        let step =
-            rollout::next_restart(&pods(&restarted), &decide::voters(&obs), obs.primary.as_deref());
+        let step = rollout::next_restart(
+            &pods(&restarted),
+            &decide::voters(&obs),
+            obs.primary.as_deref(),
+        );
         assert!(
             matches!(&step, RolloutStep::Wait(why) if why.contains(&restarted) && why.contains("not healthy")),
             "{step:?}"
@@ -734,9 +737,13 @@ async fn the_set_is_observed_through_the_window_without_a_primary() {
     .await
     .unwrap();
     ticks(&sim, 10);
-    pods.run(&data[0], &doc! {"createUser": "root", "roles": ["root"]}, true)
-        .await
-        .unwrap();
+    pods.run(
+        &data[0],
+        &doc! {"createUser": "root", "roles": ["root"]},
+        true,
+    )
+    .await
+    .unwrap();
     let old = sim.world().set("rs").unwrap().primary.clone().unwrap();
     let survivor = data.iter().find(|h| **h != old).unwrap().clone();
     sim.stop(&old);
@@ -757,7 +764,10 @@ async fn the_set_is_observed_through_the_window_without_a_primary() {
         }
         sim.world().tick();
     }
-    assert!(saw_stale, "right after the kill the dead primary is still reported");
+    assert!(
+        saw_stale,
+        "right after the kill the dead primary is still reported"
+    );
     assert!(saw_none, "then a window without a primary");
     let obs = root.observe("rs", &known).await.unwrap();
     assert_eq!(obs.primary.as_deref(), Some(survivor.as_str()));

@@ -981,7 +981,8 @@ impl World {
                                 .is_some_and(|l| now < timing.detected_at(l))
                     })
                     .count();
-                let still = seen >= majority && set.config.member(&p).is_some_and(Member::electable);
+                let still =
+                    seen >= majority && set.config.member(&p).is_some_and(Member::electable);
                 if !still {
                     if let Some(rt) = set.runtime.get_mut(&p) {
                         rt.state = SECONDARY;
@@ -2957,7 +2958,11 @@ mod rule_tests {
 
     /// The state and health members report about `host` (`replSetGetStatus` on `on`).
     fn seen(w: &mut World, on: u16, host: &str) -> (i32, f64) {
-        let st = w.handle(&h(on), &mut logged_in("root"), &doc! {"replSetGetStatus": 1});
+        let st = w.handle(
+            &h(on),
+            &mut logged_in("root"),
+            &doc! {"replSetGetStatus": 1},
+        );
         let m = st
             .get_array("members")
             .unwrap()
@@ -3033,13 +3038,21 @@ mod rule_tests {
             }
         }
         assert!(down_after.is_some_and(|t| t <= 2), "{down_after:?}");
-        assert_eq!(elected_after, Some(10), "no primary for one election timeout");
+        assert_eq!(
+            elected_after,
+            Some(10),
+            "no primary for one election timeout"
+        );
         assert_eq!(primary(&w), Some(h(1)));
         assert!(w.set("rs").unwrap().term > term);
         // A partitioned secondary: healthy for heartbeatTimeoutSecs, then down.
         w.partition(&h(2));
         for t in 1..=10u64 {
-            let expected = if t < 10 { (SECONDARY, 1.0) } else { (DOWN, 0.0) };
+            let expected = if t < 10 {
+                (SECONDARY, 1.0)
+            } else {
+                (DOWN, 0.0)
+            };
             w.tick();
             assert_eq!(seen(&mut w, 1, &h(2)), expected, "tick {t}");
         }
@@ -3196,7 +3209,7 @@ mod rule_tests {
         for _ in 0..3 {
             w.tick();
             states.push(seen(&mut w, 0, &h(2)).0);
-            }
+        }
         assert_eq!(states, vec![STARTUP, STARTUP2, RECOVERING, SECONDARY]);
         let st = w.handle(&h(0), &mut logged_in("root"), &doc! {"replSetGetStatus": 1});
         assert!(st.to_string().contains("\"stateStr\": \"SECONDARY\""));
@@ -3248,7 +3261,10 @@ mod rule_tests {
         assert_eq!(code(&r), Some(NOT_WRITABLE_PRIMARY));
         let r = w.handle(&h(0), &mut s, &doc! {"replSetStepDown": 60});
         assert!(ok(&r), "{r}");
-        assert!(w.set("rs").unwrap().primary.is_none(), "a moment without one");
+        assert!(
+            w.set("rs").unwrap().primary.is_none(),
+            "a moment without one"
+        );
         // Election handoff: a secondary stands at once, no election timeout is waited for.
         w.tick();
         let p = w.set("rs").unwrap().primary.clone().unwrap();

@@ -94,26 +94,26 @@ pub async fn step(
     hosts.extend(known.iter().cloned());
     let obs = admin.observe(&goal.set_name, &hosts).await?;
     let Some(config) = obs.observed.config.clone() else {
+        // Every host the set ever had is asked before an initiate (`planner::decide_init`).
         let mut probes = BTreeMap::new();
-        for h in goal.desired.hosts.iter().map(|h| &h.host) {
+        for h in &hosts {
             probes.insert(h.clone(), admin.probe(h).await);
         }
-        let outcome =
-            match planner::decide_init(&goal.set_name, goal.rs_init, &goal.desired, &probes) {
-                InitDecision::Initiate { on, config } => {
-                    let cmd = doc! {"replSetInitiate": render_config(None, &config)};
-                    in_pod.run(&on, &cmd, false).await?;
-                    tracing::info!(set = %goal.set_name, %on, "initiated the replica set");
-                    Outcome::Initiated { on }
-                }
-                InitDecision::Join { via } => {
-                    Outcome::Waiting(format!("joining the set through {via}"))
-                }
-                InitDecision::ForeignSet { host, set_name } => {
-                    Outcome::ForeignSet { host, set_name }
-                }
-                InitDecision::Wait(w) => Outcome::Waiting(w),
-            };
+        let decision =
+            planner::decide_init(&goal.set_name, goal.rs_init, &goal.desired, known, &probes);
+        let outcome = match decision {
+            InitDecision::Initiate { on, config } => {
+                let cmd = doc! {"replSetInitiate": render_config(None, &config)};
+                in_pod.run(&on, &cmd, false).await?;
+                tracing::info!(set = %goal.set_name, %on, "initiated the replica set");
+                Outcome::Initiated { on }
+            }
+            InitDecision::Join { via } => {
+                Outcome::Waiting(format!("joining the set through {via}"))
+            }
+            InitDecision::ForeignSet { host, set_name } => Outcome::ForeignSet { host, set_name },
+            InitDecision::Wait(w) => Outcome::Waiting(w),
+        };
         return Ok((outcome, obs));
     };
     let outcome = match planner::next_step(&goal.desired, &obs.observed, goal.force) {

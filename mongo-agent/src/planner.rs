@@ -601,11 +601,20 @@ pub enum InitDecision {
 }
 
 /// Decide initiation. `rs_init` is this cluster's duty to initiate (set by the manager on exactly
-/// one cluster; always true for single-cluster use).
+/// one cluster; always true for single-cluster use). `known` are the hosts the set had when this
+/// agent last saw it (`status.replset`); `probes` what `hello` said on each host.
+///
+/// Initiate once: `replSetInitiate` asks only the members it names, so next to a set it cannot
+/// see it makes a second, empty set of the same name (a member whose PVC was replaced is empty
+/// and answers "in no set"). So every host the set ever had ([`ever_had`]: the host list's,
+/// every own member's, Ready or not — a member whose pod is down keeps its data —, and every
+/// host `status.replset` remembers) must have been asked and have answered that it is in no
+/// set; while one cannot be asked, nothing is initiated and the wait names it and why.
 pub fn decide_init(
     set_name: &str,
     rs_init: bool,
     desired: &Desired,
+    known: &BTreeSet<String>,
     probes: &BTreeMap<String, HostProbe>,
 ) -> InitDecision {
     for (host, p) in probes {
@@ -622,14 +631,19 @@ pub fn decide_init(
     if !rs_init {
         return InitDecision::Wait("another cluster initiates the replica set".into());
     }
-    let unprobed: Vec<&str> = desired
-        .hosts
-        .iter()
-        .map(|h| h.host.as_str())
-        .filter(|h| !probes.contains_key(*h))
+    let blocking: Vec<String> = ever_had(desired, known)
+        .into_iter()
+        .filter_map(|(host, whose)| match probes.get(host) {
+            Some(HostProbe::Uninitiated) => None,
+            Some(_) => Some(format!("{host} ({whose}) does not answer")),
+            None => Some(format!("{host} ({whose}) was not asked yet")),
+        })
         .collect();
-    if !unprobed.is_empty() {
-        return InitDecision::Wait(format!("not yet checked: {}", unprobed.join(", ")));
+    if !blocking.is_empty() {
+        return InitDecision::Wait(format!(
+            "not initiating the replica set until every host it ever had answers that it is in no set (next to a set it cannot see, an initiate would make a second, empty one): {}",
+            blocking.join("; ")
+        ));
     }
     // The first member: our lowest-index ready data-bearing voter.
     let mut own: Vec<&HostEntry> = desired
@@ -640,24 +654,11 @@ pub fn decide_init(
                 && h.votes == 1
                 && desired.own.contains(&h.host)
                 && desired.ready.contains(&h.host)
-                && probes.get(&h.host) == Some(&HostProbe::Uninitiated)
         })
         .collect();
     own.sort_by_key(|h| h.member_index);
-    // Every other desired host must be answering too, or we cannot tell it is not in a set.
-    let silent: Vec<&str> = desired
-        .hosts
-        .iter()
-        .filter(|h| probes.get(&h.host) == Some(&HostProbe::Unreachable))
-        .filter(|h| !desired.own.contains(&h.host) || desired.ready.contains(&h.host))
-        .map(|h| h.host.as_str())
-        .collect();
     match own.first() {
         None => InitDecision::Wait("no own voting member is ready to initiate on".into()),
-        Some(_) if !silent.is_empty() => InitDecision::Wait(format!(
-            "cannot check that these hosts are in no replica set yet: {}",
-            silent.join(", ")
-        )),
         Some(first) => InitDecision::Initiate {
             on: first.host.clone(),
             config: RsConfig {
@@ -673,6 +674,29 @@ pub fn decide_init(
             },
         },
     }
+}
+
+/// Every host the set ever had, each with why it counts (for the wait's message): the host
+/// list's, this agent's own members' (Ready or not), and those `status.replset` remembers.
+pub fn ever_had<'a>(
+    desired: &'a Desired,
+    known: &'a BTreeSet<String>,
+) -> BTreeMap<&'a str, &'static str> {
+    let mut out: BTreeMap<&str, &'static str> = known
+        .iter()
+        .map(|h| (h.as_str(), "remembered in status.replset"))
+        .collect();
+    for h in &desired.hosts {
+        out.insert(h.host.as_str(), "in the host list");
+    }
+    for h in &desired.own {
+        if !desired.ready.contains(h) {
+            out.insert(h.as_str(), "an own member whose pod is not Ready");
+        } else {
+            out.entry(h.as_str()).or_insert("an own member");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1078,6 +1102,7 @@ mod tests {
 
     #[test]
     fn initiates_once_and_joins_an_existing_set_instead() {
+        let none = BTreeSet::new();
         let desired = Desired {
             hosts: vec![entry(0, 1, 2, "a"), entry(1, 1, 1, "b")],
             own: [host(0)].into(),
@@ -1088,7 +1113,8 @@ mod tests {
             (host(1), HostProbe::Uninitiated),
         ]
         .into();
-        let InitDecision::Initiate { on, config } = decide_init("rs", true, &desired, &fresh)
+        let InitDecision::Initiate { on, config } =
+            decide_init("rs", true, &desired, &none, &fresh)
         else {
             panic!("expected initiate")
         };
@@ -1096,7 +1122,7 @@ mod tests {
         assert_eq!(config.members.len(), 1);
         assert_eq!(config.members[0].priority, 2);
         assert!(matches!(
-            decide_init("rs", false, &desired, &fresh),
+            decide_init("rs", false, &desired, &none, &fresh),
             InitDecision::Wait(_)
         ));
         let joined: BTreeMap<String, HostProbe> = [
@@ -1110,7 +1136,7 @@ mod tests {
         ]
         .into();
         assert_eq!(
-            decide_init("rs", true, &desired, &joined),
+            decide_init("rs", true, &desired, &none, &joined),
             InitDecision::Join { via: host(1) }
         );
         let foreign: BTreeMap<String, HostProbe> = [
@@ -1124,7 +1150,7 @@ mod tests {
         ]
         .into();
         assert!(matches!(
-            decide_init("rs", true, &desired, &foreign),
+            decide_init("rs", true, &desired, &none, &foreign),
             InitDecision::ForeignSet { .. }
         ));
         let silent: BTreeMap<String, HostProbe> = [
@@ -1133,9 +1159,93 @@ mod tests {
         ]
         .into();
         assert!(matches!(
-            decide_init("rs", true, &desired, &silent),
+            decide_init("rs", true, &desired, &none, &silent),
             InitDecision::Wait(m) if m.contains(&host(1))
         ));
+    }
+
+    #[test]
+    fn no_initiate_until_every_host_the_set_ever_had_answers_in_no_set() {
+        // Three own members; 1 and 2 are down (pods not Ready, their data on their PVCs), 0 came
+        // back with a replaced PVC: empty, answering "in no set".
+        let desired = Desired {
+            hosts: vec![
+                entry(0, 1, 1, "a"),
+                entry(1, 1, 1, "a"),
+                entry(2, 1, 1, "a"),
+            ],
+            own: [host(0), host(1), host(2)].into(),
+            ready: [host(0)].into(),
+        };
+        let down: BTreeMap<String, HostProbe> = [
+            (host(0), HostProbe::Uninitiated),
+            (host(1), HostProbe::Unreachable),
+            (host(2), HostProbe::Unreachable),
+        ]
+        .into();
+        let none = BTreeSet::new();
+        let InitDecision::Wait(why) = decide_init("rs", true, &desired, &none, &down) else {
+            panic!("initiated next to a set whose members are down")
+        };
+        assert!(why.contains("not initiating the replica set"), "{why}");
+        assert!(
+            why.contains(&format!(
+                "{} (an own member whose pod is not Ready) does not answer",
+                host(1)
+            )),
+            "{why}"
+        );
+        assert!(why.contains(&host(2)), "{why}");
+        assert!(!why.contains(&format!("{} (", host(0))), "{why}");
+
+        // The host list moved to new hosts; the set lived on hosts 0..2, remembered in status.
+        let moved = Desired {
+            hosts: vec![entry(3, 1, 1, "a")],
+            own: [host(3)].into(),
+            ready: [host(3)].into(),
+        };
+        let known: BTreeSet<String> = [host(0), host(1), host(2)].into();
+        let probes: BTreeMap<String, HostProbe> = [
+            (host(3), HostProbe::Uninitiated),
+            (host(0), HostProbe::Unreachable),
+        ]
+        .into();
+        let InitDecision::Wait(why) = decide_init("rs", true, &moved, &known, &probes) else {
+            panic!("initiated without asking the hosts status remembers")
+        };
+        assert!(
+            why.contains(&format!(
+                "{} (remembered in status.replset) does not answer",
+                host(0)
+            )),
+            "{why}"
+        );
+        assert!(
+            why.contains(&format!(
+                "{} (remembered in status.replset) was not asked yet",
+                host(1)
+            )),
+            "{why}"
+        );
+        // Once every one of them answers "in no set", the set is initiated (once).
+        let all: BTreeMap<String, HostProbe> =
+            (0..4).map(|i| (host(i), HostProbe::Uninitiated)).collect();
+        assert!(matches!(
+            decide_init("rs", true, &moved, &known, &all),
+            InitDecision::Initiate { on, .. } if on == host(3)
+        ));
+        // One of them answers from the set: join it, never initiate.
+        let mut in_set = all.clone();
+        in_set.insert(
+            host(1),
+            HostProbe::InSet {
+                set_name: "rs".into(),
+            },
+        );
+        assert_eq!(
+            decide_init("rs", true, &moved, &known, &in_set),
+            InitDecision::Join { via: host(1) }
+        );
     }
 
     #[test]

@@ -83,9 +83,15 @@ struct Agent<'a> {
 
 impl<'a> Agent<'a> {
     fn new(sim: &'a Simulator, goal: SetGoal) -> Self {
+        Self::with_timeout(sim, goal, Duration::from_secs(2))
+    }
+
+    /// An agent whose calls give up on a silent host after `timeout` (the default 2 s makes a
+    /// step with several stopped members slow).
+    fn with_timeout(sim: &'a Simulator, goal: SetGoal, timeout: Duration) -> Self {
         let users = users();
         // As the controller: one adapter family per object, sharing its clients.
-        let anonymous = ReplSetAdmin::new(None, Duration::from_secs(2));
+        let anonymous = ReplSetAdmin::new(None, timeout);
         Self {
             admin: anonymous.with_login(Some(users.cluster_admin.clone())),
             anonymous,
@@ -305,6 +311,99 @@ async fn single_cluster_initiates_once_and_scales_three_five_three() {
     let set = w.set("rs").unwrap();
     assert!(hosts[2..].contains(set.primary.as_ref().unwrap()));
     assert_eq!(set.forced_reconfigs, 0);
+}
+
+/// How long the initiate-guard test's agents wait for a stopped member.
+const FAST: Duration = Duration::from_millis(300);
+
+/// The initiate-once guard: the simulator, like mongod, lets a second `replSetInitiate` of the
+/// same name happen next to an existing set; the agent must not issue it while a host the set
+/// ever had cannot be asked.
+#[tokio::test]
+async fn no_second_set_while_a_host_the_set_ever_had_cannot_be_asked() {
+    let sim = manual_sim();
+    let mut hosts = Vec::new();
+    for _ in 0..4 {
+        hosts.push(sim.serve_new("127.0.0.1").await.unwrap());
+    }
+    let none = BTreeSet::new();
+    let three = Agent::new(&sim, goal(entries(&hosts[..3], |_| "a"), &hosts[..3], true));
+    converge_all(&sim, &[&three], &none).await;
+    assert_eq!(sim.world().sets_named("rs").len(), 1);
+    let known: BTreeSet<String> = hosts[..3].iter().cloned().collect();
+
+    // The set's three pods go down (their data stays on their PVCs) while a fourth member is
+    // added; only the new, empty one is Ready.
+    for h in &hosts[..3] {
+        sim.stop(h);
+    }
+    let mut grown = goal(entries(&hosts, |_| "a"), &hosts, true);
+    grown.desired.ready = [hosts[3].clone()].into();
+    let agent = Agent::with_timeout(&sim, grown, FAST);
+    for _ in 0..2 {
+        let (outcome, _) = agent.step(&none).await.unwrap();
+        let Outcome::Waiting(why) = &outcome else {
+            panic!("expected a wait, got {outcome:?}")
+        };
+        for h in &hosts[..3] {
+            assert!(
+                why.contains(&format!(
+                    "{h} (an own member whose pod is not Ready) does not answer"
+                )),
+                "{why}"
+            );
+        }
+        sim.world().tick();
+    }
+    assert_eq!(
+        sim.world().sets_named("rs").len(),
+        1,
+        "a second set was initiated"
+    );
+
+    // The host list moved to the new host only: the hosts status remembers still hold it back.
+    let moved = Agent::with_timeout(
+        &sim,
+        goal(entries(&hosts[3..], |_| "b"), &hosts[3..], true),
+        FAST,
+    );
+    let (outcome, _) = moved.step(&known).await.unwrap();
+    let Outcome::Waiting(why) = &outcome else {
+        panic!("expected a wait, got {outcome:?}")
+    };
+    assert!(
+        why.contains(&format!(
+            "{} (remembered in status.replset) does not answer",
+            hosts[0]
+        )),
+        "{why}"
+    );
+    assert_eq!(
+        sim.world().sets_named("rs").len(),
+        1,
+        "a second set was initiated"
+    );
+
+    // The old members come back: the fourth joins the one set, nothing is initiated again.
+    for h in &hosts[..3] {
+        sim.serve(h).await.unwrap();
+        sim.world().set_up(h, true);
+    }
+    let all = Agent::new(&sim, goal(entries(&hosts, |_| "a"), &hosts, true));
+    let log = converge_all(&sim, &[&all], &known).await;
+    assert!(
+        !log.iter().any(|o| matches!(o, Outcome::Initiated { .. })),
+        "{log:?}"
+    );
+    assert_eq!(sim.world().sets_named("rs").len(), 1);
+    assert!(
+        sim.world()
+            .set("rs")
+            .unwrap()
+            .config
+            .member(&hosts[3])
+            .is_some()
+    );
 }
 
 #[tokio::test]

@@ -123,7 +123,7 @@ mod planner {
     use super::*;
     use fedstate_mongo_agent::planner::{
         Desired, ForceOptIn, HostProbe, InitDecision, MemberState, Observed, RsConfig, RsMember,
-        ServerFacts, Step, decide_init, next_step,
+        ServerFacts, Step, decide_init, ever_had, next_step,
     };
 
     const POOL: u8 = 10;
@@ -318,19 +318,32 @@ mod planner {
             ],
             0..10,
         );
-        let strategy = (desired(), observed(), any::<bool>(), probes, any::<bool>());
+        let known = proptest::collection::btree_set((0..POOL).prop_map(host), 0..4);
+        let strategy = (
+            desired(),
+            observed(),
+            any::<bool>(),
+            probes,
+            any::<bool>(),
+            known,
+        );
         fuzz(
             "planner",
             strategy,
-            |(desired, observed, force, probes, rs_init)| {
+            |(desired, observed, force, probes, rs_init, known)| {
                 check_step(&desired, &observed, force)?;
                 let probes: BTreeMap<String, HostProbe> = probes;
+                let known: BTreeSet<String> = known;
                 if let InitDecision::Initiate { on, config } =
-                    decide_init("rs", rs_init, &desired, &probes)
+                    decide_init("rs", rs_init, &desired, &known, &probes)
                 {
                     prop_assert!(rs_init);
                     prop_assert!(desired.own.contains(&on));
                     prop_assert!(config.voters() <= usize::from(MAX_VOTERS));
+                    // Initiate once: every host the set ever had answered "in no set".
+                    for h in ever_had(&desired, &known).keys() {
+                        prop_assert_eq!(probes.get(*h), Some(&HostProbe::Uninitiated));
+                    }
                 }
                 Ok(())
             },

@@ -8,6 +8,11 @@
 //! * [`plan`]: the offline `fedstate-scheduler plan` command (parse, place, render).
 //! * [`service`]: `fedstate-scheduler run`, the controllers on the Karmada apiserver.
 
+// Indexing or slicing that may panic is refused in this crate (it reads user objects, Karmada's
+// Clusters and estimators' answers); tests may (clippy.toml). Each remaining case carries an
+// allow at the narrowest scope saying why it cannot fail.
+#![warn(clippy::indexing_slicing)]
+
 pub mod adapter;
 pub mod karmada;
 pub mod placement;

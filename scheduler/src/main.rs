@@ -2,6 +2,9 @@
 //!
 //! Subcommands: `run` (the scheduler service) and `plan` (offline placement from files).
 
+// As in the library: indexing or slicing that may panic is refused (lib.rs).
+#![warn(clippy::indexing_slicing)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

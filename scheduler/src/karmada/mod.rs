@@ -131,8 +131,9 @@ fn groups(spec: &ResourceBindingSpec, status: &ResourceBindingStatus) -> Option<
         .position(|t| !observed.is_empty() && t.affinity_name == observed)
         .unwrap_or(0);
     Some(
-        terms[start..]
+        terms
             .iter()
+            .skip(start)
             .map(|t| t.affinity_name.clone())
             .collect(),
     )

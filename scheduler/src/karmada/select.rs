@@ -170,7 +170,11 @@ pub fn select<'a>(
     } else {
         // Karmada refuses zone, provider and label spread ("just support cluster and region
         // spread constraint"); ours spreads by them (a deliberate extension).
-        by_groups(&spreads[0], sorted, need)
+        match spreads.first() {
+            Some(first) => by_groups(first, sorted, need),
+            // Not reached: no constraint returned early above.
+            None => Ok(sorted),
+        }
     }
 }
 
@@ -254,15 +258,19 @@ fn by_cluster<'a>(
     while !has_room(&sorted) && slot > 0 {
         slot -= 1;
         let mut best: Option<usize> = None;
-        let mut most = sorted[slot].available;
+        // Not reached with slot out of range: it starts at the length and only decreases.
+        let Some(current) = sorted.get_mut(slot) else {
+            break;
+        };
+        let mut most = current.available;
         for (i, r) in rest.iter().enumerate() {
             if r.available > most {
                 most = r.available;
                 best = Some(i);
             }
         }
-        if let Some(i) = best {
-            std::mem::swap(&mut sorted[slot], &mut rest[i]);
+        if let Some(roomiest) = best.and_then(|i| rest.get_mut(i)) {
+            std::mem::swap(current, roomiest);
         }
     }
     if has_room(&sorted) {
@@ -431,9 +439,9 @@ fn select_groups<'a>(mut groups: Vec<Group<'a>>, min: i64, max: i64, target: i64
         if len >= max {
             return;
         }
-        for i in begin..groups.len() {
-            path.push(groups[i].clone());
-            dfs(groups, path, sum + groups[i].value, i + 1, bounds, found);
+        for (i, group) in groups.iter().enumerate().skip(begin) {
+            path.push(group.clone());
+            dfs(groups, path, sum + group.value, i + 1, bounds, found);
             if groups.len() as i64 == min {
                 break;
             }
@@ -458,9 +466,11 @@ fn select_groups<'a>(mut groups: Vec<Group<'a>>, min: i64, max: i64, target: i64
             .then(b.value.cmp(&a.value))
             .then(a.id.cmp(&b.id))
     });
-    let mut best = 0;
-    for i in 1..found.len() {
-        let (long, short) = (&found[best], &found[i]);
+    let Some((first, others)) = found.split_first() else {
+        return Vec::new();
+    };
+    let (mut best, mut long) = (0, first);
+    for (i, short) in others.iter().enumerate() {
         let prefix = short.groups.len() < long.groups.len()
             && short
                 .groups
@@ -468,7 +478,7 @@ fn select_groups<'a>(mut groups: Vec<Group<'a>>, min: i64, max: i64, target: i64
                 .zip(&long.groups)
                 .all(|(s, l)| s.name == l.name);
         if prefix {
-            best = i;
+            (best, long) = (i + 1, short);
         }
     }
     found

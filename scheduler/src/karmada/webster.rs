@@ -77,13 +77,15 @@ pub fn allocate(seats: i32, weights: &[(&str, i64)], ties: TieOrder) -> Vec<Targ
     // The comparison is a strict total order (names are unique), so picking the first party by
     // it each round is what Karmada's heap pops, whatever the heap's internal layout.
     for _ in 0..seats.max(0) {
-        let mut best = 0;
-        for i in 1..parties.len() {
-            if before(&parties[i], &parties[best], ties) {
-                best = i;
+        let mut best: Option<&mut Party<'_>> = None;
+        for p in parties.iter_mut() {
+            if best.as_deref().is_none_or(|b| before(p, b, ties)) {
+                best = Some(p);
             }
         }
-        parties[best].seats += 1;
+        if let Some(b) = best {
+            b.seats += 1;
+        }
     }
     parties.sort_by(|a, b| a.name.cmp(b.name));
     parties

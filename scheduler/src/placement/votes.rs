@@ -40,6 +40,10 @@ impl VotePlan {
 
 /// The largest odd V ≤ min(R + arbiter, 7) that can be laid out safely (rule 3 prefers it);
 /// rule 2's V when none can.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "sum and small have 4 entries, indexed by m in 1..=3: the loop's range, and (v - 1) / 2 with v <= MAX_VOTERS = 7"
+)]
 pub fn choose_voters(r: u32, arbiter: bool, caps: impl Iterator<Item = u32>) -> VotePlan {
     let members = r + u32::from(arbiter);
     let mut rule2 = members.min(u32::from(MAX_VOTERS));
@@ -116,6 +120,10 @@ pub struct Assigned {
 /// Priority: 2 for the voters of the preferred cluster(s) (without a preference, or when no
 /// preferred cluster has a voting data member: the cluster with the most voters), 1 for other
 /// voting data members, 0 for clusters whose data members do not vote.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "every k is < clusters.len() (0..n or an enumerate over clusters), and votes and data_votes have n = clusters.len() entries"
+)]
 pub fn assign(clusters: &[(u32, bool, u32, u32)], voters: u32, m: u32) -> Assigned {
     let n = clusters.len();
     let mut votes = vec![0u32; n];

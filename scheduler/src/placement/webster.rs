@@ -8,8 +8,16 @@
 //! `max_i w_i/(2s_i+1) ≤ min_j w_j/(2s_j−1)` over parties with room / with seats.
 
 /// Sequential Sainte-Laguë: `seats` seats over `weights`, each party capped by `caps`.
-/// Ties go to the lower index. Returns `None` when the caps cannot hold all seats.
+/// Ties go to the lower index. Returns `None` when the caps cannot hold all seats, or when
+/// `weights` and `caps` differ in length.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "i and b < weights.len() == caps.len() == s.len() (checked first)"
+)]
 pub fn apportion(weights: &[u64], caps: &[u32], seats: u32) -> Option<Vec<u32>> {
+    if weights.len() != caps.len() {
+        return None;
+    }
     let room: u64 = caps.iter().map(|c| u64::from(*c)).sum();
     if room < u64::from(seats) {
         return None;
@@ -33,8 +41,16 @@ pub fn apportion(weights: &[u64], caps: &[u32], seats: u32) -> Option<Vec<u32>> 
     Some(s)
 }
 
-/// The divisor-method condition for Webster with caps (see the module docs).
+/// The divisor-method condition for Webster with caps (see the module docs); false when the
+/// three slices differ in length.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "i and j < s.len() == weights.len() == caps.len() (checked first)"
+)]
 pub fn is_webster(weights: &[u64], caps: &[u32], s: &[u32]) -> bool {
+    if weights.len() != s.len() || caps.len() != s.len() {
+        return false;
+    }
     for i in 0..s.len() {
         if s[i] >= caps[i] {
             continue;
@@ -55,8 +71,12 @@ pub fn is_webster(weights: &[u64], caps: &[u32], s: &[u32]) -> bool {
 }
 
 /// Every allocation of `seats` within `caps` that satisfies [`is_webster`] (exhaustive; small
-/// inputs only).
+/// inputs only); none when `weights` and `caps` differ in length.
 pub fn brute_force(weights: &[u64], caps: &[u32], seats: u32) -> Vec<Vec<u32>> {
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "i < w.len() == caps.len() (brute_force checks before the first call; i == w.len() returns)"
+    )]
     fn rec(
         i: usize,
         left: u32,
@@ -78,6 +98,9 @@ pub fn brute_force(weights: &[u64], caps: &[u32], seats: u32) -> Vec<Vec<u32>> {
         }
     }
     let mut out = Vec::new();
+    if weights.len() != caps.len() {
+        return out;
+    }
     rec(0, seats, &mut Vec::new(), weights, caps, &mut out);
     out
 }
@@ -87,6 +110,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn slices_of_different_lengths_are_refused_not_a_panic() {
+        assert_eq!(apportion(&[1, 2], &[1], 1), None);
+        assert_eq!(apportion(&[1], &[1, 5], 1), None);
+        assert!(!is_webster(&[1, 2], &[1], &[0, 1]));
+        assert!(!is_webster(&[1], &[1], &[0, 1]));
+        assert!(brute_force(&[1, 2], &[1], 1).is_empty());
+    }
 
     #[test]
     fn textbook_example() {

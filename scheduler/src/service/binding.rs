@@ -191,7 +191,13 @@ pub fn decide<B: Binding>(b: &B, trigger: Trigger, outcome: &Outcome, now: Times
                 "lastScheduledTime": now.to_string(),
             });
             if let Some(a) = &outcome.affinity_name {
-                st["schedulerObservedAffinityName"] = json!(a);
+                #[allow(
+                    clippy::indexing_slicing,
+                    reason = "inserts into the object literal built just above: IndexMut on a JSON object cannot panic"
+                )]
+                {
+                    st["schedulerObservedAffinityName"] = json!(a);
+                }
             }
             let sep = if B::KIND == "ResourceBinding" {
                 ": "
@@ -500,9 +506,11 @@ async fn apply<B: Binding>(
                 // Writing spec.clusters bumps the generation: the status observes the one we
                 // wrote, or our own write would look like a spec change and cost another pass.
                 if let (Some(st), Some(g)) = (status.as_mut(), patched.meta().generation)
-                    && st["status"].get("schedulerObservedGeneration").is_some()
+                    && let Some(observed) = st
+                        .get_mut("status")
+                        .and_then(|s| s.get_mut("schedulerObservedGeneration"))
                 {
-                    st["status"]["schedulerObservedGeneration"] = json!(g);
+                    *observed = json!(g);
                 }
             }
             Err(source) => {

@@ -328,7 +328,13 @@ fn changed_status<K: Schedulable>(obj: &K, draft: StatusDraft) -> Option<serde_j
             reason = "PlacementStatus is strings, integers and a unit enum: serde_json cannot fail on them"
         )]
         let placement = serde_json::to_value(p).expect("placement status serializes");
-        status["placement"] = placement;
+        #[allow(
+            clippy::indexing_slicing,
+            reason = "inserts into the object literal built above: IndexMut on a JSON object cannot panic"
+        )]
+        {
+            status["placement"] = placement;
+        }
     }
     Some(status)
 }

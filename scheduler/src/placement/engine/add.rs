@@ -30,6 +30,10 @@ impl Forced {
         }
     }
 
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+    )]
     fn any_spread(&self) -> bool {
         self.spread.iter().any(|f| *f)
     }
@@ -43,6 +47,10 @@ struct Addition {
 }
 
 /// Add members until there are R; `InsufficientCapacity` when `maxGroups` leaves too little.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+)]
 pub(super) fn add(work: &mut Work) -> Result<(), PlacementError> {
     // Clusters in use; unused ones are taken in rank order from `cursor`.
     let mut used: Vec<u32> = (0..work.slots.len() as u32)
@@ -77,6 +85,10 @@ pub(super) fn add(work: &mut Work) -> Result<(), PlacementError> {
 /// Move `cursor` past unused clusters that can never take a member: in use already (they are
 /// in `used`), without room, or opening a group `maxGroups` has no room for.
 #[inline]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+)]
 fn skip_unusable(work: &Work, mut cursor: usize) -> usize {
     while let Some(&s) = work.order.get(cursor) {
         let slot = &work.slots[s as usize];
@@ -118,6 +130,10 @@ fn pick(work: &Work, used: &[u32], cursor: usize, forced: &Forced) -> Option<Add
 /// The best acceptable cluster for the next member: among those in use, and the first
 /// acceptable unused one in rank order (the best unused one, since the order is the mode's).
 #[inline(always)]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+)]
 fn best(
     work: &Work,
     used: &[u32],
@@ -150,6 +166,10 @@ fn best(
 /// opens a group a forced spread rule needs and takes a vote the forced quorum needs.
 // Inlined into `best` so each of its calls is specialised on the two flags.
 #[inline(always)]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+)]
 fn acceptable(work: &Work, s: usize, forced: &Forced, use_quorum: bool, use_spread: bool) -> bool {
     let slot = &work.slots[s];
     if slot.d >= slot.cap {

@@ -22,6 +22,10 @@ struct Voting {
 
 /// Seat the arbiter, deal the votes and build the plan; `QuorumUnsatisfiable` when the policy
 /// is `Required` and the layout is not safe.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+)]
 pub(super) fn finish(
     mut work: Work,
     req: &PlacementRequest,
@@ -52,6 +56,10 @@ pub(super) fn finish(
 /// The arbiter's cluster: where its vote counts (fewer than `m` data votes there), then the
 /// previous one (stability), then a cluster without data (a separate failure domain), then
 /// the fewest data members, then rank.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+)]
 fn choose_arbiter(
     slots: &[Slot],
     m: u32,
@@ -75,6 +83,10 @@ fn choose_arbiter(
 }
 
 /// Deal V votes over the placed slots and judge the layout (rules 2, 3 and 6).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+)]
 fn vote(
     work: &mut Work,
     placed: &[usize],
@@ -140,6 +152,10 @@ fn vote(
 }
 
 /// The plan: placed clusters in input order, every record completed with its count and why.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together; as for the slots; voting holds one vote and one priority per placed slot, in placed's order (vote builds it from placed)"
+)]
 fn plan(
     mut work: Work,
     placed: &[usize],

@@ -67,8 +67,9 @@ impl<'a> PreviousMembers<'a> {
             return 0;
         }
         let from = self.members.partition_point(|(h, _, _)| *h < hash);
-        self.members[from..]
+        self.members
             .iter()
+            .skip(from)
             .take_while(|(h, _, _)| *h == hash)
             .find(|(_, n, _)| *n == name)
             .map_or(0, |(_, _, d)| *d)

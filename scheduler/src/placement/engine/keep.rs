@@ -8,6 +8,10 @@ use super::super::input::Distribution;
 use super::{Slot, SpreadState, Work, quotient_cmp};
 
 /// Keep every previous member that still fits its cluster; the rest no longer fit.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+)]
 pub(super) fn keep(work: &mut Work) {
     let m = work.max_votes;
     for (s, slot) in work.slots.iter_mut().enumerate() {
@@ -25,6 +29,10 @@ pub(super) fn keep(work: &mut Work) {
 }
 
 /// While there are more than R members, remove one from the cluster the mode likes least.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+)]
 pub(super) fn scale_down(work: &mut Work) {
     while work.total > work.replicas {
         let Some(s) = pick_removal(work) else {
@@ -39,6 +47,10 @@ pub(super) fn scale_down(work: &mut Work) {
 
 /// Which cluster gives up a member on scale-down: the mode's least-liked, preferring removals
 /// that keep quorum safety and spread `minGroups`.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+)]
 fn pick_removal(work: &Work) -> Option<usize> {
     let (slots, m) = (&work.slots, work.max_votes);
     let mut best_ok: Option<usize> = None;
@@ -64,6 +76,10 @@ fn pick_removal(work: &Work) -> Option<usize> {
 
 /// Removing slot `s`'s last member of its group would drop below the rule's `minGroups`.
 #[inline]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+)]
 fn loses_a_needed_group(st: &SpreadState, s: usize) -> bool {
     st.min > 0 && st.members_in(st.group[s]) == 1 && st.groups() <= st.min
 }
@@ -83,6 +99,10 @@ fn worse(mode: Distribution, a: &Slot, b: &Slot) -> bool {
 
 /// Quorum repair (rule 3 over rule 4): if the additions left cannot reach a safe vote layout,
 /// move surplus (non-voting) members out of the most over-full clusters.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+)]
 pub(super) fn repair_quorum(work: &mut Work) {
     let m = work.max_votes;
     let deficit = work.data_target.saturating_sub(work.useful);

@@ -108,9 +108,11 @@ impl SpreadState {
     }
 
     fn remove(&mut self, g: u64) {
-        if let Some(pos) = self.used.iter().position(|(x, _)| *x == g) {
-            self.used[pos].1 -= 1;
-            if self.used[pos].1 == 0 {
+        if let Some(pos) = self.used.iter().position(|(x, _)| *x == g)
+            && let Some((_, have)) = self.used.get_mut(pos)
+        {
+            *have -= 1;
+            if *have == 0 {
                 self.used.swap_remove(pos);
             }
         }
@@ -121,6 +123,10 @@ impl SpreadState {
     }
 
     /// Slot `s` would open a group this rule's `maxGroups` has no room for.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+    )]
     fn blocks(&self, s: usize) -> bool {
         self.max > 0 && self.groups() >= self.max && self.members_in(self.group[s]) == 0
     }
@@ -163,6 +169,10 @@ impl Work {
 
     /// One more data member in slot `s`.
     #[inline]
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+    )]
     fn add_member(&mut self, s: usize) {
         let slot = &mut self.slots[s];
         if slot.d < self.max_votes {
@@ -177,6 +187,10 @@ impl Work {
 
     /// One data member less in slot `s`.
     #[inline]
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+    )]
     fn remove_member(&mut self, s: usize) {
         let slot = &mut self.slots[s];
         if slot.d <= self.max_votes {

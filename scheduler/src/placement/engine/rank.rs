@@ -8,6 +8,10 @@ use super::super::input::Distribution;
 use super::Work;
 
 /// Sort the slots into [`Work::order`] and give each its [`rank`](super::Slot::rank).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "slot indexes are < slots.len() (from 0..slots.len() or from order, which gather builds from the slots); each spread rule's group holds one entry per slot and records one per cluster, the index slot.idx names: gather builds them together"
+)]
 pub(super) fn rank(work: &mut Work) {
     let weighted = work.mode == Distribution::Weighting;
     let mut order: Vec<(u128, u32)> = work

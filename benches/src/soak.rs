@@ -251,6 +251,32 @@ pub fn mcm_ready(obj: &MultiCloudMongoDB, members: i32) -> Result<(), String> {
     Ok(())
 }
 
+/// What became of one attempt of the soak's own write (a create, a scale, a delete).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// Written; or an earlier attempt that seemed to fail had written it (`done_code`: 409 for
+    /// a create, 404 for a delete).
+    Done,
+    /// The apiserver could not take it now, as any client must expect under load: a 5xx (in
+    /// practice Karmada's admission webhook not answering within its 3 s timeout), a 429, or the
+    /// connection failing. Try again after a pause.
+    Transient,
+    /// Anything else (invalid object, forbidden, a conflict we did not expect): a real failure.
+    Failed,
+}
+
+/// Classifies a write's outcome; `done_code` is the API error code that means "already done".
+pub fn attempt<T>(result: &Result<T, kube::Error>, done_code: Option<u16>) -> Attempt {
+    match result {
+        Ok(_) => Attempt::Done,
+        Err(kube::Error::Api(s)) if Some(s.code) == done_code => Attempt::Done,
+        Err(kube::Error::Api(s)) if s.code == 429 || s.code >= 500 => Attempt::Transient,
+        Err(kube::Error::Api(_)) => Attempt::Failed,
+        Err(kube::Error::HyperError(_) | kube::Error::Service(_)) => Attempt::Transient,
+        Err(_) => Attempt::Failed,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -265,6 +291,33 @@ mod tests {
                 rss: mib << 20,
             })
             .collect()
+    }
+
+    fn api_error(code: u16) -> Result<(), kube::Error> {
+        Err(kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            message: format!("code {code}"),
+            ..Default::default()
+        })))
+    }
+
+    #[test]
+    fn a_webhook_timeout_is_retried_and_an_invalid_object_is_not() {
+        // What the full-size run met: Karmada's webhook not answering in time is a 500.
+        assert_eq!(attempt(&api_error(500), None), Attempt::Transient);
+        assert_eq!(attempt(&api_error(503), None), Attempt::Transient);
+        assert_eq!(attempt(&api_error(429), None), Attempt::Transient);
+        assert_eq!(attempt(&api_error(422), None), Attempt::Failed);
+        assert_eq!(attempt(&api_error(403), None), Attempt::Failed);
+        assert_eq!(attempt(&api_error(409), None), Attempt::Failed);
+        assert_eq!(attempt(&Ok::<(), kube::Error>(()), None), Attempt::Done);
+    }
+
+    #[test]
+    fn a_retried_create_or_delete_that_had_already_happened_is_done() {
+        assert_eq!(attempt(&api_error(409), Some(409)), Attempt::Done);
+        assert_eq!(attempt(&api_error(404), Some(404)), Attempt::Done);
+        assert_eq!(attempt(&api_error(404), Some(409)), Attempt::Failed);
     }
 
     #[test]

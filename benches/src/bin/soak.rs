@@ -307,6 +307,8 @@ struct Churn<'a> {
     /// No new cycle starts after this.
     until: Instant,
     phases: Phases,
+    /// The soak's own writes tried again after a transient apiserver error.
+    retried: std::sync::atomic::AtomicUsize,
 }
 
 impl Soak {
@@ -430,6 +432,42 @@ impl Churn<'_> {
         }
     }
 
+    /// One of the soak's own writes, made as any client must make it under load: a transient
+    /// apiserver error ([`soak::attempt`]; in practice Karmada's admission webhook not answering
+    /// within its timeout) is retried with backoff, within the converge bound, and counted in the
+    /// report; `done_code` is the error that means an earlier attempt had done it. Any other error
+    /// fails the run.
+    async fn write<T, Fut>(
+        &self,
+        what: &str,
+        done_code: Option<u16>,
+        mut call: impl FnMut() -> Fut,
+    ) -> anyhow::Result<()>
+    where
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let result = call().await;
+            match soak::attempt(&result, done_code) {
+                soak::Attempt::Done => return Ok(()),
+                soak::Attempt::Transient
+                    if started.elapsed() + pause < self.soak.args.converge_timeout =>
+                {
+                    self.retried
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::select! {
+                        _ = self.stop.cancelled() => bail!("stopped"),
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                _ => return result.map(drop).with_context(|| what.to_owned()),
+            }
+        }
+    }
+
     fn record(&self, kind: &'static str, phase: &'static str, took: Duration) {
         if let Ok(mut p) = self.phases.lock() {
             p.entry((kind, phase)).or_default().push(took);
@@ -457,21 +495,26 @@ impl Churn<'_> {
                     "scheduler": {"schedulerName": OURS, "schedulerMode": "Uniform"},
                 }
             }))?;
-            api.create(&PostParams::default(), &obj)
-                .await
-                .with_context(|| format!("create MultiCloudMongoDB {name}"))?;
+            let create = PostParams::default();
+            self.write(
+                &format!("create MultiCloudMongoDB {name}"),
+                Some(409),
+                || api.create(&create, &obj),
+            )
+            .await?;
             for (phase, members) in [
                 ("created → ready", MEMBERS.0),
                 ("scaled → ready", MEMBERS.1),
             ] {
                 if members != MEMBERS.0 {
-                    api.patch(
-                        &name,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"spec": {"replicaset": members}})),
-                    )
-                    .await
-                    .with_context(|| format!("scale MultiCloudMongoDB {name}"))?;
+                    let (params, patch) = (
+                        PatchParams::default(),
+                        Patch::Merge(json!({"spec": {"replicaset": members}})),
+                    );
+                    self.write(&format!("scale MultiCloudMongoDB {name}"), None, || {
+                        api.patch(&name, &params, &patch)
+                    })
+                    .await?;
                 }
                 let took = self
                     .until(
@@ -489,9 +532,13 @@ impl Churn<'_> {
                     .await?;
                 self.record("MultiCloudMongoDB", phase, took);
             }
-            api.delete(&name, &DeleteParams::background())
-                .await
-                .with_context(|| format!("delete MultiCloudMongoDB {name}"))?;
+            let delete = DeleteParams::background();
+            self.write(
+                &format!("delete MultiCloudMongoDB {name}"),
+                Some(404),
+                || api.delete(&name, &delete),
+            )
+            .await?;
             let own = |n: &str| n == name || n.starts_with(&format!("{name}-"));
             let took = self
                 .until(
@@ -520,9 +567,10 @@ impl Churn<'_> {
             let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={name}"));
             for client in &self.soak.members {
                 let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
-                pvcs.delete_collection(&DeleteParams::background(), &lp)
-                    .await
-                    .with_context(|| format!("delete the claims of {name}"))?;
+                self.write(&format!("delete the claims of {name}"), None, || {
+                    pvcs.delete_collection(&delete, &lp)
+                })
+                .await?;
             }
             cycle += 1;
         }
@@ -551,22 +599,25 @@ impl Churn<'_> {
             )?;
             let name = rb.name_any();
             let key = ObjectRef::<ResourceBinding>::new(&name).within(NS);
-            api.create(&PostParams::default(), &rb)
-                .await
-                .with_context(|| format!("create ResourceBinding {name}"))?;
+            let create = PostParams::default();
+            self.write(&format!("create ResourceBinding {name}"), Some(409), || {
+                api.create(&create, &rb)
+            })
+            .await?;
             for (phase, replicas) in [
                 ("created → placed", REPLICAS.0),
                 ("scaled → placed", REPLICAS.1),
             ] {
                 if replicas != REPLICAS.0 {
                     self.pace().await;
-                    api.patch(
-                        &name,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-                    )
-                    .await
-                    .with_context(|| format!("scale ResourceBinding {name}"))?;
+                    let (params, patch) = (
+                        PatchParams::default(),
+                        Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                    );
+                    self.write(&format!("scale ResourceBinding {name}"), None, || {
+                        api.patch(&name, &params, &patch)
+                    })
+                    .await?;
                 }
                 let took = self
                     .until(
@@ -585,9 +636,11 @@ impl Churn<'_> {
                 self.record("ResourceBinding", phase, took);
             }
             self.pace().await;
-            api.delete(&name, &DeleteParams::background())
-                .await
-                .with_context(|| format!("delete ResourceBinding {name}"))?;
+            let delete = DeleteParams::background();
+            self.write(&format!("delete ResourceBinding {name}"), Some(404), || {
+                api.delete(&name, &delete)
+            })
+            .await?;
             let took = self
                 .until(
                     &format!("ResourceBinding {name} (deleted → gone)"),
@@ -715,6 +768,7 @@ impl Soak {
             stop: stop.child_token(),
             until: started + self.args.duration,
             phases: Arc::default(),
+            retried: Default::default(),
             binding_pace: (self.args.binding_changes_per_second > 0.0).then(|| {
                 let mut pace = tokio::time::interval(Duration::from_secs_f64(
                     1.0 / self.args.binding_changes_per_second,
@@ -802,6 +856,12 @@ impl Soak {
             load_start,
             load_average()
         );
+        let _ = writeln!(
+            report,
+            "The soak's own writes retried after a transient apiserver error (a 5xx such as \
+             Karmada's admission webhook timing out, a 429, a connection error): {}\n",
+            churn.retried.load(std::sync::atomic::Ordering::Relaxed)
+        );
         report.push_str("Convergence (each object's time from the change to converged):\n\n");
         report.push_str(&phase_table(&phases));
         report.push_str("\nRSS by quarter of the churn, mean (min–max):\n\n");
@@ -811,6 +871,13 @@ impl Soak {
         report.push_str("```\n");
 
         if !failures.is_empty() {
+            // Every slot stops at the first failure, so one cause can fail hundreds of slots:
+            // the first few say what it was.
+            let more = failures.len().saturating_sub(5);
+            failures.truncate(5);
+            if more > 0 {
+                failures.push(format!("and {more} more"));
+            }
             bail!("{}", failures.join("; "));
         }
         let memory: Vec<String> = verdicts.into_iter().filter_map(|v| v.failure).collect();

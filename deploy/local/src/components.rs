@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::binaries::Binaries;
-use crate::layout::{PortPlan, RunLayout, member_name};
+use crate::layout::{NODE_PORTS, PortPlan, RunLayout, member_name};
 use crate::pki::Pki;
 use crate::process::ProcessSpec;
 
@@ -94,6 +94,12 @@ impl Components<'_> {
                 p(pki.service_account_key())
             ),
             format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            // Disjoint from every process port of the federation (`NODE_PORTS`).
+            format!(
+                "--service-node-port-range={}-{}",
+                NODE_PORTS.start(),
+                NODE_PORTS.end()
+            ),
             // The `kubernetes` Endpoints would point at 127.0.0.1, which Endpoints may not hold.
             "--endpoint-reconciler-type=none".into(),
             "--profiling=false".into(),

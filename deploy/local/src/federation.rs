@@ -19,7 +19,9 @@ use crate::bootstrap;
 use crate::components::{Components, kwok_config_path};
 use crate::error::{Error, Result};
 use crate::kubeconfig;
-use crate::layout::{MAX_MEMBER_CLUSTERS, PortPlan, RunLayout, loopback, member_name, member_vip};
+use crate::layout::{
+    MAX_MEMBER_CLUSTERS, NODE_PORTS, PortPlan, RunLayout, loopback, member_name, member_vip,
+};
 use crate::pki::Pki;
 use crate::probe;
 use crate::process::{self, ProcessRecord, ProcessSpec};
@@ -167,6 +169,17 @@ impl Federation {
             )));
         }
         let highest = u32::from(options.ports.base) + 100 * options.members + 19;
+        let node_ports = u32::from(*NODE_PORTS.start())..=u32::from(*NODE_PORTS.end());
+        if u32::from(options.ports.base) <= *node_ports.end() && highest >= *node_ports.start() {
+            return Err(Error::InvalidArgument(format!(
+                "port base {}: the federation's ports would overlap the members' NodePort range \
+                 {}-{} (where the simulator serves MongoDB members); pick a base above {}",
+                options.ports.base,
+                NODE_PORTS.start(),
+                NODE_PORTS.end(),
+                NODE_PORTS.end()
+            )));
+        }
         if options.ports.base == 0 || highest > u32::from(u16::MAX) {
             return Err(Error::InvalidArgument(format!(
                 "port base {} leaves no room for {} members (highest port would be {highest})",

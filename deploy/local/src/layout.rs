@@ -9,6 +9,14 @@ pub const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// Largest number of member clusters the port plan has room for.
 pub const MAX_MEMBER_CLUSTERS: u32 = 9;
 
+/// The member apiservers' NodePort range (`--service-node-port-range`). The simulator's bridge
+/// serves each MongoDB member at `<member VIP>:<nodePort>`, and karmada-scheduler-estimator binds
+/// its gRPC port on every interface, so the range must be disjoint from every port plan:
+/// Kubernetes' default, 30000–32767, holds all of ours (a member allocated 127.0.1.1:30604 could
+/// never be served while member1's estimator listened on :30604 — a soak run failed so). Below
+/// Linux's ephemeral range (32768–60999), so no outgoing connection holds one of these either.
+pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 20000..=22767;
+
 /// Deterministic port plan, all on 127.0.0.1.
 ///
 /// Control plane ports are `base + 0..20`; member `i` (1-based) uses `base + 100*i + 0..7`.
@@ -281,6 +289,29 @@ mod tests {
         let ports = plan.all(MAX_MEMBER_CLUSTERS);
         let unique: HashSet<u16> = ports.iter().map(|(p, _)| *p).collect();
         assert_eq!(unique.len(), ports.len());
+    }
+
+    #[test]
+    fn no_port_plan_overlaps_the_node_ports() {
+        // The bases in use: the side-by-side benchmark, the soak, the demo, e2e; and the
+        // lowest base `Federation::up` could be given that still sits above the range.
+        for base in [
+            30000,
+            30500,
+            PortPlan::DEFAULT_BASE,
+            32000,
+            *NODE_PORTS.end() + 1,
+        ] {
+            let plan = PortPlan { base };
+            for (port, what) in plan.all(MAX_MEMBER_CLUSTERS) {
+                assert!(
+                    !NODE_PORTS.contains(&port),
+                    "base {base}: {what} on {port} is a NodePort"
+                );
+            }
+        }
+        assert!(!NODE_PORTS.contains(&29999));
+        assert!(NODE_PORTS.contains(&21000));
     }
 
     #[test]

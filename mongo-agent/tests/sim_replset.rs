@@ -146,6 +146,28 @@ impl<'a> Agent<'a> {
 }
 
 /// Let `n` simulated seconds pass.
+/// A primary–secondary–arbiter set `rs` initiated from inside `first`'s pod, its first primary
+/// elected (one election timeout, 10 s, after initiating) and the root user created there.
+async fn initiate_psa(pods: &Pods<'_>, first: &str, second: &str, arbiter: &str) {
+    use mongodb::bson::doc;
+    let members = vec![
+        doc! {"_id": 0, "host": first},
+        doc! {"_id": 1, "host": second},
+        doc! {"_id": 2, "host": arbiter, "arbiterOnly": true},
+    ];
+    pods.run(
+        first,
+        &doc! {"replSetInitiate": {"_id": "rs", "members": members}},
+        false,
+    )
+    .await
+    .unwrap();
+    ticks(pods.sim, 10);
+    pods.run(first, &doc! {"createUser": "root", "roles": ["root"]}, true)
+        .await
+        .unwrap();
+}
+
 fn ticks(sim: &Simulator, n: u32) {
     for _ in 0..n {
         sim.world().tick();
@@ -811,7 +833,6 @@ async fn an_arbiter_and_a_secondary_join_a_5_0_set_the_documented_way() {
 /// Unauthorized for the whole window), reports no writable primary, and does not force anything.
 #[tokio::test]
 async fn the_set_is_observed_through_the_window_without_a_primary() {
-    use mongodb::bson::doc;
     let sim = manual_sim();
     // The arbiter's address sorts first.
     let arbiter = sim.serve_new("127.0.0.1").await.unwrap();
@@ -823,26 +844,7 @@ async fn the_set_is_observed_through_the_window_without_a_primary() {
         sim: &sim,
         root_password: users().root.password.expose().to_owned(),
     };
-    let members = vec![
-        doc! {"_id": 0, "host": &data[0]},
-        doc! {"_id": 1, "host": &data[1]},
-        doc! {"_id": 2, "host": &arbiter, "arbiterOnly": true},
-    ];
-    pods.run(
-        &data[0],
-        &doc! {"replSetInitiate": {"_id": "rs", "members": members}},
-        false,
-    )
-    .await
-    .unwrap();
-    ticks(&sim, 10);
-    pods.run(
-        &data[0],
-        &doc! {"createUser": "root", "roles": ["root"]},
-        true,
-    )
-    .await
-    .unwrap();
+    initiate_psa(&pods, &data[0], &data[1], &arbiter).await;
     let old = sim.world().set("rs").unwrap().primary.clone().unwrap();
     let survivor = data.iter().find(|h| **h != old).unwrap().clone();
     sim.stop(&old);
@@ -879,7 +881,6 @@ async fn the_set_is_observed_through_the_window_without_a_primary() {
 /// only waits.
 #[tokio::test]
 async fn a_reconfig_that_cannot_start_gives_up_within_its_max_time_ms() {
-    use mongodb::bson::doc;
     let sim = manual_sim();
     let mut hosts = Vec::new();
     for _ in 0..3 {
@@ -889,27 +890,7 @@ async fn a_reconfig_that_cannot_start_gives_up_within_its_max_time_ms() {
         sim: &sim,
         root_password: users().root.password.expose().to_owned(),
     };
-    let members = vec![
-        doc! {"_id": 0, "host": &hosts[0]},
-        doc! {"_id": 1, "host": &hosts[1]},
-        doc! {"_id": 2, "host": &hosts[2], "arbiterOnly": true},
-    ];
-    pods.run(
-        &hosts[0],
-        &doc! {"replSetInitiate": {"_id": "rs", "members": members}},
-        false,
-    )
-    .await
-    .unwrap();
-    // The first primary: one election timeout (10 s) after initiating.
-    ticks(&sim, 10);
-    pods.run(
-        &hosts[0],
-        &doc! {"createUser": "root", "roles": ["root"]},
-        true,
-    )
-    .await
-    .unwrap();
+    initiate_psa(&pods, &hosts[0], &hosts[1], &hosts[2]).await;
     sim.stop(&hosts[0]);
     let root = ReplSetAdmin::new(Some(users().root), Duration::from_secs(1));
     let known: BTreeSet<String> = hosts.iter().cloned().collect();

@@ -28,6 +28,10 @@
 //!    step's teardown is the manager's work after the restart. Then member2's apiserver restarts:
 //!    its agent keeps running, counts the drop and is ready again (the teardown in member2 is
 //!    its work after the restart).
+//!    Then a second writer (another field manager, as `kubectl edit` would) edits what the
+//!    manager created: it drops the tolerations of the sample's PropagationPolicy and adds a rule
+//!    to its OverridePolicy. The running manager (after the restarts above) puts both back on its
+//!    own, without a restart, and the sample stays `Health`.
 //! 9. Deleting the sample is finished by the manager and, in every member, by its agent (no
 //!    MongoDB left); then every process exits cleanly on SIGTERM within its pod's grace period.
 //! 10. No Secret value of the sample in any pod's log.
@@ -93,6 +97,7 @@ fn main() -> std::process::ExitCode {
             helm_upgrade_to_token_kubeconfigs_rolls_out,
             the_karmada_apiserver_restarts_and_every_process_recovers,
             a_member_apiserver_restarts_and_its_agent_recovers,
+            a_second_writer_edits_our_policies_and_the_manager_puts_them_back,
             deleting_the_sample_then_sigterm_stops_everything_cleanly,
             no_secret_value_in_any_log,
             helm_uninstall_leaves_nothing_behind,
@@ -534,6 +539,115 @@ async fn a_member_apiserver_restarts_and_its_agent_recovers(env: &Env<Story>) {
     )
     .await;
     all_ready(&pods).await;
+}
+
+/// Another writer than the manager edits the objects the manager created for the sample, with
+/// merge patches under its own field manager (as `kubectl edit` does): the manager notices
+/// (it watches what it creates) and its server-side apply puts its fields back.
+async fn a_second_writer_edits_our_policies_and_the_manager_puts_them_back(env: &Env<Story>) {
+    health(env).await;
+    let s = &env.ctx;
+    let karmada = &s.karmada.client;
+    let policies: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        karmada.clone(),
+        SAMPLE_NS,
+        &harness::propagation_policy_resource(),
+    );
+    let overrides: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        karmada.clone(),
+        SAMPLE_NS,
+        &ApiResource::erase::<fedstate_api::karmada::override_policy::OverridePolicy>(&()),
+    );
+    let ours = policies
+        .get(SAMPLE)
+        .await
+        .expect("the sample's PropagationPolicy");
+    let tolerations = ours.data["spec"]["placement"]["clusterTolerations"].clone();
+    assert!(
+        tolerations.as_array().is_some_and(|t| !t.is_empty()),
+        "the manager's policy tolerates Karmada's taints: {tolerations}"
+    );
+    let rules = overrides
+        .get(SAMPLE)
+        .await
+        .expect("the sample's OverridePolicy")
+        .data["spec"]["overrideRules"]
+        .clone();
+    let intruder = kube::api::PatchParams {
+        field_manager: Some("second-writer".to_owned()),
+        ..Default::default()
+    };
+    let mut with_extra = rules.as_array().cloned().unwrap_or_default();
+    with_extra.push(json!({
+        "targetCluster": {"clusterNames": ["not-a-cluster"]},
+        "overriders": {"annotationsOverrider": [{"operator": "add", "value": {"second-writer": "was-here"}}]}
+    }));
+    let edited = std::time::Instant::now();
+    policies
+        .patch(
+            SAMPLE,
+            &intruder,
+            &kube::api::Patch::Merge(json!({"spec": {"placement": {"clusterTolerations": []}}})),
+        )
+        .await
+        .expect("the second writer edits the PropagationPolicy");
+    overrides
+        .patch(
+            SAMPLE,
+            &intruder,
+            &kube::api::Patch::Merge(json!({"spec": {"overrideRules": with_extra}})),
+        )
+        .await
+        .expect("the second writer edits the OverridePolicy");
+    eventually(
+        "the manager puts its policies back",
+        // Well under the manager's resync (--idle-requeue-seconds, 300 s by default): only a
+        // watch of its policies brings it back this soon.
+        Duration::from_secs(30),
+        || async {
+            let p = policies.get(SAMPLE).await.map_err(|e| e.to_string())?;
+            let o = overrides.get(SAMPLE).await.map_err(|e| e.to_string())?;
+            let now_tolerations = &p.data["spec"]["placement"]["clusterTolerations"];
+            let now_rules = &o.data["spec"]["overrideRules"];
+            if *now_tolerations == tolerations && *now_rules == rules {
+                Ok(())
+            } else {
+                Err(format!(
+                    "tolerations {now_tolerations}, {} override rules (ours: {})",
+                    now_rules.as_array().map_or(0, Vec::len),
+                    rules.as_array().map_or(0, Vec::len)
+                ))
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "  both policies restored {:.1}s after the second writer's edits",
+        edited.elapsed().as_secs_f32()
+    );
+    let mut pods = s.pods.lock().await;
+    for (what, pod) in pods.iter_mut().filter(|(what, _)| what == "fedstate-manager") {
+        assert!(
+            pod.process.running(),
+            "{what} {} exited while it fought the second writer; log {}",
+            pod.name,
+            pod.log().display()
+        );
+    }
+    drop(pods);
+    let mcm: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), SAMPLE_NS);
+    eventually(
+        "the sample stays Health",
+        Duration::from_secs(60),
+        || async {
+            let o = mcm.get(SAMPLE).await.map_err(|e| e.to_string())?;
+            match o.status.as_ref().and_then(|s| s.state) {
+                Some(fedstate_api::v1alpha1::ServiceState::Health) => Ok(()),
+                other => Err(format!("state {other:?}")),
+            }
+        },
+    )
+    .await;
 }
 
 /// The sum of a pod's `fedstate_watch_errors_total` series.

@@ -123,7 +123,8 @@ pub async fn blocked<M: Middleware>(
     if let Some(body) = &w.status {
         write_status(ctx, obj, body).await?;
     }
-    // Secrets and ConfigMaps are not watched: look again for a refused one after a while.
+    // An object we did not create is not watched (nor are Secrets): look again for a refused
+    // one after a while.
     Ok(if b.reason == decide::REASON_ADOPTION_REFUSED {
         Action::requeue(ctx.options.busy_requeue)
     } else {

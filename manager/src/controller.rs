@@ -2,8 +2,9 @@
 //! ([`crate::gather`]), decides ([`crate::decide`], pure) and applies ([`crate::apply`]) under
 //! one field manager.
 //!
-//! Watch-driven: the federated objects, our Services and the member templates' ResourceBindings
-//! (status from the members) trigger reconciles, and a Karmada Cluster event only those of the
+//! Watch-driven: the federated objects, what we create for them (Services, the host-list
+//! ConfigMap, the member template and the policies: [`crate::owned`]) and the member templates'
+//! ResourceBindings (status from the members) trigger reconciles, and a Karmada Cluster event only those of the
 //! objects it concerns ([`crate::triggers`]); the only timers are short requeues while something
 //! is in flight and a slow resync. Nothing is reconciled before the Cluster cache is synced.
 
@@ -12,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use fedstate_api::karmada::Cluster;
 use fedstate_api::karmada::binding::ResourceBinding;
+use fedstate_api::karmada::override_policy::OverridePolicy;
+use fedstate_api::karmada::propagation::PropagationPolicy;
 use fedstate_api::names;
 use fedstate_runtime::backoff::{Backoff, ReconcileError};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -30,7 +33,7 @@ use crate::decide::{self, Outcome};
 use crate::middleware::Middleware;
 use crate::mongodb::MongoDb;
 use crate::triggers::ClusterTrigger;
-use crate::{apply, gather, teardown};
+use crate::{apply, gather, owned, teardown};
 
 pub use crate::decide::OWNED_CONDITIONS;
 
@@ -342,8 +345,25 @@ pub async fn run_for<M: Middleware>(
     let affected =
         move |_| trigger.affected(&for_trigger.middleware, &for_trigger.clusters, &store);
     let after = ctx.clone();
+    // What we create, watched by our label: a second writer's edit or deletion of any of it is
+    // undone at once, not at the next resync (crate::owned). Secrets are not watched (no
+    // list/watch of Secrets in the Karmada apiserver, deploy/manager/rbac.yaml): every
+    // reconcile applies them again.
     controller
         .owns(Api::<Service>::all(client.clone()), managed.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), managed.clone())
+        .owns_stream(owned::spec_or_gone(
+            Api::<M::Member>::all(client.clone()),
+            managed.clone(),
+        ))
+        .owns_stream(owned::spec_or_gone(
+            Api::<PropagationPolicy>::all(client.clone()),
+            managed.clone(),
+        ))
+        .owns_stream(owned::spec_or_gone(
+            Api::<OverridePolicy>::all(client.clone()),
+            managed.clone(),
+        ))
         .watches(
             Api::<ResourceBinding>::all(client.clone()),
             watcher::Config::default(),

@@ -29,6 +29,7 @@ pub mod gather;
 pub mod members;
 pub mod middleware;
 pub mod mongodb;
+pub mod owned;
 pub mod rollout;
 pub mod service;
 pub mod status;

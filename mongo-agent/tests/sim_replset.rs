@@ -730,6 +730,141 @@ async fn a_partition_isolating_one_cluster_offers_no_force_on_either_side() {
     assert!(violations.is_empty(), "{violations:#?}");
 }
 
+/// Issue 15, scenario "force opt-in used once": a 1/1/1 set loses b and c (the manager drops
+/// them from the host list and places two replacements in a); the user gives the opt-in the
+/// `QuorumLost` condition prints; the agent forces once and the status records it. The set
+/// grows back to three voters, then loses both replacements at the same generation: the agent
+/// offers the loss again at every tick and never forces, whether or not the status still
+/// holds the record. The simulator counts exactly one forced reconfig.
+#[tokio::test]
+async fn a_force_opt_in_is_used_once_and_a_second_loss_is_only_offered() {
+    use fedstate_mongo_agent::{decide, status};
+    let sim = manual_sim();
+    let mut hosts = Vec::new();
+    for _ in 0..5 {
+        hosts.push(sim.serve_new("127.0.0.1").await.unwrap());
+    }
+    let abc = entries(&hosts[..3], |i| ["a", "b", "c"][i]);
+    let formed: Vec<Agent> = (0..3)
+        .map(|i| Agent::new(&sim, goal(abc.clone(), &hosts[i..=i], i == 0)))
+        .collect();
+    let known = BTreeSet::new();
+    converge_all(&sim, &formed.iter().collect::<Vec<_>>(), &known).await;
+    let generation = Some(4);
+    let mut checked = 0u32;
+    let mut violations: Vec<String> = Vec::new();
+    let check = |want: u32, when: &str, checked: &mut u32, violations: &mut Vec<String>| {
+        *checked += 1;
+        let n = sim.world().set("rs").unwrap().forced_reconfigs;
+        if n != want {
+            violations.push(format!("{when}: {n} forced reconfigs, {want} expected"));
+        }
+    };
+
+    // First loss: b and c go; the host list now holds a and two replacements in a.
+    sim.stop(&hosts[1]);
+    sim.stop(&hosts[2]);
+    ticks(&sim, 2);
+    let mut replaced = entries(&hosts, |_| "a");
+    replaced.retain(|e| e.host != hosts[1] && e.host != hosts[2]);
+    let own = [hosts[0].clone(), hosts[3].clone(), hosts[4].clone()];
+    let mut agent = Agent::with_timeout(&sim, goal(replaced.clone(), &own, false), CUT);
+    let (o, _) = agent.step(&known).await.unwrap();
+    let condition = status::compute(
+        None,
+        &status::Observation {
+            name: "demo",
+            namespace: "ns",
+            generation,
+            outcome: Some(Ok(o.clone())),
+            ..Default::default()
+        },
+        jiff::Timestamp::UNIX_EPOCH,
+    );
+    let message = condition
+        .conditions
+        .iter()
+        .find(|c| c.type_ == status::QUORUM_LOST)
+        .and_then(|c| c.message.clone())
+        .unwrap_or_else(|| panic!("no QuorumLost condition after {o:?}"));
+    // What the user runs: the annotation value the condition prints.
+    let annotation = message
+        .split(&format!("{}=", status::FORCE_RECONFIG_ANNOTATION))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    check(0, "offered", &mut checked, &mut violations);
+    agent.goal.force = decide::force_opt_in(Some(&annotation), generation, None);
+    let (o, _) = agent.step(&known).await.unwrap();
+    let Outcome::ForcedReconfig { .. } = &o else {
+        panic!("expected the forced reconfig, got {o:?}")
+    };
+    let recorded = status::compute(
+        Some(&condition),
+        &status::Observation {
+            name: "demo",
+            namespace: "ns",
+            generation,
+            outcome: Some(Ok(o.clone())),
+            ..Default::default()
+        },
+        jiff::Timestamp::UNIX_EPOCH,
+    );
+    let record = recorded.forced_reconfig.clone().unwrap();
+    assert_eq!(record.opt_in, annotation);
+    check(1, "forced", &mut checked, &mut violations);
+
+    // The set grows back: the replacements join and vote (the opt-in is used up).
+    agent.goal.force = decide::force_opt_in(Some(&annotation), generation, Some(&record.opt_in));
+    converge_all(&sim, &[&agent], &known).await;
+    assert_eq!(voters(&sim).len(), 3);
+    check(1, "grown back", &mut checked, &mut violations);
+
+    // Second loss, same generation, annotation still set: offered at every tick, never forced,
+    // with the status record (the agent's way) and without it (the config version alone).
+    sim.stop(&hosts[3]);
+    sim.stop(&hosts[4]);
+    // a marks them down at its next heartbeat and steps down.
+    ticks(&sim, 2);
+    agent.goal.desired.hosts.retain(|e| e.host == hosts[0]);
+    let mut offered = 0;
+    for t in 1..=6u32 {
+        sim.world().tick();
+        for used in [Some(record.opt_in.as_str()), None] {
+            let mut g = agent.goal.clone();
+            g.force = decide::force_opt_in(Some(&annotation), generation, used);
+            let (o, _) = converge::step(&agent.admin, &agent.pods, &g, &known)
+                .await
+                .unwrap();
+            match o {
+                Outcome::ForcedReconfig { .. } => {
+                    violations.push(format!("tick {t}: forced again ({used:?}): {o:?}"))
+                }
+                Outcome::QuorumLost { config_version, .. } => {
+                    offered += 1;
+                    if config_version == record.from_version {
+                        violations.push(format!("tick {t}: the used version offered again"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        check(
+            1,
+            &format!("second loss, tick {t}"),
+            &mut checked,
+            &mut violations,
+        );
+    }
+    assert!(offered >= 8, "the second loss was offered: {offered}");
+    eprintln!(
+        "force opt-in used once: invariants: {checked} ticks checked, violations: {}",
+        violations.len()
+    );
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
 /// Issue 15: a rolling restart goes on only once the member restarted last (in any cluster) is
 /// a SECONDARY that has caught up. Through the driver: the simulator reports optimes as mongod
 /// does, a member back from a restart is SECONDARY but behind the primary (it missed the

@@ -767,7 +767,7 @@ impl World {
         for set in self.sets.values() {
             let voters: Vec<&Member> = set.config.voters().collect();
             let cut = voters.iter().filter(|m| isolated.contains(&m.host)).count();
-            if cut > 0 && cut >= voters.len() / 2 + 1 {
+            if cut > voters.len() / 2 {
                 return Err(format!(
                     "set {}: {cut} of {} voters cut off; only a minority can be",
                     set.config.name,

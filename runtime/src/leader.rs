@@ -23,8 +23,10 @@
 //! successful renewal) before it notices; its writes fail while it is cut off, but one accepted
 //! after the connection is back and before the next renewal attempt reads the Lease (up to 30 s
 //! later) lands while another replica leads. The same holds for a process stalled past 15 s.
-//! Every controller here starts from what it reads and writes with server-side apply or
-//! conditional patches, so such a write is corrected by the leader's next reconcile.
+//! Every controller here starts from what it reads, so such a write is redone from the facts by
+//! the current leader's next reconcile of that object. Bounding this by our own clock (stepping
+//! down when no renewal succeeded within the renew deadline, as client-go does) would need
+//! renewal results, which kube-lease-manager's `watch()` does not expose.
 
 use std::future::Future;
 use std::time::Duration;
@@ -229,7 +231,7 @@ impl Elector {
 
 /// How a term ends, and so what becomes of the work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TermEnd {
+enum TermEnd {
     /// Leadership was lost: another replica may lead already, so the work is dropped at once
     /// (its in-flight reconciles never get past their next await) and we go back to standby.
     Lost,
@@ -431,6 +433,42 @@ mod tests {
             Some("other"),
             "not ours to release"
         );
+    }
+
+    /// A loss during the shutdown grace ends the grace: the work, still writing, is dropped at
+    /// once instead of after STOP_GRACE. (A watch channel stands in for the Lease manager.)
+    #[tokio::test]
+    async fn a_loss_during_the_shutdown_grace_drops_the_work_at_once() {
+        let (leader, mut is_leader) = watch::channel(true);
+        let writes = AtomicU64::new(0);
+        let shutdown = CancellationToken::new();
+        let work = |_stop: CancellationToken| {
+            let writes = &writes;
+            async move {
+                loop {
+                    writes.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        let run = lead(&mut is_leader, &shutdown, work, || {}, "lock");
+        let drive = async {
+            wait_for("writing", Duration::from_secs(5), || {
+                writes.load(Ordering::SeqCst) > 3
+            })
+            .await;
+            shutdown.cancel();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(writes.load(Ordering::SeqCst) > 5, "the grace lets it run");
+            leader.send(false).unwrap();
+        };
+        let (result, ()) = tokio::time::timeout(STOP_GRACE / 3, async { tokio::join!(run, drive) })
+            .await
+            .expect("the work is dropped when the loss arrives, not after STOP_GRACE");
+        assert!(result.is_ok(), "a shutdown, not a failure");
+        let at_loss = writes.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(writes.load(Ordering::SeqCst), at_loss);
     }
 
     /// A work that returns while we lead (its controller stream ended) must not leave a leader

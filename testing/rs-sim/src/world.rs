@@ -392,7 +392,7 @@ pub fn parse_config(d: &Document) -> Result<Config, CommandError> {
         members.push(parse_member(m)?);
     }
     for (i, a) in members.iter().enumerate() {
-        for b in &members[i + 1..] {
+        for b in members.iter().skip(i + 1) {
             if a.id == b.id {
                 return Err(invalid(format!(
                     "Found two member configurations with same _id field, members.{}._id == {}",
@@ -1152,14 +1152,14 @@ impl World {
     pub fn resume(&mut self, wait: &mut Wait) -> Option<Document> {
         match wait.phase {
             Phase::CurrentConfig if wait.cmd.contains_key("setFeatureCompatibilityVersion") => {
-                let Some(set) = self
+                let Some(ready) = self
                     .set_of(&wait.node)
                     .filter(|s| s.primary.as_deref() == Some(wait.node.as_str()))
-                    .map(|s| s.id)
+                    .map(ReplSet::ready_for_reconfig)
                 else {
                     return Some(err(NOT_WRITABLE_PRIMARY, "not primary").to_document());
                 };
-                if !self.sets[&set].ready_for_reconfig() {
+                if !ready {
                     return None;
                 }
                 Some(reply(self.set_fcv(&wait.node.clone(), &wait.cmd.clone())))
@@ -1170,7 +1170,8 @@ impl World {
                     Ok(set) => set,
                     Err(e) => return Some(e.to_document()),
                 };
-                if !self.sets[&set].ready_for_reconfig() {
+                // `set` is the node's own set; were it gone, `reconfig` would answer the error.
+                if self.sets.get(&set).is_some_and(|s| !s.ready_for_reconfig()) {
                     return None;
                 }
                 match self.reconfig(&wait.node.clone(), &wait.cmd.clone()) {
@@ -1688,13 +1689,12 @@ impl World {
                 "replSetReconfig needs a config document",
             )
         })?;
-        let set_id = self
+        let set = self
             .set_of(node)
-            .map(|s| s.id)
             .ok_or_else(|| err(NOT_YET_INITIALIZED, "no replset config has been received"))?;
+        let set_id = set.id;
         let mut new = parse_config(d)?;
         let version = self.version_of(node);
-        let set = &self.sets[&set_id];
         if new.name != set.config.name {
             return Err(err(
                 INVALID_REPLICA_SET_CONFIG,

@@ -913,7 +913,8 @@ impl World {
                             m.newly_added = false;
                         }
                     }
-                    set.config.version += 1;
+                    // The version is the client's number: at i64's limit it stays.
+                    set.config.version = set.config.version.saturating_add(1);
                     set.committed = false;
                 }
             }
@@ -1715,7 +1716,10 @@ impl World {
         }
         Self::check_immutable_fields(&set.config, &new)?;
         if force {
-            new.version = set.config.version + 10_000 + i64::from(rand::random::<u16>());
+            new.version = set
+                .config
+                .version
+                .saturating_add(10_000 + i64::from(rand::random::<u16>()));
         } else {
             self.check_safe_reconfig(node, version, set, &new)?;
             // 4.4+: a member that is still `newlyAdded` stays so (the client cannot send the
@@ -2607,6 +2611,37 @@ mod rule_tests {
         assert_eq!(w.set("rs").unwrap().forced_reconfigs, 1);
         w.tick();
         assert_eq!(w.set("rs").unwrap().primary.as_deref(), Some(h(0).as_str()));
+    }
+
+    /// The config version is the client's number, up to i64's limit: the simulator's own bumps
+    /// (a synced `newlyAdded` member, a forced reconfig) stop there instead of overflowing, which
+    /// panicked the member's connection task.
+    #[test]
+    fn the_servers_version_bumps_stop_at_the_largest_version() {
+        let (mut w, mut s) = initiated(2);
+        w.set_up(&h(2), true);
+        let two = vec![member(0, 1, 1.0), member(1, 1, 1.0)];
+        // Numbers are read as f64: i64::MAX - 1024 is the largest one below i64::MAX that stays.
+        let r = reconfig(&mut w, &mut s, 0, i64::MAX - 1024, two);
+        assert!(ok(&r), "{r}");
+        w.tick();
+        // A new voter is `newlyAdded`; once synced, the server's own reconfig clears it.
+        let three = vec![member(0, 1, 1.0), member(1, 1, 1.0), member(2, 1, 1.0)];
+        let r = reconfig(&mut w, &mut s, 0, i64::MAX, three);
+        assert!(ok(&r), "{r}");
+        for _ in 0..5 {
+            w.tick();
+        }
+        let set = w.set("rs").unwrap();
+        assert!(set.config.members.iter().all(|m| !m.newly_added));
+        assert_eq!(set.config.version, i64::MAX);
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetReconfig": {"_id": "rs", "version": 1, "members": [member(0, 1, 1.0)]}, "force": true},
+        );
+        assert!(ok(&r), "{r}");
+        assert_eq!(version(&w), i64::MAX);
     }
 
     /// A primary–secondary–arbiter set initiated on nodes 0 (P), 1 (S) and 2 (arbiter), synced,

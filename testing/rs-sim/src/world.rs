@@ -395,7 +395,7 @@ pub fn parse_config(d: &Document) -> Result<Config, CommandError> {
         members.push(parse_member(m)?);
     }
     for (i, a) in members.iter().enumerate() {
-        for b in &members[i + 1..] {
+        for b in members.iter().skip(i + 1) {
             if a.id == b.id {
                 return Err(invalid(format!(
                     "Found two member configurations with same _id field, members.{}._id == {}",
@@ -1075,7 +1075,8 @@ impl World {
                             m.newly_added = false;
                         }
                     }
-                    set.config.version += 1;
+                    // The version is the client's number: at i64's limit it stays.
+                    set.config.version = set.config.version.saturating_add(1);
                     set.committed = false;
                 }
             }
@@ -1329,14 +1330,14 @@ impl World {
     pub fn resume(&mut self, wait: &mut Wait) -> Option<Document> {
         match wait.phase {
             Phase::CurrentConfig if wait.cmd.contains_key("setFeatureCompatibilityVersion") => {
-                let Some(set) = self
+                let Some(ready) = self
                     .set_of(&wait.node)
                     .filter(|s| s.primary.as_deref() == Some(wait.node.as_str()))
-                    .map(|s| s.id)
+                    .map(ReplSet::ready_for_reconfig)
                 else {
                     return Some(err(NOT_WRITABLE_PRIMARY, "not primary").to_document());
                 };
-                if !self.sets[&set].ready_for_reconfig() {
+                if !ready {
                     return None;
                 }
                 Some(reply(self.set_fcv(&wait.node.clone(), &wait.cmd.clone())))
@@ -1347,7 +1348,8 @@ impl World {
                     Ok(set) => set,
                     Err(e) => return Some(e.to_document()),
                 };
-                if !self.sets[&set].ready_for_reconfig() {
+                // `set` is the node's own set; were it gone, `reconfig` would answer the error.
+                if self.sets.get(&set).is_some_and(|s| !s.ready_for_reconfig()) {
                     return None;
                 }
                 match self.reconfig(&wait.node.clone(), &wait.cmd.clone()) {
@@ -1883,13 +1885,12 @@ impl World {
                 "replSetReconfig needs a config document",
             )
         })?;
-        let set_id = self
+        let set = self
             .set_of(node)
-            .map(|s| s.id)
             .ok_or_else(|| err(NOT_YET_INITIALIZED, "no replset config has been received"))?;
+        let set_id = set.id;
         let mut new = parse_config(d)?;
         let version = self.version_of(node);
-        let set = &self.sets[&set_id];
         if new.name != set.config.name {
             return Err(err(
                 INVALID_REPLICA_SET_CONFIG,
@@ -1910,7 +1911,10 @@ impl World {
         }
         Self::check_immutable_fields(&set.config, &new)?;
         if force {
-            new.version = set.config.version + 10_000 + i64::from(rand::random::<u16>());
+            new.version = set
+                .config
+                .version
+                .saturating_add(10_000 + i64::from(rand::random::<u16>()));
         } else {
             self.check_safe_reconfig(node, version, set, &new)?;
             // 4.4+: a member that is still `newlyAdded` stays so (the client cannot send the
@@ -2802,6 +2806,37 @@ mod rule_tests {
         assert_eq!(w.set("rs").unwrap().forced_reconfigs, 1);
         w.tick();
         assert_eq!(w.set("rs").unwrap().primary.as_deref(), Some(h(0).as_str()));
+    }
+
+    /// The config version is the client's number, up to i64's limit: the simulator's own bumps
+    /// (a synced `newlyAdded` member, a forced reconfig) stop there instead of overflowing, which
+    /// panicked the member's connection task.
+    #[test]
+    fn the_servers_version_bumps_stop_at_the_largest_version() {
+        let (mut w, mut s) = initiated(2);
+        w.set_up(&h(2), true);
+        let two = vec![member(0, 1, 1.0), member(1, 1, 1.0)];
+        // Numbers are read as f64: i64::MAX - 1024 is the largest one below i64::MAX that stays.
+        let r = reconfig(&mut w, &mut s, 0, i64::MAX - 1024, two);
+        assert!(ok(&r), "{r}");
+        w.tick();
+        // A new voter is `newlyAdded`; once synced, the server's own reconfig clears it.
+        let three = vec![member(0, 1, 1.0), member(1, 1, 1.0), member(2, 1, 1.0)];
+        let r = reconfig(&mut w, &mut s, 0, i64::MAX, three);
+        assert!(ok(&r), "{r}");
+        for _ in 0..5 {
+            w.tick();
+        }
+        let set = w.set("rs").unwrap();
+        assert!(set.config.members.iter().all(|m| !m.newly_added));
+        assert_eq!(set.config.version, i64::MAX);
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetReconfig": {"_id": "rs", "version": 1, "members": [member(0, 1, 1.0)]}, "force": true},
+        );
+        assert!(ok(&r), "{r}");
+        assert_eq!(version(&w), i64::MAX);
     }
 
     /// A primary–secondary–arbiter set initiated on nodes 0 (P), 1 (S) and 2 (arbiter), synced,

@@ -788,7 +788,7 @@ fn unwanted(
 /// The user's opt-in (`<generation>/<configVersion>`, [`FORCE_RECONFIG_ANNOTATION`]) as the
 /// planner takes it: only for the current generation, and never once `used` (the opt-in the
 /// last forced reconfig recorded in the status).
-fn force_opt_in(
+pub fn force_opt_in(
     annotation: Option<&str>,
     generation: Option<i64>,
     used: Option<&str>,

@@ -88,16 +88,24 @@ pub fn parse_reply(host: &str, command: &'static str, stdout: &str) -> Result<()
             command,
             what: "the member's shell printed no reply".into(),
         })?;
-    // Reading a serde_json::Value by key cannot panic (a missing key reads as Null).
-    if reply["ok"].as_f64() == Some(1.0) {
+    let field = |key: &str| reply.get(key);
+    if field("ok").and_then(serde_json::Value::as_f64) == Some(1.0) {
         return Ok(());
     }
     Err(ReplSetError::Command {
         host: host.to_owned(),
         command,
-        code: reply["code"].as_i64().unwrap_or(0) as i32,
-        code_name: reply["codeName"].as_str().unwrap_or_default().to_owned(),
-        message: reply["errmsg"].as_str().unwrap_or_default().to_owned(),
+        code: field("code")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0) as i32,
+        code_name: field("codeName")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        message: field("errmsg")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
     })
 }
 

@@ -16,6 +16,11 @@
 //! * [`controller`]: the kube-runtime controller, each reconcile [`gather`] → [`decide`] (pure)
 //!   → [`apply`]; [`service`]: the process.
 
+// Indexing or slicing that may panic is refused in this crate (it reads the mongod's answers,
+// the user's objects and the pod's files); tests may (clippy.toml). Each remaining case carries
+// an allow at the narrowest scope saying why it cannot fail.
+#![warn(clippy::indexing_slicing)]
+
 pub mod apply;
 pub mod controller;
 pub mod converge;

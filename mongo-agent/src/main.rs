@@ -1,5 +1,8 @@
 //! `fedstate-mongo-agent`: see `--help` and `mongo-agent/README.md`.
 
+// As in the library: indexing or slicing that may panic is refused (lib.rs).
+#![warn(clippy::indexing_slicing)]
+
 use clap::Parser;
 use fedstate_mongo_agent::service::{Args, run};
 

@@ -13,7 +13,9 @@
 //!   agent promoted it), except when the set already has 7 voters;
 //! * the primary is stepped down before it is removed or demoted;
 //! * nothing changes without a primary; when the voting majority is unreachable the answer is
-//!   [`Step::QuorumLost`], and only the user's explicit opt-in turns it into [`Step::ForceReconfig`].
+//!   [`Step::QuorumLost`], and only the user's explicit opt-in turns it into [`Step::ForceReconfig`];
+//!   but while an unreachable voter of another cluster is still in the host list (its cluster
+//!   not reported lost: maybe a partition) the answer is to wait, with or without the opt-in.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -247,6 +249,23 @@ fn plan(desired: &Desired, observed: &Observed, force: ForceOptIn) -> Step {
     let Some(primary) = observed.primary() else {
         if reachable >= majority {
             return Step::Wait("no primary yet; an election is under way".into());
+        }
+        // What this side sees is no proof the rest is gone: a voter the host list still holds
+        // (the manager drops a lost cluster's members, from Karmada's Cluster status) may be
+        // alive behind a partition with a primary of its own, and forcing here would make a
+        // second one. Own members are this cluster's: their loss is seen from here.
+        let listed: Vec<&str> = voters
+            .iter()
+            .filter(|m| !observed.state(&m.host).is_up())
+            .filter(|m| !desired.own.contains(&m.host) && desired.entry(&m.host).is_some())
+            .map(|m| m.host.as_str())
+            .collect();
+        if !listed.is_empty() {
+            return Step::Wait(format!(
+                "only {reachable} of {} voting members answer from here, but {} still in the host list (their clusters are not reported lost): this may be a partition, and a forced reconfig on this side could make a second primary; waiting until they answer or the manager drops them from the host list",
+                voters.len(),
+                listed.join(", ")
+            ));
         }
         if force.0 == Some(config.version) {
             return force_step(config, observed);
@@ -1066,6 +1085,50 @@ mod tests {
         assert!(matches!(
             next_step(&desired, &obs, ForceOptIn(Some(3))),
             Step::Wait(_)
+        ));
+    }
+
+    /// Issue 15: the minority side of a partition sees the majority unreachable; while those
+    /// voters are in the host list (their clusters not reported lost) nothing is offered or
+    /// forced, even with an opt-in; once the list dropped them, the loss is offered.
+    #[test]
+    fn the_minority_side_waits_while_the_unreachable_voters_are_listed() {
+        let c = RsConfig {
+            name: "rs".into(),
+            version: 3,
+            members: vec![voter(0, 0), voter(1, 1), voter(2, 2)],
+        };
+        let obs = Observed {
+            config: Some(c),
+            committed: true,
+            states: [(host(2), MemberState::Secondary)].into(),
+            ..Default::default()
+        };
+        let listed = Desired {
+            hosts: vec![
+                entry(0, 1, 1, "a"),
+                entry(1, 1, 1, "b"),
+                entry(2, 1, 1, "c"),
+            ],
+            own: [host(2)].into(),
+            ready: [host(2)].into(),
+        };
+        for force in [ForceOptIn(None), ForceOptIn(Some(3))] {
+            let Step::Wait(why) = next_step(&listed, &obs, force) else {
+                panic!("expected a wait")
+            };
+            assert!(why.contains(&format!("{}, {}", host(0), host(1))), "{why}");
+        }
+        let dropped = Desired {
+            hosts: vec![entry(2, 1, 1, "c")],
+            ..listed
+        };
+        assert!(matches!(
+            next_step(&dropped, &obs, ForceOptIn(None)),
+            Step::QuorumLost {
+                reachable_voters: 1,
+                ..
+            }
         ));
     }
 

@@ -142,6 +142,8 @@ pub struct ReplSetAdmin {
     login: Option<Login>,
     timeout: Duration,
     clients: Arc<Mutex<Clients>>,
+    /// The driver's `appName` (mongod logs it with every connection).
+    app_name: String,
 }
 
 fn number(d: &Document, key: &str) -> Option<f64> {
@@ -161,7 +163,15 @@ impl ReplSetAdmin {
             login,
             timeout,
             clients: Arc::default(),
+            app_name: "fedstate-mongo-agent".to_owned(),
         }
+    }
+
+    /// The same adapter with another driver `appName` for the clients it makes (a test tells
+    /// one cluster's agent from another's by it).
+    pub fn with_app_name(mut self, app_name: impl Into<String>) -> Self {
+        self.app_name = app_name.into();
+        self
     }
 
     /// The same adapter logged in as someone else, sharing its clients.
@@ -170,6 +180,7 @@ impl ReplSetAdmin {
             login,
             timeout: self.timeout,
             clients: self.clients.clone(),
+            app_name: self.app_name.clone(),
         }
     }
 
@@ -196,7 +207,7 @@ impl ReplSetAdmin {
         options.direct_connection = Some(true);
         options.server_selection_timeout = Some(self.timeout);
         options.connect_timeout = Some(self.timeout);
-        options.app_name = Some("fedstate-mongo-agent".to_owned());
+        options.app_name = Some(self.app_name.clone());
         options.credential = self.login.as_ref().map(|l| {
             Credential::builder()
                 .username(l.user.clone())

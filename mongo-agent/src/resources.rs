@@ -353,20 +353,25 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
             {"name": "credentials", "secret": {"secretName": root_secret, "items": [{"key": root_key, "path": ROOT_PASSWORD_FILE_NAME}], "defaultMode": 0o444}},
         ],
     });
-    // Assigning by key cannot panic: `pod`, `sts_spec` and `pvc` are `json!` object literals.
-    if let Some(ns) = &pod_spec.node_selector {
-        pod["nodeSelector"] = serde_json::to_value(ns)?;
-    }
-    if let Some(t) = &pod_spec.tolerations {
-        pod["tolerations"] = serde_json::to_value(t)?;
-    }
-    if let Some(t) = &pod_spec.topology_spread_constraints {
-        pod["topologySpreadConstraints"] = serde_json::to_value(t)?;
-    }
-    if let Some(ImagePullSecret::Name(n)) = &spec.image_pull_secret
-        && !n.is_empty()
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "inserts by key into the object literal `pod`: IndexMut on a JSON object cannot panic"
+    )]
     {
-        pod["imagePullSecrets"] = json!([{"name": n}]);
+        if let Some(ns) = &pod_spec.node_selector {
+            pod["nodeSelector"] = serde_json::to_value(ns)?;
+        }
+        if let Some(t) = &pod_spec.tolerations {
+            pod["tolerations"] = serde_json::to_value(t)?;
+        }
+        if let Some(t) = &pod_spec.topology_spread_constraints {
+            pod["topologySpreadConstraints"] = serde_json::to_value(t)?;
+        }
+        if let Some(ImagePullSecret::Name(n)) = &spec.image_pull_secret
+            && !n.is_empty()
+        {
+            pod["imagePullSecrets"] = json!([{"name": n}]);
+        }
     }
     let mut sts_spec = json!({
         "replicas": 1,
@@ -376,8 +381,15 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
         "podManagementPolicy": "Parallel",
         "template": {"metadata": {"labels": labels}, "spec": pod},
     });
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "inserts by key into the object literals `sts_spec` and `pvc`: IndexMut on a JSON object cannot panic"
+    )]
     if arbiter {
-        if let Some(v) = sts_spec["template"]["spec"]["volumes"].as_array_mut() {
+        if let Some(v) = sts_spec
+            .pointer_mut("/template/spec/volumes")
+            .and_then(Value::as_array_mut)
+        {
             v.push(json!({"name": "data", "emptyDir": {}}));
         }
     } else {
@@ -416,9 +428,15 @@ pub fn member_statefulset(mdb: &MongoDB, index: Option<i32>) -> Result<StatefulS
     )?;
     // Which spec the StatefulSet was built from (`status.currentRevision` once its member runs
     // it); on the StatefulSet, not its pod template, so adding it restarts nothing.
-    metadata["annotations"] = json!({
-        SPEC_REVISION_ANNOTATION: spec_revision(&name, &serde_json::to_value(spec)?),
-    });
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`meta` returns an object literal: IndexMut on a JSON object cannot panic"
+    )]
+    {
+        metadata["annotations"] = json!({
+            SPEC_REVISION_ANNOTATION: spec_revision(&name, &serde_json::to_value(spec)?),
+        });
+    }
     Ok(serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": metadata,
@@ -459,7 +477,10 @@ fn mongod_container(
             {"name": "data", "mountPath": "/data/db"},
         ],
     });
-    // Cannot panic: `mongod` is a `json!` object literal.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`mongod` is an object literal: IndexMut on a JSON object cannot panic"
+    )]
     if let Some(r) = &spec.resources {
         mongod["resources"] = serde_json::to_value(r)?;
     }
@@ -592,7 +613,10 @@ fn exporter_container(spec: &MongoDBSpec, creds: &str) -> Option<Result<Value, R
         .and_then(|m| m.resources.as_ref())
     {
         match serde_json::to_value(r) {
-            // Cannot panic: `c` is a `json!` object literal.
+            #[allow(
+                clippy::indexing_slicing,
+                reason = "`c` is an object literal: IndexMut on a JSON object cannot panic"
+            )]
             Ok(v) => c["resources"] = v,
             Err(e) => return Some(Err(e.into())),
         }

@@ -30,8 +30,12 @@ pub fn series((major, minor): (u32, u32)) -> Option<usize> {
     SERIES.iter().position(|s| *s == key)
 }
 
-// Indexing SERIES cannot fail here and below: every index is a position `series` returned, or one
-// step from such a position towards another one.
+// Every index into SERIES here and below is a position `series` returned, or one step from such a
+// position towards another one.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "i is a position in SERIES (see above)"
+)]
 fn name(i: usize) -> String {
     let (a, b) = SERIES[i];
     format!("{a}.{b}")
@@ -79,7 +83,7 @@ pub fn plan(desired: &str, running: &Running) -> VersionPlan {
     };
     let go = |fcv: Option<usize>, progress: Progress| VersionPlan {
         image: desired.to_owned(),
-        fcv: fcv.map(|i| SERIES[i]),
+        fcv: fcv.and_then(|i| SERIES.get(i).copied()),
         progress,
     };
     let Some(target) = image_version(desired).and_then(|v| series((v.major, v.minor))) else {
@@ -169,7 +173,7 @@ pub fn plan(desired: &str, running: &Running) -> VersionPlan {
 
 impl VersionPlan {
     fn with_fcv(mut self, i: usize) -> Self {
-        self.fcv = Some(SERIES[i]);
+        self.fcv = SERIES.get(i).copied();
         self
     }
 }

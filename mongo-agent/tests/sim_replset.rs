@@ -466,7 +466,16 @@ async fn three_clusters_initiate_once_and_survive_losing_one_without_force() {
     assert!(!matches!(o, Outcome::ForcedReconfig { .. }), "{o:?}");
     assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
     ticks(&sim, 2);
+    // While the host list still holds b and c (their clusters not reported lost), a's agent
+    // cannot tell a loss from a partition: it waits.
     let (o, _) = agents[0].step(&known).await.unwrap();
+    assert!(
+        matches!(&o, Outcome::Waiting(w) if w.contains("still in the host list")),
+        "{o:?}"
+    );
+    // The manager dropped them (Karmada reports their clusters lost): the loss is offered.
+    let survivor = Agent::new(&sim, goal(desired[..1].to_vec(), &hosts[..1], true));
+    let (o, _) = survivor.step(&known).await.unwrap();
     let Outcome::QuorumLost {
         reachable_voters: 1,
         voters: 3,
@@ -477,16 +486,16 @@ async fn three_clusters_initiate_once_and_survive_losing_one_without_force() {
     };
     assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
     // An opt-in for another config version is no consent...
-    let mut forced = agents[0].goal.clone();
+    let mut forced = survivor.goal.clone();
     forced.force = ForceOptIn(Some(config_version - 1));
-    let (o, _) = converge::step(&agents[0].admin, &agents[0].pods, &forced, &known)
+    let (o, _) = converge::step(&survivor.admin, &survivor.pods, &forced, &known)
         .await
         .unwrap();
     assert!(matches!(o, Outcome::QuorumLost { .. }), "{o:?}");
     assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
     // ...the one for this config version is.
     forced.force = ForceOptIn(Some(config_version));
-    let (o, _) = converge::step(&agents[0].admin, &agents[0].pods, &forced, &known)
+    let (o, _) = converge::step(&survivor.admin, &survivor.pods, &forced, &known)
         .await
         .unwrap();
     assert!(
@@ -499,7 +508,7 @@ async fn three_clusters_initiate_once_and_survive_losing_one_without_force() {
         Some(hosts[0].as_str())
     );
     // The same opt-in again forces nothing more.
-    let (o, _) = converge::step(&agents[0].admin, &agents[0].pods, &forced, &known)
+    let (o, _) = converge::step(&survivor.admin, &survivor.pods, &forced, &known)
         .await
         .unwrap();
     assert!(!matches!(o, Outcome::ForcedReconfig { .. }), "{o:?}");
@@ -564,6 +573,297 @@ async fn a_move_between_clusters_keeps_the_target_voter_count() {
         .collect();
     assert_eq!(voters(&sim), want);
     assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
+}
+
+/// How long a partition scenario's agents wait for a member on the other side (each such
+/// call costs this much wall time; the simulator answers a reachable one at once).
+const CUT: Duration = Duration::from_millis(100);
+
+/// An outcome that offers or makes a forced reconfig.
+fn offers_force(o: &Outcome) -> bool {
+    matches!(
+        o,
+        Outcome::QuorumLost { .. } | Outcome::ForcedReconfig { .. }
+    )
+}
+
+/// Issue 15, scenario "partition isolating one cluster": a 1/1/1 set whose primary is c's
+/// member; c's members and c's agent are cut off from a and b (per observer: each side gets no
+/// answer from the other). Checked at every tick: c's agent, which reaches only its own
+/// member (that member marks a and b down and steps down), is never offered a forced reconfig
+/// (it waits); a and b's agents neither; nothing is forced; never more than one primary
+/// reaching a majority; the majority side has a primary within an election timeout and keeps
+/// it. Heal: one set, no member twice, every member PRIMARY or SECONDARY.
+#[tokio::test]
+async fn a_partition_isolating_one_cluster_offers_no_force_on_either_side() {
+    let sim = manual_sim();
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        hosts.push(sim.serve_new("127.0.0.1").await.unwrap());
+    }
+    let cluster = |i: usize| ["a", "b", "c"][i];
+    let mut desired = entries(&hosts, cluster);
+    desired[2].priority = 2;
+    let formed: Vec<Agent> = (0..3)
+        .map(|i| Agent::new(&sim, goal(desired.clone(), &hosts[i..=i], i == 0)))
+        .collect();
+    let known = BTreeSet::new();
+    converge_all(&sim, &formed.iter().collect::<Vec<_>>(), &known).await;
+    ticks(&sim, 30);
+    assert_eq!(
+        sim.world().set("rs").unwrap().primary.as_deref(),
+        Some(hosts[2].as_str()),
+        "c's member (priority 2) took over"
+    );
+    let agents: Vec<Agent> = (0..3)
+        .map(|i| {
+            let mut a = Agent::with_timeout(&sim, goal(desired.clone(), &hosts[i..=i], false), CUT);
+            let app = format!("agent-{}", cluster(i));
+            a.anonymous = a.anonymous.clone().with_app_name(app);
+            a.admin = a.anonymous.with_login(Some(a.users.cluster_admin.clone()));
+            a
+        })
+        .collect();
+    sim.world()
+        .split(&hosts[2..], &["agent-c".to_owned()])
+        .unwrap();
+    let election = sim.world().set("rs").unwrap().config.timing().election;
+
+    let mut checked = 0u32;
+    let mut violations: Vec<String> = Vec::new();
+    let mut c_looked = 0u32;
+    let mut kept: Option<String> = None;
+    for t in 1..=16u64 {
+        sim.world().tick();
+        // c's agent every tick, the majority's every fourth (each call across the cut costs
+        // `CUT` of wall time).
+        let stepping: &[usize] = if t % 4 == 0 { &[2, 0, 1] } else { &[2] };
+        for &i in stepping {
+            let a = &agents[i];
+            match converge::step(&a.admin, &a.pods, &a.goal, &known).await {
+                Ok((o, obs)) => {
+                    if offers_force(&o) {
+                        violations.push(format!("tick {t}: {}'s agent: {o:?}", cluster(i)));
+                    }
+                    if i == 2 && obs.observed.config.is_some() {
+                        c_looked += 1;
+                    }
+                }
+                Err(e) => violations.push(format!("tick {t}: {}'s agent: {e}", cluster(i))),
+            }
+        }
+        let w = sim.world();
+        let set = w.set("rs").unwrap();
+        if set.forced_reconfigs != 0 {
+            violations.push(format!(
+                "tick {t}: {} forced reconfigs",
+                set.forced_reconfigs
+            ));
+        }
+        let primaries = w.primaries("rs");
+        let majority: Vec<&String> = primaries
+            .iter()
+            .filter(|(_, reach)| *reach >= 2)
+            .map(|(p, _)| p)
+            .collect();
+        if majority.len() > 1 {
+            violations.push(format!("tick {t}: primaries {primaries:?}"));
+        }
+        if t >= election {
+            match (majority.first(), &kept) {
+                (None, _) => violations.push(format!(
+                    "tick {t}: no primary on the majority side {} ticks after the cut",
+                    t
+                )),
+                (Some(p), Some(k)) if *p != k => {
+                    violations.push(format!("tick {t}: primary moved from {k} to {p}"))
+                }
+                (Some(p), _) => kept = Some((*p).clone()),
+            }
+        }
+        checked += 1;
+    }
+    assert!(
+        c_looked >= 12,
+        "c's agent read its member's view: {c_looked}"
+    );
+
+    sim.world().heal();
+    // The agents that formed the set (their clients never dialled across the cut).
+    let all: Vec<&Agent> = formed.iter().collect();
+    converge_all(&sim, &all, &known).await;
+    for t in 1..=12u64 {
+        sim.world().tick();
+        let w = sim.world();
+        let with_majority = w
+            .primaries("rs")
+            .iter()
+            .filter(|(_, reach)| *reach >= 2)
+            .count();
+        if with_majority > 1 {
+            violations.push(format!("heal tick {t}: {:?}", w.primaries("rs")));
+        }
+        checked += 1;
+    }
+    let w = sim.world();
+    if w.sets_named("rs").len() != 1 {
+        violations.push(format!("{} sets named rs", w.sets_named("rs").len()));
+    }
+    let set = w.set("rs").unwrap();
+    let listed: BTreeSet<&str> = set.config.members.iter().map(|m| m.host.as_str()).collect();
+    let ids: BTreeSet<i32> = set.config.members.iter().map(|m| m.id).collect();
+    if listed.len() != set.config.members.len() || ids.len() != listed.len() || listed.len() != 3 {
+        violations.push(format!("members after heal: {:?}", set.config.members));
+    }
+    for h in &hosts {
+        let state = set.state(h);
+        if !matches!(state, Some(1 | 2)) || !w.is_up(h) {
+            violations.push(format!("{h} after heal: state {state:?}"));
+        }
+    }
+    if set.forced_reconfigs != 0 {
+        violations.push(format!("{} forced reconfigs", set.forced_reconfigs));
+    }
+    eprintln!(
+        "partition isolating one cluster: invariants: {checked} ticks checked, violations: {}",
+        violations.len()
+    );
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+/// Issue 15, scenario "force opt-in used once": a 1/1/1 set loses b and c (the manager drops
+/// them from the host list and places two replacements in a); the user gives the opt-in the
+/// `QuorumLost` condition prints; the agent forces once and the status records it. The set
+/// grows back to three voters, then loses both replacements at the same generation: the agent
+/// offers the loss again at every tick and never forces, whether or not the status still
+/// holds the record. The simulator counts exactly one forced reconfig.
+#[tokio::test]
+async fn a_force_opt_in_is_used_once_and_a_second_loss_is_only_offered() {
+    use fedstate_mongo_agent::{decide, status};
+    let sim = manual_sim();
+    let mut hosts = Vec::new();
+    for _ in 0..5 {
+        hosts.push(sim.serve_new("127.0.0.1").await.unwrap());
+    }
+    let abc = entries(&hosts[..3], |i| ["a", "b", "c"][i]);
+    let formed: Vec<Agent> = (0..3)
+        .map(|i| Agent::new(&sim, goal(abc.clone(), &hosts[i..=i], i == 0)))
+        .collect();
+    let known = BTreeSet::new();
+    converge_all(&sim, &formed.iter().collect::<Vec<_>>(), &known).await;
+    let generation = Some(4);
+    let mut checked = 0u32;
+    let mut violations: Vec<String> = Vec::new();
+    let check = |want: u32, when: &str, checked: &mut u32, violations: &mut Vec<String>| {
+        *checked += 1;
+        let n = sim.world().set("rs").unwrap().forced_reconfigs;
+        if n != want {
+            violations.push(format!("{when}: {n} forced reconfigs, {want} expected"));
+        }
+    };
+
+    // First loss: b and c go; the host list now holds a and two replacements in a.
+    sim.stop(&hosts[1]);
+    sim.stop(&hosts[2]);
+    ticks(&sim, 2);
+    let mut replaced = entries(&hosts, |_| "a");
+    replaced.retain(|e| e.host != hosts[1] && e.host != hosts[2]);
+    let own = [hosts[0].clone(), hosts[3].clone(), hosts[4].clone()];
+    let mut agent = Agent::with_timeout(&sim, goal(replaced.clone(), &own, false), CUT);
+    let (o, _) = agent.step(&known).await.unwrap();
+    let condition = status::compute(
+        None,
+        &status::Observation {
+            name: "demo",
+            namespace: "ns",
+            generation,
+            outcome: Some(Ok(o.clone())),
+            ..Default::default()
+        },
+        jiff::Timestamp::UNIX_EPOCH,
+    );
+    let message = condition
+        .conditions
+        .iter()
+        .find(|c| c.type_ == status::QUORUM_LOST)
+        .and_then(|c| c.message.clone())
+        .unwrap_or_else(|| panic!("no QuorumLost condition after {o:?}"));
+    // What the user runs: the annotation value the condition prints.
+    let annotation = message
+        .split(&format!("{}=", status::FORCE_RECONFIG_ANNOTATION))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    check(0, "offered", &mut checked, &mut violations);
+    agent.goal.force = decide::force_opt_in(Some(&annotation), generation, None);
+    let (o, _) = agent.step(&known).await.unwrap();
+    let Outcome::ForcedReconfig { .. } = &o else {
+        panic!("expected the forced reconfig, got {o:?}")
+    };
+    let recorded = status::compute(
+        Some(&condition),
+        &status::Observation {
+            name: "demo",
+            namespace: "ns",
+            generation,
+            outcome: Some(Ok(o.clone())),
+            ..Default::default()
+        },
+        jiff::Timestamp::UNIX_EPOCH,
+    );
+    let record = recorded.forced_reconfig.clone().unwrap();
+    assert_eq!(record.opt_in, annotation);
+    check(1, "forced", &mut checked, &mut violations);
+
+    // The set grows back: the replacements join and vote (the opt-in is used up).
+    agent.goal.force = decide::force_opt_in(Some(&annotation), generation, Some(&record.opt_in));
+    converge_all(&sim, &[&agent], &known).await;
+    assert_eq!(voters(&sim).len(), 3);
+    check(1, "grown back", &mut checked, &mut violations);
+
+    // Second loss, same generation, annotation still set: offered at every tick, never forced,
+    // with the status record (the agent's way) and without it (the config version alone).
+    sim.stop(&hosts[3]);
+    sim.stop(&hosts[4]);
+    // a marks them down at its next heartbeat and steps down.
+    ticks(&sim, 2);
+    agent.goal.desired.hosts.retain(|e| e.host == hosts[0]);
+    let mut offered = 0;
+    for t in 1..=6u32 {
+        sim.world().tick();
+        for used in [Some(record.opt_in.as_str()), None] {
+            let mut g = agent.goal.clone();
+            g.force = decide::force_opt_in(Some(&annotation), generation, used);
+            let (o, _) = converge::step(&agent.admin, &agent.pods, &g, &known)
+                .await
+                .unwrap();
+            match o {
+                Outcome::ForcedReconfig { .. } => {
+                    violations.push(format!("tick {t}: forced again ({used:?}): {o:?}"))
+                }
+                Outcome::QuorumLost { config_version, .. } => {
+                    offered += 1;
+                    if config_version == record.from_version {
+                        violations.push(format!("tick {t}: the used version offered again"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        check(
+            1,
+            &format!("second loss, tick {t}"),
+            &mut checked,
+            &mut violations,
+        );
+    }
+    assert!(offered >= 8, "the second loss was offered: {offered}");
+    eprintln!(
+        "force opt-in used once: invariants: {checked} ticks checked, violations: {}",
+        violations.len()
+    );
+    assert!(violations.is_empty(), "{violations:#?}");
 }
 
 /// Issue 15: a rolling restart goes on only once the member restarted last (in any cluster) is

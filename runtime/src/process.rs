@@ -31,7 +31,8 @@ pub struct Component {
 pub struct Worker {
     pub client: kube::Client,
     pub health: Health,
-    /// Cancelled when leadership is lost or the process stops; the work must return soon after.
+    /// Cancelled when the process stops (the work must return within [`leader::STOP_GRACE`]) or
+    /// leadership is lost (the work is then dropped at once). Returning before that is a failure.
     pub stop: CancellationToken,
 }
 
@@ -60,8 +61,10 @@ pub enum ProcessError {
     },
 }
 
-/// Run `work` under the skeleton until SIGTERM/Ctrl-C. An error of the work ends the process with
-/// that error (after the admin server has stopped), so the kubelet restarts it.
+/// Run `work` under the skeleton until SIGTERM/Ctrl-C. An error of the work, or a return nobody
+/// asked for, ends the process with an error (after the Lease is released and the admin server
+/// has stopped), so the kubelet restarts it and a standby takes over. On a lost Lease the work is
+/// dropped at once and the replica waits as a standby ([`leader`] says what is guaranteed).
 pub async fn run<W, Fut, E>(
     component: Component,
     common: &CommonArgs,
@@ -112,14 +115,14 @@ where
             health: health.clone(),
             stop: stop.clone(),
         };
-        let (failure, health, process_stop) = (&failure, health.clone(), stop.clone());
+        let (failure, health) = (&failure, health.clone());
         let fut = work(worker);
         async move {
-            if let Err(e) = fut.await {
-                tracing::error!(error = %e, component = component.name, "work stopped with an error");
+            let result = fut.await;
+            if let Some(message) = work_failure(result, stop.is_cancelled()) {
+                tracing::error!(error = %message, component = component.name, "work stopped");
                 health.set_ready(false);
-                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                process_stop.cancel();
+                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
             }
         }
     };
@@ -156,10 +159,11 @@ where
                     let work_done = term(stop.clone());
                     tokio::pin!(work_done);
                     tokio::select! {
-                        () = &mut work_done => {}
+                        biased;
                         () = stop.cancelled() => {
                             leader::stop_within(leader::STOP_GRACE, &mut work_done).await;
                         }
+                        () = &mut work_done => {}
                     }
                 }
                 Ok(())
@@ -171,13 +175,28 @@ where
     if let Ok(Err(e)) = admin_task.await {
         tracing::warn!(error = %e, "admin server");
     }
-    result?;
-    match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some(message) => Err(ProcessError::Work {
+    // The work's own failure says more than the elector's "the work ended".
+    if let Some(message) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(ProcessError::Work {
             component: component.name,
             message,
-        }),
-        None => Ok(()),
+        });
+    }
+    result?;
+    Ok(())
+}
+
+/// Why the work's return ends the process, if it does: an error, or a return nobody asked for
+/// (a controller stream ended while the work was meant to run). A return after being told to
+/// stop is normal.
+fn work_failure<E: std::fmt::Display>(result: Result<(), E>, told_to_stop: bool) -> Option<String> {
+    match result {
+        Err(e) => Some(e.to_string()),
+        Ok(()) if !told_to_stop => Some(
+            "the work ended though nothing told it to stop (a watch or controller stream ended)"
+                .into(),
+        ),
+        Ok(()) => None,
     }
 }
 
@@ -233,5 +252,25 @@ async fn reach_apiserver(client: &kube::Client, stop: &CancellationToken) -> boo
             _ = stop.cancelled() => return false,
         }
         attempt += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_work_that_returns_unasked_or_fails_ends_the_process() {
+        let failed: Result<(), &str> = Err("watch gone");
+        assert_eq!(work_failure(failed, false).as_deref(), Some("watch gone"));
+        let failed: Result<(), &str> = Err("watch gone");
+        assert_eq!(work_failure(failed, true).as_deref(), Some("watch gone"));
+        let ended = work_failure(Ok::<(), &str>(()), false).unwrap_or_default();
+        assert!(ended.contains("nothing told it to stop"), "{ended}");
+        assert_eq!(
+            work_failure(Ok::<(), &str>(()), true),
+            None,
+            "a stop asked for"
+        );
     }
 }

@@ -103,16 +103,23 @@ pub fn karmada_crds(
     )?;
     let kustomization = kustomization.into_iter().next().unwrap_or(Value::Null);
     let mut crds: Vec<Value> = Vec::new();
-    for resource in kustomization["resources"].as_array().into_iter().flatten() {
+    let list = |key: &str| kustomization.get(key).and_then(Value::as_array);
+    for resource in list("resources").into_iter().flatten() {
         let rel = resource.as_str().unwrap_or_default();
         crds.extend(yaml_documents(rel, &read(&base.join(rel))?)?);
     }
-    for patch in kustomization["patches"].as_array().into_iter().flatten() {
-        let rel = patch["path"].as_str().unwrap_or_default();
+    for patch in list("patches").into_iter().flatten() {
+        let rel = patch
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let text = localize_karmada_manifest(&read(&base.join(rel))?, webhook_port, ca_bundle_b64);
         for p in yaml_documents(rel, &text)? {
-            let name = &p["metadata"]["name"];
-            if let Some(target) = crds.iter_mut().find(|c| &c["metadata"]["name"] == name) {
+            let name = p.pointer("/metadata/name");
+            if let Some(target) = crds
+                .iter_mut()
+                .find(|c| c.pointer("/metadata/name") == name)
+            {
                 merge(target, &p);
             }
         }
@@ -125,7 +132,11 @@ pub fn karmada_crds(
     }
     crds.into_iter()
         .map(|c| {
-            let what = c["metadata"]["name"].as_str().unwrap_or("crd").to_string();
+            let what = c
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("crd")
+                .to_string();
             typed(&what, c)
         })
         .collect()
@@ -145,7 +156,7 @@ pub fn karmada_webhook_configurations(
     let mut mutating = Vec::new();
     let mut validating = Vec::new();
     for doc in yaml_documents("webhook-configuration.yaml", &text)? {
-        match doc["kind"].as_str() {
+        match doc.get("kind").and_then(Value::as_str) {
             Some("MutatingWebhookConfiguration") => mutating.push(typed("mutating webhook", doc)?),
             Some("ValidatingWebhookConfiguration") => {
                 validating.push(typed("validating webhook", doc)?)
@@ -379,7 +390,8 @@ pub fn kwok_stages(kwok_module: &Path) -> Result<String> {
         let kustomization =
             yaml_documents(dir, &read(&base.join(dir).join("kustomization.yaml"))?)?;
         let kustomization = kustomization.into_iter().next().unwrap_or(Value::Null);
-        for r in kustomization["resources"].as_array().into_iter().flatten() {
+        let resources = kustomization.get("resources").and_then(Value::as_array);
+        for r in resources.into_iter().flatten() {
             let text = read(&base.join(dir).join(r.as_str().unwrap_or_default()))?;
             out.push_str("---\n");
             out.push_str(&text);

@@ -913,14 +913,20 @@ impl Federation {
             .items
             .iter()
             .map(|c| {
-                let status = &c.data["status"];
-                let ready = status["conditions"]
-                    .as_array()
+                let field = |cond: &serde_json::Value, key: &str, want: &str| {
+                    cond.get(key).is_some_and(|v| v == want)
+                };
+                let ready = c
+                    .data
+                    .pointer("/status/conditions")
+                    .and_then(serde_json::Value::as_array)
                     .into_iter()
                     .flatten()
-                    .any(|cond| cond["type"] == "Ready" && cond["status"] == "True");
-                let has_resource_summary = status["resourceSummary"]["allocatable"]
-                    .as_object()
+                    .any(|cond| field(cond, "type", "Ready") && field(cond, "status", "True"));
+                let has_resource_summary = c
+                    .data
+                    .pointer("/status/resourceSummary/allocatable")
+                    .and_then(serde_json::Value::as_object)
                     .is_some_and(|m| !m.is_empty());
                 ClusterStatus {
                     name: c.metadata.name.clone().unwrap_or_default(),

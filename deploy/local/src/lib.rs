@@ -20,6 +20,11 @@
 //! [`components`] (command lines), [`bootstrap`] (objects installed at `up`), [`process`]
 //! (start/stop), [`probe`] (health checks), [`federation`] (the whole).
 
+// Indexing or slicing that may panic is refused in this crate (it reads manifests, files and the
+// apiservers' answers); tests may (clippy.toml). Each remaining case carries an allow at the
+// narrowest scope saying why it cannot fail.
+#![warn(clippy::indexing_slicing)]
+
 pub mod binaries;
 pub mod bootstrap;
 pub mod capacity;

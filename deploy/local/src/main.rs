@@ -1,5 +1,8 @@
 //! `fedstate-local` CLI; see `deploy/local/README.md`.
 
+// As in the library: indexing or slicing that may panic is refused (lib.rs).
+#![warn(clippy::indexing_slicing)]
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -22,7 +22,8 @@ pub async fn http_ok(addr: SocketAddr, path: &str) -> bool {
         s.write_all(req.as_bytes()).await.ok()?;
         let mut buf = vec![0u8; 64];
         let n = s.read(&mut buf).await.ok()?;
-        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        buf.truncate(n);
+        let head = String::from_utf8_lossy(&buf).to_string();
         Some(head.split_whitespace().nth(1) == Some("200"))
     };
     matches!(

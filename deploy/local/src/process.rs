@@ -199,5 +199,6 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
         return String::new();
     };
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    let start = all.len().saturating_sub(lines);
+    all.get(start..).unwrap_or_default().join("\n")
 }

@@ -340,7 +340,11 @@ async fn mongod_key_file(client: &Client, ns: &str, pod: &Pod) -> Result<KeyFile
         Ok(v) => v,
         Err(e) => return Ok(KeyFile::Unusable(format!("{config}: {e}"))),
     };
-    Ok(match conf["security"]["keyFile"].as_str() {
+    let key_file = conf
+        .get("security")
+        .and_then(|s| s.get("keyFile"))
+        .and_then(serde_yaml::Value::as_str);
+    Ok(match key_file {
         Some(k) => KeyFile::Path(k.to_owned()),
         None => KeyFile::None,
     })

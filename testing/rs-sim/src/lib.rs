@@ -15,6 +15,12 @@
 //! * [`bridge`]: serves the members the local federation's kwok reports Running, and makes
 //!   `pods/exec` into them reach [`shell`], the stand-in for the image's `mongosh`/`mongo`.
 
+// Indexing or slicing that may panic is refused in this crate: it decodes what clients send (the
+// wire codec, SCRAM, the shell's scripts), and a panic there would kill a member's connection
+// task instead of answering with an error; tests may (clippy.toml). Each remaining case carries
+// an allow at the narrowest scope saying why it cannot fail.
+#![warn(clippy::indexing_slicing)]
+
 pub mod bridge;
 pub mod keyfile;
 pub mod scram;

@@ -301,6 +301,7 @@ async fn connection(
                 Some(d) => d,
                 None => return,
             },
+            Answer::Silent => return,
         };
         if req.more_to_come {
             continue;

@@ -56,46 +56,45 @@ pub async fn read_request<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Requ
     if opcode != OP_MSG {
         return Err(WireError::OpCode(opcode));
     }
-    let flags = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+    let flags = u32::from_le_bytes(*rest.first_chunk().ok_or(WireError::Malformed("flags"))?);
     let mut end = rest.len();
     if flags & CHECKSUM_PRESENT != 0 {
         end = end.checked_sub(4).ok_or(WireError::Malformed("checksum"))?;
     }
-    let mut pos = 4;
+    // The sections, each consumed from the front: every length in them is the client's word, so
+    // nothing here indexes; a length past the end is a malformed message.
+    let mut sections = rest.get(4..end).unwrap_or_default();
     let mut body: Option<Document> = None;
     let mut sequences: Vec<(String, Vec<Bson>)> = Vec::new();
-    while pos < end {
-        let kind = rest[pos];
-        pos += 1;
+    while let Some((&kind, after)) = sections.split_first() {
         match kind {
             0 => {
-                let (doc, used) = read_doc(&rest[pos..end])?;
+                let (doc, next) = read_doc(after)?;
                 body = Some(doc);
-                pos += used;
+                sections = next;
             }
             1 => {
                 // A negative size once wrapped to a huge usize and overflowed `pos + size`.
                 let bad_size = || WireError::Malformed("document sequence size");
-                let size = usize::try_from(read_i32(&rest[pos..end])?).map_err(|_| bad_size())?;
-                let section_end = pos
-                    .checked_add(size)
-                    .filter(|e| size >= 5 && *e <= end)
+                let size = usize::try_from(read_i32(after)?).map_err(|_| bad_size())?;
+                let (section, next) = after
+                    .split_at_checked(size)
+                    .filter(|_| size >= 5)
                     .ok_or_else(bad_size)?;
-                let mut p = pos + 4;
-                let nul = rest[p..section_end]
-                    .iter()
-                    .position(|b| *b == 0)
+                let mut parts = section.get(4..).unwrap_or_default().splitn(2, |b| *b == 0);
+                let ident = parts.next().unwrap_or_default();
+                let mut p = parts
+                    .next()
                     .ok_or(WireError::Malformed("sequence identifier"))?;
-                let ident = String::from_utf8_lossy(&rest[p..p + nul]).into_owned();
-                p += nul + 1;
+                let ident = String::from_utf8_lossy(ident).into_owned();
                 let mut docs = Vec::new();
-                while p < section_end {
-                    let (doc, used) = read_doc(&rest[p..section_end])?;
+                while !p.is_empty() {
+                    let (doc, rest_of_section) = read_doc(p)?;
                     docs.push(Bson::Document(doc));
-                    p += used;
+                    p = rest_of_section;
                 }
                 sequences.push((ident, docs));
-                pos = section_end;
+                sections = next;
             }
             _ => return Err(WireError::Malformed("section kind")),
         }
@@ -112,18 +111,19 @@ pub async fn read_request<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Requ
 }
 
 fn read_i32(b: &[u8]) -> Result<i32, WireError> {
-    b.get(..4)
-        .map(|s| i32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.first_chunk()
+        .map(|s| i32::from_le_bytes(*s))
         .ok_or(WireError::Malformed("truncated"))
 }
 
-fn read_doc(b: &[u8]) -> Result<(Document, usize), WireError> {
-    let size = read_i32(b)?;
-    if size < 5 || size as usize > b.len() {
-        return Err(WireError::Malformed("document size"));
-    }
-    let doc = Document::from_reader(&b[..size as usize])?;
-    Ok((doc, size as usize))
+/// One BSON document at the front of `b`, and what follows it.
+fn read_doc(b: &[u8]) -> Result<(Document, &[u8]), WireError> {
+    let (doc, rest) = usize::try_from(read_i32(b)?)
+        .ok()
+        .filter(|size| *size >= 5)
+        .and_then(|size| b.split_at_checked(size))
+        .ok_or(WireError::Malformed("document size"))?;
+    Ok((Document::from_reader(doc)?, rest))
 }
 
 /// Encode one OP_MSG reply to `response_to`.

@@ -5,7 +5,7 @@
 //! Each rule cites the MongoDB behaviour it reproduces (manual, "Replica Set Configuration",
 //! `replSetInitiate`, `replSetReconfig`, `replSetStepDown`, `hello`, "Localhost Exception").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bson::{Bson, Document, doc, oid::ObjectId, spec::BinarySubtype};
 
@@ -113,6 +113,9 @@ pub enum Answer {
     Now(Document),
     /// mongod keeps the connection waiting; see [`World::resume`] and [`World::expire`].
     Later(Wait),
+    /// No answer ever: the client is on the other side of a [`World::split`] (the network side
+    /// closes the connection; the client gives up at its own timeout either way).
+    Silent,
 }
 
 /// A command mongod is still working on (it blocks its connection until it answers).
@@ -392,7 +395,7 @@ pub fn parse_config(d: &Document) -> Result<Config, CommandError> {
         members.push(parse_member(m)?);
     }
     for (i, a) in members.iter().enumerate() {
-        for b in &members[i + 1..] {
+        for b in members.iter().skip(i + 1) {
             if a.id == b.id {
                 return Err(invalid(format!(
                     "Found two member configurations with same _id field, members.{}._id == {}",
@@ -655,6 +658,9 @@ pub struct Session {
     pub user: Option<(String, String)>,
     conversation: Option<(String, Conversation)>,
     pub connection_id: i32,
+    /// The client's `appName` (`client.application.name` of the connection's first `hello`):
+    /// which side of a [`World::split`] it stands on.
+    pub client: Option<String>,
 }
 
 impl Session {
@@ -677,6 +683,20 @@ pub struct World {
     next_set_id: u64,
     now: u64,
     changes: Changes,
+    split: Option<Split>,
+}
+
+/// One cluster's members cut off from every other member, and its clients from every other
+/// member ([`World::split`]).
+#[derive(Clone, Debug)]
+struct Split {
+    at: u64,
+    /// The members cut off (a minority of every set's voters).
+    isolated: BTreeSet<String>,
+    /// The clients (driver `appName`s) on the cut-off side.
+    clients: BTreeSet<String>,
+    /// What the cut-off members last heard of each member: its state at the split.
+    heard: BTreeMap<String, i32>,
 }
 
 /// Counts changes of the world, so waiting commands know when to look again.
@@ -726,6 +746,148 @@ impl World {
         }
         node.up = false;
         self.recompute();
+    }
+
+    /// Cut `isolated` (one cluster's members) off from every other member, each side getting
+    /// no answer at all from the other (per observer), and place the clients named in
+    /// `clients` (their driver `appName`) on the cut-off side: they reach only the cut-off
+    /// members, every other client only the rest (a connection over a member's in-pod socket
+    /// always reaches it). The rest sees the cut-off members as [`World::partition`] does; the
+    /// cut-off members go on reporting the others as they last heard of them until their own
+    /// heartbeats give up (`heartbeatTimeoutSecs`, server `topology_coordinator.cpp`
+    /// `processHeartbeatResponse`), and then mark them down; a cut-off primary steps down at
+    /// that moment, seeing no majority ("can't see a majority of the set, relinquishing
+    /// primary"). The cut-off side must hold a minority of every set's voters (it can then
+    /// never elect; the set's state is the rest's view): otherwise nothing changes and the
+    /// error says why.
+    pub fn split(&mut self, isolated: &[String], clients: &[String]) -> Result<(), String> {
+        let isolated: BTreeSet<String> = isolated.iter().cloned().collect();
+        let now = self.now;
+        let mut heard = BTreeMap::new();
+        for set in self.sets.values() {
+            let voters: Vec<&Member> = set.config.voters().collect();
+            let cut = voters.iter().filter(|m| isolated.contains(&m.host)).count();
+            if cut > voters.len() / 2 {
+                return Err(format!(
+                    "set {}: {cut} of {} voters cut off; only a minority can be",
+                    set.config.name,
+                    voters.len()
+                ));
+            }
+            for m in &set.config.members {
+                let state = if self.is_up(&m.host) {
+                    set.runtime.get(&m.host).map_or(STARTUP2, |r| r.state)
+                } else {
+                    set.reported(&m.host, now)
+                };
+                heard.insert(m.host.clone(), state);
+            }
+        }
+        for h in &isolated {
+            let node = self.nodes.entry(h.clone()).or_default();
+            if node.up {
+                node.silent = true;
+            }
+            node.up = false;
+        }
+        self.split = Some(Split {
+            at: now,
+            isolated,
+            clients: clients.iter().cloned().collect(),
+            heard,
+        });
+        self.recompute();
+        Ok(())
+    }
+
+    /// End the [`World::split`]: the cut-off members answer the others again and rejoin as
+    /// they are, without a restart: a primary that stepped down (or learns of a newer term
+    /// now) is SECONDARY, and each replays the writes it missed for `sync_ticks`.
+    pub fn heal(&mut self) {
+        let Some(split) = self.split.take() else {
+            return;
+        };
+        let catch_up = self.now + self.settings.sync_ticks;
+        for h in &split.isolated {
+            let node = self.nodes.entry(h.clone()).or_default();
+            node.up = true;
+            node.silent = false;
+            for set in self.sets.values_mut() {
+                let primary = set.primary.clone();
+                if let Some(rt) = set.runtime.get_mut(h) {
+                    rt.lost = None;
+                    if rt.state == PRIMARY && primary.as_deref() != Some(h.as_str()) {
+                        rt.state = SECONDARY;
+                    }
+                    rt.catch_up_at = catch_up;
+                }
+            }
+        }
+        self.recompute();
+    }
+
+    /// Whether a connection's commands reach `node` (the two sides of a split do not hear
+    /// each other).
+    fn answers(&self, node: &str, session: &Session) -> bool {
+        match &self.split {
+            None => true,
+            Some(_) if session.in_pod => true,
+            Some(s) => {
+                let client_cut = session
+                    .client
+                    .as_ref()
+                    .is_some_and(|c| s.clients.contains(c));
+                s.isolated.contains(node) == client_cut
+            }
+        }
+    }
+
+    /// A cut-off member's view of `host` (itself included): how the cut-off side reports it.
+    fn cut_off_view(&self, set: &ReplSet, host: &str) -> Option<i32> {
+        let split = self.split.as_ref()?;
+        let given_up = self.now >= split.at + set.config.timing().heartbeat_timeout;
+        Some(if split.isolated.contains(host) {
+            match set.runtime.get(host).map_or(STARTUP2, |r| r.state) {
+                PRIMARY if given_up => SECONDARY,
+                s => s,
+            }
+        } else if given_up {
+            DOWN
+        } else {
+            split.heard.get(host).copied().unwrap_or(DOWN)
+        })
+    }
+
+    /// Whether `node` is on the cut-off side of a split.
+    fn cut_off(&self, node: &str) -> bool {
+        self.split
+            .as_ref()
+            .is_some_and(|s| s.isolated.contains(node))
+    }
+
+    /// Every member of set `name` that holds itself PRIMARY now, with how many of the set's
+    /// voters its side reaches (the up ones; during a split only those on its side).
+    pub fn primaries(&self, name: &str) -> Vec<(String, usize)> {
+        let Some(set) = self.set(name) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let cut = |h: &str| self.cut_off(h);
+        if let Some(p) = &set.primary {
+            let reach = set
+                .config
+                .voters()
+                .filter(|m| !cut(&m.host) && self.is_up(&m.host))
+                .count();
+            out.push((p.clone(), reach));
+        }
+        for m in set.config.members.iter().filter(|m| cut(&m.host)) {
+            if self.cut_off_view(set, &m.host) == Some(PRIMARY) {
+                let reach = set.config.voters().filter(|v| cut(&v.host)).count();
+                out.push((m.host.clone(), reach));
+            }
+        }
+        out
     }
 
     /// A member that comes back (its pod recreated, its cluster back) starts as mongod does
@@ -913,7 +1075,8 @@ impl World {
                             m.newly_added = false;
                         }
                     }
-                    set.config.version += 1;
+                    // The version is the client's number: at i64's limit it stays.
+                    set.config.version = set.config.version.saturating_add(1);
                     set.committed = false;
                 }
             }
@@ -1114,6 +1277,10 @@ impl World {
                 Some(d) => d,
                 None => self.expire(wait),
             },
+            // Not a server reply: what a client would end with (HostUnreachable, 6).
+            Answer::Silent => {
+                doc! {"ok": 0.0, "errmsg": format!("no answer from {node}"), "code": 6, "codeName": "HostUnreachable"}
+            }
         }
     }
 
@@ -1121,6 +1288,17 @@ impl World {
     /// current config is committed, or before its new config is) later.
     pub fn begin(&mut self, node: &str, session: &mut Session, cmd: &Document) -> Answer {
         let name = cmd.keys().next().cloned().unwrap_or_default();
+        if session.client.is_none() && matches!(name.as_str(), "hello" | "isMaster" | "ismaster") {
+            session.client = cmd
+                .get_document("client")
+                .and_then(|c| c.get_document("application"))
+                .and_then(|a| a.get_str("name"))
+                .ok()
+                .map(str::to_owned);
+        }
+        if !self.answers(node, session) {
+            return Answer::Silent;
+        }
         let stalled = self.nodes.get(node).is_some_and(|n| n.stalled);
         if stalled && !matches!(name.as_str(), "hello" | "isMaster" | "ismaster") {
             return Answer::Later(Wait {
@@ -1152,14 +1330,14 @@ impl World {
     pub fn resume(&mut self, wait: &mut Wait) -> Option<Document> {
         match wait.phase {
             Phase::CurrentConfig if wait.cmd.contains_key("setFeatureCompatibilityVersion") => {
-                let Some(set) = self
+                let Some(ready) = self
                     .set_of(&wait.node)
                     .filter(|s| s.primary.as_deref() == Some(wait.node.as_str()))
-                    .map(|s| s.id)
+                    .map(ReplSet::ready_for_reconfig)
                 else {
                     return Some(err(NOT_WRITABLE_PRIMARY, "not primary").to_document());
                 };
-                if !self.sets[&set].ready_for_reconfig() {
+                if !ready {
                     return None;
                 }
                 Some(reply(self.set_fcv(&wait.node.clone(), &wait.cmd.clone())))
@@ -1170,7 +1348,8 @@ impl World {
                     Ok(set) => set,
                     Err(e) => return Some(e.to_document()),
                 };
-                if !self.sets[&set].ready_for_reconfig() {
+                // `set` is the node's own set; were it gone, `reconfig` would answer the error.
+                if self.sets.get(&set).is_some_and(|s| !s.ready_for_reconfig()) {
                     return None;
                 }
                 match self.reconfig(&wait.node.clone(), &wait.cmd.clone()) {
@@ -1384,7 +1563,10 @@ impl World {
                 d.insert("info", "Does not have a valid replica set config");
             }
             Some(set) => {
-                let state = set.runtime.get(node).map_or(STARTUP2, |r| r.state);
+                let state = self
+                    .cut_off_view(set, node)
+                    .filter(|_| self.cut_off(node))
+                    .unwrap_or_else(|| set.runtime.get(node).map_or(STARTUP2, |r| r.state));
                 let list = |f: &dyn Fn(&Member) -> bool| -> Vec<String> {
                     set.config
                         .members
@@ -1409,7 +1591,7 @@ impl World {
                 if !arbiters.is_empty() {
                     d.insert("arbiters", arbiters);
                 }
-                if let Some(p) = set.known_primary(self.now) {
+                if let Some(p) = self.known_primary_of(set, node) {
                     d.insert("primary", p);
                 }
                 if state == PRIMARY {
@@ -1597,19 +1779,34 @@ impl World {
         Ok(d)
     }
 
+    /// The primary `node` knows of: the set's (see [`ReplSet::known_primary`]), or on the
+    /// cut-off side of a split the one it still hears of, itself until it steps down.
+    fn known_primary_of(&self, set: &ReplSet, node: &str) -> Option<String> {
+        if self.cut_off(node) {
+            return set
+                .config
+                .members
+                .iter()
+                .find(|m| self.cut_off_view(set, &m.host) == Some(PRIMARY))
+                .map(|m| m.host.clone());
+        }
+        set.known_primary(self.now).map(str::to_owned)
+    }
+
     fn get_status(&self, node: &str) -> Reply {
         let set = self.need_set(node)?;
         let now = self.now;
+        let cut_off = self.cut_off(node);
         let state_of = |h: &str| {
-            if h == node {
-                set.runtime.get(h).map_or(STARTUP2, |r| r.state)
-            } else if self.is_up(h) {
+            if cut_off && let Some(s) = self.cut_off_view(set, h) {
+                s
+            } else if h == node || self.is_up(h) {
                 set.runtime.get(h).map_or(STARTUP2, |r| r.state)
             } else {
                 set.reported(h, now)
             }
         };
-        let known_primary = set.known_primary(now).map(str::to_owned);
+        let known_primary = self.known_primary_of(set, node);
         let voters = set.config.voters().count() as i32;
         let members: Vec<Bson> = set
             .config
@@ -1688,13 +1885,12 @@ impl World {
                 "replSetReconfig needs a config document",
             )
         })?;
-        let set_id = self
+        let set = self
             .set_of(node)
-            .map(|s| s.id)
             .ok_or_else(|| err(NOT_YET_INITIALIZED, "no replset config has been received"))?;
+        let set_id = set.id;
         let mut new = parse_config(d)?;
         let version = self.version_of(node);
-        let set = &self.sets[&set_id];
         if new.name != set.config.name {
             return Err(err(
                 INVALID_REPLICA_SET_CONFIG,
@@ -1715,7 +1911,10 @@ impl World {
         }
         Self::check_immutable_fields(&set.config, &new)?;
         if force {
-            new.version = set.config.version + 10_000 + i64::from(rand::random::<u16>());
+            new.version = set
+                .config
+                .version
+                .saturating_add(10_000 + i64::from(rand::random::<u16>()));
         } else {
             self.check_safe_reconfig(node, version, set, &new)?;
             // 4.4+: a member that is still `newlyAdded` stays so (the client cannot send the
@@ -2609,6 +2808,37 @@ mod rule_tests {
         assert_eq!(w.set("rs").unwrap().primary.as_deref(), Some(h(0).as_str()));
     }
 
+    /// The config version is the client's number, up to i64's limit: the simulator's own bumps
+    /// (a synced `newlyAdded` member, a forced reconfig) stop there instead of overflowing, which
+    /// panicked the member's connection task.
+    #[test]
+    fn the_servers_version_bumps_stop_at_the_largest_version() {
+        let (mut w, mut s) = initiated(2);
+        w.set_up(&h(2), true);
+        let two = vec![member(0, 1, 1.0), member(1, 1, 1.0)];
+        // Numbers are read as f64: i64::MAX - 1024 is the largest one below i64::MAX that stays.
+        let r = reconfig(&mut w, &mut s, 0, i64::MAX - 1024, two);
+        assert!(ok(&r), "{r}");
+        w.tick();
+        // A new voter is `newlyAdded`; once synced, the server's own reconfig clears it.
+        let three = vec![member(0, 1, 1.0), member(1, 1, 1.0), member(2, 1, 1.0)];
+        let r = reconfig(&mut w, &mut s, 0, i64::MAX, three);
+        assert!(ok(&r), "{r}");
+        for _ in 0..5 {
+            w.tick();
+        }
+        let set = w.set("rs").unwrap();
+        assert!(set.config.members.iter().all(|m| !m.newly_added));
+        assert_eq!(set.config.version, i64::MAX);
+        let r = w.handle(
+            &h(0),
+            &mut s,
+            &doc! {"replSetReconfig": {"_id": "rs", "version": 1, "members": [member(0, 1, 1.0)]}, "force": true},
+        );
+        assert!(ok(&r), "{r}");
+        assert_eq!(version(&w), i64::MAX);
+    }
+
     /// A primary–secondary–arbiter set initiated on nodes 0 (P), 1 (S) and 2 (arbiter), synced,
     /// root created, a cluster-wide write concern set; returns root's remote session.
     fn psa() -> (World, Session) {
@@ -3056,6 +3286,85 @@ mod rule_tests {
             w.tick();
             assert_eq!(seen(&mut w, 1, &h(2)), expected, "tick {t}");
         }
+    }
+
+    /// A split is per observer: one cluster's members and the rest get no answer from each
+    /// other (server `topology_coordinator.cpp` `processHeartbeatResponse`: a member that does
+    /// not answer at all is reported as last heard until `heartbeatTimeoutSecs`, then marked
+    /// down), so each side sees the other as unreachable; the cut-off primary steps down once
+    /// it sees no majority ("can't see a majority of the set, relinquishing primary"), the rest
+    /// elects after its election timeout, and at no tick is there more than one primary
+    /// reaching a majority. Clients reach only their own side. On heal the cut-off member
+    /// rejoins as SECONDARY without a restart, in the one set.
+    #[test]
+    fn a_split_cuts_both_ways_and_only_the_majority_elects() {
+        let (mut w, _) = initiated(3);
+        assert_eq!(primary(&w), Some(h(0)));
+        let near = || {
+            let mut s = logged_in("root");
+            s.client = Some("agent-c".into());
+            s
+        };
+        w.split(&[h(0), h(1)], &[]).unwrap_err();
+        w.split(&[h(0)], &["agent-c".into()]).unwrap();
+        let far = w.handle(&h(0), &mut logged_in("root"), &doc! {"hello": 1});
+        assert_eq!(
+            code(&far),
+            Some(6),
+            "the rest's clients get no answer: {far}"
+        );
+        let across = w.handle(&h(1), &mut near(), &doc! {"hello": 1});
+        assert_eq!(code(&across), Some(6), "{across}");
+        let mut elected = None;
+        for t in 1..=12u64 {
+            w.tick();
+            let with_majority = w
+                .primaries("rs")
+                .into_iter()
+                .filter(|(_, reach)| *reach >= 2)
+                .count();
+            assert!(with_majority <= 1, "tick {t}: {:?}", w.primaries("rs"));
+            let hello = w.handle(&h(0), &mut near(), &doc! {"hello": 1});
+            let status = w.handle(&h(0), &mut near(), &doc! {"replSetGetStatus": 1});
+            let of = |host: &str| {
+                status
+                    .get_array("members")
+                    .unwrap()
+                    .iter()
+                    .filter_map(Bson::as_document)
+                    .find(|m| m.get_str("name").unwrap() == host)
+                    .map(|m| m.get_i32("state").unwrap())
+                    .unwrap()
+            };
+            if t < 10 {
+                assert!(hello.get_bool("isWritablePrimary").unwrap(), "tick {t}");
+                assert_eq!(of(&h(1)), SECONDARY, "tick {t}: as last heard");
+                assert_eq!(seen(&mut w, 1, &h(0)), (PRIMARY, 1.0), "tick {t}");
+            } else {
+                assert!(!hello.get_bool("isWritablePrimary").unwrap(), "tick {t}");
+                assert!(!hello.contains_key("primary"), "tick {t}: {hello}");
+                assert_eq!((of(&h(1)), of(&h(2))), (DOWN, DOWN), "tick {t}");
+                assert_eq!(status.get_i32("myState").unwrap(), SECONDARY);
+                assert_eq!(seen(&mut w, 1, &h(0)), (DOWN, 0.0), "tick {t}");
+            }
+            if elected.is_none() && primary(&w).is_some() {
+                elected = Some(t);
+            }
+        }
+        assert_eq!(
+            elected,
+            Some(10),
+            "the rest elects after its election timeout"
+        );
+        assert_eq!(primary(&w), Some(h(1)));
+        w.heal();
+        w.tick();
+        assert_eq!(w.set("rs").unwrap().state(&h(0)), Some(SECONDARY));
+        assert_eq!(primary(&w), Some(h(1)));
+        assert_eq!(w.primaries("rs").len(), 1);
+        assert_eq!(w.sets_named("rs").len(), 1);
+        let hello = w.handle(&h(0), &mut logged_in("root"), &doc! {"hello": 1});
+        assert_eq!(hello.get_str("primary").unwrap(), h(1));
     }
 
     /// The timing follows the config's `settings` (manual, "Replica Set Configuration":

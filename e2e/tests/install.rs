@@ -602,8 +602,9 @@ async fn a_second_writer_edits_our_policies_and_the_manager_puts_them_back(env: 
     eventually(
         "the manager puts its policies back",
         // Well under the manager's resync (--idle-requeue-seconds, 300 s by default): only a
-        // watch of its policies brings it back this soon.
-        Duration::from_secs(30),
+        // watch of its policies brings it back this soon. 1.1 s here (2026-12-02); with
+        // kube-runtime's default watch backoff, after the restarts above, over 30 s.
+        Duration::from_secs(15),
         || async {
             let p = policies.get(SAMPLE).await.map_err(|e| e.to_string())?;
             let o = overrides.get(SAMPLE).await.map_err(|e| e.to_string())?;
@@ -626,7 +627,10 @@ async fn a_second_writer_edits_our_policies_and_the_manager_puts_them_back(env: 
         edited.elapsed().as_secs_f32()
     );
     let mut pods = s.pods.lock().await;
-    for (what, pod) in pods.iter_mut().filter(|(what, _)| what == "fedstate-manager") {
+    for (what, pod) in pods
+        .iter_mut()
+        .filter(|(what, _)| what == "fedstate-manager")
+    {
         assert!(
             pod.process.running(),
             "{what} {} exited while it fought the second writer; log {}",

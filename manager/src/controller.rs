@@ -17,6 +17,7 @@ use fedstate_api::karmada::override_policy::OverridePolicy;
 use fedstate_api::karmada::propagation::PropagationPolicy;
 use fedstate_api::names;
 use fedstate_runtime::backoff::{Backoff, ReconcileError};
+use fedstate_runtime::watch::WatchBackoff;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::Api;
@@ -303,7 +304,7 @@ pub async fn run_for<M: Middleware>(
     fedstate_runtime::watch::register("clusters");
     fedstate_runtime::watch::register(M::CONTROLLER);
     let cluster_watch = watcher(clusters, watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .reflect_shared(writer)
         .for_each(|e| async move {
             if let Err(e) = e {
@@ -370,6 +371,7 @@ pub async fn run_for<M: Middleware>(
             |rb| binding_owner::<M>(&rb),
         )
         .watches_shared_stream(cluster_events, affected)
+        .trigger_backoff(WatchBackoff::shared())
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|res| {

@@ -97,7 +97,7 @@ where
 {
     let mut filter = SpecOrGone::default();
     watcher::watcher(api, config)
-        .default_backoff()
+        .backoff(fedstate_runtime::watch::WatchBackoff::default())
         .flat_map(move |event| {
             let out: Vec<Result<K, watcher::Error>> = match event {
                 Ok(event) => filter.on(event).into_iter().map(Ok).collect(),

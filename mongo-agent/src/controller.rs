@@ -189,6 +189,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 }
             })
         })
+        .trigger_backoff(fedstate_runtime::watch::WatchBackoff::shared())
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|r| {

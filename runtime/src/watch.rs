@@ -3,9 +3,76 @@
 //! such error is counted in `fedstate_watch_errors_total{watch, error}` and logged as a warning,
 //! so a watch that keeps reconnecting shows on a dashboard instead of only in debug logs.
 
+use std::time::Duration;
+
 use kube::runtime::controller;
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher;
+
+/// The backoff of our watches: 0.5 s doubling to at most [`WatchBackoff::MAX`] (5 s), back to
+/// the first delay as soon as an event arrives. kube-runtime's default (client-go's: 0.8 s
+/// doubling to 30 s, reset only after 120 s without an error) was too slow to recover: after an
+/// apiserver restart, every watch's reconnect meets a `410 Expired` (the restarted apiserver's
+/// watch cache starts later than the old resourceVersion) and waited out a 30 s step before its
+/// relist, so a controller heard nothing for a minute and more while its objects were edited.
+/// Our controllers have a handful of watches each; retrying them every 5 s while an apiserver is
+/// down costs it nothing.
+///
+/// A kube-runtime `Controller` also applies one backoff to all its trigger watches merged: the
+/// errors of different watches then wait for each other (five watches meeting a `410` after a
+/// restart, five steps in a row). There, [`WatchBackoff::shared`] (at most 1 s): each watch
+/// that has its own backoff keeps it, the shared one only spaces the errors out.
+#[derive(Debug, Clone)]
+pub struct WatchBackoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl WatchBackoff {
+    /// The first delay of a single watch.
+    pub const MIN: Duration = Duration::from_millis(500);
+    /// The longest delay of a single watch.
+    pub const MAX: Duration = Duration::from_secs(5);
+    /// The longest delay of a controller's merged trigger watches.
+    pub const SHARED_MAX: Duration = Duration::from_secs(1);
+
+    /// For a controller's merged trigger watches (`Controller::trigger_backoff`).
+    pub fn shared() -> Self {
+        Self {
+            first: Duration::from_millis(250),
+            max: Self::SHARED_MAX,
+            next: Duration::from_millis(250),
+        }
+    }
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self {
+            first: Self::MIN,
+            max: Self::MAX,
+            next: Self::MIN,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (now * 2).min(self.max);
+        Some(now)
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
 
 /// `fedstate_watch_errors_total{watch, error}`: watch errors, each followed by a reconnect.
 pub const WATCH_ERRORS: &str = "fedstate_watch_errors_total";
@@ -76,6 +143,20 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    #[test]
+    fn watch_backoff_doubles_to_five_seconds_and_resets_at_once() {
+        let mut b = WatchBackoff::default();
+        let secs: Vec<f32> = b.by_ref().take(6).map(|d| d.as_secs_f32()).collect();
+        assert_eq!(secs, [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]);
+        b.reset();
+        assert_eq!(b.next(), Some(WatchBackoff::MIN));
+        let shared: Vec<f32> = WatchBackoff::shared()
+            .take(4)
+            .map(|d| d.as_secs_f32())
+            .collect();
+        assert_eq!(shared, [0.25, 0.5, 1.0, 1.0]);
+    }
 
     fn watch_errors(
         snapshot: Vec<(

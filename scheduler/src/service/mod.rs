@@ -266,7 +266,7 @@ pub async fn controllers(
         Api::<Cluster>::all(client.clone()),
         watcher::Config::default(),
     )
-    .default_backoff()
+    .backoff(fedstate_runtime::watch::WatchBackoff::default())
     // Cached Clusters keep no managedFields (nothing reads them; Karmada's caches drop them too).
     .modify(|c| kube::ResourceExt::managed_fields_mut(c).clear())
     .reflect_shared(writer)
@@ -361,7 +361,7 @@ async fn middleware_controller<K: Schedulable>(
     // Every change wakes the object (an edited or deleted annotation must be written again);
     // the watch also tells what we wrote that the cache now shows (`written`).
     let objects = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
+        .backoff(fedstate_runtime::watch::WatchBackoff::default())
         .inspect_ok(move |e| written_ctx.written.seen(e))
         .reflect(writer)
         .applied_objects();
@@ -374,6 +374,7 @@ async fn middleware_controller<K: Schedulable>(
         .watches_shared_stream(cluster_events, move |c| {
             trigger.affected_objects(&c, &clusters, &store)
         })
+        .trigger_backoff(fedstate_runtime::watch::WatchBackoff::shared())
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(
             |o, c| reconciled(middleware::reconcile::<K>, o, c),
@@ -404,7 +405,7 @@ async fn binding_controller<B>(
     let (reader, writer) = reflector::store::<B>();
     let ledger_ctx = ctx.clone();
     let bindings = watcher(Api::<B>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
+        .backoff(fedstate_runtime::watch::WatchBackoff::default())
         .modify(|b| {
             kube::ResourceExt::managed_fields_mut(b).clear();
             b.strip_unread();
@@ -419,6 +420,7 @@ async fn binding_controller<B>(
     Controller::for_stream(bindings, reader)
         .with_config(config)
         .watches_shared_stream(cluster_events, move |c| trigger.affected(&c, &store))
+        .trigger_backoff(fedstate_runtime::watch::WatchBackoff::shared())
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(
             |o, c| reconciled(binding::reconcile::<B>, o, c),

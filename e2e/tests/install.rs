@@ -639,19 +639,7 @@ async fn a_second_writer_edits_our_policies_and_the_manager_puts_them_back(env: 
         );
     }
     drop(pods);
-    let mcm: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), SAMPLE_NS);
-    eventually(
-        "the sample stays Health",
-        Duration::from_secs(60),
-        || async {
-            let o = mcm.get(SAMPLE).await.map_err(|e| e.to_string())?;
-            match o.status.as_ref().and_then(|s| s.state) {
-                Some(fedstate_api::v1alpha1::ServiceState::Health) => Ok(()),
-                other => Err(format!("state {other:?}")),
-            }
-        },
-    )
-    .await;
+    sample_health(karmada, "the sample stays Health", Duration::from_secs(60)).await;
 }
 
 /// The sum of a pod's `fedstate_watch_errors_total` series.
@@ -1649,18 +1637,19 @@ async fn seed_sample_to_health(fed: &Federation, karmada: &kube::Client) {
         sample,
     )
     .await;
+    sample_health(karmada, "the seed sample Health", Duration::from_secs(420)).await;
+}
+
+/// Waits until the sample's `status.state` is `Health`.
+async fn sample_health(karmada: &kube::Client, what: &str, timeout: Duration) {
     let api: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), SAMPLE_NS);
-    eventually(
-        "the seed sample Health",
-        Duration::from_secs(420),
-        || async {
-            let o = api.get(SAMPLE).await.map_err(|e| e.to_string())?;
-            match o.status.as_ref().and_then(|s| s.state) {
-                Some(fedstate_api::v1alpha1::ServiceState::Health) => Ok(()),
-                other => Err(format!("state {other:?}")),
-            }
-        },
-    )
+    eventually(what, timeout, || async {
+        let o = api.get(SAMPLE).await.map_err(|e| e.to_string())?;
+        match o.status.as_ref().and_then(|s| s.state) {
+            Some(fedstate_api::v1alpha1::ServiceState::Health) => Ok(()),
+            other => Err(format!("state {other:?}")),
+        }
+    })
     .await;
 }
 

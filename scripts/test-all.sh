@@ -8,7 +8,9 @@
 #                       default 10 s; seeds in fuzz/seeds/, failures kept in fuzz/regressions/)
 #   5. e2e              the local federation (docs/local-federation.md: real kube-apiserver, etcd,
 #                       Karmada, kwok): builds or reuses the pinned Go binaries, then runs e2e/
-#                       against them
+#                       against them, its test binaries in two lanes side by side (each on its
+#                       own federations). A cold Go build starts in the background when the
+#                       script starts (see below)
 #   6. bench smoke      the side-by-side scheduling benchmark, short (benches/side-by-side.sh
 #                       --smoke: 200 bindings per scheduler, one round, on its own federation):
 #                       fails if fedstate-scheduler makes more than 2 binding writes per decision
@@ -29,7 +31,7 @@
 #   8. real mongod      only when FEDSTATE_MONGOD points at a mongod binary; otherwise skipped
 #
 # Stages can be picked: `scripts/test-all.sh unit e2e`. Default: all but bench and soak.
-# Environment: FEDSTATE_SKIP_E2E=1 skips stage 5 (it says so); FEDSTATE_FUZZ_SECONDS=N; FEDSTATE_MONGOD=/path/to/mongod.
+# Environment: FEDSTATE_SKIP_E2E=1 skips stages 5–7 (it says so); FEDSTATE_FUZZ_SECONDS=N; FEDSTATE_MONGOD=/path/to/mongod.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +44,47 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 if [[ "${CI:-}" == true ]]; then
   export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261201}"
 fi
+
+# The pinned Go binaries (deploy/local/build.sh) take tens of minutes to build on an empty Go
+# cache. When a stage that needs them is picked and they are not built yet, their build starts now,
+# in the background at the lowest CPU priority, so it uses the cores the cargo stages leave idle
+# (the fuzz stage runs one target at a time, tests sleep) and the module downloads overlap them;
+# the first stage that needs the binaries waits for it. Its output goes to go-build.log.
+go_build_pid=""
+go_build_log="$PWD/.fedstate-local/go-build.log"
+needs_go_binaries() {
+  [ "${FEDSTATE_SKIP_E2E:-}" = 1 ] && return 1
+  local s
+  for s in "${stages[@]}"; do
+    case "$s" in e2e | bench | soak) return 0 ;; esac
+  done
+  return 1
+}
+if needs_go_binaries && ! deploy/local/build.sh bin-dir >/dev/null 2>&1; then
+  mkdir -p "$(dirname "$go_build_log")"
+  echo "==> the pinned Go binaries are not built: building them in the background (log: $go_build_log)"
+  # Its own session, so a failed stage can stop the whole build (go and its compilers) at once.
+  setsid nice -n 19 deploy/local/build.sh >"$go_build_log" 2>&1 &
+  go_build_pid=$!
+  trap '[ -z "$go_build_pid" ] || kill -TERM -- "-$go_build_pid" 2>/dev/null || true' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+fi
+# Waits for the background Go build, if one runs; fails with its log's tail if it failed.
+wait_for_go_binaries() {
+  [ -n "$go_build_pid" ] || return 0
+  local start status=0
+  start=$(date +%s)
+  echo "waiting for the background Go build (log: $go_build_log)"
+  wait "$go_build_pid" || status=$?
+  go_build_pid=""
+  if [ "$status" != 0 ]; then
+    echo "the Go build failed (exit $status); the end of $go_build_log:" >&2
+    tail -n 40 "$go_build_log" >&2
+    return 1
+  fi
+  echo "the Go build is done (waited $(( $(date +%s) - start ))s); $(grep -c . "$go_build_log") lines in its log"
+}
 
 summary=()
 run_stage() { # name, function
@@ -95,8 +138,10 @@ stage_e2e() {
     echo "skipped: FEDSTATE_SKIP_E2E=1"
     return 0
   fi
+  wait_for_go_binaries || return 1
   # Builds or reuses the pinned Go binaries (progress on stderr), runs e2e/ with FEDSTATE_E2E=1
-  # (one federation per test binary) and fails if any federation process is left behind.
+  # (one federation per test binary, two lanes side by side), and fails if any federation
+  # process is left behind.
   deploy/local/e2e.sh
 }
 
@@ -105,6 +150,7 @@ stage_bench() {
     echo "skipped: FEDSTATE_SKIP_E2E=1 (the smoke benchmark needs the local federation)"
     return 0
   fi
+  wait_for_go_binaries || return 1
   # Debug binaries (already built by the e2e stage): the smoke checks writes per decision and
   # that every scheduler still places, not speed.
   benches/side-by-side.sh --debug --smoke --run-dir "$PWD/.fedstate-local/bench-smoke"
@@ -115,6 +161,7 @@ stage_soak() {
     echo "skipped: FEDSTATE_SKIP_E2E=1 (the soak test needs the local federation)"
     return 0
   fi
+  wait_for_go_binaries || return 1
   benches/soak.sh --smoke --run-dir "$PWD/.fedstate-local/soak-smoke"
 }
 

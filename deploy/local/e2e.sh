@@ -5,11 +5,42 @@
 #
 #   deploy/local/e2e.sh                   # all e2e tests
 #   deploy/local/e2e.sh federation_smoke  # just the smoke tests
+#
+# The test binaries run in lanes (FEDSTATE_E2E_LANES, default 2), each lane one binary after
+# another with its own federation: its own run directory (<run dir>/lane-<n>) and port base
+# (FEDSTATE_E2E_PORT_BASE, default 32000, + 400 per lane with 3 members). A suite mostly waits on the federation
+# (one took 48 CPU-seconds in 158 s here), so two lanes share 2 cores without slowing each other
+# much. The suites that serve simulated members at <member VIP>:<node port> (the VIPs are the same
+# in every federation, and each member apiserver picks node ports at random) all run in lane 1.
+# Each line of a lane's output starts with "[lane <n>]". FEDSTATE_E2E_LANES=1 runs everything in
+# one lane, in <run dir> itself.
+#
+# FEDSTATE_E2E_SOAK_SMOKE=1 (scripts/test-all.sh sets it) ends lane 1 with the soak test's short
+# version (target/debug/soak --smoke, what `benches/soak.sh --smoke` runs) on a federation of its
+# own at lane 1's ports, once lane 1's suites are done (it serves simulated members too); not when
+# a test filter is given.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 run_dir="${FEDSTATE_E2E_DIR:-$repo/.fedstate-local/e2e}"
+
+lanes="${FEDSTATE_E2E_LANES:-2}"
+[[ "$lanes" =~ ^[1-9]$ ]] || { echo "e2e: FEDSTATE_E2E_LANES must be 1 to 9, not '$lanes'" >&2; exit 2; }
+# Lane n's federation: ports from base + stride·(n−1), a stride of 100 per member and 100 for the
+# control plane (the port plan of deploy/local/src/layout.rs). Every port must stay below Linux's
+# ephemeral range (ip_local_port_range, 32768 here), where any outgoing connection may hold one
+# (a lane at 33000 lost its kube-scheduler's port that way).
+port_base="${FEDSTATE_E2E_PORT_BASE:-32000}"
+members="${FEDSTATE_E2E_MEMBERS:-3}"
+stride=$((100 * (members + 1)))
+ephemeral_start="$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+# The last lane's highest port: its member `members`'s last (member i uses base + 100·i + 0..6).
+top=$((port_base + stride * (lanes - 1) + 100 * members + 6))
+if ((top >= ephemeral_start)); then
+    echo "e2e: $lanes lane(s) of $members members need ports $port_base–$top, which reach the ephemeral range (from $ephemeral_start): lower FEDSTATE_E2E_PORT_BASE (to $((port_base - (top - ephemeral_start) - 1)) or less) or FEDSTATE_E2E_LANES" >&2
+    exit 2
+fi
 
 bin_dir="$("$here/build.sh" | tail -n 1)"
 export FEDSTATE_LOCAL_BIN_DIR="$bin_dir" FEDSTATE_E2E=1 FEDSTATE_E2E_DIR="$run_dir"
@@ -38,34 +69,97 @@ kill_tree() {
 interrupted() {
     trap - INT TERM
     echo "e2e: interrupted; stopping the tests and the federation's processes" >&2
-    [[ -n "$test_pid" ]] && kill_tree "$test_pid"
+    local pid
+    for pid in "${lane_pids[@]}"; do kill_tree "$pid"; done
     left_behind | while read -r pid _; do kill -TERM "$pid" 2>/dev/null || true; done
     sleep 2
     left_behind | while read -r pid _; do kill -KILL "$pid" 2>/dev/null || true; done
     exit 130
 }
-test_pid=""
+lane_pids=()
 trap interrupted INT TERM
 
 status=0
 # Our binaries, for the suites that run them as processes (as users run them) and build images of
 # them; the tests find them next to themselves in the target directory (e2e/src/process.rs).
 (cd "$repo" && cargo build -p fedstate-scheduler -p fedstate-manager -p fedstate-mongo-agent --bins) || exit 1
+soak_smoke=""
+if [[ "${FEDSTATE_E2E_SOAK_SMOKE:-}" == 1 && $# == 0 ]]; then
+    soak_smoke=1
+    (cd "$repo" && cargo build -p fedstate-benches --bin soak -p fedstate-e2e --bin fedstate-sim-shell) || exit 1
+fi
 our_dir="$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug"
-# --no-fail-fast: every suite runs and reports, not only those before the first failure. In the
-# background, so a signal reaches the trap at once (bash runs traps only between commands).
-(cd "$repo" && cargo test -p fedstate-e2e --no-fail-fast -- --nocapture --test-threads=1 "$@") &
-test_pid=$!
-wait "$test_pid" || status=$?
+# The test binaries of the e2e crate, built once: "name executable" per line.
+suites_json="$(cd "$repo" && cargo test -p fedstate-e2e --no-run --message-format=json-render-diagnostics)" || exit 1
+mapfile -t suites < <(jq -r 'select(.reason == "compiler-artifact" and .executable != null and .profile.test)
+    | "\(.target.name) \(.executable)"' <<<"$suites_json" | sort)
+((${#suites[@]})) || { echo "e2e: cargo built no test binary of fedstate-e2e" >&2; exit 1; }
+
+simulator_suites=" agent_federated agent_replset install "
+declare -A lane_of=()
+next=2
+for entry in "${suites[@]}"; do
+    name="${entry%% *}"
+    if ((lanes == 1)) || [[ "$simulator_suites" == *" $name "* ]]; then
+        lane_of[$name]=1
+    else
+        lane_of[$name]=$next
+        next=$((next + 1))
+        ((next <= lanes)) || next=2
+    fi
+done
+lane_dir() { if ((lanes == 1)); then echo "$run_dir"; else echo "$run_dir/lane-$1"; fi; }
+
+test_args=("$@")
+results="$(mktemp)"
+# Runs the suites of lane $1, one after another; every suite runs and reports, whatever failed
+# before it. Returns non-zero if any failed.
+run_lane() {
+    local lane=$1 dir base failed=0 entry name exe start rc
+    dir="$(lane_dir "$lane")" base=$((port_base + stride * (lane - 1)))
+    for entry in "${suites[@]}" ${soak_smoke:+"soak-smoke $our_dir/soak"}; do
+        name="${entry%% *}" exe="${entry#* }"
+        [[ "${lane_of[$name]:-1}" == "$lane" ]] || continue
+        start=$SECONDS rc=0
+        echo "e2e: running $name (run directory $dir)"
+        if [[ "$name" == soak-smoke ]]; then
+            "$exe" --smoke --members "$members" --port-base "$base" --run-dir "$dir/soak" || rc=$?
+        else
+            # As cargo runs a test binary: from the package's directory, with its manifest directory.
+            (cd "$repo/e2e" && FEDSTATE_E2E_DIR="$dir" FEDSTATE_E2E_PORT_BASE=$base \
+                CARGO_MANIFEST_DIR="$repo/e2e" "$exe" --nocapture --test-threads=1 "${test_args[@]}") || rc=$?
+        fi
+        if ((rc == 0)); then
+            echo "lane $lane  $(printf '%-20s' "$name") ok      $((SECONDS - start))s" >>"$results"
+        else
+            echo "lane $lane  $(printf '%-20s' "$name") FAILED  $((SECONDS - start))s (exit $rc)" >>"$results"
+            failed=1
+        fi
+    done
+    return "$failed"
+}
+# In the background, so a signal reaches the trap at once (bash runs traps only between commands).
+for ((lane = 1; lane <= lanes; lane++)); do
+    (
+        set -o pipefail
+        run_lane "$lane" 2>&1 | sed -u "s/^/[lane $lane] /"
+    ) &
+    lane_pids+=($!)
+done
+for pid in "${lane_pids[@]}"; do wait "$pid" || status=1; done
+lane_pids=()
+echo "e2e: suites (wall time each, lanes run side by side):"
+sort "$results" | sed 's/^/    /'
+rm -f "$results"
 
 mapfile -t left < <(left_behind)
 if ((${#left[@]})); then
     echo "e2e: processes left behind (pid name): ${left[*]}" >&2
-    echo "e2e: logs in $run_dir/logs" >&2
+    echo "e2e: logs in $run_dir/**/logs" >&2
     exit 1
 fi
 if ((status != 0)); then
-    echo "e2e: tests failed; process logs of the last federation are in $run_dir/logs" >&2
+    echo "e2e: tests failed; process logs of each lane's last federation are in $(lane_dir 1)/logs (lane 1) and so on" >&2
 fi
 exit "$status"

@@ -293,13 +293,14 @@ mod tests {
 
     #[test]
     fn no_port_plan_overlaps_the_node_ports() {
-        // The bases in use: the side-by-side benchmark, the soak, the demo, e2e; and the
-        // lowest base `Federation::up` could be given that still sits above the range.
+        // The bases in use: the side-by-side benchmark, the soak, the demo, e2e's two lanes;
+        // and the lowest base `Federation::up` could be given that still sits above the range.
         for base in [
             30000,
             30500,
             PortPlan::DEFAULT_BASE,
             32000,
+            32400,
             *NODE_PORTS.end() + 1,
         ] {
             let plan = PortPlan { base };

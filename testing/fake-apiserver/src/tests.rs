@@ -105,3 +105,37 @@ async fn a_scripted_apiserver_answers_and_records() {
     assert_eq!(seen[0].path, "/api/v1/namespaces/db/configmaps/c");
     assert_eq!(seen[0].body["data"]["k"], "v");
 }
+
+/// A selector the fake cannot evaluate is a 400 naming the term (it used to panic the test's
+/// apiserver task), and a decoded `==` term filters as `=`.
+#[tokio::test]
+async fn a_selector_it_cannot_evaluate_is_a_bad_request_not_a_panic() {
+    let fake = FakeApiserver::default();
+    let api: Api<Service> = Api::namespaced(fake.client(), "db");
+    let pp = PatchParams::apply("test").force();
+    api.patch("a", &pp, &Patch::Apply(service("a", "x")))
+        .await
+        .unwrap();
+    for selector in ["app.kubernetes.io/instance!=x", "env in (a,b)", "tier"] {
+        let err = api
+            .list(&ListParams::default().labels(selector))
+            .await
+            .unwrap_err();
+        match err {
+            kube::Error::Api(status) => {
+                assert_eq!(status.code, 400, "{selector}");
+                assert!(
+                    status.message.contains("equality terms"),
+                    "{}",
+                    status.message
+                );
+            }
+            other => panic!("{selector}: {other}"),
+        }
+    }
+    let listed = api
+        .list(&ListParams::default().labels("app.kubernetes.io/instance==x"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+}

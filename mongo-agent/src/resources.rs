@@ -525,7 +525,11 @@ pub fn mongod_config_digest(uid: &str, mongod_conf: &str) -> String {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
-    h.finalize().iter().take(10).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(10)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn stamp_template(s: &mut StatefulSet, key: &str, value: String) {
@@ -709,10 +713,7 @@ pub fn desired_objects(
     }
     let config_digest = match (&mdb.spec.config_digest, &mdb.spec.member_config_ref) {
         (Some(d), _) => Some(d.clone()),
-        (None, None) => Some(mongod_config_digest(
-            &mdb.uid().unwrap_or_default(),
-            &conf,
-        )),
+        (None, None) => Some(mongod_config_digest(&mdb.uid().unwrap_or_default(), &conf)),
         (None, Some(_)) => None,
     };
     let mut statefulsets: Vec<StatefulSet> = indexes

@@ -8,10 +8,14 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// The `MongoDB` spec fields (JSON names) whose change gives the members' StatefulSets a new pod
-/// template, so the agent restarts the members. The mongod configuration (`config`,
-/// `customConfigRef`) is not among them: it is a mounted ConfigMap that mongod reads when it
-/// starts, not a part of the pod template.
-pub const POD_FIELDS: [&str; 8] = [
+/// template, so the agent restarts the members. The mongod configuration is a mounted ConfigMap
+/// that mongod reads only when it starts: `config` is pinned with the rest, and `configDigest`
+/// (the manager's keyed digest of `config`, `customConfigRef` and that ConfigMap's content) is
+/// what the agent puts on the pod template. `customConfigRef` itself is not pinned: only the
+/// ConfigMap it names now is propagated, so a held cluster could not keep reading an older one;
+/// its change reaches the pods through `configDigest`. `exporterLoginDigest` does the same for
+/// a new monitor password (the exporter reads it from its environment, once).
+pub const POD_FIELDS: [&str; 11] = [
     "image",
     "imagePullPolicy",
     "imagePullSecret",
@@ -20,6 +24,9 @@ pub const POD_FIELDS: [&str; 8] = [
     "podSpec",
     "keyfileSecretRef",
     "rootPasswordSecretRef",
+    "config",
+    "configDigest",
+    "exporterLoginDigest",
 ];
 
 /// The annotation on each member StatefulSet (not on its pod template, so adding it restarts
@@ -97,11 +104,21 @@ mod tests {
         let a = json!({"members": 2, "image": "mongo:7.0", "rsInit": true,
                        "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}});
         let b = json!({"resources": {"limits": {"memory": "1Gi", "cpu": "1"}}, "image": "mongo:7.0",
-                       "members": 3, "memberRoles": [], "config": [{"name": "a", "value": "b"}]});
+                       "members": 3, "memberRoles": [], "customConfigRef": "mine"});
         assert_eq!(spec_revision("db", &a), spec_revision("db", &b));
         let c =
             json!({"image": "mongo:8.0", "resources": {"limits": {"memory": "1Gi", "cpu": "1"}}});
         assert_ne!(spec_revision("db", &a), spec_revision("db", &c));
+        // The mongod configuration reaches the pods (at their restart) too.
+        let mut d = a.clone();
+        d["config"] = json!([{"name": "net.maxIncomingConnections", "value": "100"}]);
+        assert_ne!(spec_revision("db", &a), spec_revision("db", &d));
+        let mut e = a.clone();
+        e["configDigest"] = json!("0123456789abcdef");
+        assert_ne!(spec_revision("db", &a), spec_revision("db", &e));
+        let mut f = a.clone();
+        f["exporterLoginDigest"] = json!("0123456789abcdef");
+        assert_ne!(spec_revision("db", &a), spec_revision("db", &f));
         assert!(spec_revision("db", &a).starts_with("db-"));
         assert_eq!(spec_revision("db", &a).len(), "db-".len() + 10);
     }

@@ -17,6 +17,8 @@
 //!    the test plays the agents, holding each cluster that got it "rolling" for a while (no other
 //!    cluster may get it meanwhile), then reporting the revision its members run; identities do
 //!    not change.
+//!    3b. So does a new mongod configuration (the user's ConfigMap content, through the
+//!    template's `configDigest`).
 //! 4. Scale 5 → 3: the host list drops two members at once, but their `MongoDB` places and
 //!    Services stay until the members report them gone; then they go.
 //! 5. Losing member3 (its apiserver is killed): with the new placement its member leaves the host
@@ -65,6 +67,7 @@ fn main() -> std::process::ExitCode {
         placed_object_reaches_every_member,
         member_status_becomes_our_status,
         spec_change_reaches_every_member,
+        config_change_rolls_one_cluster_at_a_time,
         scale_down_waits_for_the_members,
         lost_cluster_member_is_tracked_until_it_returns,
         deletion_cleans_up_every_cluster,
@@ -82,6 +85,7 @@ struct Story {
     placed: OnceCell<Vec<String>>,
     reported: OnceCell<()>,
     changed: OnceCell<()>,
+    config_changed: OnceCell<()>,
     scaled_down: OnceCell<()>,
     lost: OnceCell<()>,
 }
@@ -112,6 +116,7 @@ async fn setup(fed: &Federation, karmada: &kube::Client) -> Story {
         placed: OnceCell::new(),
         reported: OnceCell::new(),
         changed: OnceCell::new(),
+        config_changed: OnceCell::new(),
         scaled_down: OnceCell::new(),
         lost: OnceCell::new(),
     }
@@ -171,6 +176,15 @@ async fn spec_change_reaches_every_member(env: &Env<Story>) {
     env.ctx
         .changed
         .get_or_init(|| changed_step(&env.fed, &env.karmada, &hosts))
+        .await;
+}
+
+/// 3b. A new mongod configuration (the user's ConfigMap) rolls one member cluster at a time.
+async fn config_change_rolls_one_cluster_at_a_time(env: &Env<Story>) {
+    spec_change_reaches_every_member(env).await;
+    env.ctx
+        .config_changed
+        .get_or_init(|| config_changed_step(&env.fed, &env.karmada))
         .await;
 }
 
@@ -619,22 +633,18 @@ async fn report_rolled(fed: &Federation, i: u32, spec: &Value) {
         .expect("member status");
 }
 
-/// Scenario 3, the test playing the agents: a change of the members' pods (image, resources)
-/// reaches one member cluster at a time. A cluster that got it "rolls" (is held for a while
-/// without reporting); no other cluster may get it meanwhile. Then it reports that its members
-/// run it, and the next one gets it. Non-pod fields (members, identities) stay the same.
-async fn changed_step(fed: &Federation, karmada: &kube::Client, hosts: &[String]) {
+/// The test playing the agents: a change of the members' pods (`is_changed` tells a member
+/// cluster's `MongoDB` spec that has it) reaches one member cluster at a time. A cluster that
+/// got it "rolls" (is held for a while without reporting); no other cluster may get it
+/// meanwhile. Then it reports that its members run it, and the next one gets it.
+async fn one_cluster_at_a_time(
+    fed: &Federation,
+    karmada: &kube::Client,
+    what: &str,
+    is_changed: impl Fn(&Value) -> bool,
+) {
     const HOLD: Duration = Duration::from_secs(3);
     let api = mcm_api(karmada);
-    api.patch(
-        NAME,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"imageSetting": {"image": "mongo:8.0"},
-            "resource": {"limits": {"cpu": "3", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}}})),
-    )
-    .await
-    .expect("change spec");
-    place(karmada).await;
     let started = std::time::Instant::now();
     let mut rolled: Vec<u32> = Vec::new();
     let mut checks = 0;
@@ -690,7 +700,7 @@ async fn changed_step(fed: &Federation, karmada: &kube::Client, hosts: &[String]
         rolled.push(next.0);
     }
     eprintln!(
-        "  rolled one cluster at a time: {:?}, {checks} checks of every member cluster, violations: 0, {:.1}s",
+        "  {what}: rolled one cluster at a time: {:?}, {checks} checks of every member cluster, violations: 0, {:.1}s",
         rolled.iter().map(|i| member_name(*i)).collect::<Vec<_>>(),
         started.elapsed().as_secs_f32()
     );
@@ -706,6 +716,54 @@ async fn changed_step(fed: &Federation, karmada: &kube::Client, hosts: &[String]
         },
     )
     .await;
+}
+
+/// Scenario 3b, the test playing the agents: a new mongod configuration (the content of the
+/// user's `configRef` ConfigMap in the Karmada apiserver; the spec does not change) reaches the
+/// members through `configDigest`, one member cluster at a time.
+async fn config_changed_step(fed: &Federation, karmada: &kube::Client) {
+    let before = member_specs(fed).await.expect("member specs");
+    let old = before[0]["configDigest"].clone();
+    assert!(old.is_string(), "no configDigest: {:?}", before[0]);
+    assert!(
+        before.iter().all(|s| s["configDigest"] == old),
+        "{before:?}"
+    );
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "my-custome-configmap", "namespace": NS},
+        "data": {"mongod.yaml": "net:\n  maxIncomingConnections: 1000\n"}
+    }))
+    .expect("cm");
+    Api::<ConfigMap>::namespaced(karmada.clone(), NS)
+        .patch(
+            "my-custome-configmap",
+            &PatchParams::apply(harness::FIELD_MANAGER).force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .expect("user ConfigMap");
+    one_cluster_at_a_time(fed, karmada, "mongod configuration", |s| {
+        s["configDigest"].is_string() && s["configDigest"] != old
+    })
+    .await;
+}
+
+/// Scenario 3, the test playing the agents: a change of the members' pods (image, resources)
+/// reaches one member cluster at a time. A cluster that got it "rolls" (is held for a while
+/// without reporting); no other cluster may get it meanwhile. Then it reports that its members
+/// run it, and the next one gets it. Non-pod fields (members, identities) stay the same.
+async fn changed_step(fed: &Federation, karmada: &kube::Client, hosts: &[String]) {
+    let api = mcm_api(karmada);
+    api.patch(
+        NAME,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"imageSetting": {"image": "mongo:8.0"},
+            "resource": {"limits": {"cpu": "3", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}}})),
+    )
+    .await
+    .expect("change spec");
+    place(karmada).await;
+    one_cluster_at_a_time(fed, karmada, "image and resources", is_changed).await;
     for i in 1..=fed.members() {
         let member = fed.member_client(i).await.expect("member client");
         // Identities survive the change: the host list is unchanged.

@@ -267,6 +267,34 @@ fn binding_owner<M: Middleware>(rb: &ResourceBinding) -> Option<ObjectRef<M::Fed
     })
 }
 
+/// The objects whose spec references `cm` ([`Middleware::referenced_config_maps`]: the user's
+/// mongod configuration): a change of its content must reach the template's digest, and from
+/// there the members, one cluster at a time ([`crate::rollout`]).
+fn referencing<M: Middleware>(
+    middleware: &M,
+    store: &Store<M::Federated>,
+    cm: &ConfigMap,
+) -> Vec<ObjectRef<M::Federated>> {
+    let (Some(ns), Some(name)) = (
+        cm.metadata.namespace.as_deref(),
+        cm.metadata.name.as_deref(),
+    ) else {
+        return Vec::new();
+    };
+    store
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+        .filter(|o| {
+            middleware
+                .referenced_config_maps(o)
+                .iter()
+                .any(|c| c == name)
+        })
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
 /// Run the MongoDB controller until `shutdown`. Marks `health` ready once the Cluster cache is
 /// synced, and reconciles only from then on.
 pub async fn run(
@@ -341,6 +369,7 @@ pub async fn run_for<M: Middleware>(
         watcher::Config::default(),
     );
     let store = controller.store();
+    let (referenced, for_config) = (store.clone(), ctx.clone());
     let trigger = ClusterTrigger::default();
     let for_trigger = ctx.clone();
     let affected =
@@ -369,6 +398,13 @@ pub async fn run_for<M: Middleware>(
             Api::<ResourceBinding>::all(client.clone()),
             watcher::Config::default(),
             |rb| binding_owner::<M>(&rb),
+        )
+        // The user's ConfigMaps are not ours (no label): every ConfigMap, mapped to the
+        // objects that reference it.
+        .watches(
+            Api::<ConfigMap>::all(client.clone()),
+            watcher::Config::default(),
+            move |cm| referencing(&for_config.middleware, &referenced, &cm),
         )
         .watches_shared_stream(cluster_events, affected)
         .trigger_backoff(WatchBackoff::shared())

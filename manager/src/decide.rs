@@ -206,6 +206,9 @@ pub struct World {
     /// applied: what each cluster runs, for the rollout ([`crate::rollout::applied`]).
     pub applied_template: Option<Value>,
     pub applied_overrides: Option<OverridePolicy>,
+    /// The user's ConfigMaps the spec references ([`Middleware::referenced_config_maps`]) that
+    /// exist, by name.
+    pub config_maps: BTreeMap<String, ConfigMap>,
     pub clusters: Clusters,
     pub now: jiff::Timestamp,
 }
@@ -234,6 +237,7 @@ impl std::fmt::Debug for World {
                 "applied_overrides",
                 &self.applied_overrides.as_ref().map(|p| &p.metadata.name),
             )
+            .field("config_maps", &self.config_maps.keys().collect::<Vec<_>>())
             .field("clusters", &self.clusters)
             .field("now", &self.now)
             .finish()
@@ -631,6 +635,14 @@ pub fn objects<M: Middleware>(
         Err(e @ DesiredError::PortPending { .. }) => return Outcome::WaitForPorts(e.to_string()),
         Err(e) => return Outcome::Blocked(Blocked::invalid_placement(e.to_string())),
     };
+    // The Secrets as this reconcile leaves them (those it writes were applied just before).
+    let mut secrets = world.secrets.clone();
+    for s in &members.secrets {
+        if let Some(n) = &s.metadata.name {
+            secrets.insert(n.clone(), s.clone());
+        }
+    }
+    middleware.stamp_pod_inputs(obj, &mut want.template, &secrets, &world.config_maps);
     let binding = world
         .binding
         .as_ref()

@@ -110,6 +110,16 @@ pub async fn live<M: Middleware>(
         .get_opt(&name)
         .await
         .map_err(Error::kube("get", "OverridePolicy", &ns, &name))?;
+    let mut config_maps = BTreeMap::new();
+    for c in ctx.middleware.referenced_config_maps(obj) {
+        let found = api::<ConfigMap>(ctx, &ns)
+            .get_opt(&c)
+            .await
+            .map_err(Error::kube("get", "ConfigMap", &ns, &c))?;
+        if let Some(found) = found {
+            config_maps.insert(c, found);
+        }
+    }
     Ok(World {
         services,
         binding,
@@ -118,6 +128,7 @@ pub async fn live<M: Middleware>(
         host_list,
         applied_template,
         applied_overrides,
+        config_maps,
         clusters,
         now: jiff::Timestamp::now(),
     })

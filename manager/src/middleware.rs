@@ -13,7 +13,7 @@ use fedstate_api::karmada::override_policy::Overriders;
 use fedstate_api::karmada::propagation::ResourceSelector;
 use fedstate_api::placement::QuorumPolicy;
 use fedstate_api::v1alpha1::{ServiceState, ServiceTopology};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use rand::Rng;
 
 use crate::members::Assignment;
@@ -128,6 +128,25 @@ pub trait Middleware: Send + Sync + 'static {
     /// Everything besides the host list that must reach every binding cluster: our Secrets and
     /// the user's objects the spec references (never copied).
     fn shared_objects(&self, obj: &Self::Federated) -> Vec<ResourceSelector>;
+
+    /// Names of the user's ConfigMaps the spec references whose content reaches the members'
+    /// pods (read before deciding, and watched: a change of one reconciles `obj`).
+    fn referenced_config_maps(&self, _obj: &Self::Federated) -> Vec<String> {
+        Vec::new()
+    }
+    /// What reaches the pods from outside the spec (a referenced ConfigMap's content, a
+    /// password the pods read only at start) written into the member template as pod fields,
+    /// as keyed digests (never the content), so its change is rolled out one member cluster at
+    /// a time like any pod field. `secrets` are the Secrets as this reconcile leaves them;
+    /// `config_maps` the referenced ConfigMaps that exist.
+    fn stamp_pod_inputs(
+        &self,
+        _obj: &Self::Federated,
+        _template: &mut Self::Member,
+        _secrets: &BTreeMap<String, Secret>,
+        _config_maps: &BTreeMap<String, ConfigMap>,
+    ) {
+    }
 
     /// The member spec fields (JSON names) that reach the members' pods: a change of one is
     /// rolled out one member cluster at a time ([`crate::rollout`]).

@@ -587,4 +587,98 @@ mod tests {
         let ready = BTreeMap::from([("b".to_owned(), true)]);
         assert!(member_health(&active, &reports, &ready)[0].healthy);
     }
+
+    /// A new mongod configuration (here the content of the user's `configRef` ConfigMap, which
+    /// Karmada propagates as it is) and a rotated monitor password reach the pods only through
+    /// a restart; with MongoDB's real pod fields both are rolled one cluster at a time, the
+    /// others pinned at the digest they run. Before, neither changed the pod fields: every
+    /// cluster restarted (or, for the configuration, did not restart at all) at once.
+    #[test]
+    fn a_config_change_and_a_monitor_password_rotation_reach_one_cluster_at_a_time() {
+        use crate::middleware::Middleware;
+        use crate::mongodb::MongoDb;
+        use fedstate_api::MultiCloudMongoDB;
+        use k8s_openapi::ByteString;
+        use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+
+        let mcm: MultiCloudMongoDB = serde_yaml::from_str(include_str!(
+            "../../deploy/samples/seed/multicloudmongodb-full.yaml"
+        ))
+        .unwrap();
+        let name = mcm.metadata.name.clone().unwrap();
+        let secret = |n: String, k: &str, v: &str| {
+            let mut s = Secret {
+                data: Some(BTreeMap::from([(k.to_owned(), ByteString(v.into()))])),
+                ..Default::default()
+            };
+            s.metadata.name = Some(n.clone());
+            (n, s)
+        };
+        let spec = |content: &str, monitor: &str| -> Value {
+            let secrets = BTreeMap::from([
+                secret(format!("{name}-keyfile"), "keyfile", "K3yf1le-of-this-set"),
+                secret(
+                    format!("{name}-credentials"),
+                    "clusterMonitorPassword",
+                    monitor,
+                ),
+            ]);
+            let cm = ConfigMap {
+                data: Some(BTreeMap::from([(
+                    "mongod.yaml".to_owned(),
+                    content.to_owned(),
+                )])),
+                ..Default::default()
+            };
+            let cms = BTreeMap::from([("my-custome-configmap".to_owned(), cm)]);
+            let mut t = MongoDb.member_template(&mcm, 5);
+            MongoDb.stamp_pod_inputs(&mcm, &mut t, &secrets, &cms);
+            serde_json::to_value(t).unwrap()["spec"].take()
+        };
+        let fields = MongoDb.pod_fields();
+        let live = spec("operationProfiling: {mode: off}", "Monitor-Pw-1");
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let running = applied(Some(&live), None, &names, fields);
+        let live_fields = pod_fields(Some(&live), fields);
+        let live_rev = MongoDb.pod_revision(&name, &live_fields);
+        let clusters: Vec<RollCluster> = names
+            .iter()
+            .map(|c| RollCluster {
+                name: c.clone(),
+                current: running.get(c).cloned(),
+                reported: Some(live_rev.clone()),
+            })
+            .collect();
+        for (what, desired) in [
+            (
+                "config",
+                spec("operationProfiling: {mode: slowOp}", "Monitor-Pw-1"),
+            ),
+            (
+                "password",
+                spec("operationProfiling: {mode: off}", "Monitor-Pw-2"),
+            ),
+        ] {
+            let d = pod_fields(Some(&desired), fields);
+            let r = decide(
+                &d,
+                &MongoDb.pod_revision(&name, &d),
+                &clusters,
+                &healthy_set(),
+            );
+            assert_eq!(released(&r, &["a", "b", "c"]), ["b"], "{what}");
+            assert_eq!(r.pins["a"], live_fields, "{what}");
+            assert_eq!(r.pins["c"], live_fields, "{what}");
+            // What the OverridePolicy would carry: the old digest, never content or password.
+            let ops = serde_json::to_string(&pin(&r.pins["a"], &d, fields)).unwrap();
+            assert!(ops.contains("Digest"), "{what}: {ops}");
+            for secret in ["Monitor-Pw", "slowOp", "mode: off", "K3yf1le"] {
+                assert!(!ops.contains(secret), "{what}: {ops}");
+                assert!(!desired.to_string().contains(secret), "{what}: {desired}");
+            }
+        }
+        // Nothing changed: nothing held.
+        let r = decide(&live_fields, &live_rev, &clusters, &healthy_set());
+        assert!(r.pins.is_empty() && !r.in_progress);
+    }
 }

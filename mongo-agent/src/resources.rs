@@ -505,6 +505,44 @@ fn mongod_container(
 /// scrape unless `--mongodb.global-conn-pool` is given, which we do not.
 pub const EXPORTER_LOGIN_ANNOTATION: &str = "middleware.fedstate.io/exporter-login";
 
+/// Pod-template annotation of every member (the arbiter's too: it runs mongod with the same
+/// file): which mongod configuration the pod was started with. mongod reads its configuration
+/// file only when it starts, so a new configuration must give the StatefulSets a new revision
+/// for the agent's rolling restart ([`crate::rollout`]) to apply it, one member at a time.
+/// Under the manager it is the manager's `spec.configDigest` (the rendered file in this cluster
+/// changes as soon as the user's ConfigMap does, in every cluster at once; the manager releases
+/// the digest one cluster at a time); without one, in single-cluster use, a digest of the
+/// rendered file ([`mongod_config_digest`]). Under a manager that sets no digest (an older
+/// one) nothing is stamped, as before.
+pub const MONGOD_CONFIG_ANNOTATION: &str = "middleware.fedstate.io/mongod-config";
+
+/// The digest [`MONGOD_CONFIG_ANNOTATION`] carries in single-cluster use: SHA-256 over the
+/// object's uid and the rendered configuration (20 hex digits), never the configuration.
+pub fn mongod_config_digest(uid: &str, mongod_conf: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in ["fedstate mongod config", uid, mongod_conf] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize()
+        .iter()
+        .take(10)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn stamp_template(s: &mut StatefulSet, key: &str, value: String) {
+    if let Some(spec) = s.spec.as_mut() {
+        spec.template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value);
+    }
+}
+
 /// On a member's StatefulSet: the member's address (`<vip>:<nodePort>`), recorded while its
 /// Service gives it, so the agent can still tell whether the member left the replica set after
 /// the Service is gone (a StatefulSet is deleted only once its member is out of the config).
@@ -537,8 +575,12 @@ fn template_digest(s: &StatefulSet) -> Option<String> {
         .cloned()
 }
 
-/// Stamp the exporter's login digest onto the StatefulSets that run an exporter, given the
-/// monitor password of the credentials Secret (`None`: not known yet). While it is not known a
+/// Stamp the exporter's login digest onto the StatefulSets that run an exporter. Under the
+/// manager (`spec.exporterLoginDigest` set) the digest is the manager's: the credentials Secret
+/// reaches every member cluster at once, but the manager releases the new digest one cluster at
+/// a time (`docs/mongodb.md#rolling-changes`), so the exporters of one cluster restart at a
+/// time; what this cluster's Secret holds does not matter then. Otherwise it is computed from
+/// the monitor password of the credentials Secret (`None`: not known yet). While it is not known a
 /// member that already exists keeps the digest it has (nothing rolls because a Secret could not
 /// be read), and one that does not exist yet is left out: its pod could not start the exporter
 /// without the Secret anyway, and creating it without the digest would only restart it once
@@ -551,7 +593,10 @@ pub fn stamp_exporter_login(
     live: &[StatefulSet],
 ) -> Vec<StatefulSet> {
     let uid = mdb.uid().unwrap_or_default();
-    let digest = monitor_password.map(|p| exporter_template_digest(&uid, CLUSTER_MONITOR_USER, p));
+    let digest = match &mdb.spec.exporter_login_digest {
+        Some(d) => Some(d.clone()),
+        None => monitor_password.map(|p| exporter_template_digest(&uid, CLUSTER_MONITOR_USER, p)),
+    };
     desired
         .into_iter()
         .filter_map(|mut s| {
@@ -565,13 +610,8 @@ pub fn stamp_exporter_login(
                     template_digest(existing)
                 }
             };
-            if let (Some(v), Some(spec)) = (value, s.spec.as_mut()) {
-                spec.template
-                    .metadata
-                    .get_or_insert_with(Default::default)
-                    .annotations
-                    .get_or_insert_with(Default::default)
-                    .insert(EXPORTER_LOGIN_ANNOTATION.to_owned(), v);
+            if let Some(v) = value {
+                stamp_template(&mut s, EXPORTER_LOGIN_ANNOTATION, v);
             }
             Some(s)
         })
@@ -671,16 +711,27 @@ pub fn desired_objects(
     if mdb.spec.arbiter == Some(true) {
         indexes.push(None);
     }
+    let config_digest = match (&mdb.spec.config_digest, &mdb.spec.member_config_ref) {
+        (Some(d), _) => Some(d.clone()),
+        (None, None) => Some(mongod_config_digest(&mdb.uid().unwrap_or_default(), &conf)),
+        (None, Some(_)) => None,
+    };
+    let mut statefulsets: Vec<StatefulSet> = indexes
+        .iter()
+        .map(|i| member_statefulset(mdb, *i))
+        .collect::<Result<_, _>>()?;
+    if let Some(d) = config_digest {
+        for s in &mut statefulsets {
+            stamp_template(s, MONGOD_CONFIG_ANNOTATION, d.clone());
+        }
+    }
     Ok(DesiredObjects {
         config_map: config_map(mdb, &conf)?,
         services: indexes
             .iter()
             .map(|i| member_service(mdb, *i))
             .collect::<Result<_, _>>()?,
-        statefulsets: indexes
-            .iter()
-            .map(|i| member_statefulset(mdb, *i))
-            .collect::<Result<_, _>>()?,
+        statefulsets,
         ignored_config,
     })
 }
@@ -1188,5 +1239,119 @@ mod tests {
         let desired = desired_objects(&m, None).unwrap().statefulsets;
         let plain = stamp_exporter_login(&m, desired.clone(), None, &[]);
         assert_eq!(plain, desired, "no exporter: nothing to wait for or stamp");
+    }
+
+    fn template_annotation(s: &StatefulSet, key: &str) -> Option<String> {
+        s.spec
+            .as_ref()?
+            .template
+            .metadata
+            .as_ref()?
+            .annotations
+            .as_ref()?
+            .get(key)
+            .cloned()
+    }
+
+    fn templates(d: &DesiredObjects) -> Vec<Value> {
+        d.statefulsets
+            .iter()
+            .map(|s| serde_json::to_value(&s.spec.as_ref().unwrap().template).unwrap())
+            .collect()
+    }
+
+    /// mongod reads its configuration file only when it starts: a new configuration must give
+    /// every member's StatefulSet (the arbiter's too) a new pod template, so the rolling
+    /// restart applies it. Before, the template did not change and the new file waited,
+    /// unannounced, for the next restart.
+    #[test]
+    fn a_new_mongod_configuration_changes_every_members_pod_template() {
+        let mut m = sample();
+        m.spec.members = 2;
+        m.spec.arbiter = Some(true);
+        let before = desired_objects(&m, Some("operationProfiling:\n  mode: off\n")).unwrap();
+        let after = desired_objects(&m, Some("operationProfiling:\n  mode: slowOp\n")).unwrap();
+        assert_eq!(before.statefulsets.len(), 3);
+        for (b, a) in templates(&before).iter().zip(&templates(&after)) {
+            assert_ne!(b, a, "a new configuration must roll the member");
+        }
+        let mut with_config = m.clone();
+        with_config.spec.config = Some(vec![fedstate_api::v1alpha1::ConfigVar {
+            name: Some("net.maxIncomingConnections".into()),
+            value: Some("100".into()),
+        }]);
+        let c = desired_objects(&with_config, None).unwrap();
+        let plain = desired_objects(&m, None).unwrap();
+        assert_ne!(templates(&c), templates(&plain));
+        // The same configuration, the same template (no restart on every reconcile); the
+        // annotation is a digest, not the configuration.
+        let again = desired_objects(&m, Some("operationProfiling:\n  mode: off\n")).unwrap();
+        assert_eq!(templates(&again), templates(&before));
+        let text = serde_json::to_string(&after.statefulsets).unwrap();
+        assert!(!text.contains("slowOp"), "{text}");
+        let d = template_annotation(&after.statefulsets[0], MONGOD_CONFIG_ANNOTATION).unwrap();
+        assert_eq!(d.len(), 20);
+    }
+
+    /// Under the manager, the user's ConfigMap and the credentials Secret reach every member
+    /// cluster at once; the pod template must follow the digests the manager releases one
+    /// cluster at a time, not what this cluster's copies hold. Before, a cluster the manager
+    /// still held restarted its members as soon as the Secret (or ConfigMap) arrived.
+    #[test]
+    fn under_the_manager_the_pod_template_follows_its_digests_not_the_propagated_content() {
+        let mut m = sample();
+        m.spec.members = 2;
+        m.spec.member_config_ref = Some("mongodb-sample-hostconf".into());
+        m.spec.member_roles = Some(vec![
+            MemberRole {
+                member_index: 0,
+                votes: 1,
+                priority: 1,
+            },
+            MemberRole {
+                member_index: 3,
+                votes: 1,
+                priority: 1,
+            },
+        ]);
+        m.spec.config_digest = Some("c0ffee0000000000000a".into());
+        m.spec.exporter_login_digest = Some("beef00000000000000aa".into());
+        let render = |m: &MongoDB, yaml: &str, password: &str| {
+            let d = desired_objects(m, Some(yaml)).unwrap();
+            stamp_exporter_login(m, d.statefulsets, Some(password), &[])
+        };
+        // Held: the new ConfigMap content and the new monitor password are here, the digests
+        // are the ones it runs: nothing restarts.
+        let held_old = render(&m, "a: 1\n", "Monitor-1");
+        let held_new = render(&m, "a: 2\n", "Monitor-2");
+        assert_eq!(held_old, held_new);
+        assert_eq!(
+            template_annotation(&held_old[0], MONGOD_CONFIG_ANNOTATION).as_deref(),
+            Some("c0ffee0000000000000a")
+        );
+        assert_eq!(
+            template_annotation(&held_old[0], EXPORTER_LOGIN_ANNOTATION).as_deref(),
+            Some("beef00000000000000aa")
+        );
+        // Released: the manager's new digests roll the members.
+        let mut released = m.clone();
+        released.spec.config_digest = Some("c0ffee0000000000000b".into());
+        let r = render(&released, "a: 2\n", "Monitor-2");
+        assert_ne!(
+            r[0].spec.as_ref().unwrap().template,
+            held_new[0].spec.as_ref().unwrap().template
+        );
+        let mut released = m.clone();
+        released.spec.exporter_login_digest = Some("beef00000000000000bb".into());
+        let r = render(&released, "a: 2\n", "Monitor-2");
+        assert_ne!(
+            r[0].spec.as_ref().unwrap().template,
+            held_new[0].spec.as_ref().unwrap().template
+        );
+        // A manager that sets no config digest (older): no config annotation, as before.
+        let mut older = m.clone();
+        older.spec.config_digest = None;
+        let o = render(&older, "a: 1\n", "Monitor-1");
+        assert!(template_annotation(&o[0], MONGOD_CONFIG_ANNOTATION).is_none());
     }
 }

@@ -116,6 +116,18 @@ pub struct MongoDBSpec {
     /// members are numbered 0.. and all vote (single-cluster use).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_roles: Option<Vec<MemberRole>>,
+    /// Set by the manager: a keyed digest of the mongod configuration it propagates (`config`,
+    /// `customConfigRef` and that ConfigMap's content), never the content. The agent puts it on
+    /// the members' pod template, so a new configuration is applied by a rolling restart that
+    /// the manager releases one cluster at a time (`docs/mongodb.md#rolling-changes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_digest: Option<String>,
+    /// Set by the manager: a keyed digest of the exporter's login (the clusterMonitor password of
+    /// the credentials Secret), never the password nor anything it could be found from without
+    /// the key. The agent puts it on the pod template of members with an exporter, so a rotation
+    /// restarts the exporters one cluster at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exporter_login_digest: Option<String>,
 }
 
 impl std::fmt::Debug for MongoDBSpec {
@@ -143,6 +155,8 @@ impl std::fmt::Debug for MongoDBSpec {
             .field("db_user_spec", &self.db_user_spec)
             .field("repl_set_name", &self.repl_set_name)
             .field("member_roles", &self.member_roles)
+            .field("config_digest", &self.config_digest)
+            .field("exporter_login_digest", &self.exporter_login_digest)
             .finish()
     }
 }

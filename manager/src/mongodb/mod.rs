@@ -3,8 +3,10 @@
 //!
 //! * [`template`]: the `MongoDB` template and each cluster's override rule (pure);
 //! * [`secrets`]: keyfile and credential Secrets, generated once and never echoed (pure + `rand`);
+//! * [`pod_inputs`]: the configuration's and the exporter login's keyed digests in the template;
 //! * here: validation, names, and reading a member cluster's reflected `MongoDB` status.
 
+pub mod pod_inputs;
 pub mod secrets;
 pub mod template;
 
@@ -17,7 +19,7 @@ use fedstate_api::names;
 use fedstate_api::placement::QuorumPolicy;
 use fedstate_api::v1alpha1::{MongoDBStatus, MongoState, check_image};
 use fedstate_api::{MongoDB, MultiCloudMongoDB};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use rand::Rng;
 
 use crate::members::Assignment;
@@ -140,6 +142,23 @@ impl Middleware for MongoDb {
             shared.push(select_named("v1", "ConfigMap", c));
         }
         shared
+    }
+
+    fn referenced_config_maps(&self, obj: &MultiCloudMongoDB) -> Vec<String> {
+        template::user_config_ref(obj)
+            .map(str::to_owned)
+            .into_iter()
+            .collect()
+    }
+
+    fn stamp_pod_inputs(
+        &self,
+        obj: &MultiCloudMongoDB,
+        template: &mut MongoDB,
+        secrets: &BTreeMap<String, Secret>,
+        config_maps: &BTreeMap<String, ConfigMap>,
+    ) {
+        pod_inputs::stamp(obj, template, secrets, config_maps);
     }
 
     fn pod_fields(&self) -> &'static [&'static str] {

@@ -125,6 +125,9 @@ pub fn mongodb_template(mcm: &MultiCloudMongoDB, members: i32) -> MongoDB {
             db_user_spec: None,
             repl_set_name: Some(names::replica_set_name(&name, legacy)),
             member_roles: None,
+            // Stamped from the Secrets and the user's ConfigMap (`pod_inputs`).
+            config_digest: None,
+            exporter_login_digest: None,
         },
     );
     m.metadata = meta(mcm, name);

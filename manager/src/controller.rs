@@ -20,7 +20,7 @@ use fedstate_runtime::backoff::{Backoff, ReconcileError};
 use fedstate_runtime::watch::WatchBackoff;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::api::Api;
+use kube::api::{Api, ObjectMeta, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -273,12 +273,9 @@ fn binding_owner<M: Middleware>(rb: &ResourceBinding) -> Option<ObjectRef<M::Fed
 fn referencing<M: Middleware>(
     middleware: &M,
     store: &Store<M::Federated>,
-    cm: &ConfigMap,
+    cm: &ObjectMeta,
 ) -> Vec<ObjectRef<M::Federated>> {
-    let (Some(ns), Some(name)) = (
-        cm.metadata.namespace.as_deref(),
-        cm.metadata.name.as_deref(),
-    ) else {
+    let (Some(ns), Some(name)) = (cm.namespace.as_deref(), cm.name.as_deref()) else {
         return Vec::new();
     };
     store
@@ -400,11 +397,19 @@ pub async fn run_for<M: Middleware>(
             |rb| binding_owner::<M>(&rb),
         )
         // The user's ConfigMaps are not ours (no label): every ConfigMap, mapped to the
-        // objects that reference it.
-        .watches(
-            Api::<ConfigMap>::all(client.clone()),
-            watcher::Config::default(),
-            move |cm| referencing(&for_config.middleware, &referenced, &cm),
+        // objects that reference it. Their metadata only (a content change is a new
+        // resourceVersion all the same): the reconcile reads the one it needs, and a Karmada
+        // apiserver holding many large ConfigMaps costs us no copy of their data.
+        .watches_stream(
+            watcher(
+                Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .backoff(WatchBackoff::default())
+            .touched_objects(),
+            move |cm: PartialObjectMeta<ConfigMap>| {
+                referencing(&for_config.middleware, &referenced, &cm.metadata)
+            },
         )
         .watches_shared_stream(cluster_events, affected)
         .trigger_backoff(WatchBackoff::shared())

@@ -8,6 +8,7 @@
 //! * Capacity comes from the estimator chain ([`capacity`]); only the Lease holder writes.
 
 pub mod binding;
+pub mod cached;
 pub mod capacity;
 pub mod events;
 #[cfg(test)]
@@ -390,8 +391,8 @@ async fn middleware_controller<K: Schedulable>(
 
 /// One binding kind's controller: woken by its own generation changes (as karmada-scheduler is;
 /// our status writes do not wake it) and by the Cluster changes [`triggers::BindingTrigger`] says
-/// matter to it. Cached bindings keep no `managedFields`, and of each cluster's aggregated status
-/// only what we read (the cluster and its health, not the member object's reflected status).
+/// matter to it. Bindings are cached in their compact form ([`cached::CachedBinding`]: only what
+/// the scheduler reads, what bindings share stored once).
 async fn binding_controller<B>(
     client: &Client,
     config: kube::runtime::controller::Config,
@@ -402,15 +403,13 @@ async fn binding_controller<B>(
     B: binding::Binding,
 {
     fedstate_runtime::watch::register(B::KIND);
-    let (reader, writer) = reflector::store::<B>();
+    let (reader, writer) = reflector::store::<cached::CachedBinding<B>>();
     let ledger_ctx = ctx.clone();
     let bindings = watcher(Api::<B>::all(client.clone()), watcher::Config::default())
         .backoff(fedstate_runtime::watch::WatchBackoff::default())
-        .modify(|b| {
-            kube::ResourceExt::managed_fields_mut(b).clear();
-            b.strip_unread();
-        })
         .inspect_ok(move |e| binding::release_visible(&ledger_ctx, e))
+        // Each object is made compact as it arrives: the API type is never cached.
+        .map_ok(cached::cached_event)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(kube::runtime::predicates::generation, Default::default());

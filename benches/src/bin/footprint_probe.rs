@@ -2,7 +2,9 @@
 //! RSS while it holds, in kube reflector stores as `fedstate-scheduler run` does, the objects of
 //! the side-by-side footprint (1,000 Clusters with a member's status, 10,000 placed
 //! ResourceBindings), each parsed from the JSON an apiserver sends (with its managedFields) and
-//! trimmed as the scheduler's watches trim it. Each structure is measured in a fresh process
+//! kept as the scheduler's watches keep it: bindings in their compact cached form
+//! (`CachedBinding`), Clusters trimmed of managedFields; the API type's cases say what the
+//! compact form saves. Each structure is measured in a fresh process
 //! (the probe runs itself once per case), so one's freed memory does not hide another's.
 //!
 //! ```sh
@@ -17,6 +19,7 @@ use fedstate_api::karmada::Cluster;
 use fedstate_api::karmada::binding::ResourceBinding;
 use fedstate_benches::{procstat, workload};
 use fedstate_scheduler::service::binding::Binding as _;
+use fedstate_scheduler::service::cached::CachedBinding;
 use kube::ResourceExt;
 use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
@@ -31,18 +34,24 @@ struct Args {
     /// Placed ResourceBindings.
     #[arg(long, default_value_t = 10_000)]
     bindings: usize,
+    /// Objects per list page (the watcher's `page_size`; kube's default is 500).
+    #[arg(long, default_value_t = 500)]
+    page: usize,
     /// Measure one case in this process (used by the probe itself).
     #[arg(long, hide = true)]
     case: Option<String>,
 }
 
-const CASES: [&str; 6] = [
+const CASES: [&str; 9] = [
     "nothing",
-    "bindings as cached",
-    "bindings as cached, listed in pages of 500",
+    "bindings compact (as cached)",
+    "bindings compact, listed in pages",
+    "bindings as the API type, trimmed",
+    "bindings as the API type, trimmed, listed in pages",
     "bindings untrimmed",
     "bindings' JSON",
     "clusters as cached",
+    "clusters as cached, listed in pages",
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +69,7 @@ fn main() -> anyhow::Result<()> {
             .args(["--case", case])
             .args(["--clusters", &args.clusters.to_string()])
             .args(["--bindings", &args.bindings.to_string()])
+            .args(["--page", &args.page.to_string()])
             .output()?;
         anyhow::ensure!(out.status.success(), "{case}: {out:?}");
         let rss: u64 = String::from_utf8(out.stdout)?
@@ -80,6 +90,7 @@ fn main() -> anyhow::Result<()> {
             args.bindings
         };
         let grown = rss.saturating_sub(base);
+        let case = case.replace("in pages", &format!("in pages of {}", args.page));
         println!(
             "| {case} | {n} | {:.1} | {:.2} |",
             grown as f64 / f64::from(1 << 20),
@@ -106,8 +117,9 @@ fn measure(case: &str, args: &Args) -> anyhow::Result<u64> {
     };
     let held: Box<dyn std::any::Any> = match case {
         "nothing" => Box::new(()),
-        "bindings as cached" | "bindings untrimmed" => {
-            let trim = case == "bindings as cached";
+        // The API type, as the scheduler cached bindings before the compact form.
+        "bindings as the API type, trimmed" | "bindings untrimmed" => {
+            let trim = case != "bindings untrimmed";
             let (reader, mut writer) = reflector::store::<ResourceBinding>();
             writer.apply_watcher_event(&Event::Init);
             for i in 0..args.bindings {
@@ -122,11 +134,51 @@ fn measure(case: &str, args: &Args) -> anyhow::Result<u64> {
             anyhow::ensure!(reader.state().len() == args.bindings);
             Box::new((reader, writer))
         }
-        // What the watcher does on start: a page of 500 parsed whole, then each trimmed.
-        "bindings as cached, listed in pages of 500" => {
+        // As `fedstate-scheduler run` caches them: each made compact as it arrives.
+        "bindings compact (as cached)" => {
+            let (reader, mut writer) = reflector::store::<CachedBinding<ResourceBinding>>();
+            writer.apply_watcher_event(&Event::Init);
+            for i in 0..args.bindings {
+                let b: ResourceBinding = serde_json::from_slice(&binding_json(i)?)?;
+                writer.apply_watcher_event(&Event::InitApply(b.into()));
+            }
+            writer.apply_watcher_event(&Event::InitDone);
+            anyhow::ensure!(reader.state().len() == args.bindings);
+            Box::new((reader, writer))
+        }
+        // What the watcher does on start: a page parsed whole, then each made compact.
+        "bindings compact, listed in pages" => {
+            let (reader, mut writer) = reflector::store::<CachedBinding<ResourceBinding>>();
+            writer.apply_watcher_event(&Event::Init);
+            for page in (0..args.bindings)
+                .collect::<Vec<_>>()
+                .chunks(args.page.max(1))
+            {
+                let mut body = b"[".to_vec();
+                for (n, i) in page.iter().enumerate() {
+                    if n > 0 {
+                        body.push(b',');
+                    }
+                    body.extend(binding_json(*i)?);
+                }
+                body.push(b']');
+                let items: Vec<ResourceBinding> = serde_json::from_slice(&body)?;
+                drop(body);
+                for b in items {
+                    writer.apply_watcher_event(&Event::InitApply(b.into()));
+                }
+            }
+            writer.apply_watcher_event(&Event::InitDone);
+            anyhow::ensure!(reader.state().len() == args.bindings);
+            Box::new((reader, writer))
+        }
+        "bindings as the API type, trimmed, listed in pages" => {
             let (reader, mut writer) = reflector::store::<ResourceBinding>();
             writer.apply_watcher_event(&Event::Init);
-            for page in (0..args.bindings).collect::<Vec<_>>().chunks(500) {
+            for page in (0..args.bindings)
+                .collect::<Vec<_>>()
+                .chunks(args.page.max(1))
+            {
                 let mut body = b"[".to_vec();
                 for (n, i) in page.iter().enumerate() {
                     if n > 0 {
@@ -158,6 +210,26 @@ fn measure(case: &str, args: &Args) -> anyhow::Result<u64> {
                 let mut c: Cluster = serde_json::from_value(member_cluster(i))?;
                 c.managed_fields_mut().clear();
                 writer.apply_watcher_event(&Event::InitApply(c));
+            }
+            writer.apply_watcher_event(&Event::InitDone);
+            Box::new((reader, writer))
+        }
+        "clusters as cached, listed in pages" => {
+            let (reader, mut writer) = reflector::store::<Cluster>();
+            writer.apply_watcher_event(&Event::Init);
+            for page in (0..args.clusters)
+                .collect::<Vec<_>>()
+                .chunks(args.page.max(1))
+            {
+                let items: Vec<Value> = page.iter().map(|i| member_cluster(*i)).collect();
+                let body = serde_json::to_vec(&items)?;
+                drop(items);
+                let items: Vec<Cluster> = serde_json::from_slice(&body)?;
+                drop(body);
+                for mut c in items {
+                    c.managed_fields_mut().clear();
+                    writer.apply_watcher_event(&Event::InitApply(c));
+                }
             }
             writer.apply_watcher_event(&Event::InitDone);
             Box::new((reader, writer))

@@ -158,6 +158,19 @@ fn affinity_in_use<'a>(
     p.cluster_affinity.as_ref()
 }
 
+fn deletion_started(old: &Cluster, new: &Cluster) -> bool {
+    old.metadata.deletion_timestamp.is_none() && new.metadata.deletion_timestamp.is_some()
+}
+
+/// Whether a change from `old` to `new` can wake any binding ([`cluster_change_matters`] is
+/// false for every binding otherwise): the Cluster's labels or spec changed, or its deletion
+/// started. A status update (a heartbeat, capacity) cannot.
+pub fn cluster_change_can_matter(old: &Cluster, new: &Cluster) -> bool {
+    let relabelled = old.metadata.labels != new.metadata.labels;
+    let respecified = old.metadata.generation != new.metadata.generation || old.spec != new.spec;
+    deletion_started(old, new) || relabelled || respecified
+}
+
 /// Whether a change from `old` to `new` (`old == None`: the deletion of `new` started) should
 /// wake this binding up: its labels or spec changed, or it started terminating, and the binding's
 /// affinity in use matches the cluster before or after (a binding not yet observed at its
@@ -169,11 +182,8 @@ pub fn cluster_change_matters(
     old: &Cluster,
     new: &Cluster,
 ) -> bool {
-    let deleting =
-        old.metadata.deletion_timestamp.is_none() && new.metadata.deletion_timestamp.is_some();
-    let relabelled = old.metadata.labels != new.metadata.labels;
-    let respecified = old.metadata.generation != new.metadata.generation || old.spec != new.spec;
-    if !(deleting || relabelled || respecified) || spec.placement.is_none() {
+    let deleting = deletion_started(old, new);
+    if !cluster_change_can_matter(old, new) || spec.placement.is_none() {
         return false;
     }
     let clusters_affinity = spec

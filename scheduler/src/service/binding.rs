@@ -21,7 +21,7 @@ use fedstate_api::karmada::binding::{
 use fedstate_api::karmada::binding_status::{ResourceBindingStatus, TargetCluster};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -30,6 +30,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::cached::CachedBinding;
 use super::events::Note;
 use super::metrics::{self, AttemptResult};
 use super::written::Written;
@@ -54,6 +55,19 @@ pub trait Binding:
     /// reflected member status (it can be the largest part of a binding).
     fn strip_unread(&mut self);
     fn set_status(&mut self, status: ResourceBindingStatus);
+    /// The parts [`super::cached::CachedBinding`] keeps and rebuilds the binding from.
+    fn into_parts(
+        self,
+    ) -> (
+        ObjectMeta,
+        ResourceBindingSpec,
+        Option<ResourceBindingStatus>,
+    );
+    fn from_parts(
+        metadata: ObjectMeta,
+        spec: ResourceBindingSpec,
+        status: Option<ResourceBindingStatus>,
+    ) -> Self;
 }
 
 fn strip_status(status: Option<&mut ResourceBindingStatus>) {
@@ -67,6 +81,26 @@ fn strip_status(status: Option<&mut ResourceBindingStatus>) {
 
 impl Binding for ResourceBinding {
     const KIND: &'static str = "ResourceBinding";
+    fn into_parts(
+        self,
+    ) -> (
+        ObjectMeta,
+        ResourceBindingSpec,
+        Option<ResourceBindingStatus>,
+    ) {
+        (self.metadata, self.spec, self.status)
+    }
+    fn from_parts(
+        metadata: ObjectMeta,
+        spec: ResourceBindingSpec,
+        status: Option<ResourceBindingStatus>,
+    ) -> Self {
+        Self {
+            metadata,
+            spec,
+            status,
+        }
+    }
     fn spec(&self) -> &ResourceBindingSpec {
         &self.spec
     }
@@ -86,6 +120,26 @@ impl Binding for ResourceBinding {
 
 impl Binding for ClusterResourceBinding {
     const KIND: &'static str = "ClusterResourceBinding";
+    fn into_parts(
+        self,
+    ) -> (
+        ObjectMeta,
+        ResourceBindingSpec,
+        Option<ResourceBindingStatus>,
+    ) {
+        (self.metadata, self.spec, self.status)
+    }
+    fn from_parts(
+        metadata: ObjectMeta,
+        spec: ResourceBindingSpec,
+        status: Option<ResourceBindingStatus>,
+    ) -> Self {
+        Self {
+            metadata,
+            spec,
+            status,
+        }
+    }
     fn spec(&self) -> &ResourceBindingSpec {
         &self.spec
     }
@@ -293,8 +347,13 @@ fn write_failure_status(
     json!({"status": {"conditions": scheduled_condition(&status.conditions, "False", reason, &message, now)}})
 }
 
-/// One binding: gather → decide → apply.
-pub async fn reconcile<B: Binding>(b: Arc<B>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// One binding, from the cache: gather → decide → apply.
+pub async fn reconcile<B: Binding>(
+    cached: Arc<CachedBinding<B>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let b = Arc::new(cached.to_binding());
+    drop(cached);
     let spec = b.spec();
     let for_us = spec.is_for_scheduler(b.meta().labels.as_ref(), &ctx.scheduler_name);
     if !for_us || b.meta().deletion_timestamp.is_some() {

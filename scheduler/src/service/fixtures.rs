@@ -496,6 +496,11 @@ async fn an_object_naming_another_scheduler_causes_no_request() {
 const RB_PATH: &str =
     "/apis/work.karmada.io/v1alpha2/namespaces/web/resourcebindings/web-deployment";
 
+/// The binding as the reflector caches it (what the controller hands `reconcile`).
+fn cached(rb: ResourceBinding) -> Arc<super::cached::CachedBinding<ResourceBinding>> {
+    Arc::new(rb.into())
+}
+
 fn binding(scheduler: &str) -> ResourceBinding {
     serde_json::from_value(json!({
         "apiVersion": "work.karmada.io/v1alpha2", "kind": "ResourceBinding",
@@ -528,7 +533,7 @@ async fn a_binding_naming_us_gets_one_spec_patch_and_one_status_patch() {
     let rb = binding(fedstate_api::names::DEFAULT_SCHEDULER_NAME);
     let (client, log) = scripted(accepting(serde_json::to_value(&rb).unwrap()));
     let ctx = context(client, three_clusters());
-    let action = binding::reconcile(Arc::new(rb.clone()), ctx.clone())
+    let action = binding::reconcile(cached(rb.clone()), ctx.clone())
         .await
         .unwrap();
     assert_eq!(action, Action::await_change());
@@ -589,7 +594,7 @@ async fn a_binding_naming_us_gets_one_spec_patch_and_one_status_patch() {
         ));
     again.metadata.generation = Some(2);
     let (client, log) = scripted(accepting(serde_json::to_value(&again).unwrap()));
-    binding::reconcile(Arc::new(again), context(client, three_clusters()))
+    binding::reconcile(cached(again), context(client, three_clusters()))
         .await
         .unwrap();
     let second = requests(&log);
@@ -618,7 +623,7 @@ async fn our_own_spec_write_does_not_cost_another_decision() {
     let (client, log) = scripted(accepting_with_generations(
         serde_json::to_value(&rb).unwrap(),
     ));
-    binding::reconcile(Arc::new(rb.clone()), context(client, three_clusters()))
+    binding::reconcile(cached(rb.clone()), context(client, three_clusters()))
         .await
         .unwrap();
     let first = requests(&log);
@@ -628,7 +633,7 @@ async fn our_own_spec_write_does_not_cost_another_decision() {
     let mut done = binding_after(&rb, &first);
     done.metadata.generation = Some(2);
     let (client, log) = scripted(accepting(serde_json::to_value(&done).unwrap()));
-    binding::reconcile(Arc::new(done), context(client, three_clusters()))
+    binding::reconcile(cached(done), context(client, three_clusters()))
         .await
         .unwrap();
     assert!(requests(&log).is_empty(), "{:?}", requests(&log));
@@ -660,7 +665,7 @@ async fn a_pass_before_our_status_write_reaches_the_cache_writes_nothing() {
     let rb = binding(fedstate_api::names::DEFAULT_SCHEDULER_NAME);
     let (client, log) = scripted(stateful(serde_json::to_value(&rb).unwrap()));
     let ctx = context(client, three_clusters());
-    binding::reconcile(Arc::new(rb.clone()), ctx.clone())
+    binding::reconcile(cached(rb.clone()), ctx.clone())
         .await
         .unwrap();
     let first = requests(&log);
@@ -670,7 +675,7 @@ async fn a_pass_before_our_status_write_reaches_the_cache_writes_nothing() {
     let mut spec_only = binding_after(&rb, &first[..1]);
     spec_only.metadata.generation = Some(2);
     spec_only.metadata.resource_version = Some("11".into());
-    binding::reconcile(Arc::new(spec_only.clone()), ctx.clone())
+    binding::reconcile(cached(spec_only.clone()), ctx.clone())
         .await
         .unwrap();
     assert_eq!(requests(&log).len(), 2, "{:?}", &requests(&log)[2..]);
@@ -683,7 +688,7 @@ async fn a_pass_before_our_status_write_reaches_the_cache_writes_nothing() {
     assert!(ctx.written.is_empty());
     // Without the memory of our write, the same pass patches the observed generation again.
     let (client, log) = scripted(stateful(serde_json::to_value(&spec_only).unwrap()));
-    binding::reconcile(Arc::new(spec_only), context(client, three_clusters()))
+    binding::reconcile(cached(spec_only), context(client, three_clusters()))
         .await
         .unwrap();
     assert_eq!(requests(&log).len(), 1, "{:?}", requests(&log));
@@ -693,12 +698,12 @@ async fn a_pass_before_our_status_write_reaches_the_cache_writes_nothing() {
 async fn a_scheduled_binding_that_still_fits_causes_no_request() {
     let rb = binding(fedstate_api::names::DEFAULT_SCHEDULER_NAME);
     let (client, log) = scripted(accepting(serde_json::to_value(&rb).unwrap()));
-    binding::reconcile(Arc::new(rb.clone()), context(client, three_clusters()))
+    binding::reconcile(cached(rb.clone()), context(client, three_clusters()))
         .await
         .unwrap();
     let done = binding_after(&rb, &requests(&log));
     let (client, log) = scripted(accepting(serde_json::to_value(&done).unwrap()));
-    binding::reconcile(Arc::new(done), context(client, three_clusters()))
+    binding::reconcile(cached(done), context(client, three_clusters()))
         .await
         .unwrap();
     assert!(requests(&log).is_empty(), "{:?}", requests(&log));
@@ -708,7 +713,7 @@ async fn a_scheduled_binding_that_still_fits_causes_no_request() {
 async fn a_binding_for_karmadas_scheduler_causes_no_request() {
     let rb = binding("default-scheduler");
     let (client, log) = scripted(accepting(serde_json::to_value(&rb).unwrap()));
-    let action = binding::reconcile(Arc::new(rb), context(client, three_clusters()))
+    let action = binding::reconcile(cached(rb), context(client, three_clusters()))
         .await
         .unwrap();
     assert_eq!(action, Action::await_change());

@@ -8,6 +8,7 @@
 //! * Capacity comes from the estimator chain ([`capacity`]); only the Lease holder writes.
 
 pub mod binding;
+pub mod cached;
 pub mod capacity;
 pub mod events;
 #[cfg(test)]
@@ -38,6 +39,12 @@ use kube::{Api, Client, Resource};
 use tokio_util::sync::CancellationToken;
 
 use crate::adapter::Schedulable;
+
+/// Objects per page of the Cluster and binding watches' (re-)lists (kube's default: 500). A page
+/// is parsed whole, with every object's `managedFields`, before the cache keeps its compact part:
+/// 500 bindings are ≈ 6 MiB, 500 Clusters with a member's status ≈ 10 MiB, freed at once and
+/// mostly kept by the allocator. 100 costs 100 list requests for 10,000 bindings at start.
+pub const LIST_PAGE_SIZE: u32 = 100;
 
 /// How soon to look again at an object we could not place: capacity can appear without any
 /// Cluster event (pods ending in a member cluster).
@@ -264,7 +271,7 @@ pub async fn controllers(
     fedstate_runtime::watch::register("clusters");
     let cluster_watch = watcher(
         Api::<Cluster>::all(client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().page_size(LIST_PAGE_SIZE),
     )
     .backoff(fedstate_runtime::watch::WatchBackoff::default())
     // Cached Clusters keep no managedFields (nothing reads them; Karmada's caches drop them too).
@@ -390,8 +397,8 @@ async fn middleware_controller<K: Schedulable>(
 
 /// One binding kind's controller: woken by its own generation changes (as karmada-scheduler is;
 /// our status writes do not wake it) and by the Cluster changes [`triggers::BindingTrigger`] says
-/// matter to it. Cached bindings keep no `managedFields`, and of each cluster's aggregated status
-/// only what we read (the cluster and its health, not the member object's reflected status).
+/// matter to it. Bindings are cached in their compact form ([`cached::CachedBinding`]: only what
+/// the scheduler reads, what bindings share stored once).
 async fn binding_controller<B>(
     client: &Client,
     config: kube::runtime::controller::Config,
@@ -402,18 +409,19 @@ async fn binding_controller<B>(
     B: binding::Binding,
 {
     fedstate_runtime::watch::register(B::KIND);
-    let (reader, writer) = reflector::store::<B>();
+    let (reader, writer) = reflector::store::<cached::CachedBinding<B>>();
     let ledger_ctx = ctx.clone();
-    let bindings = watcher(Api::<B>::all(client.clone()), watcher::Config::default())
-        .backoff(fedstate_runtime::watch::WatchBackoff::default())
-        .modify(|b| {
-            kube::ResourceExt::managed_fields_mut(b).clear();
-            b.strip_unread();
-        })
-        .inspect_ok(move |e| binding::release_visible(&ledger_ctx, e))
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(kube::runtime::predicates::generation, Default::default());
+    let bindings = watcher(
+        Api::<B>::all(client.clone()),
+        watcher::Config::default().page_size(LIST_PAGE_SIZE),
+    )
+    .backoff(fedstate_runtime::watch::WatchBackoff::default())
+    .inspect_ok(move |e| binding::release_visible(&ledger_ctx, e))
+    // Each object is made compact as it arrives: the API type is never cached.
+    .map_ok(cached::cached_event)
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(kube::runtime::predicates::generation, Default::default());
     let trigger = triggers::BindingTrigger::default();
     let store = reader.clone();
     let stop = stop.clone();

@@ -12,14 +12,16 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use crate::adapter::Schedulable;
-use crate::karmada::triggers::cluster_change_matters;
+use crate::karmada::triggers::{cluster_change_can_matter, cluster_change_matters};
 use fedstate_api::condition::{find_condition, types};
 use fedstate_api::karmada::Cluster;
 
 use super::binding::Binding;
+use super::cached::CachedBinding;
+use fedstate_api::karmada::binding_status::ResourceBindingStatus;
 use fedstate_api::names::SCHEDULER_RESULT_ANNOTATION;
-use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 
 /// What changed in a Cluster since we last saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,23 +120,25 @@ impl BindingTrigger {
     pub fn affected<B: Binding>(
         &self,
         cluster: &Arc<Cluster>,
-        bindings: &Store<B>,
-    ) -> Vec<ObjectRef<B>> {
+        bindings: &Store<CachedBinding<B>>,
+    ) -> Vec<ObjectRef<CachedBinding<B>>> {
         let name = cluster.name_any();
         let old = self
             .last
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name, cluster.clone());
-        let Some(old) = old else {
+        // A status update (every heartbeat) wakes nothing: decided once, not per binding.
+        let Some(old) = old.filter(|old| cluster_change_can_matter(old, cluster)) else {
             return Vec::new();
         };
-        let woken: Vec<ObjectRef<B>> = bindings
+        let no_status = ResourceBindingStatus::default();
+        let woken: Vec<ObjectRef<CachedBinding<B>>> = bindings
             .state()
             .iter()
             .filter(|b| {
-                let status = b.status().cloned().unwrap_or_default();
-                cluster_change_matters(b.spec(), &status, b.meta().generation, &old, cluster)
+                let status = b.status().unwrap_or(&no_status);
+                cluster_change_matters(&b.spec(), status, b.meta().generation, &old, cluster)
             })
             .map(|b| ObjectRef::from_obj(b.as_ref()))
             .collect();

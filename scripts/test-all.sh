@@ -23,11 +23,11 @@
 #                       manager and agents as processes, on its own federation): fails if an
 #                       object does not converge within 150 s or a process's RSS grows more than
 #                       10 % from the second quarter to the last; skipped with the e2e tier.
-#                       Not in the default stages: about 7 minutes (estimated, not yet timed
-#                       at these settings: 20 s federation, 300 s of churn, up to a 2-minute
-#                       cycle of drain, teardown; benches/README.md, "Soak test"), over the
-#                       4 minutes CI may add. Run it with
-#                       `scripts/test-all.sh soak`
+#                       Not in the default stages: its first timed run at these settings
+#                       (2026-12-02, 449 s of churn and drain) failed, one MultiCloudMongoDB
+#                       not Health within 150 s (benches/README.md, "Soak test"). Run it with
+#                       `scripts/test-all.sh soak`, or inside e2e's first lane with
+#                       FEDSTATE_E2E_SOAK_SMOKE=1 (deploy/local/e2e.sh)
 #   8. real mongod      only when FEDSTATE_MONGOD points at a mongod binary; otherwise skipped
 #
 # Stages can be picked: `scripts/test-all.sh unit e2e`. Default: all but bench and soak.

@@ -1045,7 +1045,11 @@ async fn scaled_down_step(fed: &Federation, karmada: &kube::Client, five: &[Stri
             .any(|r| r.votes == 0 && r.priority == 0)
     );
     let o = api.get(NAME).await.expect("get");
-    assert!(condition(&o, "ScalingInProgress").is_some_and(|c| c.is_true()));
+    assert!(
+        condition(&o, "ScalingInProgress").is_some_and(|c| c.is_true()),
+        "ScalingInProgress while the members leave; conditions: {:?}",
+        o.status.as_ref().map(|s| &s.conditions)
+    );
 
     // The agents removed them from the replica set.
     let running: BTreeMap<String, usize> =

@@ -214,6 +214,25 @@ fn goal(desired: Vec<HostEntry>, own: &[String], rs_init: bool) -> SetGoal {
     }
 }
 
+/// Three members served, one in each cluster a, b and c, and each cluster's agent (a's
+/// initiates), all given the whole host list — `adjust` may change it first (a priority).
+/// Returns the hosts, the host list and the agents, in cluster order.
+async fn three_clusters<'s>(
+    sim: &'s Simulator,
+    adjust: impl FnOnce(&mut [HostEntry]),
+) -> (Vec<String>, Vec<HostEntry>, Vec<Agent<'s>>) {
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        hosts.push(sim.serve_new("127.0.0.1").await.unwrap());
+    }
+    let mut desired = entries(&hosts, |i| ["a", "b", "c"][i]);
+    adjust(&mut desired);
+    let agents = (0..3)
+        .map(|i| Agent::new(sim, goal(desired.clone(), &hosts[i..=i], i == 0)))
+        .collect();
+    (hosts, desired, agents)
+}
+
 fn voters(sim: &Simulator) -> BTreeSet<String> {
     sim.world()
         .set("rs")
@@ -431,15 +450,7 @@ async fn no_second_set_while_a_host_the_set_ever_had_cannot_be_asked() {
 #[tokio::test]
 async fn three_clusters_initiate_once_and_survive_losing_one_without_force() {
     let sim = manual_sim();
-    let mut hosts = Vec::new();
-    for _ in 0..3 {
-        hosts.push(sim.serve_new("127.0.0.1").await.unwrap());
-    }
-    let cluster = |i: usize| ["a", "b", "c"][i];
-    let desired = entries(&hosts, cluster);
-    let agents: Vec<Agent> = (0..3)
-        .map(|i| Agent::new(&sim, goal(desired.clone(), &hosts[i..=i], i == 0)))
-        .collect();
+    let (hosts, desired, agents) = three_clusters(&sim, |_| {}).await;
     let known = BTreeSet::new();
     let log = converge_all(&sim, &agents.iter().collect::<Vec<_>>(), &known).await;
     assert_eq!(
@@ -597,16 +608,8 @@ fn offers_force(o: &Outcome) -> bool {
 #[tokio::test]
 async fn a_partition_isolating_one_cluster_offers_no_force_on_either_side() {
     let sim = manual_sim();
-    let mut hosts = Vec::new();
-    for _ in 0..3 {
-        hosts.push(sim.serve_new("127.0.0.1").await.unwrap());
-    }
+    let (hosts, desired, formed) = three_clusters(&sim, |d| d[2].priority = 2).await;
     let cluster = |i: usize| ["a", "b", "c"][i];
-    let mut desired = entries(&hosts, cluster);
-    desired[2].priority = 2;
-    let formed: Vec<Agent> = (0..3)
-        .map(|i| Agent::new(&sim, goal(desired.clone(), &hosts[i..=i], i == 0)))
-        .collect();
     let known = BTreeSet::new();
     converge_all(&sim, &formed.iter().collect::<Vec<_>>(), &known).await;
     ticks(&sim, 30);

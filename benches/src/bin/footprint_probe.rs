@@ -115,6 +115,18 @@ fn measure(case: &str, args: &Args) -> anyhow::Result<u64> {
         as_served(&mut v, i);
         Ok(serde_json::to_vec(&v)?)
     };
+    // One page of a list as the watcher gets it: one JSON array, its whole text alive until parsed.
+    let binding_page = |page: &[usize]| -> anyhow::Result<Vec<ResourceBinding>> {
+        let mut body = b"[".to_vec();
+        for (n, i) in page.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            body.extend(binding_json(*i)?);
+        }
+        body.push(b']');
+        Ok(serde_json::from_slice(&body)?)
+    };
     let held: Box<dyn std::any::Any> = match case {
         "nothing" => Box::new(()),
         // The API type, as the scheduler cached bindings before the compact form.
@@ -154,16 +166,7 @@ fn measure(case: &str, args: &Args) -> anyhow::Result<u64> {
                 .collect::<Vec<_>>()
                 .chunks(args.page.max(1))
             {
-                let mut body = b"[".to_vec();
-                for (n, i) in page.iter().enumerate() {
-                    if n > 0 {
-                        body.push(b',');
-                    }
-                    body.extend(binding_json(*i)?);
-                }
-                body.push(b']');
-                let items: Vec<ResourceBinding> = serde_json::from_slice(&body)?;
-                drop(body);
+                let items = binding_page(page)?;
                 for b in items {
                     writer.apply_watcher_event(&Event::InitApply(b.into()));
                 }
@@ -179,16 +182,7 @@ fn measure(case: &str, args: &Args) -> anyhow::Result<u64> {
                 .collect::<Vec<_>>()
                 .chunks(args.page.max(1))
             {
-                let mut body = b"[".to_vec();
-                for (n, i) in page.iter().enumerate() {
-                    if n > 0 {
-                        body.push(b',');
-                    }
-                    body.extend(binding_json(*i)?);
-                }
-                body.push(b']');
-                let items: Vec<ResourceBinding> = serde_json::from_slice(&body)?;
-                drop(body);
+                let items = binding_page(page)?;
                 for mut b in items {
                     b.managed_fields_mut().clear();
                     b.strip_unread();

@@ -79,83 +79,60 @@ fn strip_status(status: Option<&mut ResourceBindingStatus>) {
     }
 }
 
-impl Binding for ResourceBinding {
-    const KIND: &'static str = "ResourceBinding";
-    fn into_parts(
-        self,
-    ) -> (
-        ObjectMeta,
-        ResourceBindingSpec,
-        Option<ResourceBindingStatus>,
-    ) {
-        (self.metadata, self.spec, self.status)
-    }
-    fn from_parts(
-        metadata: ObjectMeta,
-        spec: ResourceBindingSpec,
-        status: Option<ResourceBindingStatus>,
-    ) -> Self {
-        Self {
-            metadata,
-            spec,
-            status,
+/// Karmada's two binding kinds have the same parts; one implementation serves both, each with
+/// its API scope (`|binding, client| Api`).
+macro_rules! binding_kind {
+    ($ty:ty, $kind:literal, |$b:pat_param, $client:ident| $api:expr) => {
+        impl Binding for $ty {
+            const KIND: &'static str = $kind;
+            fn into_parts(
+                self,
+            ) -> (
+                ObjectMeta,
+                ResourceBindingSpec,
+                Option<ResourceBindingStatus>,
+            ) {
+                (self.metadata, self.spec, self.status)
+            }
+            fn from_parts(
+                metadata: ObjectMeta,
+                spec: ResourceBindingSpec,
+                status: Option<ResourceBindingStatus>,
+            ) -> Self {
+                Self {
+                    metadata,
+                    spec,
+                    status,
+                }
+            }
+            fn spec(&self) -> &ResourceBindingSpec {
+                &self.spec
+            }
+            fn status(&self) -> Option<&ResourceBindingStatus> {
+                self.status.as_ref()
+            }
+            fn api(&self, $client: Client) -> Api<Self> {
+                let $b = self;
+                $api
+            }
+            fn strip_unread(&mut self) {
+                strip_status(self.status.as_mut());
+            }
+            fn set_status(&mut self, status: ResourceBindingStatus) {
+                self.status = Some(status);
+            }
         }
-    }
-    fn spec(&self) -> &ResourceBindingSpec {
-        &self.spec
-    }
-    fn status(&self) -> Option<&ResourceBindingStatus> {
-        self.status.as_ref()
-    }
-    fn api(&self, client: Client) -> Api<Self> {
-        Api::namespaced(client, &self.namespace().unwrap_or_default())
-    }
-    fn strip_unread(&mut self) {
-        strip_status(self.status.as_mut());
-    }
-    fn set_status(&mut self, status: ResourceBindingStatus) {
-        self.status = Some(status);
-    }
+    };
 }
 
-impl Binding for ClusterResourceBinding {
-    const KIND: &'static str = "ClusterResourceBinding";
-    fn into_parts(
-        self,
-    ) -> (
-        ObjectMeta,
-        ResourceBindingSpec,
-        Option<ResourceBindingStatus>,
-    ) {
-        (self.metadata, self.spec, self.status)
-    }
-    fn from_parts(
-        metadata: ObjectMeta,
-        spec: ResourceBindingSpec,
-        status: Option<ResourceBindingStatus>,
-    ) -> Self {
-        Self {
-            metadata,
-            spec,
-            status,
-        }
-    }
-    fn spec(&self) -> &ResourceBindingSpec {
-        &self.spec
-    }
-    fn status(&self) -> Option<&ResourceBindingStatus> {
-        self.status.as_ref()
-    }
-    fn api(&self, client: Client) -> Api<Self> {
-        Api::all(client)
-    }
-    fn strip_unread(&mut self) {
-        strip_status(self.status.as_mut());
-    }
-    fn set_status(&mut self, status: ResourceBindingStatus) {
-        self.status = Some(status);
-    }
-}
+binding_kind!(ResourceBinding, "ResourceBinding", |b, client| {
+    Api::namespaced(client, &b.namespace().unwrap_or_default())
+});
+binding_kind!(
+    ClusterResourceBinding,
+    "ClusterResourceBinding",
+    |_, client| Api::all(client)
+);
 
 /// The writes of one decision; each `None` is a write not needed.
 #[derive(Clone, Debug)]

@@ -96,7 +96,7 @@ mapfile -t suites < <(jq -r 'select(.reason == "compiler-artifact" and .executab
     | "\(.target.name) \(.executable)"' <<<"$suites_json" | sort)
 ((${#suites[@]})) || { echo "e2e: cargo built no test binary of fedstate-e2e" >&2; exit 1; }
 
-simulator_suites=" agent_federated agent_replset install "
+simulator_suites=" agent_federated agent_replset install restarts "
 declare -A lane_of=()
 next=2
 for entry in "${suites[@]}"; do

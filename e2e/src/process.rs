@@ -129,6 +129,14 @@ impl OurProcess {
         None
     }
 
+    /// SIGKILL, as a crash, an OOM kill or a lost node ends a process: no clean-up of its own.
+    /// Waits until it is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("killed {} (SIGKILL)", self.name);
+    }
+
     /// SIGTERM, then [`OurProcess::wait_stopped`]; the exit status of a process that had already
     /// exited.
     pub fn stop(&mut self) -> Option<ExitStatus> {

@@ -968,6 +968,11 @@ impl World {
         self.changes.0.subscribe()
     }
 
+    /// The simulator's clock: ticks since it started.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
     pub fn is_up(&self, host: &str) -> bool {
         self.nodes
             .get(host)

@@ -1,0 +1,407 @@
+//! Our processes killed at random points of a change, on the local federation: the scheduler,
+//! the manager and one agent per member cluster run as processes with our charts' flags
+//! (`fedstate_e2e::ours`), the replica-set simulator serves the member pods (mongod's stand-in,
+//! see testing/rs-sim/README.md). A MultiCloudMongoDB of 3 members, placed by our scheduler, goes
+//! through three changes:
+//!
+//! 1. scale 3 → 5,
+//! 2. scale 5 → 3,
+//! 3. a rollout (new resources: every member restarts, one at a time across the clusters).
+//!
+//! During each change, kills chosen by a seeded random generator: each picks a component
+//! (scheduler, manager or an agent), a moment in the first seconds of the change and how long it
+//! stays down, then SIGKILL and a restart with the same flags. The seed of each change is printed
+//! (`FEDSTATE_E2E_RESTART_SEED=<n>` replays a run; by default it comes from the clock).
+//!
+//! Checked at every simulator tick, from the first change to the last convergence: one set only
+//! (no second initiate), no forced reconfig, no member host twice in the config, at most one
+//! voter down, at most one PRIMARY. After each change: the object converges (placed, `Health`,
+//! every member running) and the set has exactly the target members, each PRIMARY or SECONDARY.
+//! The number of ticks checked and the violations (0) are printed.
+//!
+//! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
+
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "an e2e test binary (libtest-mimic, harness = false): clippy does not see its trials as tests; a panic is how a trial fails"
+)]
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fedstate_api::v1alpha1::ServiceState;
+use fedstate_api::{MultiCloudMongoDB, SchedulerResult, names};
+use fedstate_e2e::harness::eventually;
+use fedstate_e2e::ours::Ours;
+use fedstate_e2e::scenarios;
+use fedstate_e2e::stack;
+use fedstate_e2e::suite::{Env, Suite};
+use fedstate_local::capacity::STORAGE_CLASS;
+use fedstate_local::{member_name, member_vip};
+use fedstate_rs_sim::{Simulator, bridge, world};
+use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const NS: &str = "fedstate-e2e-restarts";
+const NAME: &str = "restarts";
+/// How long a change may take to converge, kills and restarts included.
+const CONVERGE: Duration = Duration::from_secs(300);
+/// Kills per change.
+const KILLS: usize = 2;
+
+fn main() -> std::process::ExitCode {
+    Suite::new("restarts", |_, _| Box::pin(async {}))
+        .scenarios(scenarios![
+            killed_at_random_points_of_a_scale_and_a_rollout_everything_converges
+        ])
+        .run()
+}
+
+/// What the monitor saw: ticks checked, the violations (the first few described).
+#[derive(Debug, Default)]
+struct Watch {
+    ticks: u64,
+    violations: u64,
+    described: Vec<String>,
+    primaryless_ticks: u64,
+}
+
+/// Every simulator tick until `stop`: the invariants of the module docs.
+async fn monitor(sim: Arc<Simulator>, into: Arc<Mutex<Watch>>, stop: CancellationToken) {
+    let mut changes = sim.world().changes();
+    let mut last_tick = 0;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = changes.changed() => if r.is_err() { return },
+        }
+        let w = sim.world();
+        let now = w.now();
+        if now == last_tick {
+            continue;
+        }
+        last_tick = now;
+        let mut wrong = Vec::new();
+        let mut no_primary = false;
+        let sets = w.sets_named(NAME);
+        if sets.len() > 1 {
+            wrong.push(format!("{} sets named {NAME}", sets.len()));
+        }
+        if let Some(set) = sets.first() {
+            if set.forced_reconfigs > 0 {
+                wrong.push(format!("{} forced reconfigs", set.forced_reconfigs));
+            }
+            let mut hosts = BTreeSet::new();
+            for m in &set.config.members {
+                if !hosts.insert(&m.host) {
+                    wrong.push(format!("{} twice in the config", m.host));
+                }
+            }
+            let down: Vec<&str> = set
+                .config
+                .members
+                .iter()
+                .filter(|m| m.is_voter() && !w.is_up(&m.host))
+                .map(|m| m.host.as_str())
+                .collect();
+            if down.len() > 1 {
+                wrong.push(format!("voters down together: {down:?}"));
+            }
+            let primaries = w.primaries(NAME);
+            if primaries.len() > 1 {
+                wrong.push(format!("primaries {primaries:?}"));
+            }
+            no_primary = primaries.is_empty();
+        }
+        drop(w);
+        if let Ok(mut s) = into.lock() {
+            s.ticks += 1;
+            s.primaryless_ticks += u64::from(no_primary);
+            if !wrong.is_empty() {
+                s.violations += 1;
+                if s.described.len() < 5 {
+                    s.described
+                        .push(format!("tick {now}: {}", wrong.join("; ")));
+                }
+            }
+        }
+    }
+}
+
+/// One kill: which component, when after the change starts, and for how long it stays down.
+#[derive(Debug)]
+struct Kill {
+    component: String,
+    after: Duration,
+    down: Duration,
+}
+
+fn kills(seed: u64, components: &[String]) -> Vec<Kill> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out: Vec<Kill> = (0..KILLS)
+        .map(|_| Kill {
+            component: components[rng.random_range(0..components.len())].clone(),
+            after: Duration::from_millis(rng.random_range(0..8_000)),
+            down: Duration::from_millis(rng.random_range(200..3_000)),
+        })
+        .collect();
+    out.sort_by_key(|k| k.after);
+    out
+}
+
+/// Runs the kills of one change (from its start), each restarting the component it killed.
+async fn chaos(ours: &tokio::sync::Mutex<Ours>, plan: &[Kill]) {
+    let start = Instant::now();
+    for k in plan {
+        tokio::time::sleep_until((start + k.after).into()).await;
+        ours.lock().await.kill(&k.component);
+        tokio::time::sleep(k.down).await;
+        ours.lock().await.restart(&k.component);
+    }
+}
+
+async fn killed_at_random_points_of_a_scale_and_a_rollout_everything_converges(env: &Env<()>) {
+    let fed = &env.fed;
+    let karmada = env.karmada.clone();
+    stack::install_crds(&karmada, "karmada").await;
+    stack::install_interpreter(&karmada).await;
+    stack::ensure_namespace(&karmada, NS).await;
+    let mut members = Vec::new();
+    for i in 1..=fed.members() {
+        let client = fed.member_client(i).await.expect("member client");
+        stack::install_crds(&client, &member_name(i)).await;
+        stack::ensure_namespace(&client, NS).await;
+        // Volumes for every member a cluster may hold, and for the rolled ones' claims.
+        let pvs: Api<PersistentVolume> = Api::all(client.clone());
+        for n in 0..6 {
+            let name = format!("{}-restarts-pv-{n}", member_name(i));
+            let pv: PersistentVolume = serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "PersistentVolume",
+                "metadata": {"name": name},
+                "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                         "persistentVolumeReclaimPolicy": "Retain", "storageClassName": STORAGE_CLASS,
+                         "hostPath": {"path": format!("/tmp/fedstate-restarts/{name}")}},
+            }))
+            .expect("volume");
+            match pvs.create(&PostParams::default(), &pv).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => panic!("create volume {name}: {e}"),
+            }
+        }
+        members.push(bridge::MemberCluster {
+            name: member_name(i),
+            vip: member_vip(i).to_string(),
+            client,
+        });
+    }
+    let stop = CancellationToken::new();
+    let _stop_on_return = stop.clone().drop_guard();
+    let sim = Arc::new(Simulator::start(
+        world::Settings {
+            sync_ticks: 2,
+            stepdown_ticks: 20,
+        },
+        Duration::from_millis(250),
+    ));
+    let shell = stack::pod_shell();
+    let pods_dir = shell.dir.clone();
+    tokio::spawn(bridge::run_with_shell(
+        sim.clone(),
+        members,
+        Some(shell),
+        stop.child_token(),
+    ));
+    let mut ours = Ours::start(fed);
+    if let Err(e) = ours.ready(Duration::from_secs(120)).await {
+        panic!("our processes ready: {e}");
+    }
+    let components = ours.names();
+    let ours = tokio::sync::Mutex::new(ours);
+
+    let api: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), NS);
+    let obj: MultiCloudMongoDB = serde_json::from_value(json!({
+        "apiVersion": fedstate_api::API_VERSION, "kind": "MultiCloudMongoDB",
+        "metadata": {"name": NAME, "namespace": NS},
+        "spec": {
+            "replicaset": 3,
+            "export": {"enable": false},
+            "resource": {"requests": {"cpu": "2m", "memory": "2Mi"}, "limits": {"cpu": "2m", "memory": "2Mi"}},
+            "storage": {"storageClass": STORAGE_CLASS, "storageSize": "1Gi"},
+            "imageSetting": {"image": "mongo:7.0", "imagePullPolicy": "IfNotPresent"},
+            "scheduler": {"schedulerName": names::DEFAULT_SCHEDULER_NAME, "schedulerMode": "Uniform"},
+        }
+    }))
+    .expect("object");
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("create the MultiCloudMongoDB");
+    eprintln!("created {NS}/{NAME} with 3 members");
+    converged(&api, &sim, fed, 3, "2Mi").await;
+
+    let watch = Arc::new(Mutex::new(Watch::default()));
+    let monitoring = tokio::spawn(monitor(sim.clone(), watch.clone(), stop.child_token()));
+    let base_seed: u64 = std::env::var("FEDSTATE_E2E_RESTART_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_secs())
+        });
+    eprintln!("seed {base_seed} (FEDSTATE_E2E_RESTART_SEED={base_seed} replays it)");
+    let changes: [(&str, Value, i32, &str); 3] = [
+        ("scale 3 → 5", json!({"spec": {"replicaset": 5}}), 5, "2Mi"),
+        ("scale 5 → 3", json!({"spec": {"replicaset": 3}}), 3, "2Mi"),
+        (
+            "rollout (memory 2Mi → 3Mi)",
+            json!({"spec": {"resource": {"requests": {"memory": "3Mi"}, "limits": {"memory": "3Mi"}}}}),
+            3,
+            "3Mi",
+        ),
+    ];
+    for (n, (what, patch, target, memory)) in changes.into_iter().enumerate() {
+        let seed = base_seed.wrapping_add(n as u64);
+        let plan = kills(seed, &components);
+        eprintln!("{what}: seed {seed}, kills {plan:?}");
+        let started = Instant::now();
+        api.patch(NAME, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        tokio::join!(
+            chaos(&ours, &plan),
+            converged(&api, &sim, fed, target, memory)
+        );
+        eprintln!(
+            "  {what}: converged in {:.1}s with the kills done",
+            started.elapsed().as_secs_f32()
+        );
+        // Converged before a kill landed would leave that kill untested: look again after it.
+        converged(&api, &sim, fed, target, memory).await;
+    }
+    stop.cancel();
+    let _ = monitoring.await;
+    let exited = ours.lock().await.exited();
+    assert!(exited.is_empty(), "exited on their own: {exited:?}");
+    let w = watch
+        .lock()
+        .map(|mut w| std::mem::take(&mut *w))
+        .unwrap_or_default();
+    eprintln!(
+        "  invariants: {} ticks checked, violations: {}, ticks without a primary: {}",
+        w.ticks, w.violations, w.primaryless_ticks
+    );
+    assert!(w.ticks > 0, "the monitor saw no tick");
+    assert_eq!(w.violations, 0, "violations: {:?}", w.described);
+    drop(ours);
+    let _ = std::fs::remove_dir_all(&pods_dir);
+}
+
+/// Waits until the object is placed with `members`, `Health` at its generation with every member
+/// running, the set has exactly `members` members (each PRIMARY or SECONDARY, one PRIMARY), and
+/// every member pod runs with `memory` as its mongod's limit.
+async fn converged(
+    api: &Api<MultiCloudMongoDB>,
+    sim: &Simulator,
+    fed: &fedstate_local::Federation,
+    members: i32,
+    memory: &str,
+) {
+    let mut clients = Vec::new();
+    for i in 1..=fed.members() {
+        clients.push(fed.member_client(i).await.expect("member client"));
+    }
+    let clients = &clients;
+    eventually(
+        &format!("{members} members, Health, every pod with memory {memory}"),
+        CONVERGE,
+        || async move {
+            let obj = api.get(NAME).await.map_err(|e| e.to_string())?;
+            ready(&obj, members)?;
+            {
+                let w = sim.world();
+                let set = w.set(NAME).ok_or("no set yet")?;
+                let hosts: Vec<(&str, Option<i32>, bool)> = set
+                    .config
+                    .members
+                    .iter()
+                    .map(|m| (m.host.as_str(), set.state(&m.host), w.is_up(&m.host)))
+                    .collect();
+                let primaries = hosts.iter().filter(|h| h.1 == Some(1)).count();
+                let healthy = hosts.iter().all(|h| h.2 && matches!(h.1, Some(1 | 2)));
+                if hosts.len() != members as usize || primaries != 1 || !healthy {
+                    return Err(format!("set members (host, state, up): {hosts:?}"));
+                }
+            }
+            let mut running = 0;
+            for c in clients {
+                let pods: Api<Pod> = Api::namespaced(c.clone(), NS);
+                let lp = ListParams::default().labels(&format!("{}={NAME}", names::LABEL_INSTANCE));
+                for p in pods.list(&lp).await.map_err(|e| e.to_string())? {
+                    let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+                    let limit = p
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.containers.iter().find(|c| c.name == "mongod"))
+                        .and_then(|c| c.resources.as_ref()?.limits.as_ref()?.get("memory"))
+                        .map(|q| q.0.clone());
+                    if p.metadata.deletion_timestamp.is_some()
+                        || phase.as_deref() != Some("Running")
+                        || limit.as_deref() != Some(memory)
+                    {
+                        return Err(format!(
+                            "pod {:?}: phase {phase:?}, memory limit {limit:?}",
+                            p.metadata.name
+                        ));
+                    }
+                    running += 1;
+                }
+            }
+            if running == members {
+                Ok(())
+            } else {
+                Err(format!("{running} member pods running"))
+            }
+        },
+    )
+    .await;
+}
+
+/// Placed with `members` members, `Health` at its generation, every member running.
+fn ready(obj: &MultiCloudMongoDB, members: i32) -> Result<(), String> {
+    let annotation = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(names::SCHEDULER_RESULT_ANNOTATION))
+        .ok_or("not placed")?;
+    let placed: i64 = SchedulerResult::parse(annotation)
+        .map_err(|e| format!("unparseable schedulerResult: {e}"))?
+        .clusters
+        .iter()
+        .map(|c| i64::from(c.replicaset))
+        .sum();
+    let status = obj.status.as_ref().ok_or("no status yet")?;
+    let running: i64 = status
+        .result
+        .iter()
+        .map(|t| i64::from(t.replicaset_status.unwrap_or(0)))
+        .sum();
+    if placed == i64::from(members)
+        && status.observed_generation == obj.metadata.generation
+        && status.state == Some(ServiceState::Health)
+        && running == i64::from(members)
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "placed {placed}, status of generation {:?} (object {:?}), state {:?}, {running} running",
+            status.observed_generation, obj.metadata.generation, status.state
+        ))
+    }
+}

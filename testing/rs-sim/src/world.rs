@@ -490,6 +490,11 @@ impl Runtime {
     }
 }
 
+/// Whether optime `a` (`(tick, term)`) is newer than `b`: optimes order by term, then time.
+fn newer(a: (u64, i64), b: (u64, i64)) -> bool {
+    (a.1, a.0) > (b.1, b.0)
+}
+
 /// Optime seconds of tick 0: one tick is one second of optime (2026-01-01T00:00:00Z, fixed so
 /// that tests are deterministic).
 const OPTIME_EPOCH_SECONDS: u32 = 1_767_225_600;
@@ -538,6 +543,14 @@ pub struct ReplSet {
     pub config_forced: bool,
     /// How many forced reconfigs were applied (what the e2e tier checks stays 0).
     pub forced_reconfigs: u32,
+    /// The majority commit point: the newest write (`(tick, term)`, as a member's applied
+    /// optime) that a write majority of the data-bearing voters holds. A write acknowledged
+    /// with `w: "majority"` is one at or before it; MongoDB never rolls such a write back.
+    pub majority_commit: (u64, i64),
+    /// Elections won by a member that lacks the majority commit point: each one rolls back
+    /// writes acknowledged with `w: "majority"` (what the e2e tier checks stays 0; only a
+    /// forced reconfig can cause it, the election restriction prevents it otherwise).
+    pub committed_writes_lost: u32,
     /// The cluster-wide default write concern (`setDefaultRWConcern`), when one was set.
     pub default_write_concern: Option<Document>,
     /// The feature compatibility version, `(major, minor)` of a series (4.4, 5.0, …).
@@ -1058,6 +1071,25 @@ impl World {
                         rt.applied = write;
                     }
                 }
+                // The majority commit point: the write-majority-th newest write the
+                // data-bearing voters hold (a member that is down keeps what it applied).
+                let voters = set.config.voters().count();
+                let write_majority = (voters / 2 + 1).min(set.config.writable_voters());
+                let mut held: Vec<(u64, i64)> = set
+                    .config
+                    .voters()
+                    .filter(|m| !m.arbiter_only)
+                    .filter_map(|m| set.runtime.get(&m.host).map(|r| r.applied))
+                    .filter(|(_, term)| *term >= 0)
+                    .collect();
+                held.sort_by_key(|(tick, term)| std::cmp::Reverse((*term, *tick)));
+                if let Some(point) = write_majority
+                    .checked_sub(1)
+                    .and_then(|i| held.get(i).copied())
+                    && newer(point, set.majority_commit)
+                {
+                    set.majority_commit = point;
+                }
             }
             // 4.4+: once a newly added member finished its initial sync, the primary removes
             // its `newlyAdded` with a reconfig of its own (version + 1).
@@ -1173,19 +1205,33 @@ impl World {
                 })
                 .cloned()
                 .collect();
+            // The election restriction: a voter grants its vote only to a candidate whose
+            // last applied optime is at least as new as its own (server
+            // `topology_coordinator.cpp`, `processReplSetRequestVotes`: "candidate's data is
+            // staler than mine"); STARTUP members do not vote, an arbiter (no oplog) and the
+            // candidate itself always do. So a member that missed majority-committed writes
+            // cannot win: a majority of voters includes one that holds them.
+            let applied = |h: &str| set.runtime.get(h).map_or((0, -1), |r| r.applied);
+            let votes_for = |c: &Member| {
+                let theirs = applied(&c.host);
+                voters
+                    .iter()
+                    .filter(|m| up(&m.host))
+                    .filter(|m| set.runtime.get(&m.host).is_some_and(|r| r.state != STARTUP))
+                    .filter(|m| {
+                        m.arbiter_only || m.host == c.host || !newer(applied(&m.host), theirs)
+                    })
+                    .count()
+            };
             let best = candidates
                 .iter()
+                .filter(|c| votes_for(c) >= majority)
                 .max_by(|a, b| {
                     a.priority
                         .total_cmp(&b.priority)
                         .then_with(|| b.id.cmp(&a.id))
                 })
                 .cloned();
-            let votes = voters
-                .iter()
-                .filter(|m| up(&m.host))
-                .filter(|m| set.runtime.get(&m.host).is_some_and(|r| r.state != STARTUP))
-                .count();
             if set.primary.is_none() {
                 set.takeover = None;
                 let single = voters.len() == 1 && voters.iter().all(|m| m.electable());
@@ -1198,10 +1244,8 @@ impl World {
                     continue;
                 }
                 match best {
-                    Some(best) if votes >= majority => {
-                        Self::elect(set, &best.host);
-                    }
-                    _ => set.election_at = Some(now + timing.election),
+                    Some(best) => Self::elect(set, &best.host),
+                    None => set.election_at = Some(now + timing.election),
                 }
                 continue;
             }
@@ -1211,7 +1255,7 @@ impl World {
                 .as_ref()
                 .and_then(|p| set.config.member(p))
                 .map_or(0.0, |m| m.priority);
-            match best.filter(|b| b.priority > current && votes >= majority) {
+            match best.filter(|b| b.priority > current) {
                 None => set.takeover = None,
                 Some(best) => {
                     let rank = set
@@ -1260,11 +1304,15 @@ impl World {
         }
     }
 
-    /// `host` wins an election: a new term, it is PRIMARY.
+    /// `host` wins an election: a new term, it is PRIMARY. One that lacks the majority commit
+    /// point rolls majority-acknowledged writes back ([`ReplSet::committed_writes_lost`]).
     fn elect(set: &mut ReplSet, host: &str) {
         set.term += 1;
         if let Some(rt) = set.runtime.get_mut(host) {
             rt.state = PRIMARY;
+            if newer(set.majority_commit, rt.applied) {
+                set.committed_writes_lost = set.committed_writes_lost.saturating_add(1);
+            }
         }
         set.primary = Some(host.to_owned());
         set.election_at = None;
@@ -1737,6 +1785,8 @@ impl World {
                 primary: None,
                 committed: true,
                 oplog_committed_term: 0,
+                majority_commit: (0, -1),
+                committed_writes_lost: 0,
                 config_forced: false,
                 forced_reconfigs: 0,
                 default_write_concern: None,
@@ -3447,6 +3497,57 @@ mod rule_tests {
         assert!(primary(&w).is_none(), "1 of 3 voters cannot elect");
         assert_eq!(seen(&mut w, 0, &h(1)), (DOWN, 0.0));
         assert_eq!(seen(&mut w, 0, &h(2)), (DOWN, 0.0));
+    }
+
+    /// The election restriction (manual, "Replica Set Elections": a voter does not vote for a
+    /// candidate whose oplog is behind its own; server `topology_coordinator.cpp`,
+    /// `processReplSetRequestVotes`, "candidate's data is staler than mine"): a member that
+    /// was down while the others took majority-committed writes does not win over one that
+    /// holds them, whatever its priority; it takes over once it has caught up. No write the
+    /// majority held is lost on the way.
+    #[test]
+    fn a_member_that_missed_majority_writes_is_not_elected_over_one_that_has_them() {
+        let (mut w, mut s) = initiated(3);
+        let r = reconfig(
+            &mut w,
+            &mut s,
+            0,
+            2,
+            vec![member(0, 1, 1.0), member(1, 1, 5.0), member(2, 1, 1.0)],
+        );
+        assert!(ok(&r), "{r}");
+        // Member 1 goes down before its takeover; 0 and 2 take writes without it.
+        w.set_up(&h(1), false);
+        for _ in 0..5 {
+            w.tick();
+        }
+        let set = w.set("rs").unwrap();
+        let stale = set.runtime[&h(1)].applied;
+        assert!(
+            newer(set.majority_commit, stale),
+            "0 and 2 committed writes 1 lacks"
+        );
+        // 1 comes back as the primary dies: no primary to catch up from.
+        w.set_up(&h(1), true);
+        w.set_up(&h(0), false);
+        let mut t = 0;
+        while primary(&w).is_none() {
+            w.tick();
+            t += 1;
+            assert!(t <= 30, "no primary");
+        }
+        assert_eq!(
+            primary(&w),
+            Some(h(2)),
+            "priority 5 but stale: 2 refuses its vote, 0 is down"
+        );
+        // Under 2 it catches up, then takes over as the highest priority.
+        while primary(&w) != Some(h(1)) {
+            w.tick();
+            t += 1;
+            assert!(t <= 60, "no takeover by the caught-up member 1");
+        }
+        assert_eq!(w.set("rs").unwrap().committed_writes_lost, 0);
     }
 
     /// replSetGetStatus (manual, `replSetGetStatus` output: `members[].optime` `{ts, t}` and

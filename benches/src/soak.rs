@@ -1,5 +1,5 @@
-//! The soak test's decisions (`src/bin/soak.rs` does the I/O): when an object counts as
-//! converged, and whether a process's memory grew. RSS samples of a run are split into four
+//! The soak test's decisions (`src/bin/soak.rs` does the I/O): when a binding counts as placed
+//! (a MultiCloudMongoDB: `fedstate_e2e::ready::mcm_ready`, shared with the e2e suites), and whether a process's memory grew. RSS samples of a run are split into four
 //! quarters of its loop time; the run fails if any process's mean RSS in the last quarter is more
 //! than the allowed share above its mean in the second (the first quarter is warm-up: caches and
 //! allocator pools filling).
@@ -9,8 +9,6 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use fedstate_api::karmada::binding::ResourceBinding;
-use fedstate_api::v1alpha1::ServiceState;
-use fedstate_api::{MultiCloudMongoDB, SchedulerResult, names};
 
 /// One RSS reading of one process, `at` since the loop started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,49 +206,6 @@ pub fn binding_placed(rb: &ResourceBinding, replicas: i32) -> Result<(), String>
     Ok(())
 }
 
-/// Why `obj` is not yet a healthy set of `members`, or `Ok`: the scheduler's placement for
-/// `members`, the manager's status of this generation says `Health`, and the clusters report
-/// `members` running in all.
-pub fn mcm_ready(obj: &MultiCloudMongoDB, members: i32) -> Result<(), String> {
-    let annotation = obj
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(names::SCHEDULER_RESULT_ANNOTATION))
-        .ok_or("not placed (no schedulerResult annotation)")?;
-    let placed = SchedulerResult::parse(annotation)
-        .map_err(|e| format!("unparseable schedulerResult: {e}"))?;
-    let placed_members: i64 = placed
-        .clusters
-        .iter()
-        .map(|c| i64::from(c.replicaset))
-        .sum();
-    if placed_members != i64::from(members) {
-        return Err(format!(
-            "placed {placed_members} of {members} members ({annotation})"
-        ));
-    }
-    let status = obj.status.as_ref().ok_or("no status yet")?;
-    if status.observed_generation != obj.metadata.generation {
-        return Err(format!(
-            "status of generation {:?}, object is at {:?}",
-            status.observed_generation, obj.metadata.generation
-        ));
-    }
-    let running: i64 = status
-        .result
-        .iter()
-        .map(|t| i64::from(t.replicaset_status.unwrap_or(0)))
-        .sum();
-    if status.state != Some(ServiceState::Health) || running != i64::from(members) {
-        return Err(format!(
-            "state {:?}, {running} of {members} members running",
-            status.state
-        ));
-    }
-    Ok(())
-}
-
 /// What became of one attempt of the soak's own write (a create, a scale, a delete).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attempt {
@@ -425,40 +380,5 @@ mod tests {
         assert!(short.contains("4 of 6"), "{short}");
         let unscheduled = binding_placed(&binding(2, 2, "False", &[2, 2, 2]), 6).unwrap_err();
         assert!(unscheduled.contains("Scheduled=False"), "{unscheduled}");
-    }
-
-    fn mcm(
-        generation: i64,
-        observed: i64,
-        state: &str,
-        running: &[i32],
-        placed: &str,
-    ) -> MultiCloudMongoDB {
-        let result: Vec<_> = running
-            .iter()
-            .enumerate()
-            .map(|(i, r)| json!({"cluster": format!("member{}", i + 1), "replicasetStatus": r}))
-            .collect();
-        serde_json::from_value(json!({
-            "apiVersion": fedstate_api::API_VERSION, "kind": "MultiCloudMongoDB",
-            "metadata": {"name": "db", "namespace": "ns", "generation": generation,
-                         "annotations": {names::SCHEDULER_RESULT_ANNOTATION: placed}},
-            "spec": {"replicaset": 5},
-            "status": {"state": state, "observedGeneration": observed, "result": result}
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_multicloudmongodb_is_ready_when_placed_healthy_and_all_members_run() {
-        let five = r#"{"ClusterWithReplicaset":[{"cluster":"member1","replicaset":2},{"cluster":"member2","replicaset":2},{"cluster":"member3","replicaset":1}]}"#;
-        let three = r#"{"ClusterWithReplicaset":[{"cluster":"member1","replicaset":1},{"cluster":"member2","replicaset":1},{"cluster":"member3","replicaset":1}]}"#;
-        assert_eq!(mcm_ready(&mcm(2, 2, "Health", &[2, 2, 1], five), 5), Ok(()));
-        let unplaced = mcm_ready(&mcm(2, 2, "Health", &[1, 1, 1], three), 5).unwrap_err();
-        assert!(unplaced.contains("placed 3 of 5"), "{unplaced}");
-        let old = mcm_ready(&mcm(2, 1, "Health", &[2, 2, 1], five), 5).unwrap_err();
-        assert!(old.contains("generation"), "{old}");
-        let starting = mcm_ready(&mcm(2, 2, "SubHealth", &[2, 1, 1], five), 5).unwrap_err();
-        assert!(starting.contains("4 of 5"), "{starting}");
     }
 }

@@ -8,5 +8,6 @@ pub mod harness;
 pub mod ours;
 pub mod pods;
 pub mod process;
+pub mod ready;
 pub mod stack;
 pub mod suite;

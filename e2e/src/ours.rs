@@ -144,6 +144,14 @@ impl Ours {
             .unwrap_or_else(|| panic!("no component {name}"))
     }
 
+    /// Each component's name and the pid of its running process.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.components
+            .iter()
+            .filter_map(|c| Some((c.name.clone(), c.process.as_ref()?.pid())))
+            .collect()
+    }
+
     /// The components' names.
     pub fn names(&self) -> Vec<String> {
         self.components.iter().map(|c| c.name.clone()).collect()

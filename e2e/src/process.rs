@@ -18,21 +18,19 @@ use std::time::{Duration, Instant};
 /// How long a process gets between SIGTERM and SIGKILL unless told otherwise.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
-/// Where cargo put our binaries: the profile directory above this test's `deps/`.
+/// Where cargo put our binaries: the profile directory, which holds a binary of ours (the soak
+/// benchmark) or the `deps/` directory of a test binary.
 pub fn our_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let path = profile.join(name);
-    assert!(
-        path.is_file(),
-        "{} is not built; run the e2e tier with deploy/local/e2e.sh (it builds our binaries), or `cargo build -p {name}` first",
-        path.display()
-    );
-    path
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let candidates = [dir.join(name), dir.parent().unwrap_or(&dir).join(name)];
+    let found = candidates.iter().find(|p| p.is_file()).cloned();
+    found.unwrap_or_else(|| {
+        panic!(
+            "{} is not built; run the e2e tier with deploy/local/e2e.sh (it builds our binaries), or `cargo build -p {name}` first",
+            candidates[1].display()
+        )
+    })
 }
 
 /// A running process of ours; stopped on drop.

@@ -33,7 +33,7 @@ use fedstate_e2e::scenarios;
 use fedstate_e2e::stack;
 use fedstate_e2e::suite::{Env, Suite};
 use fedstate_local::capacity::STORAGE_CLASS;
-use fedstate_local::member_name;
+use fedstate_local::{member_name, member_vip};
 use fedstate_rs_sim::bridge::{self};
 use fedstate_rs_sim::{Simulator, world};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -167,7 +167,10 @@ async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
             .filter(|h| !w.is_up(h))
             .collect();
         match (&set.primary, down.len()) {
-            (Some(p), 1) if p.starts_with("127.0.1.1:") || p.starts_with("127.0.1.2:") => {
+            (Some(p), 1)
+                if p.starts_with(&format!("{}:", member_vip(1)))
+                    || p.starts_with(&format!("{}:", member_vip(2))) =>
+            {
                 Ok(p.clone())
             }
             _ => Err(format!("primary {:?}, down {down:?}", set.primary)),
@@ -186,7 +189,7 @@ async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
                 && c.is_true()
                 && c.message
                     .as_deref()
-                    .is_some_and(|m| m.contains("127.0.1.3:"))
+                    .is_some_and(|m| m.contains(&format!("{}:", member_vip(3))))
         });
         if degraded && st.state != Some(fedstate_api::v1alpha1::MongoState::Error) {
             Ok(())

@@ -44,7 +44,7 @@ use fedstate_e2e::harness::{self, eventually};
 use fedstate_e2e::scenarios;
 use fedstate_e2e::stack;
 use fedstate_e2e::suite::{Env, Suite};
-use fedstate_local::{Federation, member_name};
+use fedstate_local::{Federation, member_name, member_vip};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -420,7 +420,7 @@ async fn placed_step(fed: &Federation, karmada: &kube::Client) -> Vec<String> {
             m.labels()
                 .get("app.multicloudmongodb.io/vip")
                 .map(String::as_str),
-            Some(format!("127.0.1.{i}").as_str())
+            Some(member_vip(i).to_string().as_str())
         );
         if m.spec.rs_init == Some(true) {
             init_clusters.push(cluster);
@@ -520,7 +520,7 @@ async fn placed_step(fed: &Federation, karmada: &kube::Client) -> Vec<String> {
                         .unwrap_or(-1);
                     (
                         idx,
-                        names::member_address(&format!("127.0.1.{i}"), ports_of(s)),
+                        names::member_address(&member_vip(i).to_string(), ports_of(s)),
                     )
                 })
                 .collect();
@@ -1154,7 +1154,11 @@ async fn lost_step(fed: &Federation, karmada: &kube::Client) {
     place_as(karmada, &SURVIVORS).await;
     let hosts = eventually("the host list leaves member3 out", WAIT, || async {
         let hosts = current_hosts(fed, 1).await?;
-        if hosts.len() == 3 && !hosts.iter().any(|h| h.starts_with("127.0.1.3:")) {
+        if hosts.len() == 3
+            && !hosts
+                .iter()
+                .any(|h| h.starts_with(&format!("{}:", member_vip(3))))
+        {
             Ok(hosts)
         } else {
             Err(format!("{hosts:?}"))

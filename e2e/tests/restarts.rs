@@ -5,19 +5,24 @@
 //! through three changes:
 //!
 //! 1. scale 3 → 5,
-//! 2. scale 5 → 3,
-//! 3. a rollout (new resources: every member restarts, one at a time across the clusters).
+//! 2. an image change on the 5 members, placed 2/2/1 (every member restarts, one voter at a
+//!    time across the clusters: the manager releases one cluster at a time, each agent restarts
+//!    its own members one at a time),
+//! 3. scale 5 → 3.
 //!
 //! During each change, kills chosen by a seeded random generator: each picks a component
 //! (scheduler, manager or an agent), a moment in the first seconds of the change and how long it
-//! stays down, then SIGKILL and a restart with the same flags. The seed of each change is printed
-//! (`FEDSTATE_E2E_RESTART_SEED=<n>` replays a run; by default it comes from the clock).
+//! stays down, then SIGKILL and a restart with the same flags. The seed of each change is printed;
+//! `FEDSTATE_E2E_RESTART_SEED=<n>` replays a run. The base seed comes from the clock, except
+//! under `CI=true`, where it is fixed (as the proptests' seed is), so a red run is red again.
 //!
 //! Checked at every simulator tick, from the first change to the last convergence: one set only
 //! (no second initiate), no forced reconfig, no member host twice in the config, at most one
-//! voter down, at most one PRIMARY. After each change: the object converges (placed, `Health`,
-//! every member running) and the set has exactly the target members, each PRIMARY or SECONDARY.
-//! The number of ticks checked and the violations (0) are printed.
+//! voter down, at most one PRIMARY, no election of a member that lacks the majority commit
+//! point (no write acknowledged with `w: "majority"` lost). After each change: the object
+//! converges (placed, `Health`, every member running the change's image) and the set has
+//! exactly the target members, each PRIMARY or SECONDARY. The number of ticks checked, the
+//! ticks without a primary and the violations (0) are printed.
 //!
 //! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
 
@@ -31,10 +36,10 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fedstate_api::v1alpha1::ServiceState;
-use fedstate_api::{MultiCloudMongoDB, SchedulerResult, names};
+use fedstate_api::{MultiCloudMongoDB, names};
 use fedstate_e2e::harness::eventually;
 use fedstate_e2e::ours::Ours;
+use fedstate_e2e::ready::mcm_ready;
 use fedstate_e2e::scenarios;
 use fedstate_e2e::stack;
 use fedstate_e2e::suite::{Env, Suite};
@@ -51,6 +56,12 @@ const NS: &str = "fedstate-e2e-restarts";
 const NAME: &str = "restarts";
 /// How long a change may take to converge, kills and restarts included.
 const CONVERGE: Duration = Duration::from_secs(300);
+/// The image the set starts with and the one it is rolled to (a patch release: the simulated
+/// mongod's version follows the tag, and 7.0 → 7.0.14 needs no FCV step).
+const OLD_IMAGE: &str = "mongo:7.0";
+const NEW_IMAGE: &str = "mongo:7.0.14";
+/// The base seed under `CI=true`.
+const CI_SEED: u64 = 20_261_201;
 /// Kills per change.
 const KILLS: usize = 2;
 
@@ -95,6 +106,12 @@ async fn monitor(sim: Arc<Simulator>, into: Arc<Mutex<Watch>>, stop: Cancellatio
         if let Some(set) = sets.first() {
             if set.forced_reconfigs > 0 {
                 wrong.push(format!("{} forced reconfigs", set.forced_reconfigs));
+            }
+            if set.committed_writes_lost > 0 {
+                wrong.push(format!(
+                    "{} elections lost majority-committed writes",
+                    set.committed_writes_lost
+                ));
             }
             let mut hosts = BTreeSet::new();
             for m in &set.config.members {
@@ -233,7 +250,7 @@ async fn killed_at_random_points_of_a_scale_and_a_rollout_everything_converges(e
             "export": {"enable": false},
             "resource": {"requests": {"cpu": "2m", "memory": "2Mi"}, "limits": {"cpu": "2m", "memory": "2Mi"}},
             "storage": {"storageClass": STORAGE_CLASS, "storageSize": "1Gi"},
-            "imageSetting": {"image": "mongo:7.0", "imagePullPolicy": "IfNotPresent"},
+            "imageSetting": {"image": OLD_IMAGE, "imagePullPolicy": "IfNotPresent"},
             "scheduler": {"schedulerName": names::DEFAULT_SCHEDULER_NAME, "schedulerMode": "Uniform"},
         }
     }))
@@ -242,13 +259,14 @@ async fn killed_at_random_points_of_a_scale_and_a_rollout_everything_converges(e
         .await
         .expect("create the MultiCloudMongoDB");
     eprintln!("created {NS}/{NAME} with 3 members");
-    converged(&api, &sim, fed, 3, "2Mi").await;
+    converged(&api, &sim, fed, 3, OLD_IMAGE).await;
 
     let watch = Arc::new(Mutex::new(Watch::default()));
     let monitoring = tokio::spawn(monitor(sim.clone(), watch.clone(), stop.child_token()));
     let base_seed: u64 = std::env::var("FEDSTATE_E2E_RESTART_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
+        .or_else(|| (std::env::var("CI").as_deref() == Ok("true")).then_some(CI_SEED))
         .unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -256,16 +274,26 @@ async fn killed_at_random_points_of_a_scale_and_a_rollout_everything_converges(e
         });
     eprintln!("seed {base_seed} (FEDSTATE_E2E_RESTART_SEED={base_seed} replays it)");
     let changes: [(&str, Value, i32, &str); 3] = [
-        ("scale 3 → 5", json!({"spec": {"replicaset": 5}}), 5, "2Mi"),
-        ("scale 5 → 3", json!({"spec": {"replicaset": 3}}), 3, "2Mi"),
         (
-            "rollout (memory 2Mi → 3Mi)",
-            json!({"spec": {"resource": {"requests": {"memory": "3Mi"}, "limits": {"memory": "3Mi"}}}}),
+            "scale 3 → 5",
+            json!({"spec": {"replicaset": 5}}),
+            5,
+            OLD_IMAGE,
+        ),
+        (
+            "image on 5 members (2/2/1)",
+            json!({"spec": {"imageSetting": {"image": NEW_IMAGE}}}),
+            5,
+            NEW_IMAGE,
+        ),
+        (
+            "scale 5 → 3",
+            json!({"spec": {"replicaset": 3}}),
             3,
-            "3Mi",
+            NEW_IMAGE,
         ),
     ];
-    for (n, (what, patch, target, memory)) in changes.into_iter().enumerate() {
+    for (n, (what, patch, target, image)) in changes.into_iter().enumerate() {
         let seed = base_seed.wrapping_add(n as u64);
         let plan = kills(seed, &components);
         eprintln!("{what}: seed {seed}, kills {plan:?}");
@@ -275,14 +303,14 @@ async fn killed_at_random_points_of_a_scale_and_a_rollout_everything_converges(e
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         tokio::join!(
             chaos(&ours, &plan),
-            converged(&api, &sim, fed, target, memory)
+            converged(&api, &sim, fed, target, image)
         );
         eprintln!(
             "  {what}: converged in {:.1}s with the kills done",
             started.elapsed().as_secs_f32()
         );
         // Converged before a kill landed would leave that kill untested: look again after it.
-        converged(&api, &sim, fed, target, memory).await;
+        converged(&api, &sim, fed, target, image).await;
     }
     stop.cancel();
     let _ = monitoring.await;
@@ -304,13 +332,13 @@ async fn killed_at_random_points_of_a_scale_and_a_rollout_everything_converges(e
 
 /// Waits until the object is placed with `members`, `Health` at its generation with every member
 /// running, the set has exactly `members` members (each PRIMARY or SECONDARY, one PRIMARY), and
-/// every member pod runs with `memory` as its mongod's limit.
+/// every member pod runs `want_image` as its mongod.
 async fn converged(
     api: &Api<MultiCloudMongoDB>,
     sim: &Simulator,
     fed: &fedstate_local::Federation,
     members: i32,
-    memory: &str,
+    want_image: &str,
 ) {
     let mut clients = Vec::new();
     for i in 1..=fed.members() {
@@ -318,11 +346,24 @@ async fn converged(
     }
     let clients = &clients;
     eventually(
-        &format!("{members} members, Health, every pod with memory {memory}"),
+        &format!("{members} members, Health, every pod running {want_image}"),
         CONVERGE,
         || async move {
             let obj = api.get(NAME).await.map_err(|e| e.to_string())?;
-            ready(&obj, members)?;
+            // What the manager says about the rollout, for a failure's message.
+            let rolling = obj
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "RollingUpdate"))
+                .map_or_else(String::new, |c| {
+                    format!(
+                        "; RollingUpdate {:?} {}: {}",
+                        c.status,
+                        c.reason.as_deref().unwrap_or(""),
+                        c.message.as_deref().unwrap_or("")
+                    )
+                });
+            mcm_ready(&obj, members).map_err(|e| format!("{e}{rolling}"))?;
             {
                 let w = sim.world();
                 let set = w.set(NAME).ok_or("no set yet")?;
@@ -344,18 +385,17 @@ async fn converged(
                 let lp = ListParams::default().labels(&format!("{}={NAME}", names::LABEL_INSTANCE));
                 for p in pods.list(&lp).await.map_err(|e| e.to_string())? {
                     let phase = p.status.as_ref().and_then(|s| s.phase.clone());
-                    let limit = p
+                    let image = p
                         .spec
                         .as_ref()
                         .and_then(|s| s.containers.iter().find(|c| c.name == "mongod"))
-                        .and_then(|c| c.resources.as_ref()?.limits.as_ref()?.get("memory"))
-                        .map(|q| q.0.clone());
+                        .and_then(|c| c.image.clone());
                     if p.metadata.deletion_timestamp.is_some()
                         || phase.as_deref() != Some("Running")
-                        || limit.as_deref() != Some(memory)
+                        || image.as_deref() != Some(want_image)
                     {
                         return Err(format!(
-                            "pod {:?}: phase {phase:?}, memory limit {limit:?}",
+                            "pod {:?}: phase {phase:?}, mongod image {image:?}{rolling}",
                             p.metadata.name
                         ));
                     }
@@ -370,38 +410,4 @@ async fn converged(
         },
     )
     .await;
-}
-
-/// Placed with `members` members, `Health` at its generation, every member running.
-fn ready(obj: &MultiCloudMongoDB, members: i32) -> Result<(), String> {
-    let annotation = obj
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(names::SCHEDULER_RESULT_ANNOTATION))
-        .ok_or("not placed")?;
-    let placed: i64 = SchedulerResult::parse(annotation)
-        .map_err(|e| format!("unparseable schedulerResult: {e}"))?
-        .clusters
-        .iter()
-        .map(|c| i64::from(c.replicaset))
-        .sum();
-    let status = obj.status.as_ref().ok_or("no status yet")?;
-    let running: i64 = status
-        .result
-        .iter()
-        .map(|t| i64::from(t.replicaset_status.unwrap_or(0)))
-        .sum();
-    if placed == i64::from(members)
-        && status.observed_generation == obj.metadata.generation
-        && status.state == Some(ServiceState::Health)
-        && running == i64::from(members)
-    {
-        Ok(())
-    } else {
-        Err(format!(
-            "placed {placed}, status of generation {:?} (object {:?}), state {:?}, {running} running",
-            status.observed_generation, obj.metadata.generation, status.state
-        ))
-    }
 }

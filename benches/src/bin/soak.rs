@@ -25,7 +25,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,7 +35,7 @@ use fedstate_api::karmada::binding::ResourceBinding;
 use fedstate_api::{MongoDB, MultiCloudMongoDB};
 use fedstate_benches::soak::{self, Sample};
 use fedstate_benches::{procstat, workload};
-use fedstate_e2e::process::OurProcess;
+use fedstate_e2e::ours::Ours;
 use fedstate_e2e::stack;
 use fedstate_local::capacity::STORAGE_CLASS;
 use fedstate_local::{Federation, Options, PortPlan, member_name, member_vip};
@@ -127,97 +126,6 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(path)
-}
-
-fn free_port() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-/// One of our processes and its admin address.
-struct Ours {
-    name: String,
-    process: OurProcess,
-    admin: SocketAddr,
-}
-
-/// fedstate-scheduler, fedstate-manager and the agents, with the flags of our charts
-/// (single replicas: `--leader-elect=false`).
-fn start_ours(fed: &Federation) -> anyhow::Result<Vec<Ours>> {
-    let logs = fed.logs_dir();
-    let karmada = fed.karmada_kubeconfig().display().to_string();
-    let mut out = Vec::new();
-    let mut start = |name: String, binary: &str, mut args: Vec<String>| -> anyhow::Result<()> {
-        let admin = free_port()?;
-        args.push(format!("--admin-addr={admin}"));
-        args.push("--leader-elect=false".to_owned());
-        let process = OurProcess::start(&name, &sibling(binary)?, &args, &logs);
-        out.push(Ours {
-            name,
-            process,
-            admin,
-        });
-        Ok(())
-    };
-    let mut scheduler = vec!["run".to_owned()];
-    scheduler.extend(
-        stack::scheduler_flags(&fed.karmada_kubeconfig(), &fed.estimator_tls())
-            .into_iter()
-            .filter(|f| !f.starts_with("--admin-addr")),
-    );
-    start(
-        "fedstate-scheduler".to_owned(),
-        "fedstate-scheduler",
-        scheduler,
-    )?;
-    // deploy/charts/fedstate values: busyRequeueSeconds 15, idleRequeueSeconds 300.
-    start(
-        "fedstate-manager".to_owned(),
-        "fedstate-manager",
-        vec![
-            format!("--kubeconfig={karmada}"),
-            "--busy-requeue-seconds=15".to_owned(),
-            "--idle-requeue-seconds=300".to_owned(),
-        ],
-    )?;
-    for i in 1..=fed.members() {
-        // deploy/charts/fedstate-member: memberHost (the VIP), clusterName, mongoTimeoutSeconds 5.
-        start(
-            format!("fedstate-mongo-agent-{}", member_name(i)),
-            "fedstate-mongo-agent",
-            vec![
-                format!("--kubeconfig={}", fed.member_kubeconfig(i).display()),
-                format!("--member-host={}", member_vip(i)),
-                format!("--cluster-name={}", member_name(i)),
-                "--mongo-timeout-seconds=5".to_owned(),
-            ],
-        )?;
-    }
-    Ok(out)
-}
-
-async fn wait_ready(ours: &mut [Ours]) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for o in ours.iter_mut() {
-        while !fedstate_local::probe::http_ok(o.admin, "/readyz").await {
-            if !o.process.running() {
-                bail!(
-                    "{} exited before it was ready; log {}:\n{}",
-                    o.name,
-                    o.process.log.display(),
-                    o.process.log_tail(20)
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} not ready after 120 s; log {}",
-                    o.name,
-                    o.process.log.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }
-    Ok(())
 }
 
 /// RSS curves, sampled by a task until cancelled.
@@ -520,7 +428,7 @@ impl Churn<'_> {
                     .until(
                         &format!("MultiCloudMongoDB {name} ({phase} with {members} members)"),
                         || {
-                            soak::mcm_ready(
+                            fedstate_e2e::ready::mcm_ready(
                                 self.mcms
                                     .get(&key)
                                     .ok_or_else(|| "not in the cache yet".to_owned())?
@@ -746,18 +654,17 @@ impl Soak {
     }
 
     async fn with_ours(&self, report: &mut String) -> anyhow::Result<()> {
-        let mut ours = start_ours(&self.fed)?;
-        wait_ready(&mut ours).await?;
+        let mut ours = Ours::start(&self.fed);
+        ours.ready(Duration::from_secs(120))
+            .await
+            .map_err(anyhow::Error::msg)?;
         let stop = CancellationToken::new();
         let _stop_on_return = stop.clone().drop_guard();
         let mut member_mongodbs = Vec::new();
         for client in &self.members {
             member_mongodbs.push(store(Api::namespaced(client.clone(), NS), &stop).await?);
         }
-        let pids = ours
-            .iter()
-            .map(|o| (o.name.clone(), o.process.pid()))
-            .collect();
+        let pids = ours.pids();
         let load_start = load_average();
         let started = Instant::now();
         let churn = Churn {
@@ -813,16 +720,11 @@ impl Soak {
             .map(|e| format!("{e:#}"))
             .filter(|e| e != "stopped")
             .collect();
-        for o in &mut ours {
-            if !o.process.running() {
-                failures.push(format!(
-                    "{} exited during the soak; log {}:\n{}",
-                    o.name,
-                    o.process.log.display(),
-                    o.process.log_tail(20)
-                ));
-            }
-        }
+        failures.extend(
+            ours.exited()
+                .into_iter()
+                .map(|e| format!("during the soak: {e}")),
+        );
         // Judged over the set time only: after it, the slots drain (no new objects).
         let total = self.args.duration.min(drained);
         let curves: BTreeMap<String, Vec<Sample>> = curves

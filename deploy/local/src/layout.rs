@@ -178,9 +178,20 @@ pub fn member_name(index: u32) -> String {
     format!("member{index}")
 }
 
-/// The member's VIP, used as the `vip` label of its Cluster: `127.0.1.<index>`.
+/// The environment variable that picks the third octet of the member VIPs (1 to 254, default
+/// 1): two federations that serve simulated members at `<VIP>:<node port>` at the same time (e2e
+/// lanes side by side) need VIPs of their own, as each member apiserver picks node ports at random.
+pub const VIP_NET_ENV: &str = "FEDSTATE_LOCAL_VIP_NET";
+
+/// The member's VIP, used as the `vip` label of its Cluster: `127.0.<net>.<index>`, `<net>` from
+/// [`VIP_NET_ENV`] (1 when unset or not a number from 1 to 254).
 pub fn member_vip(index: u32) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 1, index as u8)
+    let net = std::env::var(VIP_NET_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u8>().ok())
+        .filter(|n| (1..=254).contains(n))
+        .unwrap_or(1);
+    Ipv4Addr::new(127, 0, net, u8::try_from(index).unwrap_or(u8::MAX))
 }
 
 /// Files of one run of the federation.

@@ -878,6 +878,14 @@ pub fn teardown<M: Middleware>(
 ) -> BlockedWrite {
     let kind = M::Member::kind(&());
     let (type_, reason, message) = match step {
+        TeardownStep::MarkHostList { host_list } => (
+            EventType::Normal,
+            "MarkingTeardown",
+            format!(
+                "marking the host list {} so every cluster's agent tears its members down without leaving the set first",
+                host_list.name
+            ),
+        ),
         TeardownStep::DeleteTemplate { .. } => (
             EventType::Normal,
             "DeletingMembers",

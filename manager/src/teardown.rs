@@ -1,4 +1,7 @@
-//! Ordered deletion of one federated object (pure): the member template goes first, so Karmada
+//! Ordered deletion of one federated object (pure): the host list is marked first (every
+//! member goes, so no agent need take its members out of a set that does not live on; without
+//! the mark an agent whose member object is deleted leaves the set first and keeps its
+//! finalizer until it has); then the member template goes, so Karmada
 //! deletes the member objects and each agent tears its members down; then we wait until Karmada
 //! reports no Work of that template left in any cluster, reachable or not (a member in an
 //! unreachable cluster may still be running and voting: the finalizer never goes while one may);
@@ -78,11 +81,18 @@ pub struct TeardownView {
     pub works_in_unreachable_clusters: Vec<String>,
     /// Our other objects (policies, Services, ConfigMaps, Secrets) still present.
     pub owned_left: Vec<OwnedRef>,
+    /// Our host-list ConfigMap, while it exists without the whole-set teardown mark
+    /// (`fedstate_api::hostconf::TEARDOWN_KEY`).
+    pub unmarked_host_list: Option<OwnedRef>,
 }
 
 /// The next step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TeardownStep {
+    /// Tell every agent the whole set goes (before any member object is deleted).
+    MarkHostList {
+        host_list: OwnedRef,
+    },
     DeleteTemplate {
         template: OwnedRef,
     },
@@ -112,7 +122,11 @@ pub fn split_works(
 }
 
 pub fn next_step(v: &TeardownView) -> TeardownStep {
-    if let Some(template) = &v.template {
+    if let (Some(_), Some(host_list)) = (&v.template, &v.unmarked_host_list) {
+        TeardownStep::MarkHostList {
+            host_list: host_list.clone(),
+        }
+    } else if let Some(template) = &v.template {
         TeardownStep::DeleteTemplate {
             template: template.clone(),
         }
@@ -140,12 +154,18 @@ mod tests {
     fn members_go_before_what_they_need_and_unreachable_members_are_waited_for() {
         let template = OwnedRef::new(OwnedKind::Template, "demo");
         let keyfile = OwnedRef::new(OwnedKind::Secret, "demo-keyfile");
+        let host_list = OwnedRef::new(OwnedKind::ConfigMap, "demo-hostconf");
         let mut v = TeardownView {
             template: Some(template.clone()),
             works_in_reachable_clusters: vec!["a".into()],
             works_in_unreachable_clusters: vec!["b".into()],
             owned_left: vec![keyfile.clone()],
+            unmarked_host_list: Some(host_list.clone()),
         };
+        // The agents learn that the whole set goes before any member object is deleted (else
+        // each would keep its finalizer until its members left a set that does not live on).
+        assert_eq!(next_step(&v), TeardownStep::MarkHostList { host_list });
+        v.unmarked_host_list = None;
         assert_eq!(next_step(&v), TeardownStep::DeleteTemplate { template });
         v.template = None;
         assert_eq!(

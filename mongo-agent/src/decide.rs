@@ -825,35 +825,6 @@ fn announcement(o: &Outcome) -> Option<Note> {
     })
 }
 
-/// What an agent leaving the set (its object is being deleted) wants: the other clusters'
-/// members only. `None` when there is nothing to leave (no other member, paused, not known).
-pub fn leaving_goal(mdb: &MongoDB, seen: &Seen, settings: &Settings) -> Option<SetGoal> {
-    if mdb.spec.pause == Some(true) {
-        return None;
-    }
-    let members = members(&seen.services, &seen.pods, &settings.addressing);
-    let own = members.own();
-    let others: Vec<HostEntry> = hosts(mdb, seen, &members, settings.cluster_name.as_deref())
-        .ok()?
-        .into_iter()
-        .filter(|h| !own.contains(&h.host))
-        .collect();
-    if others.is_empty() {
-        return None;
-    }
-    Some(SetGoal {
-        set_name: resources::set_name(mdb),
-        rs_init: false,
-        desired: Desired {
-            hosts: others,
-            own,
-            ready: BTreeSet::new(),
-        },
-        force: ForceOptIn(None),
-        fcv: None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1022,6 +993,7 @@ mod tests {
                 reachable_voters,
                 voters: 3,
                 config_version: 4,
+                unreachable: vec!["b:1".into()],
             }))
         };
         assert!(matches!(lost(1), Requeue::Stalled(_)));

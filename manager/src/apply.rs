@@ -250,6 +250,13 @@ pub async fn teardown<M: Middleware>(
                 ))?;
             Ok(Some(Action::requeue(STEP_REQUEUE)))
         }
+        TeardownStep::WaitForAcknowledgment { clusters } => {
+            info!(
+                ?clusters,
+                "waiting for the agents to record the teardown mark"
+            );
+            Ok(Some(Action::requeue(STEP_REQUEUE)))
+        }
         TeardownStep::DeleteTemplate { template } => {
             delete_owned(ctx, &ns, &template).await?;
             Ok(Some(Action::requeue(STEP_REQUEUE)))

@@ -886,6 +886,14 @@ pub fn teardown<M: Middleware>(
                 host_list.name
             ),
         ),
+        TeardownStep::WaitForAcknowledgment { clusters } => (
+            EventType::Normal,
+            "WaitingForTeardownMark",
+            format!(
+                "waiting for the agents in {} to record the host list's teardown mark (condition TeardownMarked on their {kind}) before the member objects are deleted",
+                clusters.join(", ")
+            ),
+        ),
         TeardownStep::DeleteTemplate { .. } => (
             EventType::Normal,
             "DeletingMembers",

@@ -167,10 +167,12 @@ pub async fn teardown<M: Middleware>(ctx: &Context<M>, obj: &M::Federated) -> Re
     let rb_name = resource_binding_name(&name, &M::Member::kind(&()));
     // Only our binding's Works, by the permanent id Karmada labels them with; every Work only
     // once the binding itself is gone (its Works may still be on their way out).
-    let permanent_id = api::<ResourceBinding>(ctx, &ns)
+    let binding = api::<ResourceBinding>(ctx, &ns)
         .get_opt(&rb_name)
         .await
-        .map_err(Error::kube("get", "ResourceBinding", &ns, &rb_name))?
+        .map_err(Error::kube("get", "ResourceBinding", &ns, &rb_name))?;
+    let permanent_id = binding
+        .as_ref()
         .and_then(|rb| rb.labels().get(BINDING_PERMANENT_ID).cloned());
     let works_lp = match &permanent_id {
         Some(id) => ListParams::default().labels(&format!("{BINDING_PERMANENT_ID}={id}")),
@@ -221,7 +223,9 @@ pub async fn teardown<M: Middleware>(ctx: &Context<M>, obj: &M::Federated) -> Re
             .map_err(Error::kube("get", "ConfigMap", &ns, &host_list.name))?
             .and_then(|c| c.data)
             .is_some_and(|d| d.get(TEARDOWN_KEY).map(String::as_str) == Some(TEARDOWN_VALUE));
-        if !marked {
+        if marked {
+            view.unacknowledged = teardown::unacknowledged(binding.as_ref(), &ready);
+        } else {
             view.unmarked_host_list = Some(host_list);
         }
     }

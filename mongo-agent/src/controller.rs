@@ -269,7 +269,7 @@ async fn reconcile_live(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
         Ok(o) => o,
         Err(Decline::Broken(e)) => return Err(Error::Resources(mdb.name_any(), e)),
         Err(why) => {
-            let status = decide::declined_status(mdb, &why, jiff::Timestamp::now());
+            let status = decide::declined_status(mdb, &why, seen.teardown, jiff::Timestamp::now());
             return apply::declined(ctx, mdb, status).await;
         }
     };

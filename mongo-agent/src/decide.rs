@@ -553,6 +553,7 @@ pub fn after_step(
         version: Some(&objects.version.progress),
         revision: rolled_revision(mdb, seen, &objects.members),
         retained: retained.as_deref(),
+        teardown: seen.teardown,
     };
     let mut events: Vec<Note> = set
         .outcome
@@ -594,8 +595,14 @@ fn requeue(set: &SetResult) -> Requeue {
     }
 }
 
-/// The status when nothing else is written (paused, or a spec the user must fix).
-pub fn declined_status(mdb: &MongoDB, why: &Decline, now: Timestamp) -> MongoDBStatus {
+/// The status when nothing else is written (paused, or a spec the user must fix); `teardown`:
+/// the host list carries the whole-set teardown mark ([`crate::gather::Seen::teardown`]).
+pub fn declined_status(
+    mdb: &MongoDB,
+    why: &Decline,
+    teardown: bool,
+    now: Timestamp,
+) -> MongoDBStatus {
     let spec_error = match why {
         Decline::Paused => None,
         other => Some(other.to_string()),
@@ -606,6 +613,7 @@ pub fn declined_status(mdb: &MongoDB, why: &Decline, now: Timestamp) -> MongoDBS
         generation: mdb.metadata.generation,
         paused: matches!(why, Decline::Paused),
         spec_error,
+        teardown,
         ..Default::default()
     };
     status::compute(mdb.status.as_ref(), &o, now)

@@ -20,7 +20,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use fedstate_api::condition::{Condition, ConditionStatus, set_condition, types};
+use fedstate_api::condition::{Condition, ConditionStatus, find_condition, set_condition, types};
 use fedstate_api::v1alpha1::{MongoDB, MongoDBStatus};
 use kube::ResourceExt;
 
@@ -96,6 +96,18 @@ pub fn plan(mdb: &MongoDB, seen: &Seen, settings: &Settings, logged_in: bool) ->
     if seen.teardown {
         return Plan::Release(
             "the whole replica set is being deleted (the host list is marked for teardown)".into(),
+        );
+    }
+    // Recorded while the object was live: the host list may be gone by now (the manager
+    // deletes it once Karmada removed the member objects' Works, which does not wait for them).
+    let recorded = mdb
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, types::TEARDOWN_MARKED))
+        .is_some_and(Condition::is_true);
+    if recorded {
+        return Plan::Release(
+            "the whole replica set is being deleted (this object recorded the host list's teardown mark: TeardownMarked)".into(),
         );
     }
     let own = own_hosts(mdb, seen, settings);
@@ -428,5 +440,43 @@ mod tests {
             ..config
         };
         assert!(shared_voters(&alone, &own).is_empty());
+    }
+
+    /// The mark the agent recorded while the object was live (`TeardownMarked`) releases the
+    /// finalizer when the host list is gone by the time the object is deleted: the manager
+    /// deletes the host list once Karmada removed the member objects' Works, which does not
+    /// wait for their finalizers. Without the record, a gone host list proves nothing and the
+    /// members would be asked whether they still vote with the other clusters' (they do, and
+    /// nobody is left to take them out: the finalizer stayed forever).
+    #[test]
+    fn a_recorded_teardown_mark_releases_after_the_host_list_is_gone() {
+        let s = settings();
+        let mut gone = seen(&["a", "b"], false);
+        gone.hostconf = Some(Err("waiting for the host list ConfigMap db-hostconf".into()));
+        let mut m = mdb(false);
+        assert!(
+            !matches!(plan(&m, &gone, &s, true), Plan::Release(_)),
+            "without the record a gone host list must not release"
+        );
+        let marked = crate::status::compute(
+            None,
+            &crate::status::Observation {
+                name: "db",
+                teardown: true,
+                ..Default::default()
+            },
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        // Recorded once, kept by every later status (the mark's ConfigMap is gone by then).
+        let later = crate::status::compute(
+            Some(&marked),
+            &crate::status::Observation {
+                name: "db",
+                ..Default::default()
+            },
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        m.status = Some(later);
+        assert!(matches!(plan(&m, &gone, &s, true), Plan::Release(_)));
     }
 }

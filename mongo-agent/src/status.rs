@@ -1,7 +1,7 @@
 //! The `MongoDB` status, pure: `replset` from `replSetGetStatus`, `currentInfo`, state and
 //! conditions. One sick member makes the object `Degraded` (a condition), not `Error`.
 
-use fedstate_api::condition::{Condition, ConditionStatus, set_condition};
+use fedstate_api::condition::{Condition, ConditionStatus, set_condition, types};
 use fedstate_api::v1alpha1::{
     CurrentInfo, ForcedReconfigStatus, MongoDBStatus, MongoState, ReplSetMemberStatus,
 };
@@ -58,6 +58,9 @@ pub struct Observation<'a> {
     /// Unwanted StatefulSets kept because their member's address is unknown (`None`: not
     /// looked at in this reconcile).
     pub retained: Option<&'a [String]>,
+    /// The host list carries the manager's whole-set teardown mark: recorded as
+    /// `TeardownMarked`, which stays.
+    pub teardown: bool,
 }
 
 fn cond(
@@ -129,6 +132,15 @@ pub fn compute(
     let mut set = |c: Condition| {
         set_condition(&mut conds, c, now);
     };
+    if o.teardown {
+        set(cond(
+            types::TEARDOWN_MARKED,
+            true,
+            "WholeSetTeardown",
+            "the MultiCloudMongoDB is being deleted with every member: once this object is deleted, its members go without leaving the replica set first",
+            g,
+        ));
+    }
     if !o.ignored_config.is_empty() {
         set(cond(
             CONFIG_VALID,

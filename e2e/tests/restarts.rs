@@ -36,7 +36,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fedstate_api::{MultiCloudMongoDB, names};
+use fedstate_api::{MongoDB, MultiCloudMongoDB, names};
 use fedstate_e2e::harness::eventually;
 use fedstate_e2e::ours::Ours;
 use fedstate_e2e::ready::mcm_ready;
@@ -394,8 +394,28 @@ async fn converged(
                         || phase.as_deref() != Some("Running")
                         || image.as_deref() != Some(want_image)
                     {
+                        // What that cluster's agent says about its rolling restart.
+                        let agent = Api::<MongoDB>::namespaced(c.clone(), NS)
+                            .get_opt(NAME)
+                            .await
+                            .ok()
+                            .flatten()
+                            .and_then(|m| m.status)
+                            .and_then(|s| {
+                                s.conditions
+                                    .into_iter()
+                                    .find(|c| c.type_ == "RollingUpdate")
+                            })
+                            .map_or_else(String::new, |c| {
+                                format!(
+                                    "; its agent: RollingUpdate {:?} {}: {}",
+                                    c.status,
+                                    c.reason.unwrap_or_default(),
+                                    c.message.unwrap_or_default()
+                                )
+                            });
                         return Err(format!(
-                            "pod {:?}: phase {phase:?}, mongod image {image:?}{rolling}",
+                            "pod {:?}: phase {phase:?}, mongod image {image:?}{agent}{rolling}",
                             p.metadata.name
                         ));
                     }

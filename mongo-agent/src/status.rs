@@ -61,6 +61,9 @@ pub struct Observation<'a> {
     /// The host list carries the manager's whole-set teardown mark: recorded as
     /// `TeardownMarked`, which stays.
     pub teardown: bool,
+    /// The rolling restart of own members: `RollingUpdate` (in progress, reason, message);
+    /// `None`: not looked at in this reconcile.
+    pub rolling: Option<(bool, &'static str, String)>,
 }
 
 fn cond(
@@ -132,6 +135,9 @@ pub fn compute(
     let mut set = |c: Condition| {
         set_condition(&mut conds, c, now);
     };
+    if let Some((on, reason, message)) = &o.rolling {
+        set(cond(types::ROLLING_UPDATE, *on, reason, message.clone(), g));
+    }
     if o.teardown {
         set(cond(
             types::TEARDOWN_MARKED,

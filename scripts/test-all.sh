@@ -170,7 +170,7 @@ stage_mongod() {
     echo "skipped: no mongod (set FEDSTATE_MONGOD=/path/to/mongod to run the agent's replica-set code against a real one)"
     return 0
   fi
-  FEDSTATE_MONGOD="$FEDSTATE_MONGOD" cargo test --locked -p fedstate-mongo-agent --test real_mongod -- --test-threads=1
+  FEDSTATE_MONGOD="$FEDSTATE_MONGOD" cargo test --locked -p fedstate-mongo-agent --test real_mongod -- --include-ignored --test-threads=1
 }
 
 for s in "${stages[@]}"; do

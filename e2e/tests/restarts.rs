@@ -56,6 +56,9 @@ const NS: &str = "fedstate-e2e-restarts";
 const NAME: &str = "restarts";
 /// How long a change may take to converge, kills and restarts included.
 const CONVERGE: Duration = Duration::from_secs(300);
+/// How long the image change may take: five restarts one after another across three clusters
+/// (each member back as a caught-up SECONDARY before the next), 200–250 s here with two kills.
+const ROLL: Duration = Duration::from_secs(600);
 /// The image the set starts with and the one it is rolled to (a patch release: the simulated
 /// mongod's version follows the tag, and 7.0 → 7.0.14 needs no FCV step).
 const OLD_IMAGE: &str = "mongo:7.0";
@@ -259,7 +262,7 @@ async fn killed_at_random_points_of_a_scale_and_a_rollout_everything_converges(e
         .await
         .expect("create the MultiCloudMongoDB");
     eprintln!("created {NS}/{NAME} with 3 members");
-    converged(&api, &sim, fed, 3, OLD_IMAGE).await;
+    converged(&api, &sim, fed, 3, OLD_IMAGE, CONVERGE).await;
 
     let watch = Arc::new(Mutex::new(Watch::default()));
     let monitoring = tokio::spawn(monitor(sim.clone(), watch.clone(), stop.child_token()));
@@ -273,27 +276,30 @@ async fn killed_at_random_points_of_a_scale_and_a_rollout_everything_converges(e
                 .map_or(1, |d| d.as_secs())
         });
     eprintln!("seed {base_seed} (FEDSTATE_E2E_RESTART_SEED={base_seed} replays it)");
-    let changes: [(&str, Value, i32, &str); 3] = [
+    let changes: [(&str, Value, i32, &str, Duration); 3] = [
         (
             "scale 3 → 5",
             json!({"spec": {"replicaset": 5}}),
             5,
             OLD_IMAGE,
+            CONVERGE,
         ),
         (
             "image on 5 members (2/2/1)",
             json!({"spec": {"imageSetting": {"image": NEW_IMAGE}}}),
             5,
             NEW_IMAGE,
+            ROLL,
         ),
         (
             "scale 5 → 3",
             json!({"spec": {"replicaset": 3}}),
             3,
             NEW_IMAGE,
+            CONVERGE,
         ),
     ];
-    for (n, (what, patch, target, image)) in changes.into_iter().enumerate() {
+    for (n, (what, patch, target, image, bound)) in changes.into_iter().enumerate() {
         let seed = base_seed.wrapping_add(n as u64);
         let plan = kills(seed, &components);
         eprintln!("{what}: seed {seed}, kills {plan:?}");
@@ -303,14 +309,14 @@ async fn killed_at_random_points_of_a_scale_and_a_rollout_everything_converges(e
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         tokio::join!(
             chaos(&ours, &plan),
-            converged(&api, &sim, fed, target, image)
+            converged(&api, &sim, fed, target, image, bound)
         );
         eprintln!(
             "  {what}: converged in {:.1}s with the kills done",
             started.elapsed().as_secs_f32()
         );
         // Converged before a kill landed would leave that kill untested: look again after it.
-        converged(&api, &sim, fed, target, image).await;
+        converged(&api, &sim, fed, target, image, bound).await;
     }
     stop.cancel();
     let _ = monitoring.await;
@@ -339,6 +345,7 @@ async fn converged(
     fed: &fedstate_local::Federation,
     members: i32,
     want_image: &str,
+    bound: Duration,
 ) {
     let mut clients = Vec::new();
     for i in 1..=fed.members() {
@@ -347,7 +354,7 @@ async fn converged(
     let clients = &clients;
     eventually(
         &format!("{members} members, Health, every pod running {want_image}"),
-        CONVERGE,
+        bound,
         || async move {
             let obj = api.get(NAME).await.map_err(|e| e.to_string())?;
             // What the manager says about the rollout, for a failure's message.

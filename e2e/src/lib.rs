@@ -5,6 +5,7 @@
 //! failure, not a skip. Build the binaries with `deploy/local/build.sh`.
 
 pub mod harness;
+pub mod invariants;
 pub mod ours;
 pub mod pods;
 pub mod process;

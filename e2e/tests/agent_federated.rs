@@ -15,6 +15,11 @@
 //! Scaling down (2) deletes the PVC of each member that left the set; every StatefulSet keeps
 //! its PVC when deleted (`Retain`).
 //!
+//! Through scenarios 1–3 the set's invariants are checked at every simulator tick
+//! (`fedstate_e2e::invariants`: one set, no forced reconfig, no host twice, at most one voter
+//! down, at most one PRIMARY, no majority-committed write lost); the ticks checked and the
+//! violations (0) are printed.
+//!
 //! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
 
 #![allow(
@@ -29,6 +34,7 @@ use std::time::Duration;
 
 use fedstate_api::{MongoDB, MultiCloudMongoDB, names};
 use fedstate_e2e::harness::{self, eventually};
+use fedstate_e2e::invariants::Monitor;
 use fedstate_e2e::scenarios;
 use fedstate_e2e::stack;
 use fedstate_e2e::suite::{Env, Suite};
@@ -93,6 +99,10 @@ async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
         });
     }
 
+    // Checked at every tick through scenarios 1–3 (fedstate_e2e::invariants): one set, no forced
+    // reconfig, no host twice, at most one voter down (member3's in scenario 3), at most one
+    // PRIMARY, no majority-committed write lost. Scenario 4 deletes every member.
+    let monitor = Monitor::start(sim.clone(), NAME, 1);
     eprintln!("scenario 1: three clusters form one set");
     let mut seed: Value = serde_yaml::from_str(SEED).expect("seed");
     seed["metadata"]["name"] = json!(NAME);
@@ -202,6 +212,10 @@ async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
     })
     .await;
     assert_eq!(sim.world().set(NAME).expect("set").forced_reconfigs, 0);
+    let w = monitor.finish().await;
+    eprintln!("  invariants through scenarios 1-3: {w}");
+    assert!(w.ticks > 0, "the monitor saw no tick");
+    assert_eq!(w.violations, 0, "violations: {:?}", w.described);
 
     eprintln!("scenario 4: delete the object while member3 is unreachable");
     let api: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), NS);

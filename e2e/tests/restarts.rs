@@ -32,12 +32,12 @@
     reason = "an e2e test binary (libtest-mimic, harness = false): clippy does not see its trials as tests; a panic is how a trial fails"
 )]
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fedstate_api::{MongoDB, MultiCloudMongoDB, names};
 use fedstate_e2e::harness::eventually;
+use fedstate_e2e::invariants::Monitor;
 use fedstate_e2e::ours::Ours;
 use fedstate_e2e::ready::mcm_ready;
 use fedstate_e2e::scenarios;
@@ -74,83 +74,6 @@ fn main() -> std::process::ExitCode {
             killed_at_random_points_of_a_scale_and_a_rollout_everything_converges
         ])
         .run()
-}
-
-/// What the monitor saw: ticks checked, the violations (the first few described).
-#[derive(Debug, Default)]
-struct Watch {
-    ticks: u64,
-    violations: u64,
-    described: Vec<String>,
-    primaryless_ticks: u64,
-}
-
-/// Every simulator tick until `stop`: the invariants of the module docs.
-async fn monitor(sim: Arc<Simulator>, into: Arc<Mutex<Watch>>, stop: CancellationToken) {
-    let mut changes = sim.world().changes();
-    let mut last_tick = 0;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            r = changes.changed() => if r.is_err() { return },
-        }
-        let w = sim.world();
-        let now = w.now();
-        if now == last_tick {
-            continue;
-        }
-        last_tick = now;
-        let mut wrong = Vec::new();
-        let mut no_primary = false;
-        let sets = w.sets_named(NAME);
-        if sets.len() > 1 {
-            wrong.push(format!("{} sets named {NAME}", sets.len()));
-        }
-        if let Some(set) = sets.first() {
-            if set.forced_reconfigs > 0 {
-                wrong.push(format!("{} forced reconfigs", set.forced_reconfigs));
-            }
-            if set.committed_writes_lost > 0 {
-                wrong.push(format!(
-                    "{} elections lost majority-committed writes",
-                    set.committed_writes_lost
-                ));
-            }
-            let mut hosts = BTreeSet::new();
-            for m in &set.config.members {
-                if !hosts.insert(&m.host) {
-                    wrong.push(format!("{} twice in the config", m.host));
-                }
-            }
-            let down: Vec<&str> = set
-                .config
-                .members
-                .iter()
-                .filter(|m| m.is_voter() && !w.is_up(&m.host))
-                .map(|m| m.host.as_str())
-                .collect();
-            if down.len() > 1 {
-                wrong.push(format!("voters down together: {down:?}"));
-            }
-            let primaries = w.primaries(NAME);
-            if primaries.len() > 1 {
-                wrong.push(format!("primaries {primaries:?}"));
-            }
-            no_primary = primaries.is_empty();
-        }
-        drop(w);
-        if let Ok(mut s) = into.lock() {
-            s.ticks += 1;
-            s.primaryless_ticks += u64::from(no_primary);
-            if !wrong.is_empty() {
-                s.violations += 1;
-                if s.described.len() < 5 {
-                    s.described
-                        .push(format!("tick {now}: {}", wrong.join("; ")));
-                }
-            }
-        }
-    }
 }
 
 /// One kill: which component, when after the change starts, and for how long it stays down.
@@ -264,8 +187,7 @@ async fn killed_at_random_points_of_a_scale_and_a_rollout_everything_converges(e
     eprintln!("created {NS}/{NAME} with 3 members");
     converged(&api, &sim, fed, 3, OLD_IMAGE, CONVERGE).await;
 
-    let watch = Arc::new(Mutex::new(Watch::default()));
-    let monitoring = tokio::spawn(monitor(sim.clone(), watch.clone(), stop.child_token()));
+    let monitor = Monitor::start(sim.clone(), NAME, 1);
     let base_seed: u64 = std::env::var("FEDSTATE_E2E_RESTART_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -318,18 +240,11 @@ async fn killed_at_random_points_of_a_scale_and_a_rollout_everything_converges(e
         // Converged before a kill landed would leave that kill untested: look again after it.
         converged(&api, &sim, fed, target, image, bound).await;
     }
+    let w = monitor.finish().await;
     stop.cancel();
-    let _ = monitoring.await;
     let exited = ours.lock().await.exited();
     assert!(exited.is_empty(), "exited on their own: {exited:?}");
-    let w = watch
-        .lock()
-        .map(|mut w| std::mem::take(&mut *w))
-        .unwrap_or_default();
-    eprintln!(
-        "  invariants: {} ticks checked, violations: {}, ticks without a primary: {}",
-        w.ticks, w.violations, w.primaryless_ticks
-    );
+    eprintln!("  invariants: {w}");
     assert!(w.ticks > 0, "the monitor saw no tick");
     assert_eq!(w.violations, 0, "violations: {:?}", w.described);
     drop(ours);

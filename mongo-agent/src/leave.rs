@@ -453,14 +453,6 @@ mod tests {
         let s = settings();
         let mut gone = seen(&["a", "b"], false);
         gone.hostconf = Some(Err("waiting for the host list ConfigMap db-hostconf".into()));
-        // Its member's address, as its StatefulSet recorded it.
-        gone.statefulsets = vec![
-            serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "db-mongodb-0", "annotations": {
-                    resources::MEMBER_HOST_ANNOTATION: "10.0.0.1:30000"}}
-            }))
-            .unwrap(),
-        ];
         let mut m = mdb(false);
         assert!(
             !matches!(plan(&m, &gone, &s, true), Plan::Release(_)),

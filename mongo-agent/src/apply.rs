@@ -245,11 +245,7 @@ pub async fn publish(ctx: &Context, mdb: &MongoDB, note: &Note) {
     }
 }
 
-pub(crate) async fn write_status(
-    ctx: &Context,
-    mdb: &MongoDB,
-    new: MongoDBStatus,
-) -> Result<(), Error> {
+async fn write_status(ctx: &Context, mdb: &MongoDB, new: MongoDBStatus) -> Result<(), Error> {
     if mdb.status.as_ref() == Some(&new) {
         return Ok(());
     }

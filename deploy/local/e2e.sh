@@ -122,6 +122,7 @@ results="$(mktemp)"
 run_lane() {
     local lane=$1 dir base failed=0 entry name exe start rc
     dir="$(lane_dir "$lane")" base=$((port_base + stride * (lane - 1)))
+    rm -rf "$dir/failed" # an earlier run's
     for entry in "${suites[@]}" ${soak_smoke:+"soak-smoke $our_dir/soak"}; do
         name="${entry%% *}" exe="${entry#* }"
         [[ "${lane_of[$name]:-1}" == "$lane" ]] || continue
@@ -139,6 +140,11 @@ run_lane() {
         else
             echo "lane $lane  $(printf '%-20s' "$name") FAILED  $((SECONDS - start))s (exit $rc)" >>"$results"
             failed=1
+            # The lane's next suite starts a federation in the same directory: keep this one's logs.
+            if [[ -d "$dir/logs" ]]; then
+                rm -rf "$dir/failed/$name" && mkdir -p "$dir/failed" && cp -r "$dir/logs" "$dir/failed/$name"
+                echo "e2e: $name failed; its processes' logs are kept in $dir/failed/$name"
+            fi
         fi
     done
     return "$failed"
@@ -164,6 +170,6 @@ if ((${#left[@]})); then
     exit 1
 fi
 if ((status != 0)); then
-    echo "e2e: tests failed; process logs of each lane's last federation are in $(lane_dir 1)/logs (lane 1) and so on" >&2
+    echo "e2e: tests failed; each failed suite's process logs are kept in <lane directory>/failed/<suite> ($(lane_dir 1)/failed for lane 1, and so on)" >&2
 fi
 exit "$status"

@@ -124,6 +124,12 @@ pub mod types {
     /// Set by the agent when the replica set lost its voting majority
     /// (`docs/mongodb.md#quorum-lost-and-forced-reconfig`).
     pub const QUORUM_LOST: &str = "QuorumLost";
+    /// Set (True) by the agent on a member `MongoDB` once it saw the manager's whole-set teardown
+    /// mark on the host list, and never cleared: when the object is then deleted, its members
+    /// go without leaving the set first, even if the host list is already gone by then. The
+    /// manager deletes the member objects only once every reachable cluster reports it
+    /// (through Karmada's status reflection).
+    pub const TEARDOWN_MARKED: &str = "TeardownMarked";
 }
 
 #[cfg(test)]

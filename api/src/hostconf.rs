@@ -17,6 +17,14 @@ use crate::limits::{MAX_MEMBER_INDEX, MAX_MEMBERS, MAX_PRIORITY, MAX_VOTERS};
 /// The ConfigMap key holding the JSON host list.
 pub const HOSTCONF_KEY: &str = "hostconf.json";
 
+/// The ConfigMap key the manager sets (to [`TEARDOWN_VALUE`]) when the whole federated object is
+/// deleted, before it deletes the member objects: every member of the set goes, so an agent whose
+/// object is deleted need not take its members out of a set that does not live on. Without it, a
+/// deleted member object means one cluster leaves a set that lives on elsewhere.
+pub const TEARDOWN_KEY: &str = "teardown";
+/// The value of [`TEARDOWN_KEY`].
+pub const TEARDOWN_VALUE: &str = "whole-set";
+
 /// One desired member of the replica set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

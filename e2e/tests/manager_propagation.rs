@@ -38,7 +38,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use fedstate_api::hostconf::{HOSTCONF_KEY, HostConf};
+use fedstate_api::hostconf::{HOSTCONF_KEY, HostConf, TEARDOWN_KEY, TEARDOWN_VALUE};
 use fedstate_api::{MongoDB, MultiCloudMongoDB, names};
 use fedstate_e2e::harness::{self, eventually};
 use fedstate_e2e::scenarios;
@@ -783,6 +783,62 @@ async fn deletion_step(fed: &Federation, karmada: &kube::Client) {
     api.delete(NAME, &DeleteParams::default())
         .await
         .expect("delete");
+    // The test plays the agents: the whole-set teardown mark reaches every cluster's host list,
+    // and no member object is deleted until each agent recorded it (TeardownMarked).
+    let mut mdbs = Vec::new();
+    for i in 1..=fed.members() {
+        let member = fed.member_client(i).await.expect("member client");
+        let cms: Api<ConfigMap> = Api::namespaced(member.clone(), NS);
+        eventually(
+            &format!("the host list in {} marked for teardown", member_name(i)),
+            WAIT,
+            || async {
+                let cm = cms
+                    .get_opt(&names::hostconf_name(NAME))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("no host list")?;
+                let mark = cm.data.unwrap_or_default().remove(TEARDOWN_KEY);
+                if mark.as_deref() == Some(TEARDOWN_VALUE) {
+                    Ok(())
+                } else {
+                    Err(format!("teardown {mark:?}"))
+                }
+            },
+        )
+        .await;
+        mdbs.push(Api::<MongoDB>::namespaced(member, NS));
+    }
+    let waiting = eventually(
+        "Deleting names the agents' acknowledgment",
+        WAIT,
+        || async {
+            let o = api.get(NAME).await.map_err(|e| e.to_string())?;
+            match condition(&o, "Deleting") {
+                Some(c) if c.reason.as_deref() == Some("WaitingForTeardownMark") => Ok(c),
+                other => Err(format!("Deleting {other:?}")),
+            }
+        },
+    )
+    .await;
+    eprintln!("  Deleting: {}", waiting.message.unwrap_or_default());
+    for (i, mdbs) in mdbs.iter().enumerate() {
+        let m = mdbs.get(NAME).await.expect("member object");
+        assert!(
+            m.metadata.deletion_timestamp.is_none(),
+            "member{}'s MongoDB deleted before its agent recorded the teardown mark",
+            i + 1
+        );
+        mdbs.patch_status(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [{
+                "type": "TeardownMarked", "status": "True", "reason": "WholeSetTeardown",
+                "message": "recorded by the test", "lastTransitionTime": "2026-12-01T00:00:00Z"}]}})),
+        )
+        .await
+        .expect("member status");
+    }
     eventually(
         "the MultiCloudMongoDB is gone from Karmada",
         Duration::from_secs(180),

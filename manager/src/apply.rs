@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use fedstate_api::hostconf::{TEARDOWN_KEY, TEARDOWN_VALUE};
 use fedstate_api::karmada::binding::ResourceBinding;
 use fedstate_api::karmada::override_policy::OverridePolicy;
 use fedstate_api::karmada::propagation::PropagationPolicy;
@@ -230,6 +231,32 @@ pub async fn teardown<M: Middleware>(
         write_status(ctx, obj, body).await?;
     }
     match step {
+        TeardownStep::MarkHostList { host_list } => {
+            // A merge patch of the one key: an apply with our field manager would drop the
+            // host list itself (only the template's deletion follows, so no apply restores it).
+            let patch = serde_json::json!({"data": {TEARDOWN_KEY: TEARDOWN_VALUE}});
+            Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
+                .patch(
+                    &host_list.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map_err(Error::kube(
+                    "mark for teardown",
+                    "ConfigMap",
+                    &ns,
+                    &host_list.name,
+                ))?;
+            Ok(Some(Action::requeue(STEP_REQUEUE)))
+        }
+        TeardownStep::WaitForAcknowledgment { clusters } => {
+            info!(
+                ?clusters,
+                "waiting for the agents to record the teardown mark"
+            );
+            Ok(Some(Action::requeue(STEP_REQUEUE)))
+        }
         TeardownStep::DeleteTemplate { template } => {
             delete_owned(ctx, &ns, &template).await?;
             Ok(Some(Action::requeue(STEP_REQUEUE)))

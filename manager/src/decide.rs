@@ -878,6 +878,22 @@ pub fn teardown<M: Middleware>(
 ) -> BlockedWrite {
     let kind = M::Member::kind(&());
     let (type_, reason, message) = match step {
+        TeardownStep::MarkHostList { host_list } => (
+            EventType::Normal,
+            "MarkingTeardown",
+            format!(
+                "marking the host list {} so every cluster's agent tears its members down without leaving the set first",
+                host_list.name
+            ),
+        ),
+        TeardownStep::WaitForAcknowledgment { clusters } => (
+            EventType::Normal,
+            "WaitingForTeardownMark",
+            format!(
+                "waiting for the agents in {} to record the host list's teardown mark (condition TeardownMarked on their {kind}) before the member objects are deleted",
+                clusters.join(", ")
+            ),
+        ),
         TeardownStep::DeleteTemplate { .. } => (
             EventType::Normal,
             "DeletingMembers",

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use fedstate_api::hostconf::{TEARDOWN_KEY, TEARDOWN_VALUE};
 use fedstate_api::karmada::Cluster;
 use fedstate_api::karmada::binding::ResourceBinding;
 use fedstate_api::karmada::binding_status::resource_binding_name;
@@ -166,10 +167,12 @@ pub async fn teardown<M: Middleware>(ctx: &Context<M>, obj: &M::Federated) -> Re
     let rb_name = resource_binding_name(&name, &M::Member::kind(&()));
     // Only our binding's Works, by the permanent id Karmada labels them with; every Work only
     // once the binding itself is gone (its Works may still be on their way out).
-    let permanent_id = api::<ResourceBinding>(ctx, &ns)
+    let binding = api::<ResourceBinding>(ctx, &ns)
         .get_opt(&rb_name)
         .await
-        .map_err(Error::kube("get", "ResourceBinding", &ns, &rb_name))?
+        .map_err(Error::kube("get", "ResourceBinding", &ns, &rb_name))?;
+    let permanent_id = binding
+        .as_ref()
         .and_then(|rb| rb.labels().get(BINDING_PERMANENT_ID).cloned());
     let works_lp = match &permanent_id {
         Some(id) => ListParams::default().labels(&format!("{BINDING_PERMANENT_ID}={id}")),
@@ -209,6 +212,22 @@ pub async fn teardown<M: Middleware>(ctx: &Context<M>, obj: &M::Federated) -> Re
         };
         view.owned_left
             .extend(names.into_iter().map(|n| OwnedRef::new(kind, n)));
+    }
+    // Ours only (listed above by our labels): a foreign ConfigMap is never written.
+    let host_list = ctx.middleware.host_list_name(obj);
+    let host_list = OwnedRef::new(OwnedKind::ConfigMap, host_list);
+    if view.template.is_some() && view.owned_left.contains(&host_list) {
+        let marked = api::<ConfigMap>(ctx, &ns)
+            .get_opt(&host_list.name)
+            .await
+            .map_err(Error::kube("get", "ConfigMap", &ns, &host_list.name))?
+            .and_then(|c| c.data)
+            .is_some_and(|d| d.get(TEARDOWN_KEY).map(String::as_str) == Some(TEARDOWN_VALUE));
+        if marked {
+            view.unacknowledged = teardown::unacknowledged(binding.as_ref(), &ready);
+        } else {
+            view.unmarked_host_list = Some(host_list);
+        }
     }
     Ok(view)
 }

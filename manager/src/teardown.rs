@@ -1,4 +1,7 @@
-//! Ordered deletion of one federated object (pure): the member template goes first, so Karmada
+//! Ordered deletion of one federated object (pure): the host list is marked first (every
+//! member goes, so no agent need take its members out of a set that does not live on; without
+//! the mark an agent whose member object is deleted leaves the set first and keeps its
+//! finalizer until it has); then the member template goes, so Karmada
 //! deletes the member objects and each agent tears its members down; then we wait until Karmada
 //! reports no Work of that template left in any cluster, reachable or not (a member in an
 //! unreachable cluster may still be running and voting: the finalizer never goes while one may);
@@ -6,8 +9,12 @@
 //! they tear down), and the finalizer is released once nothing of ours is left. Each step names
 //! exactly what to delete or what it waits for.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+
+use fedstate_api::condition::types;
+use fedstate_api::karmada::binding::ResourceBinding;
+use serde_json::Value;
 
 /// The kinds of object the manager creates for one instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -78,11 +85,28 @@ pub struct TeardownView {
     pub works_in_unreachable_clusters: Vec<String>,
     /// Our other objects (policies, Services, ConfigMaps, Secrets) still present.
     pub owned_left: Vec<OwnedRef>,
+    /// Our host-list ConfigMap, while it exists without the whole-set teardown mark
+    /// (`fedstate_api::hostconf::TEARDOWN_KEY`).
+    pub unmarked_host_list: Option<OwnedRef>,
+    /// Reachable clusters of the template's binding whose member object does not report the
+    /// mark yet (`TeardownMarked`, [`unacknowledged`]).
+    pub unacknowledged: Vec<String>,
 }
 
 /// The next step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TeardownStep {
+    /// Tell every agent the whole set goes (before any member object is deleted).
+    MarkHostList {
+        host_list: OwnedRef,
+    },
+    /// The mark is set; these reachable clusters' agents have not recorded it yet. Deleting the
+    /// member objects before they have could leave one whose agent never sees the mark (the
+    /// host list is deleted once Karmada removed the Works, which does not wait for the member
+    /// objects): it would wait for its members to leave a set nobody is left to change.
+    WaitForAcknowledgment {
+        clusters: Vec<String>,
+    },
     DeleteTemplate {
         template: OwnedRef,
     },
@@ -111,8 +135,52 @@ pub fn split_works(
         .partition(|c| ready.is_empty() || ready.get(c).copied().unwrap_or(false))
 }
 
+/// The reachable clusters of `binding` (see [`split_works`] for reachable) whose reflected
+/// member status (`status.aggregatedStatus[].status`) lacks the condition `TeardownMarked` with
+/// status True: the agents that have not recorded the whole-set teardown mark yet.
+pub fn unacknowledged(
+    binding: Option<&ResourceBinding>,
+    ready: &BTreeMap<String, bool>,
+) -> Vec<String> {
+    let Some(rb) = binding else {
+        return Vec::new();
+    };
+    let marked = |status: Option<&Value>| {
+        status
+            .and_then(|s| s.get("conditions"))
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.get("type").and_then(Value::as_str) == Some(types::TEARDOWN_MARKED)
+                        && c.get("status").and_then(Value::as_str) == Some("True")
+                })
+            })
+    };
+    let acknowledged: BTreeSet<&str> = rb
+        .status
+        .iter()
+        .flat_map(|s| &s.aggregated_status)
+        .filter(|i| marked(i.status.as_ref()))
+        .map(|i| i.cluster_name.as_str())
+        .collect();
+    let clusters = rb.spec.clusters.iter().map(|c| c.name.clone());
+    let (reachable, _) = split_works(clusters, ready);
+    reachable
+        .into_iter()
+        .filter(|c| !acknowledged.contains(c.as_str()))
+        .collect()
+}
+
 pub fn next_step(v: &TeardownView) -> TeardownStep {
-    if let Some(template) = &v.template {
+    if let (Some(_), Some(host_list)) = (&v.template, &v.unmarked_host_list) {
+        TeardownStep::MarkHostList {
+            host_list: host_list.clone(),
+        }
+    } else if v.template.is_some() && !v.unacknowledged.is_empty() {
+        TeardownStep::WaitForAcknowledgment {
+            clusters: v.unacknowledged.clone(),
+        }
+    } else if let Some(template) = &v.template {
         TeardownStep::DeleteTemplate {
             template: template.clone(),
         }
@@ -140,12 +208,28 @@ mod tests {
     fn members_go_before_what_they_need_and_unreachable_members_are_waited_for() {
         let template = OwnedRef::new(OwnedKind::Template, "demo");
         let keyfile = OwnedRef::new(OwnedKind::Secret, "demo-keyfile");
+        let host_list = OwnedRef::new(OwnedKind::ConfigMap, "demo-hostconf");
         let mut v = TeardownView {
             template: Some(template.clone()),
             works_in_reachable_clusters: vec!["a".into()],
             works_in_unreachable_clusters: vec!["b".into()],
             owned_left: vec![keyfile.clone()],
+            unmarked_host_list: Some(host_list.clone()),
+            unacknowledged: Vec::new(),
         };
+        // The agents learn that the whole set goes before any member object is deleted (else
+        // each would keep its finalizer until its members left a set that does not live on).
+        assert_eq!(next_step(&v), TeardownStep::MarkHostList { host_list });
+        v.unmarked_host_list = None;
+        // Then every reachable cluster's agent records it before its member object goes.
+        v.unacknowledged = vec!["a".into()];
+        assert_eq!(
+            next_step(&v),
+            TeardownStep::WaitForAcknowledgment {
+                clusters: vec!["a".into()]
+            }
+        );
+        v.unacknowledged.clear();
         assert_eq!(next_step(&v), TeardownStep::DeleteTemplate { template });
         v.template = None;
         assert_eq!(
@@ -190,5 +274,32 @@ mod tests {
             (vec!["a".into(), "b".into(), "gone".into()], vec![]),
             "nothing known: none is called unreachable"
         );
+    }
+
+    /// Which agents have recorded the mark, from the binding's reflected statuses: a cluster
+    /// counts once its member object reports `TeardownMarked` True; an unreachable cluster is
+    /// not waited for here (its Work is, after the template is deleted).
+    #[test]
+    fn the_agents_that_have_not_recorded_the_mark_are_waited_for() {
+        let rb: ResourceBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "work.karmada.io/v1alpha2", "kind": "ResourceBinding",
+            "metadata": {"name": "demo-mongodb", "namespace": "ns"},
+            "spec": {"resource": {"apiVersion": "middleware.fedstate.io/v1alpha1", "kind": "MongoDB", "name": "demo"},
+                     "clusters": [{"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d"}]},
+            "status": {"aggregatedStatus": [
+                {"clusterName": "a", "applied": true, "status": {"conditions": [
+                    {"type": "TeardownMarked", "status": "True", "reason": "WholeSetTeardown"}]}},
+                {"clusterName": "b", "applied": true, "status": {"conditions": [
+                    {"type": "TeardownMarked", "status": "False"}, {"type": "Ready", "status": "True"}]}},
+                {"clusterName": "c", "applied": true},
+            ]}
+        }))
+        .unwrap();
+        let ready: BTreeMap<String, bool> = [("a", true), ("b", true), ("c", true), ("d", false)]
+            .into_iter()
+            .map(|(c, r)| (c.to_owned(), r))
+            .collect();
+        assert_eq!(unacknowledged(Some(&rb), &ready), ["b", "c"]);
+        assert!(unacknowledged(None, &ready).is_empty());
     }
 }

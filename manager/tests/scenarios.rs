@@ -814,6 +814,19 @@ async fn deletion_waits_for_members_then_removes_everything() {
     obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
     w.fake.put(MCM, obj);
 
+    // First the agents learn that the whole set goes (they then release at once instead of
+    // leaving a set that does not live on); the host list itself is kept.
+    w.reconcile().await.unwrap();
+    let host_list = w
+        .fake
+        .get(CONFIGMAPS, NS, &format!("{NAME}-hostconf"))
+        .unwrap();
+    assert_eq!(host_list["data"]["teardown"], json!("whole-set"));
+    assert!(host_list["data"]["hostconf.json"].is_string());
+    assert!(
+        w.fake.get(MONGODB, NS, NAME).is_some(),
+        "marked before members go"
+    );
     w.reconcile().await.unwrap();
     assert!(w.fake.get(MONGODB, NS, NAME).is_none(), "members go first");
     w.reconcile().await.unwrap();
@@ -858,6 +871,7 @@ async fn deletion_waits_for_the_members_of_an_unreachable_cluster_and_says_why()
     let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
     obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
     w.fake.put(MCM, obj);
+    w.reconcile().await.unwrap();
     w.reconcile().await.unwrap();
     assert!(w.fake.get(MONGODB, NS, NAME).is_none(), "members go first");
     // member1's member is torn down; member3's cannot be while member3 is unreachable, and it

@@ -245,7 +245,11 @@ pub async fn publish(ctx: &Context, mdb: &MongoDB, note: &Note) {
     }
 }
 
-async fn write_status(ctx: &Context, mdb: &MongoDB, new: MongoDBStatus) -> Result<(), Error> {
+pub(crate) async fn write_status(
+    ctx: &Context,
+    mdb: &MongoDB,
+    new: MongoDBStatus,
+) -> Result<(), Error> {
     if mdb.status.as_ref() == Some(&new) {
         return Ok(());
     }

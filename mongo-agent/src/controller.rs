@@ -6,7 +6,7 @@
 //! replica set itself changes outside Kubernetes (elections, members syncing), so a converged
 //! object is looked at again every 30 s, one in progress every 2 s.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,15 +26,16 @@ use tracing::Instrument;
 
 use fedstate_runtime::backoff::{Backoff, ReconcileError};
 
-use crate::converge::{self, Outcome};
 use crate::decide::{self, Decline, SetResult};
 use crate::inpod::PodExec;
-use crate::pacing::Pacing;
-use crate::replset::{Login, ReplSetAdmin, ReplSetError};
+use crate::leave::{self, Verdict};
+use crate::pacing::{Pacing, Requeue};
+use crate::replset::{Login, ReplSetAdmin};
 use crate::resources::{self, MemberAddressing};
 use crate::{apply, gather};
 
-/// How long a deleted `MongoDB`'s agent tries to take its members out of the replica set.
+/// How long one reconcile of a deleted `MongoDB` tries to take its members out of the replica
+/// set; the next one continues (the finalizer stays meanwhile).
 const LEAVE_BUDGET: Duration = Duration::from_secs(40);
 
 /// FedState's finalizer name (objects FedState created carry it already).
@@ -68,6 +69,9 @@ pub enum Error {
     Resources(String, #[source] resources::ResourceError),
     #[error("MongoDB {0}: finalizer: {1}")]
     Finalizer(String, String),
+    /// The deletion waits: this cluster's members still vote in a set that lives on.
+    #[error("MongoDB {0}: deletion blocked: {1}")]
+    LeaveBlocked(String, String),
 }
 
 pub(crate) fn kube_err(
@@ -203,7 +207,7 @@ impl ReconcileError for Error {
     fn kube_error(&self) -> Option<&kube::Error> {
         match self {
             Error::Kube { source, .. } => Some(source),
-            Error::Resources(..) | Error::Finalizer(..) => None,
+            Error::Resources(..) | Error::Finalizer(..) | Error::LeaveBlocked(..) => None,
         }
     }
 }
@@ -213,6 +217,14 @@ pub(crate) fn object_key(obj: &MongoDB) -> String {
 }
 
 fn error_policy(obj: Arc<MongoDB>, err: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::LeaveBlocked(_, why) = err {
+        // Not a failure: a state that repeats (2 s doubling to 60 s while it does not change).
+        let delay = ctx
+            .pacing
+            .next(&object_key(&obj), &Requeue::Stalled(why.clone()));
+        tracing::warn!(mongodb = %obj.name_any(), %why, retry_in = ?delay, "deletion blocked");
+        return Action::requeue(delay);
+    }
     let delay = ctx.backoff.failed(&object_key(&obj), err);
     tracing::warn!(mongodb = %obj.name_any(), error = %err, retry_in = ?delay, "reconcile failed; retrying");
     metrics::counter!("fedstate_agent_reconcile_errors_total").increment(1);
@@ -235,7 +247,12 @@ pub async fn reconcile(obj: Arc<MongoDB>, ctx: Arc<Context>) -> Result<Action, E
     })
     .instrument(span)
     .await
-    .map_err(|e| Error::Finalizer(name, e.to_string()));
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::CleanupFailed(blocked @ Error::LeaveBlocked(..)) => {
+            blocked
+        }
+        e => Error::Finalizer(name, e.to_string()),
+    });
     if result.is_ok() {
         ctx.backoff.succeeded(&key);
     }
@@ -252,7 +269,7 @@ async fn reconcile_live(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
         Ok(o) => o,
         Err(Decline::Broken(e)) => return Err(Error::Resources(mdb.name_any(), e)),
         Err(why) => {
-            let status = decide::declined_status(mdb, &why, jiff::Timestamp::now());
+            let status = decide::declined_status(mdb, &why, seen.teardown, jiff::Timestamp::now());
             return apply::declined(ctx, mdb, status).await;
         }
     };
@@ -265,60 +282,57 @@ async fn reconcile_live(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
     apply::after_step(ctx, mdb, next, objects.users.as_ref()).await
 }
 
-/// Deletion: leave the replica set cleanly (remove this cluster's members, stepping the primary
-/// down first) when other clusters' members remain; then the owner references delete the rest,
-/// and the agent forgets the object (its driver clients are shut down).
+/// Deletion ([`crate::leave`]): the finalizer goes only once none of this cluster's members
+/// votes in a replica set that lives on in other clusters (they leave it first, the primary
+/// stepped down first), or at once when the whole set is deleted (the manager's mark on the
+/// host list). Then the owner references delete the rest (the volumes are kept unless
+/// `deleteOnTeardown`), and the agent forgets the object (its driver clients are shut down).
+/// A blocked deletion says why in the `Deleting` condition and is looked at again with backoff.
 async fn cleanup(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
-    let left = leave(mdb, ctx).await;
-    ctx.forget(&object_key(mdb)).await;
-    left
-}
-
-async fn leave(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
     let seen = gather::live(ctx, mdb).await?;
-    let goal = decide::leaving_goal(mdb, &seen, &ctx.settings);
     let users = decide::users(
         mdb,
         seen.credentials.as_ref(),
         seen.root_password_from_ref.as_deref(),
     );
-    let (Some(goal), Some(users)) = (goal, users) else {
-        return Ok(Action::await_change());
-    };
+    let plan = leave::plan(mdb, &seen, &ctx.settings, users.is_some());
     let admin = ctx
-        .admin(&object_key(mdb), Some(&users.cluster_admin))
+        .admin(&object_key(mdb), users.as_ref().map(|u| &u.cluster_admin))
         .await;
     let members = decide::members(&seen.services, &seen.pods, &ctx.settings.addressing);
     let in_pod = PodExec::new(
         Api::namespaced(ctx.client.clone(), &mdb.namespace().unwrap_or_default()),
         members.pods_by_host,
     );
-    // Bounded in time, not in steps: a set that cannot change (no primary) must not block
-    // deletion forever, and when a whole MultiCloudMongoDB is deleted every cluster's agent
-    // leaves at once, so each step can wait on members that are going away (20 steps once took
-    // over two minutes).
-    let deadline = tokio::time::Instant::now() + LEAVE_BUDGET;
-    let none_pending = BTreeSet::new();
-    loop {
-        let step = converge::step(&admin, &in_pod, &goal, &none_pending);
-        match tokio::time::timeout_at(deadline, step).await {
-            Err(_elapsed) => {
-                tracing::warn!(
-                    seconds = LEAVE_BUDGET.as_secs(),
-                    "could not leave the replica set in time; deleting anyway"
-                );
-                break;
+    match leave::run(&admin, &in_pod, plan, LEAVE_BUDGET).await {
+        Verdict::Released(why) => {
+            tracing::info!(%why, "releasing the finalizer");
+            ctx.forget(&object_key(mdb)).await;
+            Ok(Action::await_change())
+        }
+        Verdict::Blocked(b) => {
+            let status = leave::blocked_status(mdb, &b, jiff::Timestamp::now());
+            let message = leave::blocked_message(mdb, &b);
+            let before = mdb.status.as_ref().and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.type_ == fedstate_api::condition::types::DELETING)
+                    .and_then(|c| c.message.clone())
+            });
+            if before.as_deref() != Some(message.as_str()) {
+                let note = decide::Note {
+                    type_: kube::runtime::events::EventType::Warning,
+                    reason: "DeletionBlocked",
+                    note: message.clone(),
+                };
+                apply::publish(ctx, mdb, &note).await;
             }
-            Ok(Ok((Outcome::Done, _)) | Ok((Outcome::QuorumLost { .. }, _))) => break,
-            Ok(Ok(_)) => tokio::time::sleep(Duration::from_millis(500)).await,
-            Ok(Err(ReplSetError::Unreachable { .. })) => break,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "leaving the replica set failed; deleting anyway");
-                break;
-            }
+            apply::write_status(ctx, mdb, status).await?;
+            // An error keeps the finalizer (kube-runtime removes it after a cleanup that
+            // worked); error_policy paces it like a stalled state.
+            Err(Error::LeaveBlocked(mdb.name_any(), message))
         }
     }
-    Ok(Action::await_change())
 }
 
 #[cfg(test)]

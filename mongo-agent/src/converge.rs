@@ -61,6 +61,8 @@ pub enum Outcome {
         reachable_voters: usize,
         voters: usize,
         config_version: i64,
+        /// The voters that do not answer.
+        unreachable: Vec<String>,
     },
     Done,
 }
@@ -135,10 +137,12 @@ pub async fn step(
             reachable_voters,
             voters,
             config_version,
+            unreachable,
         } => Outcome::QuorumLost {
             reachable_voters,
             voters,
             config_version,
+            unreachable,
         },
         Step::Reconfig {
             config: next,

@@ -555,6 +555,7 @@ pub fn after_step(
         version: Some(&objects.version.progress),
         revision: rolled_revision(mdb, seen, &objects.members),
         retained: retained.as_deref(),
+        teardown: seen.teardown,
         rolling: rolling.as_ref().map(rolling_condition),
     };
     let mut events: Vec<Note> = set
@@ -608,8 +609,14 @@ fn requeue(set: &SetResult) -> Requeue {
     }
 }
 
-/// The status when nothing else is written (paused, or a spec the user must fix).
-pub fn declined_status(mdb: &MongoDB, why: &Decline, now: Timestamp) -> MongoDBStatus {
+/// The status when nothing else is written (paused, or a spec the user must fix); `teardown`:
+/// the host list carries the whole-set teardown mark ([`crate::gather::Seen::teardown`]).
+pub fn declined_status(
+    mdb: &MongoDB,
+    why: &Decline,
+    teardown: bool,
+    now: Timestamp,
+) -> MongoDBStatus {
     let spec_error = match why {
         Decline::Paused => None,
         other => Some(other.to_string()),
@@ -620,6 +627,7 @@ pub fn declined_status(mdb: &MongoDB, why: &Decline, now: Timestamp) -> MongoDBS
         generation: mdb.metadata.generation,
         paused: matches!(why, Decline::Paused),
         spec_error,
+        teardown,
         ..Default::default()
     };
     status::compute(mdb.status.as_ref(), &o, now)
@@ -868,35 +876,6 @@ fn announcement(o: &Outcome) -> Option<Note> {
     })
 }
 
-/// What an agent leaving the set (its object is being deleted) wants: the other clusters'
-/// members only. `None` when there is nothing to leave (no other member, paused, not known).
-pub fn leaving_goal(mdb: &MongoDB, seen: &Seen, settings: &Settings) -> Option<SetGoal> {
-    if mdb.spec.pause == Some(true) {
-        return None;
-    }
-    let members = members(&seen.services, &seen.pods, &settings.addressing);
-    let own = members.own();
-    let others: Vec<HostEntry> = hosts(mdb, seen, &members, settings.cluster_name.as_deref())
-        .ok()?
-        .into_iter()
-        .filter(|h| !own.contains(&h.host))
-        .collect();
-    if others.is_empty() {
-        return None;
-    }
-    Some(SetGoal {
-        set_name: resources::set_name(mdb),
-        rs_init: false,
-        desired: Desired {
-            hosts: others,
-            own,
-            ready: BTreeSet::new(),
-        },
-        force: ForceOptIn(None),
-        fcv: None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1091,6 +1070,7 @@ mod tests {
                 reachable_voters,
                 voters: 3,
                 config_version: 4,
+                unreachable: vec!["b:1".into()],
             }))
         };
         assert!(matches!(lost(1), Requeue::Stalled(_)));

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use fedstate_api::hostconf::HOSTCONF_KEY;
+use fedstate_api::hostconf::{HOSTCONF_KEY, TEARDOWN_KEY, TEARDOWN_VALUE};
 use fedstate_api::names::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY};
 use fedstate_api::v1alpha1::MongoDB;
 use k8s_openapi::ByteString;
@@ -43,6 +43,9 @@ pub struct Seen {
     /// `hostconf.json` of `spec.memberConfigRef`, or why it cannot be read (`None` without a
     /// host list: single-cluster use).
     pub hostconf: Option<Result<String, String>>,
+    /// The host list carries the manager's whole-set teardown mark
+    /// ([`fedstate_api::hostconf::TEARDOWN_KEY`]).
+    pub teardown: bool,
     /// The members' versions and the set's FCV, read only while a version change may be under
     /// way ([`crate::decide::needs_version_check`]).
     pub versions: Option<Running>,
@@ -93,14 +96,18 @@ pub async fn live(ctx: &Context, mdb: &MongoDB) -> Result<Seen, Error> {
             .and_then(|d| d.get(resources::USER_CONFIG_KEY).cloned()),
         None => None,
     };
+    let mut teardown = false;
     let hostconf = match &mdb.spec.member_config_ref {
         Some(cm) => Some(match configmaps.get_opt(cm).await {
             Err(e) => Err(format!("ConfigMap {cm}: {e}")),
             Ok(None) => Err(format!("waiting for the host list ConfigMap {cm}")),
-            Ok(Some(c)) => c
-                .data
-                .and_then(|d| d.get(HOSTCONF_KEY).cloned())
-                .ok_or_else(|| format!("ConfigMap {cm} has no key {HOSTCONF_KEY}")),
+            Ok(Some(c)) => {
+                let data = c.data.unwrap_or_default();
+                teardown = data.get(TEARDOWN_KEY).map(String::as_str) == Some(TEARDOWN_VALUE);
+                data.get(HOSTCONF_KEY)
+                    .cloned()
+                    .ok_or_else(|| format!("ConfigMap {cm} has no key {HOSTCONF_KEY}"))
+            }
         }),
         None => None,
     };
@@ -136,6 +143,7 @@ pub async fn live(ctx: &Context, mdb: &MongoDB) -> Result<Seen, Error> {
         pods,
         statefulsets,
         hostconf,
+        teardown,
         versions: None,
     };
     if decide::needs_version_check(mdb, &seen) {

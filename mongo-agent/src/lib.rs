@@ -13,6 +13,7 @@
 //! * [`replset`]: the narrow adapter over the official `mongodb` driver.
 //! * [`inpod`]: what only the member's own pod may do (initiate, the first user), by `pods/exec`.
 //! * [`converge`]: one observe → plan → apply step, and users/password rotation.
+//! * [`leave`]: what a deleted object's agent does before its finalizer goes (the delete rule).
 //! * [`controller`]: the kube-runtime controller, each reconcile [`gather`] → [`decide`] (pure)
 //!   → [`apply`]; [`service`]: the process.
 
@@ -27,6 +28,7 @@ pub mod converge;
 pub mod decide;
 pub mod gather;
 pub mod inpod;
+pub mod leave;
 pub mod pacing;
 pub mod planner;
 pub mod replset;

@@ -196,6 +196,8 @@ pub enum Step {
         voters: usize,
         /// The version of the config that lost its majority: what an opt-in must name.
         config_version: i64,
+        /// The voters that do not answer, in config order (what the message names).
+        unreachable: Vec<String>,
     },
     /// The user opted in: `replSetReconfig` with `force: true` on a reachable member, keeping
     /// only reachable members.
@@ -274,6 +276,11 @@ fn plan(desired: &Desired, observed: &Observed, force: ForceOptIn) -> Step {
             reachable_voters: reachable,
             voters: voters.len(),
             config_version: config.version,
+            unreachable: voters
+                .iter()
+                .filter(|m| !observed.state(&m.host).is_up())
+                .map(|m| m.host.clone())
+                .collect(),
         };
     };
     if !observed.committed {
@@ -580,6 +587,12 @@ fn force_step(config: &RsConfig, observed: &Observed) -> Step {
             reachable_voters: 0,
             voters: config.voters(),
             config_version: config.version,
+            unreachable: config
+                .members
+                .iter()
+                .filter(|m| m.is_voter())
+                .map(|m| m.host.clone())
+                .collect(),
         };
     };
     next.version += 1;
@@ -1033,6 +1046,7 @@ mod tests {
                 reachable_voters: 1,
                 voters: 3,
                 config_version: 3,
+                unreachable: vec![host(1), host(2)],
             }
         );
         // An opt-in given for another config version is not a consent for this one.
@@ -1064,6 +1078,7 @@ mod tests {
                 reachable_voters: 1,
                 voters: 3,
                 config_version: 4,
+                unreachable: vec![host(3), host(4)],
             }
         );
         // With a reachable majority and no primary, we only wait, even with the opt-in.

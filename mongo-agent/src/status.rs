@@ -58,6 +58,9 @@ pub struct Observation<'a> {
     /// Unwanted StatefulSets kept because their member's address is unknown (`None`: not
     /// looked at in this reconcile).
     pub retained: Option<&'a [String]>,
+    /// The host list carries the manager's whole-set teardown mark: recorded as
+    /// `TeardownMarked`, which stays.
+    pub teardown: bool,
     /// The rolling restart of own members: `RollingUpdate` (in progress, reason, message);
     /// `None`: not looked at in this reconcile.
     pub rolling: Option<(bool, &'static str, String)>,
@@ -73,7 +76,8 @@ fn cond(
     Condition::new(type_, ConditionStatus::from_bool(ok), reason, message, g)
 }
 
-/// The message of `QuorumLost`: what happened and the exact opt-in.
+/// The message of `QuorumLost`: which voters are unreachable, what a force costs and the exact
+/// opt-in. No password: the command names the object and the opt-in only.
 pub fn quorum_lost_message(
     name: &str,
     namespace: &str,
@@ -81,9 +85,15 @@ pub fn quorum_lost_message(
     reachable: usize,
     voters: usize,
     config_version: i64,
+    unreachable: &[String],
 ) -> String {
+    let who = if unreachable.is_empty() {
+        String::new()
+    } else {
+        format!(" (unreachable: {})", unreachable.join(", "))
+    };
     format!(
-        "only {reachable} of {voters} voting members are reachable, so the replica set has no primary and cannot change its members; FedState never forces a reconfig on its own. If the lost members will not come back, allow one forced reconfig of config version {config_version} from the reachable members (writes they did not replicate may be lost; the opt-in is used once): kubectl -n {namespace} annotate mongodb {name} {FORCE_RECONFIG_ANNOTATION}={} --overwrite",
+        "only {reachable} of {voters} voting members are reachable{who}, so the replica set has no primary and cannot change its members; FedState never forces a reconfig on its own. If the unreachable members will not come back, allow one forced reconfig of config version {config_version} from the reachable members: writes acknowledged after the last majority commit that the reachable members did not replicate may be rolled back, and the unreachable members are removed from the set (the opt-in is used once): kubectl -n {namespace} annotate mongodb {name} {FORCE_RECONFIG_ANNOTATION}={} --overwrite",
         force_opt_in(generation, config_version)
     )
 }
@@ -127,6 +137,15 @@ pub fn compute(
     };
     if let Some((on, reason, message)) = &o.rolling {
         set(cond(types::ROLLING_UPDATE, *on, reason, message.clone(), g));
+    }
+    if o.teardown {
+        set(cond(
+            types::TEARDOWN_MARKED,
+            true,
+            "WholeSetTeardown",
+            "the MultiCloudMongoDB is being deleted with every member: once this object is deleted, its members go without leaving the replica set first",
+            g,
+        ));
     }
     if !o.ignored_config.is_empty() {
         set(cond(
@@ -217,6 +236,7 @@ fn outcome_state(
             reachable_voters,
             voters,
             config_version,
+            unreachable,
         } => set(cond(
             QUORUM_LOST,
             true,
@@ -228,6 +248,7 @@ fn outcome_state(
                 *reachable_voters,
                 *voters,
                 *config_version,
+                unreachable,
             ),
             g,
         )),
@@ -372,6 +393,7 @@ mod tests {
                 reachable_voters: 1,
                 voters: 3,
                 config_version: 12,
+                unreachable: vec!["10.0.0.2:30001".into(), "10.0.0.3:30002".into()],
             })),
             ..Default::default()
         };
@@ -385,6 +407,17 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("1 of 3"));
+        // Issue 15: which members are gone, and what a force costs.
+        assert!(
+            msg.contains("(unreachable: 10.0.0.2:30001, 10.0.0.3:30002)"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("writes acknowledged after the last majority commit")
+                && msg.contains("may be rolled back"),
+            "{msg}"
+        );
+        assert!(!msg.to_lowercase().contains("password"), "{msg}");
         assert_eq!(s.forced_reconfig, None);
     }
 

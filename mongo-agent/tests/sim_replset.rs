@@ -491,10 +491,13 @@ async fn three_clusters_initiate_once_and_survive_losing_one_without_force() {
         reachable_voters: 1,
         voters: 3,
         config_version,
+        unreachable,
     } = o
     else {
         panic!("expected QuorumLost, got {o:?}")
     };
+    // The condition names the voters that are gone (issue 15).
+    assert_eq!(unreachable, hosts[1..].to_vec());
     assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
     // An opt-in for another config version is no consent...
     let mut forced = survivor.goal.clone();
@@ -1428,4 +1431,135 @@ async fn a_reconcile_logs_in_once_rotations_and_departed_members_leave_no_client
     // The object is deleted: with the last adapter its clients go.
     drop(agent);
     assert_eq!(closed(&sim, &hosts[0]).await, 0, "nothing dials member 0");
+}
+
+/// Issue 15, "deletes fail open" and scenario 6 at the agent's level. A 1/1/1 set; c's
+/// cluster is cut off. (1) a's member object is deleted on its own (the host list carries no
+/// teardown mark: the set lives on in b and c): a's member may not leave while c is away (the
+/// set of b and c would have no majority), so at every tick the deletion stays blocked, names
+/// a's member, and a keeps its vote; the old code deleted anyway after its 40 s budget. After
+/// the heal a leaves and only then is released. (2) The whole set is deleted while c is still
+/// cut off (the manager marked the host list): b's agent releases at once, c's member is left
+/// alone until its cluster returns.
+#[tokio::test]
+async fn a_deleted_cluster_keeps_its_finalizer_while_it_votes_and_a_whole_set_teardown_completes() {
+    use fedstate_mongo_agent::leave::{self, Plan, Verdict};
+    let sim = manual_sim();
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        hosts.push(sim.serve_new("127.0.0.1").await.unwrap());
+    }
+    let cluster = |i: usize| ["a", "b", "c"][i];
+    let desired = entries(&hosts, cluster);
+    let formed: Vec<Agent> = (0..3)
+        .map(|i| Agent::new(&sim, goal(desired.clone(), &hosts[i..=i], i == 0)))
+        .collect();
+    let known = BTreeSet::new();
+    converge_all(&sim, &formed.iter().collect::<Vec<_>>(), &known).await;
+    ticks(&sim, 30);
+    let mut a = Agent::with_timeout(&sim, goal(desired.clone(), &hosts[..1], false), CUT);
+    a.anonymous = a.anonymous.clone().with_app_name("agent-a");
+    a.admin = a.anonymous.with_login(Some(a.users.cluster_admin.clone()));
+    sim.world()
+        .split(&hosts[2..], &["agent-c".to_owned()])
+        .unwrap();
+    // What leave::plan makes of a's deleted object: the other clusters' entries stay.
+    let leaving = || {
+        let mut g = a.goal.clone();
+        g.desired.hosts.retain(|h| h.cluster != "a");
+        g.desired.ready.clear();
+        Plan::Leave(g)
+    };
+    let a_votes = |sim: &Simulator| voters(sim).contains(&hosts[0]);
+
+    let mut checked = 0u32;
+    let mut violations: Vec<String> = Vec::new();
+    for t in 1..=8u64 {
+        sim.world().tick();
+        let verdict = leave::run(&a.admin, &a.pods, leaving(), Duration::from_secs(1)).await;
+        match &verdict {
+            Verdict::Released(why) => {
+                violations.push(format!("tick {t}: released ({why}) while c is cut off"))
+            }
+            Verdict::Blocked(b) if b.members != [hosts[0].clone()] => {
+                violations.push(format!("tick {t}: blocked on {:?}", b.members))
+            }
+            Verdict::Blocked(_) => {}
+        }
+        if !a_votes(&sim) {
+            violations.push(format!("tick {t}: a no longer votes while c is cut off"));
+        }
+        if sim.world().set("rs").unwrap().forced_reconfigs != 0 {
+            violations.push(format!("tick {t}: a forced reconfig"));
+        }
+        checked += 1;
+    }
+    // The condition names the member and what to do, and no password.
+    if let Verdict::Blocked(b) =
+        leave::run(&a.admin, &a.pods, leaving(), Duration::from_secs(1)).await
+    {
+        let mdb: fedstate_api::v1alpha1::MongoDB = serde_json::from_value(serde_json::json!({
+            "apiVersion": "middleware.fedstate.io/v1alpha1", "kind": "MongoDB",
+            "metadata": {"name": "demo", "namespace": "ns"},
+            "spec": {"members": 1},
+        }))
+        .unwrap();
+        let m = leave::blocked_message(&mdb, &b);
+        assert!(m.contains(&hosts[0]) && m.contains("bring back"), "{m}");
+        assert!(!m.contains("Pass-0001"), "{m}");
+    }
+
+    sim.world().heal();
+    let mut released = false;
+    for t in 1..=30u64 {
+        sim.world().tick();
+        match leave::run(&a.admin, &a.pods, leaving(), Duration::from_secs(2)).await {
+            Verdict::Released(_) => {
+                if a_votes(&sim) {
+                    violations.push(format!("heal tick {t}: released while a still votes"));
+                }
+                released = true;
+                break;
+            }
+            Verdict::Blocked(_) => {}
+        }
+        checked += 1;
+    }
+    if !released {
+        violations.push("a never left the set after the heal".into());
+    }
+    {
+        let w = sim.world();
+        let set = w.set("rs").unwrap();
+        let left: BTreeSet<&str> = set.config.members.iter().map(|m| m.host.as_str()).collect();
+        if left != hosts[1..].iter().map(String::as_str).collect() {
+            violations.push(format!("members after a left: {left:?}"));
+        }
+    }
+
+    // (2) The whole set goes while c is cut off: the mark releases b at once, nothing changes
+    // the set (c's member keeps its data and is torn down when its cluster returns).
+    sim.world()
+        .split(&hosts[2..], &["agent-c".to_owned()])
+        .unwrap();
+    let before = sim.world().set("rs").unwrap().config.version;
+    let verdict = leave::run(
+        &formed[1].admin,
+        &formed[1].pods,
+        Plan::Release("the whole replica set is being deleted".into()),
+        Duration::from_secs(1),
+    )
+    .await;
+    if !matches!(verdict, Verdict::Released(_)) {
+        violations.push(format!("teardown: b {verdict:?}"));
+    }
+    if sim.world().set("rs").unwrap().config.version != before {
+        violations.push("teardown changed the set".into());
+    }
+    checked += 1;
+    eprintln!(
+        "delete while one cluster is unreachable: invariants: {checked} ticks checked, violations: {}",
+        violations.len()
+    );
+    assert!(violations.is_empty(), "{violations:#?}");
 }

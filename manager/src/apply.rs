@@ -250,9 +250,13 @@ pub async fn teardown<M: Middleware>(
                 ))?;
             Ok(Some(Action::requeue(STEP_REQUEUE)))
         }
-        TeardownStep::WaitForAcknowledgment { clusters } => {
+        TeardownStep::WaitForAcknowledgment {
+            clusters,
+            unreachable,
+        } => {
             info!(
                 ?clusters,
+                ?unreachable,
                 "waiting for the agents to record the teardown mark"
             );
             Ok(Some(Action::requeue(STEP_REQUEUE)))

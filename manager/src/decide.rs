@@ -886,12 +886,34 @@ pub fn teardown<M: Middleware>(
                 host_list.name
             ),
         ),
-        TeardownStep::WaitForAcknowledgment { clusters } => (
+        TeardownStep::WaitForAcknowledgment {
+            clusters,
+            unreachable,
+        } if unreachable.is_empty() => (
             EventType::Normal,
             "WaitingForTeardownMark",
             format!(
                 "waiting for the agents in {} to record the host list's teardown mark (condition TeardownMarked on their {kind}) before the member objects are deleted",
                 clusters.join(", ")
+            ),
+        ),
+        TeardownStep::WaitForAcknowledgment {
+            clusters,
+            unreachable,
+        } => (
+            EventType::Warning,
+            "WaitingForUnreachableClusters",
+            format!(
+                "clusters {} are unreachable: their agents have not recorded the host list's \
+                 teardown mark (condition TeardownMarked on their {kind}), so no member object is \
+                 deleted yet (nothing is deleted, no member's data is touched); the deletion goes \
+                 on when they return, or once they are removed from the Karmada federation{}",
+                unreachable.join(", "),
+                if clusters.is_empty() {
+                    String::new()
+                } else {
+                    format!("; waiting for the agents in {} as well", clusters.join(", "))
+                }
             ),
         ),
         TeardownStep::DeleteTemplate { .. } => (

@@ -88,9 +88,9 @@ pub struct TeardownView {
     /// Our host-list ConfigMap, while it exists without the whole-set teardown mark
     /// (`fedstate_api::hostconf::TEARDOWN_KEY`).
     pub unmarked_host_list: Option<OwnedRef>,
-    /// Reachable clusters of the template's binding whose member object does not report the
-    /// mark yet (`TeardownMarked`, [`unacknowledged`]).
-    pub unacknowledged: Vec<String>,
+    /// Clusters of the template's binding whose member object does not report the mark yet
+    /// (`TeardownMarked`, [`unacknowledged`]): reachable ones, then unreachable ones.
+    pub unacknowledged: (Vec<String>, Vec<String>),
 }
 
 /// The next step.
@@ -100,12 +100,16 @@ pub enum TeardownStep {
     MarkHostList {
         host_list: OwnedRef,
     },
-    /// The mark is set; these reachable clusters' agents have not recorded it yet. Deleting the
-    /// member objects before they have could leave one whose agent never sees the mark (the
-    /// host list is deleted once Karmada removed the Works, which does not wait for the member
-    /// objects): it would wait for its members to leave a set nobody is left to change.
+    /// The mark is set; the agents of these clusters (`unreachable`: not Ready in Karmada) have
+    /// not recorded it yet. Deleting the member objects before they have could leave one whose
+    /// agent never sees the mark (the host list is deleted once Karmada removed the Works, which
+    /// does not wait for the member objects; a cluster that returns gets the mark and the
+    /// deletion in no set order): it would wait for its members to leave a set nobody is left
+    /// to change. So an unreachable cluster is waited for here too, until it returns or leaves
+    /// the federation.
     WaitForAcknowledgment {
         clusters: Vec<String>,
+        unreachable: Vec<String>,
     },
     DeleteTemplate {
         template: OwnedRef,
@@ -135,15 +139,17 @@ pub fn split_works(
         .partition(|c| ready.is_empty() || ready.get(c).copied().unwrap_or(false))
 }
 
-/// The reachable clusters of `binding` (see [`split_works`] for reachable) whose reflected
-/// member status (`status.aggregatedStatus[].status`) lacks the condition `TeardownMarked` with
-/// status True: the agents that have not recorded the whole-set teardown mark yet.
+/// The clusters of `binding` whose reflected member status (`status.aggregatedStatus[].status`)
+/// lacks the condition `TeardownMarked` with status True: the agents that have not recorded the
+/// whole-set teardown mark yet, split as [`split_works`] does into reachable and unreachable
+/// ones. A cluster Karmada no longer knows is not waited for (it left the federation: nothing
+/// will come from it, and its Works went with it); one it knows but reports not Ready is.
 pub fn unacknowledged(
     binding: Option<&ResourceBinding>,
     ready: &BTreeMap<String, bool>,
-) -> Vec<String> {
+) -> (Vec<String>, Vec<String>) {
     let Some(rb) = binding else {
-        return Vec::new();
+        return Default::default();
     };
     let marked = |status: Option<&Value>| {
         status
@@ -163,12 +169,14 @@ pub fn unacknowledged(
         .filter(|i| marked(i.status.as_ref()))
         .map(|i| i.cluster_name.as_str())
         .collect();
-    let clusters = rb.spec.clusters.iter().map(|c| c.name.clone());
-    let (reachable, _) = split_works(clusters, ready);
-    reachable
-        .into_iter()
-        .filter(|c| !acknowledged.contains(c.as_str()))
-        .collect()
+    let waiting = rb
+        .spec
+        .clusters
+        .iter()
+        .map(|c| c.name.clone())
+        .filter(|c| ready.is_empty() || ready.contains_key(c))
+        .filter(|c| !acknowledged.contains(c.as_str()));
+    split_works(waiting, ready)
 }
 
 pub fn next_step(v: &TeardownView) -> TeardownStep {
@@ -176,9 +184,12 @@ pub fn next_step(v: &TeardownView) -> TeardownStep {
         TeardownStep::MarkHostList {
             host_list: host_list.clone(),
         }
-    } else if v.template.is_some() && !v.unacknowledged.is_empty() {
+    } else if v.template.is_some()
+        && (!v.unacknowledged.0.is_empty() || !v.unacknowledged.1.is_empty())
+    {
         TeardownStep::WaitForAcknowledgment {
-            clusters: v.unacknowledged.clone(),
+            clusters: v.unacknowledged.0.clone(),
+            unreachable: v.unacknowledged.1.clone(),
         }
     } else if let Some(template) = &v.template {
         TeardownStep::DeleteTemplate {
@@ -215,21 +226,32 @@ mod tests {
             works_in_unreachable_clusters: vec!["b".into()],
             owned_left: vec![keyfile.clone()],
             unmarked_host_list: Some(host_list.clone()),
-            unacknowledged: Vec::new(),
+            unacknowledged: Default::default(),
         };
         // The agents learn that the whole set goes before any member object is deleted (else
         // each would keep its finalizer until its members left a set that does not live on).
         assert_eq!(next_step(&v), TeardownStep::MarkHostList { host_list });
         v.unmarked_host_list = None;
-        // Then every reachable cluster's agent records it before its member object goes.
-        v.unacknowledged = vec!["a".into()];
+        // Then every cluster's agent records it before its member object goes, an unreachable
+        // cluster's too (it gets the mark when it returns).
+        v.unacknowledged = (vec!["a".into()], vec!["b".into()]);
         assert_eq!(
             next_step(&v),
             TeardownStep::WaitForAcknowledgment {
-                clusters: vec!["a".into()]
+                clusters: vec!["a".into()],
+                unreachable: vec!["b".into()],
             }
         );
-        v.unacknowledged.clear();
+        v.unacknowledged.0.clear();
+        assert_eq!(
+            next_step(&v),
+            TeardownStep::WaitForAcknowledgment {
+                clusters: vec![],
+                unreachable: vec!["b".into()],
+            },
+            "an unreachable cluster's agent may see the deletion before the mark when it returns"
+        );
+        v.unacknowledged.1.clear();
         assert_eq!(next_step(&v), TeardownStep::DeleteTemplate { template });
         v.template = None;
         assert_eq!(
@@ -278,14 +300,15 @@ mod tests {
 
     /// Which agents have recorded the mark, from the binding's reflected statuses: a cluster
     /// counts once its member object reports `TeardownMarked` True; an unreachable cluster is
-    /// not waited for here (its Work is, after the template is deleted).
+    /// waited for too (when it returns, Karmada delivers the mark and the deletion in no set
+    /// order), one Karmada no longer knows is not (it left the federation).
     #[test]
     fn the_agents_that_have_not_recorded_the_mark_are_waited_for() {
         let rb: ResourceBinding = serde_json::from_value(serde_json::json!({
             "apiVersion": "work.karmada.io/v1alpha2", "kind": "ResourceBinding",
             "metadata": {"name": "demo-mongodb", "namespace": "ns"},
             "spec": {"resource": {"apiVersion": "middleware.fedstate.io/v1alpha1", "kind": "MongoDB", "name": "demo"},
-                     "clusters": [{"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d"}]},
+                     "clusters": [{"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d"}, {"name": "gone"}]},
             "status": {"aggregatedStatus": [
                 {"clusterName": "a", "applied": true, "status": {"conditions": [
                     {"type": "TeardownMarked", "status": "True", "reason": "WholeSetTeardown"}]}},
@@ -299,7 +322,10 @@ mod tests {
             .into_iter()
             .map(|(c, r)| (c.to_owned(), r))
             .collect();
-        assert_eq!(unacknowledged(Some(&rb), &ready), ["b", "c"]);
-        assert!(unacknowledged(None, &ready).is_empty());
+        assert_eq!(
+            unacknowledged(Some(&rb), &ready),
+            (vec!["b".into(), "c".into()], vec!["d".into()])
+        );
+        assert_eq!(unacknowledged(None, &ready), Default::default());
     }
 }

@@ -913,6 +913,73 @@ async fn deletion_waits_for_the_members_of_an_unreachable_cluster_and_says_why()
     );
 }
 
+/// The reflected status of `acked` clusters' member objects carries `TeardownMarked` (what each
+/// agent records once it saw the host list's teardown mark); the binding places on all three.
+fn binding_with_acks(w: &World, acked: &[&str]) {
+    let status: Vec<Value> = acked
+        .iter()
+        .map(|c| {
+            json!({"clusterName": c, "applied": true, "status": {"conditions": [
+                {"type": "TeardownMarked", "status": "True", "reason": "WholeSetTeardown"}]}})
+        })
+        .collect();
+    w.fake.put(
+        RBS,
+        json!({"apiVersion": "work.karmada.io/v1alpha2", "kind": "ResourceBinding",
+          "metadata": {"name": format!("{NAME}-mongodb"), "namespace": NS, "generation": 1},
+          "spec": {"resource": {"apiVersion": "middleware.fedstate.io/v1alpha1", "kind": "MongoDB",
+                                "name": NAME, "namespace": NS}, "replicas": 5,
+                   "clusters": [{"name": "member1"}, {"name": "member2"}, {"name": "member3"}]},
+          "status": {"aggregatedStatus": status}}),
+    );
+}
+
+/// A cluster that is unreachable when the MultiCloudMongoDB is deleted gets the host list's
+/// teardown mark and the member object's deletion in no set order when it returns; if the
+/// deletion came first (and the host list went once Karmada dropped the Works), its agent would
+/// wait forever for its members to leave a set nobody is left to change. So no member object is
+/// deleted anywhere until every cluster's agent recorded the mark, and the condition says which
+/// cluster is awaited and how to get on without it.
+#[tokio::test]
+async fn deletion_waits_for_an_unreachable_clusters_agent_to_record_the_teardown_mark() {
+    let w = world(&[(1, true), (2, true), (3, false)]);
+    w.fake.put(MCM, seed_object("mongo:7.0", Some(PLAN)));
+    w.reconcile().await.unwrap();
+    binding_with_acks(&w, &[]);
+    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    w.fake.put(MCM, obj);
+    w.reconcile().await.unwrap();
+    let host_list = w
+        .fake
+        .get(CONFIGMAPS, NS, &format!("{NAME}-hostconf"))
+        .unwrap();
+    assert_eq!(host_list["data"]["teardown"], "whole-set", "marked first");
+    // member1 and member2 record the mark; member3 cannot while it is unreachable.
+    binding_with_acks(&w, &["member1", "member2"]);
+    for _ in 0..3 {
+        w.reconcile().await.unwrap();
+    }
+    assert!(
+        w.fake.get(MONGODB, NS, NAME).is_some(),
+        "no member object is deleted while member3's agent has not seen the mark"
+    );
+    let deleting = w.condition("Deleting");
+    assert_eq!(deleting["reason"], "WaitingForUnreachableClusters");
+    let msg = deleting["message"].as_str().unwrap();
+    assert!(
+        msg.contains("member3")
+            && msg.contains("TeardownMarked")
+            && msg.contains("removed from the Karmada federation"),
+        "{msg}"
+    );
+    // member3 returns and its agent records the mark: the member objects go.
+    w.cluster_event(cluster(3, true));
+    binding_with_acks(&w, &["member1", "member2", "member3"]);
+    w.reconcile().await.unwrap();
+    assert!(w.fake.get(MONGODB, NS, NAME).is_none(), "members go now");
+}
+
 /// Every request the manager makes in a full life cycle is allowed by `deploy/manager/rbac.yaml`
 /// (and the ClusterRole grants nothing the controller's watches and applies do not need).
 #[tokio::test]

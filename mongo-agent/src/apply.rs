@@ -80,6 +80,7 @@ pub fn in_pod(ctx: &Context, mdb: &MongoDB, o: &Objects) -> PodExec {
     PodExec::new(
         Api::namespaced(ctx.client.clone(), &mdb.namespace().unwrap_or_default()),
         o.members.pods_by_host.clone(),
+        ctx.settings.mongo_timeout,
     )
 }
 

@@ -303,6 +303,7 @@ async fn cleanup(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
     let in_pod = PodExec::new(
         Api::namespaced(ctx.client.clone(), &mdb.namespace().unwrap_or_default()),
         members.pods_by_host,
+        ctx.settings.mongo_timeout,
     );
     match leave::run(&admin, &in_pod, plan, LEAVE_BUDGET).await {
         Verdict::Released(why) => {

@@ -18,11 +18,18 @@
 //!
 //! The password never travels in the exec: the script reads it from the credentials file the
 //! pod mounts ([`ROOT_PASSWORD_FILE`]); the command line holds only the user name and roles.
+//!
+//! Bounded twice, as every command of the agent is: the command carries `maxTimeMS` (the
+//! server gives up), and the whole exec (connecting to the apiserver, the kubelet, starting the
+//! shell, its answer) is given up after [`exec_limit`], so a kubelet or a shell that never
+//! answers cannot hang a reconcile.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::Api;
 use kube::api::AttachParams;
 use mongodb::bson::Document;
@@ -63,6 +70,23 @@ pub fn shell_script(command: &Document, password_from_file: bool) -> String {
         "print(JSON.stringify({ok: r.ok, code: r.code, codeName: r.codeName, errmsg: r.errmsg}));\n",
     );
     js
+}
+
+/// `command` with the server-side limit `maxTimeMS` set to `timeout`.
+pub fn bounded(command: &Document, timeout: Duration) -> Document {
+    let mut cmd = command.clone();
+    cmd.insert(
+        "maxTimeMS",
+        i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
+    );
+    cmd
+}
+
+/// How long the agent waits for a whole exec whose command has `maxTimeMS` = `timeout`: the
+/// server's limit twice over (as for the driver's commands), plus the time a shell needs to start
+/// (`mongosh` is a Node.js program: seconds on a loaded node).
+pub fn exec_limit(timeout: Duration) -> Duration {
+    timeout * 2 + Duration::from_secs(10)
 }
 
 /// The exec command: `sh` picks the image's shell and hands it the script as one argument.
@@ -123,19 +147,26 @@ pub struct PodExec {
     pods: Api<Pod>,
     /// Member address → its pod's name (this cluster's members only).
     by_host: BTreeMap<String, String>,
+    /// The commands' `maxTimeMS` (the exec as a whole: [`exec_limit`]).
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for PodExec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PodExec")
             .field("by_host", &self.by_host)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
 
 impl PodExec {
-    pub fn new(pods: Api<Pod>, by_host: BTreeMap<String, String>) -> Self {
-        Self { pods, by_host }
+    pub fn new(pods: Api<Pod>, by_host: BTreeMap<String, String>, timeout: Duration) -> Self {
+        Self {
+            pods,
+            by_host,
+            timeout,
+        }
     }
 }
 
@@ -160,6 +191,34 @@ impl InPod for PodExec {
             command: name,
             reason,
         };
+        let limit = exec_limit(self.timeout);
+        let command = bounded(command, self.timeout);
+        let exec = self.exec(pod, &command, password_from_file);
+        let (stdout, stderr, status) = tokio::time::timeout(limit, exec)
+            .await
+            .map_err(|_| unreachable(format!("exec into pod {pod}: no answer within {limit:?}")))?
+            .map_err(|e| unreachable(format!("exec into pod {pod}: {e}")))?;
+        match parse_reply(host, name, &stdout) {
+            Err(ReplSetError::Reply { .. }) => {
+                let why = status
+                    .and_then(|s| s.message)
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| stderr.trim().chars().take(300).collect());
+                Err(unreachable(format!("shell in pod {pod} failed: {why}")))
+            }
+            other => other,
+        }
+    }
+}
+
+impl PodExec {
+    /// One exec: its stdout, stderr and final status.
+    async fn exec(
+        &self,
+        pod: &str,
+        command: &Document,
+        password_from_file: bool,
+    ) -> Result<(String, String, Option<Status>), kube::Error> {
         let params = AttachParams::default()
             .container(MONGOD_CONTAINER)
             .stdin(false)
@@ -172,8 +231,7 @@ impl InPod for PodExec {
                 exec_command(&shell_script(command, password_from_file)),
                 &params,
             )
-            .await
-            .map_err(|e| unreachable(format!("exec into pod {pod}: {e}")))?;
+            .await?;
         let mut stdout = String::new();
         if let Some(mut out) = proc.stdout() {
             let _ = out.read_to_string(&mut stdout).await;
@@ -187,16 +245,7 @@ impl InPod for PodExec {
             None => None,
         };
         let _ = proc.join().await;
-        match parse_reply(host, name, &stdout) {
-            Err(ReplSetError::Reply { .. }) => {
-                let why = status
-                    .and_then(|s| s.message)
-                    .filter(|m| !m.is_empty())
-                    .unwrap_or_else(|| stderr.trim().chars().take(300).collect());
-                Err(unreachable(format!("shell in pod {pod} failed: {why}")))
-            }
-            other => other,
-        }
+        Ok((stdout, stderr, status))
     }
 }
 
@@ -219,6 +268,49 @@ mod tests {
         assert_eq!(argv[4], js);
         let init = shell_script(&doc! {"replSetInitiate": {"_id": "rs"}}, false);
         assert!(!init.contains("readFile"));
+    }
+
+    #[test]
+    fn the_command_carries_the_server_side_limit() {
+        let cmd = bounded(
+            &doc! {"replSetInitiate": {"_id": "rs"}},
+            Duration::from_secs(10),
+        );
+        assert_eq!(cmd.keys().next().map(String::as_str), Some("replSetInitiate"));
+        assert_eq!(cmd.get_i64("maxTimeMS").unwrap(), 10_000);
+        assert!(shell_script(&cmd, false).contains("\"maxTimeMS\":10000"));
+    }
+
+    /// An apiserver (or a kubelet behind it) that takes the exec and never answers: the agent
+    /// gives up after [`exec_limit`] with an error that says so, instead of hanging the
+    /// reconcile (and with it every reconcile of the controller's other objects waiting on it).
+    #[tokio::test(start_paused = true)]
+    async fn an_exec_that_never_answers_is_given_up() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            loop {
+                let (c, _) = listener.accept().await.unwrap();
+                conns.push(c);
+            }
+        });
+        let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let exec = PodExec::new(
+            Api::namespaced(client, "db"),
+            BTreeMap::from([("h:1".to_owned(), "m-0".to_owned())]),
+            Duration::from_secs(1),
+        );
+        let start = tokio::time::Instant::now();
+        let e = exec
+            .run("h:1", &doc! {"replSetInitiate": {"_id": "rs"}}, false)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ReplSetError::Unreachable { .. }), "{e}");
+        assert!(e.to_string().contains("no answer within 12s"), "{e}");
+        assert_eq!(start.elapsed(), exec_limit(Duration::from_secs(1)));
+        held.abort();
     }
 
     #[test]

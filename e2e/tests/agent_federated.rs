@@ -8,9 +8,12 @@
 //!    with one voting change each.
 //! 3. `kill-member` of a cluster holding a minority of the voters: the set keeps a primary,
 //!    nothing is forced, the surviving objects report `Degraded`.
-//! 4. Deleting the object while that cluster is unreachable: the members elsewhere are torn down
-//!    but every PVC stays, the finalizer waits and the status names the unreachable cluster;
-//!    once it is back, the teardown completes and its member's PVC is kept too.
+//! 4. Deleting the object while that cluster is unreachable: the host list is marked for
+//!    teardown, but no member object is deleted anywhere until member3's agent has recorded the
+//!    mark (when it returns, Karmada would deliver the mark and the deletion in no set order);
+//!    the members elsewhere keep running, the finalizer waits and the status names member3 and
+//!    says how to go on. Once it is back, the teardown completes in every cluster, member3's
+//!    agent releasing its own finalizer, and every PVC is kept.
 //!
 //! Scaling down (2) deletes the PVC of each member that left the set; every StatefulSet keeps
 //! its PVC when deleted (`Retain`).
@@ -44,6 +47,7 @@ use fedstate_rs_sim::bridge::{self};
 use fedstate_rs_sim::{Simulator, world};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::ResourceExt;
 use kube::api::{Api, ApiResource, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -220,34 +224,6 @@ async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
     eprintln!("scenario 4: delete the object while member3 is unreachable");
     let api: Api<MultiCloudMongoDB> = Api::namespaced(karmada.clone(), NS);
     api.delete(NAME, &Default::default()).await.expect("delete");
-    for i in 1..=2 {
-        let member = fed.member_client(i).await.expect("member client");
-        let mdbs: Api<MongoDB> = Api::namespaced(member.clone(), NS);
-        eventually(
-            &format!("{}: MongoDB torn down, PVC kept", member_name(i)),
-            WAIT,
-            || async {
-                if mdbs
-                    .get_opt(NAME)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .is_some()
-                {
-                    return Err("MongoDB still there".into());
-                }
-                let claims = pvcs(&member).await?;
-                if Ok(&claims) == kept[i as usize - 1].as_ref() {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "PVCs {claims:?}, before {:?}",
-                        kept[i as usize - 1]
-                    ))
-                }
-            },
-        )
-        .await;
-    }
     let waiting = eventually(
         "the finalizer waits, the status names member3",
         Duration::from_secs(180),
@@ -264,6 +240,7 @@ async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
                 Err("finalizer released".into())
             } else if c.reason.as_deref() == Some("WaitingForUnreachableClusters")
                 && msg.contains("member3")
+                && msg.contains("TeardownMarked")
             {
                 Ok(msg)
             } else {
@@ -273,10 +250,27 @@ async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
     )
     .await;
     eprintln!("  Deleting: {waiting}");
+    // Nothing was deleted meanwhile: the members in member1 and member2 still run, with their
+    // PVCs, and the set still has its primary.
+    for i in 1..=2 {
+        let member = fed.member_client(i).await.expect("member client");
+        let mdbs: Api<MongoDB> = Api::namespaced(member.clone(), NS);
+        let m = mdbs.get(NAME).await.expect("member object");
+        assert!(
+            m.metadata.deletion_timestamp.is_none(),
+            "{}'s MongoDB deleted while member3's agent had not seen the teardown mark",
+            member_name(i)
+        );
+        assert_eq!(pvcs(&member).await.as_ref(), kept[i as usize - 1].as_ref());
+    }
+    assert!(
+        sim.world().set(NAME).is_some_and(|s| s.primary.is_some()),
+        "the set keeps its primary while the deletion waits"
+    );
     fed.restore_member(3).await.expect("restore member3");
     eventually(
         "the object is gone once member3 is back",
-        Duration::from_secs(240),
+        Duration::from_secs(300),
         || async {
             match api.get_opt(NAME).await.map_err(|e| e.to_string())? {
                 None => Ok(()),
@@ -285,12 +279,35 @@ async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
         },
     )
     .await;
-    // member3's agent tears its member down once its watch is back (minutes after a restart
-    // of its apiserver); its data is kept whatever it does: the PVC is still there now.
-    let member3 = fed.member_client(3).await.expect("member3");
-    let now = pvcs(&member3).await.expect("member3's PVCs");
-    assert!(!now.is_empty(), "member3 had a member");
-    assert_eq!(Some(&now), kept[2].as_ref().ok(), "member3's PVC kept");
+    // Every cluster's agent tears its members down and releases its own finalizer (member3's
+    // too: it recorded the mark before its object was deleted); the data is kept everywhere.
+    for i in 1..=fed.members() {
+        let member = fed.member_client(i).await.expect("member client");
+        let mdbs: Api<MongoDB> = Api::namespaced(member.clone(), NS);
+        eventually(
+            &format!("{}: MongoDB torn down, PVC kept", member_name(i)),
+            Duration::from_secs(180),
+            || async {
+                if let Some(m) = mdbs.get_opt(NAME).await.map_err(|e| e.to_string())? {
+                    return Err(format!(
+                        "MongoDB still there, finalizers {:?}, conditions {:?}",
+                        m.finalizers(),
+                        m.status.as_ref().map(|s| &s.conditions)
+                    ));
+                }
+                let claims = pvcs(&member).await?;
+                if Ok(&claims) == kept[i as usize - 1].as_ref() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "PVCs {claims:?}, before {:?}",
+                        kept[i as usize - 1]
+                    ))
+                }
+            },
+        )
+        .await;
+    }
 
     stop.cancel();
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -1399,11 +1399,28 @@ async fn stop_step(s: &Story) {
                 if left.items.is_empty() {
                     Ok(())
                 } else {
+                    // What the agent says blocks its finalizer, and whether it saw the mark.
+                    let conditions = |o: &MongoDB| {
+                        o.status
+                            .iter()
+                            .flat_map(|s| &s.conditions)
+                            .filter(|c| matches!(c.type_.as_str(), "Deleting" | "TeardownMarked"))
+                            .map(|c| {
+                                format!(
+                                    "{}={:?} {}: {}",
+                                    c.type_,
+                                    c.status,
+                                    c.reason.as_deref().unwrap_or_default(),
+                                    c.message.as_deref().unwrap_or_default()
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    };
                     Err(format!(
                         "{:?}",
                         left.items
                             .iter()
-                            .map(|o| (o.name_any(), o.finalizers().to_vec()))
+                            .map(|o| (o.name_any(), o.finalizers().to_vec(), conditions(o)))
                             .collect::<Vec<_>>()
                     ))
                 }

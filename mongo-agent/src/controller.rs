@@ -38,6 +38,14 @@ use crate::{apply, gather};
 /// set; the next one continues (the finalizer stays meanwhile).
 const LEAVE_BUDGET: Duration = Duration::from_secs(40);
 
+/// The most one reconcile may take. Every request in it is bounded already (MongoDB commands by
+/// `maxTimeMS` and a client timeout, execs by [`crate::inpod::exec_limit`], the deletion's leave
+/// by [`LEAVE_BUDGET`], apiserver requests by the client's read timeout); their sum is not, on a
+/// set whose members accept connections and answer nothing. Past this the reconcile is dropped
+/// (between two requests: each write is whole, and the next reconcile starts from what it
+/// observes) and retried with backoff; no reconcile that makes progress takes a tenth of it.
+pub const RECONCILE_LIMIT: Duration = Duration::from_secs(300);
+
 /// FedState's finalizer name (objects FedState created carry it already).
 pub const FINALIZER: &str = "mongodb.finalizers.middleware.fedstate.io";
 
@@ -72,6 +80,10 @@ pub enum Error {
     /// The deletion waits: this cluster's members still vote in a set that lives on.
     #[error("MongoDB {0}: deletion blocked: {1}")]
     LeaveBlocked(String, String),
+    #[error(
+        "MongoDB {0}: the reconcile did not finish within {1:?} (a member, the apiserver or a kubelet accepts requests but does not answer); retrying"
+    )]
+    TimedOut(String, Duration),
 }
 
 pub(crate) fn kube_err(
@@ -207,7 +219,10 @@ impl ReconcileError for Error {
     fn kube_error(&self) -> Option<&kube::Error> {
         match self {
             Error::Kube { source, .. } => Some(source),
-            Error::Resources(..) | Error::Finalizer(..) | Error::LeaveBlocked(..) => None,
+            Error::Resources(..)
+            | Error::Finalizer(..)
+            | Error::LeaveBlocked(..)
+            | Error::TimedOut(..) => None,
         }
     }
 }
@@ -239,20 +254,22 @@ pub async fn reconcile(obj: Arc<MongoDB>, ctx: Arc<Context>) -> Result<Action, E
     metrics::counter!("fedstate_agent_reconciles_total").increment(1);
     let span = tracing::info_span!("reconcile", mongodb = %format!("{ns}/{name}"));
     let key = object_key(&obj);
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
+    let work = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             Finalizer::Apply(obj) => reconcile_live(&obj, &ctx).await,
             Finalizer::Cleanup(obj) => cleanup(&obj, &ctx).await,
         }
     })
-    .instrument(span)
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::CleanupFailed(blocked @ Error::LeaveBlocked(..)) => {
-            blocked
-        }
-        e => Error::Finalizer(name, e.to_string()),
-    });
+    .instrument(span);
+    let result = match tokio::time::timeout(RECONCILE_LIMIT, work).await {
+        Err(_elapsed) => Err(Error::TimedOut(name, RECONCILE_LIMIT)),
+        Ok(done) => done.map_err(|e| match e {
+            kube::runtime::finalizer::Error::CleanupFailed(blocked @ Error::LeaveBlocked(..)) => {
+                blocked
+            }
+            e => Error::Finalizer(name, e.to_string()),
+        }),
+    };
     if result.is_ok() {
         ctx.backoff.succeeded(&key);
     }
@@ -341,6 +358,49 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::replset::Password;
+
+    /// An apiserver that takes every request and never answers (and a client without a read
+    /// timeout, so nothing below gives up first): the reconcile is dropped after
+    /// [`RECONCILE_LIMIT`] with an error that says so, and kube-runtime retries it with backoff,
+    /// instead of the object never being looked at again.
+    #[tokio::test(start_paused = true)]
+    async fn a_reconcile_that_never_ends_is_given_up() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            loop {
+                let (c, _) = listener.accept().await.unwrap();
+                conns.push(c);
+            }
+        });
+        let mut config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        config.read_timeout = None;
+        config.write_timeout = None;
+        let ctx = Arc::new(Context::new(
+            Client::try_from(config).unwrap(),
+            Settings {
+                addressing: MemberAddressing::NodePort {
+                    vip: "127.0.0.1".into(),
+                },
+                cluster_name: None,
+                namespace: None,
+                mongo_timeout: Duration::from_secs(2),
+            },
+        ));
+        let mdb: MongoDB = serde_json::from_value(serde_json::json!({
+            "apiVersion": "middleware.fedstate.io/v1alpha1", "kind": "MongoDB",
+            "metadata": {"name": "db", "namespace": "ns"},
+            "spec": {"members": 1, "memberConfigRef": "db-hostconf"},
+        }))
+        .unwrap();
+        let start = tokio::time::Instant::now();
+        let e = reconcile(Arc::new(mdb), ctx).await.unwrap_err();
+        assert!(matches!(e, Error::TimedOut(..)), "{e}");
+        assert!(e.to_string().contains("did not finish within 300s"), "{e}");
+        assert_eq!(start.elapsed(), RECONCILE_LIMIT);
+        held.abort();
+    }
 
     /// What issue 16 found: the map was keyed by object and password, so every rotation added
     /// clients that were never dropped, and a deleted object's clients kept dialling its members.

@@ -276,7 +276,10 @@ mod tests {
             &doc! {"replSetInitiate": {"_id": "rs"}},
             Duration::from_secs(10),
         );
-        assert_eq!(cmd.keys().next().map(String::as_str), Some("replSetInitiate"));
+        assert_eq!(
+            cmd.keys().next().map(String::as_str),
+            Some("replSetInitiate")
+        );
         assert_eq!(cmd.get_i64("maxTimeMS").unwrap(), 10_000);
         assert!(shell_script(&cmd, false).contains("\"maxTimeMS\":10000"));
     }

@@ -912,7 +912,10 @@ pub fn teardown<M: Middleware>(
                 if clusters.is_empty() {
                     String::new()
                 } else {
-                    format!("; waiting for the agents in {} as well", clusters.join(", "))
+                    format!(
+                        "; waiting for the agents in {} as well",
+                        clusters.join(", ")
+                    )
                 }
             ),
         ),

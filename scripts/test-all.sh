@@ -29,6 +29,7 @@
 #                       `scripts/test-all.sh soak`, or inside e2e's first lane with
 #                       FEDSTATE_E2E_SOAK_SMOKE=1 (deploy/local/e2e.sh)
 #   8. real mongod      only when FEDSTATE_MONGOD points at a mongod binary; otherwise skipped
+#                       (its version-upgrade test also needs FEDSTATE_MONGOD_NEXT, the next major)
 #
 # Stages can be picked: `scripts/test-all.sh unit e2e`. Default: all but bench and soak.
 # Environment: FEDSTATE_SKIP_E2E=1 skips stages 5–7 (it says so); FEDSTATE_FUZZ_SECONDS=N; FEDSTATE_MONGOD=/path/to/mongod.
@@ -170,7 +171,13 @@ stage_mongod() {
     echo "skipped: no mongod (set FEDSTATE_MONGOD=/path/to/mongod to run the agent's replica-set code against a real one)"
     return 0
   fi
-  FEDSTATE_MONGOD="$FEDSTATE_MONGOD" cargo test --locked -p fedstate-mongo-agent --test real_mongod -- --include-ignored --test-threads=1
+  # The upgrade test needs the next major's binary as well; without it, it is skipped and said so.
+  local skip=()
+  if [ -z "${FEDSTATE_MONGOD_NEXT:-}" ]; then
+    echo "skipping an_upgrade_by_one_major_sets_the_fcv_on_real_mongod: set FEDSTATE_MONGOD_NEXT=/path/to/the-next-major/mongod to run it"
+    skip=(--skip an_upgrade_by_one_major)
+  fi
+  cargo test --locked -p fedstate-mongo-agent --test real_mongod -- --include-ignored --test-threads=1 "${skip[@]}"
 }
 
 for s in "${stages[@]}"; do

@@ -1,7 +1,8 @@
 //! Invariants of a replica set checked at every tick of the simulator, for the e2e suites that
 //! drive a set through changes and faults: one set only (no second initiate), no forced
-//! reconfig, no member host twice in the config, at most `max_voters_down` voters down, at most
-//! one PRIMARY, and no election of a member that lacks the majority commit point (the
+//! reconfig, no member host twice in the config, at most `max_voters_down` voters down, at least
+//! `min_voters_up` voters up (for a move: never fewer than the target), at most one PRIMARY, and
+//! no election of a member that lacks the majority commit point (the
 //! simulator's election restriction: a majority-acknowledged write would be rolled back).
 
 use std::collections::BTreeSet;
@@ -40,12 +41,22 @@ pub struct Monitor {
 impl Monitor {
     /// Checks set `name` at every tick from now on.
     pub fn start(sim: Arc<Simulator>, name: &str, max_voters_down: usize) -> Self {
+        Self::start_with_floor(sim, name, max_voters_down, 0)
+    }
+
+    /// [`Monitor::start`], and at every tick at least `min_voters_up` voting members up.
+    pub fn start_with_floor(
+        sim: Arc<Simulator>,
+        name: &str,
+        max_voters_down: usize,
+        min_voters_up: usize,
+    ) -> Self {
         let watch = Arc::new(Mutex::new(Watch::default()));
         let stop = CancellationToken::new();
         let task = tokio::spawn(monitor(
             sim,
             name.to_owned(),
-            max_voters_down,
+            (max_voters_down, min_voters_up),
             watch.clone(),
             stop.clone(),
         ));
@@ -67,7 +78,7 @@ impl Monitor {
 async fn monitor(
     sim: Arc<Simulator>,
     name: String,
-    max_voters_down: usize,
+    (max_voters_down, min_voters_up): (usize, usize),
     into: Arc<Mutex<Watch>>,
     stop: CancellationToken,
 ) {
@@ -115,6 +126,13 @@ async fn monitor(
                 .collect();
             if down.len() > max_voters_down {
                 wrong.push(format!("voters down together: {down:?}"));
+            }
+            let voters = set.config.members.iter().filter(|m| m.is_voter()).count();
+            let up = voters - down.len();
+            if up < min_voters_up {
+                wrong.push(format!(
+                    "{up} voters up, fewer than {min_voters_up} (down: {down:?})"
+                ));
             }
             let primaries = w.primaries(&name);
             if primaries.len() > 1 {

@@ -5,7 +5,9 @@
 //!
 //! 1. Placed 1/1/1, the set is initiated once and reaches one PRIMARY and two SECONDARY.
 //! 2. Scaled 3→5 (2/2/1) and back 5→3 (1/1/1), through reconfigs the simulator only accepts
-//!    with one voting change each.
+//!    with one voting change each; then moved 1/1/1 → 2/1/0 → 1/1/1: at every tick at least 3
+//!    voters are up (a cluster's agent removes its voter only once the replacement elsewhere
+//!    votes).
 //! 3. `kill-member` of a cluster holding a minority of the voters: the set keeps a primary,
 //!    nothing is forced, the surviving objects report `Degraded`.
 //! 4. Deleting the object while that cluster is unreachable: the host list is marked for
@@ -128,6 +130,21 @@ async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
     converged(&sim, 5).await;
     scale(&karmada, 3, &[1, 1, 1]).await;
     converged(&sim, 3).await;
+
+    eprintln!("scenario 2b: moves between clusters, adds before removes across clusters");
+    // member3's voter moves to member1 and back: member3's agent may remove its member only
+    // once member1's new one votes (the set's voter count after the removal is still 3), so at
+    // no tick are fewer than 3 voters up.
+    let floor = Monitor::start_with_floor(sim.clone(), NAME, 0, 3);
+    place(&karmada, &[2, 1, 0]).await;
+    placed(&sim, &[2, 1, 0]).await;
+    place(&karmada, &[1, 1, 1]).await;
+    placed(&sim, &[1, 1, 1]).await;
+    let w = floor.finish().await;
+    eprintln!("  invariants through the moves (3 voters up at every tick): {w}");
+    assert!(w.ticks > 0, "the monitor saw no tick");
+    assert_eq!(w.violations, 0, "violations: {:?}", w.described);
+
     for i in 1..=fed.members() {
         let member = fed.member_client(i).await.expect("member client");
         eventually(
@@ -361,6 +378,41 @@ async fn scale(karmada: &kube::Client, replicaset: i32, per_cluster: &[i32]) {
     .await
     .expect("scale");
     place(karmada, per_cluster).await;
+}
+
+/// The set converged ([`converged`]) with `per_cluster[i]` voting members in member `i + 1`
+/// (told by the members' addresses: each cluster's VIP).
+async fn placed(sim: &Simulator, per_cluster: &[usize]) {
+    let n = per_cluster.iter().sum();
+    converged(sim, n).await;
+    eventually(
+        &format!("voting members per cluster {per_cluster:?}"),
+        WAIT,
+        || async {
+            let w = sim.world();
+            let set = w.set(NAME).ok_or("no set")?;
+            let counts: Vec<usize> = (1..=per_cluster.len() as u32)
+                .map(|i| {
+                    let prefix = format!("{}:", member_vip(i));
+                    set.config
+                        .members
+                        .iter()
+                        .filter(|m| m.votes > 0 && m.host.starts_with(&prefix))
+                        .count()
+                })
+                .collect();
+            if counts == per_cluster && set.config.members.len() == n {
+                Ok(())
+            } else {
+                Err(format!(
+                    "per cluster {counts:?}, members {}",
+                    set.config.members.len()
+                ))
+            }
+        },
+    )
+    .await;
+    converged(sim, n).await;
 }
 
 /// One set holding `n` voting members, all up: one PRIMARY, the rest SECONDARY, nothing forced.

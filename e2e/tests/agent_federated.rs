@@ -8,6 +8,9 @@
 //!    with one voting change each; then moved 1/1/1 → 2/1/0 → 1/1/1: at every tick at least 3
 //!    voters are up (a cluster's agent removes its voter only once the replacement elsewhere
 //!    votes).
+//!    A partition then cuts member3's member and agent off from the rest (MongoDB's network
+//!    only): member3's agent never offers a forced reconfig, the majority keeps a primary, and
+//!    after the heal the set is whole, nobody twice.
 //! 3. `kill-member` of a cluster holding a minority of the voters: the set keeps a primary,
 //!    nothing is forced, the surviving objects report `Degraded`.
 //! 4. Deleting the object while that cluster is unreachable: the host list is marked for
@@ -184,6 +187,90 @@ async fn three_clusters_form_scale_and_survive_a_loss(env: &Env<()>) {
     for i in 1..=fed.members() {
         kept.push(pvcs(&fed.member_client(i).await.expect("member client")).await);
     }
+
+    eprintln!("scenario 2c: a partition isolates member3's member");
+    // Its members and its agent's driver clients (by their appName) on one side, member1's and
+    // member2's on the other; the apiservers and Karmada stay connected (only MongoDB's network
+    // is cut). member3's agent then sees a set whose majority it cannot reach, while Karmada
+    // reports member1 and member2 Ready: it must not offer a forced reconfig. The majority
+    // keeps (or elects) a primary; after the heal the set is whole again, nobody twice.
+    let isolated: Vec<String> = {
+        let w = sim.world();
+        let prefix = format!("{}:", member_vip(3));
+        w.set(NAME)
+            .expect("set")
+            .config
+            .members
+            .iter()
+            .map(|m| m.host.clone())
+            .filter(|h| h.starts_with(&prefix))
+            .collect()
+    };
+    assert_eq!(isolated.len(), 1, "member3 holds one member");
+    sim.world()
+        .split(
+            &isolated,
+            &[format!("fedstate-mongo-agent@{}", member_name(3))],
+        )
+        .expect("cut member3 off");
+    let member3 = fed.member_client(3).await.expect("member3");
+    let member3_mdbs: Api<MongoDB> = Api::namespaced(member3, NS);
+    // Over 60 s (the members' 10 s heartbeat timeout and election timeout several times over),
+    // every 2 s: member3's object never says QuorumLost (which would offer the force).
+    // And it did see the cut: some condition of its names a member of the other side.
+    let others = [format!("{}:", member_vip(1)), format!("{}:", member_vip(2))];
+    let mut looked = 0;
+    let mut saw_cut = None;
+    let mut last = Vec::new();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let m = member3_mdbs.get(NAME).await.expect("member3's MongoDB");
+        let conditions = m.status.map(|s| s.conditions).unwrap_or_default();
+        let offered = conditions
+            .iter()
+            .find(|c| c.type_ == "QuorumLost" && c.is_true());
+        assert!(
+            offered.is_none(),
+            "member3's agent offered a forced reconfig from the minority side: {offered:?}"
+        );
+        if saw_cut.is_none() {
+            saw_cut = conditions
+                .iter()
+                .find(|c| {
+                    c.is_true()
+                        && c.message
+                            .as_deref()
+                            .is_some_and(|m| others.iter().any(|o| m.contains(o.as_str())))
+                })
+                .map(|c| format!("{}: {}", c.type_, c.message.clone().unwrap_or_default()));
+        }
+        last = conditions;
+        looked += 1;
+    }
+    let saw_cut = saw_cut.unwrap_or_else(|| {
+        panic!(
+            "member3's agent never reported the other side unreachable; its conditions: {last:?}"
+        )
+    });
+    eprintln!("  member3's agent saw the cut: {saw_cut}");
+    {
+        let w = sim.world();
+        let set = w.set(NAME).expect("set");
+        assert_eq!(set.forced_reconfigs, 0);
+        let primary = set
+            .primary
+            .clone()
+            .expect("the majority side has a primary");
+        assert!(
+            !isolated.contains(&primary),
+            "the primary {primary} is on the majority side"
+        );
+    }
+    eprintln!(
+        "  member3's status read {looked} times over 60 s: no QuorumLost; the majority kept its primary"
+    );
+    sim.world().heal();
+    placed(&sim, &[1, 1, 1]).await;
 
     eprintln!("scenario 3: kill-member of a minority cluster");
     fed.kill_member(3).expect("kill member3");

@@ -142,13 +142,26 @@ impl Context {
         }
     }
 
-    /// Object `key`'s adapter logged in as `login`, on the object's shared clients.
+    /// Object `key`'s adapter logged in as `login`, on the object's shared clients. Its driver
+    /// `appName` names this agent's cluster ([`Context::app_name`]), so mongod's logs and
+    /// `currentOp` tell one cluster's agent from another's.
     pub(crate) async fn admin(&self, key: &str, login: Option<&Login>) -> ReplSetAdmin {
+        let app_name = self.app_name();
         let mut admins = self.admins.lock().await;
         admins
             .entry(key.to_owned())
-            .or_insert_with(|| ReplSetAdmin::new(None, self.settings.mongo_timeout))
+            .or_insert_with(|| {
+                ReplSetAdmin::new(None, self.settings.mongo_timeout).with_app_name(app_name)
+            })
             .with_login(login.cloned())
+    }
+
+    /// `fedstate-mongo-agent@<cluster>` (`fedstate-mongo-agent` without a cluster name).
+    pub fn app_name(&self) -> String {
+        match &self.settings.cluster_name {
+            Some(c) => format!("fedstate-mongo-agent@{c}"),
+            None => "fedstate-mongo-agent".to_owned(),
+        }
     }
 
     /// Forget a deleted object: its driver clients are dropped (so they stop dialling its

@@ -372,35 +372,26 @@ mod tests {
     use super::*;
     use crate::replset::Password;
 
+    /// An agent without a cluster name on 127.0.0.1, with 2 s MongoDB timeouts.
+    fn settings() -> Settings {
+        Settings {
+            addressing: MemberAddressing::NodePort {
+                vip: "127.0.0.1".into(),
+            },
+            cluster_name: None,
+            namespace: None,
+            mongo_timeout: Duration::from_secs(2),
+        }
+    }
+
     /// An apiserver that takes every request and never answers (and a client without a read
     /// timeout, so nothing below gives up first): the reconcile is dropped after
     /// [`RECONCILE_LIMIT`] with an error that says so, and kube-runtime retries it with backoff,
     /// instead of the object never being looked at again.
     #[tokio::test(start_paused = true)]
     async fn a_reconcile_that_never_ends_is_given_up() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let held = tokio::spawn(async move {
-            let mut conns = Vec::new();
-            loop {
-                let (c, _) = listener.accept().await.unwrap();
-                conns.push(c);
-            }
-        });
-        let mut config = kube::Config::new(format!("http://{addr}").parse().unwrap());
-        config.read_timeout = None;
-        config.write_timeout = None;
-        let ctx = Arc::new(Context::new(
-            Client::try_from(config).unwrap(),
-            Settings {
-                addressing: MemberAddressing::NodePort {
-                    vip: "127.0.0.1".into(),
-                },
-                cluster_name: None,
-                namespace: None,
-                mongo_timeout: Duration::from_secs(2),
-            },
-        ));
+        let (client, held) = crate::silent::silent_apiserver().await;
+        let ctx = Arc::new(Context::new(client, settings()));
         let mdb: MongoDB = serde_json::from_value(serde_json::json!({
             "apiVersion": "middleware.fedstate.io/v1alpha1", "kind": "MongoDB",
             "metadata": {"name": "db", "namespace": "ns"},
@@ -429,14 +420,7 @@ mod tests {
         let host = sim.serve_new("127.0.0.1").await.unwrap();
         let ctx = Context::new(
             fedstate_fake_apiserver::FakeApiserver::default().client(),
-            Settings {
-                addressing: MemberAddressing::NodePort {
-                    vip: "127.0.0.1".into(),
-                },
-                cluster_name: None,
-                namespace: None,
-                mongo_timeout: Duration::from_secs(2),
-            },
+            settings(),
         );
         for i in 0..5 {
             let login = Login {

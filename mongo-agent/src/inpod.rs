@@ -289,17 +289,7 @@ mod tests {
     /// reconcile (and with it every reconcile of the controller's other objects waiting on it).
     #[tokio::test(start_paused = true)]
     async fn an_exec_that_never_answers_is_given_up() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let held = tokio::spawn(async move {
-            let mut conns = Vec::new();
-            loop {
-                let (c, _) = listener.accept().await.unwrap();
-                conns.push(c);
-            }
-        });
-        let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
-        let client = kube::Client::try_from(config).unwrap();
+        let (client, held) = crate::silent::silent_apiserver().await;
         let exec = PodExec::new(
             Api::namespaced(client, "db"),
             BTreeMap::from([("h:1".to_owned(), "m-0".to_owned())]),

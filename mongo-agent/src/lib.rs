@@ -35,5 +35,7 @@ pub mod replset;
 pub mod resources;
 pub mod rollout;
 pub mod service;
+#[cfg(test)]
+mod silent;
 pub mod status;
 pub mod version;

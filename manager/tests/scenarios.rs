@@ -89,6 +89,14 @@ impl World {
             .apply_watcher_event(&watcher::Event::Apply(c));
     }
 
+    /// The user deletes the object: the apiserver sets its deletionTimestamp (our finalizer
+    /// keeps it).
+    fn mark_deleted(&self) {
+        let mut obj = self.fake.get(MCM, NS, NAME).unwrap();
+        obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        self.fake.put(MCM, obj);
+    }
+
     fn object(&self) -> MultiCloudMongoDB {
         serde_json::from_value(self.fake.get(MCM, NS, NAME).unwrap()).unwrap()
     }
@@ -748,9 +756,7 @@ async fn objects_we_did_not_create_are_neither_taken_over_nor_deleted() {
     );
 
     // Deleting the object deletes what is ours, never their ConfigMap.
-    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
-    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-    w.fake.put(MCM, obj);
+    w.mark_deleted();
     for _ in 0..4 {
         w.reconcile().await.unwrap();
     }
@@ -777,9 +783,7 @@ async fn a_secret_of_our_name_owned_by_another_object_is_not_deleted() {
     w.fake.put(SECRETS, s);
     w.reconcile().await.unwrap();
     assert_eq!(w.condition("ServerReady")["reason"], "AdoptionRefused");
-    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
-    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-    w.fake.put(MCM, obj);
+    w.mark_deleted();
     for _ in 0..4 {
         w.reconcile().await.unwrap();
     }
@@ -810,9 +814,7 @@ async fn deletion_waits_for_members_then_removes_everything() {
                                     "resourcebinding.karmada.io/namespace": NS}}}),
         );
     }
-    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
-    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-    w.fake.put(MCM, obj);
+    w.mark_deleted();
 
     // First the agents learn that the whole set goes (they then release at once instead of
     // leaving a set that does not live on); the host list itself is kept.
@@ -868,9 +870,7 @@ async fn deletion_waits_for_the_members_of_an_unreachable_cluster_and_says_why()
     };
     w.fake.put(WORKS, work("member1"));
     w.fake.put(WORKS, work("member3"));
-    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
-    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-    w.fake.put(MCM, obj);
+    w.mark_deleted();
     w.reconcile().await.unwrap();
     w.reconcile().await.unwrap();
     assert!(w.fake.get(MONGODB, NS, NAME).is_none(), "members go first");
@@ -946,9 +946,7 @@ async fn deletion_waits_for_an_unreachable_clusters_agent_to_record_the_teardown
     w.fake.put(MCM, seed_object("mongo:7.0", Some(PLAN)));
     w.reconcile().await.unwrap();
     binding_with_acks(&w, &[]);
-    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
-    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-    w.fake.put(MCM, obj);
+    w.mark_deleted();
     w.reconcile().await.unwrap();
     let host_list = w
         .fake
@@ -989,9 +987,7 @@ async fn the_cluster_role_covers_every_request() {
     w.reconcile().await.unwrap();
     w.karmada_creates_binding();
     w.reconcile().await.unwrap();
-    let mut obj = w.fake.get(MCM, NS, NAME).unwrap();
-    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-    w.fake.put(MCM, obj);
+    w.mark_deleted();
     for _ in 0..4 {
         w.reconcile().await.unwrap();
     }

@@ -116,7 +116,16 @@ done
 lane_dir() { if ((lanes == 1)); then echo "$run_dir"; else echo "$run_dir/lane-$1"; fi; }
 
 test_args=("$@")
-results="$(mktemp)"
+results="$(mktemp)" digests="$(mktemp)"
+# What a failed suite said about its failure, for the end of the run (where CI's excerpt of the
+# output is): each panic with the lines after it, the harness's list of failed tests, the last lines.
+digest() {
+    local lane=$1 name=$2 out=$3
+    echo "---- lane $lane: $name failed; from its output ($out):"
+    grep -v -E '^ +([0-9]+: |at )' "$out" | grep -A 6 -E "panicked at|^failures:" | head -n 80 | sed 's/^/    /'
+    echo "    ... its last lines:"
+    tail -n 15 "$out" | sed 's/^/    /'
+}
 # Runs the suites of lane $1, one after another; every suite runs and reports, whatever failed
 # before it. Returns non-zero if any failed.
 run_lane() {
@@ -128,18 +137,23 @@ run_lane() {
         [[ "${lane_of[$name]:-1}" == "$lane" ]] || continue
         start=$SECONDS rc=0
         echo "e2e: running $name (run directory $dir)"
+        mkdir -p "$dir"
+        # Each suite's output also goes to <lane dir>/<suite>.out, for the digest of failures below.
         if [[ "$name" == soak-smoke ]]; then
-            FEDSTATE_LOCAL_VIP_NET=$lane "$exe" --smoke --members "$members" --port-base "$base" --run-dir "$dir/soak" || rc=$?
+            FEDSTATE_LOCAL_VIP_NET=$lane "$exe" --smoke --members "$members" --port-base "$base" --run-dir "$dir/soak" \
+                2>&1 | tee "$dir/$name.out" || rc=${PIPESTATUS[0]}
         else
             # As cargo runs a test binary: from the package's directory, with its manifest directory.
             (cd "$repo/e2e" && FEDSTATE_E2E_DIR="$dir" FEDSTATE_E2E_PORT_BASE=$base FEDSTATE_LOCAL_VIP_NET=$lane \
-                CARGO_MANIFEST_DIR="$repo/e2e" "$exe" --nocapture --test-threads=1 "${test_args[@]}") || rc=$?
+                CARGO_MANIFEST_DIR="$repo/e2e" "$exe" --nocapture --test-threads=1 "${test_args[@]}") \
+                2>&1 | tee "$dir/$name.out" || rc=${PIPESTATUS[0]}
         fi
         if ((rc == 0)); then
             echo "lane $lane  $(printf '%-20s' "$name") ok      $((SECONDS - start))s" >>"$results"
         else
             echo "lane $lane  $(printf '%-20s' "$name") FAILED  $((SECONDS - start))s (exit $rc)" >>"$results"
             failed=1
+            digest "$lane" "$name" "$dir/$name.out" >>"$digests"
             # The lane's next suite starts a federation in the same directory: keep this one's logs.
             if [[ -d "$dir/logs" ]]; then
                 rm -rf "$dir/failed/$name" && mkdir -p "$dir/failed" && cp -r "$dir/logs" "$dir/failed/$name"
@@ -161,7 +175,11 @@ for pid in "${lane_pids[@]}"; do wait "$pid" || status=1; done
 lane_pids=()
 echo "e2e: suites (wall time each, lanes run side by side):"
 sort "$results" | sed 's/^/    /'
-rm -f "$results"
+if [[ -s "$digests" ]]; then
+    echo "e2e: the failures:"
+    cat "$digests"
+fi
+rm -f "$results" "$digests"
 
 mapfile -t left < <(left_behind)
 if ((${#left[@]})); then

@@ -1563,3 +1563,40 @@ async fn a_deleted_cluster_keeps_its_finalizer_while_it_votes_and_a_whole_set_te
     );
     assert!(violations.is_empty(), "{violations:#?}");
 }
+
+/// A single-cluster set whose two secondaries stop answering (their pods still Running: the
+/// agent keeps its connections to them) is offered the forced reconfig, and nothing is forced
+/// without the opt-in. Before the simulator closed a stopped node's open connections, the
+/// agent read the set's status from one of the stopped members, which still called itself
+/// SECONDARY, and waited for an election for ever.
+#[tokio::test]
+async fn losing_two_own_members_of_three_offers_the_forced_reconfig() {
+    let sim = manual_sim();
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        hosts.push(sim.serve_new("127.0.0.1").await.unwrap());
+    }
+    let known = BTreeSet::new();
+    let agent = Agent::with_timeout(&sim, goal(entries(&hosts, |_| "a"), &hosts, true), FAST);
+    converge_all(&sim, &[&agent], &known).await;
+    let primary = sim.world().set("rs").unwrap().primary.clone().unwrap();
+    let lost: BTreeSet<String> = hosts.iter().filter(|h| **h != primary).cloned().collect();
+    for h in &lost {
+        sim.world().set_up(h, false);
+    }
+    let mut offered = None;
+    for _ in 0..3 {
+        ticks(&sim, 1);
+        let (o, _) = agent.step(&known).await.unwrap();
+        if let Outcome::QuorumLost { unreachable, .. } = o {
+            offered = Some(unreachable.into_iter().collect::<BTreeSet<_>>());
+            break;
+        }
+    }
+    assert_eq!(
+        offered.as_ref(),
+        Some(&lost),
+        "QuorumLost naming both lost members"
+    );
+    assert_eq!(sim.world().set("rs").unwrap().forced_reconfigs, 0);
+}

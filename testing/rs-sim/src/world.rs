@@ -842,6 +842,11 @@ impl World {
     /// Whether a connection's commands reach `node` (the two sides of a split do not hear
     /// each other).
     fn answers(&self, node: &str, session: &Session) -> bool {
+        // A node taken down ([`World::set_up`]) answers nothing, on a connection opened before
+        // too (a stopped mongod closes them all); a cut-off one still answers its own side.
+        if self.nodes.get(node).is_some_and(|n| !n.up) && !self.cut_off(node) {
+            return false;
+        }
         match &self.split {
             None => true,
             Some(_) if session.in_pod => true,
@@ -3341,6 +3346,24 @@ mod rule_tests {
             w.tick();
             assert_eq!(seen(&mut w, 1, &h(2)), expected, "tick {t}");
         }
+    }
+
+    /// A node taken down answers nothing, on a connection it had answered before too: a
+    /// stopped mongod's port is closed and its connections with it (the driver reports a
+    /// network error). Its data is kept: brought up again, it answers and holds its set.
+    #[test]
+    fn a_node_taken_down_answers_nothing_on_an_open_connection() {
+        let (mut w, mut s) = initiated(3);
+        let before = w.handle(&h(1), &mut s, &doc! {"replSetGetStatus": 1});
+        assert_eq!(before.get_f64("ok").ok(), Some(1.0), "{before}");
+        w.set_up(&h(1), false);
+        let after = w.handle(&h(1), &mut s, &doc! {"replSetGetStatus": 1});
+        assert_eq!(code(&after), Some(6), "{after}");
+        let hello = w.handle(&h(1), &mut s, &doc! {"hello": 1});
+        assert_eq!(code(&hello), Some(6), "{hello}");
+        w.set_up(&h(1), true);
+        let back = w.handle(&h(1), &mut s, &doc! {"replSetGetStatus": 1});
+        assert_eq!(back.get_str("set").ok(), Some("rs"), "{back}");
     }
 
     /// A split is per observer: one cluster's members and the rest get no answer from each

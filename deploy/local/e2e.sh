@@ -98,9 +98,10 @@ mapfile -t suites < <(jq -r 'select(.reason == "compiler-artifact" and .executab
     | "\(.target.name) \(.executable)"' <<<"$suites_json" | sort)
 ((${#suites[@]})) || { echo "e2e: cargo built no test binary of fedstate-e2e" >&2; exit 1; }
 
-# CI, 2026-12-02: agent_federated 335 s, agent_replset 286 s, karmada_parity 324 s, install 164 s
-# here; restarts 449 s and the other six (846 s together) in lane 2.
-lane_one=" agent_federated agent_replset install karmada_parity "
+# CI, 2026-12-03: agent_federated 338–450 s, agent_replset 221 s (before its forced-reconfig
+# scenario, ~100 s more), karmada_parity 297 s here; restarts 320 s, manager_propagation 200 s,
+# federation_smoke 127 s, scheduler 115 s, install 99 s and the small ones in lane 2.
+lane_one=" agent_federated agent_replset karmada_parity "
 declare -A lane_of=()
 next=2
 for entry in "${suites[@]}"; do

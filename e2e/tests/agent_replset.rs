@@ -10,7 +10,12 @@
 //! 3. A new clusterMonitor password in the credentials Secret reaches mongod (`updateUser`) and
 //!    every member's pod is recreated (the exporter reads its password only at start), the set
 //!    keeping one PRIMARY and two SECONDARY.
-//! 4. No password of the run appears in any process log, the agents' log, a status or an event.
+//! 4. The forced-reconfig opt-in is used once: two of the three members stop answering (their
+//!    pods stay Running), the agent offers `QuorumLost` with the opt-in command and forces
+//!    nothing; the user runs the command, the agent forces once and records it in
+//!    `status.forcedReconfig` and a Warning event; the members come back and rejoin. A second
+//!    loss at the same generation, the annotation still set, is offered again and never forced.
+//! 5. No password of the run appears in any process log, the agents' log, a status or an event.
 //!
 //! Runs only with `FEDSTATE_E2E=1` (see `fedstate_e2e::harness`).
 
@@ -31,6 +36,7 @@ use fedstate_e2e::stack;
 use fedstate_e2e::suite::{Env, Suite};
 use fedstate_local::{Federation, member_name, member_vip};
 use fedstate_mongo_agent::resources::{self};
+use fedstate_mongo_agent::status;
 use fedstate_rs_sim::bridge::{self};
 use fedstate_rs_sim::{Simulator, world};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -109,7 +115,9 @@ async fn single_cluster_set_from_seed_to_scale(env: &Env<()>) {
     single_cluster_scales_one_voter_at_a_time(&member1, &sim).await;
     eprintln!("scenario 3: a rotated monitor password rolls the members' exporters");
     a_rotated_monitor_password_recreates_every_member(&member1).await;
-    eprintln!("scenario 4: no password in any log, status or event");
+    eprintln!("scenario 4: the forced-reconfig opt-in is used once");
+    a_force_opt_in_is_used_once(&member1, &sim).await;
+    eprintln!("scenario 5: no password in any log, status or event");
     stop.cancel();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = std::fs::remove_dir_all(&pods_dir);
@@ -330,6 +338,180 @@ async fn a_rotated_monitor_password_recreates_every_member(member: &kube::Client
         },
     )
     .await;
+}
+
+/// The value of the opt-in annotation that a true `QuorumLost` condition's command sets
+/// (`<generation>/<configVersion>`), as a user would copy it.
+fn offered_opt_in(m: &MongoDB) -> Result<String, String> {
+    let c = condition(m, status::QUORUM_LOST)
+        .filter(|c| c.is_true())
+        .ok_or_else(|| {
+            format!(
+                "QuorumLost not offered; conditions {:?}",
+                m.status.as_ref().map(|s| &s.conditions)
+            )
+        })?;
+    let msg = c.message.unwrap_or_default();
+    msg.split(&format!("{}=", status::FORCE_RECONFIG_ANNOTATION))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no opt-in command in {msg:?}"))
+}
+
+/// Issue 15's "force opt-in used once", on a member cluster's apiserver with the agent's real
+/// controller. Two members stop answering while their pods stay Running (mongod hung, or its
+/// node cut off), so the agent reaches one voter of three. The forced reconfig keeps the
+/// reachable member only; the opt-in names the config version that lost its majority, and the
+/// reconfig raises it, so the same annotation can never force again.
+async fn a_force_opt_in_is_used_once(member: &kube::Client, sim: &Simulator) {
+    let api: Api<MongoDB> = Api::namespaced(member.clone(), NS);
+    let forced = || sim.world().set(NAME).map_or(0, |s| s.forced_reconfigs);
+    let lost: Vec<String> = {
+        let w = sim.world();
+        let set = w.set(NAME).expect("set");
+        let primary = set.primary.clone().expect("a primary");
+        set.config
+            .members
+            .iter()
+            .map(|m| m.host.clone())
+            .filter(|h| *h != primary)
+            .collect()
+    };
+    assert_eq!(lost.len(), 2, "two secondaries: {lost:?}");
+    let answer = |up: bool| {
+        let mut w = sim.world();
+        for h in &lost {
+            w.set_up(h, up);
+        }
+    };
+    let whole = |what: &'static str| {
+        let api = api.clone();
+        async move {
+            eventually(what, WAIT, || async {
+                let m = api.get(NAME).await.map_err(|e| e.to_string())?;
+                let st = m.status.clone().unwrap_or_default();
+                let by_state = |s: &str| st.replset.iter().filter(|r| r.state_str == s).count();
+                let voters = sim.world().set(NAME).map_or(0, |s| {
+                    s.config.members.iter().filter(|m| m.votes > 0).count()
+                });
+                if voters == 3 && by_state("PRIMARY") == 1 && by_state("SECONDARY") == 2 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "voters {voters}, replset {:?}, conditions {:?}",
+                        st.replset, st.conditions
+                    ))
+                }
+            })
+            .await;
+        }
+    };
+    let mut checked = 0u32;
+    let mut violations = Vec::new();
+
+    answer(false);
+    let opt_in = eventually(
+        "QuorumLost offered with the opt-in command",
+        WAIT,
+        || async {
+            let m = api.get(NAME).await.map_err(|e| e.to_string())?;
+            offered_opt_in(&m)
+        },
+    )
+    .await;
+    checked += 1;
+    if forced() != 0 {
+        violations.push(format!("{} forced reconfigs before the opt-in", forced()));
+    }
+    eprintln!("  offered: {opt_in}");
+    api.patch(
+        NAME,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {status::FORCE_RECONFIG_ANNOTATION: opt_in}}}),
+        ),
+    )
+    .await
+    .expect("the user's opt-in");
+    let record = eventually(
+        "the forced reconfig recorded in the status",
+        WAIT,
+        || async {
+            let m = api.get(NAME).await.map_err(|e| e.to_string())?;
+            m.status
+                .and_then(|s| s.forced_reconfig)
+                .ok_or_else(|| format!("not forced yet ({} in the simulator)", forced()))
+        },
+    )
+    .await;
+    assert_eq!(record.opt_in, opt_in, "{record:?}");
+    assert!(record.version > record.from_version, "{record:?}");
+    checked += 1;
+    if forced() != 1 {
+        violations.push(format!(
+            "{} forced reconfigs after the opt-in, 1 expected",
+            forced()
+        ));
+    }
+    let events = Api::<Event>::namespaced(member.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    let event = events
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("ForcedReconfig"))
+        .unwrap_or_else(|| panic!("no ForcedReconfig event"));
+    assert_eq!(event.type_.as_deref(), Some("Warning"), "{event:?}");
+    eprintln!("  forced once: {record:?}");
+
+    answer(true);
+    whole("the members rejoin: 3 voters, 1 PRIMARY and 2 SECONDARY").await;
+
+    // The second loss, at the same generation, the annotation still set.
+    let generation = api.get(NAME).await.expect("object").metadata.generation;
+    assert_eq!(
+        opt_in.split('/').next(),
+        generation.map(|g| g.to_string()).as_deref(),
+        "the same generation"
+    );
+    answer(false);
+    let again = eventually("the second loss offered again", WAIT, || async {
+        let m = api.get(NAME).await.map_err(|e| e.to_string())?;
+        let offered = offered_opt_in(&m)?;
+        if offered == opt_in {
+            Err(format!("the used opt-in offered again: {offered}"))
+        } else {
+            Ok(offered)
+        }
+    })
+    .await;
+    // The version offered now is far above the forced one: mongod raises a forced config's
+    // version by a large random number (manual, `replSetReconfig`, `force`), as the simulator does.
+    eprintln!("  offered again: {again}");
+    // Over 30 s (the agent's backoff while the loss repeats reaches 16 s): nothing forced.
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        checked += 1;
+        let m = api.get(NAME).await.expect("object");
+        if forced() != 1 {
+            violations.push(format!(
+                "{} forced reconfigs after the second loss",
+                forced()
+            ));
+        }
+        if m.status.and_then(|s| s.forced_reconfig).as_ref() != Some(&record) {
+            violations.push("status.forcedReconfig changed".into());
+        }
+    }
+    eprintln!(
+        "  force opt-in used once: invariants: {checked} checks, violations: {}",
+        violations.len()
+    );
+    assert!(violations.is_empty(), "{violations:#?}");
+    answer(true);
+    whole("the members answer again: 3 voters, 1 PRIMARY and 2 SECONDARY").await;
 }
 
 async fn no_password_anywhere(

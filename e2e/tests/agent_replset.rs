@@ -117,11 +117,67 @@ async fn single_cluster_set_from_seed_to_scale(env: &Env<()>) {
     a_rotated_monitor_password_recreates_every_member(&member1).await;
     eprintln!("scenario 4: the forced-reconfig opt-in is used once");
     a_force_opt_in_is_used_once(&member1, &sim).await;
-    eprintln!("scenario 5: no password in any log, status or event");
+    eprintln!("scenario 5: a status computed from a stale view is refused by the apiserver");
+    a_stale_status_write_is_refused(&member1).await;
+    eprintln!("scenario 6: no password in any log, status or event");
     stop.cancel();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = std::fs::remove_dir_all(&pods_dir);
     no_password_anywhere(fed, &member1, &agent_log).await;
+}
+
+/// The agent's status write carries the resourceVersion it was computed from, and the real
+/// apiserver refuses it (409) once the object changed: a reconcile working from a lagging watch
+/// cache cannot replace newer conditions with older ones (`TeardownMarked`, whose loss kept a
+/// deleted object's finalizer for ever in the install suite; the scenario test
+/// `a_status_from_a_stale_view_does_not_erase_the_teardown_record` shows that path).
+async fn a_stale_status_write_is_refused(member: &kube::Client) {
+    let api: Api<MongoDB> = Api::namespaced(member.clone(), NS);
+    let stale = api.get(NAME).await.expect("the sample");
+    api.patch(
+        NAME,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"fedstate-e2e/touched": "stale-write"}}}),
+        ),
+    )
+    .await
+    .expect("another writer changes the object");
+    let ctx = fedstate_mongo_agent::controller::Context::new(
+        member.clone(),
+        fedstate_mongo_agent::controller::Settings {
+            addressing: resources::MemberAddressing::NodePort {
+                vip: member_vip(1).to_string(),
+            },
+            cluster_name: None,
+            namespace: None,
+            mongo_timeout: Duration::from_secs(2),
+        },
+    );
+    let mut from_stale = stale.status.clone().unwrap_or_default();
+    fedstate_api::condition::set_condition(
+        &mut from_stale.conditions,
+        fedstate_api::condition::Condition::new(
+            "E2eStaleWrite",
+            fedstate_api::condition::ConditionStatus::True,
+            "Stale",
+            "written from a stale view",
+            None,
+        ),
+        jiff::Timestamp::now(),
+    );
+    let e = fedstate_mongo_agent::apply::write_status(&ctx, &stale, from_stale)
+        .await
+        .expect_err("a status computed from the older object is refused");
+    assert!(
+        fedstate_runtime::backoff::ReconcileError::is_conflict(&e),
+        "a 409 Conflict, retried after a second: {e}"
+    );
+    let now = api.get(NAME).await.expect("the sample");
+    assert!(
+        condition(&now, "E2eStaleWrite").is_none(),
+        "the refused status is not there"
+    );
 }
 
 fn condition(m: &MongoDB, t: &str) -> Option<fedstate_api::Condition> {

@@ -246,11 +246,14 @@ pub async fn publish(ctx: &Context, mdb: &MongoDB, note: &Note) {
     }
 }
 
-pub(crate) async fn write_status(
-    ctx: &Context,
-    mdb: &MongoDB,
-    new: MongoDBStatus,
-) -> Result<(), Error> {
+/// Write the status computed from `mdb`, only over the version of the object it was computed
+/// from: the patch carries `mdb`'s `resourceVersion`, so the apiserver refuses it (409 Conflict,
+/// retried after a second with the newer object) when the object changed since. The status
+/// keeps records a later reconcile relies on (`TeardownMarked`, `forcedReconfig`), and a status
+/// computed from a stale view (the watch cache lags, e.g. while a watch relists after an
+/// apiserver restart) would otherwise replace them with the older conditions: a deleted object
+/// whose record was erased that way kept its finalizer for ever.
+pub async fn write_status(ctx: &Context, mdb: &MongoDB, new: MongoDBStatus) -> Result<(), Error> {
     if mdb.status.as_ref() == Some(&new) {
         return Ok(());
     }
@@ -259,9 +262,18 @@ pub(crate) async fn write_status(
         .patch_status(
             &name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": new})),
+            &Patch::Merge(status_patch(mdb, &new)),
         )
         .await
         .map_err(kube_err("patch status of", "MongoDB", &name))?;
     Ok(())
+}
+
+/// The merge patch of [`write_status`]: the status, guarded by `mdb`'s `resourceVersion`
+/// (an object without one, which the apiserver never serves, is written unguarded).
+fn status_patch(mdb: &MongoDB, new: &MongoDBStatus) -> serde_json::Value {
+    match mdb.resource_version() {
+        Some(rv) => json!({"metadata": {"resourceVersion": rv}, "status": new}),
+        None => json!({"status": new}),
+    }
 }

@@ -276,10 +276,11 @@ pub async fn reconcile(obj: Arc<MongoDB>, ctx: Arc<Context>) -> Result<Action, E
     .instrument(span);
     let result = match tokio::time::timeout(RECONCILE_LIMIT, work).await {
         Err(_elapsed) => Err(Error::TimedOut(name, RECONCILE_LIMIT)),
+        // Our own errors come back as they were, so error_policy tells a blocked deletion
+        // and a write conflict (retried after a second) from a failure.
         Ok(done) => done.map_err(|e| match e {
-            kube::runtime::finalizer::Error::CleanupFailed(blocked @ Error::LeaveBlocked(..)) => {
-                blocked
-            }
+            kube::runtime::finalizer::Error::CleanupFailed(e)
+            | kube::runtime::finalizer::Error::ApplyFailed(e) => e,
             e => Error::Finalizer(name, e.to_string()),
         }),
     };

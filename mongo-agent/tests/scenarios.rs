@@ -227,7 +227,12 @@ async fn a_credentials_secret_we_did_not_create_is_not_taken_over() {
     let theirs = json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "mongodb-sample-credentials", "namespace": NS, "labels": {"team": "db"}},
         "data": {"password": "dXNlcg=="}});
-    c.fake.put(SECRETS, theirs.clone());
+    c.fake.put(SECRETS, theirs);
+    // As stored (with its resourceVersion): a write of any kind would change it.
+    let theirs = c
+        .fake
+        .get(SECRETS, NS, "mongodb-sample-credentials")
+        .unwrap();
     c.reconcile().await.unwrap();
     assert!(c.object_writes().is_empty(), "{:?}", c.object_writes());
     assert_eq!(
@@ -422,5 +427,43 @@ async fn an_image_of_another_major_waits_for_the_members_versions() {
             .unwrap()
             .contains("waiting for the members"),
         "{upgrade}"
+    );
+}
+
+/// A status computed from a stale view of the object is refused instead of replacing a newer
+/// one. What the install suite met after member2's apiserver restarted: while the agent's
+/// watch of MongoDBs relisted, a reconcile read the object as it was before the agent recorded
+/// the manager's teardown mark (`TeardownMarked`), found the host list gone, and its status
+/// write replaced the conditions, mark included; the deleted object then waited for its
+/// members to leave a set that nobody was left to change, and kept its finalizer for ever.
+/// Now the write carries the resourceVersion it was computed from: the apiserver answers 409,
+/// the record stays, and the next reconcile (of the object as it is) releases the finalizer.
+#[tokio::test]
+async fn a_status_from_a_stale_view_does_not_erase_the_teardown_record() {
+    let c = cluster(seed(1));
+    let stale: MongoDB = serde_json::from_value(c.object()).unwrap();
+    // Since then: the mark was recorded, and the manager deleted the object.
+    let mut now = c.object();
+    now["status"] = json!({"conditions": [{
+        "type": "TeardownMarked", "status": "True", "reason": "WholeSetTeardown",
+        "message": "the MultiCloudMongoDB is being deleted with every member",
+        "lastTransitionTime": "2026-12-03T17:11:09Z"}]});
+    c.fake.put(MONGODBS, now);
+    let e = reconcile(Arc::new(stale), c.ctx.clone())
+        .await
+        .map(drop)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("modified"), "a conflict: {e}");
+    assert_eq!(c.condition("TeardownMarked")["status"], "True");
+
+    let mut deleted = c.object();
+    deleted["metadata"]["deletionTimestamp"] = json!("2026-12-03T17:11:10Z");
+    c.fake.put(MONGODBS, deleted);
+    c.reconcile().await.unwrap();
+    assert_eq!(
+        c.object()["metadata"]["finalizers"],
+        json!([]),
+        "the recorded mark releases the finalizer"
     );
 }

@@ -16,6 +16,26 @@ type Key = (String, String, String);
 struct State {
     objects: BTreeMap<Key, Value>,
     next_node_port: i64,
+    /// The last `resourceVersion` given out: every write that changes an object gets the next.
+    resource_version: u64,
+}
+
+impl State {
+    /// Give `obj` the next `resourceVersion`, as the apiserver does on every write that
+    /// changes an object.
+    fn stamp(&mut self, obj: &mut Value) {
+        self.resource_version += 1;
+        obj["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+    }
+}
+
+/// The apiserver's optimistic concurrency: a patch or apply whose body names a
+/// `resourceVersion` is refused with 409 Conflict unless it is the stored object's.
+fn stale(existing: &Value, body: &Value) -> bool {
+    match body["metadata"]["resourceVersion"].as_str() {
+        Some(rv) => existing["metadata"]["resourceVersion"].as_str() != Some(rv),
+        None => false,
+    }
 }
 
 /// An in-memory apiserver. Clone it freely: clones share the store and the request log.
@@ -115,11 +135,10 @@ impl FakeApiserver {
             .unwrap_or("")
             .to_owned();
         let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
-        self.state
-            .lock()
-            .unwrap()
-            .objects
-            .insert((collection.to_owned(), ns, name), obj);
+        let mut obj = obj;
+        let mut st = self.state.lock().unwrap();
+        st.stamp(&mut obj);
+        st.objects.insert((collection.to_owned(), ns, name), obj);
     }
 
     pub fn get(&self, collection: &str, ns: &str, name: &str) -> Option<Value> {
@@ -184,7 +203,9 @@ impl FakeApiserver {
                     .collect();
                 (
                     200,
-                    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}),
+                    json!({"apiVersion": "v1", "kind": "List",
+                           "metadata": {"resourceVersion": st.resource_version.to_string()},
+                           "items": items}),
                 )
             }
             (&Method::GET, Some(name)) => {
@@ -204,6 +225,7 @@ impl FakeApiserver {
                 }
                 let mut obj = r.body.clone();
                 obj["metadata"]["name"] = json!(name);
+                st.stamp(&mut obj);
                 st.objects.insert(key, obj.clone());
                 (201, obj)
             }
@@ -228,6 +250,7 @@ impl FakeApiserver {
                         o
                     }
                     None => return (404, failure(404, "NotFound", "not found")),
+                    Some(e) if stale(e, &r.body) => return crate::conflict(),
                     Some(e) => e.clone(),
                 };
                 if r.is_apply() {
@@ -252,6 +275,11 @@ impl FakeApiserver {
                 } else {
                     panic!("fake apiserver: PATCH {} as {:?}", r.path, r.content_type);
                 }
+                // A patch that changes nothing keeps the object's resourceVersion.
+                match &existing {
+                    Some(e) if *e == obj => {}
+                    _ => st.stamp(&mut obj),
+                }
                 st.objects.insert(key, obj.clone());
                 (200, obj)
             }
@@ -266,6 +294,7 @@ fn reapplied(old: &Value, body: &Value, collection: &str) -> Value {
     let mut obj = body.clone();
     for k in [
         "uid",
+        "resourceVersion",
         "generation",
         "finalizers",
         "deletionTimestamp",

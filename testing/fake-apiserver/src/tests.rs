@@ -139,3 +139,60 @@ async fn a_selector_it_cannot_evaluate_is_a_bad_request_not_a_panic() {
         .unwrap();
     assert_eq!(listed.items.len(), 1);
 }
+
+/// The apiserver's optimistic concurrency, which the agent's status writes rely on: every
+/// change gives the object a new `resourceVersion`, a patch naming another one is refused with
+/// 409 and changes nothing, and a patch that changes nothing keeps the version.
+#[tokio::test]
+async fn a_patch_naming_a_stale_resource_version_is_refused() {
+    let fake = FakeApiserver::default();
+    fake.put(
+        "v1/configmaps",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "db"}}),
+    );
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "db");
+    let first = api
+        .get("c")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let pp = PatchParams::default();
+    let changed = api
+        .patch(
+            "c",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"resourceVersion": first}, "data": {"k": "1"}})),
+        )
+        .await
+        .unwrap();
+    let second = changed.metadata.resource_version.unwrap();
+    assert_ne!(second, first);
+    let err = api
+        .patch(
+            "c",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"resourceVersion": first}, "data": {"k": "2"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409),
+        "{err}"
+    );
+    let same = api
+        .patch("c", &pp, &Patch::Merge(json!({"data": {"k": "1"}})))
+        .await
+        .unwrap();
+    assert_eq!(
+        same.data.unwrap()["k"],
+        "1",
+        "the refused patch changed nothing"
+    );
+    assert_eq!(
+        same.metadata.resource_version.unwrap(),
+        second,
+        "a no-op keeps the version"
+    );
+}

@@ -17,10 +17,11 @@
 # Each line of a lane's output starts with "[lane <n>]". FEDSTATE_E2E_LANES=1 runs everything in
 # one lane, in <run dir> itself.
 #
-# FEDSTATE_E2E_SOAK_SMOKE=1 (scripts/test-all.sh sets it) ends lane 1 with the soak test's short
-# version (target/debug/soak --smoke, what `benches/soak.sh --smoke` runs) on a federation of its
-# own at lane 1's ports, once lane 1's suites are done (it serves simulated members too); not when
-# a test filter is given.
+# FEDSTATE_E2E_SOAK_SMOKE=1 (opt-in; benches/README.md, "Soak test", says why) ends the last lane
+# with the soak test's short version (target/debug/soak --smoke, what `benches/soak.sh --smoke`
+# runs) on a federation of its own at that lane's ports and VIPs, once the lane's suites are done
+# (it serves simulated members too); not when a test filter is given. The last lane is the
+# shorter one in CI (2026-12-03: lane 1 958 s, lane 2 868 s; the smoke about 400 s).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -98,9 +99,9 @@ mapfile -t suites < <(jq -r 'select(.reason == "compiler-artifact" and .executab
     | "\(.target.name) \(.executable)"' <<<"$suites_json" | sort)
 ((${#suites[@]})) || { echo "e2e: cargo built no test binary of fedstate-e2e" >&2; exit 1; }
 
-# CI, 2026-12-03: agent_federated 338–450 s, agent_replset 221 s (before its forced-reconfig
-# scenario, ~100 s more), karmada_parity 297 s here; restarts 320 s, manager_propagation 200 s,
-# federation_smoke 127 s, scheduler 115 s, install 99 s and the small ones in lane 2.
+# CI, 2026-12-03 (4578356): agent_federated 320 s, agent_replset 331 s, karmada_parity 307 s here;
+# restarts 293 s, manager_propagation 161 s, federation_smoke 135 s, scheduler 119 s, install 100 s
+# and the small ones in lane 2, then the soak smoke (see above).
 lane_one=" agent_federated agent_replset karmada_parity "
 declare -A lane_of=()
 next=2
@@ -114,6 +115,7 @@ for entry in "${suites[@]}"; do
         ((next <= lanes)) || next=2
     fi
 done
+lane_of[soak-smoke]=$lanes
 lane_dir() { if ((lanes == 1)); then echo "$run_dir"; else echo "$run_dir/lane-$1"; fi; }
 
 test_args=("$@")

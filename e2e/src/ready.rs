@@ -39,9 +39,41 @@ pub fn mcm_ready(obj: &MultiCloudMongoDB, members: i32) -> Result<(), String> {
         .map(|t| i64::from(t.replicaset_status.unwrap_or(0)))
         .sum();
     if status.state != Some(ServiceState::Health) || running != i64::from(members) {
+        // What each cluster reports and the conditions that are not True, so a failure names
+        // what blocks (the soak keeps only this message of an object that missed its bound).
+        let clusters: Vec<String> = status
+            .result
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}: {}/{} running, state {}, roles {:?}",
+                    t.cluster.as_deref().unwrap_or("?"),
+                    t.replicaset_status.unwrap_or(0),
+                    t.replicaset_spec.unwrap_or(0),
+                    t.state.as_deref().unwrap_or("-"),
+                    t.connect_addr_with_role.clone().unwrap_or_default()
+                )
+            })
+            .collect();
+        let conditions: Vec<String> = status
+            .conditions
+            .iter()
+            .filter(|c| !c.is_true())
+            .map(|c| {
+                format!(
+                    "{}={:?} {}: {}",
+                    c.type_,
+                    c.status,
+                    c.reason.as_deref().unwrap_or_default(),
+                    c.message.as_deref().unwrap_or_default()
+                )
+            })
+            .collect();
         return Err(format!(
-            "state {:?}, {running} of {members} members running",
-            status.state
+            "state {:?}, {running} of {members} members running; clusters [{}]; conditions not True [{}]",
+            status.state,
+            clusters.join("; "),
+            conditions.join("; ")
         ));
     }
     Ok(())

@@ -99,6 +99,27 @@ pub async fn running_pods(cluster: &MemberCluster) -> Option<BTreeMap<String, Po
     Some(hosts)
 }
 
+/// Which volume a member pod's data is on: its cluster, namespace and claims (a StatefulSet
+/// pod's claim outlives the pod, so a rolled pod finds its data), or its name when it has none
+/// (the simulator keeps such a pod's data across restarts, as if it had one). A claim deleted and
+/// created again under the same name is not told apart (`testing/rs-sim/README.md`).
+pub fn volume_identity(cluster: &str, pod: &Pod) -> String {
+    let mut claims: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.as_str())
+        .collect();
+    claims.sort_unstable();
+    let ns = pod.namespace().unwrap_or_default();
+    if claims.is_empty() {
+        format!("{cluster}/{ns}/pod {}", pod.name_any())
+    } else {
+        format!("{cluster}/{ns}/{}", claims.join(","))
+    }
+}
+
 /// The MongoDB version a pod's `mongod` image tag names (`mongo:6.0.14-jammy` → `6.0.14`), as
 /// the binary it would run; `None` when the tag names none (`latest`, a digest).
 pub fn image_version(pod: &Pod) -> Option<String> {
@@ -380,6 +401,8 @@ pub async fn run_with_shell(
     let mut round: u64 = 0;
     // The hosts each cluster ran when it last answered.
     let mut cluster_hosts: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    // The volume each host's member last ran on ([`volume_identity`]).
+    let mut volumes: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let mut want = BTreeSet::new();
         let mut pod_uids = BTreeSet::new();
@@ -390,6 +413,19 @@ pub async fn run_with_shell(
                 continue;
             };
             cluster_hosts.insert(ci, pods.keys().cloned().collect());
+            for (host, pod) in &pods {
+                // Data lives on the member's claim: another claim behind the same address (a
+                // NodePort handed out again after a deleted set freed it) is an empty dbPath.
+                let volume = volume_identity(&c.name, pod);
+                if volumes.get(host).is_some_and(|v| *v != volume) {
+                    tracing::info!(%host, %volume, "member on another volume: starts empty");
+                    if served.remove(host) {
+                        sim.stop(host);
+                    }
+                    sim.world().new_volume(host);
+                }
+                volumes.insert(host.clone(), volume);
+            }
             for (host, pod) in &pods {
                 let fresh = !served.contains(host);
                 if let Some(sh) = &shell

@@ -629,6 +629,12 @@ impl Node {
     fn running(&self) -> bool {
         self.up && self.start_failure.is_none()
     }
+
+    /// Up and holding set `id`'s config: what that set's heartbeats find. A node started on
+    /// a new volume ([`World::new_volume`]) answers them with no config of this set.
+    fn serves(&self, id: u64) -> bool {
+        self.running() && self.set == Some(id)
+    }
 }
 
 /// The release series of a version: 4.4, or `X.0` from 5 on (rapid releases belong to their
@@ -788,7 +794,7 @@ impl World {
                 ));
             }
             for m in &set.config.members {
-                let state = if self.is_up(&m.host) {
+                let state = if self.member_up(set, &m.host) {
                     set.runtime.get(&m.host).map_or(STARTUP2, |r| r.state)
                 } else {
                     set.reported(&m.host, now)
@@ -895,7 +901,7 @@ impl World {
             let reach = set
                 .config
                 .voters()
-                .filter(|m| !cut(&m.host) && self.is_up(&m.host))
+                .filter(|m| !cut(&m.host) && self.member_up(set, &m.host))
                 .count();
             out.push((p.clone(), reach));
         }
@@ -932,6 +938,19 @@ impl World {
                 rt.synced_at = now + 1 + sync;
             }
         }
+    }
+
+    /// The member at `host` now runs on another volume (a new claim behind a NodePort the
+    /// apiserver handed out again after a deleted set freed it): its mongod starts on an empty
+    /// dbPath, in no set and with no users, whatever the node at that address held before. A
+    /// set whose config still names `host` sees a member that answers its heartbeats with no
+    /// (or another) config: down, for that set ([`World::recompute`]).
+    pub fn new_volume(&mut self, host: &str) {
+        let node = self.nodes.entry(host.to_owned()).or_default();
+        node.set = None;
+        node.local_users.clear();
+        node.start_failure = None;
+        self.recompute();
     }
 
     /// Make `host` stop answering anything but `hello`/`isMaster` (as a mongod whose storage
@@ -997,6 +1016,11 @@ impl World {
             .is_some_and(|n| n.up && n.start_failure.is_none())
     }
 
+    /// Whether `host` is up for `set`: running and holding its config ([`Node::serves`]).
+    fn member_up(&self, set: &ReplSet, host: &str) -> bool {
+        self.nodes.get(host).is_some_and(|n| n.serves(set.id))
+    }
+
     /// The set a node belongs to.
     pub fn set_of(&self, host: &str) -> Option<&ReplSet> {
         let id = self.nodes.get(host)?.set?;
@@ -1027,13 +1051,13 @@ impl World {
                 .config
                 .members
                 .iter()
-                .filter(|m| !m.arbiter_only && self.nodes.get(&m.host).is_some_and(Node::running))
+                .filter(|m| !m.arbiter_only && self.nodes.get(&m.host).is_some_and(|n| n.serves(set.id)))
                 .filter_map(|m| set.runtime.get(&m.host))
                 .filter(|r| matches!(r.state, PRIMARY | SECONDARY))
                 .map(|r| r.applied)
                 .max_by_key(|(tick, term)| (*term, *tick));
             for m in &set.config.members {
-                let up = self.nodes.get(&m.host).is_some_and(Node::running);
+                let up = self.nodes.get(&m.host).is_some_and(|n| n.serves(set.id));
                 let Some(rt) = set.runtime.get_mut(&m.host).filter(|_| up) else {
                     continue;
                 };
@@ -1068,7 +1092,7 @@ impl World {
             if let Some(p) = set.primary.clone() {
                 let write = (now, set.term);
                 for m in set.config.members.iter().filter(|m| !m.arbiter_only) {
-                    let up = self.nodes.get(&m.host).is_some_and(Node::running);
+                    let up = self.nodes.get(&m.host).is_some_and(|n| n.serves(set.id));
                     if let Some(rt) = set.runtime.get_mut(&m.host)
                         && up
                         && (m.host == p || (rt.state == SECONDARY && now >= rt.catch_up_at))
@@ -1146,7 +1170,9 @@ impl World {
         self.changes.0.send_modify(|n| *n += 1);
         let now = self.now;
         for set in self.sets.values_mut() {
-            let up = |h: &str| self.nodes.get(h).is_some_and(Node::running);
+            // A member counts for its set only while its node holds that set's config.
+            let id = set.id;
+            let up = |h: &str| self.nodes.get(h).is_some_and(|n| n.serves(id));
             let silent = |h: &str| self.nodes.get(h).is_some_and(|n| n.silent);
             let timing = set.config.timing();
             for m in &set.config.members {
@@ -1296,7 +1322,7 @@ impl World {
             let holding = set
                 .config
                 .voters()
-                .filter(|m| !m.arbiter_only && self.nodes.get(&m.host).is_some_and(Node::running))
+                .filter(|m| !m.arbiter_only && self.nodes.get(&m.host).is_some_and(|n| n.serves(set.id)))
                 .filter(|m| {
                     set.runtime
                         .get(&m.host)
@@ -1860,7 +1886,7 @@ impl World {
         let state_of = |h: &str| {
             if cut_off && let Some(s) = self.cut_off_view(set, h) {
                 s
-            } else if h == node || self.is_up(h) {
+            } else if h == node || self.member_up(set, h) {
                 set.runtime.get(h).map_or(STARTUP2, |r| r.state)
             } else {
                 set.reported(h, now)
@@ -3364,6 +3390,37 @@ mod rule_tests {
         w.set_up(&h(1), true);
         let back = w.handle(&h(1), &mut s, &doc! {"replSetGetStatus": 1});
         assert_eq!(back.get_str("set").ok(), Some("rs"), "{back}");
+    }
+
+    /// A mongod's replica-set config and users are in its dbPath (`local.system.replset`,
+    /// `admin.system.users`), so a member started on another volume at an address a deleted
+    /// set's member had (a NodePort handed out again) is a new, uninitiated node: `hello` names
+    /// no set, there is no user to log in as, and it can be initiated. A set that still lists the
+    /// address gets heartbeats answered without its config: down for it (health 0).
+    #[test]
+    fn a_member_on_a_new_volume_starts_empty() {
+        let (mut w, mut s) = initiated(3);
+        w.set_up(&h(2), false);
+        w.new_volume(&h(2));
+        w.set_up(&h(2), true);
+        for _ in 0..3 {
+            w.tick();
+        }
+        let hello = w.handle(&h(2), &mut s, &doc! {"hello": 1});
+        assert!(hello.get_str("setName").is_err(), "{hello}");
+        assert_eq!(hello.get_bool("isreplicaset").ok(), Some(true), "{hello}");
+        assert_eq!(seen(&mut w, 0, &h(2)), (DOWN, 0.0));
+        assert_eq!(primary(&w), Some(h(0)), "two of three voters still answer");
+        assert!(
+            w.users_of(&h(2)).is_none_or(|u| u.is_empty()),
+            "no user on the new volume"
+        );
+        let r = w.handle(
+            &h(2),
+            &mut Session::new(true, 4),
+            &doc! {"replSetInitiate": {"_id": "other", "members": [member(2, 1, 1.0)]}},
+        );
+        assert!(ok(&r), "{r}");
     }
 
     /// A split is per observer: one cluster's members and the rest get no answer from each

@@ -171,12 +171,17 @@ async fn pick_admin(
     users: &Users,
     hosts: &BTreeSet<String>,
 ) -> ReplSetAdmin {
+    if hosts.is_empty() {
+        // (select_ok below needs at least one try.)
+        return ctx.admin(key, None).await;
+    }
     for login in [&users.cluster_admin, &users.root] {
         let admin = ctx.admin(key, Some(login)).await;
-        for h in hosts {
-            if admin.hello(h).await.is_ok() {
-                return admin;
-            }
+        // The first host that takes the login: members that do not answer are waited for
+        // together (one timeout), not one after another.
+        let tries = hosts.iter().map(|h| Box::pin(admin.hello(h)));
+        if futures::future::select_ok(tries).await.is_ok() {
+            return admin;
         }
     }
     ctx.admin(key, None).await

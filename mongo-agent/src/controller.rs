@@ -293,6 +293,7 @@ pub async fn reconcile(obj: Arc<MongoDB>, ctx: Arc<Context>) -> Result<Action, E
 /// A live object: gather → decide → apply, around the one replica-set step (which needs the
 /// Services, Pods and Secrets the first writes).
 async fn reconcile_live(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
     let seen = gather::live(ctx, mdb).await?;
     // ThreadRng is not Send: keep it out of any await.
     let decided = decide::objects(mdb, &seen, &ctx.settings, &mut rand::rng());
@@ -309,6 +310,14 @@ async fn reconcile_live(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
         Ok((goal, users)) => apply::replica_set(ctx, mdb, &objects, goal, &users).await,
         Err(why) => SetResult::waiting(why),
     };
+    // What a stalled object did each time (its state is in the status; this says how long
+    // the step took and from which version of the object).
+    tracing::debug!(
+        outcome = ?set.outcome,
+        resource_version = mdb.resource_version().unwrap_or_default(),
+        took = ?started.elapsed(),
+        "replica-set step"
+    );
     let next = decide::after_step(mdb, &seen, &objects, &set, jiff::Timestamp::now());
     apply::after_step(ctx, mdb, next, objects.users.as_ref()).await
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use mongodb::bson::{Bson, doc};
 
 use crate::inpod::InPod;
-use crate::planner::{self, Desired, ForceOptIn, InitDecision, Step};
+use crate::planner::{self, Desired, ForceOptIn, HostProbe, InitDecision, Step};
 use crate::replset::{Login, Observation, ReplSetAdmin, ReplSetError, render_config};
 
 /// What one agent wants of its set.
@@ -97,10 +97,8 @@ pub async fn step(
     let obs = admin.observe(&goal.set_name, &hosts).await?;
     let Some(config) = obs.observed.config.clone() else {
         // Every host the set ever had is asked before an initiate (`planner::decide_init`).
-        let mut probes = BTreeMap::new();
-        for h in &hosts {
-            probes.insert(h.clone(), admin.probe(h).await);
-        }
+        let answers = futures::future::join_all(hosts.iter().map(|h| admin.probe(h))).await;
+        let probes: BTreeMap<String, HostProbe> = hosts.iter().cloned().zip(answers).collect();
         let decision =
             planner::decide_init(&goal.set_name, goal.rs_init, &goal.desired, known, &probes);
         let outcome = match decision {

@@ -333,8 +333,10 @@ impl ReplSetAdmin {
         let mut in_set = Vec::new();
         let mut arbiters = Vec::new();
         let mut primary = None;
-        for h in hosts {
-            if let Ok(hello) = self.hello(h).await
+        // Every host at once: a member that does not answer costs one timeout, not one each.
+        let hellos = futures::future::join_all(hosts.iter().map(|h| self.hello(h))).await;
+        for (h, hello) in hosts.iter().zip(hellos) {
+            if let Ok(hello) = hello
                 && hello.set_name.as_deref() == Some(set_name)
             {
                 if hello.is_primary {

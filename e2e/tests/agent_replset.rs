@@ -41,6 +41,7 @@ use fedstate_rs_sim::bridge::{self};
 use fedstate_rs_sim::{Simulator, world};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -495,9 +496,17 @@ async fn a_force_opt_in_is_used_once(member: &kube::Client, sim: &Simulator) {
         WAIT,
         || async {
             let m = api.get(NAME).await.map_err(|e| e.to_string())?;
-            m.status
-                .and_then(|s| s.forced_reconfig)
-                .ok_or_else(|| format!("not forced yet ({} in the simulator)", forced()))
+            let st = m.status.clone().unwrap_or_default();
+            st.forced_reconfig.ok_or_else(|| {
+                format!(
+                    "not forced yet ({} in the simulator); annotation {:?}, generation {:?}, state {:?}, conditions {:?}",
+                    forced(),
+                    m.annotations().get(status::FORCE_RECONFIG_ANNOTATION),
+                    m.metadata.generation,
+                    st.state,
+                    st.conditions
+                )
+            })
         },
     )
     .await;

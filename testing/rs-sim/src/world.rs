@@ -1051,7 +1051,9 @@ impl World {
                 .config
                 .members
                 .iter()
-                .filter(|m| !m.arbiter_only && self.nodes.get(&m.host).is_some_and(|n| n.serves(set.id)))
+                .filter(|m| {
+                    !m.arbiter_only && self.nodes.get(&m.host).is_some_and(|n| n.serves(set.id))
+                })
                 .filter_map(|m| set.runtime.get(&m.host))
                 .filter(|r| matches!(r.state, PRIMARY | SECONDARY))
                 .map(|r| r.applied)
@@ -1322,7 +1324,9 @@ impl World {
             let holding = set
                 .config
                 .voters()
-                .filter(|m| !m.arbiter_only && self.nodes.get(&m.host).is_some_and(|n| n.serves(set.id)))
+                .filter(|m| {
+                    !m.arbiter_only && self.nodes.get(&m.host).is_some_and(|n| n.serves(set.id))
+                })
                 .filter(|m| {
                     set.runtime
                         .get(&m.host)

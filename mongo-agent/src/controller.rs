@@ -318,7 +318,14 @@ async fn reconcile_live(mdb: &MongoDB, ctx: &Context) -> Result<Action, Error> {
         took = ?started.elapsed(),
         "replica-set step"
     );
-    let next = decide::after_step(mdb, &seen, &objects, &set, jiff::Timestamp::now());
+    let next = decide::after_step(
+        mdb,
+        &seen,
+        &objects,
+        ctx.settings.cluster_name.as_deref(),
+        &set,
+        jiff::Timestamp::now(),
+    );
     apply::after_step(ctx, mdb, next, objects.users.as_ref()).await
 }
 

@@ -503,6 +503,7 @@ pub fn after_step(
     mdb: &MongoDB,
     seen: &Seen,
     objects: &Objects,
+    cluster_name: Option<&str>,
     set: &SetResult,
     now: Timestamp,
 ) -> AfterStep {
@@ -518,11 +519,18 @@ pub fn after_step(
             };
             let wanted: BTreeSet<String> =
                 objects.statefulsets.iter().map(|s| s.name_any()).collect();
+            let others: BTreeSet<&str> = objects
+                .hosts
+                .iter()
+                .flatten()
+                .filter(|h| cluster_name.is_some_and(|c| c != h.cluster))
+                .map(|h| h.host.as_str())
+                .collect();
             let leaving = obs
                 .observed
                 .config
                 .as_ref()
-                .map(|c| unwanted(&seen.statefulsets, &wanted, &objects.members, c));
+                .map(|c| unwanted(&seen.statefulsets, &wanted, &objects.members, c, &others));
             (restart, step_down, leaving, rolling)
         }
         None => (None, None, None, None),
@@ -815,22 +823,37 @@ fn record_member_hosts(
     statefulsets
 }
 
+/// `others`: the hosts the host list gives other clusters. A StatefulSet whose member's address
+/// cannot be resolved is kept while the config has a member that may be it: one that is neither
+/// the known address of one of this cluster's StatefulSets nor another cluster's listed member.
+/// When every config member is accounted for so, its member is not in the set (it never joined:
+/// a placement that moved before its Service came, or it left) and it goes like any departed one.
 fn unwanted(
     seen: &[StatefulSet],
     wanted: &BTreeSet<String>,
     members: &Members,
     config: &RsConfig,
+    others: &BTreeSet<&str>,
 ) -> Unwanted {
     let in_config: BTreeSet<&str> = config.members.iter().map(|m| m.host.as_str()).collect();
+    let known: BTreeSet<&str> = seen
+        .iter()
+        .filter_map(|s| member_host(s, members))
+        .chain(members.addresses.values().map(String::as_str))
+        .chain(members.arbiter.as_deref())
+        .collect();
+    let all_accounted = in_config
+        .iter()
+        .all(|h| known.contains(h) || others.contains(h));
     let mut out = Unwanted::default();
     for s in seen.iter().filter(|s| !wanted.contains(&s.name_any())) {
         match member_host(s, members) {
             Some(h) if in_config.contains(h) => {}
-            Some(_) => out.departed.push(Departed {
+            None if !all_accounted => out.retained.push(s.name_any()),
+            Some(_) | None => out.departed.push(Departed {
                 statefulset: s.name_any(),
                 arbiter: is_arbiter(s.labels()),
             }),
-            None => out.retained.push(s.name_any()),
         }
     }
     out
@@ -908,21 +931,23 @@ mod tests {
     }
 
     /// Issue 15: a StatefulSet whose member's address cannot be resolved (its Service is gone
-    /// and no address was recorded) is never deleted for that reason: it is kept and reported.
-    /// One whose Service went first but that recorded its address is judged by that address;
-    /// one still in the config waits.
+    /// and no address was recorded) is kept and reported while the config has a member that may
+    /// be it (here `vip:30005`: no StatefulSet here has that address, and no other cluster lists
+    /// it). One whose Service went first but that recorded its address is judged by that
+    /// address; one still in the config waits.
     #[test]
     fn an_unresolvable_member_workload_is_kept_and_reported_never_deleted() {
+        let voter = |id: i32, host: &str| crate::planner::RsMember {
+            id,
+            host: host.into(),
+            votes: 1,
+            priority: 1,
+            arbiter_only: false,
+        };
         let config = RsConfig {
             name: "rs".into(),
             version: 5,
-            members: vec![crate::planner::RsMember {
-                id: 0,
-                host: "vip:30000".into(),
-                votes: 1,
-                priority: 1,
-                arbiter_only: false,
-            }],
+            members: vec![voter(0, "vip:30000"), voter(5, "vip:30005")],
         };
         let members = Members {
             addresses: BTreeMap::from([(0, "vip:30000".to_owned())]),
@@ -936,10 +961,22 @@ mod tests {
             sts(None, None),
         ];
         let wanted = BTreeSet::new();
-        let u = unwanted(&seen, &wanted, &members, &config);
+        let u = unwanted(&seen, &wanted, &members, &config, &BTreeSet::new());
         let departed: Vec<&str> = u.departed.iter().map(|d| d.statefulset.as_str()).collect();
         assert_eq!(departed, ["db-mongodb-2"], "{u:?}");
         assert_eq!(u.retained, ["db-mongodb-1", "db-mongodb-arbiter"]);
+        // Another cluster lists vip:30005: every config member is accounted for, so the
+        // unresolvable ones are not in the set (the soak's leftover: a member placed, then moved
+        // before its Service came, whose pod ran for ever) and go.
+        let others = BTreeSet::from(["vip:30005"]);
+        let u = unwanted(&seen, &wanted, &members, &config, &others);
+        let departed: Vec<&str> = u.departed.iter().map(|d| d.statefulset.as_str()).collect();
+        assert_eq!(
+            departed,
+            ["db-mongodb-1", "db-mongodb-2", "db-mongodb-arbiter"],
+            "{u:?}"
+        );
+        assert!(u.retained.is_empty(), "{u:?}");
         // Applied StatefulSets record the address while the Service gives it, and keep it after.
         let recorded = record_member_hosts(vec![sts(Some(0), None)], &members, &[]);
         assert_eq!(recorded_host(&recorded[0]), Some("vip:30000"));

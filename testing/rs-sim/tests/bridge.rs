@@ -1,5 +1,5 @@
 //! The bridge against an apiserver (the in-memory fake): which pod's data a served member holds.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -81,7 +81,7 @@ for name in $IMAGES; do
     ref="$local_registry/$name:$TAG"
     "$crane" append --oci-empty-base -f "$work/$name/base.tar" -f "$work/$name/app.tar" -t "$ref" >/dev/null 2>>"$work/crane.log"
     "$crane" mutate "$ref" --entrypoint "/usr/local/bin/$name" --user 65532:65532 --workdir / \
-        --env PATH=/usr/local/bin:/usr/bin:/bin \
+        --env PATH=/usr/local/bin:/usr/bin:/bin --env MALLOC_ARENA_MAX=2 \
         -l "org.opencontainers.image.title=$name" -l "org.opencontainers.image.version=$version" \
         -l "org.opencontainers.image.source=$source_url" -l "org.opencontainers.image.licenses=$license" \
         --set-platform linux/amd64 -t "$ref" >/dev/null 2>>"$work/crane.log"

@@ -111,6 +111,17 @@ fn check_image(out: &Path, name: &str, version: &str) {
         "{name}: entrypoint"
     );
     assert_eq!(c["User"], "65532:65532", "{name}: runs as non-root");
+    // What the e2e processes run with too (`fedstate_e2e::ours::IMAGE_ENV`).
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    for (k, v) in fedstate_e2e::ours::IMAGE_ENV {
+        assert!(
+            env.contains(&format!("{k}={v}").as_str()),
+            "{name}: {k}={v} in the image's environment: {env:?}"
+        );
+    }
     assert_eq!(
         c["Labels"]["org.opencontainers.image.title"], name,
         "{name}: title label"

@@ -646,7 +646,12 @@ impl Bench {
             args,
             log: log.clone(),
         };
-        let (record, child) = spec.spawn()?;
+        // Ours with what its image sets (`fedstate_e2e::ours::IMAGE_ENV`).
+        let env = match who {
+            Who::Ours => fedstate_e2e::ours::IMAGE_ENV,
+            Who::Karmada | Who::Ceiling => &[],
+        };
+        let (record, child) = spec.spawn_with_env(env)?;
         let mut p = Proc {
             who,
             record,

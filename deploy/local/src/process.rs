@@ -35,6 +35,12 @@ pub struct ProcessRecord {
 impl ProcessSpec {
     /// Starts the process in a new process group, logging to `self.log`.
     pub fn spawn(&self) -> Result<(ProcessRecord, Child)> {
+        self.spawn_with_env(&[])
+    }
+
+    /// As [`ProcessSpec::spawn`], with `env` added to the inherited environment (what a
+    /// component's image sets).
+    pub fn spawn_with_env(&self, env: &[(&str, &str)]) -> Result<(ProcessRecord, Child)> {
         if let Some(dir) = self.log.parent() {
             fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
         }
@@ -46,6 +52,7 @@ impl ProcessSpec {
         let log_err = log.try_clone().map_err(Error::io("open", &self.log))?;
         let child = Command::new(&self.program)
             .args(&self.args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

@@ -17,11 +17,11 @@
 # Each line of a lane's output starts with "[lane <n>]". FEDSTATE_E2E_LANES=1 runs everything in
 # one lane, in <run dir> itself.
 #
-# FEDSTATE_E2E_SOAK_SMOKE=1 (opt-in; benches/README.md, "Soak test", says why) ends the last lane
+# FEDSTATE_E2E_SOAK_SMOKE=1 (scripts/test-all.sh sets it unless told 0) ends the last lane
 # with the soak test's short version (target/debug/soak --smoke, what `benches/soak.sh --smoke`
 # runs) on a federation of its own at that lane's ports and VIPs, once the lane's suites are done
-# (it serves simulated members too); not when a test filter is given. The last lane is the
-# shorter one in CI (2026-12-03: lane 1 958 s, lane 2 868 s; the smoke about 400 s).
+# (it serves simulated members too); not when a test filter is given. The lanes take about as
+# long without it (CI, 2026-12-04: lane 1 934 s, lane 2 960 s; the smoke about 400 s).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

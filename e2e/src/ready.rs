@@ -59,15 +59,7 @@ pub fn mcm_ready(obj: &MultiCloudMongoDB, members: i32) -> Result<(), String> {
             .conditions
             .iter()
             .filter(|c| !c.is_true())
-            .map(|c| {
-                format!(
-                    "{}={:?} {}: {}",
-                    c.type_,
-                    c.status,
-                    c.reason.as_deref().unwrap_or_default(),
-                    c.message.as_deref().unwrap_or_default()
-                )
-            })
+            .map(describe_condition)
             .collect();
         return Err(format!(
             "state {:?}, {running} of {members} members running; clusters [{}]; conditions not True [{}]",
@@ -77,6 +69,17 @@ pub fn mcm_ready(obj: &MultiCloudMongoDB, members: i32) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `Type=Status Reason: message`, for a failure message.
+pub fn describe_condition(c: &fedstate_api::Condition) -> String {
+    format!(
+        "{}={:?} {}: {}",
+        c.type_,
+        c.status,
+        c.reason.as_deref().unwrap_or_default(),
+        c.message.as_deref().unwrap_or_default()
+    )
 }
 
 #[cfg(test)]

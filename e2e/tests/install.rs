@@ -1405,15 +1405,7 @@ async fn stop_step(s: &Story) {
                             .iter()
                             .flat_map(|s| &s.conditions)
                             .filter(|c| matches!(c.type_.as_str(), "Deleting" | "TeardownMarked"))
-                            .map(|c| {
-                                format!(
-                                    "{}={:?} {}: {}",
-                                    c.type_,
-                                    c.status,
-                                    c.reason.as_deref().unwrap_or_default(),
-                                    c.message.as_deref().unwrap_or_default()
-                                )
-                            })
+                            .map(fedstate_e2e::ready::describe_condition)
                             .collect::<Vec<_>>()
                     };
                     Err(format!(
